@@ -1,0 +1,91 @@
+//! Command-line definitions (clap derive). Parsing only; `commands` does the work.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Build immutable, bootable node images for PostgreSQL fleets from a Pigsty inventory.
+#[derive(Debug, Parser)]
+#[command(name = "pigsty", version, propagate_version = true)]
+pub struct Cli {
+    /// Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in
+    /// singleton inventory.
+    #[arg(short = 'i', long, global = true, value_name = "INVENTORY")]
+    pub inventory: Option<PathBuf>,
+
+    /// More log output on stderr (-v info, -vv debug, -vvv trace).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate or list the inventory.
+    #[command(subcommand)]
+    Inventory(InventoryCommand),
+    /// Show the compiled plan of one node (or every node).
+    Plan(PlanArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InventoryCommand {
+    /// Validate the inventory: exit 0 when valid, 2 when not (every error is listed).
+    Check(JsonFlag),
+    /// One row per node: ip, nodename, roles, modules.
+    List(JsonFlag),
+}
+
+#[derive(Debug, Args)]
+pub struct JsonFlag {
+    /// Machine-readable JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["role", "all"])))]
+pub struct PlanArgs {
+    /// Any name of the node: pg instance (pg-test-1), etcd member (etcd-1), MinIO member
+    /// (minio-1), infra name (infra-1), redis node, nodename, or IP.
+    #[arg(long, value_name = "NAME")]
+    pub role: Option<String>,
+
+    /// Plan every node of the inventory.
+    #[arg(long)]
+    pub all: bool,
+
+    /// Machine-readable JSON on stdout (an array with --all).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn plan_needs_a_target() {
+        assert!(Cli::try_parse_from(["pigsty", "plan"]).is_err());
+        assert!(Cli::try_parse_from(["pigsty", "plan", "--role", "a", "--all"]).is_err());
+        let cli = Cli::try_parse_from([
+            "pigsty",
+            "-i",
+            "x.yml",
+            "plan",
+            "--role",
+            "pg-test-1",
+            "--json",
+        ])
+        .unwrap();
+        assert_eq!(cli.inventory, Some(PathBuf::from("x.yml")));
+    }
+}

@@ -1,0 +1,240 @@
+//! What each command does: load the inventory, call the library, print the result.
+//! stdout carries data (tables, JSON); findings and logs go to stderr.
+
+use std::io::Write;
+
+use anyhow::Context;
+use serde::Serialize;
+
+use crate::Error;
+use crate::catalog::Catalog;
+use crate::cli::{Cli, Command, InventoryCommand, PlanArgs};
+use crate::compile::{NodePlan, compile};
+use crate::diag::{self, Finding};
+use crate::inventory::{self, LoadError, Loaded, Source};
+use crate::model::{Fleet, Node};
+
+pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
+    let env = std::env::var("PIGSTY_INVENTORY").ok();
+    let cwd = std::env::current_dir().context("reading the current directory")?;
+    let source = Source::locate(cli.inventory.as_deref(), env.as_deref(), &cwd);
+    tracing::info!(inventory = %source.name(), "loading inventory");
+    match &cli.command {
+        Command::Inventory(InventoryCommand::Check(flag)) => check(&source, flag.json, out),
+        Command::Inventory(InventoryCommand::List(flag)) => {
+            let loaded = load(&source)?;
+            list(&loaded.fleet, flag.json, out)
+        }
+        Command::Plan(args) => {
+            let loaded = load(&source)?;
+            plan(&loaded.fleet, args, out)
+        }
+    }
+}
+
+/// Render an error for stderr: findings with snippets, or a one-line message.
+pub fn describe_error(err: &Error) -> String {
+    match err {
+        Error::Invalid(inv) => {
+            let errors = inv.findings.iter().filter(|f| f.is_error()).count();
+            format!(
+                "{}error: {} is invalid: {errors} error(s)\n",
+                diag::render(&inv.findings, inv.text.as_deref()),
+                inv.file
+            )
+        }
+        Error::Usage(msg) => format!("error: {msg}\n"),
+        Error::Runtime(e) => format!("error: {e:#}\n"),
+    }
+}
+
+fn load(source: &Source) -> Result<Loaded, Error> {
+    let loaded = inventory::load(source).map_err(|e| match e {
+        LoadError::Invalid(inv) => Error::Invalid(inv),
+        io @ LoadError::Io { .. } => Error::Runtime(io.into()),
+    })?;
+    if !loaded.warnings.is_empty() {
+        eprint!("{}", diag::render(&loaded.warnings, Some(&loaded.text)));
+    }
+    Ok(loaded)
+}
+
+fn write_json<T: Serialize + ?Sized>(out: &mut dyn Write, value: &T) -> Result<(), Error> {
+    serde_json::to_writer_pretty(&mut *out, value).context("writing JSON to stdout")?;
+    writeln!(out).context("writing to stdout")?;
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct CheckReport<'a> {
+    file: String,
+    valid: bool,
+    nodes: usize,
+    errors: Vec<&'a Finding>,
+    warnings: Vec<&'a Finding>,
+}
+
+fn check(source: &Source, json: bool, out: &mut dyn Write) -> Result<(), Error> {
+    let result = inventory::load(source);
+    let (findings, nodes, invalid) = match &result {
+        Ok(l) => (&l.warnings, l.fleet.nodes.len(), None),
+        Err(LoadError::Invalid(inv)) => (&inv.findings, 0, Some(inv)),
+        Err(io @ LoadError::Io { .. }) => return Err(Error::Runtime(anyhow::anyhow!("{io}"))),
+    };
+    if json {
+        let (errors, warnings) = findings.iter().partition(|f| f.is_error());
+        write_json(
+            out,
+            &CheckReport {
+                file: source.name(),
+                valid: invalid.is_none(),
+                nodes,
+                errors,
+                warnings,
+            },
+        )?;
+        return match invalid {
+            // The report is already on stdout; exit 2 without repeating it on stderr.
+            Some(inv) => Err(Error::Usage(format!("{} is invalid", inv.file))),
+            None => Ok(()),
+        };
+    }
+    match result {
+        Ok(loaded) => {
+            if !loaded.warnings.is_empty() {
+                eprint!("{}", diag::render(&loaded.warnings, Some(&loaded.text)));
+            }
+            writeln!(
+                out,
+                "{}: valid, {nodes} node(s), {} warning(s)",
+                source.name(),
+                loaded.warnings.len()
+            )
+            .context("writing to stdout")?;
+            Ok(())
+        }
+        Err(LoadError::Invalid(inv)) => Err(Error::Invalid(inv)),
+        Err(io) => Err(Error::Runtime(io.into())),
+    }
+}
+
+#[derive(Serialize)]
+struct ListRow<'a> {
+    ip: String,
+    nodename: &'a str,
+    node_cluster: &'a str,
+    roles: Vec<String>,
+    modules: Vec<&'static str>,
+    names: Vec<String>,
+}
+
+fn list(fleet: &Fleet, json: bool, out: &mut dyn Write) -> Result<(), Error> {
+    let rows: Vec<ListRow> = fleet
+        .nodes
+        .iter()
+        .map(|n| ListRow {
+            ip: n.ip.to_string(),
+            nodename: &n.nodename,
+            node_cluster: &n.node_cluster,
+            roles: n.roles(),
+            modules: n.modules.iter().map(|m| m.as_str()).collect(),
+            names: n.names(),
+        })
+        .collect();
+    if json {
+        return write_json(out, &rows);
+    }
+    let table: Vec<[String; 4]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.ip.clone(),
+                r.nodename.to_string(),
+                r.roles.join(","),
+                r.modules.join(","),
+            ]
+        })
+        .collect();
+    write_table(out, ["IP", "NODENAME", "ROLES", "MODULES"], &table)
+}
+
+fn write_table<const N: usize>(
+    out: &mut dyn Write,
+    head: [&str; N],
+    rows: &[[String; N]],
+) -> Result<(), Error> {
+    let mut widths = head.map(str::len);
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let mut line = |cells: Vec<&str>| -> Result<(), Error> {
+        let text: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        writeln!(out, "{}", text.join("  ").trim_end()).context("writing to stdout")?;
+        Ok(())
+    };
+    line(head.to_vec())?;
+    for row in rows {
+        line(row.iter().map(String::as_str).collect())?;
+    }
+    Ok(())
+}
+
+fn plan(fleet: &Fleet, args: &PlanArgs, out: &mut dyn Write) -> Result<(), Error> {
+    let catalog = Catalog::debian12();
+    let nodes: Vec<&Node> = match &args.role {
+        Some(name) => vec![fleet.find(name).map_err(|e| Error::Usage(e.to_string()))?],
+        None => fleet.nodes.iter().collect(),
+    };
+    let plans: Vec<NodePlan> = nodes
+        .into_iter()
+        .map(|n| {
+            let (plan, warnings) = compile(fleet, n, catalog);
+            for w in warnings {
+                tracing::warn!("{w}");
+            }
+            plan
+        })
+        .collect();
+    match (args.json, args.all) {
+        (true, true) => write_json(out, &plans),
+        (true, false) => write_json(out, &plans[0]),
+        (false, _) => plans.iter().try_for_each(|p| describe_plan(p, out)),
+    }
+}
+
+fn describe_plan(plan: &NodePlan, out: &mut dyn Write) -> Result<(), Error> {
+    let modules: Vec<&str> = plan.modules.iter().map(|m| m.as_str()).collect();
+    let mut text = format!(
+        "node      {} {} ({})\nmodules   {}\nimage     {} {}\npackages  {}\nservices  {}\njoin\n",
+        plan.node.nodename,
+        plan.node.ip,
+        plan.node.roles.join(", "),
+        modules.join(" "),
+        plan.image.name,
+        plan.image.architecture,
+        plan.packages.join(" "),
+        plan.services.join(" "),
+    );
+    for step in &plan.join {
+        let after = if step.after.is_empty() {
+            String::new()
+        } else {
+            format!(" (after {})", step.after.join(", "))
+        };
+        text.push_str(&format!("  {:<14} {}{after}\n", step.id, step.action));
+    }
+    text.push_str(&format!(
+        "files     {}\ndigest    {}\n",
+        plan.files.len(),
+        plan.digest
+    ));
+    out.write_all(text.as_bytes())
+        .context("writing to stdout")?;
+    Ok(())
+}

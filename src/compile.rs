@@ -1,0 +1,380 @@
+//! Node → plan: what goes into one node's image (packages, files, services) and the
+//! ordered join steps its first-boot agent runs. A pure function of the fleet.
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::catalog::Catalog;
+use crate::model::{Fleet, Module, Node, PgRole};
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodePlan {
+    pub node: PlanNode,
+    pub modules: Vec<Module>,
+    pub image: ImageBase,
+    pub packages: Vec<String>,
+    pub files: Vec<PlanFile>,
+    pub services: Vec<String>,
+    pub join: Vec<JoinStep>,
+    /// sha256 of everything above: the image's content address.
+    pub digest: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlanNode {
+    pub ip: String,
+    pub nodename: String,
+    pub node_cluster: String,
+    /// Every name `--role` accepts for this node.
+    pub names: Vec<String>,
+    pub roles: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ImageBase {
+    pub name: String,
+    pub suite: String,
+    pub architecture: String,
+}
+
+/// A file in the node overlay. `mode` is an octal string (`0640`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlanFile {
+    pub path: String,
+    pub mode: String,
+    pub owner: String,
+    pub sha256: String,
+}
+
+/// One step of the first-boot join; `after` names steps of the same node.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JoinStep {
+    pub id: String,
+    pub after: Vec<String>,
+    pub module: Module,
+    pub action: String,
+}
+
+/// Compile one node of the fleet. Warnings (things the build will need) are returned
+/// beside the plan, not inside it.
+pub fn compile(fleet: &Fleet, node: &Node, catalog: &Catalog) -> (NodePlan, Vec<String>) {
+    let mut warnings = Vec::new();
+    let pg_version = node.pg.as_ref().map_or(15, |p| p.params.pg_version);
+    if node.pg.is_some() && !catalog.pg_versions.contains(&pg_version) {
+        warnings.push(format!(
+            "{}: pg_version {pg_version} is not in {} ({}); the build needs a repository that ships postgresql-{pg_version}",
+            node.nodename,
+            catalog.name,
+            catalog.pg_versions.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    let mut packages = catalog.packages(node.modules.iter().copied(), pg_version);
+    packages.extend(extra_packages(node));
+    packages.sort();
+    packages.dedup();
+    let mut plan = NodePlan {
+        node: PlanNode {
+            ip: node.ip.to_string(),
+            nodename: node.nodename.clone(),
+            node_cluster: node.node_cluster.clone(),
+            names: node.names(),
+            roles: node.roles(),
+        },
+        modules: node.modules.iter().copied().collect(),
+        image: ImageBase {
+            name: catalog.name.clone(),
+            suite: catalog.suite.clone(),
+            architecture: catalog.architecture.clone(),
+        },
+        packages,
+        files: Vec::new(),
+        services: services(node),
+        join: join_steps(fleet, node),
+        digest: String::new(),
+    };
+    plan.digest = digest(&plan, catalog);
+    (plan, warnings)
+}
+
+/// `node_packages` items may hold several comma-separated names, as in Pigsty.
+fn extra_packages(node: &Node) -> impl Iterator<Item = String> + '_ {
+    node.node
+        .node_packages
+        .iter()
+        .flat_map(|item| item.split([',', ' ']))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+}
+
+/// Units the agent enables and starts, in start order.
+fn services(node: &Node) -> Vec<String> {
+    let mut out = vec!["pigsty-firstboot.service".to_string()];
+    let mut add = |s: &str| out.push(s.to_string());
+    if node.node.node_exporter_enabled.0 {
+        add("prometheus-node-exporter.service");
+    }
+    if node.etcd.is_some() {
+        add("etcd.service");
+    }
+    if node.minio.is_some() {
+        add("minio.service");
+    }
+    if let Some(pg) = &node.pg {
+        let p = &pg.params;
+        if p.patroni_enabled.0 {
+            add("patroni.service");
+        }
+        if p.pgbouncer_enabled.0 {
+            add("pgbouncer.service");
+        }
+        if p.haproxy_enabled.0 {
+            add("haproxy.service");
+        }
+        add("prometheus-postgres-exporter.service");
+    }
+    if let Some(r) = &node.redis {
+        for port in r.instances.keys() {
+            out.push(format!("redis-server@{}-{port}.service", r.name));
+        }
+    }
+    if node.infra.is_some() {
+        for s in [
+            "prometheus.service",
+            "prometheus-alertmanager.service",
+            "nginx.service",
+        ] {
+            out.push(s.to_string());
+        }
+    }
+    out
+}
+
+struct Steps(Vec<JoinStep>);
+
+impl Steps {
+    fn add(&mut self, id: &str, module: Module, after: &[Option<&str>], action: String) {
+        self.0.push(JoinStep {
+            id: id.to_string(),
+            after: after.iter().flatten().map(|s| s.to_string()).collect(),
+            module,
+            action,
+        });
+    }
+}
+
+/// The join order: etcd, then MinIO, then Patroni, then pgbouncer/haproxy, then
+/// database objects and backups on the primary. Each step names what it waits for.
+fn join_steps(fleet: &Fleet, node: &Node) -> Vec<JoinStep> {
+    let mut s = Steps(Vec::new());
+    let etcd = etcd_steps(&mut s, fleet, node);
+    let minio = minio_steps(&mut s, fleet, node, etcd);
+    if let Some(pg) = &node.pg {
+        let p = &pg.params;
+        let primary = pg.role == PgRole::Primary;
+        let action = if primary {
+            format!(
+                "bootstrap {} as the primary of {} and wait for /primary",
+                pg.name, pg.cluster
+            )
+        } else {
+            format!(
+                "wait for the leader of {}, clone {} from it and stream",
+                pg.cluster, pg.name
+            )
+        };
+        s.add("patroni", Module::Pgsql, &[etcd, minio.server], action);
+        if p.pgbouncer_enabled.0 {
+            s.add(
+                "pgbouncer",
+                Module::Pgsql,
+                &[Some("patroni")],
+                format!("start pgbouncer on {}", p.pgbouncer_port),
+            );
+        }
+        if p.haproxy_enabled.0 {
+            s.add(
+                "haproxy",
+                Module::Pgsql,
+                &[Some("patroni")],
+                "start haproxy services checking patroni".into(),
+            );
+        }
+        if primary {
+            s.add(
+                "pg-users",
+                Module::Pgsql,
+                &[Some("patroni")],
+                format!(
+                    "create {} role(s)",
+                    p.pg_default_roles.len() + p.pg_users.len()
+                ),
+            );
+            s.add(
+                "pg-databases",
+                Module::Pgsql,
+                &[Some("pg-users")],
+                format!(
+                    "create {} database(s) with schemas and extensions",
+                    p.pg_databases.len()
+                ),
+            );
+            if p.pgbackrest_enabled.0 {
+                let repo = if p.pgbackrest_method == "minio" {
+                    minio.ready
+                } else {
+                    None
+                };
+                s.add(
+                    "pgbackrest",
+                    Module::Pgsql,
+                    &[Some("pg-databases"), repo],
+                    format!(
+                        "create stanza {} in repo {} and take the first backup",
+                        pg.cluster, p.pgbackrest_method
+                    ),
+                );
+            }
+        }
+    }
+    if let Some(r) = &node.redis {
+        s.add(
+            "redis",
+            Module::Redis,
+            &[],
+            format!(
+                "start {} redis instance(s) of {} ({})",
+                r.instances.len(),
+                r.cluster,
+                crate::model::serde_plain(&r.params.redis_mode)
+            ),
+        );
+    }
+    if node.infra.is_some() {
+        s.add(
+            "infra",
+            Module::Infra,
+            &[],
+            "start prometheus, alertmanager and nginx".into(),
+        );
+    }
+    // The final step waits for the steps nothing else waits for.
+    let leaves: Vec<String> =
+        s.0.iter()
+            .filter(|st| !s.0.iter().any(|o| o.after.contains(&st.id)))
+            .map(|st| st.id.clone())
+            .collect();
+    s.0.push(JoinStep {
+        id: "done".into(),
+        after: leaves,
+        module: Module::Node,
+        action: "write the done marker and report to etcd".into(),
+    });
+    s.0
+}
+
+/// etcd: members join or bootstrap; other PGSQL nodes only wait for the cluster.
+fn etcd_steps(s: &mut Steps, fleet: &Fleet, node: &Node) -> Option<&'static str> {
+    if let Some(e) = &node.etcd {
+        let peers: Vec<String> = fleet
+            .etcd_members(&e.cluster)
+            .iter()
+            .map(|n| n.nodename.clone())
+            .collect();
+        s.add("etcd", Module::Etcd, &[], format!(
+            "join etcd cluster {} as {} (member add as learner if a healthy cluster answers, else bootstrap with {} member(s))",
+            e.cluster, e.name, peers.len()
+        ));
+        return Some("etcd");
+    }
+    if node.pg.is_some() {
+        s.add(
+            "etcd-ready",
+            Module::Etcd,
+            &[],
+            "wait until the etcd cluster answers healthy".into(),
+        );
+        return Some("etcd-ready");
+    }
+    None
+}
+
+#[derive(Clone, Copy)]
+struct MinioIds {
+    /// The local server step, if this node is a member.
+    server: Option<&'static str>,
+    /// The step after which the cluster's buckets can be used from this node.
+    ready: Option<&'static str>,
+}
+
+fn minio_steps(s: &mut Steps, fleet: &Fleet, node: &Node, etcd: Option<&'static str>) -> MinioIds {
+    let needs_repo = node.pg.as_ref().is_some_and(|pg| {
+        pg.role == PgRole::Primary
+            && pg.params.pgbackrest_enabled.0
+            && pg.params.pgbackrest_method == "minio"
+    });
+    let Some(m) = &node.minio else {
+        if needs_repo {
+            s.add(
+                "minio-ready",
+                Module::Minio,
+                &[],
+                "wait until the MinIO cluster has write quorum".into(),
+            );
+            return MinioIds {
+                server: None,
+                ready: Some("minio-ready"),
+            };
+        }
+        return MinioIds {
+            server: None,
+            ready: None,
+        };
+    };
+    let members = fleet.minio_members(&m.cluster);
+    let after_etcd = if node.etcd.is_some() { etcd } else { None };
+    s.add(
+        "minio",
+        Module::Minio,
+        &[after_etcd],
+        format!(
+            "start {} with the {} member(s) of {} and wait for /minio/health/cluster",
+            m.params.minio_server_bin,
+            members.len(),
+            m.cluster
+        ),
+    );
+    let first = members.first().is_some_and(|n| n.ip == node.ip);
+    if first {
+        s.add(
+            "minio-buckets",
+            Module::Minio,
+            &[Some("minio")],
+            format!(
+                "create {} bucket(s) and {} user(s)",
+                m.params.minio_buckets.len(),
+                m.params.minio_users.len()
+            ),
+        );
+    }
+    MinioIds {
+        server: Some("minio"),
+        ready: Some(if first { "minio-buckets" } else { "minio" }),
+    }
+}
+
+fn digest(plan: &NodePlan, catalog: &Catalog) -> String {
+    #[derive(Serialize)]
+    struct Input<'a> {
+        tool: &'a str,
+        catalog: &'a Catalog,
+        plan: &'a NodePlan,
+    }
+    let input = Input {
+        tool: concat!("pigsty ", env!("CARGO_PKG_VERSION")),
+        catalog,
+        plan,
+    };
+    let bytes = serde_json::to_vec(&input).unwrap_or_default();
+    hex::encode(Sha256::digest(bytes))
+}

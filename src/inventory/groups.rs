@@ -1,0 +1,365 @@
+//! Ansible inventory structure: groups (nested through `children`), hosts and the
+//! variables defined at each level. Only structure is checked here; what variables
+//! mean is the model's business.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::yaml::{Key, Node, Value};
+use crate::diag::{Finding, Loc, did_you_mean};
+
+/// Where a variable was defined, lowest precedence first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Built-in Pigsty default.
+    Default,
+    /// `all.vars`.
+    All,
+    /// A group's `vars`.
+    Group(String),
+    /// Host variables.
+    Host,
+}
+
+/// One variable definition: its key (with position) and value.
+#[derive(Debug, Clone)]
+pub struct VarDef {
+    pub key: Key,
+    pub value: Arc<Node>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub name: String,
+    pub loc: Loc,
+    pub vars: Vec<VarDef>,
+    pub parents: Vec<usize>,
+    /// Distance from `all` along the longest parent chain, as Ansible sorts groups.
+    pub depth: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Host {
+    /// The host key as written (Pigsty requires an IPv4 address).
+    pub key: Key,
+    /// Groups that list this host directly.
+    pub groups: Vec<usize>,
+    pub vars: Vec<VarDef>,
+}
+
+/// The parsed structure of an inventory file.
+#[derive(Debug, Clone, Default)]
+pub struct Tree {
+    pub groups: Vec<Group>,
+    pub hosts: Vec<Host>,
+    group_index: HashMap<String, usize>,
+    host_index: HashMap<String, usize>,
+}
+
+const GROUP_KEYS: [&str; 3] = ["hosts", "vars", "children"];
+
+impl Tree {
+    pub fn group(&self, name: &str) -> Option<usize> {
+        self.group_index.get(name).copied()
+    }
+
+    /// Read the group tree; structural problems go to `findings`, and loading goes on
+    /// past them so that every problem of the file is reported at once.
+    pub fn build(root: &Node, file: &str, findings: &mut Vec<Finding>) -> Tree {
+        let mut tree = Tree::default();
+        let Some(top) = root.as_map() else {
+            findings.push(Finding::error(
+                file,
+                root.loc,
+                "all",
+                format!(
+                    "expected a mapping with the group `all`, found {}",
+                    root.type_name()
+                ),
+            ));
+            return tree;
+        };
+        let all = tree.intern_group("all", root.loc);
+        for (key, node) in top {
+            if key.name == "all" {
+                tree.read_group(all, node, file, findings);
+            } else {
+                // Ansible treats other top-level keys as groups under `all`.
+                let g = tree.intern_group(&key.name, key.loc);
+                tree.link(all, g);
+                tree.read_group(g, node, file, findings);
+            }
+        }
+        tree.compute_depths();
+        tree
+    }
+
+    fn intern_group(&mut self, name: &str, loc: Loc) -> usize {
+        if let Some(&i) = self.group_index.get(name) {
+            return i;
+        }
+        let i = self.groups.len();
+        self.groups.push(Group {
+            name: name.to_string(),
+            loc,
+            vars: Vec::new(),
+            parents: Vec::new(),
+            depth: 0,
+        });
+        self.group_index.insert(name.to_string(), i);
+        i
+    }
+
+    fn link(&mut self, parent: usize, child: usize) {
+        if parent != child && !self.groups[child].parents.contains(&parent) {
+            self.groups[child].parents.push(parent);
+        }
+    }
+
+    fn read_group(&mut self, g: usize, node: &Node, file: &str, findings: &mut Vec<Finding>) {
+        let name = self.groups[g].name.clone();
+        let entries = match &node.value {
+            Value::Null => return,
+            Value::Map(m) => m,
+            _ => {
+                findings.push(Finding::error(
+                    file,
+                    node.loc,
+                    name,
+                    format!(
+                        "a group must be a mapping of hosts/vars/children, found {}",
+                        node.type_name()
+                    ),
+                ));
+                return;
+            }
+        };
+        for (key, value) in entries {
+            match key.name.as_str() {
+                "vars" => {
+                    let vars = read_vars(value, &format!("{name}.vars"), file, findings);
+                    self.groups[g].vars.extend(vars);
+                }
+                "hosts" => self.read_hosts(g, value, file, findings),
+                "children" => self.read_children(g, value, file, findings),
+                other => {
+                    let mut f = Finding::error(
+                        file,
+                        key.loc,
+                        format!("{name}.{other}"),
+                        "unexpected key in a group: expected `hosts`, `vars` or `children`",
+                    );
+                    if let Some(s) = did_you_mean(other, GROUP_KEYS) {
+                        f = f.with_help(format!("did you mean `{s}`?"));
+                    }
+                    findings.push(f);
+                }
+            }
+        }
+    }
+
+    fn read_children(&mut self, g: usize, node: &Node, file: &str, findings: &mut Vec<Finding>) {
+        let parent_name = self.groups[g].name.clone();
+        let entries = match &node.value {
+            Value::Null => return,
+            Value::Map(m) => m,
+            _ => {
+                findings.push(Finding::error(
+                    file,
+                    node.loc,
+                    format!("{parent_name}.children"),
+                    format!(
+                        "expected a mapping of group names, found {}",
+                        node.type_name()
+                    ),
+                ));
+                return;
+            }
+        };
+        for (key, child) in entries {
+            if key.name == "all" || self.is_ancestor(&key.name, g) {
+                findings.push(Finding::error(
+                    file,
+                    key.loc,
+                    format!("{parent_name}.children.{}", key.name),
+                    "group nesting forms a cycle",
+                ));
+                continue;
+            }
+            let c = self.intern_group(&key.name, key.loc);
+            self.link(g, c);
+            self.read_group(c, child, file, findings);
+        }
+    }
+
+    fn is_ancestor(&self, name: &str, g: usize) -> bool {
+        let mut stack = vec![g];
+        let mut seen = vec![false; self.groups.len()];
+        while let Some(i) = stack.pop() {
+            if self.groups[i].name == name {
+                return true;
+            }
+            if !std::mem::replace(&mut seen[i], true) {
+                stack.extend(self.groups[i].parents.iter().copied());
+            }
+        }
+        false
+    }
+
+    fn read_hosts(&mut self, g: usize, node: &Node, file: &str, findings: &mut Vec<Finding>) {
+        let group_name = self.groups[g].name.clone();
+        let entries = match &node.value {
+            Value::Null => return,
+            Value::Map(m) => m,
+            _ => {
+                findings.push(Finding::error(
+                    file,
+                    node.loc,
+                    format!("{group_name}.hosts"),
+                    format!(
+                        "expected a mapping of host addresses, found {}",
+                        node.type_name()
+                    ),
+                ));
+                return;
+            }
+        };
+        for (key, vars) in entries {
+            let scope = format!("{group_name}.hosts.{}", key.name);
+            let vars = read_vars(vars, &scope, file, findings);
+            let h = match self.host_index.get(&key.name) {
+                Some(&h) => h,
+                None => {
+                    self.hosts.push(Host {
+                        key: key.clone(),
+                        groups: Vec::new(),
+                        vars: Vec::new(),
+                    });
+                    self.host_index
+                        .insert(key.name.clone(), self.hosts.len() - 1);
+                    self.hosts.len() - 1
+                }
+            };
+            let host = &mut self.hosts[h];
+            if !host.groups.contains(&g) {
+                host.groups.push(g);
+            }
+            // A host listed in several groups: later definitions of a variable win.
+            host.vars.extend(vars);
+        }
+    }
+
+    fn compute_depths(&mut self) {
+        // Longest path from `all`; the cycle check above keeps this finite, and the
+        // bound keeps it so even if that check had a gap.
+        for _ in 0..self.groups.len() {
+            let mut changed = false;
+            for i in 0..self.groups.len() {
+                let depth = self.groups[i]
+                    .parents
+                    .iter()
+                    .map(|&p| self.groups[p].depth + 1)
+                    .max()
+                    .unwrap_or(0);
+                if depth != self.groups[i].depth {
+                    self.groups[i].depth = depth;
+                    changed = true;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+    }
+
+    /// Every group a host belongs to (directly or through `children`), in Ansible's
+    /// precedence order: shallow before deep, then by name.
+    pub fn host_groups(&self, host: &Host) -> Vec<usize> {
+        let mut seen = vec![false; self.groups.len()];
+        let mut stack: Vec<usize> = host.groups.clone();
+        if let Some(all) = self.group("all") {
+            stack.push(all);
+        }
+        let mut out = Vec::new();
+        while let Some(g) = stack.pop() {
+            if std::mem::replace(&mut seen[g], true) {
+                continue;
+            }
+            out.push(g);
+            stack.extend(self.groups[g].parents.iter().copied());
+        }
+        out.sort_by(|&a, &b| {
+            let (ga, gb) = (&self.groups[a], &self.groups[b]);
+            (ga.depth, &ga.name).cmp(&(gb.depth, &gb.name))
+        });
+        out
+    }
+}
+
+fn read_vars(node: &Node, scope: &str, file: &str, findings: &mut Vec<Finding>) -> Vec<VarDef> {
+    match &node.value {
+        Value::Null => Vec::new(),
+        Value::Map(m) => m
+            .iter()
+            .map(|(k, v)| VarDef {
+                key: k.clone(),
+                value: Arc::new(v.clone()),
+            })
+            .collect(),
+        _ => {
+            findings.push(Finding::error(
+                file,
+                node.loc,
+                scope,
+                format!(
+                    "expected a mapping of variables, found {}",
+                    node.type_name()
+                ),
+            ));
+            Vec::new()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::yaml::parse;
+
+    fn tree(text: &str) -> (Tree, Vec<Finding>) {
+        let mut f = Vec::new();
+        let t = Tree::build(&parse(text).unwrap().unwrap(), "t.yml", &mut f);
+        (t, f)
+    }
+
+    #[test]
+    fn nested_children_and_order() {
+        let (t, f) = tree(
+            "all:\n  children:\n    prod:\n      vars: {a: 1}\n      children:\n        pg-x:\n          hosts: {10.0.0.1: {}}\n    zzz:\n      hosts: {10.0.0.1: {}}\n",
+        );
+        assert!(f.is_empty(), "{f:?}");
+        let h = &t.hosts[0];
+        let names: Vec<_> = t
+            .host_groups(h)
+            .iter()
+            .map(|&g| t.groups[g].name.clone())
+            .collect();
+        assert_eq!(names, ["all", "prod", "zzz", "pg-x"]);
+    }
+
+    #[test]
+    fn bad_group_key_is_reported_with_suggestion() {
+        let (_, f) = tree("all:\n  children:\n    g:\n      host: {}\n");
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].line, 4);
+        assert_eq!(f[0].help.as_deref(), Some("did you mean `hosts`?"));
+    }
+
+    #[test]
+    fn cycles_are_refused() {
+        let (_, f) = tree(
+            "all:\n  children:\n    a:\n      children:\n        b:\n          children:\n            a: {}\n",
+        );
+        assert!(f.iter().any(|f| f.message.contains("cycle")), "{f:?}");
+    }
+}

@@ -1,0 +1,574 @@
+//! From the group tree to the typed fleet: resolve each host's variables in Ansible's
+//! precedence order, read identities and parameters, and check the rules that span
+//! the whole inventory. Every problem is collected; nothing stops at the first.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::net::Ipv4Addr;
+use std::sync::{Arc, OnceLock};
+
+use super::groups::{Host, Scope, Tree, VarDef};
+use super::yaml::{self, Key, Value};
+use crate::diag::{Finding, Loc, did_you_mean};
+use crate::model::reader::{Resolved, VarReader, Vars};
+use crate::model::*;
+
+/// Pigsty's parameter names beyond the ones we type, for did-you-mean on typos.
+const PIGSTY_PARAMS: &str = include_str!("../model/pigsty_params.txt");
+
+fn defaults() -> &'static [VarDef] {
+    static DEFAULTS: OnceLock<Vec<VarDef>> = OnceLock::new();
+    DEFAULTS.get_or_init(|| {
+        let text = include_str!("../model/defaults.yml");
+        let root = yaml::parse(text)
+            .ok()
+            .flatten()
+            .expect("built-in defaults.yml is valid YAML (checked by a unit test)");
+        root.as_map()
+            .unwrap_or_default()
+            .iter()
+            .map(|(k, v)| VarDef {
+                key: k.clone(),
+                value: Arc::new(v.clone()),
+            })
+            .collect()
+    })
+}
+
+fn known_params() -> &'static HashSet<&'static str> {
+    static KNOWN: OnceLock<HashSet<&'static str>> = OnceLock::new();
+    KNOWN.get_or_init(|| {
+        PIGSTY_PARAMS
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .chain(typed_keys())
+            .chain(defaults().iter().map(|d| d.key.name.as_str()))
+            .collect()
+    })
+}
+
+/// Validate the whole tree into nodes. Findings (errors and warnings) are appended.
+pub fn validate(tree: &Tree, file: &str, findings: &mut Vec<Finding>) -> Vec<Node> {
+    check_var_names(tree, file, findings);
+    let mut nodes = Vec::with_capacity(tree.hosts.len());
+    let mut password_use: BTreeMap<&'static str, (Loc, usize)> = BTreeMap::new();
+    for host in &tree.hosts {
+        let vars = resolve(tree, host);
+        let mut reader = VarReader {
+            file,
+            host_loc: host.key.loc,
+            ip: &host.key.name,
+            vars: &vars,
+            findings,
+        };
+        let in_group = |name: &str| {
+            tree.host_groups(host)
+                .iter()
+                .any(|&g| tree.groups[g].name == name)
+        };
+        let membership = Membership {
+            infra: in_group("infra"),
+            etcd: in_group("etcd"),
+        };
+        if let Some(node) = read_node(&mut reader, &host.key, membership) {
+            note_default_passwords(&reader, &node, &mut password_use);
+            nodes.push(node);
+        }
+    }
+    check_fleet(&nodes, tree, file, findings);
+    if let Some((_, (loc, _))) = password_use.first_key_value() {
+        let keys: Vec<String> = password_use
+            .iter()
+            .map(|(k, (_, n))| format!("{k} ({n} node(s))"))
+            .collect();
+        findings.push(
+            Finding::warning(
+                file,
+                *loc,
+                "passwords",
+                format!("Pigsty's default passwords are in use: {}", keys.join(", ")),
+            )
+            .with_help("set passwords of your own in all.vars before building images"),
+        );
+    }
+    dedupe(findings);
+    nodes
+}
+
+/// Variables of one host: defaults < all.vars < groups (shallow first) < host vars.
+fn resolve<'a>(tree: &'a Tree, host: &'a Host) -> Vars<'a> {
+    let mut vars: Vars<'a> = HashMap::with_capacity(defaults().len() + 16);
+    let mut put = |defs: &'a [VarDef], scope: &Scope| {
+        for d in defs {
+            vars.insert(
+                d.key.name.as_str(),
+                Resolved {
+                    value: &d.value,
+                    scope: scope.clone(),
+                },
+            );
+        }
+    };
+    put(defaults(), &Scope::Default);
+    for g in tree.host_groups(host) {
+        let group = &tree.groups[g];
+        let scope = if group.name == "all" {
+            Scope::All
+        } else {
+            Scope::Group(group.name.clone())
+        };
+        put(&group.vars, &scope);
+    }
+    put(&host.vars, &Scope::Host);
+    vars
+}
+
+/// Unknown variable names that are one or two edits from a known one are typos.
+fn check_var_names(tree: &Tree, file: &str, findings: &mut Vec<Finding>) {
+    let known = known_params();
+    let defs = tree
+        .groups
+        .iter()
+        .flat_map(|g| &g.vars)
+        .chain(tree.hosts.iter().flat_map(|h| &h.vars));
+    let mut seen = HashSet::new();
+    for def in defs {
+        let name = def.key.name.as_str();
+        if known.contains(name) || !seen.insert((name, def.key.loc)) {
+            continue;
+        }
+        if let Some(s) = did_you_mean(name, known.iter().copied()) {
+            findings.push(
+                Finding::error(
+                    file,
+                    def.key.loc,
+                    name,
+                    format!("unknown parameter `{name}`"),
+                )
+                .with_help(format!("did you mean `{s}`?")),
+            );
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Membership {
+    infra: bool,
+    etcd: bool,
+}
+
+fn read_node(r: &mut VarReader<'_>, key: &Key, member: Membership) -> Option<Node> {
+    let ip: Option<Ipv4Addr> = key.name.parse().ok();
+    if ip.is_none() {
+        r.error(
+            key.loc,
+            &key.name,
+            format!(
+                "host key `{}` is not an IPv4 address (Pigsty identifies hosts by IP)",
+                key.name
+            ),
+        );
+    }
+    let params = NodeParams::read(r);
+    let infra = member.infra.then(|| read_infra(r)).flatten();
+    let etcd = member.etcd.then(|| read_etcd(r)).flatten();
+    let pg = r.is_set("pg_cluster").then(|| read_pg(r)).flatten();
+    let minio = r.is_set("minio_cluster").then(|| read_minio(r)).flatten();
+    let redis = r.is_set("redis_cluster").then(|| read_redis(r)).flatten();
+    let nodename_var = r.get::<Option<String>>("nodename").flatten();
+    let cluster_var = r.get::<Option<String>>("node_cluster").flatten();
+    // Every part is read before bailing out, so all problems of the host are reported.
+    let (ip, params) = (ip?, params?);
+    let failed = |want: bool, got: bool| want && !got;
+    if failed(member.infra, infra.is_some())
+        || failed(member.etcd, etcd.is_some())
+        || failed(r.is_set("pg_cluster"), pg.is_some())
+        || failed(r.is_set("minio_cluster"), minio.is_some())
+        || failed(r.is_set("redis_cluster"), redis.is_some())
+    {
+        return None;
+    }
+    let nodename = match (&pg, params.node_id_from_pg.0, nodename_var) {
+        (Some(pg), true, _) => pg.name.clone(),
+        (_, _, Some(n)) => n,
+        _ => format!("node-{}", ip.to_string().replace('.', "-")),
+    };
+    let node_cluster = cluster_var
+        .or_else(|| pg.as_ref().map(|p| p.cluster.clone()))
+        .unwrap_or_else(|| "nodes".to_string());
+    let mut modules = BTreeSet::from([Module::Node]);
+    for (on, m) in [
+        (infra.is_some(), Module::Infra),
+        (etcd.is_some(), Module::Etcd),
+        (pg.is_some(), Module::Pgsql),
+        (redis.is_some(), Module::Redis),
+        (minio.is_some(), Module::Minio),
+    ] {
+        if on {
+            modules.insert(m);
+        }
+    }
+    Some(Node {
+        ip,
+        nodename,
+        node_cluster,
+        modules,
+        node: params,
+        infra,
+        etcd,
+        pg,
+        minio,
+        redis,
+    })
+}
+
+fn read_infra(r: &mut VarReader<'_>) -> Option<InfraMember> {
+    let seq: Option<u32> = r.get("infra_seq");
+    let params = InfraParams::read(r);
+    let seq = seq?;
+    Some(InfraMember {
+        seq,
+        name: format!("infra-{seq}"),
+        params: params?,
+    })
+}
+
+fn read_etcd(r: &mut VarReader<'_>) -> Option<EtcdMember> {
+    let cluster: Option<String> = r.get("etcd_cluster");
+    let seq: Option<u32> = r.get("etcd_seq");
+    let params = EtcdParams::read(r);
+    let cluster = cluster?;
+    if cluster != "etcd" {
+        let loc = r.loc("etcd_cluster");
+        r.error(
+            loc,
+            "etcd_cluster",
+            format!("members of the group `etcd` must have etcd_cluster `etcd`, found `{cluster}`"),
+        );
+        return None;
+    }
+    let seq = seq?;
+    Some(EtcdMember {
+        name: format!("{cluster}-{seq}"),
+        cluster,
+        seq,
+        params: params?,
+    })
+}
+
+fn valid_cluster_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "root"
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+fn read_pg(r: &mut VarReader<'_>) -> Option<PgInstance> {
+    let cluster: Option<String> = r.get("pg_cluster");
+    let seq: Option<u32> = r.get("pg_seq");
+    let role: Option<PgRole> = r.get("pg_role");
+    let params = PgParams::read(r);
+    let cluster = cluster?;
+    if !valid_cluster_name(&cluster) {
+        let loc = r.loc("pg_cluster");
+        r.error(
+            loc,
+            "pg_cluster",
+            format!("`{cluster}` is not a valid cluster name: expected letters, digits and `-` (matching ^[A-Za-z0-9-]+$), and not `root`"),
+        );
+        return None;
+    }
+    let params = params?;
+    check_pg_params(r, &params);
+    let seq = seq?;
+    Some(PgInstance {
+        name: format!("{cluster}-{seq}"),
+        cluster,
+        seq,
+        role: role?,
+        params,
+    })
+}
+
+/// Rules on PGSQL parameters that types alone do not express.
+fn check_pg_params(r: &mut VarReader<'_>, p: &PgParams) {
+    if p.pg_vip_enabled.0 && !is_ipv4_cidr(&p.pg_vip_address) {
+        let loc = r.loc("pg_vip_address");
+        r.error(
+            loc,
+            "pg_vip_address",
+            format!(
+                "pg_vip_enabled needs an IPv4 CIDR address like 10.10.10.2/24, found `{}`",
+                p.pg_vip_address
+            ),
+        );
+    }
+    for (i, user) in p.pg_users.iter().enumerate() {
+        if !valid_role_name(&user.name) {
+            let loc = item_loc(r, "pg_users", i, "name");
+            r.error(
+                loc,
+                &format!("pg_users[{i}].name"),
+                format!(
+                    "`{}` is not a valid role name: expected ^[a-z_][a-z0-9_@.-]{{0,62}}$",
+                    user.name
+                ),
+            );
+        }
+    }
+    let mut ports: HashMap<u16, &str> = HashMap::new();
+    for svc in &p.pg_default_services {
+        ports.insert(svc.port, &svc.name);
+    }
+    for (i, svc) in p.pg_services.iter().enumerate() {
+        if let Some(other) = ports.insert(svc.port, &svc.name) {
+            let loc = item_loc(r, "pg_services", i, "port");
+            r.error(
+                loc,
+                &format!("pg_services[{i}].port"),
+                format!(
+                    "port {} of service `{}` is already used by service `{other}`",
+                    svc.port, svc.name
+                ),
+            );
+        }
+    }
+}
+
+fn item_loc(r: &VarReader<'_>, key: &str, index: usize, field: &str) -> Loc {
+    r.var(key)
+        .and_then(|v| match &v.value.value {
+            Value::Seq(items) => items.get(index),
+            _ => None,
+        })
+        .map(|item| item.get(field).unwrap_or(item).loc)
+        .unwrap_or_else(|| r.loc(key))
+}
+
+fn valid_role_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+    first_ok
+        && name.len() <= 63
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_@.-".contains(c))
+}
+
+fn is_ipv4_cidr(s: &str) -> bool {
+    let Some((ip, len)) = s.split_once('/') else {
+        return false;
+    };
+    ip.parse::<Ipv4Addr>().is_ok() && len.parse::<u8>().is_ok_and(|l| l <= 32)
+}
+
+fn read_minio(r: &mut VarReader<'_>) -> Option<MinioMember> {
+    let cluster: Option<String> = r.get("minio_cluster");
+    let seq: Option<u32> = r.get("minio_seq");
+    let params = MinioParams::read(r);
+    if r.var("minio_cluster")
+        .is_some_and(|v| v.scope == Scope::All)
+    {
+        let loc = r.loc("minio_cluster");
+        r.error(
+            loc,
+            "minio_cluster",
+            "minio_cluster must be set in the MinIO group's vars, not in all.vars (it would make every node a MinIO member)",
+        );
+        return None;
+    }
+    let (cluster, seq) = (cluster?, seq?);
+    Some(MinioMember {
+        name: format!("{cluster}-{seq}"),
+        cluster,
+        seq,
+        params: params?,
+    })
+}
+
+fn read_redis(r: &mut VarReader<'_>) -> Option<RedisNode> {
+    let cluster: Option<String> = r.get("redis_cluster");
+    let node: Option<u32> = r.get("redis_node");
+    let instances: Option<BTreeMap<u16, RedisInstance>> = r.get("redis_instances");
+    let params = RedisParams::read(r);
+    let (cluster, node, instances) = (cluster?, node?, instances?);
+    let mut replicas = BTreeMap::new();
+    let mut ok = true;
+    for (port, inst) in instances {
+        let replica_of = match inst.replica_of.as_deref().map(parse_ip_port) {
+            None => None,
+            Some(Some(upstream)) => Some(upstream),
+            Some(None) => {
+                let loc = r
+                    .var("redis_instances")
+                    .and_then(|v| v.value.get(&port.to_string()))
+                    .map(|i| i.get("replica_of").unwrap_or(i).loc)
+                    .unwrap_or_else(|| r.loc("redis_instances"));
+                r.error(
+                    loc,
+                    &format!("redis_instances.{port}.replica_of"),
+                    format!(
+                        "expected 'IP PORT' such as '10.10.10.10 6379', found `{}`",
+                        inst.replica_of.unwrap_or_default()
+                    ),
+                );
+                ok = false;
+                continue;
+            }
+        };
+        let name = format!("{cluster}-{node}-{port}");
+        replicas.insert(port, RedisReplica { name, replica_of });
+    }
+    let params = params?;
+    ok.then(|| RedisNode {
+        name: format!("{cluster}-{node}"),
+        cluster,
+        node,
+        instances: replicas,
+        params,
+    })
+}
+
+fn parse_ip_port(s: &str) -> Option<(Ipv4Addr, u16)> {
+    let mut parts = s.split_whitespace();
+    let ip = parts.next()?.parse().ok()?;
+    let port = parts.next()?.parse().ok()?;
+    parts.next().is_none().then_some((ip, port))
+}
+
+fn note_default_passwords(
+    r: &VarReader<'_>,
+    node: &Node,
+    seen: &mut BTreeMap<&'static str, (Loc, usize)>,
+) {
+    for &(key, default) in DEFAULT_PASSWORDS {
+        let used = match key {
+            "etcd_root_password" => node.etcd.is_some(),
+            "minio_secret_key" => node.minio.is_some(),
+            "grafana_admin_password" => node.infra.is_some(),
+            _ => node.pg.is_some(),
+        };
+        let is_default = r
+            .var(key)
+            .and_then(|v| v.value.scalar_text().map(|t| t == default))
+            .unwrap_or(false);
+        if used && is_default {
+            seen.entry(key).or_insert((r.loc(key), 0)).1 += 1;
+        }
+    }
+}
+
+/// Rules across nodes: unique names and seqs, one primary per cluster, contiguous
+/// MinIO seqs.
+fn check_fleet(nodes: &[Node], tree: &Tree, file: &str, findings: &mut Vec<Finding>) {
+    let host_loc: HashMap<Ipv4Addr, Loc> = tree
+        .hosts
+        .iter()
+        .filter_map(|h| Some((h.key.name.parse().ok()?, h.key.loc)))
+        .collect();
+    let at = |n: &Node| host_loc.get(&n.ip).copied().unwrap_or_default();
+    let mut err =
+        |n: &Node, key: &str, msg: String| findings.push(Finding::error(file, at(n), key, msg));
+
+    let mut names: HashMap<&str, &Node> = HashMap::new();
+    for n in nodes {
+        if let Some(prev) = names.insert(&n.nodename, n) {
+            err(
+                n,
+                "nodename",
+                format!("nodename `{}` is also used by {}", n.nodename, prev.ip),
+            );
+        }
+    }
+    let mut pg: BTreeMap<&str, Vec<&Node>> = BTreeMap::new();
+    let mut minio: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+    for n in nodes {
+        if let Some(p) = &n.pg {
+            pg.entry(&p.cluster).or_default().push(n);
+        }
+        if let Some(m) = &n.minio {
+            minio.entry(&m.cluster).or_default().push(m.seq);
+        }
+    }
+    // Unique seqs per (module, cluster).
+    let mut used: HashMap<(String, u32), Ipv4Addr> = HashMap::new();
+    for n in nodes {
+        let ids = [
+            n.infra
+                .as_ref()
+                .map(|i| ("infra_seq", "infra".to_string(), i.seq)),
+            n.etcd
+                .as_ref()
+                .map(|e| ("etcd_seq", e.cluster.clone(), e.seq)),
+            n.pg.as_ref().map(|p| ("pg_seq", p.cluster.clone(), p.seq)),
+            n.minio
+                .as_ref()
+                .map(|m| ("minio_seq", m.cluster.clone(), m.seq)),
+            n.redis
+                .as_ref()
+                .map(|r| ("redis_node", r.cluster.clone(), r.node)),
+        ];
+        for (key, cluster, seq) in ids.into_iter().flatten() {
+            if let Some(prev) = used.insert((format!("{key}/{cluster}"), seq), n.ip) {
+                err(
+                    n,
+                    key,
+                    format!("{key} {seq} in cluster `{cluster}` is already used by {prev}"),
+                );
+            }
+        }
+    }
+    for (cluster, members) in &pg {
+        let primaries: Vec<&&Node> = members
+            .iter()
+            .filter(|n| n.pg.as_ref().is_some_and(|p| p.role == PgRole::Primary))
+            .collect();
+        match primaries.len() {
+            1 => {}
+            0 => err(
+                members[0],
+                "pg_role",
+                format!(
+                    "cluster `{cluster}` has no primary: exactly one instance needs pg_role primary"
+                ),
+            ),
+            _ => {
+                for extra in &primaries[1..] {
+                    err(
+                        extra,
+                        "pg_role",
+                        format!(
+                            "cluster `{cluster}` has more than one primary (also {})",
+                            primaries[0].ip
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    for (cluster, mut seqs) in minio {
+        seqs.sort_unstable();
+        seqs.dedup();
+        let contiguous = seqs.windows(2).all(|w| w[1] == w[0] + 1);
+        if !contiguous {
+            let list: Vec<String> = seqs.iter().map(u32::to_string).collect();
+            findings.push(Finding::error(
+                file,
+                tree.group(cluster)
+                    .map(|g| tree.groups[g].loc)
+                    .unwrap_or_default(),
+                "minio_seq",
+                format!(
+                    "MinIO cluster `{cluster}` needs contiguous minio_seq values, found {}",
+                    list.join(", ")
+                ),
+            ));
+        }
+    }
+}
+
+/// The same finding reached through many hosts (a bad `all.vars` value) is shown once.
+fn dedupe(findings: &mut Vec<Finding>) {
+    let mut seen = HashSet::new();
+    findings.retain(|f| seen.insert(f.clone()));
+    findings.sort_by(|a, b| (a.line, a.column).cmp(&(b.line, b.column)));
+}

@@ -1,0 +1,35 @@
+//! pigsty: compile a Pigsty inventory into immutable, bootable node images.
+//!
+//! The data flow (see DESIGN.md): [`inventory`] loads and validates YAML into the typed
+//! [`model`]; [`compile`] turns one node into a [`compile::NodePlan`].
+
+pub mod catalog;
+pub mod cli;
+pub mod commands;
+pub mod compile;
+pub mod diag;
+pub mod inventory;
+pub mod model;
+
+/// Errors at the edge of the program, each with its exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The inventory is invalid: exit 2.
+    #[error(transparent)]
+    Invalid(#[from] diag::Invalid),
+    /// The command line asked for something that does not exist: exit 2.
+    #[error("{0}")]
+    Usage(String),
+    /// A runtime failure (I/O, a tool, the network): exit 1.
+    #[error(transparent)]
+    Runtime(#[from] anyhow::Error),
+}
+
+impl Error {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Invalid(_) | Error::Usage(_) => 2,
+            Error::Runtime(_) => 1,
+        }
+    }
+}

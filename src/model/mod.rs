@@ -1,0 +1,280 @@
+//! The validated, typed fleet: what compile and render read. Nothing here looks at
+//! YAML; every value has been checked and defaulted by `inventory`.
+
+mod params;
+pub(crate) mod reader;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::Ipv4Addr;
+
+use serde::Serialize;
+
+pub use params::*;
+
+/// Identity variables, read by the validator rather than by a parameter struct.
+pub const IDENTITY_KEYS: &[&str] = &[
+    "nodename",
+    "node_cluster",
+    "infra_seq",
+    "etcd_cluster",
+    "etcd_seq",
+    "pg_cluster",
+    "pg_seq",
+    "pg_role",
+    "minio_cluster",
+    "minio_seq",
+    "redis_cluster",
+    "redis_node",
+    "redis_instances",
+];
+
+/// Pigsty's default passwords: a node using any of these gets a warning.
+pub const DEFAULT_PASSWORDS: &[(&str, &str)] = &[
+    ("pg_admin_password", "DBUser.DBA"),
+    ("pg_monitor_password", "DBUser.Monitor"),
+    ("pg_replication_password", "DBUser.Replicator"),
+    ("patroni_password", "Patroni.API"),
+    ("haproxy_admin_password", "pigsty"),
+    ("grafana_admin_password", "pigsty"),
+    ("minio_secret_key", "S3User.MinIO"),
+    ("etcd_root_password", "Etcd.Root"),
+];
+
+/// The six Pigsty modules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Module {
+    Node,
+    Infra,
+    Etcd,
+    Pgsql,
+    Redis,
+    Minio,
+}
+
+impl Module {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Module::Node => "NODE",
+            Module::Infra => "INFRA",
+            Module::Etcd => "ETCD",
+            Module::Pgsql => "PGSQL",
+            Module::Redis => "REDIS",
+            Module::Minio => "MINIO",
+        }
+    }
+}
+
+impl fmt::Display for Module {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The whole inventory, validated.
+#[derive(Debug, Clone, Serialize)]
+pub struct Fleet {
+    /// The inventory file as named to the user.
+    pub source: String,
+    pub nodes: Vec<Node>,
+}
+
+/// One host and everything it runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct Node {
+    pub ip: Ipv4Addr,
+    pub nodename: String,
+    pub node_cluster: String,
+    pub modules: BTreeSet<Module>,
+    pub node: NodeParams,
+    pub infra: Option<InfraMember>,
+    pub etcd: Option<EtcdMember>,
+    pub pg: Option<PgInstance>,
+    pub minio: Option<MinioMember>,
+    pub redis: Option<RedisNode>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InfraMember {
+    pub seq: u32,
+    pub name: String,
+    pub params: InfraParams,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EtcdMember {
+    pub cluster: String,
+    pub seq: u32,
+    pub name: String,
+    pub params: EtcdParams,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PgInstance {
+    pub cluster: String,
+    pub seq: u32,
+    pub role: PgRole,
+    pub name: String,
+    pub params: PgParams,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MinioMember {
+    pub cluster: String,
+    pub seq: u32,
+    pub name: String,
+    pub params: MinioParams,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RedisNode {
+    pub cluster: String,
+    pub node: u32,
+    pub name: String,
+    pub instances: BTreeMap<u16, RedisReplica>,
+    pub params: RedisParams,
+}
+
+/// A redis instance with its upstream parsed from `replica_of: 'IP PORT'`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RedisReplica {
+    pub name: String,
+    pub replica_of: Option<(Ipv4Addr, u16)>,
+}
+
+impl Node {
+    /// Every name this node answers to, for `--role` (nodename first).
+    pub fn names(&self) -> Vec<String> {
+        let mut names = vec![self.nodename.clone()];
+        let mut add = |n: &str| {
+            if !names.iter().any(|x| x == n) {
+                names.push(n.to_string());
+            }
+        };
+        if let Some(pg) = &self.pg {
+            add(&pg.name);
+        }
+        if let Some(e) = &self.etcd {
+            add(&e.name);
+        }
+        if let Some(m) = &self.minio {
+            add(&m.name);
+        }
+        if let Some(i) = &self.infra {
+            add(&i.name);
+        }
+        if let Some(r) = &self.redis {
+            add(&r.name);
+            for inst in r.instances.values() {
+                add(&inst.name);
+            }
+        }
+        add(&self.ip.to_string());
+        names
+    }
+
+    /// Short role labels for listings: `pg-test-1(primary)`, `etcd-1`, ...
+    pub fn roles(&self) -> Vec<String> {
+        let mut roles = Vec::new();
+        if let Some(i) = &self.infra {
+            roles.push(i.name.clone());
+        }
+        if let Some(e) = &self.etcd {
+            roles.push(e.name.clone());
+        }
+        if let Some(m) = &self.minio {
+            roles.push(m.name.clone());
+        }
+        if let Some(pg) = &self.pg {
+            roles.push(format!("{}({})", pg.name, serde_plain(&pg.role)));
+        }
+        if let Some(r) = &self.redis {
+            roles.push(format!("{}({})", r.name, serde_plain(&r.params.redis_mode)));
+        }
+        roles
+    }
+}
+
+/// The serde name of a unit enum variant (`primary`, `standalone`).
+pub fn serde_plain<T: Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => String::new(),
+    }
+}
+
+impl Fleet {
+    /// Find the node answering to `name` (any of [`Node::names`]).
+    pub fn find(&self, name: &str) -> Result<&Node, LookupError> {
+        let hits: Vec<&Node> = self
+            .nodes
+            .iter()
+            .filter(|n| n.names().iter().any(|x| x == name))
+            .collect();
+        match hits.as_slice() {
+            [one] => Ok(one),
+            [] => {
+                let all: Vec<String> = self.nodes.iter().flat_map(Node::names).collect();
+                let hint = crate::diag::did_you_mean(name, all.iter().map(String::as_str))
+                    .map(str::to_string);
+                Err(LookupError::NotFound {
+                    name: name.to_string(),
+                    hint,
+                })
+            }
+            many => Err(LookupError::Ambiguous {
+                name: name.to_string(),
+                nodes: many.iter().map(|n| n.ip.to_string()).collect(),
+            }),
+        }
+    }
+
+    /// Members of an etcd cluster, sorted by seq.
+    pub fn etcd_members(&self, cluster: &str) -> Vec<&Node> {
+        self.members(|n| {
+            n.etcd
+                .as_ref()
+                .filter(|e| e.cluster == cluster)
+                .map(|e| e.seq)
+        })
+    }
+
+    /// Members of a MinIO cluster, sorted by seq.
+    pub fn minio_members(&self, cluster: &str) -> Vec<&Node> {
+        self.members(|n| {
+            n.minio
+                .as_ref()
+                .filter(|m| m.cluster == cluster)
+                .map(|m| m.seq)
+        })
+    }
+
+    /// Instances of a PostgreSQL cluster, sorted by seq.
+    pub fn pg_members(&self, cluster: &str) -> Vec<&Node> {
+        self.members(|n| {
+            n.pg.as_ref()
+                .filter(|p| p.cluster == cluster)
+                .map(|p| p.seq)
+        })
+    }
+
+    fn members(&self, seq_of: impl Fn(&Node) -> Option<u32>) -> Vec<&Node> {
+        let mut out: Vec<(u32, &Node)> = self
+            .nodes
+            .iter()
+            .filter_map(|n| seq_of(n).map(|s| (s, n)))
+            .collect();
+        out.sort_by_key(|(s, _)| *s);
+        out.into_iter().map(|(_, n)| n).collect()
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LookupError {
+    #[error("no node answers to `{name}`{}", .hint.as_ref().map(|h| format!("; did you mean `{h}`?")).unwrap_or_default())]
+    NotFound { name: String, hint: Option<String> },
+    #[error("`{name}` names several nodes: {}", .nodes.join(", "))]
+    Ambiguous { name: String, nodes: Vec<String> },
+}

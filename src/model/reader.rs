@@ -1,0 +1,164 @@
+//! Reading one node's resolved variables into typed values. Each read goes through
+//! serde, so a wrong type is reported with the path inside the value (`pg_users[2].name`)
+//! and the line and column where that part was written.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+
+use crate::diag::{Finding, Loc};
+use crate::inventory::groups::Scope;
+use crate::inventory::yaml::{Node, Value};
+
+/// A variable as it applies to one host: the winning definition.
+#[derive(Debug, Clone)]
+pub struct Resolved<'a> {
+    pub value: &'a Arc<Node>,
+    pub scope: Scope,
+}
+
+/// All variables of one host, by name.
+pub type Vars<'a> = HashMap<&'a str, Resolved<'a>>;
+
+pub struct VarReader<'a> {
+    pub file: &'a str,
+    /// The host's key in the inventory, where errors without a better place point.
+    pub host_loc: Loc,
+    pub ip: &'a str,
+    pub vars: &'a Vars<'a>,
+    pub findings: &'a mut Vec<Finding>,
+}
+
+impl<'a> VarReader<'a> {
+    pub fn var(&self, key: &str) -> Option<&Resolved<'a>> {
+        self.vars.get(key)
+    }
+
+    /// Where a variable was written, or the host key if it was not.
+    pub fn loc(&self, key: &str) -> Loc {
+        match self.vars.get(key) {
+            Some(v) if v.scope != Scope::Default => v.value.loc,
+            _ => self.host_loc,
+        }
+    }
+
+    /// Whether the variable is set to something other than null.
+    pub fn is_set(&self, key: &str) -> bool {
+        self.vars
+            .get(key)
+            .is_some_and(|v| v.value.value != Value::Null)
+    }
+
+    /// Read `key` as `T`. A missing or invalid value is reported and gives `None`.
+    pub fn get<T: DeserializeOwned>(&mut self, key: &str) -> Option<T> {
+        let node = self.vars.get(key).map(|r| r.value.clone());
+        let json = node
+            .as_deref()
+            .map_or(serde_json::Value::Null, |n| self.to_json(n, 0));
+        let is_null = json.is_null();
+        match serde_path_to_error::deserialize::<_, T>(json) {
+            Ok(v) => Some(v),
+            Err(e) if is_null => {
+                let _ = e;
+                self.error(
+                    self.host_loc,
+                    key,
+                    format!("required parameter `{key}` is missing"),
+                );
+                None
+            }
+            Err(e) => {
+                let path = e.path().to_string();
+                let (loc, shown) = match &node {
+                    Some(n) => locate(n, e.path()),
+                    None => (self.host_loc, String::new()),
+                };
+                let full = if path == "." {
+                    key.to_string()
+                } else {
+                    format!("{key}{}", shown)
+                };
+                self.error(loc, &full, e.into_inner().to_string());
+                None
+            }
+        }
+    }
+
+    pub fn error(&mut self, loc: Loc, key: &str, message: impl Into<String>) {
+        self.findings
+            .push(Finding::error(self.file, loc, key, message));
+    }
+
+    fn to_json(&self, node: &Node, depth: u8) -> serde_json::Value {
+        node.to_json_with(&|s: &str| self.substitute(s, depth))
+    }
+
+    /// Replace `${ip}` and `${var}` (a scalar variable of this host); unknown names stay
+    /// as written, since Pigsty renders some (`${dbsu}`, `${admin}`) later itself.
+    pub fn substitute(&self, s: &str, depth: u8) -> String {
+        if !s.contains("${") {
+            return s.to_string();
+        }
+        let mut out = String::with_capacity(s.len());
+        let mut rest = s;
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + 2..];
+            let Some(end) = after.find('}') else {
+                out.push_str(&rest[start..]);
+                return out;
+            };
+            let name = &after[..end];
+            match self.placeholder(name, depth) {
+                Some(v) => out.push_str(&v),
+                None => out.push_str(&rest[start..start + 2 + end + 1]),
+            }
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+        out
+    }
+
+    fn placeholder(&self, name: &str, depth: u8) -> Option<String> {
+        if name == "ip" {
+            return Some(self.ip.to_string());
+        }
+        // One level of nesting (`minio_node` holds `${minio_cluster}`) and no loops.
+        if depth >= 2 {
+            return None;
+        }
+        let var = self.vars.get(name)?;
+        let text = var.value.scalar_text()?;
+        Some(self.substitute(&text, depth + 1))
+    }
+}
+
+/// Follow a serde path into the YAML node: the position of the offending part, and the
+/// path as shown to the user (`[2].name`).
+fn locate(node: &Node, path: &serde_path_to_error::Path) -> (Loc, String) {
+    use serde_path_to_error::Segment;
+    let mut cur = node;
+    let mut shown = String::new();
+    for seg in path.iter() {
+        let next = match seg {
+            Segment::Seq { index } => {
+                shown.push_str(&format!("[{index}]"));
+                match &cur.value {
+                    Value::Seq(items) => items.get(*index),
+                    _ => None,
+                }
+            }
+            Segment::Map { key } => {
+                shown.push_str(&format!(".{key}"));
+                cur.get(key)
+            }
+            Segment::Enum { .. } | Segment::Unknown => None,
+        };
+        match next {
+            Some(n) => cur = n,
+            None => break,
+        }
+    }
+    (cur.loc, shown)
+}
