@@ -52,6 +52,7 @@ pub fn validate(tree: &Tree, file: &str, findings: &mut Vec<Finding>) -> Vec<Nod
     check_var_names(tree, file, findings);
     let mut nodes = Vec::with_capacity(tree.hosts.len());
     let mut password_use: BTreeMap<&'static str, (Loc, usize)> = BTreeMap::new();
+    let mut locs = KeyLocs::new();
     for host in &tree.hosts {
         let vars = resolve(tree, host);
         let mut reader = VarReader {
@@ -72,10 +73,13 @@ pub fn validate(tree: &Tree, file: &str, findings: &mut Vec<Finding>) -> Vec<Nod
         };
         if let Some(node) = read_node(&mut reader, &host.key, membership) {
             note_default_passwords(&reader, &node, &mut password_use);
+            for key in IDENTITY_KEYS.iter().copied().chain([""]) {
+                locs.insert((node.ip, key), reader.loc(key));
+            }
             nodes.push(node);
         }
     }
-    check_fleet(&nodes, tree, file, findings);
+    check_fleet(&nodes, &locs, tree, file, findings);
     if let Some((_, (loc, _))) = password_use.first_key_value() {
         let keys: Vec<String> = password_use
             .iter()
@@ -150,6 +154,9 @@ fn check_var_names(tree: &Tree, file: &str, findings: &mut Vec<Finding>) {
         }
     }
 }
+
+/// Where each identity variable of each node was written ("" = the host key).
+type KeyLocs = HashMap<(Ipv4Addr, &'static str), Loc>;
 
 #[derive(Clone, Copy)]
 struct Membership {
@@ -459,21 +466,30 @@ fn note_default_passwords(
 
 /// Rules across nodes: unique names and seqs, one primary per cluster, contiguous
 /// MinIO seqs.
-fn check_fleet(nodes: &[Node], tree: &Tree, file: &str, findings: &mut Vec<Finding>) {
-    let host_loc: HashMap<Ipv4Addr, Loc> = tree
-        .hosts
-        .iter()
-        .filter_map(|h| Some((h.key.name.parse().ok()?, h.key.loc)))
-        .collect();
-    let at = |n: &Node| host_loc.get(&n.ip).copied().unwrap_or_default();
-    let mut err =
-        |n: &Node, key: &str, msg: String| findings.push(Finding::error(file, at(n), key, msg));
+fn check_fleet(
+    nodes: &[Node],
+    locs: &KeyLocs,
+    tree: &Tree,
+    file: &str,
+    findings: &mut Vec<Finding>,
+) {
+    // Point at the variable's own definition where it has one, else at the host key.
+    let at = |n: &Node, key: &'static str| {
+        locs.get(&(n.ip, key))
+            .or_else(|| locs.get(&(n.ip, "")))
+            .copied()
+            .unwrap_or_default()
+    };
+    let mut err = |n: &Node, key: &'static str, loc_key: &'static str, msg: String| {
+        findings.push(Finding::error(file, at(n, loc_key), key, msg))
+    };
 
     let mut names: HashMap<&str, &Node> = HashMap::new();
     for n in nodes {
         if let Some(prev) = names.insert(&n.nodename, n) {
             err(
                 n,
+                "nodename",
                 "nodename",
                 format!("nodename `{}` is also used by {}", n.nodename, prev.ip),
             );
@@ -512,6 +528,7 @@ fn check_fleet(nodes: &[Node], tree: &Tree, file: &str, findings: &mut Vec<Findi
                 err(
                     n,
                     key,
+                    key,
                     format!("{key} {seq} in cluster `{cluster}` is already used by {prev}"),
                 );
             }
@@ -527,6 +544,7 @@ fn check_fleet(nodes: &[Node], tree: &Tree, file: &str, findings: &mut Vec<Findi
             0 => err(
                 members[0],
                 "pg_role",
+                "pg_role",
                 format!(
                     "cluster `{cluster}` has no primary: exactly one instance needs pg_role primary"
                 ),
@@ -535,6 +553,7 @@ fn check_fleet(nodes: &[Node], tree: &Tree, file: &str, findings: &mut Vec<Findi
                 for extra in &primaries[1..] {
                     err(
                         extra,
+                        "pg_role",
                         "pg_role",
                         format!(
                             "cluster `{cluster}` has more than one primary (also {})",

@@ -1,0 +1,343 @@
+//! The command-line contract, run through the real binary: exit codes, inventory
+//! lookup, `--role` names, golden plans, and one test per class of inventory error.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn pigsty(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pigsty"))
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("PIGSTY_INVENTORY")
+        .output()
+        .expect("running pigsty")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Write `text` as `inv.yml` in a fresh directory and run `inventory check` on it.
+fn check_text(text: &str) -> (Output, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("inv.yml"), text).unwrap();
+    let out = pigsty(&["-i", "inv.yml", "inventory", "check", "--json"], dir.path());
+    (out, dir)
+}
+
+/// Errors from `inventory check --json`, as (line, key, message) triples.
+fn errors(text: &str) -> Vec<(u64, String, String)> {
+    let (out, _dir) = check_text(text);
+    assert_eq!(out.status.code(), Some(2), "expected exit 2\nstdout: {}\nstderr: {}", stdout(&out), stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(report["valid"], false);
+    report["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            assert_eq!(e["file"], "inv.yml");
+            (
+                e["line"].as_u64().unwrap(),
+                e["key"].as_str().unwrap().to_string(),
+                e["message"].as_str().unwrap().to_string() + e["help"].as_str().unwrap_or(""),
+            )
+        })
+        .collect()
+}
+
+/// Assert that some error sits on `line`, names `key`, and mentions `needle`.
+fn assert_error(errs: &[(u64, String, String)], line: u64, key: &str, needle: &str) {
+    assert!(
+        errs.iter().any(|(l, k, m)| *l == line && k == key && m.contains(needle)),
+        "no error at line {line} for `{key}` mentioning {needle:?} in {errs:#?}"
+    );
+}
+
+const PG_TEST: &str = "\
+all:
+  children:
+    etcd: { hosts: { 10.0.0.1: { etcd_seq: 1 } }, vars: { etcd_cluster: etcd } }
+    pg-test:
+      hosts:
+        10.0.0.1: { pg_seq: 1, pg_role: primary }
+        10.0.0.2: { pg_seq: 2, pg_role: replica }
+      vars: { pg_cluster: pg-test }
+";
+
+#[test]
+fn valid_inventory_exits_zero() {
+    let (out, _dir) = check_text(PG_TEST);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["valid"], true);
+    assert_eq!(report["nodes"], 2);
+}
+
+#[test]
+fn two_primaries() {
+    let errs = errors(&PG_TEST.replace("pg_seq: 2, pg_role: replica", "pg_seq: 2, pg_role: primary"));
+    assert_error(&errs, 7, "pg_role", "more than one primary");
+}
+
+#[test]
+fn no_primary() {
+    let errs = errors(&PG_TEST.replace("pg_seq: 1, pg_role: primary", "pg_seq: 1, pg_role: replica"));
+    assert_error(&errs, 6, "pg_role", "no primary");
+}
+
+#[test]
+fn duplicate_seq() {
+    let errs = errors(&PG_TEST.replace("pg_seq: 2", "pg_seq: 1"));
+    assert_error(&errs, 7, "pg_seq", "already used by 10.0.0.1");
+}
+
+#[test]
+fn bad_role() {
+    let errs = errors(&PG_TEST.replace("pg_role: replica", "pg_role: master"));
+    assert_error(&errs, 7, "pg_role", "unknown variant `master`");
+}
+
+#[test]
+fn non_ipv4_host_key() {
+    let errs = errors(&PG_TEST.replace("10.0.0.2:", "db-2.example.com:"));
+    assert_error(&errs, 7, "db-2.example.com", "not an IPv4 address");
+}
+
+#[test]
+fn minio_cluster_in_all_vars() {
+    let text = "all:\n  children:\n    minio: { hosts: { 10.0.0.1: { minio_seq: 1 } } }\n  vars:\n    minio_cluster: minio\n";
+    let errs = errors(text);
+    assert_error(&errs, 5, "minio_cluster", "not in all.vars");
+}
+
+#[test]
+fn minio_seqs_must_be_contiguous() {
+    let text = "all:\n  children:\n    minio:\n      hosts: { 10.0.0.1: { minio_seq: 1 }, 10.0.0.2: { minio_seq: 3 } }\n      vars: { minio_cluster: minio }\n";
+    let errs = errors(text);
+    assert_error(&errs, 3, "minio_seq", "contiguous");
+}
+
+#[test]
+fn bad_cluster_name() {
+    let errs = errors(&PG_TEST.replace("pg_cluster: pg-test", "pg_cluster: pg_test!"));
+    assert_error(&errs, 8, "pg_cluster", "not a valid cluster name");
+    let errs = errors(&PG_TEST.replace("pg_cluster: pg-test", "pg_cluster: root"));
+    assert_error(&errs, 8, "pg_cluster", "not `root`");
+}
+
+#[test]
+fn wrong_types() {
+    let errs = errors(&PG_TEST.replace("pg_seq: 2,", "pg_seq: two,"));
+    assert_error(&errs, 7, "pg_seq", "invalid type");
+    let errs = errors(&PG_TEST.replace("pg_cluster: pg-test }", "pg_cluster: pg-test, pg_port: [5432] }"));
+    assert_error(&errs, 8, "pg_port", "invalid type");
+}
+
+#[test]
+fn wrong_type_deep_inside_a_list_points_at_the_item() {
+    let text = PG_TEST.replace(
+        "      vars: { pg_cluster: pg-test }\n",
+        "      vars:\n        pg_cluster: pg-test\n        pg_users:\n          - { name: ok }\n          - { password: nameless }\n",
+    );
+    let errs = errors(&text);
+    assert_error(&errs, 12, "pg_users[1]", "missing field `name`");
+}
+
+#[test]
+fn missing_required_keys() {
+    let errs = errors(&PG_TEST.replace("pg_seq: 2, pg_role: replica", "pg_role: replica"));
+    assert_error(&errs, 7, "pg_seq", "missing");
+    let errs = errors(&PG_TEST.replace("{ etcd_seq: 1 }", "{}"));
+    assert_error(&errs, 3, "etcd_seq", "missing");
+}
+
+#[test]
+fn malformed_yaml() {
+    let errs = errors("all:\n  children:\n    pg-test: { hosts: { 10.0.0.1: { pg_seq: 1 }\n  vars: {}\n");
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(errs[0].1, "yaml");
+    assert!(errs[0].2.contains("malformed YAML"), "{errs:?}");
+    let errs = errors("all:\n  vars: { a: 1 }\n  vars: { b: 2 }\n");
+    assert_eq!(errs[0].0, 3, "{errs:?}");
+}
+
+#[test]
+fn redis_replica_of_must_be_ip_port() {
+    let text = "all:\n  children:\n    redis-ms:\n      hosts:\n        10.0.0.1: { redis_node: 1, redis_instances: { 6379: {}, 6380: { replica_of: '10.0.0.1:6379' } } }\n      vars: { redis_cluster: redis-ms }\n";
+    let errs = errors(text);
+    assert_error(&errs, 5, "redis_instances.6380.replica_of", "'IP PORT'");
+}
+
+#[test]
+fn near_miss_key_suggests_the_real_one() {
+    let errs = errors(&PG_TEST.replace("pg_seq: 2, pg_role: replica", "pg_seq: 2, pg_rol: replica"));
+    assert_error(&errs, 7, "pg_rol", "did you mean `pg_role`?");
+}
+
+#[test]
+fn unexpected_group_key_suggests_hosts() {
+    let errs = errors(&PG_TEST.replace("    pg-test:\n      hosts:", "    pg-test:\n      host:"));
+    assert_error(&errs, 5, "pg-test.host", "did you mean `hosts`?");
+}
+
+#[test]
+fn vip_needs_cidr_and_role_names_are_checked() {
+    let text = PG_TEST.replace(
+        "vars: { pg_cluster: pg-test }",
+        "vars: { pg_cluster: pg-test, pg_vip_enabled: true, pg_vip_address: 10.0.0.9, pg_users: [{ name: Bad-User }] }",
+    );
+    let errs = errors(&text);
+    assert_error(&errs, 8, "pg_vip_address", "CIDR");
+    assert_error(&errs, 8, "pg_users[0].name", "not a valid role name");
+}
+
+#[test]
+fn service_ports_must_be_unique() {
+    let text = PG_TEST.replace("vars: { pg_cluster: pg-test }", "vars: { pg_cluster: pg-test, pg_services: [{ name: x, port: 5433 }] }");
+    assert_error(&errors(&text), 8, "pg_services[0].port", "already used by service `primary`");
+}
+
+#[test]
+fn every_error_of_a_file_is_reported_at_once() {
+    let text = PG_TEST
+        .replace("pg_seq: 2, pg_role: replica", "pg_seq: two, pg_rol: replica")
+        .replace("10.0.0.1: { etcd_seq: 1 }", "10.0.0.1: { etcd_seq: -1 }");
+    let errs = errors(&text);
+    assert_error(&errs, 7, "pg_seq", "invalid");
+    assert_error(&errs, 7, "pg_rol", "did you mean");
+    assert_error(&errs, 3, "etcd_seq", "invalid value");
+    assert!(errs.len() >= 3, "{errs:#?}");
+}
+
+#[test]
+fn human_errors_show_file_line_and_snippet() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("inv.yml"), PG_TEST.replace("pg_role: replica", "pg_rol: replica")).unwrap();
+    let out = pigsty(&["-i", "inv.yml", "inventory", "check"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("inv.yml:7:32"), "{err}");
+    assert!(err.contains("did you mean `pg_role`?"), "{err}");
+    assert!(err.contains("pg_rol: replica"), "snippet missing: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn missing_file_is_a_runtime_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = pigsty(&["-i", "nope.yml", "inventory", "check"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("nope.yml"));
+}
+
+#[test]
+fn inventory_lookup_order() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing given: the built-in singleton.
+    let out = pigsty(&["inventory", "list", "--json"], dir.path());
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 1);
+    assert_eq!(rows[0]["nodename"], "pg-meta-1");
+    // ./pigsty.yml beats the built-in.
+    std::fs::write(dir.path().join("pigsty.yml"), PG_TEST).unwrap();
+    let out = pigsty(&["inventory", "list", "--json"], dir.path());
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 2);
+    // $PIGSTY_INVENTORY beats ./pigsty.yml, and -i beats both.
+    let sandbox = root().join("inventory/sandbox.yml");
+    let lab = root().join("inventory/lab.yml");
+    let run = |args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_pigsty"))
+            .args(args)
+            .current_dir(dir.path())
+            .env("PIGSTY_INVENTORY", &sandbox)
+            .output()
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap().as_array().unwrap().len()
+    };
+    assert_eq!(run(&["inventory", "list", "--json"]), 4);
+    assert_eq!(run(&["-i", lab.to_str().unwrap(), "inventory", "list", "--json"]), 3);
+}
+
+#[test]
+fn role_accepts_every_name_of_a_node() {
+    let inv = root().join("inventory/pigsty.yml");
+    for name in ["pg-meta-1", "etcd-1", "minio-1", "infra-1", "10.10.10.10"] {
+        let out = pigsty(&["-i", inv.to_str().unwrap(), "plan", "--role", name, "--json"], &root());
+        assert_eq!(out.status.code(), Some(0), "{name}: {}", stderr(&out));
+        let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(plan["node"]["ip"], "10.10.10.10", "{name}");
+    }
+    let out = pigsty(&["-i", inv.to_str().unwrap(), "plan", "--role", "pg-meta-2"], &root());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("did you mean `pg-meta-1`?"), "{}", stderr(&out));
+}
+
+#[test]
+fn role_finds_redis_nodes_and_nodenames() {
+    let inv = root().join("tests/fixtures/inventories/v3-full.yml");
+    let out = pigsty(&["-i", inv.to_str().unwrap(), "inventory", "list", "--json"], &root());
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let redis = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["modules"].as_array().unwrap().iter().any(|m| m == "REDIS"))
+        .expect("a redis node in v3-full.yml");
+    for name in redis["names"].as_array().unwrap() {
+        let name = name.as_str().unwrap();
+        let out = pigsty(&["-i", inv.to_str().unwrap(), "plan", "--role", name, "--json"], &root());
+        assert_eq!(out.status.code(), Some(0), "{name}: {}", stderr(&out));
+        let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(plan["node"]["ip"], redis["ip"], "{name}");
+    }
+}
+
+/// Golden plans: `plan --all --json` of each example inventory must match the file
+/// under tests/fixtures/plans/. Regenerate on purpose with PIGSTY_BLESS=1.
+#[test]
+fn golden_plans() {
+    for name in ["pigsty", "sandbox", "lab"] {
+        let inv = root().join(format!("inventory/{name}.yml"));
+        let out = pigsty(&["-i", inv.to_str().unwrap(), "plan", "--all", "--json"], &root());
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let golden = root().join(format!("tests/fixtures/plans/{name}.json"));
+        let got = stdout(&out).replace(env!("CARGO_MANIFEST_DIR"), "$ROOT");
+        if std::env::var_os("PIGSTY_BLESS").is_some() {
+            std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
+            std::fs::write(&golden, &got).unwrap();
+        }
+        let want = std::fs::read_to_string(&golden).unwrap_or_else(|_| panic!("{} missing: run with PIGSTY_BLESS=1", golden.display()));
+        assert!(got == want, "plan of {name} differs from {}; diff it, and bless with PIGSTY_BLESS=1 if intended", golden.display());
+    }
+}
+
+#[test]
+fn every_fixture_inventory_checks_and_plans() {
+    let dir = root().join("tests/fixtures/inventories");
+    let mut count = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let p = path.to_str().unwrap();
+        let out = pigsty(&["-i", p, "inventory", "check"], &root());
+        assert_eq!(out.status.code(), Some(0), "{p}: {}", stderr(&out));
+        let out = pigsty(&["-i", p, "plan", "--all", "--json"], &root());
+        assert_eq!(out.status.code(), Some(0), "{p}: {}", stderr(&out));
+        let plans: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        for plan in plans.as_array().unwrap() {
+            assert_eq!(plan["join"].as_array().unwrap().last().unwrap()["id"], "done", "{p}");
+            assert_eq!(plan["digest"].as_str().unwrap().len(), 64, "{p}");
+        }
+        count += 1;
+    }
+    assert!(count >= 4, "expected the fixture inventories, found {count}");
+}
