@@ -170,9 +170,7 @@ fn byte_offset(text: &str, line: u32, col: u32) -> Option<usize> {
 /// Length of the token starting a string: up to the next separator, at least 1 byte
 /// when the string is not empty.
 fn token_len(s: &str) -> usize {
-    let end = s
-        .find(|c: char| c == '\n' || c == ':' || c == ',' || c == '}' || c == ']' || c == '#')
-        .unwrap_or(s.len());
+    let end = s.find(['\n', ':', ',', '}', ']', '#']).unwrap_or(s.len());
     let trimmed = s[..end].trim_end().len();
     if trimmed == 0 {
         s.chars().next().map_or(0, char::len_utf8)

@@ -7,9 +7,15 @@ use pigsty::cli::Cli;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
-    let mut stdout = std::io::stdout().lock();
+    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
     match pigsty::commands::run(&cli, &mut stdout) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => match stdout.flush() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: writing to stdout: {e}");
+                ExitCode::from(1)
+            }
+        },
         Err(err) => {
             let _ = stdout.flush();
             eprint!("{}", pigsty::commands::describe_error(&err));

@@ -29,14 +29,23 @@ fn stderr(o: &Output) -> String {
 fn check_text(text: &str) -> (Output, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("inv.yml"), text).unwrap();
-    let out = pigsty(&["-i", "inv.yml", "inventory", "check", "--json"], dir.path());
+    let out = pigsty(
+        &["-i", "inv.yml", "inventory", "check", "--json"],
+        dir.path(),
+    );
     (out, dir)
 }
 
 /// Errors from `inventory check --json`, as (line, key, message) triples.
 fn errors(text: &str) -> Vec<(u64, String, String)> {
     let (out, _dir) = check_text(text);
-    assert_eq!(out.status.code(), Some(2), "expected exit 2\nstdout: {}\nstderr: {}", stdout(&out), stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "expected exit 2\nstdout: {}\nstderr: {}",
+        stdout(&out),
+        stderr(&out)
+    );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
     assert_eq!(report["valid"], false);
     report["errors"]
@@ -57,7 +66,8 @@ fn errors(text: &str) -> Vec<(u64, String, String)> {
 /// Assert that some error sits on `line`, names `key`, and mentions `needle`.
 fn assert_error(errs: &[(u64, String, String)], line: u64, key: &str, needle: &str) {
     assert!(
-        errs.iter().any(|(l, k, m)| *l == line && k == key && m.contains(needle)),
+        errs.iter()
+            .any(|(l, k, m)| *l == line && k == key && m.contains(needle)),
         "no error at line {line} for `{key}` mentioning {needle:?} in {errs:#?}"
     );
 }
@@ -84,13 +94,15 @@ fn valid_inventory_exits_zero() {
 
 #[test]
 fn two_primaries() {
-    let errs = errors(&PG_TEST.replace("pg_seq: 2, pg_role: replica", "pg_seq: 2, pg_role: primary"));
+    let errs =
+        errors(&PG_TEST.replace("pg_seq: 2, pg_role: replica", "pg_seq: 2, pg_role: primary"));
     assert_error(&errs, 7, "pg_role", "more than one primary");
 }
 
 #[test]
 fn no_primary() {
-    let errs = errors(&PG_TEST.replace("pg_seq: 1, pg_role: primary", "pg_seq: 1, pg_role: replica"));
+    let errs =
+        errors(&PG_TEST.replace("pg_seq: 1, pg_role: primary", "pg_seq: 1, pg_role: replica"));
     assert_error(&errs, 6, "pg_role", "no primary");
 }
 
@@ -138,7 +150,10 @@ fn bad_cluster_name() {
 fn wrong_types() {
     let errs = errors(&PG_TEST.replace("pg_seq: 2,", "pg_seq: two,"));
     assert_error(&errs, 7, "pg_seq", "invalid type");
-    let errs = errors(&PG_TEST.replace("pg_cluster: pg-test }", "pg_cluster: pg-test, pg_port: [5432] }"));
+    let errs = errors(&PG_TEST.replace(
+        "pg_cluster: pg-test }",
+        "pg_cluster: pg-test, pg_port: [5432] }",
+    ));
     assert_error(&errs, 8, "pg_port", "invalid type");
 }
 
@@ -162,7 +177,8 @@ fn missing_required_keys() {
 
 #[test]
 fn malformed_yaml() {
-    let errs = errors("all:\n  children:\n    pg-test: { hosts: { 10.0.0.1: { pg_seq: 1 }\n  vars: {}\n");
+    let errs =
+        errors("all:\n  children:\n    pg-test: { hosts: { 10.0.0.1: { pg_seq: 1 }\n  vars: {}\n");
     assert_eq!(errs.len(), 1, "{errs:?}");
     assert_eq!(errs[0].1, "yaml");
     assert!(errs[0].2.contains("malformed YAML"), "{errs:?}");
@@ -179,7 +195,8 @@ fn redis_replica_of_must_be_ip_port() {
 
 #[test]
 fn near_miss_key_suggests_the_real_one() {
-    let errs = errors(&PG_TEST.replace("pg_seq: 2, pg_role: replica", "pg_seq: 2, pg_rol: replica"));
+    let errs =
+        errors(&PG_TEST.replace("pg_seq: 2, pg_role: replica", "pg_seq: 2, pg_rol: replica"));
     assert_error(&errs, 7, "pg_rol", "did you mean `pg_role`?");
 }
 
@@ -202,14 +219,25 @@ fn vip_needs_cidr_and_role_names_are_checked() {
 
 #[test]
 fn service_ports_must_be_unique() {
-    let text = PG_TEST.replace("vars: { pg_cluster: pg-test }", "vars: { pg_cluster: pg-test, pg_services: [{ name: x, port: 5433 }] }");
-    assert_error(&errors(&text), 8, "pg_services[0].port", "already used by service `primary`");
+    let text = PG_TEST.replace(
+        "vars: { pg_cluster: pg-test }",
+        "vars: { pg_cluster: pg-test, pg_services: [{ name: x, port: 5433 }] }",
+    );
+    assert_error(
+        &errors(&text),
+        8,
+        "pg_services[0].port",
+        "already used by service `primary`",
+    );
 }
 
 #[test]
 fn every_error_of_a_file_is_reported_at_once() {
     let text = PG_TEST
-        .replace("pg_seq: 2, pg_role: replica", "pg_seq: two, pg_rol: replica")
+        .replace(
+            "pg_seq: 2, pg_role: replica",
+            "pg_seq: two, pg_rol: replica",
+        )
         .replace("10.0.0.1: { etcd_seq: 1 }", "10.0.0.1: { etcd_seq: -1 }");
     let errs = errors(&text);
     assert_error(&errs, 7, "pg_seq", "invalid");
@@ -221,7 +249,11 @@ fn every_error_of_a_file_is_reported_at_once() {
 #[test]
 fn human_errors_show_file_line_and_snippet() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("inv.yml"), PG_TEST.replace("pg_role: replica", "pg_rol: replica")).unwrap();
+    std::fs::write(
+        dir.path().join("inv.yml"),
+        PG_TEST.replace("pg_role: replica", "pg_rol: replica"),
+    )
+    .unwrap();
     let out = pigsty(&["-i", "inv.yml", "inventory", "check"], dir.path());
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
@@ -262,40 +294,83 @@ fn inventory_lookup_order() {
             .env("PIGSTY_INVENTORY", &sandbox)
             .output()
             .unwrap();
-        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap().as_array().unwrap().len()
+        serde_json::from_slice::<serde_json::Value>(&o.stdout)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len()
     };
     assert_eq!(run(&["inventory", "list", "--json"]), 4);
-    assert_eq!(run(&["-i", lab.to_str().unwrap(), "inventory", "list", "--json"]), 3);
+    assert_eq!(
+        run(&["-i", lab.to_str().unwrap(), "inventory", "list", "--json"]),
+        3
+    );
 }
 
 #[test]
 fn role_accepts_every_name_of_a_node() {
     let inv = root().join("inventory/pigsty.yml");
     for name in ["pg-meta-1", "etcd-1", "minio-1", "infra-1", "10.10.10.10"] {
-        let out = pigsty(&["-i", inv.to_str().unwrap(), "plan", "--role", name, "--json"], &root());
+        let out = pigsty(
+            &[
+                "-i",
+                inv.to_str().unwrap(),
+                "plan",
+                "--role",
+                name,
+                "--json",
+            ],
+            &root(),
+        );
         assert_eq!(out.status.code(), Some(0), "{name}: {}", stderr(&out));
         let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(plan["node"]["ip"], "10.10.10.10", "{name}");
     }
-    let out = pigsty(&["-i", inv.to_str().unwrap(), "plan", "--role", "pg-meta-2"], &root());
+    let out = pigsty(
+        &["-i", inv.to_str().unwrap(), "plan", "--role", "pg-meta-2"],
+        &root(),
+    );
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("did you mean `pg-meta-1`?"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("did you mean `pg-meta-1`?"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
 fn role_finds_redis_nodes_and_nodenames() {
     let inv = root().join("tests/fixtures/inventories/v3-full.yml");
-    let out = pigsty(&["-i", inv.to_str().unwrap(), "inventory", "list", "--json"], &root());
+    let out = pigsty(
+        &["-i", inv.to_str().unwrap(), "inventory", "list", "--json"],
+        &root(),
+    );
     let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let redis = rows
         .as_array()
         .unwrap()
         .iter()
-        .find(|r| r["modules"].as_array().unwrap().iter().any(|m| m == "REDIS"))
+        .find(|r| {
+            r["modules"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m == "REDIS")
+        })
         .expect("a redis node in v3-full.yml");
     for name in redis["names"].as_array().unwrap() {
         let name = name.as_str().unwrap();
-        let out = pigsty(&["-i", inv.to_str().unwrap(), "plan", "--role", name, "--json"], &root());
+        let out = pigsty(
+            &[
+                "-i",
+                inv.to_str().unwrap(),
+                "plan",
+                "--role",
+                name,
+                "--json",
+            ],
+            &root(),
+        );
         assert_eq!(out.status.code(), Some(0), "{name}: {}", stderr(&out));
         let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(plan["node"]["ip"], redis["ip"], "{name}");
@@ -308,7 +383,10 @@ fn role_finds_redis_nodes_and_nodenames() {
 fn golden_plans() {
     for name in ["pigsty", "sandbox", "lab"] {
         let inv = root().join(format!("inventory/{name}.yml"));
-        let out = pigsty(&["-i", inv.to_str().unwrap(), "plan", "--all", "--json"], &root());
+        let out = pigsty(
+            &["-i", inv.to_str().unwrap(), "plan", "--all", "--json"],
+            &root(),
+        );
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
         let golden = root().join(format!("tests/fixtures/plans/{name}.json"));
         let got = stdout(&out).replace(env!("CARGO_MANIFEST_DIR"), "$ROOT");
@@ -316,8 +394,13 @@ fn golden_plans() {
             std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
             std::fs::write(&golden, &got).unwrap();
         }
-        let want = std::fs::read_to_string(&golden).unwrap_or_else(|_| panic!("{} missing: run with PIGSTY_BLESS=1", golden.display()));
-        assert!(got == want, "plan of {name} differs from {}; diff it, and bless with PIGSTY_BLESS=1 if intended", golden.display());
+        let want = std::fs::read_to_string(&golden)
+            .unwrap_or_else(|_| panic!("{} missing: run with PIGSTY_BLESS=1", golden.display()));
+        assert!(
+            got == want,
+            "plan of {name} differs from {}; diff it, and bless with PIGSTY_BLESS=1 if intended",
+            golden.display()
+        );
     }
 }
 
@@ -334,10 +417,17 @@ fn every_fixture_inventory_checks_and_plans() {
         assert_eq!(out.status.code(), Some(0), "{p}: {}", stderr(&out));
         let plans: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         for plan in plans.as_array().unwrap() {
-            assert_eq!(plan["join"].as_array().unwrap().last().unwrap()["id"], "done", "{p}");
+            assert_eq!(
+                plan["join"].as_array().unwrap().last().unwrap()["id"],
+                "done",
+                "{p}"
+            );
             assert_eq!(plan["digest"].as_str().unwrap().len(), 64, "{p}");
         }
         count += 1;
     }
-    assert!(count >= 4, "expected the fixture inventories, found {count}");
+    assert!(
+        count >= 4,
+        "expected the fixture inventories, found {count}"
+    );
 }

@@ -9,14 +9,14 @@ use super::yaml::{Key, Node, Value};
 use crate::diag::{Finding, Loc, did_you_mean};
 
 /// Where a variable was defined, lowest precedence first.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
     /// Built-in Pigsty default.
     Default,
     /// `all.vars`.
     All,
-    /// A group's `vars`.
-    Group(String),
+    /// A group's `vars` (index into [`Tree::groups`]).
+    Group(usize),
     /// Host variables.
     Host,
 }

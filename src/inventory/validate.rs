@@ -34,6 +34,22 @@ fn defaults() -> &'static [VarDef] {
     })
 }
 
+fn default_vars() -> &'static HashMap<&'static str, Resolved<'static>> {
+    static MAP: OnceLock<HashMap<&'static str, Resolved<'static>>> = OnceLock::new();
+    MAP.get_or_init(|| {
+        defaults()
+            .iter()
+            .map(|d| {
+                let r = Resolved {
+                    value: &d.value,
+                    scope: Scope::Default,
+                };
+                (d.key.name.as_str(), r)
+            })
+            .collect()
+    })
+}
+
 fn known_params() -> &'static HashSet<&'static str> {
     static KNOWN: OnceLock<HashSet<&'static str>> = OnceLock::new();
     KNOWN.get_or_init(|| {
@@ -54,7 +70,8 @@ pub fn validate(tree: &Tree, file: &str, findings: &mut Vec<Finding>) -> Vec<Nod
     let mut password_use: BTreeMap<&'static str, (Loc, usize)> = BTreeMap::new();
     let mut locs = KeyLocs::new();
     for host in &tree.hosts {
-        let vars = resolve(tree, host);
+        let groups = tree.host_groups(host);
+        let vars = resolve(tree, host, &groups);
         let mut reader = VarReader {
             file,
             host_loc: host.key.loc,
@@ -62,11 +79,7 @@ pub fn validate(tree: &Tree, file: &str, findings: &mut Vec<Finding>) -> Vec<Nod
             vars: &vars,
             findings,
         };
-        let in_group = |name: &str| {
-            tree.host_groups(host)
-                .iter()
-                .any(|&g| tree.groups[g].name == name)
-        };
+        let in_group = |name: &str| groups.iter().any(|&g| tree.groups[g].name == name);
         let membership = Membership {
             infra: in_group("infra"),
             etcd: in_group("etcd"),
@@ -100,31 +113,34 @@ pub fn validate(tree: &Tree, file: &str, findings: &mut Vec<Finding>) -> Vec<Nod
 }
 
 /// Variables of one host: defaults < all.vars < groups (shallow first) < host vars.
-fn resolve<'a>(tree: &'a Tree, host: &'a Host) -> Vars<'a> {
-    let mut vars: Vars<'a> = HashMap::with_capacity(defaults().len() + 16);
-    let mut put = |defs: &'a [VarDef], scope: &Scope| {
+/// `groups` is the host's groups in precedence order ([`Tree::host_groups`]).
+fn resolve<'a>(tree: &'a Tree, host: &'a Host, groups: &[usize]) -> Vars<'a> {
+    let mut own = HashMap::with_capacity(32);
+    let mut put = |defs: &'a [VarDef], scope: Scope| {
         for d in defs {
-            vars.insert(
+            own.insert(
                 d.key.name.as_str(),
                 Resolved {
                     value: &d.value,
-                    scope: scope.clone(),
+                    scope,
                 },
             );
         }
     };
-    put(defaults(), &Scope::Default);
-    for g in tree.host_groups(host) {
+    for &g in groups {
         let group = &tree.groups[g];
         let scope = if group.name == "all" {
             Scope::All
         } else {
-            Scope::Group(group.name.clone())
+            Scope::Group(g)
         };
-        put(&group.vars, &scope);
+        put(&group.vars, scope);
     }
-    put(&host.vars, &Scope::Host);
-    vars
+    put(&host.vars, Scope::Host);
+    Vars {
+        own,
+        defaults: default_vars(),
+    }
 }
 
 /// Unknown variable names that are one or two edits from a known one are typos.
@@ -589,5 +605,5 @@ fn check_fleet(
 fn dedupe(findings: &mut Vec<Finding>) {
     let mut seen = HashSet::new();
     findings.retain(|f| seen.insert(f.clone()));
-    findings.sort_by(|a, b| (a.line, a.column).cmp(&(b.line, b.column)));
+    findings.sort_by_key(|f| (f.line, f.column));
 }

@@ -18,8 +18,18 @@ pub struct Resolved<'a> {
     pub scope: Scope,
 }
 
-/// All variables of one host, by name.
-pub type Vars<'a> = HashMap<&'a str, Resolved<'a>>;
+/// All variables of one host, by name: its own (inventory) definitions over the
+/// shared built-in defaults, which are not copied per host.
+pub struct Vars<'a> {
+    pub own: HashMap<&'a str, Resolved<'a>>,
+    pub defaults: &'a HashMap<&'static str, Resolved<'static>>,
+}
+
+impl<'a> Vars<'a> {
+    pub fn get(&self, key: &str) -> Option<&Resolved<'a>> {
+        self.own.get(key).or_else(|| self.defaults.get(key))
+    }
+}
 
 pub struct VarReader<'a> {
     pub file: &'a str,
