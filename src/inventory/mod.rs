@@ -162,6 +162,78 @@ mod tests {
     }
 
     #[test]
+    fn minio_volume_expansion() {
+        let text = include_str!("../../tests/fixtures/inventories/ha-trio.yml");
+        let fleet = load_str("ha-trio.yml", text).unwrap().fleet;
+        let cluster = &fleet.nodes[0].minio.as_ref().unwrap().cluster;
+        assert_eq!(
+            fleet.minio_volumes(cluster).unwrap(),
+            "http://minio-{1...3}.pigsty:9000/data{1...2}"
+        );
+        let single = load(&Source::BuiltIn).unwrap().fleet;
+        assert_eq!(single.minio_volumes("minio").unwrap(), "/data/minio");
+    }
+
+    #[test]
+    fn precedence_host_over_group_over_all_over_default() {
+        let text = "all:
+  children:
+    outer:
+      vars: { pg_port: 6000, pgbouncer_port: 7000, node_timezone: Outer }
+      children:
+        pg-x:
+          hosts:
+            10.0.0.1: { pg_seq: 1, pg_role: primary, pg_port: 5999 }
+            10.0.0.2: { pg_seq: 2, pg_role: replica }
+          vars: { pg_cluster: pg-x, pgbouncer_port: 7001 }
+  vars: { pg_port: 5000, node_timezone: All, admin_ip: 10.0.0.9, node_dns_servers: ['${admin_ip}', '${ip}'] }
+";
+        let fleet = load_str("p.yml", text).unwrap().fleet;
+        let (a, b) = (&fleet.nodes[0], &fleet.nodes[1]);
+        let (pa, pb) = (
+            &a.pg.as_ref().unwrap().params,
+            &b.pg.as_ref().unwrap().params,
+        );
+        assert_eq!(pa.pg_port, 5999, "host vars win");
+        assert_eq!(pb.pg_port, 6000, "parent group over all.vars");
+        assert_eq!(pb.pgbouncer_port, 7001, "child group over parent group");
+        assert_eq!(b.node.node_timezone, "Outer");
+        assert_eq!(pb.patroni_port, 8008, "built-in default");
+        assert_eq!(
+            b.node.node_dns_servers,
+            ["10.0.0.9", "10.0.0.2"],
+            "placeholders"
+        );
+        assert_eq!(a.nodename, "pg-x-1");
+        assert_eq!(a.node_cluster, "pg-x");
+    }
+
+    #[test]
+    fn v3_and_v4_rto() {
+        let v3 = load_str(
+            "v3.yml",
+            include_str!("../../tests/fixtures/inventories/v3-full.yml"),
+        )
+        .unwrap();
+        let v4 = load_str(
+            "v4.yml",
+            include_str!("../../tests/fixtures/inventories/v4-full.yml"),
+        )
+        .unwrap();
+        let rto = |f: &Fleet| {
+            f.nodes
+                .iter()
+                .find_map(|n| n.pg.as_ref())
+                .unwrap()
+                .params
+                .pg_rto
+                .clone()
+        };
+        assert!(matches!(rto(&v3.fleet), crate::model::PgRto::Seconds(_)));
+        assert!(matches!(rto(&v4.fleet), crate::model::PgRto::Plan(_)));
+    }
+
+    #[test]
     fn defaults_parse() {
         // The built-in defaults are part of every load; a broken file must fail here.
         assert!(

@@ -400,11 +400,16 @@ fn read_minio(r: &mut VarReader<'_>) -> Option<MinioMember> {
         return None;
     }
     let (cluster, seq) = (cluster?, seq?);
+    let params = params?;
+    let node_pattern = r
+        .pattern("minio_node", "minio_seq")
+        .unwrap_or_else(|| params.minio_node.clone());
     Some(MinioMember {
         name: format!("{cluster}-{seq}"),
         cluster,
         seq,
-        params: params?,
+        node_pattern,
+        params,
     })
 }
 

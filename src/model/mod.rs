@@ -124,6 +124,8 @@ pub struct MinioMember {
     pub cluster: String,
     pub seq: u32,
     pub name: String,
+    /// `minio_node` with `${minio_seq}` left in place, for the volume expression.
+    pub node_pattern: String,
     pub params: MinioParams,
 }
 
@@ -249,6 +251,22 @@ impl Fleet {
                 .filter(|m| m.cluster == cluster)
                 .map(|m| m.seq)
         })
+    }
+
+    /// `MINIO_VOLUMES` for a MinIO cluster: every member starts with the identical
+    /// list. A single node serves `minio_data` directly; several nodes use MinIO's
+    /// ellipsis syntax, `http://minio-{1...3}.pigsty:9000/data{1...2}`.
+    pub fn minio_volumes(&self, cluster: &str) -> Option<String> {
+        let members = self.minio_members(cluster);
+        let first = members.first()?.minio.as_ref()?;
+        let last = members.last()?.minio.as_ref()?;
+        let p = &first.params;
+        if members.len() == 1 {
+            return Some(p.minio_data.clone());
+        }
+        let range = format!("{{{}...{}}}", first.seq, last.seq);
+        let host = first.node_pattern.replace("${minio_seq}", &range);
+        Some(format!("http://{host}:{}{}", p.minio_port, p.minio_data))
     }
 
     /// Instances of a PostgreSQL cluster, sorted by seq.

@@ -60,6 +60,12 @@ impl<'a> VarReader<'a> {
             .is_some_and(|v| v.value.value != Value::Null)
     }
 
+    /// A string variable with every placeholder but `keep` substituted.
+    pub fn pattern(&self, key: &str, keep: &str) -> Option<String> {
+        let text = self.vars.get(key)?.value.scalar_text()?;
+        Some(self.substitute(&text, 0, Some(keep)))
+    }
+
     /// Read `key` as `T`. A missing or invalid value is reported and gives `None`.
     pub fn get<T: DeserializeOwned>(&mut self, key: &str) -> Option<T> {
         let node = self.vars.get(key).map(|r| r.value.clone());
@@ -101,12 +107,13 @@ impl<'a> VarReader<'a> {
     }
 
     fn to_json(&self, node: &Node, depth: u8) -> serde_json::Value {
-        node.to_json_with(&|s: &str| self.substitute(s, depth))
+        node.to_json_with(&|s: &str| self.substitute(s, depth, None))
     }
 
     /// Replace `${ip}` and `${var}` (a scalar variable of this host); unknown names stay
     /// as written, since Pigsty renders some (`${dbsu}`, `${admin}`) later itself.
-    pub fn substitute(&self, s: &str, depth: u8) -> String {
+    /// `keep` names one placeholder to leave as written (a per-member pattern).
+    pub fn substitute(&self, s: &str, depth: u8, keep: Option<&str>) -> String {
         if !s.contains("${") {
             return s.to_string();
         }
@@ -120,7 +127,12 @@ impl<'a> VarReader<'a> {
                 return out;
             };
             let name = &after[..end];
-            match self.placeholder(name, depth) {
+            let value = if keep == Some(name) {
+                None
+            } else {
+                self.placeholder(name, depth, keep)
+            };
+            match value {
                 Some(v) => out.push_str(&v),
                 None => out.push_str(&rest[start..start + 2 + end + 1]),
             }
@@ -130,7 +142,7 @@ impl<'a> VarReader<'a> {
         out
     }
 
-    fn placeholder(&self, name: &str, depth: u8) -> Option<String> {
+    fn placeholder(&self, name: &str, depth: u8, keep: Option<&str>) -> Option<String> {
         if name == "ip" {
             return Some(self.ip.to_string());
         }
@@ -140,7 +152,7 @@ impl<'a> VarReader<'a> {
         }
         let var = self.vars.get(name)?;
         let text = var.value.scalar_text()?;
-        Some(self.substitute(&text, depth + 1))
+        Some(self.substitute(&text, depth + 1, keep))
     }
 }
 
