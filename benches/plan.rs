@@ -44,7 +44,7 @@ fn bench(c: &mut Criterion) {
             fleet
                 .nodes
                 .iter()
-                .map(|n| compile(fleet, n, catalog).0.digest.len())
+                .map(|n| compile(fleet, n, catalog).unwrap().plan.digest.len())
                 .sum::<usize>()
         })
     });

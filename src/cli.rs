@@ -28,6 +28,19 @@ pub enum Command {
     Inventory(InventoryCommand),
     /// Show the compiled plan of one node (or every node).
     Plan(PlanArgs),
+    /// Write a node's overlay tree: configs, units and /etc/pigsty/node.json.
+    Render(RenderArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// Any name of the node (see `plan --role`).
+    #[arg(long, value_name = "NAME")]
+    pub role: String,
+
+    /// Directory to write the tree into (replaced whole, only once complete).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::Error;
 use crate::catalog::Catalog;
-use crate::cli::{Cli, Command, InventoryCommand, PlanArgs};
+use crate::cli::{Cli, Command, InventoryCommand, PlanArgs, RenderArgs};
 use crate::compile::{NodePlan, compile};
 use crate::diag::{self, Finding};
 use crate::inventory::{self, LoadError, Loaded, Source};
@@ -29,6 +29,10 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
             let loaded = load(&source)?;
             plan(&loaded.fleet, args, out)
         }
+        Command::Render(args) => {
+            let loaded = load(&source)?;
+            render(&loaded.fleet, args, out)
+        }
     }
 }
 
@@ -44,6 +48,7 @@ pub fn describe_error(err: &Error) -> String {
             )
         }
         Error::Usage(msg) => format!("error: {msg}\n"),
+        Error::Render(e) => format!("error: {e}\n"),
         Error::Runtime(e) => format!("error: {e:#}\n"),
     }
 }
@@ -194,13 +199,13 @@ fn plan(fleet: &Fleet, args: &PlanArgs, out: &mut dyn Write) -> Result<(), Error
     let plans: Vec<NodePlan> = nodes
         .into_iter()
         .map(|n| {
-            let (plan, warnings) = compile(fleet, n, catalog);
-            for w in warnings {
+            let compiled = compile(fleet, n, catalog)?;
+            for w in &compiled.warnings {
                 tracing::warn!("{w}");
             }
-            plan
+            Ok(compiled.plan)
         })
-        .collect();
+        .collect::<Result<_, Error>>()?;
     match (args.json, args.all) {
         (true, true) => write_json(out, &plans),
         (true, false) => write_json(out, &plans[0]),
@@ -236,5 +241,22 @@ fn describe_plan(plan: &NodePlan, out: &mut dyn Write) -> Result<(), Error> {
     ));
     out.write_all(text.as_bytes())
         .context("writing to stdout")?;
+    Ok(())
+}
+
+fn render(fleet: &Fleet, args: &RenderArgs, out: &mut dyn Write) -> Result<(), Error> {
+    let node = fleet
+        .find(&args.role)
+        .map_err(|e| Error::Usage(e.to_string()))?;
+    let compiled = compile(fleet, node, Catalog::debian12())?;
+    crate::render::write::write_tree(&compiled.files, &args.out)?;
+    writeln!(
+        out,
+        "{}: wrote {} file(s) to {}",
+        node.nodename,
+        compiled.files.len(),
+        args.out.display()
+    )
+    .context("writing to stdout")?;
     Ok(())
 }

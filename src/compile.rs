@@ -6,6 +6,7 @@ use sha2::{Digest, Sha256};
 
 use crate::catalog::Catalog;
 use crate::model::{Fleet, Module, Node, PgRole};
+use crate::render::{RenderError, RenderedFile, render_node};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct NodePlan {
@@ -55,9 +56,18 @@ pub struct JoinStep {
     pub action: String,
 }
 
-/// Compile one node of the fleet. Warnings (things the build will need) are returned
-/// beside the plan, not inside it.
-pub fn compile(fleet: &Fleet, node: &Node, catalog: &Catalog) -> (NodePlan, Vec<String>) {
+/// A compiled node: its plan, the rendered overlay files the plan lists, and warnings
+/// (things the build will need) kept beside the plan rather than in it.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    pub plan: NodePlan,
+    pub files: Vec<RenderedFile>,
+    pub warnings: Vec<String>,
+}
+
+/// Compile one node of the fleet: packages, services, join steps, and its rendered
+/// files. Fails only when a value cannot be written into a file format.
+pub fn compile(fleet: &Fleet, node: &Node, catalog: &Catalog) -> Result<Compiled, RenderError> {
     let mut warnings = Vec::new();
     let pg_version = node.pg.as_ref().map_or(15, |p| p.params.pg_version);
     if node.pg.is_some() && !catalog.pg_versions.contains(&pg_version) {
@@ -92,8 +102,14 @@ pub fn compile(fleet: &Fleet, node: &Node, catalog: &Catalog) -> (NodePlan, Vec<
         join: join_steps(fleet, node),
         digest: String::new(),
     };
+    let files = render_node(fleet, node, &plan.join)?;
+    plan.files = files.iter().map(RenderedFile::plan_entry).collect();
     plan.digest = digest(&plan, catalog);
-    (plan, warnings)
+    Ok(Compiled {
+        plan,
+        files,
+        warnings,
+    })
 }
 
 /// `node_packages` items may hold several comma-separated names, as in Pigsty.

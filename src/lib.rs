@@ -10,6 +10,7 @@ pub mod compile;
 pub mod diag;
 pub mod inventory;
 pub mod model;
+pub mod render;
 
 /// Errors at the edge of the program, each with its exit code.
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +21,9 @@ pub enum Error {
     /// The command line asked for something that does not exist: exit 2.
     #[error("{0}")]
     Usage(String),
+    /// A value could not be written into a file format: exit 2.
+    #[error(transparent)]
+    Render(#[from] render::RenderError),
     /// A runtime failure (I/O, a tool, the network): exit 1.
     #[error(transparent)]
     Runtime(#[from] anyhow::Error),
@@ -28,7 +32,7 @@ pub enum Error {
 impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Invalid(_) | Error::Usage(_) => 2,
+            Error::Invalid(_) | Error::Usage(_) | Error::Render(_) => 2,
             Error::Runtime(_) => 1,
         }
     }

@@ -35,6 +35,8 @@ params! {
         region: String,
         node_id_from_pg: Flag,
         node_mac: Option<String>,
+        node_ip_prefix: u8,
+        node_gateway: Option<Ipv4Addr>,
         node_timezone: String,
         node_ntp_enabled: Flag,
         node_ntp_servers: Vec<String>,

@@ -1,0 +1,282 @@
+//! Render a node's overlay: every configuration file and unit its modules need, from
+//! the tera templates under `overlays/<module>/` (embedded in the binary), plus
+//! `/etc/pigsty/node.json` for the first-boot agent.
+//!
+//! A template's path mirrors its target (`overlays/pgsql/etc/patroni/patroni.yml.tera`
+//! → `/etc/patroni/patroni.yml`). Each module's `meta.yml` gives a file's mode, owner,
+//! the flag that gates it (`when`) and per-instance expansion (`each`). Values reach
+//! structured outputs only through escaping filters (see [`filters`]).
+
+pub mod context;
+pub mod filters;
+mod infra;
+mod minio;
+mod pgsql;
+mod redis;
+pub mod write;
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use include_dir::{Dir, include_dir};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::compile::{JoinStep, PlanFile};
+use crate::model::{Fleet, Module, Node};
+
+static OVERLAYS: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/overlays");
+
+/// One rendered file of the overlay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedFile {
+    /// Absolute target path in the image (`/etc/patroni/patroni.yml`).
+    pub path: String,
+    pub mode: u32,
+    /// `user:group` (names, resolved against the image's passwd at build time).
+    pub owner: String,
+    pub content: Vec<u8>,
+}
+
+impl RenderedFile {
+    pub fn plan_entry(&self) -> PlanFile {
+        PlanFile {
+            path: self.path.clone(),
+            mode: format!("{:04o}", self.mode),
+            owner: self.owner.clone(),
+            sha256: hex::encode(Sha256::digest(&self.content)),
+        }
+    }
+
+    /// Whether any user on the node could read it.
+    pub fn world_readable(&self) -> bool {
+        self.mode & 0o004 != 0
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("rendering {file} for {node}: {reason}")]
+pub struct RenderError {
+    pub node: String,
+    pub file: String,
+    pub reason: String,
+}
+
+/// File attributes from a module's `meta.yml`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileMeta {
+    #[serde(default)]
+    mode: Option<String>,
+    #[serde(default)]
+    owner: Option<String>,
+    /// A flag of the render context (`flags.<name>`) that must be true.
+    #[serde(default)]
+    when: Option<String>,
+    /// Render once per item of a context list (`redis_instances`), the item bound as
+    /// `item`; `{name}` in the path is replaced by the item's `name`.
+    #[serde(default)]
+    each: Option<String>,
+}
+
+struct Engine {
+    tera: tera::Tera,
+    /// Module → (template name, target path pattern, attributes), in path order.
+    files: BTreeMap<Module, Vec<(String, String, FileMeta)>>,
+}
+
+const MODULE_DIRS: [(Module, &str); 6] = [
+    (Module::Node, "node"),
+    (Module::Infra, "infra"),
+    (Module::Etcd, "etcd"),
+    (Module::Pgsql, "pgsql"),
+    (Module::Redis, "redis"),
+    (Module::Minio, "minio"),
+];
+
+fn engine() -> &'static Engine {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    ENGINE.get_or_init(|| {
+        Engine::load().expect("embedded overlays are valid (checked by unit tests)")
+    })
+}
+
+impl Engine {
+    fn load() -> Result<Engine, String> {
+        let mut tera = tera::Tera::default();
+        tera.autoescape_on(vec![]);
+        filters::register(&mut tera);
+        let mut files = BTreeMap::new();
+        for (module, dir_name) in MODULE_DIRS {
+            let mut list = Vec::new();
+            let Some(dir) = OVERLAYS.get_dir(dir_name) else {
+                files.insert(module, list);
+                continue;
+            };
+            let meta = read_meta(dir_name)?;
+            let mut templates = Vec::new();
+            collect_templates(dir, &mut templates);
+            templates.sort_by(|a, b| a.0.cmp(&b.0));
+            for (name, text) in templates {
+                tera.add_raw_template(&name, &text)
+                    .map_err(|e| format!("template {name}: {}", error_chain(&e)))?;
+                let rel = name
+                    .strip_prefix(&format!("{dir_name}/"))
+                    .and_then(|r| r.strip_suffix(".tera"))
+                    .unwrap_or(&name)
+                    .to_string();
+                let attrs = meta.get(&rel).cloned().unwrap_or_default();
+                list.push((name, format!("/{rel}"), attrs));
+            }
+            for key in meta.keys() {
+                if !list.iter().any(|(_, p, _)| p[1..] == *key) {
+                    return Err(format!(
+                        "overlays/{dir_name}/meta.yml names {key}, which has no template"
+                    ));
+                }
+            }
+            files.insert(module, list);
+        }
+        Ok(Engine { tera, files })
+    }
+}
+
+fn collect_templates(dir: &Dir<'static>, out: &mut Vec<(String, String)>) {
+    for file in dir.files() {
+        let path = file.path().to_string_lossy().into_owned();
+        if let (true, Some(text)) = (path.ends_with(".tera"), file.contents_utf8()) {
+            out.push((path, text.to_string()));
+        }
+    }
+    for sub in dir.dirs() {
+        collect_templates(sub, out);
+    }
+}
+
+fn read_meta(dir_name: &str) -> Result<BTreeMap<String, FileMeta>, String> {
+    let Some(file) = OVERLAYS.get_file(format!("{dir_name}/meta.yml")) else {
+        return Ok(BTreeMap::new());
+    };
+    let text = file.contents_utf8().ok_or("meta.yml is not UTF-8")?;
+    let root = crate::inventory::yaml::parse(text)
+        .map_err(|e| format!("overlays/{dir_name}/meta.yml:{}: {}", e.loc.line, e.message))?;
+    let Some(root) = root else {
+        return Ok(BTreeMap::new());
+    };
+    serde_path_to_error::deserialize(root.to_json_with(&|s: &str| s.to_string()))
+        .map_err(|e| format!("overlays/{dir_name}/meta.yml: {e}"))
+}
+
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        cur = s.source();
+    }
+    msg
+}
+
+/// Render every file of a node: module overlays, then `/etc/pigsty/node.json`.
+pub fn render_node(
+    fleet: &Fleet,
+    node: &Node,
+    join: &[JoinStep],
+) -> Result<Vec<RenderedFile>, RenderError> {
+    let engine = engine();
+    let ctx_value = context::build(fleet, node, join);
+    let ctx = tera::Context::from_value(ctx_value.clone()).map_err(|e| RenderError {
+        node: node.nodename.clone(),
+        file: "(context)".into(),
+        reason: error_chain(&e),
+    })?;
+    let mut out = Vec::new();
+    for module in &node.modules {
+        for (name, path, meta) in engine.files.get(module).into_iter().flatten() {
+            if !flag_on(&ctx_value, meta.when.as_deref()) {
+                continue;
+            }
+            render_one(engine, node, &ctx, &ctx_value, name, path, meta, &mut out)?;
+        }
+    }
+    out.push(context::node_json(&ctx_value, fleet, node, join));
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
+}
+
+fn flag_on(ctx: &serde_json::Value, when: Option<&str>) -> bool {
+    match when {
+        None => true,
+        Some(flag) => ctx["flags"][flag].as_bool().unwrap_or(false),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn render_one(
+    engine: &Engine,
+    node: &Node,
+    ctx: &tera::Context,
+    ctx_value: &serde_json::Value,
+    name: &str,
+    path: &str,
+    meta: &FileMeta,
+    out: &mut Vec<RenderedFile>,
+) -> Result<(), RenderError> {
+    let fail = |file: &str, reason: String| RenderError {
+        node: node.nodename.clone(),
+        file: file.to_string(),
+        reason,
+    };
+    let mode = match &meta.mode {
+        Some(m) => u32::from_str_radix(m, 8).map_err(|_| fail(path, format!("bad mode {m}")))?,
+        None => 0o644,
+    };
+    let owner = meta.owner.clone().unwrap_or_else(|| "root:root".into());
+    let owner = if owner.contains(':') {
+        owner
+    } else {
+        format!("{owner}:{owner}")
+    };
+    let items: Vec<Option<&serde_json::Value>> = match &meta.each {
+        None => vec![None],
+        Some(list) => ctx_value
+            .pointer(list)
+            .and_then(|v| v.as_array())
+            .map(|a| a.iter().map(Some).collect())
+            .unwrap_or_default(),
+    };
+    for item in items {
+        let (target, text) = match item {
+            None => (path.to_string(), engine.tera.render(name, ctx)),
+            Some(item) => {
+                let item_name = item["name"].as_str().unwrap_or_default();
+                let mut c = ctx.clone();
+                c.insert("item", item);
+                (
+                    path.replace("{name}", item_name),
+                    engine.tera.render(name, &c),
+                )
+            }
+        };
+        let text = text.map_err(|e| fail(&target, error_chain(&e)))?;
+        out.push(RenderedFile {
+            path: target,
+            mode,
+            owner: owner.clone(),
+            content: text.into_bytes(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlays_load() {
+        let engine = Engine::load().unwrap();
+        assert!(!engine.files[&Module::Node].is_empty());
+    }
+}
