@@ -5,7 +5,21 @@ set -euo pipefail
 
 # Debian packages the tests start or call for real.
 PACKAGES=(
-    python3            # ci/gen-inventory.py (benchmarks)
+    python3                  # ci/gen-inventory.py (benchmarks)
+    postgresql-15            # render tests: the rendered pg_hba/parameters in a throwaway cluster
+    patroni                  # patroni --validate-config
+    python3-psycopg2
+    python3-etcd
+    pgbouncer                # started on loopback with the rendered config
+    haproxy                  # haproxy -c -f
+    pgbackrest
+    etcd-server              # etcd 3.4
+    etcd-client
+    redis-server
+    prometheus               # promtool check config
+    prometheus-alertmanager  # amtool check-config
+    chrony
+    systemd                  # systemd-analyze verify
 )
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -17,6 +31,13 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
     echo "ci/setup.sh: installing ${missing[*]}" >&2
     as_root apt-get update -q
+    # Packages must not start their services on this machine (tests start their own
+    # on loopback), and Debian must not create the 15/main cluster on port 5432.
+    printf '#!/bin/sh\nexit 101\n' | as_root tee /usr/sbin/policy-rc.d >/dev/null
+    as_root chmod +x /usr/sbin/policy-rc.d
+    trap 'as_root rm -f /usr/sbin/policy-rc.d' EXIT
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -q --no-install-recommends postgresql-common
+    as_root sed -i 's/^#\?\s*create_main_cluster.*/create_main_cluster = false/' /etc/postgresql-common/createcluster.conf
     DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
