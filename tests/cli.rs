@@ -431,3 +431,73 @@ fn every_fixture_inventory_checks_and_plans() {
         "expected the fixture inventories, found {count}"
     );
 }
+
+#[test]
+fn render_writes_tree_and_refuses_unwritable_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = PG_TEST.replace(
+        "vars: { pg_cluster: pg-test }",
+        "vars: { pg_cluster: pg-test, node_timezone: \"Asia/Hong_Kong\" }",
+    );
+    std::fs::write(dir.path().join("inv.yml"), &inv).unwrap();
+    let out = pigsty(
+        &[
+            "-i",
+            "inv.yml",
+            "render",
+            "--role",
+            "pg-test-1",
+            "--out",
+            "tree",
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let tree = dir.path().join("tree");
+    assert_eq!(
+        std::fs::read_to_string(tree.join("etc/hostname")).unwrap(),
+        "pg-test-1\n"
+    );
+    let node: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tree.join("etc/pigsty/node.json")).unwrap()).unwrap();
+    assert_eq!(node["node"]["nodename"], "pg-test-1");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(tree.join("etc/pigsty/node.json"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    // A newline cannot be carried by chrony.conf: exit 2, naming the file and value,
+    // and the previous tree stays as it was.
+    std::fs::write(
+        dir.path().join("inv.yml"),
+        inv.replace(
+            "node_timezone: \"Asia/Hong_Kong\"",
+            "node_ntp_servers: [\"server a\\nserver b\"]",
+        ),
+    )
+    .unwrap();
+    let out = pigsty(
+        &[
+            "-i",
+            "inv.yml",
+            "render",
+            "--role",
+            "pg-test-1",
+            "--out",
+            "tree",
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("/etc/chrony/chrony.conf") && err.contains("server a\\nserver b"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(tree.join("etc/timezone")).unwrap(),
+        "Asia/Hong_Kong\n"
+    );
+}

@@ -172,21 +172,27 @@ fn etcd(fleet: &Fleet, node: &Node) -> Value {
 
 /// `/etc/pigsty/node.json`: the agent's input. It holds this node's own secrets (MinIO
 /// root keys to create buckets, Patroni REST credentials), so it is 0600 root.
-pub fn node_json(ctx: &Value, fleet: &Fleet, node: &Node, join: &[JoinStep]) -> RenderedFile {
+pub fn node_json(
+    ctx: &tera::Context,
+    fleet: &Fleet,
+    node: &Node,
+    join: &[JoinStep],
+) -> RenderedFile {
+    let get = |k: &str| ctx.get(k).cloned().unwrap_or(Value::Null);
     let doc = json!({
         "schema": 1,
-        "pigsty": ctx["pigsty"],
+        "pigsty": get("pigsty"),
         "node": {
-            "ip": ctx["ip"],
-            "nodename": ctx["nodename"],
+            "ip": get("ip"),
+            "nodename": get("nodename"),
             "node_cluster": node.node_cluster,
             "modules": node.modules,
         },
         "join": join,
-        "etcd": ctx["etcd"],
+        "etcd": get("etcd"),
         "pg": pgsql::agent(fleet, node),
         "minio": minio::agent(fleet, node),
-        "redis": ctx["redis"],
+        "redis": get("redis"),
     });
     let mut content = serde_json::to_vec_pretty(&doc).unwrap_or_default();
     content.push(b'\n');

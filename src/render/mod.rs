@@ -186,7 +186,7 @@ pub fn render_node(
 ) -> Result<Vec<RenderedFile>, RenderError> {
     let engine = engine();
     let ctx_value = context::build(fleet, node, join);
-    let ctx = tera::Context::from_value(ctx_value.clone()).map_err(|e| RenderError {
+    let ctx = tera::Context::from_value(ctx_value).map_err(|e| RenderError {
         node: node.nodename.clone(),
         file: "(context)".into(),
         reason: error_chain(&e),
@@ -194,30 +194,42 @@ pub fn render_node(
     let mut out = Vec::new();
     for module in &node.modules {
         for (name, path, meta) in engine.files.get(module).into_iter().flatten() {
-            if !flag_on(&ctx_value, meta.when.as_deref()) {
+            if !flag_on(&ctx, meta.when.as_deref()) {
                 continue;
             }
-            render_one(engine, node, &ctx, &ctx_value, name, path, meta, &mut out)?;
+            render_one(engine, node, &ctx, name, path, meta, &mut out)?;
         }
     }
-    out.push(context::node_json(&ctx_value, fleet, node, join));
+    out.push(context::node_json(&ctx, fleet, node, join));
     out.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(out)
 }
 
-fn flag_on(ctx: &serde_json::Value, when: Option<&str>) -> bool {
+fn flag_on(ctx: &tera::Context, when: Option<&str>) -> bool {
     match when {
         None => true,
-        Some(flag) => ctx["flags"][flag].as_bool().unwrap_or(false),
+        Some(flag) => ctx
+            .get("flags")
+            .and_then(|f| f.get(flag))
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false),
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// A context value by JSON pointer (`/redis/instances`).
+fn lookup<'c>(ctx: &'c tera::Context, pointer: &str) -> Option<&'c serde_json::Value> {
+    let mut parts = pointer.trim_start_matches('/').splitn(2, '/');
+    let top = ctx.get(parts.next()?)?;
+    match parts.next() {
+        None => Some(top),
+        Some(rest) => top.pointer(&format!("/{rest}")),
+    }
+}
+
 fn render_one(
     engine: &Engine,
     node: &Node,
     ctx: &tera::Context,
-    ctx_value: &serde_json::Value,
     name: &str,
     path: &str,
     meta: &FileMeta,
@@ -240,8 +252,7 @@ fn render_one(
     };
     let items: Vec<Option<&serde_json::Value>> = match &meta.each {
         None => vec![None],
-        Some(list) => ctx_value
-            .pointer(list)
+        Some(list) => lookup(ctx, list)
             .and_then(|v| v.as_array())
             .map(|a| a.iter().map(Some).collect())
             .unwrap_or_default(),

@@ -1,0 +1,96 @@
+//! Golden rendered trees: every node of the three example inventories, rendered and
+//! compared file by file with tests/fixtures/render/<inventory>/<nodename>/. The
+//! modes and owners are checked through the golden plans (tests/cli.rs). Regenerate
+//! on purpose with PIGSTY_BLESS=1.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use pigsty::catalog::Catalog;
+use pigsty::compile::compile;
+use pigsty::inventory::{Source, load};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn files_under(dir: &Path) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(rel) = p.strip_prefix(dir) {
+                out.insert(format!("/{}", rel.to_string_lossy()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn golden_render_trees() {
+    let bless = std::env::var_os("PIGSTY_BLESS").is_some();
+    let mut mismatches = Vec::new();
+    for inv in ["pigsty", "sandbox", "lab"] {
+        let loaded = load(&Source::File(root().join(format!("inventory/{inv}.yml")))).unwrap();
+        for node in &loaded.fleet.nodes {
+            let compiled = compile(&loaded.fleet, node, Catalog::debian12()).unwrap();
+            let golden = root().join(format!("tests/fixtures/render/{inv}/{}", node.nodename));
+            if bless {
+                let _ = std::fs::remove_dir_all(&golden);
+                for f in &compiled.files {
+                    let path = golden.join(f.path.trim_start_matches('/'));
+                    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                    std::fs::write(&path, &f.content).unwrap();
+                }
+            }
+            let want = files_under(&golden);
+            let got: BTreeSet<String> = compiled.files.iter().map(|f| f.path.clone()).collect();
+            for missing in want.difference(&got) {
+                mismatches.push(format!(
+                    "{inv}/{}: {missing} is no longer rendered",
+                    node.nodename
+                ));
+            }
+            for f in &compiled.files {
+                let path = golden.join(f.path.trim_start_matches('/'));
+                match std::fs::read(&path) {
+                    Ok(bytes) if bytes == f.content => {}
+                    Ok(_) => mismatches.push(format!(
+                        "{inv}/{}: {} differs from {}",
+                        node.nodename,
+                        f.path,
+                        path.display()
+                    )),
+                    Err(_) => mismatches.push(format!(
+                        "{inv}/{}: {} is new (no golden file)",
+                        node.nodename, f.path
+                    )),
+                }
+            }
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "rendered trees differ from tests/fixtures/render (diff them; bless with PIGSTY_BLESS=1 if intended):\n{}",
+        mismatches.join("\n")
+    );
+}
+
+/// Rendering is a pure function: the same inventory gives the same bytes.
+#[test]
+fn rendering_is_deterministic() {
+    let loaded = load(&Source::File(root().join("inventory/sandbox.yml"))).unwrap();
+    for node in &loaded.fleet.nodes {
+        let a = compile(&loaded.fleet, node, Catalog::debian12()).unwrap();
+        let b = compile(&loaded.fleet, node, Catalog::debian12()).unwrap();
+        assert_eq!(a.plan, b.plan);
+        assert_eq!(a.files, b.files);
+    }
+}
