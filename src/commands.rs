@@ -4,6 +4,7 @@
 use std::io::Write;
 
 use anyhow::Context;
+use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::Error;
@@ -196,8 +197,9 @@ fn plan(fleet: &Fleet, args: &PlanArgs, out: &mut dyn Write) -> Result<(), Error
         Some(name) => vec![fleet.find(name).map_err(|e| Error::Usage(e.to_string()))?],
         None => fleet.nodes.iter().collect(),
     };
+    // Nodes compile independently: spread them over the cores.
     let plans: Vec<NodePlan> = nodes
-        .into_iter()
+        .into_par_iter()
         .map(|n| {
             let compiled = compile(fleet, n, catalog)?;
             for w in &compiled.warnings {

@@ -6,10 +6,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::sync::{Arc, OnceLock};
 
+use rustc_hash::FxHashMap;
+
 use super::groups::{Host, Scope, Tree, VarDef};
 use super::yaml::{self, Key, Value};
 use crate::diag::{Finding, Loc, did_you_mean};
-use crate::model::reader::{Resolved, VarReader, Vars};
+use crate::model::reader::{ReadCache, Resolved, VarReader, Vars};
 use crate::model::*;
 
 /// Pigsty's parameter names beyond the ones we type, for did-you-mean on typos.
@@ -34,8 +36,8 @@ fn defaults() -> &'static [VarDef] {
     })
 }
 
-fn default_vars() -> &'static HashMap<&'static str, Resolved<'static>> {
-    static MAP: OnceLock<HashMap<&'static str, Resolved<'static>>> = OnceLock::new();
+fn default_vars() -> &'static FxHashMap<&'static str, Resolved<'static>> {
+    static MAP: OnceLock<FxHashMap<&'static str, Resolved<'static>>> = OnceLock::new();
     MAP.get_or_init(|| {
         defaults()
             .iter()
@@ -69,10 +71,12 @@ pub fn validate(tree: &Tree, file: &str, findings: &mut Vec<Finding>) -> Vec<Nod
     let mut nodes = Vec::with_capacity(tree.hosts.len());
     let mut password_use: BTreeMap<&'static str, (Loc, usize)> = BTreeMap::new();
     let mut locs = KeyLocs::new();
+    let mut cache = ReadCache::default();
     for host in &tree.hosts {
         let groups = tree.host_groups(host);
         let vars = resolve(tree, host, &groups);
         let mut reader = VarReader {
+            cache: &mut cache,
             file,
             host_loc: host.key.loc,
             ip: &host.key.name,
@@ -115,7 +119,7 @@ pub fn validate(tree: &Tree, file: &str, findings: &mut Vec<Finding>) -> Vec<Nod
 /// Variables of one host: defaults < all.vars < groups (shallow first) < host vars.
 /// `groups` is the host's groups in precedence order ([`Tree::host_groups`]).
 fn resolve<'a>(tree: &'a Tree, host: &'a Host, groups: &[usize]) -> Vars<'a> {
-    let mut own = HashMap::with_capacity(32);
+    let mut own = FxHashMap::default();
     let mut put = |defs: &'a [VarDef], scope: Scope| {
         for d in defs {
             own.insert(

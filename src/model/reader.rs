@@ -2,7 +2,8 @@
 //! serde, so a wrong type is reported with the path inside the value (`pg_users[2].name`)
 //! and the line and column where that part was written.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
+use std::any::{Any, TypeId};
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
@@ -31,7 +32,37 @@ impl<'a> Vars<'a> {
     }
 }
 
+/// Typed values already read, shared by every host of one load. Most values come
+/// from defaults, `all.vars` or a cluster's group vars and read the same for every
+/// host, so each is converted and checked once per distinct placeholder expansion.
+#[derive(Default)]
+pub struct ReadCache {
+    typed: HashMap<(usize, TypeId, String), Box<dyn Any>>,
+    /// Placeholder names (`${name}`) a definition holds, by the definition's address.
+    names: HashMap<usize, Vec<String>>,
+}
+
+fn placeholder_names(node: &Node, out: &mut Vec<String>) {
+    match &node.value {
+        Value::Str(s) => {
+            let mut rest = s.as_str();
+            while let Some(start) = rest.find("${") {
+                let after = &rest[start + 2..];
+                let Some(end) = after.find('}') else { break };
+                if !out.iter().any(|n| n == &after[..end]) {
+                    out.push(after[..end].to_string());
+                }
+                rest = &after[end + 1..];
+            }
+        }
+        Value::Seq(items) => items.iter().for_each(|n| placeholder_names(n, out)),
+        Value::Map(m) => m.iter().for_each(|(_, v)| placeholder_names(v, out)),
+        _ => {}
+    }
+}
+
 pub struct VarReader<'a> {
+    pub cache: &'a mut ReadCache,
     pub file: &'a str,
     /// The host's key in the inventory, where errors without a better place point.
     pub host_loc: Loc,
@@ -67,8 +98,38 @@ impl<'a> VarReader<'a> {
     }
 
     /// Read `key` as `T`. A missing or invalid value is reported and gives `None`.
-    pub fn get<T: DeserializeOwned>(&mut self, key: &str) -> Option<T> {
-        let node = self.vars.get(key).map(|r| r.value.clone());
+    pub fn get<T: DeserializeOwned + Clone + 'static>(&mut self, key: &str) -> Option<T> {
+        let Some(var) = self.vars.get(key) else {
+            return self.read::<T>(key, None);
+        };
+        let node = var.value;
+        let addr = Arc::as_ptr(node) as usize;
+        let names = self.cache.names.entry(addr).or_insert_with(|| {
+            let mut names = Vec::new();
+            placeholder_names(node, &mut names);
+            names
+        });
+        // What the placeholders expand to on this host: hosts that agree share a read.
+        let expansion: Vec<Option<String>> = names
+            .clone()
+            .iter()
+            .map(|n| self.placeholder(n, 0, None))
+            .collect();
+        let id = (addr, TypeId::of::<T>(), format!("{expansion:?}"));
+        if let Some(hit) = self
+            .cache
+            .typed
+            .get(&id)
+            .and_then(|b| b.downcast_ref::<T>())
+        {
+            return Some(hit.clone());
+        }
+        let value = self.read::<T>(key, Some(node.clone()))?;
+        self.cache.typed.insert(id, Box::new(value.clone()));
+        Some(value)
+    }
+
+    fn read<T: DeserializeOwned>(&mut self, key: &str, node: Option<Arc<Node>>) -> Option<T> {
         let json = node
             .as_deref()
             .map_or(serde_json::Value::Null, |n| self.to_json(n, 0));
