@@ -37,7 +37,7 @@ fn bench(c: &mut Criterion) {
     group.bench_function("load+validate", |b| {
         b.iter(|| load_str("inventory-1000.yml", &text).unwrap())
     });
-    group.bench_function("load+validate+plan all", |b| {
+    group.bench_function("load+validate+plan+render all", |b| {
         b.iter(|| {
             let loaded = load_str("inventory-1000.yml", &text).unwrap();
             let fleet = &loaded.fleet;

@@ -23,7 +23,7 @@ WARMUP=${BENCH_WARMUP:-2}
 RUNS=${BENCH_RUNS:-10}
 ANSIBLE_CORE_SPEC=${ANSIBLE_CORE_SPEC:-ansible-core==2.19.*}
 
-BENCHES=(plan)
+BENCHES=(plan render)
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'bench.sh: %s\n' "$*" >&2; exit 1; }
@@ -132,6 +132,26 @@ bench_plan() {
     report plan-1000
 }
 
+# render: render every node of the 1,000-node inventory, in memory (inventory
+# check, for scale, and plan --all, which renders every file to hash it) and
+# written out as trees (render --all --out DIR).
+bench_render() {
+    local inv q_pigsty q_inv q_dir
+    inv=$(gen_inventory 333)
+    q_pigsty=$(printf '%q' "$PIGSTY")
+    q_inv=$(printf '%q' "$inv")
+    q_dir=$(printf '%q' "$OUT/render-1000")
+    "$PIGSTY" -i "$inv" render --all --out "$OUT/render-1000" >/dev/null \
+        || die "pigsty render --all failed on $inv"
+    hyperfine --warmup "$WARMUP" --runs "$RUNS" \
+        --export-json "$OUT/render-1000.json" \
+        --export-markdown "$OUT/render-1000.md" \
+        -n "inventory check" "$q_pigsty -i $q_inv inventory check 2>/dev/null" \
+        -n "render in memory (plan --all)" "$q_pigsty -i $q_inv plan --all --json >/dev/null 2>&1" \
+        -n "render --all --out" "$q_pigsty -i $q_inv render --all --out $q_dir >/dev/null 2>&1"
+    report render-1000
+}
+
 # ---- main --------------------------------------------------------------------
 
 main() {
@@ -147,8 +167,8 @@ main() {
     mkdir -p "$OUT"
     build_pigsty
     ensure_hyperfine
-    ensure_ansible
-    log "$(ansible-inventory --version | head -n1), $(hyperfine --version), $(nproc) CPUs"
+    case " ${selected[*]} " in *" plan "*) ensure_ansible ;; esac
+    log "$(hyperfine --version), $(nproc) CPUs"
 
     for name in "${selected[@]}"; do
         log "benchmark: $name"

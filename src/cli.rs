@@ -33,10 +33,15 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["role", "all"])))]
 pub struct RenderArgs {
     /// Any name of the node (see `plan --role`).
     #[arg(long, value_name = "NAME")]
-    pub role: String,
+    pub role: Option<String>,
+
+    /// Render every node, each into DIR/<nodename>/.
+    #[arg(long)]
+    pub all: bool,
 
     /// Directory to write the tree into (replaced whole, only once complete).
     #[arg(long, value_name = "DIR")]

@@ -14,6 +14,7 @@ use crate::compile::{NodePlan, compile};
 use crate::diag::{self, Finding};
 use crate::inventory::{self, LoadError, Loaded, Source};
 use crate::model::{Fleet, Node};
+use crate::render::RenderedFile;
 
 pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
     let env = std::env::var("PIGSTY_INVENTORY").ok();
@@ -247,18 +248,37 @@ fn describe_plan(plan: &NodePlan, out: &mut dyn Write) -> Result<(), Error> {
 }
 
 fn render(fleet: &Fleet, args: &RenderArgs, out: &mut dyn Write) -> Result<(), Error> {
-    let node = fleet
-        .find(&args.role)
-        .map_err(|e| Error::Usage(e.to_string()))?;
-    let compiled = compile(fleet, node, Catalog::debian12())?;
-    crate::render::write::write_tree(&compiled.files, &args.out)?;
-    writeln!(
-        out,
-        "{}: wrote {} file(s) to {}",
-        node.nodename,
-        compiled.files.len(),
-        args.out.display()
-    )
-    .context("writing to stdout")?;
+    let catalog = Catalog::debian12();
+    let (files, summary) = match &args.role {
+        Some(name) => {
+            let node = fleet.find(name).map_err(|e| Error::Usage(e.to_string()))?;
+            let compiled = compile(fleet, node, catalog)?;
+            let summary = format!("{}: wrote {} file(s)", node.nodename, compiled.files.len());
+            (compiled.files, summary)
+        }
+        None => {
+            // One tree per node under DIR/<nodename>/, written as one atomic tree.
+            let per_node: Vec<Vec<RenderedFile>> = fleet
+                .nodes
+                .par_iter()
+                .map(|n| {
+                    let mut files = compile(fleet, n, catalog)?.files;
+                    for f in &mut files {
+                        f.path = format!("/{}{}", n.nodename, f.path);
+                    }
+                    Ok(files)
+                })
+                .collect::<Result<_, Error>>()?;
+            let files: Vec<RenderedFile> = per_node.into_iter().flatten().collect();
+            let summary = format!(
+                "{} node(s): wrote {} file(s)",
+                fleet.nodes.len(),
+                files.len()
+            );
+            (files, summary)
+        }
+    };
+    crate::render::write::write_tree(&files, &args.out)?;
+    writeln!(out, "{summary} to {}", args.out.display()).context("writing to stdout")?;
     Ok(())
 }
