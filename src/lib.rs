@@ -11,6 +11,7 @@ pub mod diag;
 pub mod inventory;
 pub mod model;
 pub mod render;
+pub mod sys;
 
 /// Errors at the edge of the program, each with its exit code.
 #[derive(Debug, thiserror::Error)]
