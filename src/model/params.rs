@@ -496,7 +496,8 @@ impl<'de> Deserialize<'de> for Extension {
     }
 }
 
-/// An HBA rule: Pigsty's alias form (`user/db/addr/auth`) or raw `lines`.
+/// An HBA rule: Pigsty's alias form (`user/db/addr/auth`) or raw lines (`rules`, as
+/// Pigsty spells it; `lines` is accepted too).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HbaRule {
     #[serde(default)]
@@ -507,7 +508,7 @@ pub struct HbaRule {
     pub addr: Option<String>,
     #[serde(default)]
     pub auth: Option<String>,
-    #[serde(default)]
+    #[serde(default, alias = "rules")]
     pub lines: Vec<String>,
     #[serde(default)]
     pub role: Option<String>,

@@ -6,15 +6,21 @@
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::RenderedFile;
+use super::{RenderError, RenderedFile};
 use crate::compile::JoinStep;
 use crate::model::{Fleet, Node};
 
 use super::{infra, minio, pgsql, redis};
 
-/// The whole context as JSON (what templates see).
-pub fn build(fleet: &Fleet, node: &Node, join: &[JoinStep]) -> Value {
-    json!({
+/// The whole context as JSON (what templates see). Fails when a module part holds a
+/// value its file cannot carry (see `pgsql::PgsqlError`).
+pub fn build(fleet: &Fleet, node: &Node, join: &[JoinStep]) -> Result<Value, RenderError> {
+    let pg = pgsql::context(fleet, node).map_err(|e| RenderError {
+        node: node.nodename.clone(),
+        file: e.file.to_string(),
+        reason: e.reason,
+    })?;
+    Ok(json!({
         "pigsty": { "version": env!("CARGO_PKG_VERSION"), "inventory": fleet.source },
         "ip": node.ip.to_string(),
         "nodename": node.nodename,
@@ -23,12 +29,12 @@ pub fn build(fleet: &Fleet, node: &Node, join: &[JoinStep]) -> Value {
         "node_tune_sysctl": tune_sysctl(node.node.node_tune),
         "hosts": etc_hosts(fleet, node),
         "etcd": etcd(fleet, node),
-        "pg": pgsql::context(fleet, node),
+        "pg": pg,
         "minio": minio::context(fleet, node),
         "redis": redis::context(fleet, node),
         "infra": infra::context(fleet, node),
         "join": join,
-    })
+    }))
 }
 
 /// Kernel settings per `node_tune` profile (after Pigsty's tuned profiles).

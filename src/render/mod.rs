@@ -185,7 +185,7 @@ pub fn render_node(
     join: &[JoinStep],
 ) -> Result<Vec<RenderedFile>, RenderError> {
     let engine = engine();
-    let ctx_value = context::build(fleet, node, join);
+    let ctx_value = context::build(fleet, node, join)?;
     let ctx = tera::Context::from_value(ctx_value).map_err(|e| RenderError {
         node: node.nodename.clone(),
         file: "(context)".into(),

@@ -1,14 +1,73 @@
-//! PGSQL context: cluster members, failover timings, and what the agent needs.
+//! PGSQL context (`pg` in templates): Patroni, HBA, pgbouncer, HAProxy services,
+//! pgBackRest and the SQL of roles and databases, all computed here so the templates
+//! under `overlays/pgsql/` only place values. Also what the first-boot agent needs.
+//!
+//! A value that a target format cannot carry, or an inventory expression we do not
+//! implement, is an error naming the file, the parameter and the value.
+
+mod backrest;
+mod conf;
+mod haproxy;
+mod hba;
+mod patroni;
+mod pgbouncer;
+mod selector;
+mod sql;
 
 use serde_json::{Value, json};
 
-use crate::model::{Fleet, Node, PgRole};
+use crate::model::{Fleet, Node, PgInstance, PgRole};
 
-/// Template context for PGSQL files (`pg` in templates); null on non-PGSQL nodes.
-pub fn context(fleet: &Fleet, node: &Node) -> Value {
+/// Files the SQL templates render to; the agent applies them in this order.
+pub const SQL_FILES: [&str; 2] = [
+    "/etc/pigsty/sql/10-roles.sql",
+    "/etc/pigsty/sql/20-databases.sql",
+];
+
+/// A PGSQL value that cannot be rendered: which file it was for, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgsqlError {
+    pub file: &'static str,
+    pub reason: String,
+}
+
+fn fail(file: &'static str) -> impl Fn(String) -> PgsqlError {
+    move |reason| PgsqlError { file, reason }
+}
+
+const PATRONI_YML: &str = "/etc/patroni/patroni.yml";
+const PGBOUNCER_INI: &str = "/etc/pgbouncer/pgbouncer.ini";
+const HAPROXY_CFG: &str = "/etc/haproxy/haproxy.cfg";
+const PGBACKREST_CONF: &str = "/etc/pgbackrest/pgbackrest.conf";
+const TMPFILES: &str = "/etc/tmpfiles.d/pigsty-pgsql.conf";
+
+/// Template context for PGSQL files; null on non-PGSQL nodes.
+pub fn context(fleet: &Fleet, node: &Node) -> Result<Value, PgsqlError> {
     let Some(pg) = &node.pg else {
-        return Value::Null;
+        return Ok(Value::Null);
     };
+    let p = &pg.params;
+    let params = conf::parameters(p, &pg.cluster).map_err(fail(PATRONI_YML))?;
+    let listen = pgbouncer::listen_hosts(p).map_err(fail(PATRONI_YML))?;
+    let patroni = patroni::patroni(fleet, node, pg, &params, &listen).map_err(fail(PATRONI_YML))?;
+    let env = hba_env(fleet, node, pg);
+    let pg_rules = hba::sourced("pg_default_hba_rules", &p.pg_default_hba_rules)
+        .chain(hba::sourced("pg_hba_rules", &p.pg_hba_rules))
+        .collect();
+    let pg_hba = hba::render(pg_rules, &env, hba::Flavor::Postgres).map_err(fail(PATRONI_YML))?;
+    let mut ctx = base(fleet, node, pg);
+    ctx["patroni"] = json!(patroni);
+    ctx["hba"] = json!(pg_hba);
+    ctx["pgbouncer"] = pgbouncer_context(pg, &env, &listen)?;
+    ctx["haproxy"] = haproxy_context(fleet, node, pg)?;
+    ctx["pgbackrest"] = backrest_context(pg)?;
+    ctx["sql"] = sql_context(pg)?;
+    ctx["dirs"] = json!(directories(pg, &ctx["pgbackrest"]).map_err(fail(TMPFILES))?);
+    Ok(ctx)
+}
+
+/// The cluster and its members: what every PGSQL part starts from.
+fn base(fleet: &Fleet, node: &Node, pg: &PgInstance) -> Value {
     let p = &pg.params;
     let members: Vec<Value> = fleet
         .pg_members(&pg.cluster)
@@ -21,6 +80,7 @@ pub fn context(fleet: &Fleet, node: &Node) -> Value {
                 "ip": m.ip.to_string(),
                 "role": i.role,
                 "offline_query": i.params.pg_offline_query.0,
+                "patroni_url": format!("http://{}:{}", m.ip, i.params.patroni_port),
             }))
         })
         .collect();
@@ -29,11 +89,176 @@ pub fn context(fleet: &Fleet, node: &Node) -> Value {
         "name": pg.name,
         "seq": pg.seq,
         "role": pg.role,
+        "ip": node.ip.to_string(),
         "is_primary": pg.role == PgRole::Primary,
         "members": members,
         "rto": p.pg_rto.timings(),
         "synchronous": p.pg_rpo == 0 || p.pg_conf == crate::model::PgConf::Crit,
+        "version": p.pg_version,
+        "port": p.pg_port,
+        "dbsu": p.pg_dbsu,
     })
+}
+
+/// What `${dbsu}`, `infra`, `cluster`, ... mean for this instance's HBA rules.
+fn hba_env(fleet: &Fleet, node: &Node, pg: &PgInstance) -> hba::HbaEnv {
+    let p = &pg.params;
+    hba::HbaEnv {
+        dbsu: p.pg_dbsu.clone(),
+        repl: p.pg_replication_username.clone(),
+        monitor: p.pg_monitor_username.clone(),
+        admin: p.pg_admin_username.clone(),
+        admin_ip: node.node.admin_ip,
+        infra: fleet
+            .nodes
+            .iter()
+            .filter(|n| n.infra.is_some())
+            .map(|n| n.ip)
+            .collect(),
+        cluster: fleet.pg_members(&pg.cluster).iter().map(|n| n.ip).collect(),
+        role: pg.role,
+        offline_query: p.pg_offline_query.0,
+    }
+}
+
+fn pgbouncer_context(
+    pg: &PgInstance,
+    env: &hba::HbaEnv,
+    listen: &str,
+) -> Result<Value, PgsqlError> {
+    let p = &pg.params;
+    let f = fail(PGBOUNCER_INI);
+    if p.pgbouncer_auth_query.0 {
+        return Err(f(
+            "pgbouncer_auth_query needs Pigsty's monitor.pgbouncer_auth() function, which pigsty does not create; set it to false".into(),
+        ));
+    }
+    let rules = hba::sourced("pgb_default_hba_rules", &p.pgb_default_hba_rules)
+        .chain(hba::sourced("pgb_hba_rules", &p.pgb_hba_rules))
+        .collect();
+    let names = |what: &str, list: [&String; 2]| -> Result<String, String> {
+        let mut out: Vec<String> = Vec::new();
+        for n in list {
+            let n = pgbouncer::list_name(what, n)?;
+            if !out.contains(&n) {
+                out.push(n);
+            }
+        }
+        Ok(out.join(", "))
+    };
+    Ok(json!({
+        "listen_addr": listen,
+        "port": p.pgbouncer_port,
+        "pool_mode": p.pgbouncer_poolmode,
+        "sslmode": p.pgbouncer_sslmode,
+        "ssl_cert": conf::SSL_CERT,
+        "ssl_key": conf::SSL_KEY,
+        "socket_dir": conf::SOCKET_DIR,
+        "admin_users": names("admin user", [&p.pg_dbsu, &p.pg_admin_username]).map_err(&f)?,
+        "stats_users": names("stats user", [&p.pg_dbsu, &p.pg_monitor_username]).map_err(&f)?,
+        "databases": pgbouncer::databases(p).map_err(&f)?,
+        "users": pgbouncer::users(p).map_err(&f)?,
+        "userlist": pgbouncer::userlist(p).map_err(fail("/etc/pgbouncer/userlist.txt"))?,
+        "hba": hba::render(rules, env, hba::Flavor::Pgbouncer).map_err(fail("/etc/pgbouncer/pgb_hba.conf"))?,
+    }))
+}
+
+fn haproxy_context(fleet: &Fleet, node: &Node, pg: &PgInstance) -> Result<Value, PgsqlError> {
+    let p = &pg.params;
+    let f = fail(HAPROXY_CFG);
+    let members = fleet.pg_members(&pg.cluster);
+    let services = haproxy::services(p, &pg.cluster, &members).map_err(&f)?;
+    let user = haproxy::quote_word(&p.haproxy_admin_username)
+        .map_err(|e| f(format!("haproxy_admin_username: {e}")))?;
+    let password = haproxy::quote_word(&p.haproxy_admin_password)
+        .map_err(|e| f(format!("haproxy_admin_password: {e}")))?;
+    let nodename = haproxy::plain("nodename", &node.nodename).map_err(&f)?;
+    let timeout =
+        |what: &str, v: &str| match v.chars().all(|c| c.is_ascii_alphanumeric()) && !v.is_empty() {
+            true => Ok(v.to_string()),
+            false => Err(f(format!("{what} `{v}` is not a HAProxy time like 24h"))),
+        };
+    Ok(json!({
+        "node": nodename,
+        "stats_uri": format!("/haproxy/{}/", node.nodename),
+        "admin_port": p.haproxy_exporter_port,
+        "admin_username": user,
+        "admin_password": password,
+        "client_timeout": timeout("haproxy_client_timeout", &p.haproxy_client_timeout)?,
+        "server_timeout": timeout("haproxy_server_timeout", &p.haproxy_server_timeout)?,
+        "services": services,
+    }))
+}
+
+fn backrest_context(pg: &PgInstance) -> Result<Value, PgsqlError> {
+    let p = &pg.params;
+    if !p.pgbackrest_enabled.0 {
+        return Ok(Value::Null);
+    }
+    let repo = backrest::repo(p, &pg.cluster).map_err(fail(PGBACKREST_CONF))?;
+    Ok(json!({
+        "stanza": pg.cluster,
+        "pg_path": p.pg_data,
+        "pg_port": p.pg_port,
+        "repo": repo,
+    }))
+}
+
+fn sql_context(pg: &PgInstance) -> Result<Value, PgsqlError> {
+    let p = &pg.params;
+    Ok(json!({
+        "roles": sql::roles(p).map_err(fail(SQL_FILES[0]))?,
+        "databases": sql::databases(p).map_err(fail(SQL_FILES[1]))?,
+        "replication_user": p.pg_replication_username,
+        "monitor_user": p.pg_monitor_username,
+        "admin_user": p.pg_admin_username,
+    }))
+}
+
+/// Directories the PGSQL services need, created by systemd-tmpfiles at boot. The data
+/// directory is created empty: Patroni initialises (primary) or clones (replica) into
+/// an empty directory, and never into one that holds anything.
+fn directories(pg: &PgInstance, backrest: &Value) -> Result<Vec<Value>, String> {
+    let p = &pg.params;
+    // tmpfiles.d fields are separated by blanks: keep paths and the owner plain.
+    let plain = |what: &str, s: &str| -> Result<(), String> {
+        let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '.' | '-');
+        match s.chars().all(ok) && !s.is_empty() {
+            true => Ok(()),
+            false => Err(format!(
+                "{what} `{s}` may only hold letters, digits, `/`, `_`, `.` and `-`"
+            )),
+        }
+    };
+    plain("pg_dbsu", &p.pg_dbsu)?;
+    if !p.pg_data.starts_with('/') {
+        return Err(format!("pg_data `{}` is not an absolute path", p.pg_data));
+    }
+    let mut dirs: Vec<(String, &str)> = Vec::new();
+    if let Some(parent) = std::path::Path::new(&p.pg_data)
+        .parent()
+        .filter(|d| d != &std::path::Path::new("/"))
+    {
+        dirs.push((parent.to_string_lossy().into_owned(), "0755"));
+    }
+    dirs.push((p.pg_data.clone(), "0700"));
+    dirs.push(("/pg/log".into(), "0755"));
+    dirs.push((conf::LOG_DIR.into(), "0750"));
+    if !backrest.is_null() {
+        dirs.push(("/pg/log/pgbackrest".into(), "0750"));
+        dirs.push(("/pg/spool".into(), "0750"));
+        if let Some(local) = backrest["repo"]["local_path"].as_str() {
+            dirs.push((local.to_string(), "0750"));
+        }
+    }
+    let mut out: Vec<Value> = Vec::new();
+    for (path, mode) in dirs {
+        plain("directory", &path)?;
+        if !out.iter().any(|d| d["path"] == path.as_str()) {
+            out.push(json!({ "path": path, "mode": mode }));
+        }
+    }
+    Ok(out)
 }
 
 /// What the first-boot agent needs to join Patroni and apply database objects.
@@ -42,11 +267,200 @@ pub fn agent(fleet: &Fleet, node: &Node) -> Value {
         return Value::Null;
     };
     let p = &pg.params;
-    let mut ctx = context(fleet, node);
-    ctx["port"] = json!(p.pg_port);
+    let mut ctx = base(fleet, node, pg);
+    let prefix = format!("{}/{}", p.pg_namespace.trim_end_matches('/'), pg.cluster);
     ctx["patroni_port"] = json!(p.patroni_port);
+    ctx["patroni_url"] = json!(format!("http://{}:{}", node.ip, p.patroni_port));
+    ctx["patroni_username"] = json!(p.patroni_username);
+    ctx["patroni_password"] = json!(p.patroni_password);
     ctx["namespace"] = json!(p.pg_namespace);
+    ctx["dcs_keys"] = json!({
+        "leader": format!("{prefix}/leader"),
+        "initialize": format!("{prefix}/initialize"),
+        "config": format!("{prefix}/config"),
+        "members": format!("{prefix}/members/"),
+    });
     ctx["pgbouncer_port"] = json!(p.pgbouncer_port);
-    ctx["dbsu"] = json!(p.pg_dbsu);
+    ctx["haproxy_ports"] = json!(
+        p.pg_default_services
+            .iter()
+            .chain(&p.pg_services)
+            .map(|s| s.port)
+            .collect::<Vec<_>>()
+    );
+    ctx["data_dir"] = json!(p.pg_data);
+    ctx["bin_dir"] = json!(patroni::bin_dir(p.pg_version));
+    ctx["socket_dir"] = json!(conf::SOCKET_DIR);
+    // Applied on the primary only, as the dbsu over the local socket, in order:
+    // `psql -X -v ON_ERROR_STOP=1 -d postgres -f FILE`. Both files are idempotent.
+    ctx["sql_files"] = json!(if pg.role == PgRole::Primary {
+        SQL_FILES.to_vec()
+    } else {
+        vec![]
+    });
+    ctx["pgbackrest"] = json!({
+        "enabled": p.pgbackrest_enabled.0,
+        "stanza": pg.cluster,
+        "method": p.pgbackrest_method,
+        "config": PGBACKREST_CONF,
+    });
     ctx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fleet(vars: &str) -> Fleet {
+        let text = format!(
+            "all:\n  children:\n    etcd: {{ hosts: {{ 10.10.10.10: {{ etcd_seq: 1 }} }}, vars: {{ etcd_cluster: etcd }} }}\n    pg-test:\n      hosts:\n        10.10.10.11: {{ pg_seq: 1, pg_role: primary }}\n        10.10.10.12: {{ pg_seq: 2, pg_role: replica }}\n        10.10.10.13: {{ pg_seq: 3, pg_role: replica, pg_offline_query: true }}\n      vars:\n        pg_cluster: pg-test\n{vars}  vars: {{ admin_ip: 10.10.10.10 }}\n"
+        );
+        crate::inventory::load_str("t.yml", &text).unwrap().fleet
+    }
+
+    fn ctx_of(f: &Fleet, name: &str) -> Result<Value, PgsqlError> {
+        context(f, f.find(name).unwrap())
+    }
+
+    fn servers(ctx: &Value, service: &str) -> Vec<(String, bool)> {
+        let svc = ctx["haproxy"]["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == service)
+            .unwrap();
+        svc["servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["name"].as_str().unwrap().to_string(),
+                    s["backup"].as_bool().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn default_services_follow_pigsty_selectors() {
+        let f = fleet("");
+        let ctx = ctx_of(&f, "pg-test-1").unwrap();
+        let s = |n: &str, b: bool| (n.to_string(), b);
+        assert_eq!(
+            servers(&ctx, "pg-test-primary"),
+            [
+                s("pg-test-1", false),
+                s("pg-test-2", false),
+                s("pg-test-3", false)
+            ]
+        );
+        assert_eq!(
+            servers(&ctx, "pg-test-replica"),
+            [
+                s("pg-test-1", true),
+                s("pg-test-2", false),
+                s("pg-test-3", false)
+            ]
+        );
+        assert_eq!(
+            servers(&ctx, "pg-test-offline"),
+            [s("pg-test-3", false), s("pg-test-2", true)]
+        );
+        let primary = &ctx["haproxy"]["services"][0];
+        assert_eq!(
+            primary["servers"][0]["address"], "10.10.10.11:6432",
+            "dest default → pgbouncer"
+        );
+        assert_eq!(
+            ctx["haproxy"]["services"][2]["servers"][0]["address"], "10.10.10.11:5432",
+            "dest postgres"
+        );
+    }
+
+    #[test]
+    fn unsupported_backup_expression_is_a_clear_error() {
+        let f = fleet(
+            "        pg_services: [ { name: x, port: 5440, selector: '[? pg_seq > `1`]' } ]\n",
+        );
+        let err = ctx_of(&f, "pg-test-1").unwrap_err();
+        assert_eq!(err.file, HAPROXY_CFG);
+        assert!(
+            err.reason.contains("pg_services[0] (x)") && err.reason.contains("pg_seq > `1`"),
+            "{}",
+            err.reason
+        );
+    }
+
+    #[test]
+    fn parameters_split_between_dcs_and_local() {
+        let f = fleet("        pg_parameters: { max_connections: 300, work_mem: 32MB }\n");
+        let ctx = ctx_of(&f, "pg-test-2").unwrap();
+        let dcs = &ctx["patroni"]["dcs"]["postgresql"]["parameters"];
+        let local = &ctx["patroni"]["parameters"];
+        assert_eq!(dcs["max_connections"], "300");
+        assert_eq!(dcs["wal_level"], "logical");
+        assert!(local.get("max_connections").is_none());
+        assert_eq!(local["work_mem"], "32MB");
+        assert_eq!(
+            local["shared_preload_libraries"],
+            "pg_stat_statements, auto_explain"
+        );
+        assert_eq!(ctx["patroni"]["dcs"]["primary_start_timeout"], 25);
+        assert_eq!(ctx["patroni"]["etcd_hosts"], json!(["10.10.10.10:2379"]));
+    }
+
+    #[test]
+    fn patroni_owned_parameters_are_refused() {
+        let f = fleet("        pg_parameters: { port: 5555 }\n");
+        assert!(
+            ctx_of(&f, "pg-test-1")
+                .unwrap_err()
+                .reason
+                .contains("Patroni sets `port`")
+        );
+    }
+
+    #[test]
+    fn hba_has_defaults_in_order_and_user_rules_after() {
+        let f = fleet(
+            "        pg_hba_rules: [ { user: x, db: all, addr: 172.17.0.0/16, auth: pwd, title: docker } ]\n",
+        );
+        let ctx = ctx_of(&f, "pg-test-1").unwrap();
+        let hba: Vec<&str> = ctx["hba"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l.as_str().unwrap())
+            .collect();
+        assert!(
+            hba[1].starts_with("local") && hba[1].contains("postgres") && hba[1].ends_with("ident")
+        );
+        assert!(hba.last().unwrap().contains("172.17.0.0/16"));
+    }
+
+    #[test]
+    fn sql_roles_get_credential_passwords() {
+        let f = fleet("");
+        let ctx = ctx_of(&f, "pg-test-1").unwrap();
+        let roles = ctx["sql"]["roles"].as_array().unwrap();
+        let dba = roles.iter().find(|r| r["name"] == "dbuser_dba").unwrap();
+        assert_eq!(dba["password"], "DBUser.DBA");
+        assert_eq!(dba["alter"], "SUPERUSER");
+        let readonly = roles
+            .iter()
+            .find(|r| r["name"] == "dbrole_readonly")
+            .unwrap();
+        assert_eq!(readonly["create"], "NOLOGIN");
+        assert!(readonly["password"].is_null());
+    }
+
+    #[test]
+    fn agent_knows_the_leader_key() {
+        let f = fleet("");
+        let a = agent(&f, f.find("pg-test-2").unwrap());
+        assert_eq!(a["dcs_keys"]["leader"], "/pg/pg-test/leader");
+        assert_eq!(a["members"][0]["patroni_url"], "http://10.10.10.11:8008");
+        assert_eq!(a["sql_files"], json!([]), "SQL runs on the primary only");
+    }
 }

@@ -1,0 +1,240 @@
+//! Roles and databases as the SQL templates need them (`10-roles.sql`,
+//! `20-databases.sql`): attributes resolved to SQL keywords, passwords filled in from
+//! the credential parameters, and the inventory's values left as values, which the
+//! templates quote with `sql_literal` / `sql_ident`.
+
+use serde::Serialize;
+
+use crate::model::{PgDatabase, PgParams, PgUser};
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Role {
+    pub name: String,
+    /// Keywords for `CREATE ROLE` (`LOGIN` unless `login: false`, like `CREATE USER`).
+    pub create: String,
+    /// Keywords for `ALTER ROLE`: only the attributes the inventory states.
+    pub alter: String,
+    pub password: Option<String>,
+    pub expire_at: Option<String>,
+    pub expire_in: Option<u32>,
+    pub connlimit: Option<i64>,
+    pub parameters: Vec<Setting>,
+    pub comment: Option<String>,
+    pub member_of: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Setting {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Database {
+    pub name: String,
+    pub owner: Option<String>,
+    pub template: Option<String>,
+    pub encoding: Option<String>,
+    pub locale: Option<String>,
+    pub lc_collate: Option<String>,
+    pub lc_ctype: Option<String>,
+    pub tablespace: Option<String>,
+    /// `ALLOW_CONNECTIONS` as SQL (`true`/`false`), when the inventory states it.
+    pub allowconn: Option<&'static str>,
+    pub revokeconn: bool,
+    pub connlimit: Option<i64>,
+    pub parameters: Vec<Setting>,
+    pub comment: Option<String>,
+    pub schemas: Vec<String>,
+    pub extensions: Vec<crate::model::Extension>,
+    /// The psql `\connect` argument that reaches this database whatever its name.
+    pub connect: String,
+}
+
+/// `pg_default_roles` then `pg_users`, without the ones marked `state: absent`.
+pub fn roles(p: &PgParams) -> Result<Vec<Role>, String> {
+    let all = p.pg_default_roles.iter().map(|u| ("pg_default_roles", u));
+    let all = all.chain(p.pg_users.iter().map(|u| ("pg_users", u)));
+    let mut out = Vec::new();
+    for (i, (param, user)) in all.enumerate() {
+        if state(&user.extra) == Some("absent") {
+            continue;
+        }
+        let index = if param == "pg_users" {
+            i - p.pg_default_roles.len()
+        } else {
+            i
+        };
+        out.push(role(p, user).map_err(|e| format!("{param}[{index}] ({}): {e}", user.name))?);
+    }
+    Ok(out)
+}
+
+fn role(p: &PgParams, u: &PgUser) -> Result<Role, String> {
+    let flag = |f: Option<crate::model::Flag>| f.map(|f| f.0);
+    let login = flag(u.login);
+    let attrs = [
+        ("LOGIN", "NOLOGIN", login),
+        ("SUPERUSER", "NOSUPERUSER", flag(u.superuser)),
+        ("CREATEDB", "NOCREATEDB", flag(u.createdb)),
+        ("CREATEROLE", "NOCREATEROLE", flag(u.createrole)),
+        ("INHERIT", "NOINHERIT", flag(u.inherit)),
+        ("REPLICATION", "NOREPLICATION", flag(u.replication)),
+        ("BYPASSRLS", "NOBYPASSRLS", flag(u.bypassrls)),
+    ];
+    let alter: Vec<&str> = attrs
+        .iter()
+        .filter_map(|(yes, no, v)| v.map(|v| if v { *yes } else { *no }))
+        .collect();
+    if let Some(date) = &u.expire_at {
+        check_date(date)?;
+    }
+    Ok(Role {
+        name: u.name.clone(),
+        create: if login == Some(false) {
+            "NOLOGIN"
+        } else {
+            "LOGIN"
+        }
+        .into(),
+        alter: alter.join(" "),
+        password: password(p, u),
+        expire_at: u.expire_at.clone().filter(|_| u.expire_in.is_none()),
+        expire_in: u.expire_in,
+        connlimit: u.connlimit,
+        parameters: settings(&u.parameters)?,
+        comment: u.comment.clone(),
+        member_of: u.roles.clone(),
+    })
+}
+
+/// A role's password: its own, else the credential parameter of the built-in role it
+/// is (Pigsty's `pg-init-roles.sql` sets those from `pg_*_password`).
+pub fn password(p: &PgParams, u: &PgUser) -> Option<String> {
+    if let Some(pw) = &u.password {
+        return Some(pw.0.clone());
+    }
+    let builtin = [
+        (&p.pg_admin_username, &p.pg_admin_password),
+        (&p.pg_monitor_username, &p.pg_monitor_password),
+        (&p.pg_replication_username, &p.pg_replication_password),
+    ];
+    builtin
+        .into_iter()
+        .find(|(name, _)| **name == u.name)
+        .map(|(_, pw)| pw.clone())
+        .filter(|pw| !pw.is_empty())
+}
+
+/// `expire_at` must be a date, since it is written into `VALID UNTIL`.
+fn check_date(date: &str) -> Result<(), String> {
+    let parts: Vec<&str> = date.split('-').collect();
+    let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+    if parts.len() == 3 && digits(parts[0], 4) && digits(parts[1], 2) && digits(parts[2], 2) {
+        return Ok(());
+    }
+    Err(format!("expire_at `{date}` is not a date (YYYY-MM-DD)"))
+}
+
+fn settings(
+    map: &std::collections::BTreeMap<String, crate::model::Scalar>,
+) -> Result<Vec<Setting>, String> {
+    map.iter()
+        .map(|(k, v)| {
+            if k.is_empty()
+                || !k
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.'))
+            {
+                return Err(format!(
+                    "parameters: {k:?} is not a PostgreSQL parameter name"
+                ));
+            }
+            Ok(Setting {
+                name: k.clone(),
+                value: v.0.clone(),
+            })
+        })
+        .collect()
+}
+
+fn state(extra: &std::collections::BTreeMap<String, serde_json::Value>) -> Option<&str> {
+    extra.get("state").and_then(|s| s.as_str())
+}
+
+/// `pg_databases` without the ones marked `state: absent`.
+pub fn databases(p: &PgParams) -> Result<Vec<Database>, String> {
+    let mut out = Vec::new();
+    for (i, d) in p.pg_databases.iter().enumerate() {
+        if state(&d.extra) == Some("absent") {
+            continue;
+        }
+        out.push(database(d).map_err(|e| format!("pg_databases[{i}] ({}): {e}", d.name))?);
+    }
+    Ok(out)
+}
+
+fn database(d: &PgDatabase) -> Result<Database, String> {
+    Ok(Database {
+        name: d.name.clone(),
+        owner: d.owner.clone(),
+        template: d.template.clone(),
+        encoding: d.encoding.clone(),
+        locale: d.locale.clone(),
+        lc_collate: d.lc_collate.clone(),
+        lc_ctype: d.lc_ctype.clone(),
+        tablespace: d.tablespace.clone(),
+        allowconn: d.allowconn.map(|f| if f.0 { "true" } else { "false" }),
+        revokeconn: d.revokeconn.is_some_and(|f| f.0),
+        connlimit: d.connlimit,
+        parameters: settings(&d.parameters)?,
+        comment: d.comment.clone(),
+        schemas: d.schemas.clone(),
+        extensions: d.extensions.clone(),
+        connect: psql_connect(&d.name)?,
+    })
+}
+
+/// The argument of psql's `\connect` for a database name. A bare name would be read
+/// as a connection string when it holds `=`, so the name always travels as the
+/// `dbname` of a connection string (libpq quoting), inside a psql double-quoted
+/// argument, with the other connection settings reused.
+pub fn psql_connect(name: &str) -> Result<String, String> {
+    if let Some(c) = name.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "the database name {name:?} holds the control character {c:?}, which a psql script cannot carry"
+        ));
+    }
+    let conninfo = format!(
+        "dbname='{}'",
+        name.replace('\\', "\\\\").replace('\'', "\\'")
+    );
+    Ok(format!(
+        "-reuse-previous=on \"{}\"",
+        conninfo.replace('"', "\"\"")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_argument() {
+        assert_eq!(
+            psql_connect("meta").unwrap(),
+            "-reuse-previous=on \"dbname='meta'\""
+        );
+        assert_eq!(
+            psql_connect("a'b\"c\\").unwrap(),
+            "-reuse-previous=on \"dbname='a\\'b\"\"c\\\\'\""
+        );
+        assert!(psql_connect("a\nb").is_err());
+    }
+
+    #[test]
+    fn dates() {
+        assert!(check_date("2030-12-31").is_ok());
+        assert!(check_date("2030-12-31'; DROP").is_err());
+    }
+}
