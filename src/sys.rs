@@ -95,6 +95,32 @@ pub fn require(tool: &str) -> Result<(), CmdError> {
 
 /// Run to completion with stdin null; stdout and stderr are captured.
 pub fn run(cmd: &mut Command) -> Result<Output, CmdError> {
+    run_checked(cmd)
+}
+
+/// Run and return stdout as text.
+pub fn run_stdout(cmd: &mut Command) -> anyhow::Result<String> {
+    let out = run(cmd)?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Whether the command ran and exited 0 (a probe: failures are logged, not raised).
+pub fn succeeds(cmd: &mut Command) -> bool {
+    match run_checked(cmd) {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::debug!("{e}");
+            false
+        }
+    }
+}
+
+/// The command line as shown in logs and errors.
+pub fn describe(cmd: &Command) -> String {
+    display(cmd)
+}
+
+fn run_checked(cmd: &mut Command) -> Result<Output, CmdError> {
     let shown = display(cmd);
     require(&cmd.get_program().to_string_lossy())?;
     tracing::debug!(command = %shown, "running");
@@ -144,6 +170,8 @@ mod tests {
         assert!(err.to_string().contains("apt-get install"), "{err}");
         let mut cmd = Command::new("definitely-not-a-tool");
         assert!(matches!(run(&mut cmd), Err(CmdError::Missing { .. })));
+        assert!(!succeeds(&mut Command::new("false")));
+        assert_eq!(run_stdout(Command::new("echo").arg("hi")).unwrap(), "hi\n");
     }
 
     #[test]
