@@ -20,6 +20,13 @@ PACKAGES=(
     prometheus-alertmanager  # amtool check-config
     chrony
     systemd                  # systemd-analyze verify
+    mmdebstrap               # image layers
+    e2fsprogs                # mke2fs -d (ext4 root)
+    qemu-utils               # qemu-img (qcow2)
+    qemu-system-x86          # boot tests (TCG)
+    ovmf                     # UEFI firmware for the boot tests
+    zstd                     # tar --zstd in the image tests
+    iproute2                 # network namespaces of the boot tests and the lab
 )
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }

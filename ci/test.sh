@@ -3,4 +3,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ci/setup.sh
-cargo test --locked
+# Every tier: plain tests, then the ignored ones (root, images, VMs). The layer
+# cache stays inside target/ so one CI run builds each layer once.
+export PIGSTY_CACHE=${PIGSTY_CACHE:-$PWD/target/pigsty-cache}
+cargo test --locked -- --include-ignored

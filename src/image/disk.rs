@@ -1,0 +1,273 @@
+//! Bootable disks: a GPT image with an EFI system partition (systemd-boot, the
+//! node's kernel and initrd) and an ext4 root made by `mke2fs -d` with a fixed UUID,
+//! hash seed and timestamps, so the same tree always gives the same bytes.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+use super::tree::{Kind, Tree};
+use crate::sys;
+
+const SECTOR: u64 = 512;
+const MIB: u64 = 1024 * 1024;
+const ESP_MIB: u64 = 160;
+
+/// Identifiers of one disk, derived from the node digest so rebuilds are identical.
+#[derive(Debug, Clone, Copy)]
+pub struct DiskIds {
+    pub disk: uuid::Uuid,
+    pub esp: uuid::Uuid,
+    pub root_part: uuid::Uuid,
+    pub root_fs: uuid::Uuid,
+    pub esp_volume_id: u32,
+}
+
+impl DiskIds {
+    pub fn from_digest(digest: &str) -> DiskIds {
+        let bytes = hex::decode(digest).unwrap_or_default();
+        let id = |n: u8| {
+            let mut b = [0u8; 16];
+            for (i, v) in b.iter_mut().enumerate() {
+                *v = bytes.get(i).copied().unwrap_or(0) ^ n.wrapping_mul(0x9d);
+            }
+            uuid::Builder::from_random_bytes(b).into_uuid()
+        };
+        DiskIds {
+            disk: id(1),
+            esp: id(2),
+            root_part: id(3),
+            root_fs: id(4),
+            esp_volume_id: u32::from_be_bytes([bytes.first().copied().unwrap_or(0), 1, 2, 3]),
+        }
+    }
+}
+
+/// The kernel and initrd the tree boots with (Debian's /vmlinuz and /initrd.img links).
+pub struct BootFiles {
+    pub kernel: Vec<u8>,
+    pub initrd: Vec<u8>,
+}
+
+pub fn boot_files(tree: &Tree) -> anyhow::Result<BootFiles> {
+    let read = |link: &str| -> anyhow::Result<Vec<u8>> {
+        let mut path = link.to_string();
+        for _ in 0..8 {
+            match tree.get(&path).map(|e| &e.kind) {
+                Some(Kind::Symlink(t)) => {
+                    path = if t.starts_with('/') {
+                        t.clone()
+                    } else {
+                        format!("{}/{t}", parent(&path))
+                    };
+                }
+                Some(Kind::File(d)) => return Ok(d.to_vec()),
+                _ => break,
+            }
+        }
+        bail!("the image has no {link} (is linux-image-amd64 in the base packages?)")
+    };
+    Ok(BootFiles {
+        kernel: read("vmlinuz")?,
+        initrd: read("initrd.img")?,
+    })
+}
+
+fn parent(path: &str) -> &str {
+    path.trim_start_matches('/')
+        .rsplit_once('/')
+        .map_or("", |(p, _)| p)
+}
+
+/// The kernel command line for the root filesystem of `ids`.
+pub fn cmdline(ids: &DiskIds) -> String {
+    format!(
+        "root=UUID={} ro console=tty0 console=ttyS0,115200 net.ifnames=0 systemd.show_status=1",
+        ids.root_fs
+    )
+}
+
+/// Make the ext4 root image from an extracted tree.
+pub fn make_ext4(dir: &Path, out: &Path, ids: &DiskIds, epoch: u64) -> anyhow::Result<()> {
+    let used = du(dir)?;
+    // Room for metadata and a little growth; the node's data lives on its data disk.
+    let size_mib = (used * 13 / 10) / MIB + 256;
+    sys::run(
+        Command::new("mke2fs")
+            .env("E2FSPROGS_FAKE_TIME", epoch.to_string())
+            .args([
+                "-q", "-F", "-t", "ext4", "-b", "4096", "-m", "0", "-L", "root",
+            ])
+            .arg("-U")
+            .arg(ids.root_fs.to_string())
+            .arg("-E")
+            .arg(format!(
+                "hash_seed={},lazy_itable_init=0,lazy_journal_init=0,root_owner=0:0",
+                ids.root_fs
+            ))
+            .arg("-d")
+            .arg(dir)
+            .arg(out)
+            .arg(format!("{size_mib}M")),
+    )?;
+    Ok(())
+}
+
+fn du(dir: &Path) -> anyhow::Result<u64> {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))? {
+            let e = e?;
+            let md = e.metadata()?;
+            if md.is_dir() {
+                stack.push(e.path());
+            }
+            total += md.len().max(4096);
+        }
+    }
+    Ok(total)
+}
+
+/// Make the FAT ESP: systemd-boot as the default loader, one entry for the node.
+pub fn make_esp(
+    out: &Path,
+    tree: &Tree,
+    boot: &BootFiles,
+    ids: &DiskIds,
+    title: &str,
+) -> anyhow::Result<()> {
+    let loader = match tree
+        .get("usr/lib/systemd/boot/efi/systemd-bootx64.efi")
+        .map(|e| &e.kind)
+    {
+        Some(Kind::File(d)) => d.clone(),
+        _ => bail!("the image has no systemd-boot (add systemd-boot to the base packages)"),
+    };
+    let mut file = File::create(out).with_context(|| format!("creating {}", out.display()))?;
+    file.set_len(ESP_MIB * MIB)?;
+    let opts = fatfs::FormatVolumeOptions::new()
+        .fat_type(fatfs::FatType::Fat32)
+        .volume_id(ids.esp_volume_id)
+        .volume_label(*b"PIGSTY-ESP ");
+    fatfs::format_volume(&mut file, opts).context("formatting the ESP")?;
+    file.seek(SeekFrom::Start(0))?;
+    let fs =
+        fatfs::FileSystem::new(&mut file, fatfs::FsOptions::new()).context("opening the ESP")?;
+    let root = fs.root_dir();
+    let entry = format!(
+        "title {title}\nlinux /pigsty/vmlinuz\ninitrd /pigsty/initrd.img\noptions {}\n",
+        cmdline(ids)
+    );
+    let files: [(&str, &[u8]); 6] = [
+        ("EFI/BOOT/BOOTX64.EFI", &loader),
+        ("EFI/systemd/systemd-bootx64.efi", &loader),
+        (
+            "loader/loader.conf",
+            b"default pigsty.conf\ntimeout 0\nconsole-mode keep\n",
+        ),
+        ("loader/entries/pigsty.conf", entry.as_bytes()),
+        ("pigsty/vmlinuz", &boot.kernel),
+        ("pigsty/initrd.img", &boot.initrd),
+    ];
+    for (path, data) in files {
+        let (dirs, _) = path.rsplit_once('/').unwrap_or(("", path));
+        let mut acc = String::new();
+        for d in dirs.split('/') {
+            acc = if acc.is_empty() {
+                d.to_string()
+            } else {
+                format!("{acc}/{d}")
+            };
+            if root.open_dir(&acc).is_err() {
+                root.create_dir(&acc)
+                    .with_context(|| format!("ESP: mkdir {acc}"))?;
+            }
+        }
+        let mut f = root
+            .create_file(path)
+            .with_context(|| format!("ESP: creating {path}"))?;
+        f.truncate()?;
+        f.write_all(data)
+            .with_context(|| format!("ESP: writing {path}"))?;
+    }
+    drop(root);
+    fs.unmount().context("closing the ESP")?;
+    Ok(())
+}
+
+/// Assemble the GPT disk from the ESP and root images.
+pub fn make_gpt(out: &Path, esp: &Path, root: &Path, ids: &DiskIds) -> anyhow::Result<()> {
+    let esp_len = std::fs::metadata(esp)?.len();
+    let root_len = std::fs::metadata(root)?.len();
+    let first = MIB / SECTOR;
+    let esp_sectors = esp_len.div_ceil(SECTOR);
+    let root_first = first + esp_sectors.div_ceil(first) * first;
+    let root_sectors = root_len.div_ceil(SECTOR);
+    let total = (root_first + root_sectors) * SECTOR + 2 * MIB;
+    let mut file = File::create(out).with_context(|| format!("creating {}", out.display()))?;
+    file.set_len(total)?;
+    let mbr = gpt::mbr::ProtectiveMBR::with_lb_size(
+        u32::try_from(total / SECTOR - 1).unwrap_or(u32::MAX),
+    );
+    mbr.overwrite_lba0(&mut file)
+        .context("writing the protective MBR")?;
+    let mut disk = gpt::GptConfig::new()
+        .writable(true)
+        .logical_block_size(gpt::disk::LogicalBlockSize::Lb512)
+        .create_from_device(file, Some(ids.disk))
+        .context("creating the GPT")?;
+    disk.add_partition_at("esp", 1, first, esp_sectors, gpt::partition_types::EFI, 0)?;
+    disk.add_partition_at(
+        "root",
+        2,
+        root_first,
+        root_sectors,
+        gpt::partition_types::LINUX_ROOT_X64,
+        0,
+    )?;
+    let mut parts = disk.take_partitions();
+    for (id, guid) in [(1, ids.esp), (2, ids.root_part)] {
+        if let Some(p) = parts.get_mut(&id) {
+            p.part_guid = guid;
+        }
+    }
+    disk.update_partitions(parts)?;
+    let mut file = disk.write().context("writing the GPT")?;
+    copy_into(&mut file, esp, first * SECTOR)?;
+    copy_into(&mut file, root, root_first * SECTOR)?;
+    file.sync_all()?;
+    Ok(())
+}
+
+fn copy_into(dst: &mut File, src: &Path, offset: u64) -> anyhow::Result<()> {
+    let mut src = File::open(src).with_context(|| format!("opening {}", src.display()))?;
+    dst.seek(SeekFrom::Start(offset))?;
+    let mut buf = vec![0u8; 4 * MIB as usize];
+    loop {
+        let n = src.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        // Keep runs of zeros as holes: the raw image stays sparse.
+        if buf[..n].iter().all(|&b| b == 0) {
+            dst.seek(SeekFrom::Current(n as i64))?;
+        } else {
+            dst.write_all(&buf[..n])?;
+        }
+    }
+}
+
+/// qcow2 from the raw image.
+pub fn make_qcow2(raw: &Path, out: &Path) -> anyhow::Result<()> {
+    sys::run(
+        Command::new("qemu-img")
+            .args(["convert", "-f", "raw", "-O", "qcow2"])
+            .arg(raw)
+            .arg(out),
+    )?;
+    Ok(())
+}

@@ -1,0 +1,358 @@
+//! Images: node plans turned into bootable artifacts. A package layer (mmdebstrap,
+//! cached by recipe) plus the node overlay (rendered files, agent, units) gives the
+//! root tree; each format is written from it deterministically.
+
+pub mod disk;
+pub mod layer;
+pub mod overlay;
+pub mod tree;
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufWriter, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::catalog::Catalog;
+use crate::compile::{Compiled, compile};
+use crate::model::{Fleet, Node};
+use tree::Tree;
+
+/// Output formats of `build-image`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    /// rootfs.tar.zst: sorted entries, clamped mtimes, numeric owners.
+    Rootfs,
+    /// disk.raw: GPT, ESP with systemd-boot, ext4 root; plus vmlinuz, initrd.img, cmdline.
+    Raw,
+    /// disk.qcow2 (from the raw disk).
+    Qcow2,
+}
+
+pub struct BuildOptions {
+    pub formats: Vec<Format>,
+    pub out: PathBuf,
+    pub cache: PathBuf,
+    pub offline: bool,
+    /// SOURCE_DATE_EPOCH: every timestamp in an artifact is at most this.
+    pub epoch: u64,
+}
+
+/// Run one long build step under a spinner on stderr (hidden when stderr is not a
+/// terminal); the step and its duration also go to the log.
+pub fn step<T>(what: &str, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
+    let bar = indicatif::ProgressBar::new_spinner().with_message(what.to_string());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    let start = std::time::Instant::now();
+    let result = f();
+    bar.finish_and_clear();
+    match &result {
+        Ok(_) => tracing::info!(
+            elapsed_ms = start.elapsed().as_millis() as u64,
+            "{what}: done"
+        ),
+        Err(e) => tracing::warn!("{what}: failed: {e:#}"),
+    }
+    result
+}
+
+/// The default epoch: `$SOURCE_DATE_EPOCH`, else a fixed date (2024-01-01).
+pub fn default_epoch() -> u64 {
+    std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_704_067_200)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Artifact {
+    pub name: String,
+    pub sha256: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Manifest {
+    pub node: String,
+    pub ip: String,
+    pub inventory: String,
+    pub tool: String,
+    pub plan_digest: String,
+    pub source_date_epoch: u64,
+    pub layer: LayerRef,
+    pub formats: Vec<Format>,
+    pub cmdline: Option<String>,
+    pub artifacts: Vec<Artifact>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerRef {
+    pub key: String,
+    pub packages: Vec<String>,
+}
+
+/// Build the images of `nodes`. Nodes with the same package set share one layer,
+/// built (or read) once.
+pub fn build(fleet: &Fleet, nodes: &[&Node], opts: &BuildOptions) -> anyhow::Result<Vec<Manifest>> {
+    let catalog = Catalog::debian12();
+    let tool = if opts.offline {
+        "offline".to_string()
+    } else {
+        layer::mmdebstrap_version()?
+    };
+    let agent = std::fs::read(std::env::current_exe().context("locating the pigsty executable")?)
+        .context("reading the pigsty executable (the agent baked into images)")?;
+    let mut layers: HashMap<String, Arc<Tree>> = HashMap::new();
+    let mut manifests = Vec::new();
+    for node in nodes {
+        let compiled = compile(fleet, node, catalog)?;
+        let recipe = layer::Recipe::new(
+            catalog,
+            &compiled.plan.packages,
+            opts.epoch,
+            &tool_for(&tool, opts, catalog, &compiled)?,
+        );
+        let key = recipe.key();
+        let base = match layers.get(&key) {
+            Some(t) => t.clone(),
+            None => {
+                let path = step(&format!("layer {}", &key[..12]), || {
+                    layer::ensure(&recipe, &opts.cache, opts.offline)
+                })?;
+                let t = Arc::new(step("reading the layer", || read_layer(&path))?);
+                layers.insert(key.clone(), t.clone());
+                t
+            }
+        };
+        let layer_ref = LayerRef {
+            key,
+            packages: recipe.packages.clone(),
+        };
+        manifests.push(build_node(
+            fleet, node, &compiled, &base, layer_ref, &agent, opts,
+        )?);
+    }
+    Ok(manifests)
+}
+
+/// Offline builds cannot ask mmdebstrap its version: use the one recorded with a
+/// cached layer of the same package set.
+fn tool_for(
+    tool: &str,
+    opts: &BuildOptions,
+    catalog: &Catalog,
+    compiled: &Compiled,
+) -> anyhow::Result<String> {
+    if tool != "offline" {
+        return Ok(tool.to_string());
+    }
+    let dir = opts.cache.join("layers");
+    for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        let p = entry.path();
+        if p.extension().is_some_and(|e| e == "json") {
+            let text = std::fs::read_to_string(&p).unwrap_or_default();
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+                let recorded = v["tool"].as_str().unwrap_or_default();
+                let candidate =
+                    layer::Recipe::new(catalog, &compiled.plan.packages, opts.epoch, recorded);
+                if p.file_stem()
+                    .is_some_and(|s| s.to_string_lossy() == candidate.key())
+                {
+                    return Ok(recorded.to_string());
+                }
+            }
+        }
+    }
+    let r = layer::Recipe::new(catalog, &compiled.plan.packages, opts.epoch, "?");
+    anyhow::bail!(
+        "--offline: no cached layer in {} holds this package set ({})",
+        dir.display(),
+        r.packages.join(" ")
+    )
+}
+
+fn read_layer(path: &Path) -> anyhow::Result<Tree> {
+    let file = File::open(path).with_context(|| format!("opening layer {}", path.display()))?;
+    Tree::from_tar(std::io::BufReader::with_capacity(1 << 20, file))
+        .with_context(|| format!("reading layer {}", path.display()))
+}
+
+fn build_node(
+    fleet: &Fleet,
+    node: &Node,
+    compiled: &Compiled,
+    base: &Tree,
+    layer: LayerRef,
+    agent: &[u8],
+    opts: &BuildOptions,
+) -> anyhow::Result<Manifest> {
+    let mut tree = base.clone();
+    overlay::Overlay {
+        plan: &compiled.plan,
+        files: &compiled.files,
+        agent,
+        epoch: opts.epoch,
+    }
+    .apply(&mut tree)?;
+    std::fs::create_dir_all(&opts.out)
+        .with_context(|| format!("creating {}", opts.out.display()))?;
+    let final_dir = opts.out.join(&node.nodename);
+    let tmp = opts
+        .out
+        .join(format!(".{}.tmp-{}", node.nodename, std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp)?;
+    let result = write_formats(node, &mut tree, &tmp, opts).and_then(|cmdline| {
+        let mut artifacts = Vec::new();
+        for name in list_files(&tmp)? {
+            let (sha256, size) = hash_file(&tmp.join(&name))?;
+            artifacts.push(Artifact { name, sha256, size });
+        }
+        let manifest = Manifest {
+            node: node.nodename.clone(),
+            ip: node.ip.to_string(),
+            inventory: fleet.source.clone(),
+            tool: concat!("pigsty ", env!("CARGO_PKG_VERSION")).to_string(),
+            plan_digest: compiled.plan.digest.clone(),
+            source_date_epoch: opts.epoch,
+            layer,
+            formats: opts.formats.clone(),
+            cmdline,
+            artifacts,
+        };
+        let mut text = serde_json::to_vec_pretty(&manifest)?;
+        text.push(b'\n');
+        std::fs::write(tmp.join("manifest.json"), text)?;
+        replace_dir(&tmp, &final_dir)?;
+        Ok(manifest)
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    result
+}
+
+/// Write every requested format into `dir`; returns the kernel command line when a
+/// disk was made.
+fn write_formats(
+    node: &Node,
+    tree: &mut Tree,
+    dir: &Path,
+    opts: &BuildOptions,
+) -> anyhow::Result<Option<String>> {
+    let mut formats = opts.formats.clone();
+    formats.sort();
+    formats.dedup();
+    if formats.contains(&Format::Rootfs) {
+        step(&format!("{}: rootfs.tar.zst", node.nodename), || {
+            write_rootfs(tree, &dir.join("rootfs.tar.zst"), opts.epoch)
+        })?;
+    }
+    if !(formats.contains(&Format::Raw) || formats.contains(&Format::Qcow2)) {
+        return Ok(None);
+    }
+    let digest_input = format!("{}:{}", node.nodename, node.ip);
+    let ids = disk::DiskIds::from_digest(&hex::encode(Sha256::digest(digest_input.as_bytes())));
+    tree.insert(
+        "/etc/fstab",
+        tree::Entry::file(
+            format!(
+                "# Managed by pigsty\nUUID={} / ext4 defaults,errors=remount-ro 0 1\n",
+                ids.root_fs
+            )
+            .into_bytes(),
+            0o644,
+            0,
+            0,
+            opts.epoch,
+        ),
+    );
+    let boot = disk::boot_files(tree)?;
+    let work = tempfile::Builder::new()
+        .prefix(".pigsty-disk")
+        .tempdir_in(dir.parent().unwrap_or(dir))?;
+    let root_dir = work.path().join("root");
+    tree.extract(&root_dir, opts.epoch)?;
+    let (root_img, esp_img) = (work.path().join("root.ext4"), work.path().join("esp.fat"));
+    disk::make_ext4(&root_dir, &root_img, &ids, opts.epoch)?;
+    disk::make_esp(
+        &esp_img,
+        tree,
+        &boot,
+        &ids,
+        &format!("pigsty {}", node.nodename),
+    )?;
+    let raw = dir.join("disk.raw");
+    disk::make_gpt(&raw, &esp_img, &root_img, &ids)?;
+    std::fs::write(dir.join("vmlinuz"), &boot.kernel)?;
+    std::fs::write(dir.join("initrd.img"), &boot.initrd)?;
+    let cmdline = disk::cmdline(&ids);
+    std::fs::write(dir.join("cmdline"), format!("{cmdline}\n"))?;
+    if formats.contains(&Format::Qcow2) {
+        step(&format!("{}: disk.qcow2", node.nodename), || {
+            disk::make_qcow2(&raw, &dir.join("disk.qcow2"))
+        })?;
+    }
+    if !formats.contains(&Format::Raw) {
+        std::fs::remove_file(&raw)?;
+    }
+    Ok(Some(cmdline))
+}
+
+fn write_rootfs(tree: &Tree, path: &Path, epoch: u64) -> anyhow::Result<()> {
+    let out = File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut enc = zstd::Encoder::new(BufWriter::with_capacity(1 << 20, out), 3)?;
+    enc.multithread(2).context("zstd threads")?;
+    tree.write_tar(&mut enc, epoch)?;
+    let file = enc.finish()?.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    Ok(())
+}
+
+fn list_files(dir: &Path) -> anyhow::Result<Vec<String>> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)?
+        .flatten()
+        .filter(|e| e.path().is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+fn hash_file(path: &Path) -> anyhow::Result<(String, u64)> {
+    let mut f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        h.update(&buf[..n]);
+    }
+    Ok((hex::encode(h.finalize()), size))
+}
+
+/// Move a finished build into place, replacing a previous one only at the end.
+fn replace_dir(tmp: &Path, dest: &Path) -> anyhow::Result<()> {
+    if dest.exists() {
+        let old = tmp.with_extension("old");
+        std::fs::rename(dest, &old).with_context(|| format!("moving aside {}", dest.display()))?;
+        std::fs::rename(tmp, dest)
+            .with_context(|| format!("moving {} into place", dest.display()))?;
+        std::fs::remove_dir_all(&old).ok();
+        return Ok(());
+    }
+    std::fs::rename(tmp, dest).with_context(|| format!("moving {} into place", dest.display()))
+}
