@@ -151,7 +151,7 @@ fn services(node: &Node) -> Vec<String> {
     }
     if let Some(r) = &node.redis {
         for port in r.instances.keys() {
-            out.push(format!("redis-server@{}-{port}.service", r.name));
+            out.push(format!("pigsty-redis@{}-{port}.service", r.name));
         }
     }
     if node.infra.is_some() {

@@ -109,7 +109,7 @@ params! {
         redis_rdb_save: Vec<String>,
         redis_aof_enabled: Flag,
         redis_cluster_replicas: u32,
-        redis_sentinel_monitor: Vec<serde_json::Value>,
+        redis_sentinel_monitor: Vec<RedisSentinelMonitor>,
         redis_exporter_port: u16,
     }
 }
@@ -569,6 +569,26 @@ pub struct MinioUser {
     pub secret_key: String,
     #[serde(default)]
     pub policy: Option<String>,
+}
+
+/// A primary that a redis sentinel watches (`redis_sentinel_monitor` items):
+/// `{ name: redis-ms, host: 10.10.10.10, port: 6379, password: redis.ms, quorum: 2 }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RedisSentinelMonitor {
+    pub name: String,
+    /// An address or a host name (sentinel then resolves host names).
+    pub host: String,
+    pub port: u16,
+    /// The primary's `requirepass`; empty or absent when it has none.
+    #[serde(default)]
+    pub password: Option<Scalar>,
+    /// Sentinels that must agree the primary is down; redis refuses 0.
+    #[serde(default = "one")]
+    pub quorum: std::num::NonZeroU32,
+}
+
+fn one() -> std::num::NonZeroU32 {
+    std::num::NonZeroU32::MIN
 }
 
 /// One redis instance: `6380: { replica_of: '10.10.10.10 6379' }`.

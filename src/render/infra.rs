@@ -1,18 +1,337 @@
-//! INFRA context: what Prometheus scrapes (every exporter of every node).
+//! INFRA context: what Prometheus scrapes (every exporter of every node of the
+//! fleet, labelled `cls`/`ins`/`ip` as Pigsty does), where it sends alerts, and what
+//! nginx serves.
 
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::model::{Fleet, Node};
 
+/// One scrape target: an exporter of one instance.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Target {
+    /// The cluster (`pg-test`, `etcd`, `minio`, a node cluster).
+    pub cls: String,
+    /// The instance (`pg-test-1`, `etcd-1`, `redis-ms-1-6379`, a nodename).
+    pub ins: String,
+    pub ip: String,
+    /// `ip:port` Prometheus connects to.
+    pub address: String,
+    /// For multi-target exporters (redis_exporter's `/scrape`): what to probe.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub param_target: Option<String>,
+}
+
+/// A scrape job: one kind of exporter, its metrics path, and its targets (sorted).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Job {
+    pub name: &'static str,
+    pub metrics_path: &'static str,
+    pub targets: Vec<Target>,
+}
+
 /// Template context for infra files (`infra` in templates); null on other nodes.
 pub fn context(fleet: &Fleet, node: &Node) -> Value {
-    if node.infra.is_none() {
+    let Some(infra) = &node.infra else {
         return Value::Null;
-    }
-    let nodes: Vec<Value> = fleet
-        .nodes
+    };
+    let p = &infra.params;
+    let home = home_domain(&p.infra_portal);
+    let invalid = match &home {
+        Some(d) if !is_server_name(d) => Some(format!(
+            "infra_portal.home.domain {d:?} is not a host name nginx can serve"
+        )),
+        _ => None,
+    };
+    let mut server_names: Vec<String> = home.into_iter().collect();
+    server_names.extend([node.ip.to_string(), node.nodename.clone()]);
+    server_names.dedup();
+    json!({
+        "name": infra.name,
+        "jobs": scrape_jobs(fleet),
+        "alertmanager": format!("127.0.0.1:{}", p.alertmanager_port),
+        "server_names": server_names,
+        "www": "/www/pigsty",
+        "invalid": invalid,
+    })
+}
+
+/// `infra_portal.home.domain`, if the inventory names one.
+fn home_domain(portal: &std::collections::BTreeMap<String, Value>) -> Option<String> {
+    portal
+        .get("home")?
+        .get("domain")?
+        .as_str()
+        .map(str::to_string)
+}
+
+/// A name nginx's `server_name` takes as one token (letters, digits, `.-_*`).
+fn is_server_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '*'))
+}
+
+/// Every exporter of every node, one job per kind, in a fixed job order and with
+/// targets sorted, so the file is the same whatever order the inventory lists hosts.
+/// Jobs without targets are left out.
+pub fn scrape_jobs(fleet: &Fleet) -> Vec<Job> {
+    let mut jobs: Vec<Job> = JOBS
         .iter()
-        .map(|n| json!({ "ip": n.ip.to_string(), "nodename": n.nodename, "exporter_port": n.node.node_exporter_port }))
+        .map(|(name, metrics_path, _)| Job {
+            name,
+            metrics_path,
+            targets: Vec::new(),
+        })
         .collect();
-    json!({ "nodes": nodes })
+    for n in &fleet.nodes {
+        for (job, (_, _, targets_of)) in jobs.iter_mut().zip(JOBS) {
+            job.targets.extend(targets_of(n));
+        }
+    }
+    for job in &mut jobs {
+        job.targets.sort();
+        job.targets.dedup();
+    }
+    jobs.retain(|j| !j.targets.is_empty());
+    jobs
+}
+
+type TargetsOf = fn(&Node) -> Vec<Target>;
+
+/// Job name, metrics path, and the targets one node contributes.
+const JOBS: [(&str, &str, TargetsOf); 10] = [
+    ("node", "/metrics", node_exporter),
+    ("prometheus", "/metrics", prometheus),
+    ("alertmanager", "/metrics", alertmanager),
+    ("etcd", "/metrics", etcd),
+    ("minio", "/minio/v2/metrics/cluster", minio),
+    ("pgsql", "/metrics", pg_exporter),
+    ("pgbouncer", "/metrics", pgbouncer_exporter),
+    ("patroni", "/metrics", patroni),
+    ("haproxy", "/metrics", haproxy),
+    ("redis", "/scrape", redis),
+];
+
+fn target(n: &Node, cls: &str, ins: &str, port: u16) -> Target {
+    Target {
+        cls: cls.to_string(),
+        ins: ins.to_string(),
+        ip: n.ip.to_string(),
+        address: format!("{}:{port}", n.ip),
+        param_target: None,
+    }
+}
+
+fn node_exporter(n: &Node) -> Vec<Target> {
+    let p = &n.node;
+    p.node_exporter_enabled
+        .0
+        .then(|| target(n, &n.node_cluster, &n.nodename, p.node_exporter_port))
+        .into_iter()
+        .collect()
+}
+
+fn prometheus(n: &Node) -> Vec<Target> {
+    let Some(i) = &n.infra else { return Vec::new() };
+    vec![target(n, "infra", &i.name, i.params.prometheus_port)]
+}
+
+fn alertmanager(n: &Node) -> Vec<Target> {
+    let Some(i) = &n.infra else { return Vec::new() };
+    vec![target(n, "infra", &i.name, i.params.alertmanager_port)]
+}
+
+fn etcd(n: &Node) -> Vec<Target> {
+    let Some(e) = &n.etcd else { return Vec::new() };
+    vec![target(n, &e.cluster, &e.name, e.params.etcd_port)]
+}
+
+fn minio(n: &Node) -> Vec<Target> {
+    let Some(m) = &n.minio else { return Vec::new() };
+    vec![target(n, &m.cluster, &m.name, m.params.minio_port)]
+}
+
+/// A PGSQL exporter, if the instance runs the component it reports on.
+fn pg_target(n: &Node, port_of: fn(&crate::model::PgParams) -> Option<u16>) -> Vec<Target> {
+    let Some(pg) = &n.pg else { return Vec::new() };
+    port_of(&pg.params)
+        .map(|port| target(n, &pg.cluster, &pg.name, port))
+        .into_iter()
+        .collect()
+}
+
+fn pg_exporter(n: &Node) -> Vec<Target> {
+    pg_target(n, |p| Some(p.pg_exporter_port))
+}
+
+fn pgbouncer_exporter(n: &Node) -> Vec<Target> {
+    pg_target(n, |p| {
+        p.pgbouncer_enabled.0.then_some(p.pgbouncer_exporter_port)
+    })
+}
+
+fn patroni(n: &Node) -> Vec<Target> {
+    pg_target(n, |p| p.patroni_enabled.0.then_some(p.patroni_port))
+}
+
+/// haproxy serves its own Prometheus metrics on the admin port.
+fn haproxy(n: &Node) -> Vec<Target> {
+    pg_target(n, |p| {
+        p.haproxy_enabled.0.then_some(p.haproxy_exporter_port)
+    })
+}
+
+/// One target per redis instance, all through the node's redis_exporter, which
+/// probes the instance named by the `target` parameter (as Pigsty scrapes redis).
+fn redis(n: &Node) -> Vec<Target> {
+    let Some(r) = &n.redis else { return Vec::new() };
+    r.instances
+        .iter()
+        .map(|(port, inst)| Target {
+            param_target: Some(format!("redis://{}:{port}", n.ip)),
+            ..target(n, &r.cluster, &inst.name, r.params.redis_exporter_port)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::load_str;
+
+    const INVENTORY: &str = r#"
+all:
+  children:
+    infra: { hosts: { 10.10.10.10: { infra_seq: 1 } } }
+    etcd: { hosts: { 10.10.10.10: { etcd_seq: 1 } }, vars: { etcd_cluster: etcd } }
+    pg-test:
+      hosts:
+        10.10.10.12: { pg_seq: 2, pg_role: replica }
+        10.10.10.11: { pg_seq: 1, pg_role: primary, pgbouncer_enabled: false }
+      vars: { pg_cluster: pg-test }
+    redis-ms:
+      hosts: { 10.10.10.13: { redis_node: 1, redis_instances: { 6380: {}, 6379: {} } } }
+      vars: { redis_cluster: redis-ms }
+    plain: { hosts: { 10.10.10.14: { node_exporter_enabled: false } } }
+  vars: { alertmanager_port: 9059, infra_portal: { home: { domain: h.pigsty } } }
+"#;
+
+    fn jobs() -> Vec<Job> {
+        let loaded = load_str("test.yml", INVENTORY).unwrap();
+        scrape_jobs(&loaded.fleet)
+    }
+
+    fn job<'a>(jobs: &'a [Job], name: &str) -> &'a Job {
+        jobs.iter().find(|j| j.name == name).unwrap()
+    }
+
+    fn addresses(job: &Job) -> Vec<&str> {
+        job.targets.iter().map(|t| t.address.as_str()).collect()
+    }
+
+    #[test]
+    fn every_exporter_of_every_node_sorted() {
+        let jobs = jobs();
+        let names: Vec<&str> = jobs.iter().map(|j| j.name).collect();
+        assert_eq!(
+            names,
+            [
+                "node",
+                "prometheus",
+                "alertmanager",
+                "etcd",
+                "pgsql",
+                "pgbouncer",
+                "patroni",
+                "haproxy",
+                "redis"
+            ],
+            "no minio job: the fleet has no MinIO"
+        );
+        let node = job(&jobs, "node");
+        assert_eq!(
+            node.targets.len(),
+            4,
+            "10.10.10.14 has node_exporter disabled"
+        );
+        assert_eq!(
+            addresses(job(&jobs, "pgsql")),
+            ["10.10.10.11:9630", "10.10.10.12:9630"]
+        );
+        assert_eq!(addresses(job(&jobs, "pgbouncer")), ["10.10.10.12:9631"]);
+        assert_eq!(addresses(job(&jobs, "alertmanager")), ["10.10.10.10:9059"]);
+        let pg1 = &job(&jobs, "patroni").targets[0];
+        assert_eq!(
+            (pg1.cls.as_str(), pg1.ins.as_str(), pg1.ip.as_str()),
+            ("pg-test", "pg-test-1", "10.10.10.11")
+        );
+    }
+
+    #[test]
+    fn redis_instances_go_through_the_node_exporter() {
+        let jobs = jobs();
+        let redis = job(&jobs, "redis");
+        assert_eq!(redis.metrics_path, "/scrape");
+        let t: Vec<(&str, &str, Option<&str>)> = redis
+            .targets
+            .iter()
+            .map(|t| {
+                (
+                    t.ins.as_str(),
+                    t.address.as_str(),
+                    t.param_target.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            t,
+            [
+                (
+                    "redis-ms-1-6379",
+                    "10.10.10.13:9121",
+                    Some("redis://10.10.10.13:6379")
+                ),
+                (
+                    "redis-ms-1-6380",
+                    "10.10.10.13:9121",
+                    Some("redis://10.10.10.13:6380")
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn infra_context_alerts_locally_and_names_the_home() {
+        let loaded = load_str("test.yml", INVENTORY).unwrap();
+        let infra = loaded
+            .fleet
+            .nodes
+            .iter()
+            .find(|n| n.infra.is_some())
+            .unwrap();
+        let c = context(&loaded.fleet, infra);
+        assert_eq!(c["alertmanager"], "127.0.0.1:9059");
+        assert_eq!(
+            c["server_names"],
+            json!(["h.pigsty", "10.10.10.10", infra.nodename])
+        );
+        assert_eq!(c["invalid"], Value::Null);
+        let other = loaded
+            .fleet
+            .nodes
+            .iter()
+            .find(|n| n.infra.is_none())
+            .unwrap();
+        assert_eq!(context(&loaded.fleet, other), Value::Null);
+    }
+
+    #[test]
+    fn server_names_are_single_tokens() {
+        assert!(is_server_name("h.pigsty"));
+        assert!(is_server_name("*.example.com"));
+        assert!(!is_server_name("a b"));
+        assert!(!is_server_name("a;b"));
+        assert!(!is_server_name(""));
+    }
 }
