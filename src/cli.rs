@@ -30,6 +30,11 @@ pub enum Command {
     Plan(PlanArgs),
     /// Write a node's overlay tree: configs, units and /etc/pigsty/node.json.
     Render(RenderArgs),
+    /// Run on the node: the first-boot join, and where it stands.
+    #[command(subcommand)]
+    Agent(AgentCommand),
+    /// The fleet's join state, as the nodes reported it to etcd (/pigsty/nodes/).
+    Status(StatusArgs),
 }
 
 #[derive(Debug, Args)]
@@ -76,6 +81,56 @@ pub struct PlanArgs {
     pub all: bool,
 
     /// Machine-readable JSON on stdout (an array with --all).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Join this node into its clusters, in order (run once by pigsty-firstboot.service).
+    Firstboot(FirstbootArgs),
+    /// Where the first-boot join stands on this node.
+    Status(AgentStatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FirstbootArgs {
+    /// The node's root directory: node.json, the state and env overrides are under it.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+
+    /// Give up any single wait (a peer, a leader, a healthy service) after SECS.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 600,
+        env = "PIGSTY_AGENT_TIMEOUT"
+    )]
+    pub timeout: u64,
+
+    /// Give up one request to a peer after SECS.
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    pub request_timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentStatusArgs {
+    /// The node's root directory.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+
+    /// The state file as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// etcd client URL to read from (repeatable). Default: the inventory's etcd members.
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Vec<String>,
+
+    /// Machine-readable JSON on stdout.
     #[arg(long)]
     pub json: bool,
 }

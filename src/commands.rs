@@ -35,6 +35,12 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
             let loaded = load(&source)?;
             render(&loaded.fleet, args, out)
         }
+        Command::Agent(crate::cli::AgentCommand::Firstboot(args)) => firstboot(args, out),
+        Command::Agent(crate::cli::AgentCommand::Status(args)) => agent_status(args, out),
+        Command::Status(args) => {
+            let loaded = load(&source)?;
+            fleet_status(&loaded.fleet, args, out)
+        }
     }
 }
 
@@ -281,4 +287,70 @@ fn render(fleet: &Fleet, args: &RenderArgs, out: &mut dyn Write) -> Result<(), E
     crate::render::write::write_tree(&files, &args.out)?;
     writeln!(out, "{summary} to {}", args.out.display()).context("writing to stdout")?;
     Ok(())
+}
+
+fn firstboot(args: &crate::cli::FirstbootArgs, out: &mut dyn Write) -> Result<(), Error> {
+    let mut opts = crate::agent::Options::new(&args.root);
+    opts.wait = std::time::Duration::from_secs(args.timeout);
+    opts.request = std::time::Duration::from_secs(args.request_timeout.max(1));
+    let services = crate::agent::service::Systemd {
+        root: args.root.clone(),
+    };
+    let state = crate::agent::firstboot(&opts, &services)?;
+    out.write_all(state.summary().as_bytes())
+        .context("writing to stdout")?;
+    Ok(())
+}
+
+fn agent_status(args: &crate::cli::AgentStatusArgs, out: &mut dyn Write) -> Result<(), Error> {
+    let store = crate::agent::state::Store::new(&args.root);
+    let state = store.load()?;
+    if args.json {
+        return write_json(out, &state);
+    }
+    let head = match (state.done, state.current.as_str()) {
+        (true, _) => "first boot: done".to_string(),
+        (false, "") => "first boot: not started".to_string(),
+        (false, step) => format!("first boot: at step {step}"),
+    };
+    writeln!(out, "{head}").context("writing to stdout")?;
+    out.write_all(state.summary().as_bytes())
+        .context("writing to stdout")?;
+    Ok(())
+}
+
+fn fleet_status(
+    fleet: &Fleet,
+    args: &crate::cli::StatusArgs,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    let endpoints: Vec<String> = if args.endpoint.is_empty() {
+        fleet
+            .etcd_members("etcd")
+            .iter()
+            .filter_map(|n| {
+                let e = n.etcd.as_ref()?;
+                Some(format!("http://{}:{}", n.ip, e.params.etcd_port))
+            })
+            .collect()
+    } else {
+        args.endpoint.clone()
+    };
+    let reported = crate::agent::read_fleet(&endpoints, std::time::Duration::from_secs(5))?;
+    let rows = crate::agent::fleet_rows(fleet, &reported);
+    if args.json {
+        return write_json(out, &rows);
+    }
+    let table: Vec<[String; 4]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.nodename.clone(),
+                r.ip.clone(),
+                r.state.clone(),
+                r.note.clone(),
+            ]
+        })
+        .collect();
+    write_table(out, ["NODE", "IP", "STATE", "NOTE"], &table)
 }

@@ -3,6 +3,7 @@
 //! The data flow (see DESIGN.md): [`inventory`] loads and validates YAML into the typed
 //! [`model`]; [`compile`] turns one node into a [`compile::NodePlan`].
 
+pub mod agent;
 pub mod catalog;
 pub mod cli;
 pub mod commands;

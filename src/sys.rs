@@ -44,7 +44,7 @@ pub enum CmdError {
 /// A command line as shown in logs and errors.
 pub fn display(cmd: &Command) -> String {
     let mut parts = vec![cmd.get_program().to_string_lossy().into_owned()];
-    parts.extend(cmd.get_args().map(|a| shell_word(a)));
+    parts.extend(cmd.get_args().map(shell_word));
     parts.join(" ")
 }
 

@@ -1,0 +1,297 @@
+//! The first-boot agent: `pigsty agent firstboot` reads `/etc/pigsty/node.json` and
+//! joins the node into its clusters by running the plan's join steps in `after` order
+//! (etcd → MinIO → Patroni → pgbouncer/haproxy → database objects → pgBackRest).
+//!
+//! Every step is idempotent: it looks at what is already there (a running service, an
+//! etcd member, a Patroni leader, a bucket) before it changes anything, so a run that
+//! was killed at any point completes when started again. A step marked done in the
+//! state file is not run again. Every wait goes through [`retry::Policy`].
+//!
+//! Progress goes to the journal (tracing on stderr), to the state file
+//! (`<root>/var/lib/pigsty/state.json`), and to etcd under `/pigsty/nodes/<name>` once
+//! etcd is up.
+
+pub mod etcd;
+mod etcd_join;
+pub mod input;
+pub mod retry;
+pub mod service;
+pub mod state;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use input::{JoinStep, NodeJson};
+use retry::Policy;
+use service::ServiceManager;
+use state::{State, StepStatus, Store, now};
+
+/// The etcd key space where nodes report their join state.
+pub const NODES_PREFIX: &str = "/pigsty/nodes/";
+
+/// How the agent runs: where the node's files are and how long it may wait.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The node's root directory (`/` on a node; a temp dir in tests).
+    pub root: PathBuf,
+    /// Bound of each wait (a step may wait more than once).
+    pub wait: Duration,
+    /// Bound of one request to a peer.
+    pub request: Duration,
+    /// Test hook: stop as if killed on reaching this checkpoint (`etcd:member-added`).
+    pub crash_at: Option<String>,
+}
+
+impl Options {
+    pub fn new(root: impl Into<PathBuf>) -> Options {
+        Options {
+            root: root.into(),
+            wait: Duration::from_secs(600),
+            request: Duration::from_secs(5),
+            crash_at: None,
+        }
+    }
+
+    pub fn policy(&self) -> Policy {
+        Policy::with_deadline(self.wait)
+    }
+}
+
+/// The agent stopped on purpose at a checkpoint (see [`Options::crash_at`]); the state
+/// file is left as a killed agent would leave it.
+#[derive(Debug, thiserror::Error)]
+#[error("simulated crash at {0}")]
+pub struct Crashed(pub String);
+
+/// One run of the agent on one node.
+pub struct Agent<'a> {
+    pub opts: &'a Options,
+    pub doc: NodeJson,
+    pub services: &'a dyn ServiceManager,
+    store: Store,
+    pub state: State,
+    /// Where progress is reported once etcd is up.
+    reporter: Option<etcd::Client>,
+}
+
+/// Run the first-boot join to the end (or to the first failed step). Returns the state.
+pub fn firstboot(opts: &Options, services: &dyn ServiceManager) -> anyhow::Result<State> {
+    let store = Store::new(&opts.root);
+    if store.is_finished() {
+        tracing::info!(marker = %store.done_marker().display(), "first boot already done");
+        return store.load();
+    }
+    let doc = NodeJson::load(&opts.root)?;
+    let steps = doc.ordered_steps()?;
+    let mut state = store.load()?;
+    state.node = doc.node.nodename.clone();
+    state.order = steps.iter().map(|s| s.id.clone()).collect();
+    let mut agent = Agent {
+        opts,
+        doc,
+        services,
+        store,
+        state,
+        reporter: None,
+    };
+    agent.resume_reporting();
+    for step in &steps {
+        if agent.state.is_done(&step.id) {
+            tracing::info!(step = %step.id, "already done");
+            continue;
+        }
+        agent.run_step(step)?;
+    }
+    Ok(agent.state)
+}
+
+impl Agent<'_> {
+    fn run_step(&mut self, step: &JoinStep) -> anyhow::Result<()> {
+        tracing::info!(step = %step.id, "{}", step.action);
+        let s = self.state.step(&step.id);
+        s.status = StepStatus::Running;
+        s.attempts += 1;
+        s.started_at = now();
+        s.error.clear();
+        self.state.current = step.id.clone();
+        self.save()?;
+        let result = self.dispatch(step);
+        if let Err(e) = &result
+            && e.downcast_ref::<Crashed>().is_some()
+        {
+            return result.map(|_| ());
+        }
+        let s = self.state.step(&step.id);
+        s.finished_at = now();
+        match &result {
+            Ok(detail) => {
+                tracing::info!(step = %step.id, "done: {detail}");
+                s.status = StepStatus::Done;
+                s.detail = detail.clone();
+            }
+            Err(e) => {
+                tracing::error!(step = %step.id, "failed: {e:#}");
+                s.status = StepStatus::Failed;
+                s.error = format!("{e:#}");
+            }
+        }
+        self.save()?;
+        result
+            .map(|_| ())
+            .with_context(|| format!("join step {}", step.id))
+    }
+
+    fn dispatch(&mut self, step: &JoinStep) -> anyhow::Result<String> {
+        match step.id.as_str() {
+            "etcd" => etcd_join::join(self),
+            "etcd-ready" => etcd_join::wait_ready(self),
+            "done" => self.finish(),
+            other => anyhow::bail!("the agent has no step named {other}"),
+        }
+    }
+
+    /// The last step: the done marker, so the unit's condition skips later boots.
+    fn finish(&mut self) -> anyhow::Result<String> {
+        self.state.done = true;
+        self.store.mark_finished()?;
+        Ok(format!("wrote {}", self.store.done_marker().display()))
+    }
+
+    /// Stop here if a test asked for a crash at this point.
+    pub fn checkpoint(&self, point: &str) -> anyhow::Result<()> {
+        tracing::debug!(point, "checkpoint");
+        if self.opts.crash_at.as_deref() == Some(point) {
+            return Err(Crashed(point.to_string()).into());
+        }
+        Ok(())
+    }
+
+    /// Save the state file, then copy it to etcd if etcd is up (best effort: a node
+    /// that cannot report still joins).
+    fn save(&mut self) -> anyhow::Result<()> {
+        self.store.save(&mut self.state)?;
+        if let Some(client) = &self.reporter {
+            let key = format!("{NODES_PREFIX}{}", self.state.node);
+            let value = serde_json::to_vec(&self.state).context("encoding the state")?;
+            if let Err(e) = client.put(&key, &value) {
+                tracing::warn!("reporting progress to etcd at {}: {e:#}", client.base());
+            }
+        }
+        Ok(())
+    }
+
+    /// Report from now on through this etcd endpoint.
+    pub(crate) fn report_to(&mut self, client: etcd::Client) {
+        self.reporter = Some(client);
+    }
+
+    /// A resumed run whose etcd step is done reports from the start.
+    fn resume_reporting(&mut self) {
+        if self.state.is_done("etcd") || self.state.is_done("etcd-ready") {
+            match etcd_join::any_healthy(self) {
+                Some(client) => self.report_to(client),
+                None => tracing::warn!("etcd is not answering yet; progress stays local"),
+            }
+        }
+    }
+
+    /// A path under the node's root (`/etc/default/etcd` → `<root>/etc/default/etcd`).
+    pub fn path(&self, absolute: &str) -> PathBuf {
+        self.opts.root.join(absolute.trim_start_matches('/'))
+    }
+}
+
+/// Every node's reported state under `/pigsty/nodes/`, from the first endpoint that
+/// answers.
+pub fn read_fleet(
+    endpoints: &[String],
+    timeout: Duration,
+) -> anyhow::Result<std::collections::BTreeMap<String, State>> {
+    let mut errors = Vec::new();
+    for url in endpoints {
+        let pairs = match etcd::Client::new(url, timeout).and_then(|c| c.get_prefix(NODES_PREFIX)) {
+            Ok(p) => p,
+            Err(e) => {
+                errors.push(format!("{e:#}"));
+                continue;
+            }
+        };
+        let mut out = std::collections::BTreeMap::new();
+        for (key, value) in pairs {
+            let name = key.trim_start_matches(NODES_PREFIX).to_string();
+            match serde_json::from_slice::<State>(&value) {
+                Ok(state) => {
+                    out.insert(name, state);
+                }
+                Err(e) => tracing::warn!("{key}: not a node state: {e}"),
+            }
+        }
+        return Ok(out);
+    }
+    anyhow::bail!(
+        "no etcd endpoint answered ({}): {}",
+        endpoints.join(", "),
+        errors.join("; ")
+    )
+}
+
+/// One row of `pigsty status`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FleetRow {
+    pub nodename: String,
+    pub ip: String,
+    /// `done`, `<step> running`, `<step> failed`, or `unreported`.
+    pub state: String,
+    pub note: String,
+    pub report: Option<State>,
+}
+
+/// The inventory's nodes beside what each reported (nodes etcd does not know show as
+/// `unreported`; reports of nodes not in the inventory are listed after them).
+pub fn fleet_rows(
+    fleet: &crate::model::Fleet,
+    reported: &std::collections::BTreeMap<String, State>,
+) -> Vec<FleetRow> {
+    let mut rows: Vec<FleetRow> = fleet
+        .nodes
+        .iter()
+        .map(|n| row(&n.nodename, &n.ip.to_string(), reported.get(&n.nodename)))
+        .collect();
+    for (name, state) in reported {
+        if !fleet.nodes.iter().any(|n| &n.nodename == name) {
+            let mut r = row(name, "", Some(state));
+            r.note = format!("not in the inventory; {}", r.note);
+            rows.push(r);
+        }
+    }
+    rows
+}
+
+fn row(name: &str, ip: &str, state: Option<&State>) -> FleetRow {
+    let (st, note) = match state {
+        None => ("unreported".to_string(), String::new()),
+        Some(s) if s.done => ("done".to_string(), format!("{} step(s)", s.order.len())),
+        Some(s) => {
+            let step = s.steps.get(&s.current).cloned().unwrap_or_default();
+            let status = serde_json::to_value(step.status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            let note = if step.error.is_empty() {
+                step.detail
+            } else {
+                step.error
+            };
+            (format!("{} {status}", s.current), note)
+        }
+    };
+    FleetRow {
+        nodename: name.to_string(),
+        ip: ip.to_string(),
+        state: st,
+        note,
+        report: state.cloned(),
+    }
+}

@@ -1,0 +1,208 @@
+//! The agent's progress on disk: `<root>/var/lib/pigsty/state.json` (rewritten
+//! atomically after every change) and the done marker `firstboot.done` that the unit's
+//! `ConditionPathExists=!` checks.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+pub const STATE_DIR: &str = "var/lib/pigsty";
+
+/// Where one step stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StepStatus {
+    #[default]
+    Pending,
+    Running,
+    Done,
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct StepState {
+    pub status: StepStatus,
+    /// Runs of this step so far (a resumed step counts again).
+    pub attempts: u32,
+    pub started_at: u64,
+    pub finished_at: u64,
+    /// What the step did or found (`joined as learner, promoted`).
+    pub detail: String,
+    pub error: String,
+}
+
+/// The whole state file; what `agent status --json` prints and etcd holds under
+/// `/pigsty/nodes/<name>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct State {
+    pub node: String,
+    /// Step ids in run order.
+    pub order: Vec<String>,
+    pub steps: BTreeMap<String, StepState>,
+    /// The step running now or that failed last.
+    pub current: String,
+    pub done: bool,
+    pub updated_at: u64,
+}
+
+impl State {
+    pub fn step(&mut self, id: &str) -> &mut StepState {
+        self.steps.entry(id.to_string()).or_default()
+    }
+
+    pub fn is_done(&self, id: &str) -> bool {
+        self.steps
+            .get(id)
+            .is_some_and(|s| s.status == StepStatus::Done)
+    }
+
+    /// One line per step: `etcd done joined ...`.
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        for id in &self.order {
+            let s = self.steps.get(id).cloned().unwrap_or_default();
+            let status = serde_json::to_value(s.status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            let note = if s.error.is_empty() {
+                &s.detail
+            } else {
+                &s.error
+            };
+            out.push_str(&format!("{id:<14} {status:<8} {note}\n"));
+        }
+        out
+    }
+}
+
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The state directory and its files under a root.
+#[derive(Debug, Clone)]
+pub struct Store {
+    dir: PathBuf,
+}
+
+impl Store {
+    pub fn new(root: &Path) -> Store {
+        Store {
+            dir: root.join(STATE_DIR),
+        }
+    }
+
+    pub fn state_path(&self) -> PathBuf {
+        self.dir.join("state.json")
+    }
+
+    pub fn done_marker(&self) -> PathBuf {
+        self.dir.join("firstboot.done")
+    }
+
+    /// The saved state, or an empty one when there is none yet.
+    pub fn load(&self) -> anyhow::Result<State> {
+        let path = self.state_path();
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .with_context(|| format!("parsing {}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    pub fn save(&self, state: &mut State) -> anyhow::Result<()> {
+        state.updated_at = now();
+        let mut bytes = serde_json::to_vec_pretty(state).context("encoding the state")?;
+        bytes.push(b'\n');
+        write_atomic(&self.state_path(), &bytes, 0o644)
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.done_marker().exists()
+    }
+
+    pub fn mark_finished(&self) -> anyhow::Result<()> {
+        write_atomic(
+            &self.done_marker(),
+            format!("{}\n", now()).as_bytes(),
+            0o644,
+        )
+    }
+}
+
+/// Write `bytes` to `path` so a reader (or a power cut) sees the old file or the new
+/// one, never half of it: a temporary sibling, fsync, rename, fsync of the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path
+        .parent()
+        .with_context(|| format!("{} has no parent directory", path.display()))?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    drop(file);
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing {}", dir.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_round_trips_and_marker_gates() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::new(root.path());
+        assert_eq!(store.load().unwrap(), State::default());
+        let mut st = State {
+            node: "pg-test-1".into(),
+            order: vec!["etcd".into()],
+            ..State::default()
+        };
+        st.step("etcd").status = StepStatus::Done;
+        store.save(&mut st).unwrap();
+        let back = store.load().unwrap();
+        assert!(back.is_done("etcd"));
+        assert!(back.summary().starts_with("etcd"));
+        assert!(!store.is_finished());
+        store.mark_finished().unwrap();
+        assert!(store.is_finished());
+        // No temporary file is left beside the state.
+        let names: Vec<_> = std::fs::read_dir(root.path().join(STATE_DIR))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    #[test]
+    fn unknown_and_missing_fields_are_defaulted() {
+        let st: State = serde_json::from_str(r#"{"node":"x","extra":1}"#).unwrap();
+        assert_eq!(st.node, "x");
+        assert!(st.steps.is_empty());
+    }
+}

@@ -1,0 +1,210 @@
+//! The agent's etcd join against real etcd 3.4 processes on loopback: a fresh
+//! three-member cluster, a fourth member joining as a learner, a reimaged member
+//! rejoining with an empty data dir, a kill at each point of the join, and the
+//! failure modes (quorum lost, peers that never appear). Every wait is bounded.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use pigsty::agent::etcd::Client;
+use pigsty::agent::state::StepStatus;
+use support::{TestNode, etcd_inventory, have, port_pairs};
+
+const ETCD: &str = "/usr/bin/etcd";
+
+fn client(net: &str, n: usize, ports: &[(u16, u16)]) -> Client {
+    Client::new(
+        &format!("http://{net}.{n}:{}", ports[n - 1].0),
+        Duration::from_secs(2),
+    )
+    .unwrap()
+}
+
+/// Three members boot at once, then a fourth joins (killed twice on the way), then
+/// member 2 is reimaged (killed once after removing its stale self) and rejoins.
+#[test]
+fn three_bootstrap_a_fourth_joins_a_reimaged_member_rejoins() {
+    if !have(&[ETCD]) {
+        return;
+    }
+    let t0 = Instant::now();
+    let net = "127.0.1";
+    let tmp = tempfile::tempdir().unwrap();
+    let ports = port_pairs(4);
+    let v1 = etcd_inventory(net, &ports[..3]);
+    let v2 = etcd_inventory(net, &ports);
+    let wait = Duration::from_secs(30);
+
+    // 1. A fresh cluster: three agents at once, nobody answers, all bootstrap.
+    let first: Vec<TestNode> = (1..=3)
+        .map(|i| TestNode::render(tmp.path(), &format!("n{i}"), &v1, &format!("etcd-{i}")))
+        .collect();
+    std::thread::scope(|s| {
+        let runs: Vec<_> = first
+            .iter()
+            .map(|n| s.spawn(move || n.firstboot(&n.options(wait))))
+            .collect();
+        for (run, node) in runs.into_iter().zip(&first) {
+            let state = run
+                .join()
+                .unwrap()
+                .unwrap_or_else(|e| panic!("{}: {e:#}\n{}", node.name, node.log("etcd.log")));
+            assert!(state.done);
+            assert_eq!(state.steps["etcd"].status, StepStatus::Done);
+        }
+    });
+    let members = client(net, 1, &ports).member_list().unwrap();
+    assert_eq!(members.len(), 3);
+    assert!(members.iter().all(|m| m.started() && !m.is_learner));
+    eprintln!("bootstrap of 3: {:?}", t0.elapsed());
+
+    // 2. A fourth member from the grown inventory joins as a learner; the agent is
+    //    killed right after member add and again after etcd started, then completes.
+    let fourth = TestNode::render(tmp.path(), "n4", &v2, "etcd-4");
+    for point in ["etcd:member-added", "etcd:started"] {
+        let mut opts = fourth.options(wait);
+        opts.crash_at = Some(point.into());
+        let err = fourth.firstboot(&opts).unwrap_err();
+        assert!(err.to_string().contains(point), "{err:#}");
+    }
+    let state = fourth
+        .firstboot(&fourth.options(wait))
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", fourth.log("etcd.log")));
+    assert!(state.done);
+    assert_eq!(state.steps["etcd"].attempts, 3);
+    assert!(
+        state.steps["etcd"].detail.contains("promoted"),
+        "{:?}",
+        state.steps["etcd"]
+    );
+    let members = client(net, 1, &ports).member_list().unwrap();
+    assert_eq!(members.len(), 4);
+    assert!(
+        members.iter().all(|m| m.started() && !m.is_learner),
+        "{members:?}"
+    );
+    eprintln!("fourth joined: {:?}", t0.elapsed());
+
+    // 3. Member 2 is reimaged: the machine dies, comes back with an empty data dir
+    //    and a fresh root; the agent removes the stale member (and is killed right
+    //    then), then joins again as a learner and is promoted.
+    let old_id = members.iter().find(|m| m.name == "etcd-2").unwrap().id;
+    first[1].services.kill_all();
+    std::fs::remove_dir_all(&first[1].root).unwrap();
+    let reimaged = TestNode::render(tmp.path(), "n2", &v2, "etcd-2");
+    let mut opts = reimaged.options(wait);
+    opts.crash_at = Some("etcd:removed-stale".into());
+    assert!(reimaged.firstboot(&opts).is_err());
+    let state = reimaged
+        .firstboot(&reimaged.options(wait))
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", reimaged.log("etcd.log")));
+    assert!(state.done);
+    let members = client(net, 1, &ports).member_list().unwrap();
+    let new = members
+        .iter()
+        .find(|m| m.name == "etcd-2")
+        .expect("etcd-2 rejoined");
+    assert_ne!(new.id, old_id);
+    assert_eq!(members.len(), 4);
+    assert!(
+        members.iter().all(|m| m.started() && !m.is_learner),
+        "{members:?}"
+    );
+    eprintln!("reimaged member rejoined: {:?}", t0.elapsed());
+
+    // 4. Every node reported its state to etcd; `pigsty status` reads it from there.
+    let urls: Vec<String> = (1..=4)
+        .map(|i| format!("http://{net}.{i}:{}", ports[i - 1].0))
+        .collect();
+    let fleet = pigsty::agent::read_fleet(&urls, Duration::from_secs(2)).unwrap();
+    assert_eq!(fleet.len(), 4, "{:?}", fleet.keys());
+    assert!(fleet.values().all(|s| s.done));
+    let loaded = pigsty::inventory::load_str("v2.yml", &v2).unwrap();
+    let rows = pigsty::agent::fleet_rows(&loaded.fleet, &fleet);
+    assert!(rows.iter().all(|r| r.state == "done"), "{rows:?}");
+
+    // 5. A second run is a no-op: the done marker gates it.
+    let again = first[0].firstboot(&first[0].options(wait)).unwrap();
+    assert!(again.done);
+    eprintln!("total: {:?}", t0.elapsed());
+}
+
+/// Two of three members die: a new member cannot join (member add would hang without
+/// quorum); the agent gives up within its bound, naming the step, the peer and the
+/// last answer.
+#[test]
+fn join_fails_clearly_when_the_cluster_lost_quorum() {
+    if !have(&[ETCD]) {
+        return;
+    }
+    let net = "127.0.2";
+    let tmp = tempfile::tempdir().unwrap();
+    let ports = port_pairs(4);
+    let v1 = etcd_inventory(net, &ports[..3]);
+    let v2 = etcd_inventory(net, &ports);
+    let first: Vec<TestNode> = (1..=3)
+        .map(|i| TestNode::render(tmp.path(), &format!("n{i}"), &v1, &format!("etcd-{i}")))
+        .collect();
+    std::thread::scope(|s| {
+        for n in &first {
+            s.spawn(move || n.firstboot(&n.options(Duration::from_secs(30))).unwrap());
+        }
+    });
+    first[1].services.kill_all();
+    first[2].services.kill_all();
+
+    let fourth = TestNode::render(tmp.path(), "n4", &v2, "etcd-4");
+    let start = Instant::now();
+    let err = fourth
+        .firstboot(&fourth.options(Duration::from_secs(3)))
+        .unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert!(msg.contains("step etcd") && msg.contains("quorum"), "{msg}");
+    assert!(msg.contains(&format!("{net}.1:{}", ports[0].0)), "{msg}");
+    assert!(msg.contains("last answer"), "{msg}");
+    // The failure is in the state file for `agent status`.
+    let state = pigsty::agent::state::Store::new(&fourth.root)
+        .load()
+        .unwrap();
+    assert_eq!(state.steps["etcd"].status, StepStatus::Failed);
+    assert!(state.steps["etcd"].error.contains("quorum"));
+    // Nothing was changed in the cluster.
+    assert_eq!(client(net, 1, &ports).member_list().unwrap().len(), 3);
+}
+
+/// A member whose peers never start: the bootstrap waits for quorum within its bound
+/// and fails naming its own endpoint; a client node waits for etcd the same way.
+#[test]
+fn peers_that_never_appear_time_out() {
+    if !have(&[ETCD]) {
+        return;
+    }
+    let net = "127.0.3";
+    let tmp = tempfile::tempdir().unwrap();
+    let ports = port_pairs(3);
+    let inv = etcd_inventory(net, &ports);
+    let lonely = TestNode::render(tmp.path(), "n1", &inv, "etcd-1");
+    let start = Instant::now();
+    let err = lonely
+        .firstboot(&lonely.options(Duration::from_secs(3)))
+        .unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(start.elapsed() < Duration::from_secs(20));
+    assert!(
+        msg.contains("step etcd") && msg.contains("timed out"),
+        "{msg}"
+    );
+    assert!(msg.contains(&format!("{net}.1:{}", ports[0].0)), "{msg}");
+    // Resuming after the peers still do not exist fails the same bounded way.
+    assert!(
+        lonely
+            .firstboot(&lonely.options(Duration::from_secs(1)))
+            .is_err()
+    );
+}
