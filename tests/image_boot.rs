@@ -272,8 +272,9 @@ fn boot(uefi: bool) {
     let mut vm = Vm::start(&ns, dir.path(), uefi);
     let started = Instant::now();
     let markers = [
-        "pigsty first-boot join of img-etcd-1",
-        "Reached target",
+        // systemd shortens long unit descriptions on the console ("…y first-boot join").
+        "first-boot join of img-etcd-1",
+        "Multi-User System",
         "img-etcd-1 login:",
     ];
     if let Err(e) = vm.wait_for(&markers, Duration::from_secs(600)) {

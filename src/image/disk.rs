@@ -147,7 +147,7 @@ pub fn make_esp(
         Some(Kind::File(d)) => d.clone(),
         _ => bail!("the image has no systemd-boot (add systemd-boot to the base packages)"),
     };
-    let mut file = File::create(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut file = super::rw_file(out)?;
     file.set_len(ESP_MIB * MIB)?;
     let opts = fatfs::FormatVolumeOptions::new()
         .fat_type(fatfs::FatType::Fat32)
@@ -208,7 +208,7 @@ pub fn make_gpt(out: &Path, esp: &Path, root: &Path, ids: &DiskIds) -> anyhow::R
     let root_first = first + esp_sectors.div_ceil(first) * first;
     let root_sectors = root_len.div_ceil(SECTOR);
     let total = (root_first + root_sectors) * SECTOR + 2 * MIB;
-    let mut file = File::create(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut file = super::rw_file(out)?;
     file.set_len(total)?;
     let mbr = gpt::mbr::ProtectiveMBR::with_lb_size(
         u32::try_from(total / SECTOR - 1).unwrap_or(u32::MAX),

@@ -2,6 +2,7 @@
 //! cached by recipe) plus the node overlay (rendered files, agent, units) gives the
 //! root tree; each format is written from it deterministically.
 
+pub mod cloudinit;
 pub mod disk;
 pub mod layer;
 pub mod overlay;
@@ -32,6 +33,16 @@ pub enum Format {
     Raw,
     /// disk.qcow2 (from the raw disk).
     Qcow2,
+    /// cloud-init/ (NoCloud meta-data, user-data, network-config) and cidata.img, for a
+    /// stock Debian cloud image.
+    CloudInit,
+}
+
+impl Format {
+    /// Whether the format is written from the node's root tree (needs a layer).
+    pub fn needs_tree(self) -> bool {
+        !matches!(self, Format::CloudInit)
+    }
 }
 
 pub struct BuildOptions {
@@ -104,25 +115,26 @@ pub struct LayerRef {
 /// built (or read) once.
 pub fn build(fleet: &Fleet, nodes: &[&Node], opts: &BuildOptions) -> anyhow::Result<Vec<Manifest>> {
     let catalog = Catalog::debian12();
-    let tool = if opts.offline {
-        "offline".to_string()
-    } else {
-        layer::mmdebstrap_version()?
+    let needs_tree = opts.formats.iter().any(|f| f.needs_tree());
+    let tool = match (needs_tree, opts.offline) {
+        (false, _) => String::new(),
+        (true, true) => "offline".to_string(),
+        (true, false) => layer::mmdebstrap_version()?,
     };
-    let agent = std::fs::read(std::env::current_exe().context("locating the pigsty executable")?)
-        .context("reading the pigsty executable (the agent baked into images)")?;
+    let agent = agent_binary()?;
     let mut layers: HashMap<String, Arc<Tree>> = HashMap::new();
     let mut manifests = Vec::new();
     for node in nodes {
         let compiled = compile(fleet, node, catalog)?;
-        let recipe = layer::Recipe::new(
-            catalog,
-            &compiled.plan.packages,
-            opts.epoch,
-            &tool_for(&tool, opts, catalog, &compiled)?,
-        );
+        let tool = if needs_tree {
+            tool_for(&tool, opts, catalog, &compiled)?
+        } else {
+            tool.clone()
+        };
+        let recipe = layer::Recipe::new(catalog, &compiled.plan.packages, opts.epoch, &tool);
         let key = recipe.key();
         let base = match layers.get(&key) {
+            _ if !needs_tree => Arc::new(Tree::default()),
             Some(t) => t.clone(),
             None => {
                 let path = step(&format!("layer {}", &key[..12]), || {
@@ -196,13 +208,15 @@ fn build_node(
     opts: &BuildOptions,
 ) -> anyhow::Result<Manifest> {
     let mut tree = base.clone();
-    overlay::Overlay {
-        plan: &compiled.plan,
-        files: &compiled.files,
-        agent,
-        epoch: opts.epoch,
+    if opts.formats.iter().any(|f| f.needs_tree()) {
+        let overlay = overlay::Overlay {
+            plan: &compiled.plan,
+            files: &compiled.files,
+            agent,
+            epoch: opts.epoch,
+        };
+        overlay.apply(&mut tree)?;
     }
-    .apply(&mut tree)?;
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("creating {}", opts.out.display()))?;
     let final_dir = opts.out.join(&node.nodename);
@@ -211,7 +225,7 @@ fn build_node(
         .join(format!(".{}.tmp-{}", node.nodename, std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp)?;
-    let result = write_formats(node, &mut tree, &tmp, opts).and_then(|cmdline| {
+    let result = write_formats(node, compiled, agent, &mut tree, &tmp, opts).and_then(|cmdline| {
         let mut artifacts = Vec::new();
         for name in list_files(&tmp)? {
             let (sha256, size) = hash_file(&tmp.join(&name))?;
@@ -245,6 +259,8 @@ fn build_node(
 /// disk was made.
 fn write_formats(
     node: &Node,
+    compiled: &Compiled,
+    agent: &[u8],
     tree: &mut Tree,
     dir: &Path,
     opts: &BuildOptions,
@@ -252,6 +268,12 @@ fn write_formats(
     let mut formats = opts.formats.clone();
     formats.sort();
     formats.dedup();
+    if formats.contains(&Format::CloudInit) {
+        step(&format!("{}: cloud-init seed", node.nodename), || {
+            let seed = cloudinit::seed(node, &compiled.plan, &compiled.files, agent)?;
+            cloudinit::write(dir, &seed)
+        })?;
+    }
     if formats.contains(&Format::Rootfs) {
         step(&format!("{}: rootfs.tar.zst", node.nodename), || {
             write_rootfs(tree, &dir.join("rootfs.tar.zst"), opts.epoch)
@@ -318,12 +340,52 @@ fn write_rootfs(tree: &Tree, path: &Path, epoch: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A new file opened for reading and writing (fatfs reads what it writes).
+pub(crate) fn rw_file(path: &Path) -> anyhow::Result<File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))
+}
+
+/// The agent baked into images: the running executable, without debug sections when
+/// `strip` is at hand (a debug build carries hundreds of MiB of them).
+fn agent_binary() -> anyhow::Result<Vec<u8>> {
+    let exe = std::env::current_exe().context("locating the pigsty executable")?;
+    let tmp = tempfile::NamedTempFile::new().context("scratch file for the agent")?;
+    let stripped = crate::sys::has_tool("strip")
+        && crate::sys::succeeds(
+            std::process::Command::new("strip")
+                .arg("--strip-debug")
+                .arg("-o")
+                .arg(tmp.path())
+                .arg(&exe),
+        );
+    let path = if stripped {
+        tmp.path().to_path_buf()
+    } else {
+        exe
+    };
+    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Every file under `dir`, as relative paths, sorted.
 fn list_files(dir: &Path) -> anyhow::Result<Vec<String>> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)?
-        .flatten()
-        .filter(|e| e.path().is_file())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
+    let mut names = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d)?.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(rel) = p.strip_prefix(dir) {
+                names.push(rel.to_string_lossy().into_owned());
+            }
+        }
+    }
     names.sort();
     Ok(names)
 }

@@ -267,6 +267,7 @@ impl Tree {
     /// `mke2fs -d` and `mksquashfs`.
     pub fn extract(&self, dir: &Path, epoch: u64) -> anyhow::Result<()> {
         use std::os::unix::fs::{PermissionsExt, lchown, symlink};
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let mut dirs = Vec::new();
         for (key, entry) in self.normalised_links() {
             let rel = key.as_path();

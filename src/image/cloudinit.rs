@@ -1,0 +1,170 @@
+//! The cloud-init format: a NoCloud seed (`meta-data`, `user-data`, `network-config`)
+//! that turns a stock Debian cloud image into the node: packages installed with
+//! their services held stopped, the rendered files and the agent written, and the
+//! first-boot agent started. Written as a directory and as a `CIDATA` FAT volume.
+
+use std::io::{Seek, SeekFrom, Write};
+use std::path::Path;
+
+use anyhow::Context;
+use serde_json::{Value, json};
+
+use crate::compile::NodePlan;
+use crate::model::Node;
+use crate::render::RenderedFile;
+
+const CIDATA_MIB: u64 = 64;
+
+/// Units the packages would start on install; the agent starts them in order.
+const HOLD: &str =
+    "printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && chmod 0755 /usr/sbin/policy-rc.d";
+
+pub struct Seed {
+    pub meta_data: String,
+    pub user_data: String,
+    pub network_config: String,
+}
+
+pub fn seed(
+    node: &Node,
+    plan: &NodePlan,
+    files: &[RenderedFile],
+    agent: &[u8],
+) -> anyhow::Result<Seed> {
+    let meta_data = format!(
+        "instance-id: pigsty-{}\nlocal-hostname: {}\n",
+        &plan.digest[..16],
+        node.nodename
+    );
+    let mut write_files: Vec<Value> = files.iter().map(write_file).collect();
+    write_files.push(json!({
+        "path": "/usr/local/bin/pigsty",
+        "encoding": "gz+b64",
+        "content": gzip_b64(agent)?,
+        "permissions": "0755",
+        "owner": "root:root",
+        "defer": true,
+    }));
+    let services: Vec<&str> = plan
+        .services
+        .iter()
+        .map(String::as_str)
+        .filter(|s| *s != "pigsty-firstboot.service")
+        .collect();
+    let mut runcmd = vec![
+        json!(["systemctl", "daemon-reload"]),
+        json!([
+            "sh",
+            "-c",
+            "pg_dropcluster --stop 15 main 2>/dev/null || true"
+        ]),
+        json!(["systemd-sysusers"]),
+        json!(["systemd-tmpfiles", "--create"]),
+        json!(["rm", "-f", "/usr/sbin/policy-rc.d"]),
+    ];
+    if !services.is_empty() {
+        let mut disable = vec!["systemctl", "disable"];
+        disable.extend(services);
+        runcmd.push(json!(disable));
+    }
+    runcmd.push(json!([
+        "systemctl",
+        "enable",
+        "--now",
+        "--no-block",
+        "pigsty-firstboot.service"
+    ]));
+    let config = json!({
+        "hostname": node.nodename,
+        "manage_etc_hosts": false,
+        "bootcmd": [
+            ["sh", "-c", HOLD],
+            ["sh", "-c", "mkdir -p /etc/postgresql-common && printf 'create_main_cluster = false\\n' > /etc/postgresql-common/createcluster.conf"],
+        ],
+        "package_update": true,
+        "packages": plan.packages,
+        "write_files": write_files,
+        "runcmd": runcmd,
+    });
+    // JSON is YAML: one serialiser, no quoting mistakes.
+    let user_data = format!(
+        "#cloud-config\n{}\n",
+        serde_json::to_string_pretty(&config)?
+    );
+    Ok(Seed {
+        meta_data,
+        user_data,
+        network_config: network_config(node),
+    })
+}
+
+fn write_file(f: &RenderedFile) -> Value {
+    use base64::Engine;
+    json!({
+        "path": f.path,
+        "encoding": "b64",
+        "content": base64::engine::general_purpose::STANDARD.encode(&f.content),
+        "permissions": format!("{:04o}", f.mode),
+        "owner": f.owner,
+        // Owners such as postgres exist only once the packages are installed.
+        "defer": true,
+    })
+}
+
+fn gzip_b64(data: &[u8]) -> anyhow::Result<String> {
+    use base64::Engine;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(data)?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(enc.finish()?))
+}
+
+/// Netplan v2, as cloud-init takes it: the inventory address on the first NIC.
+fn network_config(node: &Node) -> String {
+    let n = &node.node;
+    let mut eth = json!({
+        "match": { "name": "e*" },
+        "addresses": [format!("{}/{}", node.ip, n.node_ip_prefix)],
+        "nameservers": { "addresses": n.node_dns_servers },
+    });
+    if let Some(gw) = n.node_gateway {
+        eth["routes"] = json!([{ "to": "default", "via": gw.to_string() }]);
+    }
+    let doc = json!({ "version": 2, "ethernets": { "eth0": eth } });
+    format!(
+        "{}\n",
+        serde_json::to_string_pretty(&doc).unwrap_or_default()
+    )
+}
+
+/// Write the seed as `dir/cloud-init/` and `dir/cidata.img` (FAT, label CIDATA).
+pub fn write(dir: &Path, seed: &Seed) -> anyhow::Result<()> {
+    let files = [
+        ("meta-data", &seed.meta_data),
+        ("user-data", &seed.user_data),
+        ("network-config", &seed.network_config),
+    ];
+    let sub = dir.join("cloud-init");
+    std::fs::create_dir_all(&sub)?;
+    for (name, text) in files {
+        std::fs::write(sub.join(name), text).with_context(|| format!("writing {name}"))?;
+    }
+    let path = dir.join("cidata.img");
+    let mut img = super::rw_file(&path)?;
+    img.set_len(CIDATA_MIB * 1024 * 1024)?;
+    let opts = fatfs::FormatVolumeOptions::new()
+        .volume_id(0x5049_4753)
+        .volume_label(*b"CIDATA     ");
+    fatfs::format_volume(&mut img, opts).context("formatting CIDATA")?;
+    img.seek(SeekFrom::Start(0))?;
+    let fs = fatfs::FileSystem::new(&mut img, fatfs::FsOptions::new()).context("opening CIDATA")?;
+    for (name, text) in files {
+        let mut f = fs
+            .root_dir()
+            .create_file(name)
+            .with_context(|| format!("CIDATA: {name}"))?;
+        f.truncate()?;
+        f.write_all(text.as_bytes())?;
+    }
+    fs.unmount().context("closing CIDATA")?;
+    Ok(())
+}
