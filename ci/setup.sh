@@ -18,15 +18,18 @@ PACKAGES=(
     redis-server
     prometheus               # promtool check config
     prometheus-alertmanager  # amtool check-config
+    nginx                    # nginx -t and a real start on loopback (render_modules)
     chrony
     systemd                  # systemd-analyze verify
     mmdebstrap               # image layers
+    squashfs-tools           # mksquashfs (PXE root)
     e2fsprogs                # mke2fs -d (ext4 root)
     qemu-utils               # qemu-img (qcow2)
     qemu-system-x86          # boot tests (TCG)
     ovmf                     # UEFI firmware for the boot tests
     zstd                     # tar --zstd in the image tests
     iproute2                 # network namespaces of the boot tests and the lab
+    cloud-init               # cloud-init schema on the rendered seed
 )
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }

@@ -9,6 +9,9 @@ use std::process::{Command, Output, Stdio};
 const PROVIDERS: &[(&str, &str)] = &[
     ("mmdebstrap", "mmdebstrap"),
     ("mke2fs", "e2fsprogs"),
+    ("debugfs", "e2fsprogs"),
+    ("dumpe2fs", "e2fsprogs"),
+    ("strip", "binutils"),
     ("qemu-img", "qemu-utils"),
     ("qemu-system-x86_64", "qemu-system-x86"),
     ("mksquashfs", "squashfs-tools"),

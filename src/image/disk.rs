@@ -113,6 +113,37 @@ pub fn make_ext4(dir: &Path, out: &Path, ids: &DiskIds, epoch: u64) -> anyhow::R
             .arg(out)
             .arg(format!("{size_mib}M")),
     )?;
+    clamp_ctimes(out, epoch)
+}
+
+/// `mke2fs -d` copies each source file's ctime, which is the time of extraction and
+/// cannot be set from user space. Rewrite it to the epoch on every used inode (they
+/// are allocated from the start of the table) with debugfs, which also keeps the
+/// inode checksums right.
+fn clamp_ctimes(img: &Path, epoch: u64) -> anyhow::Result<()> {
+    let header = sys::run_stdout(Command::new("dumpe2fs").arg("-h").arg(img))?;
+    let field = |name: &str| -> anyhow::Result<u64> {
+        header
+            .lines()
+            .find_map(|l| l.strip_prefix(name).map(|v| v.trim().parse::<u64>()))
+            .with_context(|| format!("dumpe2fs -h has no `{name}`"))?
+            .with_context(|| format!("dumpe2fs -h: bad `{name}`"))
+    };
+    let used = field("Inode count:")? - field("Free inodes:")?;
+    let stamp = format!("@{epoch}");
+    let mut cmds = String::new();
+    for ino in std::iter::once(2).chain(11..=used.max(11)) {
+        cmds.push_str(&format!("sif <{ino}> ctime {stamp}\n"));
+    }
+    let script = tempfile::NamedTempFile::new().context("debugfs script")?;
+    std::fs::write(script.path(), cmds).context("writing the debugfs script")?;
+    sys::run(
+        Command::new("debugfs")
+            .arg("-w")
+            .arg("-f")
+            .arg(script.path())
+            .arg(img),
+    )?;
     Ok(())
 }
 

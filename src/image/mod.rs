@@ -6,6 +6,7 @@ pub mod cloudinit;
 pub mod disk;
 pub mod layer;
 pub mod overlay;
+pub mod pxe;
 pub mod tree;
 
 use std::collections::HashMap;
@@ -36,6 +37,9 @@ pub enum Format {
     /// cloud-init/ (NoCloud meta-data, user-data, network-config) and cidata.img, for a
     /// stock Debian cloud image.
     CloudInit,
+    /// pxe/: vmlinuz, initrd.img (live-boot), root.squashfs, boot.ipxe, dnsmasq.conf,
+    /// and by-mac/<mac>.ipxe when the inventory gives node_mac.
+    Pxe,
 }
 
 impl Format {
@@ -277,6 +281,12 @@ fn write_formats(
     if formats.contains(&Format::Rootfs) {
         step(&format!("{}: rootfs.tar.zst", node.nodename), || {
             write_rootfs(tree, &dir.join("rootfs.tar.zst"), opts.epoch)
+        })?;
+    }
+    if formats.contains(&Format::Pxe) {
+        let boot = disk::boot_files(tree)?;
+        step(&format!("{}: PXE set", node.nodename), || {
+            pxe::write(dir, node, tree, &boot, opts.epoch)
         })?;
     }
     if !(formats.contains(&Format::Raw) || formats.contains(&Format::Qcow2)) {
