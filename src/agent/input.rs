@@ -84,9 +84,38 @@ pub struct PgInfo {
     pub members: Vec<PgMember>,
     pub port: u16,
     pub patroni_port: u16,
+    /// This instance's Patroni REST API (`http://ip:8008`).
+    pub patroni_url: String,
     pub namespace: String,
+    pub dcs_keys: DcsKeys,
     pub pgbouncer_port: u16,
+    pub haproxy_ports: Vec<u16>,
     pub dbsu: String,
+    pub data_dir: String,
+    pub bin_dir: String,
+    pub socket_dir: String,
+    /// Applied in order on the primary with psql as the dbsu (idempotent files).
+    pub sql_files: Vec<String>,
+    pub pgbackrest: PgBackrest,
+}
+
+/// Patroni's keys in etcd for this cluster (`/pg/pg-test/leader`, ...).
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct DcsKeys {
+    pub leader: String,
+    pub initialize: String,
+    pub config: String,
+    pub members: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct PgBackrest {
+    pub enabled: bool,
+    pub stanza: String,
+    pub method: String,
+    pub config: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -95,6 +124,7 @@ pub struct PgMember {
     pub name: String,
     pub ip: String,
     pub role: String,
+    pub patroni_url: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -109,6 +139,7 @@ pub struct MinioInfo {
     pub secret_key: String,
     pub volumes: String,
     pub members: Vec<MinioMember>,
+    pub data_dirs: Vec<String>,
     pub buckets: Vec<MinioBucket>,
     pub users: Vec<MinioUser>,
 }

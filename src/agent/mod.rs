@@ -14,6 +14,8 @@
 pub mod etcd;
 mod etcd_join;
 pub mod input;
+mod patroni;
+mod postgres;
 pub mod retry;
 pub mod service;
 pub mod state;
@@ -147,6 +149,8 @@ impl Agent<'_> {
         match step.id.as_str() {
             "etcd" => etcd_join::join(self),
             "etcd-ready" => etcd_join::wait_ready(self),
+            "patroni" => patroni::join(self),
+            "pg-users" | "pg-databases" => postgres::apply_sql(self, &step.id),
             "done" => self.finish(),
             other => anyhow::bail!("the agent has no step named {other}"),
         }

@@ -127,7 +127,7 @@ pub struct ProcessSpec {
     /// Read in order, like the unit's EnvironmentFile= lines; the override file last.
     pub env_files: Vec<PathBuf>,
     pub env: Vec<(String, String)>,
-    /// Run as this user (uid and gid looked up with `id`).
+    /// Run as this user (through runuser).
     pub user: Option<String>,
     pub cwd: Option<PathBuf>,
     /// stdout and stderr go here (appended).
@@ -179,7 +179,16 @@ impl Processes {
 
     fn command(&self, unit: &str, spec: &ProcessSpec) -> anyhow::Result<Command> {
         use std::os::unix::process::CommandExt;
-        let mut cmd = Command::new(&spec.program);
+        // runuser, like systemd's User=, also gives the user its supplementary groups
+        // (postgres reads the SSL key through ssl-cert).
+        let mut cmd = match &spec.user {
+            Some(user) => {
+                let mut c = Command::new("runuser");
+                c.args(["-u", user, "--"]).arg(&spec.program);
+                c
+            }
+            None => Command::new(&spec.program),
+        };
         cmd.args(&spec.args).stdin(Stdio::null()).process_group(0);
         let overrides = env_path(&self.root, unit);
         for file in spec.env_files.iter().chain([&overrides]) {
@@ -190,14 +199,6 @@ impl Processes {
         cmd.envs(spec.env.iter().map(|(k, v)| (k, v)));
         if let Some(dir) = &spec.cwd {
             cmd.current_dir(dir);
-        }
-        if let Some(user) = &spec.user {
-            let uid = id_of(user, "-u")?;
-            let gid = id_of(user, "-g")?;
-            cmd.uid(uid)
-                .gid(gid)
-                .env("HOME", home_of(user))
-                .env("USER", user);
         }
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -216,24 +217,6 @@ fn exit_ok(cmd: &mut Command) -> anyhow::Result<bool> {
         Err(sys::CmdError::Failed { .. }) => Ok(false),
         Err(e) => Err(e.into()),
     }
-}
-
-fn stdout_of(cmd: &mut Command) -> anyhow::Result<String> {
-    sys::run_stdout(cmd)
-}
-
-fn id_of(user: &str, flag: &str) -> anyhow::Result<u32> {
-    let out = stdout_of(Command::new("id").args([flag, user]))?;
-    out.trim()
-        .parse()
-        .with_context(|| format!("id {flag} {user} gave {out:?}"))
-}
-
-fn home_of(user: &str) -> String {
-    stdout_of(Command::new("getent").args(["passwd", user]))
-        .ok()
-        .and_then(|l| l.trim().split(':').nth(5).map(str::to_string))
-        .unwrap_or_else(|| "/".into())
 }
 
 fn signal_group(pid: u32, signal: &str) {

@@ -118,3 +118,126 @@ pub fn etcd_inventory(net: &str, ports: &[(u16, u16)]) -> String {
 pub fn port_pairs(n: usize) -> Vec<(u16, u16)> {
     (0..n).map(|_| (free_port(), free_port())).collect()
 }
+
+pub const PATRONI: &str = "/usr/bin/patroni";
+pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin/postgres";
+
+/// Let the postgres user reach paths under a test's temp dir.
+pub fn open_up(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+fn chown_postgres(path: &Path) {
+    let ok = std::process::Command::new("chown")
+        .args(["-R", "postgres:postgres"])
+        .arg(path)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(ok, "chown postgres {}", path.display());
+}
+
+/// Make a node's rendered Patroni config runnable beside other instances on one
+/// machine: data, logs and pgpass inside the node's root, listening on its own
+/// loopback address, no WAL archiving, and a short Patroni loop. Then define
+/// `patroni.service` as Patroni run by the postgres user.
+pub fn prepare_patroni(node: &TestNode, ip: &str) {
+    let conf = node.root.join("etc/patroni/patroni.yml");
+    let root = node.root.display().to_string();
+    let text = std::fs::read_to_string(&conf).expect("rendered patroni.yml");
+    let text = text
+        .replace(
+            "data_dir: \"/pg/data\"",
+            &format!("data_dir: \"{root}/pg/data\""),
+        )
+        .replace("\"/pg/log/postgres\"", &format!("\"{root}/pg/log\""))
+        .replace(
+            "pgpass: /var/lib/postgresql/.pgpass",
+            &format!("pgpass: {root}/pg/pgpass"),
+        )
+        .replace("listen: \"0.0.0.0:", &format!("listen: \"{ip}:"))
+        .replace("\"archive_mode\": \"on\"", "\"archive_mode\": \"off\"")
+        .replace("    loop_wait: 5\n", "    loop_wait: 2\n");
+    std::fs::write(&conf, text).unwrap();
+    std::fs::create_dir_all(node.root.join("pg/log")).unwrap();
+    chown_postgres(&node.root.join("pg"));
+    open_up(&node.root);
+    node.services.define(
+        "patroni.service",
+        ProcessSpec {
+            program: PATRONI.into(),
+            args: vec![conf.display().to_string()],
+            user: Some("postgres".into()),
+            cwd: Some(node.root.join("pg")),
+            log: node.root.join("patroni.log"),
+            ..ProcessSpec::default()
+        },
+    );
+}
+
+/// An etcd member plus a PostgreSQL cluster `pg-t` on `net.1` (primary, also the etcd
+/// member), `net.2`, ... (replicas), each with free ports.
+pub fn pg_inventory(net: &str, replicas: usize, extra_vars: &str) -> String {
+    let mut hosts = String::new();
+    for i in 1..=replicas + 1 {
+        let role = if i == 1 { "primary" } else { "replica" };
+        hosts.push_str(&format!(
+            "        {net}.{i}: {{ pg_seq: {i}, pg_role: {role}, pg_port: {}, patroni_port: {}, pgbouncer_port: {} }}\n",
+            free_port(),
+            free_port(),
+            free_port()
+        ));
+    }
+    format!(
+        "all:
+  children:
+    etcd:
+      hosts:
+        {net}.1: {{ etcd_seq: 1, etcd_port: {}, etcd_peer_port: {} }}
+      vars: {{ etcd_cluster: etcd }}
+    pg-t:
+      hosts:
+{hosts}      vars:
+        pg_cluster: pg-t
+        pg_conf: tiny.yml
+        pg_rto: fast
+        pg_hba_rules:
+          - {{ user: all, db: all, addr: '127.0.0.0/8', auth: pwd, title: 'test fleet on loopback' }}
+          - {{ user: replicator, db: replication, addr: '127.0.0.0/8', auth: pwd, title: 'replicas on loopback' }}
+        pg_users:
+          - {{ name: dbuser_lab, password: DBUser.Lab, pgbouncer: true, roles: [dbrole_admin] }}
+        pg_databases:
+          - {{ name: lab, owner: dbuser_lab }}
+{extra_vars}  vars:
+    admin_ip: {net}.1
+    node_ntp_enabled: false
+",
+        free_port(),
+        free_port()
+    )
+}
+
+/// Run psql on a node's primary as postgres; returns stdout.
+pub fn psql(port: u16, sql: &str) -> String {
+    let out = std::process::Command::new("runuser")
+        .args([
+            "-u",
+            "postgres",
+            "--",
+            "psql",
+            "-X",
+            "-At",
+            "-h",
+            "/var/run/postgresql",
+        ])
+        .args(["-p", &port.to_string(), "-d", "postgres", "-c", sql])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "psql: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}

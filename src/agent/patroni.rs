@@ -1,0 +1,220 @@
+//! The `patroni` join step, over Patroni's REST API and its keys in etcd.
+//!
+//! The designated primary bootstraps: it starts Patroni and waits for `/primary` to
+//! answer 200. A replica waits for the cluster's leader key, starts Patroni (which
+//! clones from the leader) and waits until the leader's `/patroni` lists it as
+//! streaming. A leftover `initialize` key without a leader, on a primary that never
+//! bootstrapped here, would make Patroni wait forever: it is reported instead.
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+use super::Agent;
+use super::etcd::Client as Etcd;
+use super::etcd_join::any_healthy;
+use super::input::PgInfo;
+use super::retry::Attempt;
+
+const UNIT: &str = "patroni.service";
+const STEP: &str = "patroni";
+
+/// What `GET /patroni` says about replication (zero fields may be missing).
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct PatroniStatus {
+    pub state: String,
+    pub role: String,
+    pub replication: Vec<Replication>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct Replication {
+    pub application_name: String,
+    pub state: String,
+    pub client_addr: String,
+}
+
+/// A `members/<name>` value: where that member's REST API is.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+struct MemberKey {
+    api_url: String,
+}
+
+/// `GET url`: the status code and body text.
+pub fn get(http: &reqwest::blocking::Client, url: &str) -> anyhow::Result<(u16, String)> {
+    let resp = http.get(url).send().with_context(|| format!("GET {url}"))?;
+    let status = resp.status().as_u16();
+    Ok((status, resp.text().unwrap_or_default()))
+}
+
+pub fn http_client(agent: &Agent) -> anyhow::Result<reqwest::blocking::Client> {
+    reqwest::blocking::Client::builder()
+        .timeout(agent.opts.request)
+        .connect_timeout(agent.opts.request)
+        .build()
+        .context("building the HTTP client")
+}
+
+pub fn join(agent: &mut Agent) -> anyhow::Result<String> {
+    let pg = agent
+        .doc
+        .pg
+        .clone()
+        .context("node.json has no pg section")?;
+    // 1. Patroni can do nothing without its DCS: wait for a healthy etcd.
+    let dcs = wait_for_etcd(agent)?;
+    let leader = read_key(&dcs, &pg.dcs_keys.leader)?;
+    let initialize = read_key(&dcs, &pg.dcs_keys.initialize)?;
+    let bootstrapped_here = agent.path(&pg.data_dir).join("PG_VERSION").exists();
+
+    // 2. A leftover `initialize` key with no leader: nobody would ever bootstrap.
+    if pg.is_primary && leader.is_none() && initialize.is_some() && !bootstrapped_here {
+        let prefix = pg.dcs_keys.leader.trim_end_matches("leader");
+        bail!(
+            "step {STEP}: {} is set (system id {}) but there is no leader and {} was never \
+             bootstrapped here: a leftover of an earlier cluster {}; Patroni would wait for a \
+             leader forever. If that cluster is gone, remove its keys \
+             (etcdctl del --prefix {prefix}) and run the agent again",
+            pg.dcs_keys.initialize,
+            initialize.unwrap_or_default(),
+            pg.name,
+            pg.cluster
+        );
+    }
+
+    // 3. Bootstrap as the primary, or follow whoever leads.
+    match leader {
+        Some(l) if l != pg.name => {
+            let detail = follow(agent, &pg, &dcs)?;
+            Ok(if pg.is_primary {
+                format!("{detail} (the designated primary rejoined as a replica: {l} leads)")
+            } else {
+                detail
+            })
+        }
+        _ if pg.is_primary => lead(agent, &pg),
+        _ => follow(agent, &pg, &dcs),
+    }
+}
+
+fn lead(agent: &Agent, pg: &PgInfo) -> anyhow::Result<String> {
+    agent.services.start(UNIT)?;
+    agent.checkpoint("patroni:started")?;
+    let http = http_client(agent)?;
+    let url = format!("{}/primary", pg.patroni_url);
+    agent
+        .opts
+        .policy()
+        .wait(STEP, "/primary to answer 200", &url, || {
+            match get(&http, &url) {
+                Ok((200, _)) => Attempt::Ready(()),
+                Ok((code, body)) => Attempt::NotYet(format!("HTTP {code}: {}", brief(&body))),
+                Err(e) => Attempt::NotYet(format!("{e:#}")),
+            }
+        })?;
+    Ok(format!("{} leads {}", pg.name, pg.cluster))
+}
+
+fn follow(agent: &Agent, pg: &PgInfo, dcs: &Etcd) -> anyhow::Result<String> {
+    // Patroni would start and wait too, but without a bound and without saying why.
+    let leader_key = &pg.dcs_keys.leader;
+    let leader = agent.opts.policy().wait(STEP, "the leader key", leader_key, || {
+        match read_key(dcs, leader_key) {
+            Ok(Some(name)) => Attempt::Ready(name),
+            Ok(None) => match read_key(dcs, &pg.dcs_keys.initialize) {
+                Ok(Some(_)) => Attempt::NotYet(format!(
+                    "no leader; {} is set (a bootstrap in progress, or a leftover of an earlier cluster)",
+                    pg.dcs_keys.initialize
+                )),
+                _ => Attempt::NotYet("no leader and no initialize key: the primary has not started".into()),
+            },
+            Err(e) => Attempt::NotYet(format!("{e:#}")),
+        }
+    })?;
+    agent.checkpoint("patroni:leader-seen")?;
+    agent.services.start(UNIT)?;
+    agent.checkpoint("patroni:started")?;
+
+    // The leader's own view is the one that counts: it lists us once we stream.
+    let api = leader_api(dcs, pg, &leader);
+    let url = format!("{api}/patroni");
+    let http = http_client(agent)?;
+    agent.opts.policy().wait(
+        STEP,
+        &format!("{} to stream from {leader}", pg.name),
+        &url,
+        || match get(&http, &url) {
+            Ok((200, body)) => {
+                let status: PatroniStatus = serde_json::from_str(&body).unwrap_or_default();
+                let streaming = status
+                    .replication
+                    .iter()
+                    .any(|r| r.application_name == pg.name && r.state == "streaming");
+                if streaming {
+                    return Attempt::Ready(());
+                }
+                let seen: Vec<String> = status
+                    .replication
+                    .iter()
+                    .map(|r| format!("{}:{}", r.application_name, r.state))
+                    .collect();
+                Attempt::NotYet(format!(
+                    "leader {leader} ({}) replicates to [{}]",
+                    status.role,
+                    seen.join(", ")
+                ))
+            }
+            Ok((code, body)) => Attempt::NotYet(format!("HTTP {code}: {}", brief(&body))),
+            Err(e) => Attempt::NotYet(format!("{e:#}")),
+        },
+    )?;
+    Ok(format!("{} streams from {leader}", pg.name))
+}
+
+/// The leader's REST API: from its member key, else from the inventory's members.
+fn leader_api(dcs: &Etcd, pg: &PgInfo, leader: &str) -> String {
+    let key = format!("{}{leader}", pg.dcs_keys.members);
+    if let Ok(Some(text)) = read_key(dcs, &key)
+        && let Ok(m) = serde_json::from_str::<MemberKey>(&text)
+        && !m.api_url.is_empty()
+    {
+        // api_url ends with /patroni.
+        return m.api_url.trim_end_matches("/patroni").to_string();
+    }
+    pg.members
+        .iter()
+        .find(|m| m.name == leader)
+        .map_or_else(String::new, |m| m.patroni_url.clone())
+}
+
+fn wait_for_etcd(agent: &Agent) -> anyhow::Result<Etcd> {
+    let urls = agent
+        .doc
+        .etcd
+        .as_ref()
+        .map(|e| e.client_urls.join(","))
+        .unwrap_or_default();
+    Ok(agent.opts.policy().wait(
+        STEP,
+        "a healthy etcd (Patroni's DCS)",
+        &urls,
+        || match any_healthy(agent) {
+            Some(c) => Attempt::Ready(c),
+            None => Attempt::NotYet("no etcd member answers healthy".into()),
+        },
+    )?)
+}
+
+fn read_key(dcs: &Etcd, key: &str) -> anyhow::Result<Option<String>> {
+    Ok(dcs
+        .get(key)?
+        .map(|v| String::from_utf8_lossy(&v).into_owned()))
+}
+
+/// The first line of an answer, short enough for a log line.
+pub fn brief(body: &str) -> String {
+    let line = body.lines().next().unwrap_or_default().trim();
+    line.chars().take(200).collect()
+}
