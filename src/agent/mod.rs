@@ -14,7 +14,8 @@
 pub mod etcd;
 mod etcd_join;
 pub mod input;
-mod patroni;
+pub mod minio;
+pub mod patroni;
 mod postgres;
 pub mod retry;
 pub mod service;
@@ -149,6 +150,8 @@ impl Agent<'_> {
         match step.id.as_str() {
             "etcd" => etcd_join::join(self),
             "etcd-ready" => etcd_join::wait_ready(self),
+            "minio" => minio::start(self),
+            "minio-buckets" => minio::buckets(self),
             "patroni" => patroni::join(self),
             "pg-users" | "pg-databases" => postgres::apply_sql(self, &step.id),
             "done" => self.finish(),

@@ -1,0 +1,271 @@
+//! MinIO STAND-IN, for tests only. No MinIO-compatible server can be installed on the
+//! test machines, so this small HTTP server plays one member of a MinIO cluster with
+//! just what the agent relies on:
+//! - configured like MinIO: `MINIO_VOLUMES` (`http://minio-{1...3}.pigsty:9000/data`),
+//!   `MINIO_OPTS` (`--address :PORT`), `MINIO_ROOT_USER` / `MINIO_ROOT_PASSWORD`;
+//! - `GET /minio/health/live` 200; `GET /minio/health/cluster` 200 only while a write
+//!   quorum of the members in the volume list answers `live` (MinIO's rule: n/2+1);
+//! - `PUT /<bucket>` checked against a SigV4 signature it recomputes (403
+//!   `InvalidAccessKeyId` / `SignatureDoesNotMatch`), 200 then 409 once it exists;
+//!   buckets are directories under its data dir, so they survive a restart;
+//! - `PUT /<bucket>?versioning` 200; the admin API answers 501.
+//!
+//! Test-only settings: `MINIO_STANDIN_IP` (the address to bind: members share a port
+//! on one machine), `MINIO_STANDIN_HOSTS` (`minio-1.pigsty=127.0.6.1,...`, instead of
+//! DNS), `MINIO_STANDIN_DATA` (its data dir).
+//!
+//! The test binary runs it as a process: `<test-exe> minio_standin_server --exact`
+//! with `MINIO_STANDIN=1`, through the agent's own service manager.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use pigsty::agent::minio::{SignInput, authorization};
+use sha2::{Digest, Sha256};
+
+pub const ENV_FLAG: &str = "MINIO_STANDIN";
+
+struct Config {
+    bind: String,
+    peers: Vec<String>,
+    user: String,
+    password: String,
+    data: PathBuf,
+}
+
+/// Serve forever when the environment asks for the stand-in; else return at once.
+pub fn run_if_asked() {
+    if std::env::var(ENV_FLAG).as_deref() != Ok("1") {
+        return;
+    }
+    let cfg = config();
+    std::fs::create_dir_all(&cfg.data).expect("creating the stand-in data dir");
+    let listener = TcpListener::bind(&cfg.bind).unwrap_or_else(|e| {
+        eprintln!("minio stand-in: binding {}: {e}", cfg.bind);
+        std::process::exit(1)
+    });
+    eprintln!("minio stand-in listening on {} with peers {:?}", cfg.bind, cfg.peers);
+    let cfg = std::sync::Arc::new(cfg);
+    for conn in listener.incoming().flatten() {
+        let cfg = cfg.clone();
+        std::thread::spawn(move || {
+            let _ = handle(&cfg, conn);
+        });
+    }
+}
+
+fn env(k: &str) -> String {
+    std::env::var(k).unwrap_or_default()
+}
+
+fn config() -> Config {
+    let port = env("MINIO_OPTS")
+        .split_whitespace()
+        .skip_while(|w| *w != "--address")
+        .nth(1)
+        .and_then(|a| a.rsplit(':').next().map(str::to_string))
+        .unwrap_or_else(|| "9000".into());
+    let hosts: BTreeMap<String, String> = env("MINIO_STANDIN_HOSTS")
+        .split(',')
+        .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+        .collect();
+    let peers = expand(&env("MINIO_VOLUMES"))
+        .into_iter()
+        .filter_map(|url| {
+            let hostport = url.split("://").nth(1)?.split('/').next()?.to_string();
+            let (host, p) = hostport.split_once(':').unwrap_or((&hostport, "9000"));
+            Some(format!("{}:{p}", hosts.get(host).cloned().unwrap_or(host.to_string())))
+        })
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    Config {
+        bind: format!("{}:{port}", env("MINIO_STANDIN_IP")),
+        peers,
+        user: env("MINIO_ROOT_USER"),
+        password: env("MINIO_ROOT_PASSWORD"),
+        data: PathBuf::from(env("MINIO_STANDIN_DATA")),
+    }
+}
+
+/// MinIO's ellipsis syntax: `http://minio-{1...3}.pigsty:9000/data{1...2}`.
+pub fn expand(pattern: &str) -> Vec<String> {
+    let Some(open) = pattern.find('{') else {
+        return vec![pattern.to_string()];
+    };
+    let Some(close) = pattern[open..].find('}').map(|c| c + open) else {
+        return vec![pattern.to_string()];
+    };
+    let inner = &pattern[open + 1..close];
+    let Some((a, b)) = inner.split_once("...") else {
+        return vec![pattern.to_string()];
+    };
+    let (a, b): (u32, u32) = (a.parse().unwrap_or(0), b.parse().unwrap_or(0));
+    (a..=b)
+        .flat_map(|n| expand(&format!("{}{n}{}", &pattern[..open], &pattern[close + 1..])))
+        .collect()
+}
+
+struct Request {
+    method: String,
+    path: String,
+    query: String,
+    headers: BTreeMap<String, String>,
+    body: Vec<u8>,
+}
+
+fn read_request(conn: &TcpStream) -> std::io::Result<Request> {
+    let mut reader = BufReader::new(conn.try_clone()?);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or_default().to_string();
+    let target = parts.next().unwrap_or_default().to_string();
+    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+    let mut headers = BTreeMap::new();
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h)? == 0 || h.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+        }
+    }
+    let len: usize = headers.get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body)?;
+    Ok(Request {
+        method,
+        path: path.to_string(),
+        query: query.to_string(),
+        headers,
+        body,
+    })
+}
+
+fn respond(mut conn: TcpStream, code: u16, body: &str) -> std::io::Result<()> {
+    let reason = match code {
+        200 => "OK",
+        403 => "Forbidden",
+        409 => "Conflict",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        _ => "Error",
+    };
+    write!(
+        conn,
+        "HTTP/1.1 {code} {reason}\r\nContent-Length: {}\r\nContent-Type: application/xml\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    conn.flush()
+}
+
+fn s3_error(code: &str, message: &str) -> String {
+    format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>{message}</Message></Error>")
+}
+
+fn handle(cfg: &Config, conn: TcpStream) -> std::io::Result<()> {
+    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let req = read_request(&conn)?;
+    match (req.method.as_str(), req.path.as_str()) {
+        ("GET", "/minio/health/live") => respond(conn, 200, ""),
+        ("GET", "/minio/health/cluster") => {
+            let up = cfg.peers.iter().filter(|p| live(p, &cfg.bind)).count();
+            let quorum = cfg.peers.len() / 2 + 1;
+            if up >= quorum {
+                respond(conn, 200, "")
+            } else {
+                respond(conn, 503, &format!("{up} of {} members live, write quorum {quorum}", cfg.peers.len()))
+            }
+        }
+        (_, p) if p.starts_with("/minio/admin/") => respond(conn, 501, &s3_error("NotImplemented", "stand-in: no admin API")),
+        ("PUT", p) if p.len() > 1 && !p[1..].contains('/') => {
+            if let Err((code, msg)) = verify(cfg, &req) {
+                return respond(conn, 403, &s3_error(code, &msg));
+            }
+            let dir = cfg.data.join(&p[1..]);
+            if req.query == "versioning" {
+                std::fs::write(dir.join(".versioning"), &req.body)?;
+                return respond(conn, 200, "");
+            }
+            match std::fs::create_dir(&dir) {
+                Ok(()) => respond(conn, 200, ""),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    respond(conn, 409, &s3_error("BucketAlreadyOwnedByYou", "Your previous request to create the named bucket succeeded and you already own it."))
+                }
+                Err(e) => respond(conn, 500, &s3_error("InternalError", &e.to_string())),
+            }
+        }
+        _ => respond(conn, 501, &s3_error("NotImplemented", "stand-in: not implemented")),
+    }
+}
+
+fn live(peer: &str, me: &str) -> bool {
+    if peer == me {
+        return true;
+    }
+    let Ok(addr) = peer.parse() else { return false };
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    let _ = write!(s, "GET /minio/health/live HTTP/1.1\r\nHost: {peer}\r\nConnection: close\r\n\r\n");
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).is_ok() && &head[9..12] == b"200"
+}
+
+/// Recompute the request's SigV4 signature with the root credentials.
+fn verify(cfg: &Config, req: &Request) -> Result<(), (&'static str, String)> {
+    let auth = req.headers.get("authorization").cloned().unwrap_or_default();
+    let field = |name: &str| {
+        auth.split([' ', ','])
+            .find_map(|p| p.strip_prefix(&format!("{name}=")))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let credential = field("Credential");
+    let mut cred = credential.split('/');
+    let access = cred.next().unwrap_or_default();
+    if access != cfg.user {
+        return Err(("InvalidAccessKeyId", format!("The Access Key Id {access} does not exist")));
+    }
+    let (region, service) = (cred.nth(1).unwrap_or_default(), cred.next().unwrap_or_default());
+    let signed = field("SignedHeaders");
+    let headers: Vec<(&str, &str)> = signed
+        .split(';')
+        .map(|h| (h, req.headers.get(h).map_or("", String::as_str)))
+        .collect();
+    let payload = hex::encode(Sha256::digest(&req.body));
+    if req.headers.get("x-amz-content-sha256") != Some(&payload) {
+        return Err(("XAmzContentSHA256Mismatch", "payload hash differs".into()));
+    }
+    let query: Vec<(&str, &str)> = req
+        .query
+        .split('&')
+        .filter(|q| !q.is_empty())
+        .map(|q| q.split_once('=').unwrap_or((q, "")))
+        .collect();
+    let expected = authorization(
+        &cfg.user,
+        &cfg.password,
+        &SignInput {
+            method: &req.method,
+            path: &req.path,
+            query: &query,
+            headers: &headers,
+            payload_sha256: &payload,
+            region,
+            service,
+            amz_date: req.headers.get("x-amz-date").map_or("", String::as_str),
+        },
+    );
+    if expected != auth {
+        return Err(("SignatureDoesNotMatch", "The request signature we calculated does not match the signature you provided.".into()));
+    }
+    Ok(())
+}
