@@ -291,13 +291,14 @@ pub fn agent(fleet: &Fleet, node: &Node) -> Value {
     ctx["data_dir"] = json!(p.pg_data);
     ctx["bin_dir"] = json!(patroni::bin_dir(p.pg_version));
     ctx["socket_dir"] = json!(conf::SOCKET_DIR);
-    // Applied on the primary only, as the dbsu over the local socket, in order:
+    // A primary with pg_upstream leads a standby cluster: it replays its upstream and
+    // is read-only, so its objects come from the upstream, not from SQL.
+    let upstream = p.pg_upstream.filter(|_| pg.role == PgRole::Primary);
+    ctx["standby_of"] = json!(upstream.map(|ip| ip.to_string()));
+    // Applied on a writable primary only, as the dbsu over the local socket, in order:
     // `psql -X -v ON_ERROR_STOP=1 -d postgres -f FILE`. Both files are idempotent.
-    ctx["sql_files"] = json!(if pg.role == PgRole::Primary {
-        SQL_FILES.to_vec()
-    } else {
-        vec![]
-    });
+    let writable = pg.role == PgRole::Primary && upstream.is_none();
+    ctx["sql_files"] = json!(if writable { SQL_FILES.to_vec() } else { vec![] });
     ctx["pgbackrest"] = json!({
         "enabled": p.pgbackrest_enabled.0,
         "stanza": pg.cluster,
@@ -462,5 +463,9 @@ mod tests {
         assert_eq!(a["dcs_keys"]["leader"], "/pg/pg-test/leader");
         assert_eq!(a["members"][0]["patroni_url"], "http://10.10.10.11:8008");
         assert_eq!(a["sql_files"], json!([]), "SQL runs on the primary only");
+        assert!(a["standby_of"].is_null());
+        let f = fleet("");
+        let primary = agent(&f, f.find("pg-test-1").unwrap());
+        assert_eq!(primary["sql_files"].as_array().unwrap().len(), 2);
     }
 }

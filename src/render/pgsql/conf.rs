@@ -116,225 +116,272 @@ fn check_parameter(name: &str, value: &str) -> Result<(), String> {
 
 /// One template's parameters for this instance, before `pg_parameters`.
 fn template(p: &PgParams, libs: &[String], cluster: &str) -> Vec<(&'static str, String)> {
-    let c = p.pg_conf;
-    let v = p.pg_version;
-    let has = |lib: &str| libs.iter().any(|l| l == lib);
-    let pick = |oltp: &str, olap: &str, crit: &str, tiny: &str| {
-        match c {
+    let mut t = Template {
+        p,
+        libs,
+        out: Vec::new(),
+    };
+    t.important();
+    t.resources();
+    t.wal(cluster);
+    t.replication();
+    t.logging();
+    t.autovacuum_and_clients();
+    t.libraries();
+    t.out
+}
+
+/// The parameters of one instance as they are collected, section by section (the
+/// sections of Pigsty's templates).
+struct Template<'a> {
+    p: &'a PgParams,
+    libs: &'a [String],
+    out: Vec<(&'static str, String)>,
+}
+
+impl Template<'_> {
+    fn set(&mut self, k: &'static str, v: impl Into<String>) {
+        self.out.push((k, v.into()));
+    }
+
+    /// The value for this instance's template: oltp, olap, crit, tiny.
+    fn pick(&self, oltp: &str, olap: &str, crit: &str, tiny: &str) -> String {
+        match self.p.pg_conf {
             PgConf::Oltp => oltp,
             PgConf::Olap => olap,
             PgConf::Crit => crit,
             PgConf::Tiny => tiny,
         }
         .to_string()
-    };
-    let conns = max_connections(p);
-    let mut out: Vec<(&'static str, String)> = Vec::new();
-    let mut set = |k: &'static str, v: String| out.push((k, v));
-
-    // important parameters
-    set("max_connections", conns.to_string());
-    set("superuser_reserved_connections", "10".into());
-    let locks_factor = match (c, has("citus") || has("timescaledb")) {
-        (PgConf::Olap, true) => 4,
-        (PgConf::Olap, false) | (_, true) => 2,
-        _ => 1,
-    };
-    set(
-        "max_locks_per_transaction",
-        (conns * locks_factor).to_string(),
-    );
-    set(
-        "max_prepared_transactions",
-        if has("citus") { conns } else { 0 }.to_string(),
-    );
-    set("track_commit_timestamp", "on".into());
-    set("wal_level", "logical".into());
-    set("wal_log_hints", "on".into());
-    set("max_worker_processes", pick("24", "28", "24", "20")); // sizing
-    set("max_wal_senders", "50".into());
-    set("max_replication_slots", "50".into());
-
-    // authentication
-    set("password_encryption", "scram-sha-256".into());
-    set("ssl", "on".into());
-    set("ssl_cert_file", SSL_CERT.into());
-    set("ssl_key_file", SSL_KEY.into());
-
-    // resources (sizing: memory, parallelism)
-    set("shared_buffers", pick("256MB", "256MB", "256MB", "128MB"));
-    set(
-        "maintenance_work_mem",
-        pick("64MB", "128MB", "64MB", "32MB"),
-    );
-    set("work_mem", pick("64MB", "64MB", "64MB", "16MB"));
-    set("effective_cache_size", pick("1GB", "1GB", "1GB", "512MB"));
-    set("max_parallel_workers", pick("2", "2", "2", "1"));
-    set("max_parallel_maintenance_workers", pick("2", "2", "2", "1"));
-    set("max_parallel_workers_per_gather", pick("2", "2", "2", "0"));
-    if matches!(c, PgConf::Oltp | PgConf::Crit) {
-        set("parallel_setup_cost", "2000".into());
-        set("parallel_tuple_cost", "0.2".into());
-        set("min_parallel_table_scan_size", "16MB".into());
-        set("min_parallel_index_scan_size", "1024".into());
-    }
-    if v >= 13 {
-        set("hash_mem_multiplier", "8.0".into());
-    }
-    set("huge_pages", "try".into());
-    set("temp_file_limit", pick("1GB", "4GB", "1GB", "1GB")); // sizing: disk
-    set("vacuum_cost_delay", pick("20ms", "10ms", "20ms", "20ms"));
-    set("vacuum_cost_limit", pick("2000", "10000", "2000", "2000"));
-    set("bgwriter_delay", "10ms".into());
-    set("bgwriter_lru_maxpages", "800".into());
-    set("bgwriter_lru_multiplier", "5.0".into());
-
-    // WAL (sizing: disk)
-    set("min_wal_size", "1GB".into());
-    set("max_wal_size", "4GB".into());
-    set("max_slot_wal_keep_size", "6GB".into());
-    if v >= 18 {
-        set(
-            "idle_replication_slot_timeout",
-            pick("7d", "7d", "3d", "7d"),
-        );
-    }
-    set("wal_buffers", "16MB".into());
-    set("wal_writer_delay", pick("20ms", "20ms", "10ms", "20ms"));
-    set("wal_writer_flush_after", pick("1MB", "1MB", "0", "1MB"));
-    set("commit_delay", "20".into());
-    set("commit_siblings", "10".into());
-    set("checkpoint_timeout", "15min".into());
-    set("checkpoint_completion_target", "0.80".into());
-    if p.pgbackrest_enabled.0 {
-        set("archive_mode", "on".into());
-        set("archive_timeout", "300".into());
-        set(
-            "archive_command",
-            format!("pgbackrest --stanza={cluster} archive-push %p"),
-        );
     }
 
-    // replication
-    if v >= 17 {
-        set("sync_replication_slots", "on".into());
+    fn has(&self, lib: &str) -> bool {
+        self.libs.iter().any(|l| l == lib)
     }
-    if c == PgConf::Crit && v <= 15 {
-        set("vacuum_defer_cleanup_age", "500000".into());
-    }
-    set("max_standby_archive_delay", "10min".into());
-    set("max_standby_streaming_delay", "3min".into());
-    set("wal_receiver_status_interval", "1s".into());
-    set("hot_standby_feedback", "on".into());
-    set("wal_receiver_timeout", "60s".into());
-    set("max_logical_replication_workers", "8".into());
-    set("max_sync_workers_per_subscription", "6".into());
 
-    // query tuning (Pigsty's default storage type: SSD)
-    if c == PgConf::Olap {
-        set("enable_partitionwise_join", "on".into());
-        set("enable_partitionwise_aggregate", "on".into());
+    fn is(&self, conf: PgConf) -> bool {
+        self.p.pg_conf == conf
     }
-    set("random_page_cost", "1.1".into());
-    set("effective_io_concurrency", "200".into());
-    if v >= 13 {
-        set("maintenance_io_concurrency", "100".into());
-    }
-    set(
-        "default_statistics_target",
-        pick("400", "1000", "400", "200"),
-    );
 
-    // logging
-    set("log_destination", "csvlog".into());
-    set("logging_collector", "on".into());
-    set("log_directory", LOG_DIR.into());
-    set("log_timezone", "UTC".into());
-    set("log_filename", "postgresql-%a.log".into());
-    set("log_file_mode", "0640".into());
-    set("log_rotation_age", "1d".into());
-    set("log_rotation_size", "0".into());
-    set("log_truncate_on_rotation", "on".into());
-    set("log_checkpoints", "on".into());
-    set("log_lock_waits", "on".into());
-    set("log_temp_files", "1024".into());
-    set("log_replication_commands", "on".into());
-    set("log_statement", "ddl".into());
-    set(
-        "log_min_duration_statement",
-        pick("100", "1000", "100", "100"),
-    );
-    if c == PgConf::Crit {
-        let conns_log = if v >= 18 {
-            "receipt,authentication,authorization"
-        } else {
-            "on"
+    fn important(&mut self) {
+        let conns = max_connections(self.p);
+        let heavy_locks = self.has("citus") || self.has("timescaledb");
+        let locks_factor = match (self.p.pg_conf, heavy_locks) {
+            (PgConf::Olap, true) => 4,
+            (PgConf::Olap, false) | (_, true) => 2,
+            _ => 1,
         };
-        set("log_connections", conns_log.into());
-        set("log_disconnections", "on".into());
-    }
-
-    // statistics
-    set("track_io_timing", "on".into());
-    if v >= 18 && matches!(c, PgConf::Olap | PgConf::Crit) {
-        set("track_cost_delay_timing", "on".into());
-    }
-    set("track_functions", "all".into());
-    set(
-        "track_activity_query_size",
-        pick("8192", "8192", "32768", "8192"),
-    );
-
-    // autovacuum
-    set("log_autovacuum_min_duration", "1s".into());
-    set("autovacuum_max_workers", pick("3", "3", "3", "2"));
-    set("autovacuum_naptime", "1min".into());
-    if c != PgConf::Tiny {
-        set("autovacuum_vacuum_scale_factor", "0.08".into());
-        set("autovacuum_analyze_scale_factor", "0.04".into());
-    }
-    set("autovacuum_vacuum_cost_delay", "-1".into());
-    set("autovacuum_vacuum_cost_limit", "-1".into());
-    set("autovacuum_freeze_max_age", "1000000000".into());
-
-    // client
-    set("deadlock_timeout", "50ms".into());
-    set(
-        "idle_in_transaction_session_timeout",
-        pick("10min", "0", "1min", "10min"),
-    );
-
-    // libraries, and their settings only when loaded (an unloaded library's settings
-    // would be placeholders PostgreSQL cannot check)
-    set("shared_preload_libraries", libs.join(", "));
-    if has("auto_explain") {
-        set("auto_explain.log_min_duration", "1s".into());
-        set("auto_explain.log_analyze", "on".into());
-        set("auto_explain.log_verbose", "on".into());
-        set("auto_explain.log_timing", "on".into());
-        set("auto_explain.log_nested_statements", "on".into());
-    }
-    if has("pg_stat_statements") {
-        set(
-            "pg_stat_statements.max",
-            pick("10000", "10000", "10000", "2500"),
+        let prepared = if self.has("citus") { conns } else { 0 };
+        self.set("max_connections", conns.to_string());
+        self.set("superuser_reserved_connections", "10");
+        self.set(
+            "max_locks_per_transaction",
+            (conns * locks_factor).to_string(),
         );
-        set("pg_stat_statements.track", "all".into());
-        set("pg_stat_statements.track_utility", "off".into());
-        set("pg_stat_statements.track_planning", "off".into());
+        self.set("max_prepared_transactions", prepared.to_string());
+        self.set("track_commit_timestamp", "on");
+        self.set("wal_level", "logical");
+        self.set("wal_log_hints", "on");
+        self.set("max_worker_processes", self.pick("24", "28", "24", "20")); // sizing
+        self.set("max_wal_senders", "50");
+        self.set("max_replication_slots", "50");
+        self.set("password_encryption", "scram-sha-256");
+        self.set("ssl", "on");
+        self.set("ssl_cert_file", SSL_CERT);
+        self.set("ssl_key_file", SSL_KEY);
     }
-    if has("pg_wait_sampling") {
-        set("pg_wait_sampling.profile_pid", "false".into());
-        set("pg_wait_sampling.profile_queries", "all".into());
-        set("pg_wait_sampling.history_size", "100000".into());
+
+    /// Memory and parallelism (sizing), cost-based vacuum, background writer.
+    fn resources(&mut self) {
+        self.set(
+            "shared_buffers",
+            self.pick("256MB", "256MB", "256MB", "128MB"),
+        );
+        self.set(
+            "maintenance_work_mem",
+            self.pick("64MB", "128MB", "64MB", "32MB"),
+        );
+        self.set("work_mem", self.pick("64MB", "64MB", "64MB", "16MB"));
+        self.set(
+            "effective_cache_size",
+            self.pick("1GB", "1GB", "1GB", "512MB"),
+        );
+        self.set("max_parallel_workers", self.pick("2", "2", "2", "1"));
+        self.set(
+            "max_parallel_maintenance_workers",
+            self.pick("2", "2", "2", "1"),
+        );
+        self.set(
+            "max_parallel_workers_per_gather",
+            self.pick("2", "2", "2", "0"),
+        );
+        if self.is(PgConf::Oltp) || self.is(PgConf::Crit) {
+            // Twice PostgreSQL's parallel costs: OLTP queries rarely gain from workers.
+            self.set("parallel_setup_cost", "2000");
+            self.set("parallel_tuple_cost", "0.2");
+            self.set("min_parallel_table_scan_size", "16MB");
+            self.set("min_parallel_index_scan_size", "1024");
+        }
+        if self.p.pg_version >= 13 {
+            self.set("hash_mem_multiplier", "8.0");
+        }
+        self.set("huge_pages", "try");
+        self.set("temp_file_limit", self.pick("1GB", "4GB", "1GB", "1GB")); // sizing: disk
+        self.set(
+            "vacuum_cost_delay",
+            self.pick("20ms", "10ms", "20ms", "20ms"),
+        );
+        self.set(
+            "vacuum_cost_limit",
+            self.pick("2000", "10000", "2000", "2000"),
+        );
+        self.set("bgwriter_delay", "10ms");
+        self.set("bgwriter_lru_maxpages", "800");
+        self.set("bgwriter_lru_multiplier", "5.0");
     }
-    if has("timescaledb") {
-        set("timescaledb.telemetry_level", "off".into());
+
+    /// WAL sizes (sizing: disk), flushing, checkpoints, archiving to pgBackRest.
+    fn wal(&mut self, cluster: &str) {
+        self.set("min_wal_size", "1GB");
+        self.set("max_wal_size", "4GB");
+        self.set("max_slot_wal_keep_size", "6GB");
+        if self.p.pg_version >= 18 {
+            let timeout = self.pick("7d", "7d", "3d", "7d");
+            self.set("idle_replication_slot_timeout", timeout);
+        }
+        self.set("wal_buffers", "16MB");
+        self.set(
+            "wal_writer_delay",
+            self.pick("20ms", "20ms", "10ms", "20ms"),
+        );
+        self.set(
+            "wal_writer_flush_after",
+            self.pick("1MB", "1MB", "0", "1MB"),
+        );
+        self.set("commit_delay", "20");
+        self.set("commit_siblings", "10");
+        self.set("checkpoint_timeout", "15min");
+        self.set("checkpoint_completion_target", "0.80");
+        if self.p.pgbackrest_enabled.0 {
+            self.set("archive_mode", "on");
+            self.set("archive_timeout", "300");
+            let push = format!("pgbackrest --stanza={cluster} archive-push %p");
+            self.set("archive_command", push);
+        }
     }
-    if has("pg_cron") {
-        set("cron.database_name", "postgres".into());
+
+    /// Replication, and query tuning for Pigsty's default storage (SSD).
+    fn replication(&mut self) {
+        let v = self.p.pg_version;
+        if v >= 17 {
+            self.set("sync_replication_slots", "on");
+        }
+        if self.is(PgConf::Crit) && v <= 15 {
+            self.set("vacuum_defer_cleanup_age", "500000");
+        }
+        self.set("max_standby_archive_delay", "10min");
+        self.set("max_standby_streaming_delay", "3min");
+        self.set("wal_receiver_status_interval", "1s");
+        self.set("hot_standby_feedback", "on");
+        self.set("wal_receiver_timeout", "60s");
+        self.set("max_logical_replication_workers", "8");
+        self.set("max_sync_workers_per_subscription", "6");
+        if self.is(PgConf::Olap) {
+            self.set("enable_partitionwise_join", "on");
+            self.set("enable_partitionwise_aggregate", "on");
+        }
+        self.set("random_page_cost", "1.1");
+        self.set("effective_io_concurrency", "200");
+        if v >= 13 {
+            self.set("maintenance_io_concurrency", "100");
+        }
+        let target = self.pick("400", "1000", "400", "200");
+        self.set("default_statistics_target", target);
     }
-    out
+
+    /// csvlog files under /pg/log/postgres, and statistics collection.
+    fn logging(&mut self) {
+        self.set("log_destination", "csvlog");
+        self.set("logging_collector", "on");
+        self.set("log_directory", LOG_DIR);
+        self.set("log_timezone", "UTC");
+        self.set("log_filename", "postgresql-%a.log");
+        self.set("log_file_mode", "0640");
+        self.set("log_rotation_age", "1d");
+        self.set("log_rotation_size", "0");
+        self.set("log_truncate_on_rotation", "on");
+        self.set("log_checkpoints", "on");
+        self.set("log_lock_waits", "on");
+        self.set("log_temp_files", "1024");
+        self.set("log_replication_commands", "on");
+        self.set("log_statement", "ddl");
+        let slow = self.pick("100", "1000", "100", "100");
+        self.set("log_min_duration_statement", slow);
+        if self.is(PgConf::Crit) {
+            let v18 = self.p.pg_version >= 18;
+            let what = if v18 {
+                "receipt,authentication,authorization"
+            } else {
+                "on"
+            };
+            self.set("log_connections", what);
+            self.set("log_disconnections", "on");
+        }
+        self.set("track_io_timing", "on");
+        if self.p.pg_version >= 18 && !self.is(PgConf::Oltp) && !self.is(PgConf::Tiny) {
+            self.set("track_cost_delay_timing", "on");
+        }
+        self.set("track_functions", "all");
+        let size = self.pick("8192", "8192", "32768", "8192");
+        self.set("track_activity_query_size", size);
+    }
+
+    fn autovacuum_and_clients(&mut self) {
+        self.set("log_autovacuum_min_duration", "1s");
+        self.set("autovacuum_max_workers", self.pick("3", "3", "3", "2"));
+        self.set("autovacuum_naptime", "1min");
+        if !self.is(PgConf::Tiny) {
+            self.set("autovacuum_vacuum_scale_factor", "0.08");
+            self.set("autovacuum_analyze_scale_factor", "0.04");
+        }
+        self.set("autovacuum_vacuum_cost_delay", "-1");
+        self.set("autovacuum_vacuum_cost_limit", "-1");
+        self.set("autovacuum_freeze_max_age", "1000000000");
+        self.set("deadlock_timeout", "50ms");
+        let idle = self.pick("10min", "0", "1min", "10min");
+        self.set("idle_in_transaction_session_timeout", idle);
+    }
+
+    /// `pg_libs`, and each library's settings only when it is loaded: an unloaded
+    /// library's settings would be placeholders PostgreSQL cannot check.
+    fn libraries(&mut self) {
+        self.set("shared_preload_libraries", self.libs.join(", "));
+        if self.has("auto_explain") {
+            self.set("auto_explain.log_min_duration", "1s");
+            self.set("auto_explain.log_analyze", "on");
+            self.set("auto_explain.log_verbose", "on");
+            self.set("auto_explain.log_timing", "on");
+            self.set("auto_explain.log_nested_statements", "on");
+        }
+        if self.has("pg_stat_statements") {
+            let max = self.pick("10000", "10000", "10000", "2500");
+            self.set("pg_stat_statements.max", max);
+            self.set("pg_stat_statements.track", "all");
+            self.set("pg_stat_statements.track_utility", "off");
+            self.set("pg_stat_statements.track_planning", "off");
+        }
+        if self.has("pg_wait_sampling") {
+            self.set("pg_wait_sampling.profile_pid", "false");
+            self.set("pg_wait_sampling.profile_queries", "all");
+            self.set("pg_wait_sampling.history_size", "100000");
+        }
+        if self.has("timescaledb") {
+            self.set("timescaledb.telemetry_level", "off");
+        }
+        if self.has("pg_cron") {
+            self.set("cron.database_name", "postgres");
+        }
+    }
 }
 
 /// `pg_max_conn: auto` (the only value we model): Pigsty's per-template choice.

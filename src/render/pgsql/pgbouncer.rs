@@ -115,9 +115,21 @@ pub fn users(p: &PgParams) -> Result<Vec<Entry>, String> {
 }
 
 /// `userlist.txt`: roles marked `pgbouncer: true` that have a password (plain, md5 or
-/// SCRAM, passed through as given).
+/// SCRAM, passed through as given), and the dbsu.
 pub fn userlist(p: &PgParams) -> Result<Vec<Credential>, String> {
     let mut out = Vec::new();
+    // PgBouncer only admits users its auth_file lists, even for `peer` (the dbsu's
+    // admin-console rule). An empty password matches no password login.
+    let dbsu_listed = all_roles(p).any(|(_, _, u)| {
+        u.name == p.pg_dbsu && u.pgbouncer.is_some_and(|f| f.0) && password(p, u).is_some()
+    });
+    if !dbsu_listed {
+        let line = format!(
+            "{} \"\"",
+            quoted(&p.pg_dbsu).map_err(|e| format!("pg_dbsu: {e}"))?
+        );
+        out.push(Credential { line });
+    }
     for (param, i, u) in all_roles(p) {
         if !u.pgbouncer.is_some_and(|f| f.0) {
             continue;

@@ -23,10 +23,50 @@ pub struct Role {
     pub member_of: Vec<String>,
 }
 
+/// `ALTER ROLE/DATABASE ... SET name = v1, v2`: one value, or the elements of a list
+/// setting, each written as a literal.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Setting {
     pub name: String,
-    pub value: String,
+    pub values: Vec<String>,
+}
+
+/// Settings PostgreSQL quotes element by element (`GUC_LIST_QUOTE`): given one literal,
+/// `SET search_path = '"$user", public'` names a single schema called `"$user", public`,
+/// so their elements are split out (an element in `"..."` loses its quotes).
+const LIST_SETTINGS: &[&str] = &[
+    "search_path",
+    "temp_tablespaces",
+    "session_preload_libraries",
+    "local_preload_libraries",
+];
+
+fn setting_values(name: &str, value: &str) -> Vec<String> {
+    if !LIST_SETTINGS.contains(&name.to_ascii_lowercase().as_str()) {
+        return vec![value.to_string()];
+    }
+    let mut items = Vec::new();
+    let (mut cur, mut quoted) = (String::new(), false);
+    let mut chars = value.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                chars.next();
+                cur.push('"');
+            }
+            '"' => quoted = !quoted,
+            ',' if !quoted => items.push(std::mem::take(&mut cur)),
+            c if c.is_whitespace() && !quoted => {}
+            c => cur.push(c),
+        }
+    }
+    items.push(cur);
+    items.retain(|i| !i.is_empty());
+    if items.is_empty() {
+        // `SET x = ;` is not SQL: an empty list is one empty literal.
+        items.push(String::new());
+    }
+    items
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -152,7 +192,7 @@ fn settings(
             }
             Ok(Setting {
                 name: k.clone(),
-                value: v.0.clone(),
+                values: setting_values(k, &v.0),
             })
         })
         .collect()
@@ -230,6 +270,19 @@ mod tests {
             "-reuse-previous=on \"dbname='a\\'b\"\"c\\\\'\""
         );
         assert!(psql_connect("a\nb").is_err());
+    }
+
+    #[test]
+    fn list_settings_split() {
+        assert_eq!(
+            setting_values("search_path", "\"$user\", public"),
+            ["$user", "public"]
+        );
+        assert_eq!(
+            setting_values("search_path", "\"a,\"\"b\"\"\""),
+            ["a,\"b\""]
+        );
+        assert_eq!(setting_values("work_mem", "64MB, x"), ["64MB, x"]);
     }
 
     #[test]

@@ -1,0 +1,1188 @@
+//! The PGSQL overlay checked with the real components (Debian 12: Patroni 3.0.2,
+//! HAProxy 2.6, PgBouncer 1.18, PostgreSQL 15, pgBackRest 2.45; `ci/setup.sh` installs
+//! them). Every PGSQL node of the example inventories (`inventory/*.yml`) and of
+//! `tests/fixtures/inventories/*.yml` is rendered through the library and its files are
+//! handed to the tool that reads them:
+//!
+//! - `haproxy -c` parses haproxy.cfg (it does not bind).
+//! - `patroni --validate-config` lints patroni.yml inside an empty network namespace;
+//!   the messages it gives for every valid config are listed in [`patroni_allowed`].
+//! - `pgbackrest help backup` parses pgbackrest.conf and checks every option's name,
+//!   type, allowed values and dependencies without needing a cluster.
+//! - pgbouncer starts on 127.0.0.1 with the rendered files and answers `SHOW DATABASES`
+//!   on its admin console (root: it runs as `postgres`).
+//! - PostgreSQL 15 runs a throwaway cluster created with the rendered initdb options,
+//!   the rendered pg_hba lines and parameters, then applies the rendered SQL twice
+//!   (root: it runs as `postgres`).
+//! - Hostile values (quotes, colons, `off`, `yes`, newlines, `#`, `%`, backslashes)
+//!   either come back unchanged from the files or fail the render with a clear error.
+//!
+//! Tests that start servers skip with a printed reason when not run as root. Every
+//! wait is bounded; servers listen on 127.0.0.1 ports the test picks.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use pigsty::catalog::Catalog;
+use pigsty::compile::compile;
+use pigsty::inventory::load_str;
+use pigsty::model::Fleet;
+use pigsty::render::write::write_tree;
+use serde_json::Value;
+
+/// The SQL files of a primary, in the order the agent applies them.
+const SQL_FILES: [&str; 2] = [
+    "/etc/pigsty/sql/10-roles.sql",
+    "/etc/pigsty/sql/20-databases.sql",
+];
+
+/// The PostgreSQL major version installed on test machines (Debian 12).
+const PG_VERSION: u32 = 15;
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+// ------------------------------------------------------------------ rendering
+
+/// One rendered PGSQL node: its overlay tree on disk and what the test needs to know.
+struct PgNode {
+    label: String,
+    cluster: String,
+    primary: bool,
+    pg_version: u32,
+    tree: PathBuf,
+    files: BTreeMap<String, Vec<u8>>,
+}
+
+impl PgNode {
+    fn path(&self, target: &str) -> PathBuf {
+        self.tree.join(target.trim_start_matches('/'))
+    }
+
+    fn text(&self, target: &str) -> String {
+        let bytes = self
+            .files
+            .get(target)
+            .unwrap_or_else(|| panic!("{}: {target} was not rendered", self.label));
+        String::from_utf8_lossy(bytes).into_owned()
+    }
+
+    fn patroni(&self) -> Value {
+        pyyaml(&self.path("/etc/patroni/patroni.yml"))
+    }
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The example inventories and the fixtures, as (name, text).
+fn inventories() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for dir in ["inventory", "tests/fixtures/inventories"] {
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(root().join(dir))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "yml"))
+            .collect();
+        paths.sort();
+        for p in paths {
+            let name = format!("{dir}/{}", p.file_name().unwrap().to_string_lossy());
+            out.push((name, std::fs::read_to_string(&p).unwrap()));
+        }
+    }
+    out
+}
+
+/// Render every PGSQL node of an inventory into `dir/<nodename>`.
+fn render_pg_nodes(name: &str, text: &str, dir: &Path) -> Vec<PgNode> {
+    let loaded = load_str(name, text).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+    render_fleet(name, &loaded.fleet, dir)
+}
+
+fn render_fleet(name: &str, fleet: &Fleet, dir: &Path) -> Vec<PgNode> {
+    let mut out = Vec::new();
+    for node in fleet.nodes.iter().filter(|n| n.pg.is_some()) {
+        let pg = node.pg.as_ref().unwrap();
+        let compiled = compile(fleet, node, Catalog::debian12())
+            .unwrap_or_else(|e| panic!("{name}: {}: {e}", node.nodename));
+        let tree = dir.join(&node.nodename);
+        write_tree(&compiled.files, &tree).unwrap();
+        out.push(PgNode {
+            label: format!("{name}:{}", node.nodename),
+            cluster: pg.cluster.clone(),
+            primary: pg.role == pigsty::model::PgRole::Primary,
+            pg_version: pg.params.pg_version,
+            tree,
+            files: compiled
+                .files
+                .iter()
+                .map(|f| (f.path.clone(), f.content.clone()))
+                .collect(),
+        });
+    }
+    out
+}
+
+/// Every PGSQL node of every inventory, rendered under `dir`.
+fn all_pg_nodes(dir: &Path) -> Vec<PgNode> {
+    let mut out = Vec::new();
+    for (i, (name, text)) in inventories().iter().enumerate() {
+        out.extend(render_pg_nodes(name, text, &dir.join(i.to_string())));
+    }
+    assert!(
+        out.len() >= 20,
+        "expected the inventories to hold PGSQL nodes, got {}",
+        out.len()
+    );
+    out
+}
+
+/// patroni.yml as Patroni reads it: PyYAML's `safe_load`, as JSON.
+fn pyyaml(path: &Path) -> Value {
+    let script = "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))";
+    let out = run(Command::new("python3").args(["-c", script]).arg(path), 30);
+    assert!(
+        out.status.success(),
+        "PyYAML cannot read {}: {}",
+        path.display(),
+        stderr(&out)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+// ------------------------------------------------------------------ processes
+
+/// Run a command to completion within `secs`, killing it on timeout.
+fn run(cmd: &mut Command, secs: u64) -> Output {
+    let desc = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{desc}: {e} (run ci/setup.sh to install the tools)"));
+    let mut out_pipe = child.stdout.take().unwrap();
+    let mut err_pipe = child.stderr.take().unwrap();
+    let out_t = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = out_pipe.read_to_end(&mut b);
+        b
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = err_pipe.read_to_end(&mut b);
+        b
+    });
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{desc} did not finish within {secs}s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out_t.join().unwrap(),
+        stderr: err_t.join().unwrap(),
+    }
+}
+
+fn stderr(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn is_root() -> bool {
+    // SAFETY-free: `id -u` keeps the test free of libc bindings.
+    let out = run(Command::new("id").arg("-u"), 10);
+    String::from_utf8_lossy(&out.stdout).trim() == "0"
+}
+
+fn skip_unless_root(test: &str) -> bool {
+    if is_root() {
+        return false;
+    }
+    eprintln!("SKIP {test}: needs root to run servers as the postgres user (CI runs as root)");
+    true
+}
+
+/// `postgres`'s uid and gid from /etc/passwd.
+fn postgres_ids() -> (u32, u32) {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    let line = passwd
+        .lines()
+        .find(|l| l.starts_with("postgres:"))
+        .expect("a postgres user");
+    let f: Vec<&str> = line.split(':').collect();
+    (f[2].parse().unwrap(), f[3].parse().unwrap())
+}
+
+/// A temporary directory the postgres user owns (servers write their sockets there).
+fn postgres_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let (uid, gid) = postgres_ids();
+    std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).unwrap();
+    dir
+}
+
+fn write_as_postgres(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    let (uid, gid) = postgres_ids();
+    std::os::unix::fs::chown(path, Some(uid), Some(gid)).unwrap();
+}
+
+/// A free TCP port on 127.0.0.1 (bound, then released for the server).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn as_postgres(program: &str) -> Command {
+    let mut c = Command::new("runuser");
+    c.args(["-u", "postgres", "--", program]);
+    c
+}
+
+/// Run `f` on every item, a few at a time: each item starts its own processes on its
+/// own ports and directories. A panic in one fails the test after its batch.
+fn in_parallel<T: Sync>(items: &[T], f: impl Fn(&T) + Sync) {
+    let width = std::thread::available_parallelism()
+        .map_or(4, |n| n.get())
+        .min(8);
+    for batch in items.chunks(width) {
+        std::thread::scope(|s| {
+            for item in batch {
+                s.spawn(|| f(item));
+            }
+        });
+    }
+}
+
+/// Poll `ready` every 100 ms for at most `secs`.
+fn wait_for(what: &str, secs: u64, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if ready() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{what} was not ready within {secs}s");
+}
+
+// ------------------------------------------------------------------ haproxy
+
+#[test]
+fn haproxy_accepts_every_rendered_config() {
+    let dir = tempfile::tempdir().unwrap();
+    for n in all_pg_nodes(dir.path()) {
+        let cfg = n.path("/etc/haproxy/haproxy.cfg");
+        let out = run(Command::new("haproxy").arg("-c").arg("-f").arg(&cfg), 30);
+        assert!(
+            out.status.success(),
+            "{}: haproxy -c rejects haproxy.cfg:\n{}",
+            n.label,
+            stderr(&out)
+        );
+        assert!(
+            !stderr(&out).contains("[WARNING]"),
+            "{}: haproxy warns:\n{}",
+            n.label,
+            stderr(&out)
+        );
+    }
+}
+
+// ------------------------------------------------------------------ patroni
+
+/// Messages `patroni --validate-config` (3.0.2) prints for configs that are valid, each
+/// exact for this config:
+///
+/// - `bootstrap.pg_hba  is not defined.` The validator's schema requires it, but
+///   Patroni ignores `bootstrap.pg_hba` whenever `postgresql.pg_hba` is set (it only
+///   appends bootstrap lines when there is no `postgresql.pg_hba`), and ours is there so
+///   that reimaging a node updates its rules.
+/// - `etcd3.hosts.N HOST:PORT didn't pass validation: 'HOST:PORT is not reachable'`.
+///   The validator opens a TCP connection to every etcd endpoint; the lint runs in an
+///   empty network namespace (so it cannot touch or wait on real addresses), where no
+///   endpoint is reachable.
+/// - `postgresql.bin_dir  Directory 'DIR' does not exist.` The validator looks for the
+///   binaries on this machine, which has PostgreSQL 15 only; inventories for 16-18 name
+///   their own version's directory.
+fn patroni_allowed(cfg: &Value) -> BTreeSet<String> {
+    let mut ok = BTreeSet::from(["bootstrap.pg_hba  is not defined.".to_string()]);
+    for (i, h) in cfg["etcd3"]["hosts"].as_array().unwrap().iter().enumerate() {
+        let h = h.as_str().unwrap();
+        ok.insert(format!(
+            "etcd3.hosts.{i} {h} didn't pass validation: '{h} is not reachable'"
+        ));
+    }
+    let bin = cfg["postgresql"]["bin_dir"].as_str().unwrap();
+    if !Path::new(bin).is_dir() {
+        // Two blanks: the validator prints an empty value field for directory checks.
+        ok.insert(format!(
+            "postgresql.bin_dir  Directory '{bin}' does not exist."
+        ));
+    }
+    ok
+}
+
+/// `unshare -n` as root; an unprivileged user namespace otherwise.
+fn isolated(program: &str) -> Command {
+    let mut c = Command::new("unshare");
+    if !is_root() {
+        c.arg("--map-root-user");
+    }
+    c.args(["--net", program]);
+    c
+}
+
+#[test]
+fn patroni_lint_reports_only_known_false_positives() {
+    let probe = run(&mut isolated("true"), 10);
+    if !probe.status.success() {
+        eprintln!(
+            "SKIP patroni lint: cannot create a network namespace here: {}",
+            stderr(&probe)
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    in_parallel(&all_pg_nodes(dir.path()), |n| {
+        let cfg = n.patroni();
+        let file = n.path("/etc/patroni/patroni.yml");
+        let out = run(
+            isolated("patroni")
+                .arg("--validate-config")
+                .arg(&file)
+                .env_clear(),
+            60,
+        );
+        let allowed = patroni_allowed(&cfg);
+        let unknown: Vec<String> = stderr(&out)
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !allowed.contains(*l))
+            .map(str::to_string)
+            .collect();
+        assert!(
+            unknown.is_empty(),
+            "{}: patroni --validate-config says:\n{}",
+            n.label,
+            unknown.join("\n")
+        );
+    });
+}
+
+#[test]
+fn patroni_yml_holds_the_values_patroni_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    for n in all_pg_nodes(dir.path()) {
+        let c = n.patroni();
+        assert_eq!(c["scope"], n.cluster.as_str(), "{}", n.label);
+        let dcs = &c["bootstrap"]["dcs"];
+        for key in ["ttl", "loop_wait", "retry_timeout", "primary_start_timeout"] {
+            assert!(
+                dcs[key].is_u64(),
+                "{}: bootstrap.dcs.{key} is {}",
+                n.label,
+                dcs[key]
+            );
+        }
+        let ttl = dcs["ttl"].as_u64().unwrap();
+        // Patroni's rule: a leader must be able to retry its DCS update twice per TTL.
+        let (lw, rt) = (
+            dcs["loop_wait"].as_u64().unwrap(),
+            dcs["retry_timeout"].as_u64().unwrap(),
+        );
+        assert!(
+            ttl >= lw + 2 * rt,
+            "{}: ttl {ttl} < loop_wait {lw} + 2 x retry_timeout {rt}",
+            n.label
+        );
+        assert!(
+            c["postgresql"]["pg_hba"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+        );
+        assert_eq!(
+            c["watchdog"]["mode"]
+                .as_str()
+                .map(|m| ["off", "automatic", "required"].contains(&m)),
+            Some(true)
+        );
+    }
+}
+
+// ------------------------------------------------------------------ pgbackrest
+
+/// `help backup` with `--config` and `--stanza` loads the file and validates every
+/// option (unknown names are warnings, bad values and missing dependencies errors), and
+/// shows the values in effect; it needs neither a cluster nor the repository.
+#[test]
+fn pgbackrest_parses_and_validates_every_option() {
+    let dir = tempfile::tempdir().unwrap();
+    for n in all_pg_nodes(dir.path()) {
+        let Some(conf) = n.files.get("/etc/pgbackrest/pgbackrest.conf") else {
+            continue;
+        };
+        let s3 = String::from_utf8_lossy(conf).contains("repo1-type=s3");
+        let path = n.path("/etc/pgbackrest/pgbackrest.conf");
+        for command in ["backup", "archive-push", "restore"] {
+            let out = run(
+                Command::new("pgbackrest")
+                    .arg(format!("--config={}", path.display()))
+                    .arg(format!("--stanza={}", n.cluster))
+                    .args(["help", command]),
+                30,
+            );
+            let text = stderr(&out);
+            assert!(
+                out.status.success(),
+                "{}: pgbackrest help {command}:\n{text}",
+                n.label
+            );
+            assert!(
+                !text.contains("WARN:") && !text.contains("ERROR:"),
+                "{}: {text}",
+                n.label
+            );
+            // The values in effect come from the file: the stanza, and the repo type.
+            let help = String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            assert!(
+                help.contains(&format!("[current={}]", n.cluster)),
+                "{}: stanza not read:\n{help}",
+                n.label
+            );
+            assert_eq!(
+                help.contains("[current=s3,"),
+                s3,
+                "{}: repo type not read:\n{help}",
+                n.label
+            );
+        }
+    }
+}
+
+// ------------------------------------------------------------------ pgbouncer
+
+/// A server process killed when the test ends, however it ends.
+struct Running(std::process::Child, String);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!("{} did not exit within 10s after SIGKILL", self.1);
+    }
+}
+
+/// Point the rendered pgbouncer.ini at `dir` and `port`, everything else as rendered.
+/// `backend` replaces the databases' `host=/var/run/postgresql port=N` when given.
+fn local_pgbouncer_ini(ini: &str, dir: &Path, port: u16, backend: Option<(&Path, u16)>) -> String {
+    let d = dir.display();
+    let mut out = String::new();
+    for line in ini.lines() {
+        let key = line.split('=').next().unwrap_or("").trim();
+        let line = match key {
+            "listen_addr" => "listen_addr = 127.0.0.1".to_string(),
+            "listen_port" => format!("listen_port = {port}"),
+            "unix_socket_dir" => format!("unix_socket_dir = {d}"),
+            "auth_file" => format!("auth_file = {d}/userlist.txt"),
+            "auth_hba_file" => format!("auth_hba_file = {d}/pgb_hba.conf"),
+            _ => match backend {
+                Some((sock, pg_port)) if line.contains("host=/var/run/postgresql") => {
+                    let (name, _) = line.split_once(" = ").unwrap();
+                    format!("{name} = host={} port={pg_port}", sock.display())
+                }
+                _ => line.to_string(),
+            },
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    // The rendered file ends in its [pgbouncer] section; the journal is not here.
+    out.push_str(&format!("logfile = {d}/pgbouncer.log\n"));
+    out
+}
+
+/// Start pgbouncer as postgres with the node's rendered files, pointed into `dir`.
+fn start_pgbouncer(n: &PgNode, dir: &Path, backend: Option<(&Path, u16)>) -> (Running, u16) {
+    let port = free_port();
+    let ini = local_pgbouncer_ini(&n.text("/etc/pgbouncer/pgbouncer.ini"), dir, port, backend);
+    write_as_postgres(&dir.join("pgbouncer.ini"), &ini);
+    write_as_postgres(
+        &dir.join("userlist.txt"),
+        &n.text("/etc/pgbouncer/userlist.txt"),
+    );
+    write_as_postgres(
+        &dir.join("pgb_hba.conf"),
+        &n.text("/etc/pgbouncer/pgb_hba.conf"),
+    );
+    let child = as_postgres("pgbouncer")
+        .arg(dir.join("pgbouncer.ini"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("pgbouncer (run ci/setup.sh)");
+    let running = Running(child, format!("pgbouncer of {}", n.label));
+    wait_for(&format!("pgbouncer of {}", n.label), 20, || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    (running, port)
+}
+
+fn pgbouncer_log(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("pgbouncer.log")).unwrap_or_default()
+}
+
+#[test]
+fn pgbouncer_serves_the_rendered_databases() {
+    if skip_unless_root("pgbouncer_serves_the_rendered_databases") {
+        return;
+    }
+    let trees = tempfile::tempdir().unwrap();
+    in_parallel(&all_pg_nodes(trees.path()), |n| {
+        let dir = postgres_dir();
+        let (mut server, port) = start_pgbouncer(n, dir.path(), None);
+        // The admin console over the socket as postgres: `local pgbouncer postgres peer`.
+        let out = run(
+            as_postgres("psql")
+                .args(["-X", "-At", "-h"])
+                .arg(dir.path())
+                .args([
+                    "-p",
+                    &port.to_string(),
+                    "-d",
+                    "pgbouncer",
+                    "-c",
+                    "SHOW DATABASES",
+                ]),
+            30,
+        );
+        assert!(
+            out.status.success(),
+            "{}: admin console: {}\n{}",
+            n.label,
+            stderr(&out),
+            pgbouncer_log(dir.path())
+        );
+        let listed: BTreeSet<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split('|').next().map(str::to_string))
+            .collect();
+        let ini = n.text("/etc/pgbouncer/pgbouncer.ini");
+        for db in rendered_pool_databases(&ini) {
+            assert!(
+                listed.contains(&db),
+                "{}: `{db}` missing from SHOW DATABASES: {listed:?}",
+                n.label
+            );
+        }
+        let log = pgbouncer_log(dir.path());
+        assert!(
+            !log.contains("WARNING") && !log.contains("ERROR"),
+            "{}: pgbouncer log:\n{log}",
+            n.label
+        );
+        let _ = server.0.kill();
+    });
+}
+
+/// Database names of the rendered `[databases]` section.
+fn rendered_pool_databases(ini: &str) -> Vec<String> {
+    let section = ini
+        .split("[databases]")
+        .nth(1)
+        .unwrap_or("")
+        .split("\n[")
+        .next()
+        .unwrap_or("");
+    section
+        .lines()
+        .filter(|l| l.contains(" = "))
+        .map(|l| l.split(" = ").next().unwrap().trim().to_string())
+        .collect()
+}
+
+// ------------------------------------------------------------------ postgres
+
+/// A throwaway PostgreSQL 15 cluster, stopped when dropped.
+struct Postgres {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Postgres {
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// `psql` as postgres over this cluster's socket.
+    fn psql(&self, db: &str) -> Command {
+        let mut c = as_postgres("psql");
+        c.args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-h"])
+            .arg(self.dir.path())
+            .args(["-p", &self.port.to_string(), "-d", db]);
+        c
+    }
+
+    fn query(&self, sql: &str) -> String {
+        let out = run(self.psql("postgres").args(["-c", sql]), 60);
+        assert!(out.status.success(), "{sql}: {}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    fn log(&self) -> String {
+        let mut text =
+            std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
+        if let Ok(entries) = std::fs::read_dir(self.dir.path().join("log")) {
+            for e in entries.flatten() {
+                text.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
+            }
+        }
+        text
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let data = self.data();
+        let _ = run(
+            as_postgres(&format!("{PG_BIN}/pg_ctl"))
+                .args(["stop", "-m", "immediate", "-w", "-t", "30", "-D"])
+                .arg(&data),
+            60,
+        );
+    }
+}
+
+/// initdb's command-line options from Patroni's `bootstrap.initdb` list, as Patroni
+/// passes them (`flag` → `--flag`, `{key: value}` → `--key=value`).
+fn initdb_args(cfg: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for o in cfg["bootstrap"]["initdb"].as_array().unwrap() {
+        match o {
+            Value::String(flag) => out.push(format!("--{flag}")),
+            Value::Object(m) => out.extend(
+                m.iter()
+                    .map(|(k, v)| format!("--{k}={}", v.as_str().unwrap())),
+            ),
+            other => panic!("unexpected initdb item {other}"),
+        }
+    }
+    out
+}
+
+/// Libraries this machine has (citus or pg_cron are not in Debian's postgresql-15).
+fn installed_library(lib: &str) -> bool {
+    Path::new(&format!("/usr/lib/postgresql/{PG_VERSION}/lib/{lib}.so")).exists()
+}
+
+/// The rendered parameters (cluster-wide and local) as postgresql.conf lines, with the
+/// few changes this test machine needs, each said below.
+fn test_conf(cfg: &Value, dir: &Path, port: u16) -> String {
+    let mut params: BTreeMap<String, String> = BTreeMap::new();
+    for section in [
+        &cfg["bootstrap"]["dcs"]["postgresql"]["parameters"],
+        &cfg["postgresql"]["parameters"],
+    ] {
+        for (k, v) in section.as_object().unwrap() {
+            params.insert(k.clone(), v.as_str().unwrap().to_string());
+        }
+    }
+    // Libraries this machine lacks are left out, with the settings of their prefix.
+    let libs: Vec<String> = params["shared_preload_libraries"]
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let missing: Vec<&String> = libs.iter().filter(|l| !installed_library(l)).collect();
+    let kept: Vec<&str> = libs
+        .iter()
+        .filter(|l| installed_library(l))
+        .map(String::as_str)
+        .collect();
+    params.retain(|k, _| {
+        !missing.iter().any(|m| {
+            k.starts_with(&format!("{m}.")) || (m.as_str() == "pg_cron" && k.starts_with("cron."))
+        })
+    });
+    params.insert("shared_preload_libraries".into(), kept.join(", "));
+    // Sockets and logs go to the test's directory, the server listens on loopback.
+    params.insert("unix_socket_directories".into(), dir.display().to_string());
+    params.insert(
+        "log_directory".into(),
+        dir.join("log").display().to_string(),
+    );
+    params.insert("listen_addresses".into(), "127.0.0.1".into());
+    params.insert("port".into(), port.to_string());
+    // A throwaway cluster needs no durability; CREATE DATABASE fsyncs a lot otherwise.
+    params.insert("fsync".into(), "off".into());
+    // No pgBackRest repository exists here: archiving succeeds without one.
+    if params.contains_key("archive_command") {
+        params.insert("archive_command".into(), "/bin/true".into());
+    }
+    params
+        .iter()
+        .map(|(k, v)| format!("{k} = '{}'\n", v.replace('\\', "\\\\").replace('\'', "''")))
+        .collect()
+}
+
+/// initdb with the rendered options, the rendered hba and parameters, then start.
+fn start_postgres(n: &PgNode) -> Postgres {
+    let cfg = n.patroni();
+    let dir = postgres_dir();
+    let port = free_port();
+    let data = dir.path().join("data");
+    let out = run(
+        as_postgres(&format!("{PG_BIN}/initdb"))
+            // A throwaway cluster: skip initdb's fsyncs (seconds on slow disks).
+            .args(["--no-sync", "-U", "postgres", "-D"])
+            .arg(&data)
+            .args(initdb_args(&cfg)),
+        120,
+    );
+    assert!(
+        out.status.success(),
+        "{}: initdb {:?}: {}",
+        n.label,
+        initdb_args(&cfg),
+        stderr(&out)
+    );
+    let hba: Vec<&str> = cfg["postgresql"]["pg_hba"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    write_as_postgres(&data.join("pg_hba.conf"), &(hba.join("\n") + "\n"));
+    let conf = std::fs::read_to_string(data.join("postgresql.conf")).unwrap()
+        + &test_conf(&cfg, dir.path(), port);
+    write_as_postgres(&data.join("postgresql.conf"), &conf);
+    let pg = Postgres { dir, port };
+    let out = run(
+        as_postgres(&format!("{PG_BIN}/pg_ctl"))
+            .args(["start", "-w", "-t", "60", "-D"])
+            .arg(&data)
+            .arg("-l")
+            .arg(pg.dir.path().join("server.log")),
+        90,
+    );
+    assert!(
+        out.status.success(),
+        "{}: pg_ctl start: {}\n{}",
+        n.label,
+        stderr(&out),
+        pg.log()
+    );
+    pg
+}
+
+/// Apply one rendered SQL file. Extensions this machine does not have (pgvector,
+/// postgis, citus) are left out: their packages belong in the image, not on the host.
+fn apply_sql(pg: &Postgres, n: &PgNode, target: &str, available: &BTreeSet<String>) {
+    let sql: String = n
+        .text(target)
+        .lines()
+        .filter(
+            |l| match l.strip_prefix("CREATE EXTENSION IF NOT EXISTS \"") {
+                Some(rest) => available.contains(rest.split('"').next().unwrap_or("")),
+                None => true,
+            },
+        )
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let file = pg.dir.path().join(target.rsplit('/').next().unwrap());
+    write_as_postgres(&file, &sql);
+    let out = run(pg.psql("postgres").arg("-f").arg(&file), 120);
+    assert!(
+        out.status.success(),
+        "{}: psql -f {target}: {}\n{}",
+        n.label,
+        stderr(&out),
+        pg.log()
+    );
+}
+
+/// The role and database names the inventory asks for on this node.
+fn expected_objects(fleet: &Fleet, nodename: &str) -> (Vec<String>, Vec<String>) {
+    let node = fleet.nodes.iter().find(|x| x.nodename == nodename).unwrap();
+    let p = &node.pg.as_ref().unwrap().params;
+    let absent =
+        |e: &BTreeMap<String, Value>| e.get("state").and_then(Value::as_str) == Some("absent");
+    let roles = p
+        .pg_default_roles
+        .iter()
+        .chain(&p.pg_users)
+        .filter(|u| !absent(&u.extra))
+        .map(|u| u.name.clone())
+        .collect();
+    let dbs = p
+        .pg_databases
+        .iter()
+        .filter(|d| !absent(&d.extra))
+        .map(|d| d.name.clone())
+        .collect();
+    (roles, dbs)
+}
+
+/// Render an inventory with its PostgreSQL version set to the one installed here, so
+/// the parameters of every template and version gate are checked on a real server.
+fn as_installed_version(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        if let Some(rest) = trimmed.strip_prefix("pg_version:") {
+            let indent = &line[..line.len() - trimmed.len()];
+            let comment = rest.find('#').map(|i| &rest[i..]).unwrap_or("");
+            out.push_str(&format!("{indent}pg_version: {PG_VERSION} {comment}\n"));
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Start the cluster of one rendered primary, check what PostgreSQL says of the
+/// rendered hba and parameters, apply the SQL twice and find its objects.
+fn check_primary(n: &PgNode, fleet: &Fleet, nodename: &str) -> Postgres {
+    let pg = start_postgres(n);
+    // What PostgreSQL found wrong in the rendered files, one row per problem.
+    let problems = pg.query(
+        "SELECT 'pg_hba.conf line ' || line_number || ': ' || error FROM pg_hba_file_rules WHERE error IS NOT NULL \
+         UNION ALL SELECT 'postgresql.conf ' || name || ': ' || error FROM pg_file_settings WHERE error IS NOT NULL \
+         UNION ALL SELECT 'pending restart: ' || name FROM pg_settings WHERE pending_restart \
+         UNION ALL SELECT 'password_encryption is ' || setting FROM pg_settings \
+                   WHERE name = 'password_encryption' AND setting <> 'scram-sha-256'",
+    );
+    assert!(problems.is_empty(), "{}: {problems}", n.label);
+    let log = pg.log();
+    for bad in [
+        "invalid value for parameter",
+        "unrecognized configuration parameter",
+    ] {
+        assert!(!log.contains(bad), "{}: server log:\n{log}", n.label);
+    }
+    let available: BTreeSet<String> = pg
+        .query("SELECT name FROM pg_available_extensions")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    for round in 1..=2 {
+        for file in SQL_FILES {
+            eprintln!("{}: applying {file} (round {round})", n.label);
+            apply_sql(&pg, n, file, &available);
+        }
+    }
+    let found: BTreeSet<String> = pg
+        .query("SELECT 'role ' || rolname FROM pg_roles UNION ALL SELECT 'database ' || datname FROM pg_database")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let (roles, dbs) = expected_objects(fleet, nodename);
+    let expected = roles
+        .iter()
+        .map(|r| format!("role {r}"))
+        .chain(dbs.iter().map(|d| format!("database {d}")));
+    for object in expected {
+        assert!(
+            found.contains(&object),
+            "{}: {object} missing after the SQL",
+            n.label
+        );
+    }
+    pg
+}
+
+#[test]
+fn postgres_accepts_rendered_hba_parameters_and_sql() {
+    if skip_unless_root("postgres_accepts_rendered_hba_parameters_and_sql") {
+        return;
+    }
+    let trees = tempfile::tempdir().unwrap();
+    let mut primaries = Vec::new();
+    for (i, (name, text)) in inventories().iter().enumerate() {
+        let fleet = load_str(name, &as_installed_version(text)).unwrap().fleet;
+        for n in render_fleet(name, &fleet, &trees.path().join(i.to_string())) {
+            if n.primary {
+                assert_eq!(n.pg_version, PG_VERSION, "{}", n.label);
+                primaries.push((n, fleet.clone()));
+            }
+        }
+    }
+    assert!(primaries.len() >= 10, "only {} primaries", primaries.len());
+    in_parallel(&primaries, |(n, fleet)| {
+        let nodename = n.label.rsplit(':').next().unwrap();
+        drop(check_primary(n, fleet, nodename));
+    });
+}
+
+// ------------------------------------------------------------------ hostile values
+
+const HOSTILE_PASSWORD: &str = "it's \"q\": off #1 %s \\ yes";
+/// pgbackrest.conf has no quoting: `#`, `=` and quotes inside a value are the value.
+const HOSTILE_REGION: &str = "a#b=c 'd' %e \\f";
+const HOSTILE_COMMENT: &str = "a 'comment': \"x\" # %s \\ off\nsecond line";
+
+/// An inventory whose values are everything a careless template would break on.
+fn hostile_inventory() -> String {
+    format!(
+        r##"all:
+  children:
+    etcd: {{ hosts: {{ 10.10.10.10: {{ etcd_seq: 1 }} }}, vars: {{ etcd_cluster: etcd }} }}
+    pg-evil:
+      hosts:
+        10.10.10.11: {{ pg_seq: 1, pg_role: primary }}
+        10.10.10.12: {{ pg_seq: 2, pg_role: replica }}
+      vars:
+        pg_cluster: pg-evil
+        pg_users:
+          - {{ name: dbuser.odd@x-1, password: {pw}, pgbouncer: true, roles: [dbrole_readwrite], comment: {comment}, parameters: {{ search_path: '"$user", public' }} }}
+          - {{ name: "off", password: "yes", pgbouncer: true, roles: [dbrole_readonly], comment: "yes" }}
+        pg_databases:
+          - {{ name: "odd db's \"name\" #%:\\", pgbouncer: false, comment: {comment}, schemas: ["s p a c e", "q\"uote"], parameters: {{ work_mem: "8MB" }} }}
+          - {{ name: meta, owner: "off", comment: "off" }}
+        pg_hba_rules:
+          - {{ user: "weird \"user\" #1", db: "odd db's \"name\" #%:\\", addr: world, auth: pwd, title: {comment} }}
+          - {{ user: all, db: all, addr: 127.0.0.1, auth: trust, title: "off", rules: [ 'host all all 127.0.0.2/32 reject' ] }}
+        pg_parameters: {{ log_line_prefix: "%m [%p] %q%u@%d # 'x' \\ :", application_name: "off", statement_timeout: "0" }}
+  vars:
+    admin_ip: 10.10.10.10
+    pg_version: {PG_VERSION}
+    pg_admin_password: {pw}
+    pg_monitor_password: "off"
+    pg_replication_password: "yes: no"
+    patroni_password: "#not a comment"
+    patroni_username: "off"
+    haproxy_admin_password: "a'b \"c\" $HOME #x \\"
+    pgbackrest_method: s3x
+    pgbackrest_repo:
+      s3x: {{ type: s3, path: /pgbackrest, s3_endpoint: sss.pigsty, s3_bucket: pgsql, s3_uri_style: path, s3_region: {region}, s3_key: "k#1", s3_key_secret: "s=e#c 'r' %t \\" }}
+"##,
+        pw = serde_json::to_string(HOSTILE_PASSWORD).unwrap(),
+        comment = serde_json::to_string(HOSTILE_COMMENT).unwrap(),
+        region = serde_json::to_string(HOSTILE_REGION).unwrap(),
+    )
+}
+
+#[test]
+fn hostile_values_come_back_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = render_pg_nodes("hostile.yml", &hostile_inventory(), dir.path());
+    let primary = nodes.iter().find(|n| n.primary).unwrap();
+    let c = primary.patroni();
+    assert_eq!(c["restapi"]["authentication"]["username"], "off");
+    assert_eq!(c["restapi"]["authentication"]["password"], "#not a comment");
+    assert_eq!(
+        c["postgresql"]["authentication"]["replication"]["password"],
+        "yes: no"
+    );
+    assert_eq!(
+        c["postgresql"]["parameters"]["log_line_prefix"],
+        "%m [%p] %q%u@%d # 'x' \\ :"
+    );
+    assert_eq!(c["postgresql"]["parameters"]["application_name"], "off");
+    let hba: Vec<&str> = c["postgresql"]["pg_hba"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert!(
+        hba.contains(&"# a 'comment': \"x\" # %s \\ off second line [default]"),
+        "{hba:?}"
+    );
+    assert!(
+        hba.iter()
+            .any(|l| l.contains(r#""weird ""user"" #1""#)
+                && l.contains(r#""odd db's ""name"" #%:\""#)),
+        "{hba:?}"
+    );
+    assert!(
+        hba.contains(&"host all all 127.0.0.2/32 reject"),
+        "raw rules win over the alias fields: {hba:?}"
+    );
+    // Our own YAML reader agrees with PyYAML.
+    let ours = pigsty::inventory::yaml::parse(&primary.text("/etc/patroni/patroni.yml"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        ours.to_json_with(&|s: &str| s.to_string())["restapi"]["authentication"]["password"],
+        "#not a comment"
+    );
+    let userlist = primary.text("/etc/pgbouncer/userlist.txt");
+    assert!(
+        userlist.contains(r#""dbuser.odd@x-1" "it's ""q"": off #1 %s \ yes""#),
+        "{userlist}"
+    );
+    let haproxy = primary.text("/etc/haproxy/haproxy.cfg");
+    assert!(
+        haproxy.contains(r#"insecure-password "a'b \"c\" \$HOME #x \\""#),
+        "{haproxy}"
+    );
+    let out = run(
+        Command::new("haproxy")
+            .arg("-c")
+            .arg("-f")
+            .arg(primary.path("/etc/haproxy/haproxy.cfg")),
+        30,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    // pgBackRest reads the hostile option back as written.
+    let out = run(
+        Command::new("pgbackrest")
+            .arg(format!(
+                "--config={}",
+                primary.path("/etc/pgbackrest/pgbackrest.conf").display()
+            ))
+            .args(["--stanza=pg-evil", "help", "backup"]),
+        30,
+    );
+    let help = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        help.contains(&format!("[current={HOSTILE_REGION}]")),
+        "{help}"
+    );
+}
+
+/// Render a small cluster with `extra` lines under its vars.
+fn render_with(extra: &str) -> Result<(), String> {
+    let text = format!(
+        "all:\n  children:\n    etcd: {{ hosts: {{ 10.10.10.10: {{ etcd_seq: 1 }} }}, vars: {{ etcd_cluster: etcd }} }}\n    pg-x:\n      hosts: {{ 10.10.10.11: {{ pg_seq: 1, pg_role: primary }} }}\n      vars:\n        pg_cluster: pg-x\n{extra}\n  vars: {{ admin_ip: 10.10.10.10 }}\n"
+    );
+    let loaded = load_str("bad.yml", &text).map_err(|e| format!("{e:?}"))?;
+    for node in &loaded.fleet.nodes {
+        compile(&loaded.fleet, node, Catalog::debian12()).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+#[test]
+fn values_a_file_cannot_carry_are_render_errors() {
+    let cases = [
+        (
+            "        haproxy_admin_password: \"a\\nb\"",
+            "haproxy_admin_password",
+        ),
+        (
+            "        pg_parameters: { log_line_prefix: \"a\\nb\" }",
+            "pg_parameters.log_line_prefix",
+        ),
+        (
+            "        pg_databases: [ { name: \"my db\" } ]",
+            "set `pgbouncer: false`",
+        ),
+        (
+            "        pg_databases: [ { name: \"a\\nb\", pgbouncer: false } ]",
+            "control character",
+        ),
+        (
+            "        pg_users: [ { name: x, password: \"a\\nb\", pgbouncer: true } ]",
+            "userlist.txt",
+        ),
+        (
+            "        pgbackrest_repo: { local: { path: \" /pg/backup\" } }",
+            "pgbackrest_repo.local",
+        ),
+        (
+            "        pg_services: [ { name: x, port: 5440, backup: \"[? pg_seq > `1`]\" } ]",
+            "pg_seq > `1`",
+        ),
+        (
+            "        pg_hba_rules: [ { user: a, db: all, addr: mars, auth: pwd } ]",
+            "unknown addr `mars`",
+        ),
+    ];
+    for (extra, expect) in cases {
+        let err = render_with(extra).expect_err(extra);
+        assert!(
+            err.contains(expect),
+            "{extra}: error does not name {expect:?}: {err}"
+        );
+    }
+    // The loader refuses role names outside Pigsty's pattern before rendering.
+    let err = render_with("        pg_users: [ { name: \"bad name\" } ]").unwrap_err();
+    assert!(err.contains("bad name"), "{err}");
+}
+
+#[test]
+fn hostile_values_work_in_the_real_servers() {
+    if skip_unless_root("hostile_values_work_in_the_real_servers") {
+        return;
+    }
+    let text = hostile_inventory();
+    let fleet = load_str("hostile.yml", &text).unwrap().fleet;
+    let trees = tempfile::tempdir().unwrap();
+    let nodes = render_fleet("hostile.yml", &fleet, trees.path());
+    let n = nodes.iter().find(|n| n.primary).unwrap();
+    let pg = check_primary(n, &fleet, "pg-evil-1");
+    // The admin logs in with the hostile password over TCP and TLS (`hostssl` rule).
+    let login = |user: &str, pw: &str, port: u16, db: &str, ssl: &str| {
+        let mut c = as_postgres("psql");
+        c.args(["-X", "-At", "-c", "SELECT current_user"])
+            .arg(format!(
+                "host=127.0.0.1 port={port} dbname={db} user={user} sslmode={ssl}"
+            ))
+            .env("PGPASSWORD", pw);
+        run(&mut c, 30)
+    };
+    let out = login(
+        "dbuser_dba",
+        HOSTILE_PASSWORD,
+        pg.port,
+        "postgres",
+        "require",
+    );
+    assert!(out.status.success(), "admin login: {}", stderr(&out));
+    let comment = pg.query(
+        "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = 'dbuser.odd@x-1'",
+    );
+    assert_eq!(comment, HOSTILE_COMMENT);
+    let setting = pg.query("SELECT setconfig[1] FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole WHERE rolname = 'dbuser.odd@x-1'");
+    assert_eq!(setting, "search_path=\"$user\", public");
+    // Through pgbouncer: the userlist entry and pgb_hba rules of the hostile user.
+    let bouncer_dir = postgres_dir();
+    let (_bouncer, port) = start_pgbouncer(n, bouncer_dir.path(), Some((pg.dir.path(), pg.port)));
+    let out = login("dbuser.odd@x-1", HOSTILE_PASSWORD, port, "meta", "disable");
+    assert!(
+        out.status.success(),
+        "login through pgbouncer: {}\n{}",
+        stderr(&out),
+        pgbouncer_log(bouncer_dir.path())
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "dbuser.odd@x-1"
+    );
+    let out = login("off", "yes", port, "meta", "disable");
+    assert!(out.status.success(), "login as `off`: {}", stderr(&out));
+}
