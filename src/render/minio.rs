@@ -189,6 +189,17 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_range_fails_the_render_naming_the_parameter() {
+        let inv = "all:\n  children:\n    minio:\n      hosts: { 10.10.10.10: { minio_seq: 1 } }\n      vars: { minio_cluster: minio, minio_data: '/data{2...1}' }\n";
+        let loaded = crate::inventory::load_str("t.yml", inv).unwrap();
+        let node = &loaded.fleet.nodes[0];
+        let catalog = crate::catalog::Catalog::debian12();
+        let err = crate::compile::compile(&loaded.fleet, node, catalog).unwrap_err();
+        assert!(err.file.contains("tmpfiles.d"), "{err}");
+        assert!(err.reason.contains("minio_data"), "{err}");
+    }
+
+    #[test]
     fn data_dirs_must_be_absolute() {
         assert!(data_dirs("data{1...2}").is_err());
         assert!(data_dirs("/my data").is_err());

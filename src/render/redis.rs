@@ -174,6 +174,16 @@ all:
     }
 
     #[test]
+    fn a_bad_save_rule_fails_the_render() {
+        let bad = INVENTORY.replace("redis_password: 'redis.ms'", "redis_rdb_save: ['hourly']");
+        let loaded = load_str("test.yml", &bad).unwrap();
+        let node = &loaded.fleet.nodes[0];
+        let catalog = crate::catalog::Catalog::debian12();
+        let err = crate::compile::compile(&loaded.fleet, node, catalog).unwrap_err();
+        assert!(err.reason.contains("redis_rdb_save"), "{err}");
+    }
+
+    #[test]
     fn zero_quorum_is_an_inventory_error() {
         let bad = INVENTORY.replace("quorum: 2", "quorum: 0");
         assert!(load_str("test.yml", &bad).is_err());

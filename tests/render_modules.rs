@@ -1,0 +1,1325 @@
+//! The MINIO, REDIS and INFRA files, and every systemd unit of every module, checked
+//! with the real tools over every example and fixture inventory:
+//!
+//! - `promtool check config` on each rendered prometheus.yml (plus: every node's
+//!   node_exporter is a target), `amtool check-config` on each alertmanager.yml;
+//! - nginx: `nginx -t` on a minimal main config that includes the rendered server,
+//!   then the server started for real on loopback, serving an autoindex;
+//! - redis: each rendered config run by a real `redis-server` on loopback (only
+//!   port, bind, dir and upstream rewritten), replicas streaming from their primary,
+//!   sentinels authenticated to the primary they watch;
+//! - `systemd-analyze verify` on every rendered unit and drop-in, inside a root;
+//! - EnvironmentFiles read back by a shell, value for value;
+//! - sysusers.d and tmpfiles.d applied for real to the rendered tree (root only);
+//! - no secret of a node in a file of that node that every user can read.
+//!
+//! The tools come from Debian packages that ci/setup.sh installs; a missing tool
+//! fails the test with that hint rather than skipping it. Only the sysusers/tmpfiles
+//! test needs root (it chowns) and says so when it skips. Every wait is bounded;
+//! every process listens on 127.0.0.1 on a port the test picked, and is killed when
+//! its guard drops (also on panic).
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use pigsty::catalog::Catalog;
+use pigsty::compile::{Compiled, compile};
+use pigsty::inventory::{Source, load};
+use pigsty::model::{Fleet, Node, RedisMode};
+use pigsty::render::RenderedFile;
+use pigsty::render::write::write_tree;
+
+// ------------------------------------------------------------------ shared helpers
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// inventory/*.yml and tests/fixtures/inventories/*.yml, sorted.
+fn inventories() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for dir in ["inventory", "tests/fixtures/inventories"] {
+        let entries = std::fs::read_dir(repo().join(dir)).expect("listing inventories");
+        out.extend(
+            entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "yml")),
+        );
+    }
+    out.sort();
+    assert!(
+        out.len() >= 8,
+        "expected the example and fixture inventories"
+    );
+    out
+}
+
+/// One inventory, loaded and compiled node by node.
+struct Rendered {
+    name: String,
+    fleet: Fleet,
+    nodes: Vec<Compiled>,
+}
+
+fn compile_fleet(fleet: &Fleet) -> Vec<Compiled> {
+    fleet
+        .nodes
+        .iter()
+        .map(|n| compile(fleet, n, Catalog::debian12()).expect("compiling a node"))
+        .collect()
+}
+
+fn render_all() -> Vec<Rendered> {
+    inventories()
+        .iter()
+        .map(|path| {
+            let loaded = load(&Source::File(path.clone()))
+                .unwrap_or_else(|e| panic!("loading {}: {e}", path.display()));
+            let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+            Rendered {
+                name,
+                nodes: compile_fleet(&loaded.fleet),
+                fleet: loaded.fleet,
+            }
+        })
+        .collect()
+}
+
+impl Rendered {
+    /// (node, its compiled plan) pairs.
+    fn pairs(&self) -> impl Iterator<Item = (&Node, &Compiled)> {
+        self.fleet.nodes.iter().zip(&self.nodes)
+    }
+}
+
+fn file<'a>(c: &'a Compiled, path: &str) -> Option<&'a RenderedFile> {
+    c.files.iter().find(|f| f.path == path)
+}
+
+/// Write a node's tree under `base/<inventory>/<nodename>` and return that root.
+fn write_node(base: &Path, inv: &str, c: &Compiled) -> PathBuf {
+    let root = base.join(inv).join(&c.plan.node.nodename);
+    write_tree(&c.files, &root).expect("writing the rendered tree");
+    root
+}
+
+/// The tool's path, or a failure that says how to get it.
+fn tool(name: &str) -> PathBuf {
+    let found = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .chain(["/usr/sbin".into(), "/sbin".into()])
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    });
+    found.unwrap_or_else(|| {
+        panic!(
+            "`{name}` is not installed: run ci/setup.sh (it installs every tool these tests call)"
+        )
+    })
+}
+
+fn output(cmd: &mut Command) -> Output {
+    cmd.stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
+}
+
+/// Run and require success; on failure show the command and both streams.
+fn check(cmd: &mut Command) -> Output {
+    let out = output(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("binding an ephemeral port on loopback")
+}
+
+/// Poll `probe` every 100 ms, at most `tries` times.
+fn wait_for(tries: u32, mut probe: impl FnMut() -> bool) -> bool {
+    for _ in 0..tries {
+        if probe() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// A child process killed (and reaped) when dropped, so a failing assertion
+/// leaves nothing running.
+struct Guard {
+    child: Child,
+    what: String,
+    log: PathBuf,
+}
+
+impl Guard {
+    fn spawn(cmd: &mut Command, what: &str, log: PathBuf) -> Guard {
+        let out = std::fs::File::create(&log).expect("creating a log file");
+        let err = out.try_clone().expect("cloning the log handle");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {what}: {e}"));
+        Guard {
+            child,
+            what: what.to_string(),
+            log,
+        }
+    }
+
+    /// Fail with the process's log when it has exited or `ready` never holds.
+    fn wait_ready(&mut self, ready: impl FnMut() -> bool) {
+        let up = wait_for(100, ready);
+        let exited = self.child.try_wait().ok().flatten();
+        if !up || exited.is_some() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            panic!(
+                "{} did not come up (exit: {exited:?}); its log:\n{log}",
+                self.what
+            );
+        }
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ------------------------------------------------------------------ prometheus / alertmanager
+
+#[test]
+fn prometheus_configs_pass_promtool_and_scrape_every_node() {
+    let promtool = tool("promtool");
+    let tmp = tempfile::tempdir().unwrap();
+    let mut checked = 0;
+    for inv in render_all() {
+        for (node, c) in inv.pairs() {
+            let Some(f) = file(c, "/etc/prometheus/prometheus.yml") else {
+                assert!(
+                    node.infra.is_none(),
+                    "{}: infra node without prometheus.yml",
+                    node.nodename
+                );
+                continue;
+            };
+            let root = write_node(tmp.path(), &inv.name, c);
+            check(
+                Command::new(&promtool)
+                    .arg("check")
+                    .arg("config")
+                    .arg(root.join("etc/prometheus/prometheus.yml")),
+            );
+            let text = String::from_utf8_lossy(&f.content);
+            for n in inv
+                .fleet
+                .nodes
+                .iter()
+                .filter(|n| n.node.node_exporter_enabled.0)
+            {
+                let target = format!("\"{}:{}\"", n.ip, n.node.node_exporter_port);
+                assert!(
+                    text.contains(&target),
+                    "{}/{}: no scrape target {target}",
+                    inv.name,
+                    node.nodename
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 4, "only {checked} prometheus.yml checked");
+}
+
+#[test]
+fn alertmanager_configs_pass_amtool() {
+    let amtool = tool("amtool");
+    let tmp = tempfile::tempdir().unwrap();
+    let mut checked = 0;
+    for inv in render_all() {
+        for c in inv
+            .nodes
+            .iter()
+            .filter(|c| file(c, "/etc/prometheus/alertmanager.yml").is_some())
+        {
+            let root = write_node(tmp.path(), &inv.name, c);
+            check(
+                Command::new(&amtool)
+                    .arg("check-config")
+                    .arg(root.join("etc/prometheus/alertmanager.yml")),
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 4, "only {checked} alertmanager.yml checked");
+}
+
+// ------------------------------------------------------------------ nginx
+
+/// A main nginx.conf around the rendered server: everything nginx writes goes
+/// under `dir`, so neither `-t` nor the real start touches /var or /run.
+fn nginx_main(dir: &Path, server_conf: &Path) -> PathBuf {
+    let d = dir.display();
+    let main = dir.join("nginx.conf");
+    let text = format!(
+        "pid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\nhttp {{\n    access_log off;\n    \
+         client_body_temp_path {d}/body;\n    proxy_temp_path {d}/proxy;\n    fastcgi_temp_path {d}/fastcgi;\n    \
+         uwsgi_temp_path {d}/uwsgi;\n    scgi_temp_path {d}/scgi;\n    include {};\n}}\n",
+        server_conf.display()
+    );
+    std::fs::write(&main, text).unwrap();
+    main
+}
+
+fn nginx(dir: &Path, main: &Path) -> Command {
+    let mut cmd = Command::new(tool("nginx"));
+    cmd.arg("-p")
+        .arg(dir)
+        .arg("-e")
+        .arg(dir.join("error.log"))
+        .arg("-c")
+        .arg(main);
+    cmd
+}
+
+/// The rendered server moved to a loopback port and a test directory; nothing else changes.
+fn nginx_on_loopback(conf: &str, port: u16, www: &Path) -> String {
+    conf.lines()
+        .map(|l| match l.trim_start() {
+            s if s.starts_with("listen ") => format!("    listen 127.0.0.1:{port};"),
+            s if s.starts_with("root ") => format!("    root {};", www.display()),
+            _ => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn http_get(port: u16, host: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connecting to nginx");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET / HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    body
+}
+
+#[test]
+fn nginx_serves_the_artifact_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    // nginx workers drop to `nobody` when started as root: they must reach the files.
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut checked = 0;
+    for inv in render_all() {
+        for c in &inv.nodes {
+            let Some(f) = file(c, "/etc/nginx/conf.d/pigsty.conf") else {
+                continue;
+            };
+            let dir = tmp
+                .path()
+                .join(format!("{}-{}", inv.name, c.plan.node.nodename));
+            std::fs::create_dir_all(&dir).unwrap();
+            let rendered = dir.join("pigsty.conf");
+            std::fs::write(&rendered, &f.content).unwrap();
+            check(nginx(&dir, &nginx_main(&dir, &rendered)).arg("-t"));
+            serve_for_real(&dir, &String::from_utf8_lossy(&f.content), &c.plan.node.ip);
+            checked += 1;
+        }
+    }
+    assert!(checked >= 4, "only {checked} nginx servers checked");
+}
+
+/// Start the server on loopback and read the autoindex of a directory holding one
+/// file. Beside it runs a catch-all `default_server`, as Debian's default site does on
+/// a node: the rendered server must still answer for its own names.
+fn serve_for_real(dir: &Path, conf: &str, node_ip: &str) {
+    let www = dir.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("pigsty-artifact.tar"), b"x").unwrap();
+    let port = free_port();
+    let live = dir.join("live.conf");
+    let catch_all =
+        format!("server {{\n    listen 127.0.0.1:{port} default_server;\n    return 404;\n}}\n");
+    std::fs::write(
+        &live,
+        nginx_on_loopback(conf, port, &www) + "\n" + &catch_all,
+    )
+    .unwrap();
+    let main = nginx_main(dir, &live);
+    let mut cmd = nginx(dir, &main);
+    cmd.arg("-g").arg("daemon off;");
+    let mut guard = Guard::spawn(&mut cmd, "nginx", dir.join("nginx.out"));
+    guard.wait_ready(|| TcpStream::connect(("127.0.0.1", port)).is_ok());
+    // The node's own address is one of the server names: it matches exactly.
+    let page = http_get(port, node_ip);
+    assert!(page.starts_with("HTTP/1.1 200"), "GET / answered:\n{page}");
+    assert!(
+        page.contains("pigsty-artifact.tar"),
+        "no autoindex listing:\n{page}"
+    );
+    let other = http_get(port, "unknown.invalid");
+    assert!(
+        other.starts_with("HTTP/1.1 404"),
+        "the catch-all answered:\n{other}"
+    );
+}
+
+// ------------------------------------------------------------------ redis
+
+/// The rendered config with some directives replaced in place (`port`, `bind`, `dir`,
+/// `replicaof`) or added, and `sentinel monitor` upstreams moved to loopback ports.
+fn rewrite_redis(
+    text: &str,
+    set: &[(&str, String)],
+    upstream: &HashMap<(String, u16), u16>,
+) -> String {
+    let mut done = Vec::new();
+    let mut out: Vec<String> = text
+        .lines()
+        .map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            if let Some((key, value)) = set.iter().find(|(k, _)| words.first() == Some(k)) {
+                done.push(*key);
+                return format!("{key} {value}");
+            }
+            match words.as_slice() {
+                ["sentinel", "monitor", name, host, port, quorum] => {
+                    let port: u16 = port.parse().expect("sentinel monitor port");
+                    let local = upstream
+                        .get(&(host.to_string(), port))
+                        .copied()
+                        .unwrap_or_else(free_port);
+                    format!("sentinel monitor {name} 127.0.0.1 {local} {quorum}")
+                }
+                _ => line.to_string(),
+            }
+        })
+        .collect();
+    out.extend(
+        set.iter()
+            .filter(|(k, _)| !done.contains(k))
+            .map(|(k, v)| format!("{k} {v}")),
+    );
+    out.join("\n") + "\n"
+}
+
+/// `redis-cli` against a loopback port; the password goes through the environment.
+fn redis_cli(port: u16, password: &str, args: &[&str]) -> String {
+    let out = output(
+        Command::new(tool("redis-cli"))
+            .env("REDISCLI_AUTH", password)
+            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+            .args(args),
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Redis's own reading of a memory size (`memtoll`): k/m/g are powers of 1000,
+/// kb/mb/gb powers of 1024, case-insensitive.
+fn redis_bytes(s: &str) -> u64 {
+    let lower = s.to_ascii_lowercase();
+    let split = lower
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(lower.len());
+    let (num, unit) = lower.split_at(split);
+    let mul = match unit {
+        "" | "b" => 1,
+        "k" => 1000,
+        "kb" => 1024,
+        "m" => 1000 * 1000,
+        "mb" => 1024 * 1024,
+        "g" => 1000 * 1000 * 1000,
+        "gb" => 1024 * 1024 * 1024,
+        other => panic!("unexpected memory unit {other}"),
+    };
+    num.parse::<u64>().expect("memory size") * mul
+}
+
+/// A rendered instance to run: its node, name, port and config text.
+struct Instance<'a> {
+    node: &'a Node,
+    name: String,
+    port: u16,
+    upstream: Option<(String, u16)>,
+    conf: String,
+}
+
+fn redis_instances(inv: &Rendered) -> Vec<Instance<'_>> {
+    let mut out = Vec::new();
+    for (node, c) in inv.pairs() {
+        let Some(r) = &node.redis else { continue };
+        for (port, inst) in &r.instances {
+            let path = format!("/etc/redis/{}.conf", inst.name);
+            let f = file(c, &path).unwrap_or_else(|| panic!("{}: {path} not rendered", inv.name));
+            out.push(Instance {
+                node,
+                name: inst.name.clone(),
+                port: *port,
+                upstream: inst.replica_of.map(|(ip, p)| (ip.to_string(), p)),
+                conf: String::from_utf8_lossy(&f.content).into_owned(),
+            });
+        }
+    }
+    out
+}
+
+/// Start one instance on a loopback port with its own data directory.
+fn start_redis(
+    tmp: &Path,
+    inst: &Instance,
+    extra: &[(&str, String)],
+    upstream: &HashMap<(String, u16), u16>,
+) -> (Guard, u16) {
+    let port = free_port();
+    let dir = tmp.join(&inst.name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut set = vec![
+        ("port", port.to_string()),
+        ("bind", "127.0.0.1".into()),
+        ("dir", dir.display().to_string()),
+    ];
+    set.extend(extra.iter().cloned());
+    // Sentinel rewrites its config, so it runs from a writable copy.
+    let conf = dir.join("redis.conf");
+    std::fs::write(&conf, rewrite_redis(&inst.conf, &set, upstream)).unwrap();
+    let mut cmd = Command::new(tool("redis-server"));
+    cmd.arg(&conf);
+    if is_sentinel(inst) {
+        cmd.arg("--sentinel");
+    }
+    let password = password(inst.node);
+    let mut guard = Guard::spawn(&mut cmd, &inst.name, dir.join("redis.log"));
+    guard.wait_ready(|| redis_cli(port, &password, &["ping"]).trim() == "PONG");
+    (guard, port)
+}
+
+fn password(node: &Node) -> String {
+    node.redis
+        .as_ref()
+        .map(|r| r.params.redis_password.clone())
+        .unwrap_or_default()
+}
+
+/// What the running instance reports for a config parameter.
+fn config_get(port: u16, pw: &str, key: &str) -> String {
+    let out = redis_cli(port, pw, &["config", "get", key]);
+    out.lines().nth(1).unwrap_or_default().to_string()
+}
+
+fn check_standalone(inst: &Instance, port: u16) {
+    let p = &inst.node.redis.as_ref().unwrap().params;
+    let pw = password(inst.node);
+    assert_eq!(
+        config_get(port, &pw, "maxmemory-policy"),
+        p.redis_mem_policy,
+        "{}",
+        inst.name
+    );
+    assert_eq!(
+        config_get(port, &pw, "maxmemory"),
+        redis_bytes(&p.redis_max_memory).to_string(),
+        "{}",
+        inst.name
+    );
+    assert_eq!(
+        config_get(port, &pw, "save"),
+        p.redis_rdb_save.join(" "),
+        "{}",
+        inst.name
+    );
+    let aof = if p.redis_aof_enabled.0 { "yes" } else { "no" };
+    assert_eq!(config_get(port, &pw, "appendonly"), aof, "{}", inst.name);
+}
+
+#[test]
+fn redis_configs_run_in_real_redis() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut started, mut sentinels) = (0, 0);
+    for inv in render_all() {
+        let instances = redis_instances(&inv);
+        let mut guards = Vec::new();
+        let mut local: HashMap<(String, u16), u16> = HashMap::new();
+        // Primaries and cluster members first, so replicas and sentinels have an upstream.
+        // A primary waits 5 s (repl-diskless-sync-delay) for more replicas before a
+        // full sync; not waiting changes nothing the test checks.
+        let no_delay = [("repl-diskless-sync-delay", "0".to_string())];
+        for inst in instances
+            .iter()
+            .filter(|i| i.upstream.is_none() && !is_sentinel(i))
+        {
+            let (guard, port) = start_redis(tmp.path(), inst, &no_delay, &local);
+            guards.push(guard);
+            local.insert((inst.node.ip.to_string(), inst.port), port);
+            check_mode(inst, port);
+            started += 1;
+        }
+        for inst in instances.iter().filter(|i| i.upstream.is_some()) {
+            guards.push(start_replica(tmp.path(), inst, &local));
+            started += 1;
+        }
+        for inst in instances.iter().filter(|i| is_sentinel(i)) {
+            let (guard, port) = start_redis(tmp.path(), inst, &[], &local);
+            guards.push(guard);
+            check_sentinel(inst, port, &local);
+            sentinels += 1;
+        }
+    }
+    assert!(
+        started >= 6 && sentinels >= 3,
+        "only {started} redis and {sentinels} sentinels ran"
+    );
+}
+
+fn is_sentinel(inst: &Instance) -> bool {
+    inst.node
+        .redis
+        .as_ref()
+        .is_some_and(|r| r.params.redis_mode == RedisMode::Sentinel)
+}
+
+fn check_mode(inst: &Instance, port: u16) {
+    check_standalone(inst, port);
+    let cluster = inst
+        .node
+        .redis
+        .as_ref()
+        .is_some_and(|r| r.params.redis_mode == RedisMode::Cluster);
+    let info = redis_cli(port, &password(inst.node), &["info", "cluster"]);
+    let want = if cluster {
+        "cluster_enabled:1"
+    } else {
+        "cluster_enabled:0"
+    };
+    assert!(info.contains(want), "{}: {info}", inst.name);
+}
+
+/// A replica pointed at its primary's loopback port must stream within 10 s.
+fn start_replica(tmp: &Path, inst: &Instance, local: &HashMap<(String, u16), u16>) -> Guard {
+    let upstream = inst.upstream.clone().unwrap();
+    let primary = *local.get(&upstream).unwrap_or_else(|| {
+        panic!(
+            "{}: replica of {upstream:?}, which no inventory node runs",
+            inst.name
+        )
+    });
+    let set = [("replicaof", format!("127.0.0.1 {primary}"))];
+    let (guard, port) = start_redis(tmp, inst, &set, local);
+    check_standalone(inst, port);
+    let pw = password(inst.node);
+    let up = wait_for(100, || {
+        redis_cli(port, &pw, &["info", "replication"]).contains("master_link_status:up")
+    });
+    assert!(
+        up,
+        "{}: no link to its primary:\n{}",
+        inst.name,
+        redis_cli(port, &pw, &["info", "replication"])
+    );
+    guard
+}
+
+/// Every monitored primary is listed; one that runs here must be reached with the
+/// rendered auth-pass (flags exactly `master`, an INFO reply seen) within 10 s.
+fn check_sentinel(inst: &Instance, port: u16, local: &HashMap<(String, u16), u16>) {
+    let r = inst.node.redis.as_ref().unwrap();
+    let pw = password(inst.node);
+    let masters = redis_cli(port, &pw, &["sentinel", "masters"]);
+    for m in &r.params.redis_sentinel_monitor {
+        assert!(
+            masters.lines().any(|l| l == m.name),
+            "{}: {} not monitored:\n{masters}",
+            inst.name,
+            m.name
+        );
+        if !local.contains_key(&(m.host.clone(), m.port)) {
+            continue;
+        }
+        let linked = wait_for(100, || {
+            let fields = sentinel_master(port, &pw, &m.name);
+            fields.get("flags").map(String::as_str) == Some("master")
+                && fields.get("info-refresh").is_some_and(|v| v != "0")
+        });
+        assert!(
+            linked,
+            "{}: never authenticated to {}: {:?}",
+            inst.name,
+            m.name,
+            sentinel_master(port, &pw, &m.name)
+        );
+    }
+}
+
+fn sentinel_master(port: u16, pw: &str, name: &str) -> BTreeMap<String, String> {
+    let out = redis_cli(port, pw, &["sentinel", "master", name]);
+    let lines: Vec<&str> = out.lines().collect();
+    lines
+        .chunks(2)
+        .filter_map(|kv| Some((kv[0].to_string(), kv.get(1)?.to_string())))
+        .collect()
+}
+
+#[test]
+fn redis_rewrite_keeps_order_and_maps_monitors() {
+    let conf = "port 6379\nsentinel monitor m 10.0.0.1 6379 2\nsentinel auth-pass m pw\n";
+    let up = HashMap::from([(("10.0.0.1".to_string(), 6379), 17000)]);
+    let out = rewrite_redis(conf, &[("port", "1".into()), ("dir", "/t".into())], &up);
+    assert_eq!(
+        out,
+        "port 1\nsentinel monitor m 127.0.0.1 17000 2\nsentinel auth-pass m pw\ndir /t\n"
+    );
+    assert_eq!(redis_bytes("64MB"), 64 << 20);
+    assert_eq!(redis_bytes("1g"), 1_000_000_000);
+}
+
+// ------------------------------------------------------------------ systemd units
+
+/// What `systemd-analyze verify` needs to run in this container (systemd is not PID
+/// 1 here, and the host's units are not the image's):
+/// - `--root=DIR` with the rendered tree, so units resolve against the image's
+///   paths and not this machine's /etc;
+/// - the unit files packages ship, copied from this machine's /usr/lib/systemd/system
+///   (ci/setup.sh installs the packages whose units our drop-ins extend); without
+///   them every unit fails on its default dependencies (`sysinit.target not found`);
+/// - the merged-/usr links (`/bin` → `usr/bin`, ...) and an executable at every
+///   absolute path an `Exec*=` line or `AssertFileIsExecutable=` names: verify
+///   checks each is executable *inside the root*; ours (/usr/local/bin/pigsty,
+///   minio_server_bin) exist only in built images, so they are stubs;
+/// - `--man=no`: `Documentation=man:` pages are not in the root, and a missing
+///   page says nothing about the unit; `--generators=no`: generators would inspect
+///   this machine (fstab, kernel command line), not the image.
+///
+/// verify exits 0 even on a bad line ("Unknown key", "Failed to parse"), so any
+/// output at all fails the test: no warning is expected from our units today.
+fn verify_root(root: &Path, units: &[String]) -> Output {
+    let mut cmd = Command::new(tool("systemd-analyze"));
+    cmd.arg("verify")
+        .arg(format!("--root={}", root.display()))
+        .args(["--man=no", "--generators=no"])
+        .args(units)
+        .env("SYSTEMD_LOG_COLOR", "0");
+    output(&mut cmd)
+}
+
+/// Package unit directories of this machine (one of them when /lib is /usr/lib).
+fn host_unit_dirs() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    for d in ["/usr/lib/systemd/system", "/lib/systemd/system"] {
+        let Ok(real) = std::fs::canonicalize(d) else {
+            continue;
+        };
+        if !dirs
+            .iter()
+            .any(|x| std::fs::canonicalize(x).ok().as_ref() == Some(&real))
+        {
+            dirs.push(PathBuf::from(d));
+        }
+    }
+    dirs
+}
+
+/// Copy a directory, keeping symlinks as links (unit aliases are relative links).
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        let kind = e.file_type().unwrap();
+        if kind.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&src).unwrap(), &dst).unwrap();
+        } else if kind.is_dir() {
+            copy_tree(&src, &dst);
+        } else {
+            std::fs::copy(&src, &dst).unwrap();
+        }
+    }
+}
+
+/// The absolute executables a unit file names (`Exec*=` and
+/// `AssertFileIsExecutable=`/`ConditionFileIsExecutable=`), prefixes and quotes removed.
+fn executables(unit_text: &str) -> Vec<String> {
+    unit_text
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .filter(|(k, _)| k.trim().starts_with("Exec") || k.trim().ends_with("FileIsExecutable"))
+        .filter_map(|(_, v)| {
+            let v = v.trim().trim_start_matches(['-', '@', ':', '+', '!', '|']);
+            let word = match v.strip_prefix('"') {
+                Some(q) => q
+                    .split('"')
+                    .next()?
+                    .replace("\\\\", "\\")
+                    .replace("\\\"", "\""),
+                None => v.split_whitespace().next()?.to_string(),
+            };
+            let word = word.replace("%%", "%").replace("$$", "$");
+            word.starts_with('/').then_some(word)
+        })
+        .collect()
+}
+
+/// The units to verify on one node: every rendered unit (a template by each
+/// instance the plan starts, or by itself), and every unit a rendered drop-in extends.
+fn units_to_verify(c: &Compiled) -> Vec<String> {
+    let mut units = Vec::new();
+    for f in &c.files {
+        let Some(rel) = f.path.strip_prefix("/etc/systemd/system/") else {
+            continue;
+        };
+        match rel.split_once('/') {
+            Some((dir, _)) => units.extend(dir.strip_suffix(".d").map(str::to_string)),
+            None if rel.contains("@.") => {
+                let prefix = rel.split_once("@.").map(|(p, _)| format!("{p}@")).unwrap();
+                let instances: Vec<String> = c
+                    .plan
+                    .services
+                    .iter()
+                    .filter(|s| s.starts_with(&prefix))
+                    .cloned()
+                    .collect();
+                units.extend(if instances.is_empty() {
+                    vec![rel.to_string()]
+                } else {
+                    instances
+                });
+            }
+            None => units.push(rel.to_string()),
+        }
+    }
+    units.sort();
+    units.dedup();
+    units
+}
+
+/// The unit file a name loads in the root: ours under etc, else the package's.
+fn unit_file(root: &Path, unit: &str) -> Option<PathBuf> {
+    let template = match unit.split_once('@') {
+        Some((p, rest)) => format!("{p}@.{}", rest.rsplit('.').next()?),
+        None => unit.to_string(),
+    };
+    ["etc/systemd/system", "usr/lib/systemd/system"]
+        .iter()
+        .flat_map(|d| [root.join(d).join(unit), root.join(d).join(&template)])
+        .find(|p| p.is_file())
+}
+
+/// Stub every executable the units (and their drop-ins) name that the root lacks.
+fn stub_executables(root: &Path, units: &[String]) {
+    for unit in units {
+        let base = unit_file(root, unit).unwrap_or_else(|| {
+            panic!("{unit}: no unit file in the image's etc or in this machine's package units (run ci/setup.sh)")
+        });
+        let mut texts = vec![std::fs::read_to_string(&base).unwrap()];
+        if let Ok(dropins) =
+            std::fs::read_dir(root.join("etc/systemd/system").join(format!("{unit}.d")))
+        {
+            texts.extend(
+                dropins
+                    .flatten()
+                    .map(|e| std::fs::read_to_string(e.path()).unwrap()),
+            );
+        }
+        for exe in texts.iter().flat_map(|t| executables(t)) {
+            let path = root.join(exe.trim_start_matches('/'));
+            if !path.exists() {
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(&path, "#!/bin/sh\nexit 0\n").unwrap();
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+            }
+        }
+    }
+}
+
+/// The rendered tree plus package units, merged-/usr links and executable stubs.
+fn verify_tree(base: &Path, inv: &str, c: &Compiled, units: &[String]) -> PathBuf {
+    let root = write_node(base, inv, c);
+    for dir in host_unit_dirs() {
+        copy_tree(&dir, &root.join(dir.strip_prefix("/").unwrap()));
+    }
+    for (link, target) in [("bin", "usr/bin"), ("sbin", "usr/sbin"), ("lib", "usr/lib")] {
+        std::fs::create_dir_all(root.join(target)).unwrap();
+        if !root.join(link).exists() {
+            std::os::unix::fs::symlink(target, root.join(link)).unwrap();
+        }
+    }
+    stub_executables(&root, units);
+    root
+}
+
+/// Verify one node's units; the units on success, verify's complaint otherwise.
+fn verify_node(base: &Path, inv: &str, c: &Compiled) -> Result<Vec<String>, String> {
+    let units = units_to_verify(c);
+    if !units.iter().any(|u| u == "pigsty-firstboot.service") {
+        return Err(format!(
+            "{inv}/{}: no pigsty-firstboot.service",
+            c.plan.node.nodename
+        ));
+    }
+    let root = verify_tree(base, inv, c, &units);
+    let out = verify_root(&root, &units);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() && said.trim().is_empty() {
+        return Ok(units);
+    }
+    Err(format!(
+        "{inv}/{}: systemd-analyze verify {units:?} ({}):\n{said}",
+        c.plan.node.nodename, out.status
+    ))
+}
+
+#[test]
+fn systemd_units_pass_verify() {
+    use rayon::prelude::*;
+    let tmp = tempfile::tempdir().unwrap();
+    let all = render_all();
+    let nodes: Vec<(&str, &Compiled)> = all
+        .iter()
+        .flat_map(|inv| inv.nodes.iter().map(|c| (inv.name.as_str(), c)))
+        .collect();
+    // One root and one verify per node, nodes in parallel (each takes ~0.3 s).
+    let results: Vec<Result<Vec<String>, String>> = nodes
+        .par_iter()
+        .map(|(inv, c)| verify_node(tmp.path(), inv, c))
+        .collect();
+    let failures: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(
+        failures.is_empty(),
+        "{}",
+        failures
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let mut verified = BTreeMap::new();
+    for u in results.into_iter().flatten().flatten() {
+        *verified.entry(u).or_insert(0) += 1;
+    }
+    // Every kind of unit the overlays render was seen at least once.
+    for want in [
+        "pigsty-firstboot.service",
+        "minio.service",
+        "patroni.service",
+        "pigsty-redis@redis-ms-1-6379.service",
+    ] {
+        assert!(
+            verified.contains_key(want),
+            "{want} never verified: {verified:?}"
+        );
+    }
+    eprintln!("verified: {verified:?}");
+}
+
+/// The checks above would be worthless if verify accepted anything in this setup.
+#[test]
+fn systemd_verify_setup_reports_a_broken_unit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let inv = render_all()
+        .into_iter()
+        .find(|r| r.name == "pigsty")
+        .unwrap();
+    let c = &inv.nodes[0];
+    let units = vec!["minio.service".to_string()];
+    let root = verify_tree(tmp.path(), &inv.name, c, &units);
+    let unit = root.join("etc/systemd/system/minio.service");
+    let text = std::fs::read_to_string(&unit).unwrap();
+    std::fs::write(&unit, text.replace("RestartSec=5", "RestartSec=soon")).unwrap();
+    let out = verify_root(&root, &units);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Failed to parse"),
+        "{out:?}"
+    );
+    std::fs::write(&unit, text).unwrap();
+    std::fs::remove_file(root.join("usr/local/bin/minio")).unwrap();
+    let out = verify_root(&root, &units);
+    assert!(
+        !out.status.success(),
+        "a missing ExecStart binary must fail: {out:?}"
+    );
+}
+
+#[test]
+fn executables_are_read_from_exec_lines() {
+    let unit = "[Service]\nExecStart=\nExecStart=-/usr/bin/a x\nExecReload=/bin/kill -HUP $MAINPID\n\
+                AssertFileIsExecutable=\"/opt/my dir/b\"\nUser=x\nExecStop=%%x\n";
+    assert_eq!(
+        executables(unit),
+        ["/usr/bin/a", "/bin/kill", "/opt/my dir/b"]
+    );
+}
+
+// ------------------------------------------------------------------ secrets
+
+/// Values shorter than this are not looked for: they occur in files by chance.
+const MIN_SECRET_LEN: usize = 4;
+
+/// Every secret a node's typed parameters hold, as (parameter, value).
+fn secrets_of(node: &Node) -> Vec<(String, String)> {
+    let mut node = node.clone();
+    let mut out = Vec::new();
+    for_each_secret(&mut node, &mut |field, value| {
+        out.push((field, value.clone()))
+    });
+    out.retain(|(_, v)| v.len() >= MIN_SECRET_LEN);
+    out
+}
+
+/// Visit every password, secret key and cipher pass of a node's parameters.
+fn for_each_secret(node: &mut Node, visit: &mut dyn FnMut(String, &mut String)) {
+    if let Some(i) = &mut node.infra {
+        visit(
+            "grafana_admin_password".into(),
+            &mut i.params.grafana_admin_password,
+        );
+    }
+    if let Some(e) = &mut node.etcd {
+        visit(
+            "etcd_root_password".into(),
+            &mut e.params.etcd_root_password,
+        );
+    }
+    if let Some(m) = &mut node.minio {
+        visit("minio_secret_key".into(), &mut m.params.minio_secret_key);
+        for u in &mut m.params.minio_users {
+            visit(
+                format!("minio_users.{}.secret_key", u.access_key),
+                &mut u.secret_key,
+            );
+        }
+    }
+    if let Some(r) = &mut node.redis {
+        visit("redis_password".into(), &mut r.params.redis_password);
+        for m in &mut r.params.redis_sentinel_monitor {
+            if let Some(p) = &mut m.password {
+                visit(
+                    format!("redis_sentinel_monitor.{}.password", m.name),
+                    &mut p.0,
+                );
+            }
+        }
+    }
+    if let Some(pg) = &mut node.pg {
+        pg_secrets(&mut pg.params, visit);
+    }
+}
+
+fn pg_secrets(p: &mut pigsty::model::PgParams, visit: &mut dyn FnMut(String, &mut String)) {
+    visit("pg_admin_password".into(), &mut p.pg_admin_password);
+    visit("pg_monitor_password".into(), &mut p.pg_monitor_password);
+    visit(
+        "pg_replication_password".into(),
+        &mut p.pg_replication_password,
+    );
+    visit("patroni_password".into(), &mut p.patroni_password);
+    visit(
+        "haproxy_admin_password".into(),
+        &mut p.haproxy_admin_password,
+    );
+    for (list, users) in [
+        ("pg_users", &mut p.pg_users),
+        ("pg_default_roles", &mut p.pg_default_roles),
+    ] {
+        for u in users {
+            if let Some(pw) = &mut u.password {
+                visit(format!("{list}.{}.password", u.name), &mut pw.0);
+            }
+        }
+    }
+    for (repo, r) in &mut p.pgbackrest_repo {
+        for (key, v) in &mut r.options {
+            if key.contains("pass") || key.contains("secret") {
+                visit(format!("pgbackrest_repo.{repo}.{key}"), &mut v.0);
+            }
+        }
+    }
+}
+
+/// World-readable files holding a secret. A file is flagged when a secret occurs in
+/// it more often than in `baseline` (the same node rendered with every secret
+/// replaced by a marker): a value like `test` or `pigsty` that is also a cluster
+/// name or a word of a comment then only counts where the secret put it. With an
+/// empty baseline, every occurrence counts.
+fn leaks(
+    files: &[RenderedFile],
+    secrets: &[(String, String)],
+    baseline: &[RenderedFile],
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for f in files.iter().filter(|f| f.world_readable()) {
+        let text = String::from_utf8_lossy(&f.content);
+        let before = baseline
+            .iter()
+            .find(|b| b.path == f.path)
+            .map(|b| String::from_utf8_lossy(&b.content).into_owned());
+        for (field, value) in secrets.iter().filter(|(_, v)| v.len() >= MIN_SECRET_LEN) {
+            let natural = before
+                .as_deref()
+                .map_or(0, |b| b.matches(value.as_str()).count());
+            if text.matches(value.as_str()).count() > natural {
+                out.push(format!(
+                    "{} ({:04o} {}) holds {field}",
+                    f.path, f.mode, f.owner
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// A copy of the fleet with every secret (of every node) replaced by a marker that
+/// cannot occur by chance; equal secrets get equal markers, so clusters still agree.
+fn with_markers(fleet: &Fleet) -> Fleet {
+    let mut fleet = fleet.clone();
+    let mut markers: HashMap<String, String> = HashMap::new();
+    for node in &mut fleet.nodes {
+        for_each_secret(node, &mut |_, value| {
+            if value.len() >= MIN_SECRET_LEN {
+                let next = markers.len();
+                *value = markers
+                    .entry(value.clone())
+                    .or_insert_with(|| format!("Zq{next:04}SecretMarkerXq"))
+                    .clone();
+            }
+        });
+    }
+    fleet
+}
+
+/// The secrets test: every node of every example and fixture inventory, with its
+/// real values (compared against the marker rendering) and with the markers.
+#[test]
+fn no_secret_in_a_world_readable_file() {
+    let mut found = Vec::new();
+    let (mut scanned, mut secrets_seen) = (0, 0);
+    for inv in render_all() {
+        let marked_fleet = with_markers(&inv.fleet);
+        let marked = compile_fleet(&marked_fleet);
+        for ((node, real), (marked_node, mark)) in
+            inv.pairs().zip(marked_fleet.nodes.iter().zip(&marked))
+        {
+            let at = |l: String| format!("{}/{}: {l}", inv.name, node.nodename);
+            found.extend(
+                leaks(&real.files, &secrets_of(node), &mark.files)
+                    .into_iter()
+                    .map(at),
+            );
+            let markers = secrets_of(marked_node);
+            found.extend(leaks(&mark.files, &markers, &[]).into_iter().map(at));
+            // Not vacuous: the marked secrets do reach the node's protected files.
+            secrets_seen += mark
+                .files
+                .iter()
+                .filter(|f| {
+                    markers
+                        .iter()
+                        .any(|(_, m)| String::from_utf8_lossy(&f.content).contains(m.as_str()))
+                })
+                .count();
+            scanned += real.files.len();
+        }
+    }
+    // The real-value and the marker scans usually report a leak twice.
+    found.sort();
+    found.dedup();
+    assert!(
+        found.is_empty(),
+        "secrets in world-readable files:\n{}",
+        found.join("\n")
+    );
+    assert!(
+        scanned > 500 && secrets_seen > 50,
+        "scanned {scanned} files, {secrets_seen} with secrets"
+    );
+}
+
+#[test]
+fn secret_scanner_flags_a_world_readable_secret() {
+    let secret = vec![("redis_password".to_string(), "Redis.Cache".to_string())];
+    let f = |mode, content: &str| RenderedFile {
+        path: "/etc/redis/x.conf".into(),
+        mode,
+        owner: "redis:redis".into(),
+        content: content.as_bytes().to_vec(),
+    };
+    let open = [f(0o644, "requirepass Redis.Cache\n")];
+    assert_eq!(
+        leaks(&open, &secret, &[]),
+        ["/etc/redis/x.conf (0644 redis:redis) holds redis_password"]
+    );
+    assert!(leaks(&[f(0o640, "requirepass Redis.Cache\n")], &secret, &[]).is_empty());
+    // A value that also occurs for another reason counts only beyond the baseline.
+    let named = [f(0o644, "# cluster Redis.Cache\n")];
+    assert!(leaks(&named, &secret, &named).is_empty());
+    let both = [f(0o644, "# cluster Redis.Cache\nrequirepass Redis.Cache\n")];
+    assert_eq!(leaks(&both, &secret, &named).len(), 1);
+    // Too short to look for.
+    assert!(leaks(&[f(0o644, "abc")], &[("x".into(), "abc".into())], &[]).is_empty());
+}
+
+// ------------------------------------------------------------------ env files, sysusers, tmpfiles
+
+/// A shell's reading of an EnvironmentFile. Inside double quotes systemd unescapes
+/// exactly what sh does (`\"`, `\\`, `` \` ``, `\$`), so sh reading back each value
+/// unchanged shows the `env` filter and the template wrote what was meant.
+fn read_env(path: &Path, var: &str) -> String {
+    let script = format!("set -a; . \"$1\"; printf %s \"${var}\"");
+    let out = check(Command::new("sh").args(["-c", &script, "sh"]).arg(path));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn env_files_read_back_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut checked = 0;
+    for inv in render_all() {
+        for (node, c) in inv.pairs() {
+            let root = write_node(tmp.path(), &inv.name, c);
+            if let Some(m) = &node.minio {
+                let env = root.join("etc/default/minio");
+                let p = &m.params;
+                let volumes = inv.fleet.minio_volumes(&m.cluster).unwrap();
+                assert_eq!(read_env(&env, "MINIO_VOLUMES"), volumes);
+                let opts = format!(
+                    "--address :{} --console-address :{}",
+                    p.minio_port, p.minio_admin_port
+                );
+                assert_eq!(read_env(&env, "MINIO_OPTS"), opts);
+                assert_eq!(read_env(&env, "MINIO_ROOT_USER"), p.minio_access_key);
+                assert_eq!(read_env(&env, "MINIO_ROOT_PASSWORD"), p.minio_secret_key);
+                checked += 1;
+            }
+            if let Some(i) = &node.infra {
+                let prom = root.join("etc/default/prometheus");
+                let want = format!("--web.listen-address=:{}", i.params.prometheus_port);
+                assert_eq!(read_env(&prom, "ARGS"), want);
+                let am = root.join("etc/default/prometheus-alertmanager");
+                assert!(read_env(&am, "ARGS").starts_with(&format!(
+                    "--web.listen-address=:{} ",
+                    i.params.alertmanager_port
+                )));
+            }
+        }
+    }
+    assert!(checked >= 8, "only {checked} MinIO env files read");
+}
+
+fn is_root() -> bool {
+    output(Command::new("id").arg("-u")).stdout.trim_ascii() == b"0"
+}
+
+/// The uid and gid `name` has in the root's passwd.
+fn ids_in(root: &Path, name: &str) -> (u32, u32) {
+    let passwd = std::fs::read_to_string(root.join("etc/passwd")).unwrap();
+    let f: Vec<&str> = passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f[0] == name)
+        .unwrap_or_else(|| panic!("no user {name} in the root"))
+        .clone();
+    (f[2].parse().unwrap(), f[3].parse().unwrap())
+}
+
+/// sysusers.d and tmpfiles.d of every node applied for real to the rendered tree
+/// (as at first boot): every line must be accepted, and the data directories must
+/// come out with the owner and mode the modules need. The package users (redis,
+/// etcd, postgres) come from this machine's passwd, where ci/setup.sh's packages
+/// created them. Needs root: tmpfiles changes owners.
+#[test]
+fn sysusers_and_tmpfiles_create_the_data_dirs() {
+    if !is_root() {
+        eprintln!(
+            "skipping sysusers_and_tmpfiles_create_the_data_dirs: needs root to chown (CI runs as root)"
+        );
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut dirs = 0;
+    for inv in render_all() {
+        for (node, c) in inv.pairs() {
+            let root = write_node(tmp.path(), &inv.name, c);
+            for f in ["passwd", "group"] {
+                std::fs::copy(Path::new("/etc").join(f), root.join("etc").join(f)).unwrap();
+            }
+            let sysusers = check(
+                Command::new(tool("systemd-sysusers")).arg(format!("--root={}", root.display())),
+            );
+            let said = String::from_utf8_lossy(&sysusers.stderr);
+            assert!(
+                said.lines().all(|l| l.starts_with("Creating ")),
+                "{}: sysusers said:\n{said}",
+                node.nodename
+            );
+            let tmpfiles = check(
+                Command::new(tool("systemd-tmpfiles"))
+                    .arg(format!("--root={}", root.display()))
+                    .arg("--create"),
+            );
+            let said = String::from_utf8_lossy(&tmpfiles.stderr);
+            assert!(
+                said.trim().is_empty(),
+                "{}: tmpfiles said:\n{said}",
+                node.nodename
+            );
+            dirs += check_data_dirs(&root, &inv.fleet, node);
+        }
+    }
+    assert!(dirs >= 20, "only {dirs} data directories checked");
+}
+
+/// MinIO and redis data directories: owned by the service user, not world-readable.
+fn check_data_dirs(root: &Path, fleet: &Fleet, node: &Node) -> usize {
+    use std::os::unix::fs::MetadataExt;
+    let mut want: Vec<(String, &str)> = Vec::new();
+    if let Some(m) = &node.minio {
+        // The expansion of minio_data, as the templates see it (unit-tested in minio.rs).
+        let ctx = pigsty::render::context::build(fleet, node, &[]).expect("context");
+        let dirs = ctx["minio"]["data_dirs"].as_array().unwrap().iter();
+        want.extend(dirs.map(|d| {
+            (
+                d.as_str().unwrap().to_string(),
+                m.params.minio_user.as_str(),
+            )
+        }));
+    }
+    if let Some(r) = &node.redis {
+        want.extend(
+            r.instances
+                .values()
+                .map(|i| (format!("/data/redis/{}", i.name), "redis")),
+        );
+    }
+    for (dir, user) in &want {
+        let meta = std::fs::metadata(root.join(dir.trim_start_matches('/')))
+            .unwrap_or_else(|e| panic!("{dir}: {e}"));
+        assert_eq!((meta.uid(), meta.gid()), ids_in(root, user), "{dir} owner");
+        assert_eq!(
+            meta.mode() & 0o007,
+            0,
+            "{dir} is open to others: {:o}",
+            meta.mode()
+        );
+    }
+    want.len()
+}
