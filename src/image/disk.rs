@@ -116,10 +116,10 @@ pub fn make_ext4(dir: &Path, out: &Path, ids: &DiskIds, epoch: u64) -> anyhow::R
     clamp_ctimes(out, epoch)
 }
 
-/// `mke2fs -d` copies each source file's ctime, which is the time of extraction and
-/// cannot be set from user space. Rewrite it to the epoch on every used inode (they
-/// are allocated from the start of the table) with debugfs, which also keeps the
-/// inode checksums right.
+/// `mke2fs -d` copies each source file's ctime (the time of extraction, which user
+/// space cannot set) and atime (reading a directory refreshes it). Set both to the
+/// epoch on every used inode (they are allocated from the start of the table) with
+/// debugfs, which keeps the inode checksums right, under the same fake clock.
 fn clamp_ctimes(img: &Path, epoch: u64) -> anyhow::Result<()> {
     let header = sys::run_stdout(Command::new("dumpe2fs").arg("-h").arg(img))?;
     let field = |name: &str| -> anyhow::Result<u64> {
@@ -133,12 +133,15 @@ fn clamp_ctimes(img: &Path, epoch: u64) -> anyhow::Result<()> {
     let stamp = format!("@{epoch}");
     let mut cmds = String::new();
     for ino in std::iter::once(2).chain(11..=used.max(11)) {
-        cmds.push_str(&format!("sif <{ino}> ctime {stamp}\n"));
+        cmds.push_str(&format!(
+            "sif <{ino}> ctime {stamp}\nsif <{ino}> atime {stamp}\n"
+        ));
     }
     let script = tempfile::NamedTempFile::new().context("debugfs script")?;
     std::fs::write(script.path(), cmds).context("writing the debugfs script")?;
     sys::run(
         Command::new("debugfs")
+            .env("E2FSPROGS_FAKE_TIME", epoch.to_string())
             .arg("-w")
             .arg("-f")
             .arg(script.path())

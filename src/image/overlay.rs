@@ -151,19 +151,19 @@ impl Ids {
         let mut users = HashMap::new();
         for line in text("etc/passwd").lines() {
             let f: Vec<&str> = line.split(':').collect();
-            if let (Some(name), Some(uid), Some(gid)) = (f.first(), f.get(2), f.get(3)) {
-                if let (Ok(u), Ok(g)) = (uid.parse(), gid.parse()) {
-                    users.insert(name.to_string(), (u, g));
-                }
+            if let (Some(name), Some(uid), Some(gid)) = (f.first(), f.get(2), f.get(3))
+                && let (Ok(u), Ok(g)) = (uid.parse(), gid.parse())
+            {
+                users.insert(name.to_string(), (u, g));
             }
         }
         let mut groups = HashMap::new();
         for line in text("etc/group").lines() {
             let f: Vec<&str> = line.split(':').collect();
-            if let (Some(name), Some(gid)) = (f.first(), f.get(2)) {
-                if let Ok(g) = gid.parse() {
-                    groups.insert(name.to_string(), g);
-                }
+            if let (Some(name), Some(gid)) = (f.first(), f.get(2))
+                && let Ok(g) = gid.parse()
+            {
+                groups.insert(name.to_string(), g);
             }
         }
         for f in files
@@ -172,11 +172,11 @@ impl Ids {
         {
             for line in String::from_utf8_lossy(&f.content).lines() {
                 let w: Vec<&str> = line.split_whitespace().collect();
-                if let (Some(&"u"), Some(name), Some(id)) = (w.first(), w.get(1), w.get(2)) {
-                    if let Ok(id) = id.parse::<u64>() {
-                        users.entry(name.to_string()).or_insert((id, id));
-                        groups.entry(name.to_string()).or_insert(id);
-                    }
+                if let (Some(&"u"), Some(name), Some(id)) = (w.first(), w.get(1), w.get(2))
+                    && let Ok(id) = id.parse::<u64>()
+                {
+                    users.entry(name.to_string()).or_insert((id, id));
+                    groups.entry(name.to_string()).or_insert(id);
                 }
             }
         }

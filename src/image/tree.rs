@@ -197,16 +197,15 @@ impl Tree {
                 continue;
             };
             let tkey = PathKey::new(target);
-            if tkey > *key {
-                if let Some(t) = out.get(&tkey).cloned() {
-                    out.insert(key.clone(), t);
-                    let mut link = entry.clone();
-                    link.kind = Kind::Hardlink(key.as_path());
-                    out.insert(tkey, link);
-                }
+            if tkey > *key
+                && let Some(t) = out.get(&tkey).cloned()
+            {
+                out.insert(key.clone(), t);
+                let mut link = entry.clone();
+                link.kind = Kind::Hardlink(key.as_path());
+                out.insert(tkey, link);
             }
         }
-        // A link to a link (after swapping) points at the first member instead.
         out
     }
 
@@ -293,6 +292,9 @@ impl Tree {
             }
             lchown(&path, Some(entry.uid as u32), Some(entry.gid as u32))
                 .with_context(|| format!("chown {}", path.display()))?;
+            if let Kind::Symlink(_) = entry.kind {
+                set_symlink_mtime(&path, entry.mtime.min(epoch))?;
+            }
             if !matches!(entry.kind, Kind::Symlink(_) | Kind::Dir) {
                 std::fs::set_permissions(&path, std::fs::Permissions::from_mode(entry.mode))
                     .with_context(|| format!("chmod {}", path.display()))?;
@@ -307,6 +309,33 @@ impl Tree {
         }
         Ok(())
     }
+}
+
+/// A symlink's own times (std sets times only through a file handle, which follows
+/// links): utimensat with AT_SYMLINK_NOFOLLOW.
+fn set_symlink_mtime(path: &Path, mtime: u64) -> anyhow::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .with_context(|| format!("{} holds a NUL byte", path.display()))?;
+    let t = libc::timespec {
+        tv_sec: mtime as libc::time_t,
+        tv_nsec: 0,
+    };
+    let times = [t, t];
+    // SAFETY: `c` is a valid NUL-terminated path and `times` two initialised timespecs.
+    let rc = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("setting times of {}", path.display()));
+    }
+    Ok(())
 }
 
 fn set_mtime(path: &Path, mtime: u64) -> anyhow::Result<()> {
@@ -336,10 +365,10 @@ pub fn check_sorted(tree_tar: &[u8]) -> anyhow::Result<()> {
     for e in archive.entries()? {
         let e = e?;
         let key = PathKey::new(&String::from_utf8_lossy(&e.path_bytes()));
-        if let Some(prev) = &last {
-            if *prev >= key {
-                bail!("tar not sorted at {}", key.as_path());
-            }
+        if let Some(prev) = &last
+            && *prev >= key
+        {
+            bail!("tar not sorted at {}", key.as_path());
         }
         last = Some(key);
     }
@@ -352,7 +381,7 @@ mod tests {
 
     #[test]
     fn paths_sort_by_component() {
-        let mut keys = vec![PathKey::new("a.b"), PathKey::new("a/b"), PathKey::new("a")];
+        let mut keys = [PathKey::new("a.b"), PathKey::new("a/b"), PathKey::new("a")];
         keys.sort();
         let shown: Vec<String> = keys.iter().map(PathKey::as_path).collect();
         assert_eq!(shown, ["a", "a/b", "a.b"]);
