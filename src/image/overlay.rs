@@ -63,8 +63,13 @@ const ENABLE: &[(&str, &str, &str)] = &[
     ),
     (
         "ssh.service.wants",
-        "pigsty-ssh-keygen.service",
-        "/etc/systemd/system/pigsty-ssh-keygen.service",
+        "pigsty-host-keys.service",
+        "/etc/systemd/system/pigsty-host-keys.service",
+    ),
+    (
+        "pigsty-firstboot.service.wants",
+        "pigsty-host-keys.service",
+        "/etc/systemd/system/pigsty-host-keys.service",
     ),
 ];
 
@@ -81,9 +86,13 @@ impl Overlay<'_> {
         for path in NOT_BAKED {
             tree.remove_tree(path);
         }
-        // SSH host keys are made on first boot (pigsty-ssh-keygen.service).
-        tree.entries
-            .retain(|k, _| !k.as_path().starts_with("etc/ssh/ssh_host_"));
+        // Host keys are made on first boot (pigsty-host-keys.service).
+        tree.entries.retain(|k, _| {
+            let p = k.as_path();
+            !p.starts_with("etc/ssh/ssh_host_")
+                && p != "etc/ssl/private/ssl-cert-snakeoil.key"
+                && p != "etc/ssl/certs/ssl-cert-snakeoil.pem"
+        });
         // An empty machine-id makes systemd generate one on first boot.
         tree.insert(
             "/etc/machine-id",
