@@ -18,6 +18,8 @@ pub struct NodeJson {
     pub etcd: Option<EtcdInfo>,
     pub pg: Option<PgInfo>,
     pub minio: Option<MinioInfo>,
+    /// Read by the redis step (instances with their unit and port).
+    pub redis: serde_json::Value,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]

@@ -16,6 +16,7 @@ mod etcd_join;
 pub mod input;
 pub mod minio;
 pub mod patroni;
+mod ports;
 mod postgres;
 pub mod retry;
 pub mod service;
@@ -68,6 +69,12 @@ impl Options {
 #[error("simulated crash at {0}")]
 pub struct Crashed(pub String);
 
+/// A progress line on stderr, which pigsty-firstboot.service sends to the journal
+/// (and the console) whatever the log level.
+fn journal(line: &str) {
+    eprintln!("pigsty agent: {line}");
+}
+
 /// One run of the agent on one node.
 pub struct Agent<'a> {
     pub opts: &'a Options,
@@ -112,7 +119,7 @@ pub fn firstboot(opts: &Options, services: &dyn ServiceManager) -> anyhow::Resul
 
 impl Agent<'_> {
     fn run_step(&mut self, step: &JoinStep) -> anyhow::Result<()> {
-        tracing::info!(step = %step.id, "{}", step.action);
+        journal(&format!("step {}: running: {}", step.id, step.action));
         let s = self.state.step(&step.id);
         s.status = StepStatus::Running;
         s.attempts += 1;
@@ -130,12 +137,12 @@ impl Agent<'_> {
         s.finished_at = now();
         match &result {
             Ok(detail) => {
-                tracing::info!(step = %step.id, "done: {detail}");
+                journal(&format!("step {}: done: {detail}", step.id));
                 s.status = StepStatus::Done;
                 s.detail = detail.clone();
             }
             Err(e) => {
-                tracing::error!(step = %step.id, "failed: {e:#}");
+                journal(&format!("step {}: failed: {e:#}", step.id));
                 s.status = StepStatus::Failed;
                 s.error = format!("{e:#}");
             }
@@ -154,6 +161,12 @@ impl Agent<'_> {
             "minio-buckets" => minio::buckets(self),
             "patroni" => patroni::join(self),
             "pg-users" | "pg-databases" => postgres::apply_sql(self, &step.id),
+            "pgbouncer" => ports::pgbouncer(self),
+            "haproxy" => ports::haproxy(self),
+            "pgbackrest" => postgres::pgbackrest(self),
+            "minio-ready" => postgres::repo_ready(self),
+            "redis" => ports::redis(self),
+            "infra" => ports::infra(self),
             "done" => self.finish(),
             other => anyhow::bail!("the agent has no step named {other}"),
         }

@@ -86,3 +86,88 @@ fn is_connection_error(msg: &str) -> bool {
     .iter()
     .any(|m| msg.contains(m))
 }
+
+/// pgbackrest as the dbsu with the node's config file.
+fn pgbackrest_cmd(agent: &Agent, pg: &PgInfo, args: &[&str]) -> Command {
+    let config = agent.path(&pg.pgbackrest.config);
+    let mut cmd = Command::new("runuser");
+    cmd.args(["-u", &pg.dbsu, "--", "pgbackrest"])
+        .arg(format!("--config={}", config.display()))
+        .arg(format!("--stanza={}", pg.pgbackrest.stanza))
+        .args(args);
+    cmd
+}
+
+/// Wait until pgBackRest can list its repository (reachable, credentials accepted).
+fn wait_repo(agent: &Agent, step: &str, pg: &PgInfo) -> anyhow::Result<()> {
+    let what = format!("the pgBackRest repository ({})", pg.pgbackrest.method);
+    agent
+        .opts
+        .policy()
+        .wait(step, &what, &pg.pgbackrest.config, || {
+            match sys::run(&mut pgbackrest_cmd(agent, pg, &["repo-ls"])) {
+                Ok(_) => Attempt::Ready(()),
+                Err(e) => Attempt::NotYet(e.to_string()),
+            }
+        })?;
+    Ok(())
+}
+
+/// `minio-ready` (a primary backing up to a MinIO it is not a member of): the repo
+/// answers, as pgBackRest itself sees it.
+pub fn repo_ready(agent: &mut Agent) -> anyhow::Result<String> {
+    let pg = agent
+        .doc
+        .pg
+        .clone()
+        .context("node.json has no pg section")?;
+    wait_repo(agent, "minio-ready", &pg)?;
+    Ok("the pgBackRest repository answers".into())
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct StanzaInfo {
+    backup: Vec<serde_json::Value>,
+}
+
+/// `pgbackrest`: create the stanza (idempotent) and take the first full backup unless
+/// the repository already holds one.
+pub fn pgbackrest(agent: &mut Agent) -> anyhow::Result<String> {
+    let pg = agent
+        .doc
+        .pg
+        .clone()
+        .context("node.json has no pg section")?;
+    wait_repo(agent, "pgbackrest", &pg)?;
+    agent
+        .opts
+        .policy()
+        .wait(
+            "pgbackrest",
+            "stanza-create",
+            &pg.pgbackrest.stanza,
+            || match sys::run(&mut pgbackrest_cmd(agent, &pg, &["stanza-create"])) {
+                Ok(_) => Attempt::Ready(()),
+                Err(e) if is_connection_error(&e.to_string()) => Attempt::NotYet(e.to_string()),
+                Err(e) => Attempt::Fatal(e.into()),
+            },
+        )?;
+    agent.checkpoint("pgbackrest:stanza")?;
+    let info = sys::run_stdout(&mut pgbackrest_cmd(agent, &pg, &["info", "--output=json"]))?;
+    let stanzas: Vec<StanzaInfo> = serde_json::from_str(&info).unwrap_or_default();
+    let backups: usize = stanzas.iter().map(|s| s.backup.len()).sum();
+    if backups > 0 {
+        return Ok(format!(
+            "stanza {} exists with {backups} backup(s)",
+            pg.pgbackrest.stanza
+        ));
+    }
+    // pgBackRest bounds its own waits (archive-timeout, db-timeout, io-timeout).
+    sys::run(&mut pgbackrest_cmd(agent, &pg, &["--type=full", "backup"]))?;
+    agent.checkpoint("pgbackrest:backup")?;
+    Ok(format!(
+        "stanza {} created, first full backup taken",
+        pg.pgbackrest.stanza
+    ))
+}

@@ -141,6 +141,8 @@ pub struct Processes {
     root: PathBuf,
     specs: Mutex<BTreeMap<String, ProcessSpec>>,
     children: Mutex<BTreeMap<String, Child>>,
+    /// Units started once: a "reboot" starts them again, as systemd does enabled ones.
+    enabled: Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl Processes {
@@ -149,6 +151,7 @@ impl Processes {
             root: root.to_path_buf(),
             specs: Mutex::new(BTreeMap::new()),
             children: Mutex::new(BTreeMap::new()),
+            enabled: Mutex::new(std::collections::BTreeSet::new()),
         }
     }
 
@@ -175,6 +178,17 @@ impl Processes {
             tracing::info!(unit, "killed");
         }
         children.clear();
+    }
+
+    /// The machine loses power and boots again: every process dies at once, then the
+    /// units started before (enabled, under systemd) start again.
+    pub fn power_cycle(&self) -> anyhow::Result<()> {
+        self.kill_all();
+        let enabled: Vec<String> = self.enabled.lock().unwrap().iter().cloned().collect();
+        for unit in enabled {
+            self.start(&unit)?;
+        }
+        Ok(())
     }
 
     fn command(&self, unit: &str, spec: &ProcessSpec) -> anyhow::Result<Command> {
@@ -245,6 +259,7 @@ impl ServiceManager for Processes {
             .lock()
             .unwrap()
             .insert(unit.to_string(), child);
+        self.enabled.lock().unwrap().insert(unit.to_string());
         Ok(())
     }
 

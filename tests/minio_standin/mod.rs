@@ -48,7 +48,10 @@ pub fn run_if_asked() {
         eprintln!("minio stand-in: binding {}: {e}", cfg.bind);
         std::process::exit(1)
     });
-    eprintln!("minio stand-in listening on {} with peers {:?}", cfg.bind, cfg.peers);
+    eprintln!(
+        "minio stand-in listening on {} with peers {:?}",
+        cfg.bind, cfg.peers
+    );
     let cfg = std::sync::Arc::new(cfg);
     for conn in listener.incoming().flatten() {
         let cfg = cfg.clone();
@@ -71,14 +74,20 @@ fn config() -> Config {
         .unwrap_or_else(|| "9000".into());
     let hosts: BTreeMap<String, String> = env("MINIO_STANDIN_HOSTS")
         .split(',')
-        .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+        .filter_map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
         .collect();
     let peers = expand(&env("MINIO_VOLUMES"))
         .into_iter()
         .filter_map(|url| {
             let hostport = url.split("://").nth(1)?.split('/').next()?.to_string();
             let (host, p) = hostport.split_once(':').unwrap_or((&hostport, "9000"));
-            Some(format!("{}:{p}", hosts.get(host).cloned().unwrap_or(host.to_string())))
+            Some(format!(
+                "{}:{p}",
+                hosts.get(host).cloned().unwrap_or(host.to_string())
+            ))
         })
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
@@ -136,7 +145,10 @@ fn read_request(conn: &TcpStream) -> std::io::Result<Request> {
             headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
         }
     }
-    let len: usize = headers.get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let len: usize = headers
+        .get("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let mut body = vec![0; len];
     reader.read_exact(&mut body)?;
     Ok(Request {
@@ -166,7 +178,9 @@ fn respond(mut conn: TcpStream, code: u16, body: &str) -> std::io::Result<()> {
 }
 
 fn s3_error(code: &str, message: &str) -> String {
-    format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>{message}</Message></Error>")
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>{message}</Message></Error>"
+    )
 }
 
 fn handle(cfg: &Config, conn: TcpStream) -> std::io::Result<()> {
@@ -180,10 +194,21 @@ fn handle(cfg: &Config, conn: TcpStream) -> std::io::Result<()> {
             if up >= quorum {
                 respond(conn, 200, "")
             } else {
-                respond(conn, 503, &format!("{up} of {} members live, write quorum {quorum}", cfg.peers.len()))
+                respond(
+                    conn,
+                    503,
+                    &format!(
+                        "{up} of {} members live, write quorum {quorum}",
+                        cfg.peers.len()
+                    ),
+                )
             }
         }
-        (_, p) if p.starts_with("/minio/admin/") => respond(conn, 501, &s3_error("NotImplemented", "stand-in: no admin API")),
+        (_, p) if p.starts_with("/minio/admin/") => respond(
+            conn,
+            501,
+            &s3_error("NotImplemented", "stand-in: no admin API"),
+        ),
         ("PUT", p) if p.len() > 1 && !p[1..].contains('/') => {
             if let Err((code, msg)) = verify(cfg, &req) {
                 return respond(conn, 403, &s3_error(code, &msg));
@@ -195,13 +220,22 @@ fn handle(cfg: &Config, conn: TcpStream) -> std::io::Result<()> {
             }
             match std::fs::create_dir(&dir) {
                 Ok(()) => respond(conn, 200, ""),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    respond(conn, 409, &s3_error("BucketAlreadyOwnedByYou", "Your previous request to create the named bucket succeeded and you already own it."))
-                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => respond(
+                    conn,
+                    409,
+                    &s3_error(
+                        "BucketAlreadyOwnedByYou",
+                        "Your previous request to create the named bucket succeeded and you already own it.",
+                    ),
+                ),
                 Err(e) => respond(conn, 500, &s3_error("InternalError", &e.to_string())),
             }
         }
-        _ => respond(conn, 501, &s3_error("NotImplemented", "stand-in: not implemented")),
+        _ => respond(
+            conn,
+            501,
+            &s3_error("NotImplemented", "stand-in: not implemented"),
+        ),
     }
 }
 
@@ -214,14 +248,21 @@ fn live(peer: &str, me: &str) -> bool {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-    let _ = write!(s, "GET /minio/health/live HTTP/1.1\r\nHost: {peer}\r\nConnection: close\r\n\r\n");
+    let _ = write!(
+        s,
+        "GET /minio/health/live HTTP/1.1\r\nHost: {peer}\r\nConnection: close\r\n\r\n"
+    );
     let mut head = [0u8; 12];
     s.read_exact(&mut head).is_ok() && &head[9..12] == b"200"
 }
 
 /// Recompute the request's SigV4 signature with the root credentials.
 fn verify(cfg: &Config, req: &Request) -> Result<(), (&'static str, String)> {
-    let auth = req.headers.get("authorization").cloned().unwrap_or_default();
+    let auth = req
+        .headers
+        .get("authorization")
+        .cloned()
+        .unwrap_or_default();
     let field = |name: &str| {
         auth.split([' ', ','])
             .find_map(|p| p.strip_prefix(&format!("{name}=")))
@@ -232,9 +273,15 @@ fn verify(cfg: &Config, req: &Request) -> Result<(), (&'static str, String)> {
     let mut cred = credential.split('/');
     let access = cred.next().unwrap_or_default();
     if access != cfg.user {
-        return Err(("InvalidAccessKeyId", format!("The Access Key Id {access} does not exist")));
+        return Err((
+            "InvalidAccessKeyId",
+            format!("The Access Key Id {access} does not exist"),
+        ));
     }
-    let (region, service) = (cred.nth(1).unwrap_or_default(), cred.next().unwrap_or_default());
+    let (region, service) = (
+        cred.nth(1).unwrap_or_default(),
+        cred.next().unwrap_or_default(),
+    );
     let signed = field("SignedHeaders");
     let headers: Vec<(&str, &str)> = signed
         .split(';')
@@ -265,7 +312,10 @@ fn verify(cfg: &Config, req: &Request) -> Result<(), (&'static str, String)> {
         },
     );
     if expected != auth {
-        return Err(("SignatureDoesNotMatch", "The request signature we calculated does not match the signature you provided.".into()));
+        return Err((
+            "SignatureDoesNotMatch",
+            "The request signature we calculated does not match the signature you provided.".into(),
+        ));
     }
     Ok(())
 }

@@ -241,3 +241,81 @@ pub fn psql(port: u16, sql: &str) -> String {
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+fn rewrite(path: &Path, pairs: &[(&str, String)]) {
+    let mut text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    for (from, to) in pairs {
+        assert!(text.contains(from), "{} has no {from:?}", path.display());
+        text = text.replace(from, to);
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+/// pgbouncer, haproxy and pgBackRest (local repo) of a prepared Patroni node, made
+/// runnable inside its root on its own address; archiving through pgBackRest on.
+pub fn prepare_extras(node: &TestNode, ip: &str) {
+    let root = node.root.display().to_string();
+    let etc = node.root.join("etc");
+    rewrite(
+        &etc.join("pgbouncer/pgbouncer.ini"),
+        &[
+            ("listen_addr = 0.0.0.0", format!("listen_addr = {ip}")),
+            ("= /etc/pgbouncer/", format!("= {root}/etc/pgbouncer/")),
+        ],
+    );
+    rewrite(
+        &etc.join("haproxy/haproxy.cfg"),
+        &[
+            ("bind *:", format!("bind {ip}:")),
+            // The test machine's hard file limit is below what 65535 connections need.
+            ("maxconn     65535", "maxconn     4000".into()),
+            (
+                "stats socket /run/haproxy/admin.sock",
+                format!("stats socket {root}/haproxy.sock"),
+            ),
+        ],
+    );
+    let conf = etc.join("pgbackrest/pgbackrest.conf");
+    rewrite(&conf, &[("=/pg/", format!("={root}/pg/"))]);
+    rewrite(
+        &etc.join("patroni/patroni.yml"),
+        &[
+            (
+                "\"archive_mode\": \"off\"",
+                "\"archive_mode\": \"on\"".into(),
+            ),
+            (
+                "\"pgbackrest --stanza",
+                format!("\"pgbackrest --config={} --stanza", conf.display()),
+            ),
+        ],
+    );
+    for d in ["pg/backup", "pg/spool", "pg/log/pgbackrest"] {
+        std::fs::create_dir_all(node.root.join(d)).unwrap();
+    }
+    chown_postgres(&node.root.join("pg"));
+    node.services.define(
+        "pgbouncer.service",
+        ProcessSpec {
+            program: "/usr/sbin/pgbouncer".into(),
+            args: vec![etc.join("pgbouncer/pgbouncer.ini").display().to_string()],
+            user: Some("postgres".into()),
+            log: node.root.join("pgbouncer.log"),
+            ..ProcessSpec::default()
+        },
+    );
+    node.services.define(
+        "haproxy.service",
+        ProcessSpec {
+            program: "/usr/sbin/haproxy".into(),
+            args: vec![
+                "-db".into(),
+                "-f".into(),
+                etc.join("haproxy/haproxy.cfg").display().to_string(),
+            ],
+            log: node.root.join("haproxy.log"),
+            ..ProcessSpec::default()
+        },
+    );
+}

@@ -1,0 +1,159 @@
+//! A whole node's first boot, killed at every point: an etcd member that is also the
+//! primary of a PostgreSQL cluster with pgbouncer, haproxy, roles and databases, and a
+//! local pgBackRest repository. The agent is stopped at each checkpoint in turn (and
+//! the machine power-cycled twice on the way); every restart picks up where the last
+//! one stopped, and the node ends fully joined. Then `pigsty agent status` and
+//! `pigsty status` read the result back, from the state file and from etcd.
+
+mod support;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use pigsty::agent::state::StepStatus;
+use support::{
+    PATRONI, PG_BIN, TestNode, have, is_root, pg_inventory, prepare_extras, prepare_patroni, psql,
+};
+
+#[test]
+fn a_primary_joins_through_a_kill_at_every_step() {
+    if !is_root() {
+        eprintln!("skipping: needs root to run PostgreSQL as the postgres user");
+        return;
+    }
+    if !have(&[
+        "/usr/bin/etcd",
+        PATRONI,
+        PG_BIN,
+        "/usr/sbin/pgbouncer",
+        "/usr/sbin/haproxy",
+        "/usr/bin/pgbackrest",
+    ]) {
+        return;
+    }
+    let t0 = Instant::now();
+    let net = "127.0.8";
+    let tmp = tempfile::tempdir().unwrap();
+    support::open_up(tmp.path());
+    let inv = pg_inventory(net, 0, "        pgbackrest_method: local\n");
+    let node = TestNode::render(tmp.path(), "n1", &inv, "pg-t-1");
+    prepare_patroni(&node, &format!("{net}.1"));
+    prepare_extras(&node, &format!("{net}.1"));
+    let wait = Duration::from_secs(90);
+
+    // 1. Stop at every checkpoint in order; power-cycle the machine twice.
+    let points = [
+        "etcd:probed",
+        "etcd:started",
+        "patroni:started",
+        "pgbouncer:started",
+        "haproxy:started",
+        "pg-users:/etc/pigsty/sql/10-roles.sql",
+        "pg-databases:/etc/pigsty/sql/20-databases.sql",
+        "pgbackrest:stanza",
+        "pgbackrest:backup",
+    ];
+    for point in points {
+        let mut opts = node.options(wait);
+        opts.crash_at = Some(point.into());
+        let err = node.firstboot(&opts).unwrap_err();
+        assert!(
+            format!("{err:#}").contains(&format!("simulated crash at {point}")),
+            "{point}: {err:#}\n{}\n{}",
+            node.log("patroni.log"),
+            node.log("etcd.log")
+        );
+        if point == "patroni:started" || point == "pgbackrest:stanza" {
+            node.services.power_cycle().unwrap();
+        }
+        eprintln!("stopped at {point}: {:?}", t0.elapsed());
+    }
+    let state = node
+        .firstboot(&node.options(wait))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(state.done, "{}", state.summary());
+    for id in &state.order {
+        assert_eq!(
+            state.steps[id].status,
+            StepStatus::Done,
+            "{}",
+            state.summary()
+        );
+    }
+    assert_eq!(state.steps["etcd"].attempts, 3, "{}", state.summary());
+    assert_eq!(state.steps["pgbackrest"].attempts, 3);
+    assert!(
+        state.steps["pgbackrest"].detail.contains("1 backup"),
+        "{}",
+        state.summary()
+    );
+    eprintln!("joined: {:?}", t0.elapsed());
+
+    // 2. What the steps made is there: roles, database, pools, a backup.
+    let pg_port = inv.lines().find(|l| l.contains("pg_seq: 1")).unwrap();
+    let at = pg_port.find("pg_port: ").unwrap() + 9;
+    let pg_port: u16 = pg_port[at..].split(',').next().unwrap().parse().unwrap();
+    assert_eq!(
+        psql(
+            pg_port,
+            "SELECT count(*) FROM pg_database WHERE datname = 'lab'"
+        ),
+        "1"
+    );
+    assert!(node.root.join("pg/backup/backup/pg-t/backup.info").exists());
+
+    // 3. `pigsty agent status --json` reads the state file.
+    let exe = env!("CARGO_BIN_EXE_pigsty");
+    let out = Command::new(exe)
+        .args(["agent", "status", "--json", "--root"])
+        .arg(&node.root)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["done"], true);
+    assert_eq!(json["steps"]["patroni"]["status"], "done");
+    let out = Command::new(exe)
+        .args(["agent", "status", "--root"])
+        .arg(&node.root)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("first boot: done"), "{text}");
+
+    // 4. `pigsty status -i INVENTORY` reads every node's report from etcd.
+    let inv_path = tmp.path().join("inventory.yml");
+    std::fs::write(&inv_path, &inv).unwrap();
+    let out = Command::new(exe)
+        .arg("-i")
+        .arg(&inv_path)
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows[0]["nodename"], "pg-t-1");
+    assert_eq!(rows[0]["state"], "done", "{rows}");
+    let out = Command::new(exe)
+        .arg("-i")
+        .arg(&inv_path)
+        .arg("status")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .nth(1)
+            .is_some_and(|l| l.contains("pg-t-1") && l.contains("done")),
+        "{text}"
+    );
+    eprintln!("total: {:?}", t0.elapsed());
+}
