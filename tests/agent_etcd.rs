@@ -130,9 +130,10 @@ fn three_bootstrap_a_fourth_joins_a_reimaged_member_rejoins() {
     eprintln!("total: {:?}", t0.elapsed());
 }
 
-/// Two of three members die: a new member cannot join (member add would hang without
-/// quorum); the agent gives up within its bound, naming the step, the peer and the
-/// last answer.
+/// Quorum lost during a join: a fourth member is added as a learner (and the agent
+/// killed right then), then two of the three voters die; the resumed agent stops at
+/// its bound. A fifth member that arrives now cannot even be added (member add would
+/// hang without quorum): it fails with the step, the peer and the last answer.
 #[test]
 fn join_fails_clearly_when_the_cluster_lost_quorum() {
     if !have(&[ETCD]) {
@@ -140,7 +141,7 @@ fn join_fails_clearly_when_the_cluster_lost_quorum() {
     }
     let net = "127.0.2";
     let tmp = tempfile::tempdir().unwrap();
-    let ports = port_pairs(4);
+    let ports = port_pairs(5);
     let v1 = etcd_inventory(net, &ports[..3]);
     let v2 = etcd_inventory(net, &ports);
     let first: Vec<TestNode> = (1..=3)
@@ -151,13 +152,35 @@ fn join_fails_clearly_when_the_cluster_lost_quorum() {
             s.spawn(move || n.firstboot(&n.options(Duration::from_secs(30))).unwrap());
         }
     });
+    let fourth = TestNode::render(tmp.path(), "n4", &v2, "etcd-4");
+    let mut opts = fourth.options(Duration::from_secs(30));
+    opts.crash_at = Some("etcd:member-added".into());
+    assert!(fourth.firstboot(&opts).is_err());
     first[1].services.kill_all();
     first[2].services.kill_all();
 
-    let fourth = TestNode::render(tmp.path(), "n4", &v2, "etcd-4");
+    // 1. The learner cannot catch up without a leader: bounded, and it says so.
     let start = Instant::now();
     let err = fourth
         .firstboot(&fourth.options(Duration::from_secs(3)))
+        .unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert!(
+        msg.contains("step etcd") && msg.contains("timed out"),
+        "{msg}"
+    );
+    assert!(msg.contains("last answer"), "{msg}");
+
+    // 2. A new member cannot be added at all.
+    let fifth = TestNode::render(tmp.path(), "n5", &v2, "etcd-5");
+    let start = Instant::now();
+    let err = fifth
+        .firstboot(&fifth.options(Duration::from_secs(3)))
         .unwrap_err();
     let msg = format!("{err:#}");
     assert!(
@@ -169,13 +192,15 @@ fn join_fails_clearly_when_the_cluster_lost_quorum() {
     assert!(msg.contains(&format!("{net}.1:{}", ports[0].0)), "{msg}");
     assert!(msg.contains("last answer"), "{msg}");
     // The failure is in the state file for `agent status`.
-    let state = pigsty::agent::state::Store::new(&fourth.root)
+    let state = pigsty::agent::state::Store::new(&fifth.root)
         .load()
         .unwrap();
     assert_eq!(state.steps["etcd"].status, StepStatus::Failed);
     assert!(state.steps["etcd"].error.contains("quorum"));
-    // Nothing was changed in the cluster.
-    assert_eq!(client(net, 1, &ports).member_list().unwrap().len(), 3);
+    // The cluster holds the three voters and the learner, nothing more.
+    let members = client(net, 1, &ports).member_list().unwrap();
+    assert_eq!(members.len(), 4, "{members:?}");
+    assert_eq!(members.iter().filter(|m| m.is_learner).count(), 1);
 }
 
 /// A member whose peers never start: the bootstrap waits for quorum within its bound

@@ -71,7 +71,9 @@ pub fn join(agent: &mut Agent) -> anyhow::Result<String> {
                 // 2c. The cluster knows us: initial member, learner added earlier, or our data.
                 Some(known) => {
                     if !has_data {
-                        if peer.health().is_ok() {
+                        // A learner was added by member add (an earlier run of ours):
+                        // it can only start into the existing cluster.
+                        if known.is_learner || peer.health().is_ok() {
                             set_cluster(agent, "existing", &initial_cluster(&members, &info))?;
                         } else {
                             set_cluster(agent, "new", &info.initial_cluster)?;
