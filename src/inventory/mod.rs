@@ -233,6 +233,29 @@ mod tests {
         assert!(matches!(rto(&v4.fleet), crate::model::PgRto::Plan(_)));
     }
 
+    /// Inputs the fuzzer's review found (fuzz/findings): small files whose aliases
+    /// would expand into every host. They must be refused, not exhaust the machine.
+    #[test]
+    fn alias_amplification_is_refused() {
+        for (name, text) in [
+            (
+                "per-host-clone-oom.yml",
+                include_str!("../../fuzz/findings/per-host-clone-oom.yml"),
+            ),
+            (
+                "per-host-reread-timeout.yml",
+                include_str!("../../fuzz/findings/per-host-reread-timeout.yml"),
+            ),
+        ] {
+            let err = load_str(name, text).unwrap_err();
+            assert!(
+                err.findings.iter().any(|f| f.message.contains("alias")),
+                "{name}: {:?}",
+                err.findings
+            );
+        }
+    }
+
     #[test]
     fn defaults_parse() {
         // The built-in defaults are part of every load; a broken file must fail here.

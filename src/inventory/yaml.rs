@@ -3,8 +3,10 @@
 //! 1.1) resolves them, anchors expanded and merge keys (`<<`) applied.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 
-use saphyr::{MarkedYaml, ScalarStyle, YamlData};
+use saphyr::{MarkedYaml, ScalarStyle, YamlData, YamlLoader};
+use saphyr_parser::{Event, Marker, Span, SpannedEventReceiver};
 
 use crate::diag::Loc;
 
@@ -43,6 +45,17 @@ pub struct SyntaxError {
 /// Nodes that alias expansion may produce in one file: far above any real inventory,
 /// low enough that a "billion laughs" file fails fast.
 const ALIAS_BUDGET: usize = 1_000_000;
+
+/// Nodes alias expansion may always produce, however small the file.
+const ALIAS_FLOOR: usize = 20_000;
+
+/// Scalar bytes that alias expansion may copy: a multiple of the input's length, with a
+/// floor for small files. saphyr's alias limit counts nodes, not bytes, and each
+/// expansion copies the anchor's strings, so without this a few nested aliases to one
+/// long quoted string grow a 6 KB file to gigabytes while staying under [`ALIAS_BUDGET`].
+fn alias_text_budget(input_len: usize) -> usize {
+    input_len.saturating_mul(16).max(1 << 20)
+}
 
 impl Node {
     pub fn type_name(&self) -> &'static str {
@@ -106,8 +119,23 @@ pub fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
     let mut parser = saphyr_parser::Parser::new_from_str(text);
     let mut loader = saphyr::YamlLoader::<MarkedYaml>::default();
     loader.early_parse(false);
-    loader.alias_limit(ALIAS_BUDGET);
-    let scan = parser.load(&mut loader, true);
+    // Alias expansion is bounded by the file's own size too: every host that reads an
+    // expanded value holds a copy of it, so a small file must not grow large.
+    loader.alias_limit(text.len().max(ALIAS_FLOOR).min(ALIAS_BUDGET));
+    let mut budget = TextBudget {
+        loader: &mut loader,
+        open: Vec::new(),
+        anchors: HashMap::new(),
+        remaining: alias_text_budget(text.len()),
+        exceeded: None,
+    };
+    let scan = parser.load(&mut budget, true);
+    if let Some(m) = budget.exceeded {
+        return Err(SyntaxError {
+            loc: Loc::new(m.line(), m.col() + 1),
+            message: "aliases expand to too much text (possible billion-laughs attack)".into(),
+        });
+    }
     let error = scan.err().or_else(|| loader.error().cloned());
     if let Some(e) = error {
         let m = e.marker();
@@ -125,6 +153,54 @@ pub fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
         });
     }
     docs.pop().map(|d| convert(&d, 0)).transpose()
+}
+
+/// Passes events to the loader while counting the scalar bytes each alias will copy;
+/// once that passes the budget, stops passing them and keeps where it happened.
+struct TextBudget<'l, 'i> {
+    loader: &'l mut YamlLoader<'i, MarkedYaml<'i>>,
+    /// Each open collection's anchor id (0: none) and the text inside it so far.
+    open: Vec<(usize, usize)>,
+    /// Text inside each anchored node, by anchor id.
+    anchors: HashMap<usize, usize>,
+    remaining: usize,
+    exceeded: Option<Marker>,
+}
+
+impl<'i> SpannedEventReceiver<'i> for TextBudget<'_, 'i> {
+    fn on_event(&mut self, ev: Event<'i>, span: Span) {
+        if self.exceeded.is_some() {
+            return;
+        }
+        // A finished node: its anchor id and the text inside it.
+        let node = match &ev {
+            Event::Scalar(text, _, anchor, _) => Some((*anchor, text.len())),
+            Event::Alias(id) => {
+                let len = self.anchors.get(id).copied().unwrap_or(0);
+                let Some(left) = self.remaining.checked_sub(len) else {
+                    self.exceeded = Some(span.start);
+                    return;
+                };
+                self.remaining = left;
+                Some((0, len))
+            }
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                self.open.push((*anchor, 0));
+                None
+            }
+            Event::SequenceEnd | Event::MappingEnd => self.open.pop(),
+            _ => None,
+        };
+        if let Some((anchor, len)) = node {
+            if anchor > 0 {
+                self.anchors.insert(anchor, len);
+            }
+            if let Some((_, outer)) = self.open.last_mut() {
+                *outer = outer.saturating_add(len);
+            }
+        }
+        self.loader.on_event(ev, span);
+    }
 }
 
 fn loc_of(node: &MarkedYaml<'_>) -> Loc {
@@ -392,6 +468,31 @@ mod tests {
         let e = parse("a: 1\na: 2\n").unwrap_err();
         assert_eq!(e.loc.line, 2, "{e:?}");
         assert!(parse("a: &x [*x]").is_err());
+    }
+
+    #[test]
+    fn alias_text_bomb_is_refused() {
+        // Few nodes (far below ALIAS_BUDGET), each a copy of one 6,000-byte string: with
+        // two more levels (fuzz/findings/alias-text-bomb.yml) such a 6 KB file grew to
+        // about 9 GB of copied text before the text budget.
+        let mut text = format!("s: &s \"{}\"\n", "x".repeat(6000));
+        let mut prev = "s".to_string();
+        for name in ["a", "b", "c"] {
+            let refs = vec![format!("*{prev}"); 10].join(",");
+            text.push_str(&format!("{name}: &{name} [{refs}]\n"));
+            prev = name.to_string();
+        }
+        text.push_str("all: {hosts: {10.0.0.1: }}\n");
+        let e = parse(&text).unwrap_err();
+        assert!(e.message.contains("too much text"), "{e:?}");
+        assert_eq!(e.loc.line, 4, "{e:?}");
+        let invalid = crate::inventory::load_str("bomb.yml", &text).unwrap_err();
+        assert_eq!(invalid.findings.len(), 1, "{:?}", invalid.findings);
+        assert!(invalid.findings[0].message.contains("too much text"));
+        // The same anchor used a few times is fine.
+        let few = format!("s: &s \"{}\"\nl: [*s, *s, *s]\n", "x".repeat(6000));
+        let n = parse(&few).unwrap().unwrap();
+        assert_eq!(n.get("l").unwrap().type_name(), "a list");
     }
 
     #[test]

@@ -38,6 +38,8 @@ impl<'a> Vars<'a> {
 #[derive(Default)]
 pub struct ReadCache {
     typed: HashMap<(usize, TypeId, String), Box<dyn Any>>,
+    /// Reads that failed: reported once, not converted again for every host.
+    failed: std::collections::HashSet<(usize, TypeId, String)>,
     /// Placeholder names (`${name}`) a definition holds, by the definition's address.
     names: HashMap<usize, Vec<String>>,
 }
@@ -124,7 +126,13 @@ impl<'a> VarReader<'a> {
         {
             return Some(hit.clone());
         }
-        let value = self.read::<T>(key, Some(node.clone()))?;
+        if self.cache.failed.contains(&id) {
+            return None;
+        }
+        let Some(value) = self.read::<T>(key, Some(node.clone())) else {
+            self.cache.failed.insert(id);
+            return None;
+        };
         self.cache.typed.insert(id, Box::new(value.clone()));
         Some(value)
     }
