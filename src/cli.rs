@@ -35,6 +35,32 @@ pub enum Command {
     Agent(AgentCommand),
     /// The fleet's join state, as the nodes reported it to etcd (/pigsty/nodes/).
     Status(StatusArgs),
+    /// Build bootable images of one node (or all nodes) into OUT/<nodename>/.
+    BuildImage(BuildImageArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["role", "all"])))]
+pub struct BuildImageArgs {
+    /// Any name of the node (see `plan --role`).
+    #[arg(long, value_name = "NAME")]
+    pub role: Option<String>,
+
+    /// Build every node of the inventory.
+    #[arg(long)]
+    pub all: bool,
+
+    /// Output formats (repeat or comma-separate).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "rootfs")]
+    pub format: Vec<crate::image::Format>,
+
+    /// Output directory; each node's artifacts go to OUT/<nodename>/.
+    #[arg(long, value_name = "DIR", default_value = "images-out")]
+    pub out: PathBuf,
+
+    /// Build from the layer cache alone; fail naming any missing layer.
+    #[arg(long)]
+    pub offline: bool,
 }
 
 #[derive(Debug, Args)]

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::Error;
 use crate::catalog::Catalog;
-use crate::cli::{Cli, Command, InventoryCommand, PlanArgs, RenderArgs};
+use crate::cli::{BuildImageArgs, Cli, Command, InventoryCommand, PlanArgs, RenderArgs};
 use crate::compile::{NodePlan, compile};
 use crate::diag::{self, Finding};
 use crate::inventory::{self, LoadError, Loaded, Source};
@@ -40,6 +40,10 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
         Command::Status(args) => {
             let loaded = load(&source)?;
             fleet_status(&loaded.fleet, args, out)
+        }
+        Command::BuildImage(args) => {
+            let loaded = load(&source)?;
+            build_image(&loaded.fleet, args, out)
         }
     }
 }
@@ -286,6 +290,28 @@ fn render(fleet: &Fleet, args: &RenderArgs, out: &mut dyn Write) -> Result<(), E
     };
     crate::render::write::write_tree(&files, &args.out)?;
     writeln!(out, "{summary} to {}", args.out.display()).context("writing to stdout")?;
+    Ok(())
+}
+
+fn build_image(fleet: &Fleet, args: &BuildImageArgs, out: &mut dyn Write) -> Result<(), Error> {
+    let nodes: Vec<&Node> = match &args.role {
+        Some(name) => vec![fleet.find(name).map_err(|e| Error::Usage(e.to_string()))?],
+        None => fleet.nodes.iter().collect(),
+    };
+    let opts = crate::image::BuildOptions {
+        formats: args.format.clone(),
+        out: args.out.clone(),
+        cache: crate::image::layer::cache_dir(),
+        offline: args.offline,
+        epoch: crate::image::default_epoch(),
+    };
+    let manifests = crate::image::build(fleet, &nodes, &opts)?;
+    for m in manifests {
+        for a in &m.artifacts {
+            writeln!(out, "{}\t{}\t{}\t{}", m.node, a.name, a.size, a.sha256)
+                .context("writing to stdout")?;
+        }
+    }
     Ok(())
 }
 

@@ -121,7 +121,7 @@ pub fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
     loader.early_parse(false);
     // Alias expansion is bounded by the file's own size too: every host that reads an
     // expanded value holds a copy of it, so a small file must not grow large.
-    loader.alias_limit(text.len().max(ALIAS_FLOOR).min(ALIAS_BUDGET));
+    loader.alias_limit(text.len().clamp(ALIAS_FLOOR, ALIAS_BUDGET));
     let mut budget = TextBudget {
         loader: &mut loader,
         open: Vec::new(),
