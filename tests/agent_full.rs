@@ -52,6 +52,7 @@ fn a_primary_joins_through_a_kill_at_every_step() {
         "pg-databases:/etc/pigsty/sql/20-databases.sql",
         "pgbackrest:stanza",
         "pgbackrest:backup",
+        "done:reported",
     ];
     for point in points {
         let mut opts = node.options(wait);
@@ -72,6 +73,8 @@ fn a_primary_joins_through_a_kill_at_every_step() {
         .firstboot(&node.options(wait))
         .unwrap_or_else(|e| panic!("{e:#}"));
     assert!(state.done, "{}", state.summary());
+    assert!(node.root.join("var/lib/pigsty/firstboot.done").exists());
+    assert_eq!(state.steps["done"].attempts, 2);
     for id in &state.order {
         assert_eq!(
             state.steps[id].status,

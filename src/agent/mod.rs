@@ -108,7 +108,9 @@ pub fn firstboot(opts: &Options, services: &dyn ServiceManager) -> anyhow::Resul
     };
     agent.resume_reporting();
     for step in &steps {
-        if agent.state.is_done(&step.id) {
+        // `done` always runs: a power cut between its state write and the marker
+        // leaves every step done and no marker.
+        if agent.state.is_done(&step.id) && step.id != "done" {
             tracing::info!(step = %step.id, "already done");
             continue;
         }
@@ -172,11 +174,19 @@ impl Agent<'_> {
         }
     }
 
-    /// The last step: the done marker, so the unit's condition skips later boots.
+    /// The last step: the state says done (locally and in etcd) first, then the done
+    /// marker makes the unit's condition skip every later boot.
     fn finish(&mut self) -> anyhow::Result<String> {
         self.state.done = true;
+        let detail = format!("wrote {}", self.store.done_marker().display());
+        let s = self.state.step("done");
+        s.status = StepStatus::Done;
+        s.finished_at = now();
+        s.detail = detail.clone();
+        self.save()?;
+        self.checkpoint("done:reported")?;
         self.store.mark_finished()?;
-        Ok(format!("wrote {}", self.store.done_marker().display()))
+        Ok(detail)
     }
 
     /// Stop here if a test asked for a crash at this point.

@@ -143,6 +143,13 @@ fn chown_postgres(path: &Path) {
 /// loopback address, no WAL archiving, and a short Patroni loop. Then define
 /// `patroni.service` as Patroni run by the postgres user.
 pub fn prepare_patroni(node: &TestNode, ip: &str) {
+    // The socket directory comes from postgresql-common's tmpfiles.d, which a machine
+    // without systemd never ran.
+    let sockets = Path::new("/var/run/postgresql");
+    if !sockets.is_dir() {
+        std::fs::create_dir_all(sockets).unwrap();
+        chown_postgres(sockets);
+    }
     let conf = node.root.join("etc/patroni/patroni.yml");
     let root = node.root.display().to_string();
     let text = std::fs::read_to_string(&conf).expect("rendered patroni.yml");
