@@ -233,3 +233,126 @@ fn peers_that_never_appear_time_out() {
             .is_err()
     );
 }
+
+/// Not a test: one agent process for `a_killed_agent_process_resumes`, started by it
+/// with PIGSTY_TEST_AGENT_ROOT. Its services outlive it, as they outlive an agent
+/// that systemd's unit runs.
+#[test]
+fn agent_process_entry() {
+    let Ok(root) = std::env::var("PIGSTY_TEST_AGENT_ROOT") else {
+        return;
+    };
+    let root = std::path::PathBuf::from(root);
+    let services = pigsty::agent::service::Processes::new(&root);
+    services.define("etcd.service", support::etcd_spec(&root));
+    let mut opts = pigsty::agent::Options::new(&root);
+    opts.wait = Duration::from_secs(30);
+    opts.request = Duration::from_secs(2);
+    let code = match pigsty::agent::firstboot(&opts, &services) {
+        Ok(_) => 0,
+        Err(e) => {
+            eprintln!("agent failed: {e:#}");
+            1
+        }
+    };
+    std::mem::forget(services);
+    std::process::exit(code);
+}
+
+/// The agent as a real process, SIGKILLed at whatever it is doing after a growing
+/// delay while a fourth member joins, until a run finishes before its kill; one more
+/// run then finds the join complete.
+#[test]
+fn a_killed_agent_process_resumes() {
+    if !have(&[ETCD]) {
+        return;
+    }
+    let net = "127.0.10";
+    let tmp = tempfile::tempdir().unwrap();
+    let ports = port_pairs(4);
+    let v1 = etcd_inventory(net, &ports[..3]);
+    let v2 = etcd_inventory(net, &ports);
+    let first: Vec<TestNode> = (1..=3)
+        .map(|i| TestNode::render(tmp.path(), &format!("n{i}"), &v1, &format!("etcd-{i}")))
+        .collect();
+    std::thread::scope(|s| {
+        for n in &first {
+            s.spawn(move || n.firstboot(&n.options(Duration::from_secs(30))).unwrap());
+        }
+    });
+    // etcd refuses reconfiguration for its first seconds ("unhealthy cluster"): let
+    // that pass, so the kills land in member add, start and promote.
+    std::thread::sleep(Duration::from_secs(6));
+    // Its Processes only adopts (and finally stops) what the agent processes started.
+    let fourth = TestNode::render(tmp.path(), "n4", &v2, "etcd-4");
+    let agent = || {
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "agent_process_entry",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("PIGSTY_TEST_AGENT_ROOT", &fourth.root)
+            .stdout(std::process::Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(fourth.root.join("agent.log"))
+                    .unwrap(),
+            )
+            .spawn()
+            .unwrap()
+    };
+    // The whole join takes a few hundred milliseconds: kill it ever later until a run
+    // gets to the end before its kill.
+    let mut kills = 0;
+    for delay_ms in (1..=60).map(|i| i * 8) {
+        let mut child = agent();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        child.kill().unwrap();
+        let status = child.wait().unwrap();
+        if status.success() {
+            break;
+        }
+        kills += 1;
+        let state = pigsty::agent::state::Store::new(&fourth.root)
+            .load()
+            .unwrap();
+        let etcd = state.steps.get("etcd").cloned().unwrap_or_default();
+        eprintln!(
+            "killed after {delay_ms} ms: etcd {:?} attempt {}",
+            etcd.status, etcd.attempts
+        );
+    }
+    assert!(
+        kills >= 3,
+        "only {kills} run(s) were killed before finishing"
+    );
+    let mut child = agent();
+    let until = Instant::now() + Duration::from_secs(90);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < until, "the last agent run did not finish");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        status.success(),
+        "{}\n{}",
+        fourth.log("agent.log"),
+        fourth.log("etcd.log")
+    );
+    let state = pigsty::agent::state::Store::new(&fourth.root)
+        .load()
+        .unwrap();
+    assert!(state.done, "{}", state.summary());
+    let members = client(net, 1, &ports).member_list().unwrap();
+    assert_eq!(members.len(), 4, "{members:?}");
+    assert!(
+        members.iter().all(|m| m.started() && !m.is_learner),
+        "{members:?}"
+    );
+}

@@ -159,25 +159,44 @@ impl Processes {
         self.specs.lock().unwrap().insert(unit.to_string(), spec);
     }
 
-    /// The process id of a running unit.
+    /// The process id of a running unit: our child, or one a killed agent started
+    /// (found through its pid file, as systemd finds a service after the agent died).
     pub fn pid(&self, unit: &str) -> Option<u32> {
         let mut children = self.children.lock().unwrap();
-        let child = children.get_mut(unit)?;
-        match child.try_wait() {
-            Ok(None) => Some(child.id()),
-            _ => None,
+        if let Some(child) = children.get_mut(unit)
+            && let Ok(None) = child.try_wait()
+        {
+            return Some(child.id());
         }
+        drop(children);
+        let text = std::fs::read_to_string(self.pidfile(unit)).ok()?;
+        let pid: u32 = text.trim().parse().ok()?;
+        alive(pid).then_some(pid)
+    }
+
+    fn pidfile(&self, unit: &str) -> PathBuf {
+        self.root
+            .join("run/pigsty-processes")
+            .join(format!("{unit}.pid"))
+    }
+
+    fn units(&self) -> Vec<String> {
+        self.specs.lock().unwrap().keys().cloned().collect()
     }
 
     /// SIGKILL every unit's process group at once: the machine lost power.
     pub fn kill_all(&self) {
-        let mut children = self.children.lock().unwrap();
-        for (unit, child) in children.iter_mut() {
-            signal_group(child.id(), "KILL");
-            let _ = child.wait();
-            tracing::info!(unit, "killed");
+        for unit in self.units() {
+            if let Some(pid) = self.pid(&unit) {
+                signal_group(pid, "KILL");
+                if let Some(mut child) = self.children.lock().unwrap().remove(&unit) {
+                    let _ = child.wait();
+                }
+                wait_gone(pid, Duration::from_secs(10));
+                tracing::info!(unit, "killed");
+            }
+            let _ = std::fs::remove_file(self.pidfile(&unit));
         }
-        children.clear();
     }
 
     /// The machine loses power and boots again: every process dies at once, then the
@@ -258,29 +277,29 @@ impl ServiceManager for Processes {
         self.children
             .lock()
             .unwrap()
-            .insert(unit.to_string(), child);
+            .insert(unit.to_string(), pid_child(child, &self.pidfile(unit))?);
         self.enabled.lock().unwrap().insert(unit.to_string());
         Ok(())
     }
 
     fn stop(&self, unit: &str) -> anyhow::Result<()> {
-        let Some(mut child) = self.children.lock().unwrap().remove(unit) else {
+        let Some(pid) = self.pid(unit) else {
             return Ok(());
         };
-        signal_group(child.id(), "TERM");
-        let until = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < until {
-            if child.try_wait()?.is_some() {
-                // The leader is gone; its group may still hold children (postgres).
-                signal_group(child.id(), "KILL");
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        signal_group(pid, "TERM");
+        let gone = wait_gone(pid, Duration::from_secs(15));
+        // The leader is gone (or would not go); its group may still hold children
+        // (Patroni's postgres).
+        signal_group(pid, "KILL");
+        if let Some(mut child) = self.children.lock().unwrap().remove(unit) {
+            child
+                .wait()
+                .with_context(|| format!("waiting for {unit} to exit"))?;
         }
-        signal_group(child.id(), "KILL");
-        child
-            .wait()
-            .with_context(|| format!("waiting for {unit} to exit"))?;
+        if !gone {
+            wait_gone(pid, Duration::from_secs(5));
+        }
+        let _ = std::fs::remove_file(self.pidfile(unit));
         Ok(())
     }
 
@@ -295,11 +314,39 @@ impl ServiceManager for Processes {
 
 impl Drop for Processes {
     fn drop(&mut self) {
-        let units: Vec<String> = self.children.lock().unwrap().keys().cloned().collect();
-        for unit in units {
+        for unit in self.units() {
             let _ = self.stop(&unit);
         }
     }
+}
+
+/// Record a new child's pid beside the root, for an agent started after this one.
+fn pid_child(child: Child, pidfile: &Path) -> anyhow::Result<Child> {
+    write_atomic(pidfile, format!("{}\n", child.id()).as_bytes(), 0o644)?;
+    Ok(child)
+}
+
+/// Whether a process exists and is not a zombie.
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name in parentheses: `123 (etcd) S ...`.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => false,
+    }
+}
+
+/// Wait until a process is gone; false if it is still there after `limit`.
+fn wait_gone(pid: u32, limit: Duration) -> bool {
+    let until = Instant::now() + limit;
+    while Instant::now() < until {
+        if !alive(pid) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    !alive(pid)
 }
 
 #[cfg(test)]
