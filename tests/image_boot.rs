@@ -119,8 +119,9 @@ struct Netns {
 }
 
 impl Netns {
-    fn new() -> Netns {
-        let name = format!("pigsty-img-{}", std::process::id());
+    /// `tag` tells apart the tests of one process (they run on threads, in parallel).
+    fn new(tag: &str) -> Netns {
+        let name = format!("pigsty-img-{}-{tag}", std::process::id());
         let ip = |args: &[&str]| {
             let st = Command::new("ip").args(args).status().expect("ip");
             assert!(st.success(), "ip {args:?}");
@@ -268,7 +269,7 @@ fn tail(text: &str) -> String {
 fn boot(uefi: bool) {
     let dir = tempfile::tempdir().unwrap();
     build(dir.path(), "raw");
-    let ns = Netns::new();
+    let ns = Netns::new(if uefi { "uefi" } else { "direct" });
     let mut vm = Vm::start(&ns, dir.path(), uefi);
     let started = Instant::now();
     let markers = [

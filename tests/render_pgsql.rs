@@ -22,6 +22,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -487,6 +488,12 @@ struct Running(std::process::Child, String);
 
 impl Drop for Running {
     fn drop(&mut self) {
+        // The child leads its own process group (see start_pgbouncer): kill all of it,
+        // not only runuser, or pgbouncer outlives the test.
+        if let Ok(pid) = i32::try_from(self.0.id()) {
+            // SAFETY: kill(2) with a negative pid signals that process group only.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+        }
         let _ = self.0.kill();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
@@ -541,8 +548,10 @@ fn start_pgbouncer(n: &PgNode, dir: &Path, backend: Option<(&Path, u16)>) -> (Ru
         &dir.join("pgb_hba.conf"),
         &n.text("/etc/pgbouncer/pgb_hba.conf"),
     );
+    // Its own process group: runuser does not pass SIGKILL on, so the group is killed.
     let child = as_postgres("pgbouncer")
         .arg(dir.join("pgbouncer.ini"))
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
