@@ -11,6 +11,15 @@ use pigsty::agent::etcd::Client;
 use pigsty::agent::state::StepStatus;
 use support::{TestNode, etcd_inventory, have, port_pairs};
 
+/// The etcd tests of this file run one at a time: each starts three or four etcd
+/// members, and several clusters electing leaders at once on two cores starve each
+/// other past the agent's waits.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 const ETCD: &str = "/usr/bin/etcd";
 
 fn client(net: &str, n: usize, ports: &[(u16, u16)]) -> Client {
@@ -25,6 +34,7 @@ fn client(net: &str, n: usize, ports: &[(u16, u16)]) -> Client {
 /// member 2 is reimaged (killed once after removing its stale self) and rejoins.
 #[test]
 fn three_bootstrap_a_fourth_joins_a_reimaged_member_rejoins() {
+    let _serial = one_at_a_time();
     if !have(&[ETCD]) {
         return;
     }
@@ -136,6 +146,7 @@ fn three_bootstrap_a_fourth_joins_a_reimaged_member_rejoins() {
 /// hang without quorum): it fails with the step, the peer and the last answer.
 #[test]
 fn join_fails_clearly_when_the_cluster_lost_quorum() {
+    let _serial = one_at_a_time();
     if !have(&[ETCD]) {
         return;
     }
@@ -207,6 +218,7 @@ fn join_fails_clearly_when_the_cluster_lost_quorum() {
 /// and fails naming its own endpoint; a client node waits for etcd the same way.
 #[test]
 fn peers_that_never_appear_time_out() {
+    let _serial = one_at_a_time();
     if !have(&[ETCD]) {
         return;
     }
@@ -264,6 +276,7 @@ fn agent_process_entry() {
 /// run then finds the join complete.
 #[test]
 fn a_killed_agent_process_resumes() {
+    let _serial = one_at_a_time();
     if !have(&[ETCD]) {
         return;
     }
