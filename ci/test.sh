@@ -6,4 +6,4 @@ ci/setup.sh
 # Every tier: plain tests, then the ignored ones (root, images, VMs). The layer
 # cache stays inside target/ so one CI run builds each layer once.
 export PIGSTY_CACHE=${PIGSTY_CACHE:-$PWD/target/pigsty-cache}
-cargo test --locked -- --include-ignored
+cargo test --locked --no-fail-fast -- --include-ignored

@@ -13,6 +13,14 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const NODE: &str = "img-etcd-1";
+
+/// The tests of this file run one at a time: two TCG guests and a build sharing two
+/// cores starve each other (seen: a UEFI guest 600 s in and not past basic.target).
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 const NODE_IP: &str = "10.99.0.11";
 const HOST_IP: &str = "10.99.0.1/24";
 
@@ -64,6 +72,7 @@ fn artifacts(m: &serde_json::Value) -> Vec<(String, String)> {
 #[test]
 #[ignore = "needs root, mmdebstrap and the Debian mirror: run by ci/test.sh"]
 fn builds_are_byte_identical() {
+    let _serial = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let a = build(&dir.path().join("a"), "rootfs,raw,qcow2");
     let b = build(&dir.path().join("b"), "rootfs,raw,qcow2");
@@ -267,6 +276,7 @@ fn tail(text: &str) -> String {
 }
 
 fn boot(uefi: bool) {
+    let _serial = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     build(dir.path(), "raw");
     let ns = Netns::new(if uefi { "uefi" } else { "direct" });
