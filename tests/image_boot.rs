@@ -283,11 +283,12 @@ fn boot(uefi: bool) {
     let mut vm = Vm::start(&ns, dir.path(), uefi);
     let started = Instant::now();
     let markers = [
-        // systemd shortens long unit descriptions on the console ("…y first-boot join").
-        // "Reached target multi-user" is not a marker: systemd stops printing status
-        // once the serial getty owns the console, so whether it shows is a race. That
-        // multi-user.target was reached is shown below by sshd (wanted by it) answering.
-        "first-boot join of img-etcd-1",
+        // systemd's own status lines are no markers: it stops printing them once the
+        // serial getty owns the console, so whether "Starting pigsty-firstboot" or
+        // "Reached target multi-user" shows is a race. The agent's own lines come only
+        // from pigsty-firstboot.service; multi-user.target is shown below by sshd
+        // (wanted by it) answering.
+        "pigsty agent: step",
         "img-etcd-1 login:",
     ];
     if let Err(e) = vm.wait_for(&markers, Duration::from_secs(600)) {
