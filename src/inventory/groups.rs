@@ -118,22 +118,13 @@ impl Tree {
 
     fn read_group(&mut self, g: usize, node: &Node, file: &str, findings: &mut Vec<Finding>) {
         let name = self.groups[g].name.clone();
-        let entries = match &node.value {
-            Value::Null => return,
-            Value::Map(m) => m,
-            _ => {
-                findings.push(Finding::error(
-                    file,
-                    node.loc,
-                    name,
-                    format!(
-                        "a group must be a mapping of hosts/vars/children, found {}",
-                        node.type_name()
-                    ),
-                ));
-                return;
-            }
-        };
+        let entries = map_entries(
+            node,
+            file,
+            name.clone(),
+            "a group must be a mapping of hosts/vars/children",
+            findings,
+        );
         for (key, value) in entries {
             match key.name.as_str() {
                 "vars" => {
@@ -160,22 +151,13 @@ impl Tree {
 
     fn read_children(&mut self, g: usize, node: &Node, file: &str, findings: &mut Vec<Finding>) {
         let parent_name = self.groups[g].name.clone();
-        let entries = match &node.value {
-            Value::Null => return,
-            Value::Map(m) => m,
-            _ => {
-                findings.push(Finding::error(
-                    file,
-                    node.loc,
-                    format!("{parent_name}.children"),
-                    format!(
-                        "expected a mapping of group names, found {}",
-                        node.type_name()
-                    ),
-                ));
-                return;
-            }
-        };
+        let entries = map_entries(
+            node,
+            file,
+            format!("{parent_name}.children"),
+            "expected a mapping of group names",
+            findings,
+        );
         for (key, child) in entries {
             if key.name == "all" || self.is_ancestor(&key.name, g) {
                 findings.push(Finding::error(
@@ -208,22 +190,13 @@ impl Tree {
 
     fn read_hosts(&mut self, g: usize, node: &Node, file: &str, findings: &mut Vec<Finding>) {
         let group_name = self.groups[g].name.clone();
-        let entries = match &node.value {
-            Value::Null => return,
-            Value::Map(m) => m,
-            _ => {
-                findings.push(Finding::error(
-                    file,
-                    node.loc,
-                    format!("{group_name}.hosts"),
-                    format!(
-                        "expected a mapping of host addresses, found {}",
-                        node.type_name()
-                    ),
-                ));
-                return;
-            }
-        };
+        let entries = map_entries(
+            node,
+            file,
+            format!("{group_name}.hosts"),
+            "expected a mapping of host addresses",
+            findings,
+        );
         for (key, vars) in entries {
             let scope = format!("{group_name}.hosts.{}", key.name);
             let vars = read_vars(vars, &scope, file, findings);
@@ -296,29 +269,40 @@ impl Tree {
     }
 }
 
-fn read_vars(node: &Node, scope: &str, file: &str, findings: &mut Vec<Finding>) -> Vec<VarDef> {
+/// A mapping's entries: none for null (an empty section), and for anything else a
+/// finding naming `key` and what was expected, then none.
+fn map_entries<'n>(
+    node: &'n Node,
+    file: &str,
+    key: impl Into<String>,
+    expected: &str,
+    findings: &mut Vec<Finding>,
+) -> &'n [(Key, Node)] {
     match &node.value {
-        Value::Null => Vec::new(),
-        Value::Map(m) => m
-            .iter()
-            .map(|(k, v)| VarDef {
-                key: k.clone(),
-                value: Arc::new(v.clone()),
-            })
-            .collect(),
+        Value::Map(m) => m,
+        Value::Null => &[],
         _ => {
-            findings.push(Finding::error(
-                file,
-                node.loc,
-                scope,
-                format!(
-                    "expected a mapping of variables, found {}",
-                    node.type_name()
-                ),
-            ));
-            Vec::new()
+            let msg = format!("{expected}, found {}", node.type_name());
+            findings.push(Finding::error(file, node.loc, key, msg));
+            &[]
         }
     }
+}
+
+fn read_vars(node: &Node, scope: &str, file: &str, findings: &mut Vec<Finding>) -> Vec<VarDef> {
+    map_entries(
+        node,
+        file,
+        scope,
+        "expected a mapping of variables",
+        findings,
+    )
+    .iter()
+    .map(|(k, v)| VarDef {
+        key: k.clone(),
+        value: Arc::new(v.clone()),
+    })
+    .collect()
 }
 
 #[cfg(test)]
