@@ -42,6 +42,12 @@ pub fn run_if_asked() {
     if std::env::var(ENV_FLAG).as_deref() != Ok("1") {
         return;
     }
+    serve();
+}
+
+/// Serve forever, configured from the environment as MinIO is (`minio server` in a
+/// unit that reads /etc/default/minio).
+pub fn serve() -> ! {
     let cfg = config();
     std::fs::create_dir_all(&cfg.data).expect("creating the stand-in data dir");
     let listener = TcpListener::bind(&cfg.bind).unwrap_or_else(|e| {
@@ -53,7 +59,10 @@ pub fn run_if_asked() {
         cfg.bind, cfg.peers
     );
     let cfg = std::sync::Arc::new(cfg);
-    for conn in listener.incoming().flatten() {
+    loop {
+        let Ok((conn, _)) = listener.accept() else {
+            continue;
+        };
         let cfg = cfg.clone();
         std::thread::spawn(move || {
             let _ = handle(&cfg, conn);
@@ -92,12 +101,26 @@ fn config() -> Config {
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
+    // On a node of its own (the VM lab) it binds every address and keeps its data
+    // in the volume's path, as MinIO would.
+    let ip = match env("MINIO_STANDIN_IP") {
+        ip if ip.is_empty() => "0.0.0.0".to_string(),
+        ip => ip,
+    };
+    let data = match env("MINIO_STANDIN_DATA") {
+        d if d.is_empty() => expand(&env("MINIO_VOLUMES"))
+            .first()
+            .and_then(|url| url.split("://").nth(1))
+            .and_then(|rest| rest.find('/').map(|i| rest[i..].to_string()))
+            .unwrap_or_else(|| "/var/lib/minio-standin".into()),
+        d => d,
+    };
     Config {
-        bind: format!("{}:{port}", env("MINIO_STANDIN_IP")),
+        bind: format!("{ip}:{port}"),
         peers,
         user: env("MINIO_ROOT_USER"),
         password: env("MINIO_ROOT_PASSWORD"),
-        data: PathBuf::from(env("MINIO_STANDIN_DATA")),
+        data: PathBuf::from(data),
     }
 }
 
