@@ -61,6 +61,11 @@ pub struct BuildImageArgs {
     /// Build from the layer cache alone; fail naming any missing layer.
     #[arg(long)]
     pub offline: bool,
+
+    /// Copy this host directory over each node's root, last (repeatable): e.g. a
+    /// MinIO-compatible server at DIR/usr/local/bin/minio, which Debian does not ship.
+    #[arg(long, value_name = "DIR")]
+    pub extra_tree: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -304,6 +304,7 @@ fn build_image(fleet: &Fleet, args: &BuildImageArgs, out: &mut dyn Write) -> Res
         cache: crate::image::layer::cache_dir(),
         offline: args.offline,
         epoch: crate::image::default_epoch(),
+        extra_trees: args.extra_tree.clone(),
     };
     let manifests = crate::image::build(fleet, &nodes, &opts)?;
     for m in manifests {

@@ -4,6 +4,7 @@
 
 pub mod cloudinit;
 pub mod disk;
+pub mod extra;
 pub mod layer;
 pub mod overlay;
 pub mod pxe;
@@ -56,6 +57,8 @@ pub struct BuildOptions {
     pub offline: bool,
     /// SOURCE_DATE_EPOCH: every timestamp in an artifact is at most this.
     pub epoch: u64,
+    /// Host directories copied over every node's root, last (`--extra-tree`).
+    pub extra_trees: Vec<PathBuf>,
 }
 
 /// Run one long build step under a spinner on stderr (hidden when stderr is not a
@@ -104,9 +107,17 @@ pub struct Manifest {
     pub plan_digest: String,
     pub source_date_epoch: u64,
     pub layer: LayerRef,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub extra_trees: Vec<ExtraRef>,
     pub formats: Vec<Format>,
     pub cmdline: Option<String>,
     pub artifacts: Vec<Artifact>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ExtraRef {
+    pub source: String,
+    pub sha256: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -126,6 +137,11 @@ pub fn build(fleet: &Fleet, nodes: &[&Node], opts: &BuildOptions) -> anyhow::Res
         (true, false) => layer::mmdebstrap_version()?,
     };
     let agent = agent_binary()?;
+    let extras = opts
+        .extra_trees
+        .iter()
+        .map(|d| extra::ExtraTree::read(d, opts.epoch))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let mut layers: HashMap<String, Arc<Tree>> = HashMap::new();
     let mut manifests = Vec::new();
     for node in nodes {
@@ -154,7 +170,7 @@ pub fn build(fleet: &Fleet, nodes: &[&Node], opts: &BuildOptions) -> anyhow::Res
             packages: recipe.packages.clone(),
         };
         manifests.push(build_node(
-            fleet, node, &compiled, &base, layer_ref, &agent, opts,
+            fleet, node, &compiled, &base, layer_ref, &agent, &extras, opts,
         )?);
     }
     Ok(manifests)
@@ -209,6 +225,7 @@ fn build_node(
     base: &Tree,
     layer: LayerRef,
     agent: &[u8],
+    extras: &[extra::ExtraTree],
     opts: &BuildOptions,
 ) -> anyhow::Result<Manifest> {
     let mut tree = base.clone();
@@ -220,6 +237,9 @@ fn build_node(
             epoch: opts.epoch,
         };
         overlay.apply(&mut tree)?;
+        for x in extras {
+            x.apply(&mut tree);
+        }
     }
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("creating {}", opts.out.display()))?;
@@ -243,6 +263,13 @@ fn build_node(
             plan_digest: compiled.plan.digest.clone(),
             source_date_epoch: opts.epoch,
             layer,
+            extra_trees: extras
+                .iter()
+                .map(|x| ExtraRef {
+                    source: x.source.display().to_string(),
+                    sha256: x.sha256.clone(),
+                })
+                .collect(),
             formats: opts.formats.clone(),
             cmdline,
             artifacts,
