@@ -37,6 +37,102 @@ pub enum Command {
     Status(StatusArgs),
     /// Build bootable images of one node (or all nodes) into OUT/<nodename>/.
     BuildImage(BuildImageArgs),
+    /// Boot the inventory as qemu VMs on this machine (default: the built-in lab.yml).
+    #[command(subcommand)]
+    Lab(LabCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LabCommand {
+    /// Build missing images, boot every node and wait until every agent is done.
+    Up(LabUpArgs),
+    /// Each node's VM, join state and Patroni role.
+    Status(LabStatusArgs),
+    /// Stop every VM of the lab and remove its network namespace.
+    Down(LabDownArgs),
+    /// Reimage a node: power it off, fresh disk from its image, boot it (no wait).
+    Reimage(LabNodeArgs),
+    /// Power-cut a node (SIGKILL its VM).
+    Kill(LabNodeArgs),
+    /// Boot a node from its current disk (no wait).
+    Start(LabNodeArgs),
+    /// Wait until every agent reports done.
+    Wait(LabWaitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LabDir {
+    /// The lab's directory: images, disks, console logs, lab.json. Default: $PIGSTY_LAB,
+    /// else ~/.cache/pigsty/lab.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct LabUpArgs {
+    #[command(flatten)]
+    pub dir: LabDir,
+
+    /// Copy this host directory over every node's root (repeatable): MinIO members need
+    /// a server at DIR/usr/local/bin/minio.
+    #[arg(long, value_name = "DIR")]
+    pub extra_tree: Vec<PathBuf>,
+
+    /// How qemu runs the guests.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub accel: crate::lab::vm::Accel,
+
+    /// Memory of each VM, MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 1536)]
+    pub memory: u32,
+
+    /// vCPUs of each VM.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub cpus: u32,
+
+    /// Give up waiting for the agents after SECS, naming each node and step not done.
+    #[arg(long, value_name = "SECS", default_value_t = 1200)]
+    pub timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct LabStatusArgs {
+    #[command(flatten)]
+    pub dir: LabDir,
+
+    /// Machine-readable JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LabDownArgs {
+    #[command(flatten)]
+    pub dir: LabDir,
+
+    /// Also remove the VMs' disks and console logs (the images stay).
+    #[arg(long)]
+    pub purge: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LabNodeArgs {
+    #[command(flatten)]
+    pub dir: LabDir,
+
+    /// The node: its nodename or IP.
+    #[arg(value_name = "NODE")]
+    pub node: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LabWaitArgs {
+    #[command(flatten)]
+    pub dir: LabDir,
+
+    /// Give up after SECS, naming each node and step not done.
+    #[arg(long, value_name = "SECS", default_value_t = 1200)]
+    pub timeout: u64,
 }
 
 #[derive(Debug, Args)]

@@ -19,7 +19,14 @@ use crate::render::RenderedFile;
 pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
     let env = std::env::var("PIGSTY_INVENTORY").ok();
     let cwd = std::env::current_dir().context("reading the current directory")?;
-    let source = Source::locate(cli.inventory.as_deref(), env.as_deref(), &cwd);
+    let mut source = Source::locate(cli.inventory.as_deref(), env.as_deref(), &cwd);
+    // The lab boots the built-in lab inventory unless told otherwise.
+    if matches!(cli.command, Command::Lab(_))
+        && cli.inventory.is_none()
+        && env.as_deref().is_none_or(str::is_empty)
+    {
+        source = Source::BuiltInLab;
+    }
     tracing::info!(inventory = %source.name(), "loading inventory");
     match &cli.command {
         Command::Inventory(InventoryCommand::Check(flag)) => check(&source, flag.json, out),
@@ -45,7 +52,152 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
             let loaded = load(&source)?;
             build_image(&loaded.fleet, args, out)
         }
+        Command::Lab(cmd) => lab(&source, cmd, out),
     }
+}
+
+fn lab_dir(d: &crate::cli::LabDir) -> std::path::PathBuf {
+    d.dir.clone().unwrap_or_else(crate::lab::default_dir)
+}
+
+/// Run `f` on a thread inside the lab's network namespace (its traffic stays there).
+fn in_lab<T: Send>(
+    lab: &crate::lab::Lab,
+    f: impl FnOnce() -> anyhow::Result<T> + Send,
+) -> anyhow::Result<T> {
+    let ns = lab.state.netns.clone();
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            crate::lab::net::enter(&ns)?;
+            f()
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("the lab thread panicked"))?
+    })
+}
+
+fn lab(source: &Source, cmd: &crate::cli::LabCommand, out: &mut dyn Write) -> Result<(), Error> {
+    use crate::cli::LabCommand as C;
+    use crate::lab::Lab;
+    match cmd {
+        C::Up(args) => {
+            let loaded = load(source)?;
+            let opts = crate::lab::UpOptions {
+                dir: lab_dir(&args.dir),
+                extra_trees: args.extra_tree.clone(),
+                accel: args.accel,
+                memory_mib: args.memory,
+                cpus: args.cpus,
+                timeout: std::time::Duration::from_secs(args.timeout),
+                cache: crate::image::layer::cache_dir(),
+            };
+            if let Some(tree) = opts.extra_trees.iter().find(|d| !d.is_dir()) {
+                return Err(Error::Usage(format!(
+                    "--extra-tree {}: not a directory",
+                    tree.display()
+                )));
+            }
+            let (lab, ready) = crate::lab::up(&loaded.fleet, &opts).map_err(|e| {
+                if e.to_string().contains("--extra-tree") {
+                    Error::Usage(format!("{e:#}"))
+                } else {
+                    Error::Runtime(e)
+                }
+            })?;
+            writeln!(
+                out,
+                "lab up: {} node(s) done in {:.1} s (first qemu start to last agent done)",
+                lab.state.nodes.len(),
+                ready.as_secs_f64()
+            )
+            .context("writing to stdout")?;
+            let rows = in_lab(&lab, || crate::lab::status(&lab))?;
+            lab_table(&rows, out)
+        }
+        C::Status(args) => {
+            let lab = Lab::open(&lab_dir(&args.dir))?;
+            let rows = in_lab(&lab, || crate::lab::status(&lab))?;
+            if args.json {
+                return write_json(out, &rows);
+            }
+            lab_table(&rows, out)
+        }
+        C::Down(args) => {
+            let stopped = crate::lab::down(&lab_dir(&args.dir), args.purge)?;
+            writeln!(
+                out,
+                "lab down: stopped {}",
+                if stopped.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    stopped.join(", ")
+                }
+            )
+            .context("writing to stdout")?;
+            Ok(())
+        }
+        C::Reimage(args) => {
+            let lab = Lab::open(&lab_dir(&args.dir))?;
+            let pid = lab.reimage(&args.node)?;
+            writeln!(out, "{}: reimaged, booting (qemu pid {pid})", args.node)
+                .context("writing to stdout")?;
+            Ok(())
+        }
+        C::Kill(args) => {
+            let lab = Lab::open(&lab_dir(&args.dir))?;
+            let killed = lab.kill(&args.node)?;
+            writeln!(
+                out,
+                "{}: {}",
+                args.node,
+                if killed {
+                    "powered off"
+                } else {
+                    "was not running"
+                }
+            )
+            .context("writing to stdout")?;
+            Ok(())
+        }
+        C::Start(args) => {
+            let lab = Lab::open(&lab_dir(&args.dir))?;
+            let pid = lab.start(&args.node)?;
+            writeln!(out, "{}: booting (qemu pid {pid})", args.node)
+                .context("writing to stdout")?;
+            Ok(())
+        }
+        C::Wait(args) => {
+            let lab = Lab::open(&lab_dir(&args.dir))?;
+            let took = in_lab(&lab, || {
+                lab.wait_done(std::time::Duration::from_secs(args.timeout))
+            })?;
+            writeln!(out, "every node done ({:.1} s)", took.as_secs_f64())
+                .context("writing to stdout")?;
+            Ok(())
+        }
+    }
+}
+
+fn lab_table(rows: &[crate::lab::StatusRow], out: &mut dyn Write) -> Result<(), Error> {
+    let table: Vec<[String; 7]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.node.clone(),
+                r.ip.clone(),
+                r.vm.clone(),
+                r.join.clone(),
+                r.role.clone(),
+                r.state.clone(),
+                r.lag.map(|l| l.to_string()).unwrap_or_default(),
+            ]
+        })
+        .collect();
+    write_table(
+        out,
+        ["NODE", "IP", "VM", "JOIN", "ROLE", "STATE", "LAG"],
+        &table,
+    )
 }
 
 /// Render an error for stderr: findings with snippets, or a one-line message.

@@ -11,6 +11,7 @@ pub mod compile;
 pub mod diag;
 pub mod image;
 pub mod inventory;
+pub mod lab;
 pub mod model;
 pub mod render;
 pub mod sys;

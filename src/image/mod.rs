@@ -169,8 +169,12 @@ pub fn build(fleet: &Fleet, nodes: &[&Node], opts: &BuildOptions) -> anyhow::Res
             key,
             packages: recipe.packages.clone(),
         };
+        let added = Added {
+            agent: &agent,
+            extras: &extras,
+        };
         manifests.push(build_node(
-            fleet, node, &compiled, &base, layer_ref, &agent, &extras, opts,
+            fleet, node, &compiled, &base, layer_ref, &added, opts,
         )?);
     }
     Ok(manifests)
@@ -218,16 +222,22 @@ fn read_layer(path: &Path) -> anyhow::Result<Tree> {
         .with_context(|| format!("reading layer {}", path.display()))
 }
 
+/// What every node's tree gets on top of its layer besides its own files.
+struct Added<'a> {
+    agent: &'a [u8],
+    extras: &'a [extra::ExtraTree],
+}
+
 fn build_node(
     fleet: &Fleet,
     node: &Node,
     compiled: &Compiled,
     base: &Tree,
     layer: LayerRef,
-    agent: &[u8],
-    extras: &[extra::ExtraTree],
+    added: &Added,
     opts: &BuildOptions,
 ) -> anyhow::Result<Manifest> {
+    let (agent, extras) = (added.agent, added.extras);
     let mut tree = base.clone();
     if opts.formats.iter().any(|f| f.needs_tree()) {
         let overlay = overlay::Overlay {

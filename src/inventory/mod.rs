@@ -14,12 +14,17 @@ use crate::model::Fleet;
 pub const BUILTIN: &str = include_str!("../../inventory/pigsty.yml");
 /// How the built-in inventory is named in messages.
 pub const BUILTIN_NAME: &str = "<built-in>/pigsty.yml";
+/// The built-in lab inventory (`pigsty lab` without `-i`): three nodes, each running
+/// etcd, MinIO and PostgreSQL.
+pub const BUILTIN_LAB: &str = include_str!("../../inventory/lab.yml");
+pub const BUILTIN_LAB_NAME: &str = "<built-in>/lab.yml";
 
 /// Where an inventory comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
     File(PathBuf),
     BuiltIn,
+    BuiltInLab,
 }
 
 impl Source {
@@ -42,6 +47,7 @@ impl Source {
         match self {
             Source::File(p) => p.display().to_string(),
             Source::BuiltIn => BUILTIN_NAME.to_string(),
+            Source::BuiltInLab => BUILTIN_LAB_NAME.to_string(),
         }
     }
 }
@@ -71,6 +77,7 @@ pub fn load(source: &Source) -> Result<Loaded, LoadError> {
     let name = source.name();
     let text = match source {
         Source::BuiltIn => BUILTIN.to_string(),
+        Source::BuiltInLab => BUILTIN_LAB.to_string(),
         Source::File(path) => std::fs::read_to_string(path).map_err(|e| LoadError::Io {
             path: name.clone(),
             source: e,

@@ -1,0 +1,249 @@
+//! One lab VM: a qemu process booting a node's image through the direct-kernel path,
+//! on a copy-on-write disk over the image, with its serial console in a log file.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::sys;
+
+/// How qemu runs the guests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Accel {
+    /// KVM when /dev/kvm answers a probe, TCG otherwise.
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+/// Whether KVM really works here: a VM with no devices must start and quit within a
+/// few seconds (on some machines /dev/kvm exists and qemu hangs on it).
+pub fn kvm_works() -> bool {
+    if !Path::new("/dev/kvm").exists() {
+        return false;
+    }
+    let Ok(mut child) = Command::new("qemu-system-x86_64")
+        .args([
+            "-accel",
+            "kvm",
+            "-machine",
+            "none",
+            "-nodefaults",
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-S",
+            "-qmp",
+            "stdio",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+    else {
+        return false;
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        use std::io::Write;
+        let _ = stdin.write_all(b"{\"execute\":\"qmp_capabilities\"}\n{\"execute\":\"quit\"}\n");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return status.success();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    false
+}
+
+/// Where one VM's files are.
+#[derive(Debug, Clone)]
+pub struct VmPaths {
+    pub dir: PathBuf,
+}
+
+impl VmPaths {
+    pub fn disk(&self) -> PathBuf {
+        self.dir.join("disk.qcow2")
+    }
+    pub fn serial(&self) -> PathBuf {
+        self.dir.join("serial.log")
+    }
+    pub fn pidfile(&self) -> PathBuf {
+        self.dir.join("qemu.pid")
+    }
+    pub fn qemu_log(&self) -> PathBuf {
+        self.dir.join("qemu.log")
+    }
+    /// Which image the disk was made from (the lab's image key).
+    pub fn image_key(&self) -> PathBuf {
+        self.dir.join("image.key")
+    }
+}
+
+/// Everything qemu needs to boot one node.
+pub struct Boot<'a> {
+    pub name: &'a str,
+    pub image_dir: &'a Path,
+    pub paths: &'a VmPaths,
+    pub netns: &'a str,
+    pub tap: &'a str,
+    pub mac: &'a str,
+    pub memory_mib: u32,
+    pub cpus: u32,
+    pub kvm: bool,
+}
+
+/// A fresh copy-on-write disk over the image's raw disk (what a reimage gives).
+pub fn fresh_disk(image_dir: &Path, paths: &VmPaths, key: &str) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&paths.dir)
+        .with_context(|| format!("creating {}", paths.dir.display()))?;
+    let raw = image_dir.join("disk.raw");
+    let disk = paths.disk();
+    let _ = std::fs::remove_file(&disk);
+    sys::run(
+        Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
+            .arg(&raw)
+            .arg(&disk),
+    )?;
+    std::fs::write(paths.image_key(), key)
+        .with_context(|| format!("writing {}", paths.image_key().display()))?;
+    Ok(())
+}
+
+/// Start qemu inside the namespace; it daemonizes and writes its pid file. Returns
+/// the pid.
+pub fn start(b: &Boot) -> anyhow::Result<u32> {
+    let cmdline = std::fs::read_to_string(b.image_dir.join("cmdline"))
+        .with_context(|| format!("reading {}", b.image_dir.join("cmdline").display()))?;
+    let _ = std::fs::remove_file(b.paths.pidfile());
+    let qemu_log = std::fs::File::create(b.paths.qemu_log())
+        .with_context(|| format!("creating {}", b.paths.qemu_log().display()))?;
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", b.netns, "qemu-system-x86_64"])
+        .args(["-name", b.name, "-machine", "q35"])
+        .args(["-accel", if b.kvm { "kvm" } else { "tcg" }])
+        .args(["-m", &b.memory_mib.to_string()])
+        .args(["-smp", &b.cpus.to_string()])
+        .args(["-display", "none", "-monitor", "none"])
+        .arg("-kernel")
+        .arg(b.image_dir.join("vmlinuz"))
+        .arg("-initrd")
+        .arg(b.image_dir.join("initrd.img"))
+        .arg("-append")
+        .arg(cmdline.trim())
+        .arg("-drive")
+        .arg(format!(
+            "file={},format=qcow2,if=virtio,cache=writeback",
+            b.paths.disk().display()
+        ))
+        .args([
+            "-netdev",
+            &format!("tap,id=n0,ifname={},script=no,downscript=no", b.tap),
+        ])
+        .args([
+            "-device",
+            &format!("virtio-net-pci,netdev=n0,mac={}", b.mac),
+        ])
+        .args(["-device", "virtio-rng-pci"])
+        .arg("-chardev")
+        .arg(format!(
+            "file,id=console,path={},append=on",
+            b.paths.serial().display()
+        ))
+        .args(["-serial", "chardev:console"])
+        .arg("-pidfile")
+        .arg(b.paths.pidfile())
+        .arg("-daemonize")
+        .stdin(Stdio::null())
+        .stdout(qemu_log.try_clone()?)
+        .stderr(qemu_log);
+    let status = cmd
+        .status()
+        .with_context(|| format!("starting qemu for {}", b.name))?;
+    if !status.success() {
+        let log = std::fs::read(b.paths.qemu_log()).unwrap_or_default();
+        bail!(
+            "qemu for {} did not start ({status}): {}",
+            b.name,
+            sys::tail(&log, 10)
+        );
+    }
+    read_pid(b.paths)?.with_context(|| format!("qemu for {} wrote no pid file", b.name))
+}
+
+/// The pid of the VM's qemu while it runs (its pid file names a live qemu that uses
+/// this VM's disk).
+pub fn read_pid(paths: &VmPaths) -> anyhow::Result<Option<u32>> {
+    let Ok(text) = std::fs::read_to_string(paths.pidfile()) else {
+        return Ok(None);
+    };
+    let Ok(pid) = text.trim().parse::<u32>() else {
+        return Ok(None);
+    };
+    Ok(is_ours(pid, paths).then_some(pid))
+}
+
+/// A live process whose command line names this VM's disk.
+fn is_ours(pid: u32, paths: &VmPaths) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let disk = paths.disk();
+    let needle = disk.to_string_lossy();
+    String::from_utf8_lossy(&cmdline).contains(needle.as_ref())
+}
+
+/// Power the VM off at once (SIGKILL: a power cut) and wait, bounded, for it to go.
+pub fn kill(paths: &VmPaths) -> anyhow::Result<bool> {
+    let Some(pid) = read_pid(paths)? else {
+        return Ok(false);
+    };
+    // SAFETY: signalling a pid we just checked is our qemu.
+    unsafe {
+        libc::kill(pid as i32, libc::SIGKILL);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if !Path::new(&format!("/proc/{pid}")).exists() || is_zombie(pid) {
+            let _ = std::fs::remove_file(paths.pidfile());
+            return Ok(true);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("qemu (pid {pid}) did not exit within 20 s of SIGKILL")
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('Z'))
+        })
+        .unwrap_or(true)
+}
+
+/// The agent's last progress line on the console (`step patroni: running: ...`).
+pub fn last_agent_line(paths: &VmPaths) -> Option<String> {
+    let text = std::fs::read(paths.serial()).ok()?;
+    let text = String::from_utf8_lossy(&text);
+    text.lines().rev().find_map(|l| {
+        l.split_once("pigsty agent: ")
+            .map(|(_, r)| r.trim().to_string())
+    })
+}
+
+/// The console's last lines, for error messages.
+pub fn serial_tail(paths: &VmPaths, lines: usize) -> String {
+    let text = std::fs::read(paths.serial()).unwrap_or_default();
+    sys::tail(&text, lines)
+}
