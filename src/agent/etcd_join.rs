@@ -133,6 +133,7 @@ pub fn wait_ready(agent: &mut Agent) -> anyhow::Result<String> {
             }
             Attempt::NotYet(last.join("; "))
         })?;
+    agent.checkpoint("etcd-ready:healthy")?;
     let detail = format!("etcd answers healthy at {}", client.base());
     agent.report_to(client);
     Ok(detail)
@@ -140,13 +141,30 @@ pub fn wait_ready(agent: &mut Agent) -> anyhow::Result<String> {
 
 /// The first healthy endpoint: ours first when we are a member, then the others.
 pub fn any_healthy(agent: &Agent) -> Option<Client> {
-    let info = agent.doc.etcd.as_ref()?;
+    first_healthy(agent).ok()
+}
+
+/// The first healthy endpoint, or what each endpoint answered (for a wait's last
+/// answer: "no leader", "connection refused", ...).
+pub fn first_healthy(agent: &Agent) -> Result<Client, String> {
+    let Some(info) = agent.doc.etcd.as_ref() else {
+        return Err("node.json names no etcd cluster".into());
+    };
     let own = info.member.as_ref().map(|m| m.name.as_str());
-    let mut urls: Vec<&EtcdPeer> = info.members.iter().collect();
-    urls.sort_by_key(|m| Some(m.name.as_str()) != own);
-    urls.into_iter()
-        .filter_map(|m| Client::new(&m.client_url, agent.opts.request).ok())
-        .find(|c| c.health().is_ok())
+    let mut peers: Vec<&EtcdPeer> = info.members.iter().collect();
+    peers.sort_by_key(|m| Some(m.name.as_str()) != own);
+    let mut answers = Vec::new();
+    for peer in peers {
+        match Client::new(&peer.client_url, agent.opts.request).and_then(|c| c.health().map(|_| c))
+        {
+            Ok(client) => return Ok(client),
+            Err(e) => answers.push(format!("{e:#}")),
+        }
+    }
+    if answers.is_empty() {
+        answers.push("node.json lists no etcd member".into());
+    }
+    Err(answers.join("; "))
 }
 
 /// The first peer that answers a member list, and that list.

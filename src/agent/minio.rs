@@ -370,23 +370,32 @@ fn enable_versioning(agent: &Agent, s3: &S3, bucket: &str) -> anyhow::Result<()>
     Ok(())
 }
 
-/// Users need MinIO's admin API; say whether the server has one.
+/// Users need MinIO's admin API; say whether the server has one. A server without it
+/// (RustFS, Silo, or one that answers 404/501 there) is not an error: the buckets are
+/// made, and the detail names the users left for the operator.
 fn users_note(s3: &S3, m: &MinioInfo) -> String {
     if m.users.is_empty() {
         return "no users to create".into();
     }
     let names: Vec<&str> = m.users.iter().map(|u| u.access_key.as_str()).collect();
-    match s3.send("GET", "/minio/admin/v3/info", &[], &[], b"") {
-        Ok((200, _)) => format!(
-            "users [{}] not created: the server has MinIO's admin API, whose encrypted request format the agent does not implement yet",
-            names.join(", ")
+    let url = format!("{}/minio/admin/v3/info", s3.base);
+    let why = match s3.send("GET", "/minio/admin/v3/info", &[], &[], b"") {
+        Ok((200, _)) => "the server has MinIO's admin API, whose encrypted request format \
+                         the agent does not implement yet; create them with mc admin"
+            .to_string(),
+        Ok((code @ (401 | 403), body)) => format!(
+            "the admin API refused the root credentials (GET {url}: HTTP {code}: {})",
+            s3_error(&body)
         ),
-        Ok((code, _)) => format!(
-            "users [{}] not created: the server has no MinIO admin API (HTTP {code})",
-            names.join(", ")
+        Ok((code, body)) => format!(
+            "the server has no MinIO admin API (GET {url}: HTTP {code}: {})",
+            s3_error(&body)
         ),
-        Err(e) => format!("users [{}] not created: {e:#}", names.join(", ")),
-    }
+        Err(e) => format!("the admin API did not answer: {e:#}"),
+    };
+    let note = format!("users [{}] not created: {why}", names.join(", "));
+    tracing::warn!("{note}");
+    note
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::Agent;
 use super::etcd::Client as Etcd;
-use super::etcd_join::any_healthy;
+use super::etcd_join::first_healthy;
 use super::input::PgInfo;
 use super::retry::Attempt;
 
@@ -196,15 +196,20 @@ fn wait_for_etcd(agent: &Agent) -> anyhow::Result<Etcd> {
         .as_ref()
         .map(|e| e.client_urls.join(","))
         .unwrap_or_default();
-    Ok(agent.opts.policy().wait(
-        STEP,
-        "a healthy etcd (Patroni's DCS)",
-        &urls,
-        || match any_healthy(agent) {
-            Some(c) => Attempt::Ready(c),
-            None => Attempt::NotYet("no etcd member answers healthy".into()),
-        },
-    )?)
+    Ok(agent
+        .opts
+        .policy()
+        .wait(
+            STEP,
+            "a healthy etcd (Patroni's DCS)",
+            &urls,
+            || match first_healthy(agent) {
+                Ok(c) => Attempt::Ready(c),
+                Err(answers) => {
+                    Attempt::NotYet(format!("no etcd member answers healthy: {answers}"))
+                }
+            },
+        )?)
 }
 
 fn read_key(dcs: &Etcd, key: &str) -> anyhow::Result<Option<String>> {

@@ -87,6 +87,40 @@ fn is_connection_error(msg: &str) -> bool {
     .any(|m| msg.contains(m))
 }
 
+/// pgBackRest's answer while another pgBackRest process holds the stanza's lock: the
+/// server's own archive-push, or a run of an agent killed a moment ago whose child
+/// is still finishing. Waiting (bounded) helps; failing at once would not.
+fn is_lock_busy(msg: &str) -> bool {
+    msg.contains("unable to acquire lock")
+}
+
+/// Run a pgBackRest command until it succeeds; a busy lock or a server not up yet is
+/// retried within the policy, any other failure is final.
+fn pgbackrest_until_done(
+    agent: &Agent,
+    pg: &PgInfo,
+    what: &str,
+    args: &[&str],
+) -> anyhow::Result<()> {
+    agent.opts.policy().wait(
+        "pgbackrest",
+        what,
+        &pg.pgbackrest.stanza,
+        || match sys::run(&mut pgbackrest_cmd(agent, pg, args)) {
+            Ok(_) => Attempt::Ready(()),
+            Err(e) => {
+                let msg = e.to_string();
+                if is_connection_error(&msg) || is_lock_busy(&msg) {
+                    Attempt::NotYet(msg)
+                } else {
+                    Attempt::Fatal(e.into())
+                }
+            }
+        },
+    )?;
+    Ok(())
+}
+
 /// pgbackrest as the dbsu with the node's config file.
 fn pgbackrest_cmd(agent: &Agent, pg: &PgInfo, args: &[&str]) -> Command {
     let config = agent.path(&pg.pgbackrest.config);
@@ -140,19 +174,7 @@ pub fn pgbackrest(agent: &mut Agent) -> anyhow::Result<String> {
         .clone()
         .context("node.json has no pg section")?;
     wait_repo(agent, "pgbackrest", &pg)?;
-    agent
-        .opts
-        .policy()
-        .wait(
-            "pgbackrest",
-            "stanza-create",
-            &pg.pgbackrest.stanza,
-            || match sys::run(&mut pgbackrest_cmd(agent, &pg, &["stanza-create"])) {
-                Ok(_) => Attempt::Ready(()),
-                Err(e) if is_connection_error(&e.to_string()) => Attempt::NotYet(e.to_string()),
-                Err(e) => Attempt::Fatal(e.into()),
-            },
-        )?;
+    pgbackrest_until_done(agent, &pg, "stanza-create", &["stanza-create"])?;
     agent.checkpoint("pgbackrest:stanza")?;
     let info = sys::run_stdout(&mut pgbackrest_cmd(agent, &pg, &["info", "--output=json"]))?;
     let stanzas: Vec<StanzaInfo> = serde_json::from_str(&info).unwrap_or_default();
@@ -164,7 +186,12 @@ pub fn pgbackrest(agent: &mut Agent) -> anyhow::Result<String> {
         ));
     }
     // pgBackRest bounds its own waits (archive-timeout, db-timeout, io-timeout).
-    sys::run(&mut pgbackrest_cmd(agent, &pg, &["--type=full", "backup"]))?;
+    pgbackrest_until_done(
+        agent,
+        &pg,
+        "the first full backup",
+        &["--type=full", "backup"],
+    )?;
     agent.checkpoint("pgbackrest:backup")?;
     Ok(format!(
         "stanza {} created, first full backup taken",

@@ -170,14 +170,20 @@ pub fn prepare_patroni(node: &TestNode, ip: &str) {
     std::fs::create_dir_all(node.root.join("pg/log")).unwrap();
     chown_postgres(&node.root.join("pg"));
     open_up(&node.root);
-    node.services.define(
+    define_patroni(&node.services, &node.root);
+}
+
+/// `patroni.service` of a root that [`prepare_patroni`] made runnable: Patroni run by
+/// the postgres user. Also for an agent process of its own on that root.
+pub fn define_patroni(services: &Processes, root: &Path) {
+    services.define(
         "patroni.service",
         ProcessSpec {
             program: PATRONI.into(),
-            args: vec![conf.display().to_string()],
+            args: vec![root.join("etc/patroni/patroni.yml").display().to_string()],
             user: Some("postgres".into()),
-            cwd: Some(node.root.join("pg")),
-            log: node.root.join("patroni.log"),
+            cwd: Some(root.join("pg")),
+            log: root.join("patroni.log"),
             ..ProcessSpec::default()
         },
     );
@@ -284,7 +290,18 @@ pub fn prepare_extras(node: &TestNode, ip: &str) {
         ],
     );
     let conf = etc.join("pgbackrest/pgbackrest.conf");
-    rewrite(&conf, &[("=/pg/", format!("={root}/pg/"))]);
+    // Each node its own lock path: every test cluster is stanza pg-t, and pgBackRest's
+    // default /tmp/pgbackrest would make nodes of parallel tests wait for each other.
+    rewrite(
+        &conf,
+        &[
+            ("=/pg/", format!("={root}/pg/")),
+            (
+                "[global]\n",
+                format!("[global]\nlock-path={root}/pg/lock\n"),
+            ),
+        ],
+    );
     rewrite(
         &etc.join("patroni/patroni.yml"),
         &[
@@ -298,21 +315,28 @@ pub fn prepare_extras(node: &TestNode, ip: &str) {
             ),
         ],
     );
-    for d in ["pg/backup", "pg/spool", "pg/log/pgbackrest"] {
+    for d in ["pg/backup", "pg/spool", "pg/log/pgbackrest", "pg/lock"] {
         std::fs::create_dir_all(node.root.join(d)).unwrap();
     }
     chown_postgres(&node.root.join("pg"));
-    node.services.define(
+    define_extras(&node.services, &node.root);
+}
+
+/// `pgbouncer.service` and `haproxy.service` of a root that [`prepare_extras`] made
+/// runnable. Also for an agent process of its own on that root.
+pub fn define_extras(services: &Processes, root: &Path) {
+    let etc = root.join("etc");
+    services.define(
         "pgbouncer.service",
         ProcessSpec {
             program: "/usr/sbin/pgbouncer".into(),
             args: vec![etc.join("pgbouncer/pgbouncer.ini").display().to_string()],
             user: Some("postgres".into()),
-            log: node.root.join("pgbouncer.log"),
+            log: root.join("pgbouncer.log"),
             ..ProcessSpec::default()
         },
     );
-    node.services.define(
+    services.define(
         "haproxy.service",
         ProcessSpec {
             program: "/usr/sbin/haproxy".into(),
@@ -321,7 +345,7 @@ pub fn prepare_extras(node: &TestNode, ip: &str) {
                 "-f".into(),
                 etc.join("haproxy/haproxy.cfg").display().to_string(),
             ],
-            log: node.root.join("haproxy.log"),
+            log: root.join("haproxy.log"),
             ..ProcessSpec::default()
         },
     );
