@@ -111,9 +111,12 @@ impl Client {
     /// A client of `base` (`http://127.0.0.1:2379`); each request times out after
     /// `timeout`, so a silent peer cannot stall a wait.
     pub fn new(base: &str, timeout: Duration) -> anyhow::Result<Client> {
+        // Peers are addressed directly: a proxy from the environment must not carry
+        // cluster traffic off the node's network.
         let http = reqwest::blocking::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
+            .no_proxy()
             .build()
             .context("building the HTTP client")?;
         Ok(Client {
