@@ -185,6 +185,7 @@ fn join_fails_clearly_when_the_cluster_lost_quorum() {
         msg.contains("step etcd") && msg.contains("timed out"),
         "{msg}"
     );
+    assert!(msg.contains(&format!("{net}.4:{}", ports[3].0)), "{msg}");
     assert!(msg.contains("last answer"), "{msg}");
 
     // 2. A new member cannot be added at all.
@@ -367,5 +368,200 @@ fn a_killed_agent_process_resumes() {
     assert!(
         members.iter().all(|m| m.started() && !m.is_learner),
         "{members:?}"
+    );
+}
+
+/// `pigsty` run as the admin would, with its stdout parsed as JSON when asked.
+fn pigsty(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_pigsty"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn json_of(out: &std::process::Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// PostgreSQL nodes whose join stops at Patroni, read back through `pigsty agent
+/// status` and `pigsty status -i` (from real etcd): a client node whose etcd never
+/// appears, a primary whose Patroni cannot start, a replica waiting for a leader
+/// that never comes, and that replica again once etcd is gone. Patroni itself never
+/// runs here, so no root is needed.
+#[test]
+fn stopped_joins_show_in_agent_status_and_fleet_status() {
+    let _serial = one_at_a_time();
+    if !have(&[ETCD]) {
+        return;
+    }
+    let net = "127.0.13";
+    let tmp = tempfile::tempdir().unwrap();
+    let inv = support::pg_inventory(net, 2, "");
+    let inv_path = tmp.path().join("inventory.yml");
+    std::fs::write(&inv_path, &inv).unwrap();
+    let etcd_port = {
+        let l = inv.lines().find(|l| l.contains("etcd_seq: 1")).unwrap();
+        let at = l.find("etcd_port: ").unwrap() + 11;
+        l[at..].split(',').next().unwrap().parse::<u16>().unwrap()
+    };
+    let etcd_url = format!("http://{net}.1:{etcd_port}");
+    let primary = TestNode::render(tmp.path(), "n1", &inv, "pg-t-1");
+    let replica = TestNode::render(tmp.path(), "n2", &inv, "pg-t-2");
+
+    // 1. etcd never appears: the client node's etcd-ready stops at its bound, naming
+    //    the endpoint and what it answered.
+    let err = replica
+        .firstboot(&replica.options(Duration::from_secs(2)))
+        .unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("step etcd-ready: timed out") && msg.contains(&etcd_url),
+        "{msg}"
+    );
+    assert!(msg.contains("last answer: GET"), "{msg}");
+
+    // 2. The primary bootstraps etcd, then its Patroni cannot start (none is
+    //    installed on this node): the failure is reported to etcd.
+    let err = primary
+        .firstboot(&primary.options(Duration::from_secs(30)))
+        .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("join step patroni"),
+        "{err:#}\n{}",
+        primary.log("etcd.log")
+    );
+
+    // 3. The replica now passes etcd-ready and waits for a leader that never comes.
+    let err = replica
+        .firstboot(&replica.options(Duration::from_secs(2)))
+        .unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("step patroni: timed out")
+            && msg.contains(&format!("{etcd_url} (etcd key /pg/pg-t/leader)")),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("last answer: no leader and no initialize key"),
+        "{msg}"
+    );
+
+    // 4. `pigsty agent status` on the replica: where it stopped and why.
+    let root = replica.root.as_os_str();
+    let status = json_of(&pigsty(&[
+        "agent".as_ref(),
+        "status".as_ref(),
+        "--json".as_ref(),
+        "--root".as_ref(),
+        root,
+    ]));
+    assert_eq!(status["node"], "pg-t-2");
+    assert_eq!(status["done"], false);
+    assert_eq!(status["current"], "patroni");
+    assert_eq!(status["steps"]["etcd-ready"]["status"], "done", "{status}");
+    assert_eq!(status["steps"]["etcd-ready"]["attempts"], 2, "{status}");
+    assert_eq!(status["steps"]["patroni"]["status"], "failed", "{status}");
+    let error = status["steps"]["patroni"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("/pg/pg-t/leader") && error.contains("last answer"),
+        "{error}"
+    );
+    let out = pigsty(&["agent".as_ref(), "status".as_ref(), "--root".as_ref(), root]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("first boot: at step patroni"), "{text}");
+    assert!(
+        lines.any(|l| l.starts_with("patroni") && l.contains("failed")),
+        "{text}"
+    );
+
+    // 5. `pigsty status -i` reads every node's report from etcd: the two that ran,
+    //    the one that never did, and a report from a node the inventory lacks.
+    Client::new(&etcd_url, Duration::from_secs(2))
+        .unwrap()
+        .put(
+            &format!("{}ghost", pigsty::agent::NODES_PREFIX),
+            br#"{"node":"ghost","done":true,"order":["done"]}"#,
+        )
+        .unwrap();
+    let i = inv_path.as_os_str();
+    let rows = json_of(&pigsty(&[
+        "-i".as_ref(),
+        i,
+        "status".as_ref(),
+        "--json".as_ref(),
+    ]));
+    let row = |name: &str| {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["nodename"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no row for {name}: {rows}"))
+    };
+    assert_eq!(row("pg-t-1")["state"], "patroni failed", "{rows}");
+    assert!(
+        row("pg-t-1")["note"]
+            .as_str()
+            .unwrap()
+            .contains("patroni.service"),
+        "{rows}"
+    );
+    assert_eq!(row("pg-t-2")["state"], "patroni failed", "{rows}");
+    assert!(
+        row("pg-t-2")["note"]
+            .as_str()
+            .unwrap()
+            .contains("/pg/pg-t/leader"),
+        "{rows}"
+    );
+    assert_eq!(row("pg-t-3")["state"], "unreported", "{rows}");
+    assert_eq!(row("ghost")["state"], "done", "{rows}");
+    assert!(
+        row("ghost")["note"]
+            .as_str()
+            .unwrap()
+            .starts_with("not in the inventory"),
+        "{rows}"
+    );
+    let out = pigsty(&["-i".as_ref(), i, "status".as_ref()]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("NODE"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("pg-t-3") && l.contains("unreported")),
+        "{text}"
+    );
+
+    // 6. etcd is gone while the replica's join resumes: Patroni's wait for its DCS
+    //    stops at the bound with what the endpoint answered; `pigsty status` fails
+    //    naming the endpoint.
+    primary.services.kill_all();
+    let err = replica
+        .firstboot(&replica.options(Duration::from_secs(2)))
+        .unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("step patroni: timed out") && msg.contains("a healthy etcd"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!(
+            "last answer: no etcd member answers healthy: GET {etcd_url}/health"
+        )),
+        "{msg}"
+    );
+    let out = pigsty(&["-i".as_ref(), i, "status".as_ref()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no etcd endpoint answered") && err.contains(&etcd_url),
+        "{err}"
     );
 }

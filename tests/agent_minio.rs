@@ -177,6 +177,12 @@ fn three_members_start_and_the_first_creates_buckets() {
         msg.contains("step minio-buckets") && msg.contains("HTTP 403"),
         "{msg}"
     );
+    // The peer and its answer.
+    assert!(
+        msg.contains(&format!("at {base}: PUT {base}/pgsql"))
+            && msg.contains("SignatureDoesNotMatch"),
+        "{msg}"
+    );
     eprintln!("total: {:?}", t0.elapsed());
 }
 

@@ -119,7 +119,16 @@ fn primary_bootstraps_and_a_replica_streams_with_kills_between() {
         msg.contains("step patroni") && msg.contains("pg-t-3 to stream from pg-t-1"),
         "{msg}"
     );
-    assert!(msg.contains("replicates to [pg-t-2:streaming]"), "{msg}");
+    let api1 = port_of(&inv, &format!("{net}.1"), "patroni_port");
+    assert!(
+        msg.contains(&format!("at http://{net}.1:{api1}/patroni")),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("last answer: leader pg-t-1 (")
+            && msg.contains(") replicates to [pg-t-2:streaming]"),
+        "{msg}"
+    );
     assert!(
         wrong
             .log("patroni.log")
@@ -172,6 +181,10 @@ fn missing_leader_leftover_initialize_and_unreachable_primary() {
         msg.contains("step patroni") && msg.contains("/pg/pg-t/leader"),
         "{msg}"
     );
+    assert!(
+        msg.contains(&format!("{net}.1:{etcd_port} (etcd key /pg/pg-t/leader)")),
+        "{msg}"
+    );
     assert!(msg.contains("the primary has not started"), "{msg}");
 
     // 2. A leftover `initialize` key: the fresh primary reports it at once.
@@ -209,5 +222,13 @@ fn missing_leader_leftover_initialize_and_unreachable_primary() {
     let msg = format!("{err:#}");
     let api = port_of(&inv, &format!("{net}.1"), "patroni_port");
     assert!(msg.contains(&format!("{net}.1:{api}/patroni")), "{msg}");
-    assert!(msg.contains("to stream from pg-t-1"), "{msg}");
+    assert!(
+        msg.contains("step patroni: timed out") && msg.contains("to stream from pg-t-1"),
+        "{msg}"
+    );
+    // What the unreachable primary "answered": the connection error.
+    assert!(
+        msg.contains(&format!("last answer: GET http://{net}.1:{api}/patroni")),
+        "{msg}"
+    );
 }

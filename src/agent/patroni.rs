@@ -120,7 +120,8 @@ fn lead(agent: &Agent, pg: &PgInfo) -> anyhow::Result<String> {
 fn follow(agent: &Agent, pg: &PgInfo, dcs: &Etcd) -> anyhow::Result<String> {
     // Patroni would start and wait too, but without a bound and without saying why.
     let leader_key = &pg.dcs_keys.leader;
-    let leader = agent.opts.policy().wait(STEP, "the leader key", leader_key, || {
+    let peer = format!("{} (etcd key {leader_key})", dcs.base());
+    let leader = agent.opts.policy().wait(STEP, "the leader key", &peer, || {
         match read_key(dcs, leader_key) {
             Ok(Some(name)) => Attempt::Ready(name),
             Ok(None) => match read_key(dcs, &pg.dcs_keys.initialize) {
