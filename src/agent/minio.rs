@@ -152,6 +152,8 @@ impl S3 {
             http: reqwest::blocking::Client::builder()
                 .timeout(timeout)
                 .connect_timeout(timeout)
+                // Peers are addressed directly, never through a proxy from the environment.
+                .no_proxy()
                 .build()
                 .context("building the HTTP client")?,
         })

@@ -50,9 +50,11 @@ pub fn get(http: &reqwest::blocking::Client, url: &str) -> anyhow::Result<(u16, 
 }
 
 pub fn http_client(agent: &Agent) -> anyhow::Result<reqwest::blocking::Client> {
+    // Peers are addressed directly, never through a proxy from the environment.
     reqwest::blocking::Client::builder()
         .timeout(agent.opts.request)
         .connect_timeout(agent.opts.request)
+        .no_proxy()
         .build()
         .context("building the HTTP client")
 }
