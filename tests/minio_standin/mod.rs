@@ -212,8 +212,15 @@ fn handle(cfg: &Config, conn: TcpStream) -> std::io::Result<()> {
     match (req.method.as_str(), req.path.as_str()) {
         ("GET", "/minio/health/live") => respond(conn, 200, ""),
         ("GET", "/minio/health/cluster") => {
+            // A single node (MINIO_VOLUMES a plain path) has no peers: it is its
+            // own quorum.
             let up = cfg.peers.iter().filter(|p| live(p, &cfg.bind)).count();
             let quorum = cfg.peers.len() / 2 + 1;
+            let (up, quorum) = if cfg.peers.is_empty() {
+                (1, 1)
+            } else {
+                (up, quorum)
+            };
             if up >= quorum {
                 respond(conn, 200, "")
             } else {
@@ -266,7 +273,13 @@ fn live(peer: &str, me: &str) -> bool {
     if peer == me {
         return true;
     }
-    let Ok(addr) = peer.parse() else { return false };
+    // Names resolve as MinIO's do (/etc/hosts on a node).
+    let Some(addr) = std::net::ToSocketAddrs::to_socket_addrs(peer)
+        .ok()
+        .and_then(|mut a| a.next())
+    else {
+        return false;
+    };
     let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
         return false;
     };

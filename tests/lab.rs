@@ -1,0 +1,486 @@
+//! The end-to-end test of the whole product: `pigsty lab up` boots inventory/lab.yml
+//! (three nodes, each running etcd, MinIO and Patroni/PostgreSQL 15) as qemu VMs from
+//! the images `build-image` makes, and the clusters must form, fail over, and survive
+//! a reimage and a power cut in the middle of a first boot.
+//!
+//! No MinIO-compatible server can be installed here, so the VMs run the MinIO
+//! STAND-IN of tests/minio_standin: this very test executable, copied into each image
+//! as /usr/local/bin/minio (an extra tree). Run as `minio server ...` it serves as the
+//! stand-in instead of testing.
+//!
+//! It needs root, qemu, mmdebstrap with the Debian mirror (once, for the layer) and
+//! about twenty minutes of TCG, so like the other VM tests it runs only when asked:
+//! `cargo test --test lab -- --include-ignored` (ci/test.sh does).
+//!
+//! A custom harness (harness = false): the steps share one lab and run in order.
+
+#[path = "minio_standin/mod.rs"]
+mod minio_standin;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use pigsty::agent::etcd;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("server") {
+        minio_standin::serve();
+    }
+    let asked = args
+        .iter()
+        .any(|a| a == "--include-ignored" || a == "--ignored");
+    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    let selected = filters.is_empty() || filters.iter().any(|f| "lab_e2e".contains(f.as_str()));
+    if args.iter().any(|a| a == "--list") {
+        println!("lab_e2e: test");
+        return;
+    }
+    if !selected {
+        return;
+    }
+    if !asked {
+        println!(
+            "test lab_e2e ... ignored (needs root, qemu and ~20 min of TCG; run with --include-ignored)"
+        );
+        return;
+    }
+    println!("test lab_e2e ...");
+    e2e();
+    println!("test lab_e2e ... ok");
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn lab_dir() -> PathBuf {
+    std::env::var_os("PIGSTY_LAB").map_or_else(
+        || PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("lab"),
+        PathBuf::from,
+    )
+}
+
+fn cache() -> PathBuf {
+    std::env::var_os("PIGSTY_CACHE")
+        .map_or_else(|| root().join("target/pigsty-cache"), PathBuf::from)
+}
+
+/// `pigsty -i inventory/lab.yml lab ARGS --dir LAB`.
+fn pigsty(args: &[&str]) -> Output {
+    let inv = root().join("inventory/lab.yml");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pigsty"));
+    cmd.arg("-i").arg(&inv).arg("lab").args(args);
+    cmd.arg("--dir").arg(lab_dir());
+    cmd.env("PIGSTY_CACHE", cache());
+    // Progress (stderr) shows in the test's output as it happens.
+    cmd.stderr(Stdio::inherit());
+    cmd.output().expect("running pigsty")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = pigsty(args);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "pigsty lab {args:?} failed ({}):\n{stdout}",
+        out.status,
+    );
+    stdout
+}
+
+/// The extra tree holding the stand-in as /usr/local/bin/minio (debug sections
+/// stripped: the image needs only the code).
+fn standin_tree() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("lab-extra");
+    let bin = dir.join("usr/local/bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let dest = bin.join("minio");
+    let st = Command::new("strip")
+        .arg("--strip-debug")
+        .arg("-o")
+        .arg(&dest)
+        .arg(&exe)
+        .status();
+    if !st.is_ok_and(|s| s.success()) {
+        std::fs::copy(&exe, &dest).unwrap();
+    }
+    dir
+}
+
+const NODES: [(&str, &str); 3] = [
+    ("pg-lab-1", "10.10.10.11"),
+    ("pg-lab-2", "10.10.10.12"),
+    ("pg-lab-3", "10.10.10.13"),
+];
+const DSN_USER: &str = "user=dbuser_lab password=DBUser.Lab dbname=lab connect_timeout=5";
+
+fn ip_of(name: &str) -> &'static str {
+    NODES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .expect("a lab node")
+        .1
+}
+
+/// Stops the lab however the test ends, so no VM outlives it.
+struct Down;
+
+impl Drop for Down {
+    fn drop(&mut self) {
+        let out = pigsty(&["down", "--purge"]);
+        eprintln!("lab down: {}", String::from_utf8_lossy(&out.stdout).trim());
+    }
+}
+
+/// Move this (single-threaded) process into the lab's namespace: every socket it
+/// opens from now on, and every process it starts, lives there.
+fn enter_lab() {
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(lab_dir().join("lab.json")).unwrap()).unwrap();
+    let ns = state["netns"].as_str().unwrap();
+    pigsty::lab::net::enter(ns).expect("entering the lab's namespace");
+}
+
+/// psql with one statement; Err carries psql's message.
+fn psql(host: &str, port: u16, sql: &str) -> Result<String, String> {
+    let out = Command::new("psql")
+        .arg(format!("host={host} port={port} {DSN_USER}"))
+        .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+}
+
+fn http() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .connect_timeout(Duration::from_secs(2))
+        .no_proxy()
+        .build()
+        .unwrap()
+}
+
+/// Poll `f` every second until it gives Some, for at most `limit`.
+fn until<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Result<T, String>) -> T {
+    let start = Instant::now();
+    let mut last = String::new();
+    while start.elapsed() < limit {
+        match f() {
+            Ok(v) => return v,
+            Err(e) => last = e,
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    panic!("{what}: not within {limit:?}; last: {last}");
+}
+
+#[derive(serde::Deserialize, Debug, Clone)]
+struct Member {
+    name: String,
+    role: String,
+    state: String,
+}
+
+/// Patroni's /cluster from the first node that answers (skipping `down`).
+fn cluster(down: &[&str]) -> Result<Vec<Member>, String> {
+    let http = http();
+    let mut last = String::new();
+    for (name, ip) in NODES {
+        if down.contains(&name) {
+            continue;
+        }
+        match http.get(format!("http://{ip}:8008/cluster")).send() {
+            Ok(r) => {
+                let v: serde_json::Value = r.json().map_err(|e| e.to_string())?;
+                return serde_json::from_value(v["members"].clone()).map_err(|e| e.to_string());
+            }
+            Err(e) => last = e.to_string(),
+        }
+    }
+    Err(last)
+}
+
+/// One leader and every other member a replica that the leader sees streaming.
+fn formed(expect: usize) -> Result<String, String> {
+    let members = cluster(&[])?;
+    let leaders: Vec<&Member> = members.iter().filter(|m| m.role == "leader").collect();
+    if leaders.len() != 1 || members.len() != expect {
+        return Err(format!("members: {members:?}"));
+    }
+    let leader = leaders[0].name.clone();
+    let body = http()
+        .get(format!("http://{}:8008/patroni", ip_of(&leader)))
+        .send()
+        .and_then(|r| r.text())
+        .map_err(|e| e.to_string())?;
+    let status: pigsty::agent::patroni::PatroniStatus =
+        serde_json::from_str(&body).map_err(|e| e.to_string())?;
+    let streaming: Vec<&str> = status
+        .replication
+        .iter()
+        .filter(|r| r.state == "streaming")
+        .map(|r| r.application_name.as_str())
+        .collect();
+    for m in members.iter().filter(|m| m.name != leader) {
+        if !streaming.contains(&m.name.as_str()) {
+            return Err(format!(
+                "{} ({}, {}) is not streaming from {leader}; leader sees {streaming:?}",
+                m.name, m.role, m.state
+            ));
+        }
+    }
+    Ok(leader)
+}
+
+/// etcd: every node a started, voting member and healthy.
+fn etcd_members() -> Result<Vec<String>, String> {
+    let c = etcd::Client::new("http://10.10.10.11:2379", Duration::from_secs(3))
+        .map_err(|e| e.to_string())?;
+    let members = c.member_list().map_err(|e| format!("{e:#}"))?;
+    let mut names: Vec<String> = members.iter().map(|m| m.name.clone()).collect();
+    names.sort();
+    if members.len() != 3 || members.iter().any(|m| m.is_learner || !m.started()) {
+        return Err(format!("members: {members:?}"));
+    }
+    for (_, ip) in NODES {
+        let c = etcd::Client::new(&format!("http://{ip}:2379"), Duration::from_secs(3))
+            .map_err(|e| e.to_string())?;
+        if !c.health().map_err(|e| format!("{ip}: {e:#}"))? {
+            return Err(format!("{ip} unhealthy"));
+        }
+    }
+    Ok(names)
+}
+
+fn count_rows(host: &str, port: u16) -> Result<i64, String> {
+    psql(host, port, "SELECT count(*) FROM lab_rows")?
+        .parse()
+        .map_err(|e| format!("{e}"))
+}
+
+/// Wait for one node's console to show `marker` (bounded).
+fn wait_console(name: &str, marker: &str, limit: Duration) {
+    let log = lab_dir().join("vms").join(name).join("serial.log");
+    until(
+        &format!("{name}'s console to show {marker:?}"),
+        limit,
+        || {
+            let text = std::fs::read(&log).map_err(|e| e.to_string())?;
+            if String::from_utf8_lossy(&text).contains(marker) {
+                Ok(())
+            } else {
+                Err("not yet".into())
+            }
+        },
+    );
+}
+
+fn e2e() {
+    let extra = standin_tree();
+    let mut figures: BTreeMap<&str, f64> = BTreeMap::new();
+    let _down = Down;
+    // A lab left by an earlier run would not be a first boot.
+    let _ = pigsty(&["down", "--purge"]);
+
+    // Boot: every agent done.
+    let out = ok(&[
+        "up",
+        "--extra-tree",
+        extra.to_str().unwrap(),
+        "--accel",
+        "tcg",
+    ]);
+    println!("{out}");
+    let ready: f64 = out
+        .split("done in ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .expect("lab up reports its ready time");
+    figures.insert("boot_to_ready_s", ready);
+    enter_lab();
+
+    // etcd: three healthy voting members.
+    let names = until(
+        "etcd with 3 healthy members",
+        Duration::from_secs(60),
+        etcd_members,
+    );
+    assert_eq!(names, ["etcd-1", "etcd-2", "etcd-3"]);
+    // Patroni: one leader, two streaming replicas.
+    let leader = until(
+        "a leader with 2 streaming replicas",
+        Duration::from_secs(120),
+        || formed(3),
+    );
+    println!("patroni leader: {leader}");
+
+    // A row written through the primary service is read back through the replica one.
+    psql(
+        "10.10.10.12",
+        5433,
+        "CREATE TABLE lab_rows (id int PRIMARY KEY, note text); \
+         INSERT INTO lab_rows SELECT g, 'before failover' FROM generate_series(1, 100) g",
+    )
+    .expect("writing through 5433");
+    let seen = until(
+        "the rows on the replica service (5434)",
+        Duration::from_secs(30),
+        || match count_rows("10.10.10.13", 5434)? {
+            100 => Ok(100),
+            n => Err(format!("{n} rows")),
+        },
+    );
+    assert_eq!(seen, 100);
+    // The replica service lands on a replica.
+    assert_eq!(
+        psql("10.10.10.13", 5434, "SELECT pg_is_in_recovery()").unwrap(),
+        "t"
+    );
+    // pgbouncer answers on 6432 for the database.
+    assert_eq!(psql("10.10.10.11", 6432, "SELECT 1").unwrap(), "1");
+
+    // Fault 1: kill the primary's VM.
+    let mut committed = 100;
+    for i in 101..=150 {
+        psql(
+            "10.10.10.12",
+            5433,
+            &format!("INSERT INTO lab_rows VALUES ({i}, 'last before kill')"),
+        )
+        .expect("insert");
+        committed = i;
+    }
+    let t0 = Instant::now();
+    ok(&["kill", &leader]);
+    let survivors: Vec<(&str, &str)> = NODES
+        .iter()
+        .copied()
+        .filter(|(n, _)| *n != leader)
+        .collect();
+    let new_leader = until("a new leader", Duration::from_secs(120), || {
+        let members = cluster(&[leader.as_str()])?;
+        members
+            .iter()
+            .find(|m| m.role == "leader" && m.name != leader && m.state == "running")
+            .map(|m| m.name.clone())
+            .ok_or_else(|| format!("{members:?}"))
+    });
+    let failover = t0.elapsed().as_secs_f64();
+    let via = survivors[0].1;
+    until(
+        "writes through 5433 after failover",
+        Duration::from_secs(120),
+        || {
+            psql(
+                via,
+                5433,
+                &format!(
+                    "INSERT INTO lab_rows VALUES ({}, 'after failover')",
+                    committed + 1
+                ),
+            )
+        },
+    );
+    let resumed = t0.elapsed().as_secs_f64();
+    committed += 1;
+    let n = count_rows(via, 5433).unwrap();
+    assert_eq!(
+        n,
+        i64::from(committed),
+        "committed rows lost in the failover"
+    );
+    println!(
+        "failover: {leader} killed, {new_leader} leads after {failover:.1} s, writes resumed after {resumed:.1} s"
+    );
+    figures.insert("failover_leader_s", failover);
+    figures.insert("failover_writes_s", resumed);
+    // The old primary boots from its own disk and rejoins as a replica.
+    ok(&["start", &leader]);
+    let t = Instant::now();
+    until(
+        "the old primary back as a streaming replica",
+        Duration::from_secs(600),
+        || formed(3),
+    );
+    figures.insert("old_primary_rejoin_s", t.elapsed().as_secs_f64());
+
+    // Fault 2: reimage a replica; it rejoins etcd under its name and Patroni as a replica.
+    let leader = formed(3).unwrap();
+    let replica = NODES
+        .iter()
+        .map(|(n, _)| *n)
+        .find(|n| *n != leader)
+        .unwrap();
+    let t = Instant::now();
+    ok(&["reimage", replica]);
+    ok(&["wait", "--timeout", "900"]);
+    let names = until(
+        "etcd with 3 healthy members after the reimage",
+        Duration::from_secs(60),
+        etcd_members,
+    );
+    assert_eq!(names, ["etcd-1", "etcd-2", "etcd-3"]);
+    until(
+        "the reimaged replica streaming",
+        Duration::from_secs(300),
+        || formed(3),
+    );
+    figures.insert("reimage_rejoin_s", t.elapsed().as_secs_f64());
+    let n = until(
+        "every row on the reimaged replica",
+        Duration::from_secs(60),
+        || match count_rows(ip_of(replica), 5432)? {
+            n if n == i64::from(committed) => Ok(n),
+            n => Err(format!("{n} rows")),
+        },
+    );
+    println!(
+        "reimaged {replica}: rejoined with {n} rows in {:.1} s",
+        figures["reimage_rejoin_s"]
+    );
+
+    // Fault 3: power-cut a node in the middle of its first boot, boot it again.
+    let leader = formed(3).unwrap();
+    let victim = NODES
+        .iter()
+        .map(|(n, _)| *n)
+        .filter(|n| *n != leader)
+        .last()
+        .unwrap();
+    let t = Instant::now();
+    ok(&["reimage", victim]);
+    wait_console(
+        victim,
+        "pigsty agent: step patroni: running",
+        Duration::from_secs(600),
+    );
+    ok(&["kill", victim]);
+    ok(&["start", victim]);
+    ok(&["wait", "--timeout", "900"]);
+    until(
+        "the power-cut node streaming",
+        Duration::from_secs(300),
+        || formed(3),
+    );
+    figures.insert("power_cut_recovery_s", t.elapsed().as_secs_f64());
+    let n = count_rows(ip_of(victim), 5432).unwrap();
+    assert_eq!(n, i64::from(committed), "rows on the power-cut node");
+    let status = ok(&["status"]);
+    println!("{status}");
+
+    println!("lab figures:");
+    for (k, v) in &figures {
+        println!("  {k:<24} {v:>7.1}");
+    }
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("lab-figures.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&figures).unwrap()).unwrap();
+}
