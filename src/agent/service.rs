@@ -86,8 +86,12 @@ impl Systemd {
 }
 
 impl ServiceManager for Systemd {
+    /// Enabled, so it comes back on every later boot; started now. `--no-reload`:
+    /// the image already holds the unit, and a daemon-reload costs seconds on a
+    /// small or emulated machine.
     fn start(&self, unit: &str) -> anyhow::Result<()> {
-        self.systemctl(&["enable", "--now", unit])
+        self.systemctl(&["enable", "--no-reload", unit])?;
+        self.systemctl(&["start", unit])
     }
 
     fn stop(&self, unit: &str) -> anyhow::Result<()> {
