@@ -68,7 +68,8 @@ pub fn has_tool(tool: &str) -> bool {
     which(tool).is_some()
 }
 
-fn which(tool: &str) -> Option<std::path::PathBuf> {
+/// Where `tool` is: PATH, then /usr/sbin and /sbin.
+pub fn which(tool: &str) -> Option<std::path::PathBuf> {
     if tool.contains('/') {
         let p = std::path::PathBuf::from(tool);
         return p.is_file().then_some(p);

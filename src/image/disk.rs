@@ -3,7 +3,7 @@
 //! hash seed and timestamps, so the same tree always gives the same bytes.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 use std::process::Command;
 
@@ -90,11 +90,14 @@ pub fn cmdline(ids: &DiskIds) -> String {
     )
 }
 
-/// Make the ext4 root image from an extracted tree.
-pub fn make_ext4(dir: &Path, out: &Path, ids: &DiskIds, epoch: u64) -> anyhow::Result<()> {
-    let used = du(dir)?;
-    // Room for metadata and a little growth; the node's data lives on its data disk.
-    let size_mib = (used * 13 / 10) / MIB + 256;
+/// Make the ext4 root image of `size_mib` MiB from an extracted tree.
+pub fn make_ext4(
+    dir: &Path,
+    out: &Path,
+    ids: &DiskIds,
+    size_mib: u64,
+    epoch: u64,
+) -> anyhow::Result<()> {
     sys::run(
         Command::new("mke2fs")
             .env("E2FSPROGS_FAKE_TIME", epoch.to_string())
@@ -150,30 +153,14 @@ fn clamp_ctimes(img: &Path, epoch: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn du(dir: &Path) -> anyhow::Result<u64> {
-    let mut total = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))? {
-            let e = e?;
-            let md = e.metadata()?;
-            if md.is_dir() {
-                stack.push(e.path());
-            }
-            total += md.len().max(4096);
-        }
-    }
-    Ok(total)
-}
-
-/// Make the FAT ESP: systemd-boot as the default loader, one entry for the node.
+/// Make the FAT ESP, in memory (fatfs does many small writes): systemd-boot as the
+/// default loader, one entry for the node.
 pub fn make_esp(
-    out: &Path,
     tree: &Tree,
     boot: &BootFiles,
     ids: &DiskIds,
     title: &str,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<u8>> {
     let loader = match tree
         .get("usr/lib/systemd/boot/efi/systemd-bootx64.efi")
         .map(|e| &e.kind)
@@ -181,8 +168,7 @@ pub fn make_esp(
         Some(Kind::File(d)) => d.clone(),
         _ => bail!("the image has no systemd-boot (add systemd-boot to the base packages)"),
     };
-    let mut file = super::rw_file(out)?;
-    file.set_len(ESP_MIB * MIB)?;
+    let mut file = std::io::Cursor::new(vec![0u8; (ESP_MIB * MIB) as usize]);
     let opts = fatfs::FormatVolumeOptions::new()
         .fat_type(fatfs::FatType::Fat32)
         .volume_id(ids.esp_volume_id)
@@ -230,13 +216,16 @@ pub fn make_esp(
     }
     drop(root);
     fs.unmount().context("closing the ESP")?;
-    Ok(())
+    Ok(file.into_inner())
 }
 
-/// Assemble the GPT disk from the ESP and root images.
-pub fn make_gpt(out: &Path, esp: &Path, root: &Path, ids: &DiskIds) -> anyhow::Result<()> {
-    let esp_len = std::fs::metadata(esp)?.len();
-    let root_len = std::fs::metadata(root)?.len();
+/// Assemble the GPT disk from the ESP and root images; returns the byte offset of
+/// the root partition.
+pub fn make_gpt(out: &Path, esp: &[u8], root: &Path, ids: &DiskIds) -> anyhow::Result<u64> {
+    let esp_len = esp.len() as u64;
+    let root_len = std::fs::metadata(root)
+        .with_context(|| format!("reading {}", root.display()))?
+        .len();
     let first = MIB / SECTOR;
     let esp_sectors = esp_len.div_ceil(SECTOR);
     let root_first = first + esp_sectors.div_ceil(first) * first;
@@ -271,28 +260,55 @@ pub fn make_gpt(out: &Path, esp: &Path, root: &Path, ids: &DiskIds) -> anyhow::R
     }
     disk.update_partitions(parts)?;
     let mut file = disk.write().context("writing the GPT")?;
-    copy_into(&mut file, esp, first * SECTOR)?;
-    copy_into(&mut file, root, root_first * SECTOR)?;
-    file.sync_all()?;
+    write_sparse(&mut file, esp, first * SECTOR)?;
+    copy_data_into(&file, root, root_first * SECTOR)?;
+    Ok(root_first * SECTOR)
+}
+
+/// Write `data` at `offset`, leaving runs of zeros as holes (the image stays sparse).
+fn write_sparse(dst: &mut File, data: &[u8], offset: u64) -> anyhow::Result<()> {
+    for (i, block) in data.chunks(MIB as usize).enumerate() {
+        if block.iter().any(|&b| b != 0) {
+            dst.seek(SeekFrom::Start(offset + i as u64 * MIB))?;
+            dst.write_all(block)?;
+        }
+    }
     Ok(())
 }
 
-fn copy_into(dst: &mut File, src: &Path, offset: u64) -> anyhow::Result<()> {
-    let mut src = File::open(src).with_context(|| format!("opening {}", src.display()))?;
-    dst.seek(SeekFrom::Start(offset))?;
-    let mut buf = vec![0u8; 4 * MIB as usize];
-    loop {
-        let n = src.read(&mut buf)?;
-        if n == 0 {
-            return Ok(());
+/// Copy the data extents of `src` (SEEK_DATA/SEEK_HOLE) to `dst` at `offset`, in the
+/// kernel (copy_file_range): holes stay holes.
+fn copy_data_into(dst: &File, src: &Path, offset: u64) -> anyhow::Result<()> {
+    use std::os::fd::AsRawFd;
+    let src_file = File::open(src).with_context(|| format!("opening {}", src.display()))?;
+    let len = src_file.metadata()?.len();
+    let (sfd, dfd) = (src_file.as_raw_fd(), dst.as_raw_fd());
+    let mut pos: i64 = 0;
+    while (pos as u64) < len {
+        // SAFETY: lseek on an open descriptor we own.
+        let data = unsafe { libc::lseek(sfd, pos, libc::SEEK_DATA) };
+        if data < 0 {
+            break; // ENXIO: only a hole is left.
         }
-        // Keep runs of zeros as holes: the raw image stays sparse.
-        if buf[..n].iter().all(|&b| b == 0) {
-            dst.seek(SeekFrom::Current(n as i64))?;
-        } else {
-            dst.write_all(&buf[..n])?;
+        // SAFETY: as above.
+        let hole = unsafe { libc::lseek(sfd, data, libc::SEEK_HOLE) };
+        let end = if hole < 0 { len as i64 } else { hole };
+        let (mut from, mut to) = (data, offset as i64 + data);
+        while from < end {
+            let want = (end - from) as usize;
+            // SAFETY: both descriptors are open; the offsets are ours to advance.
+            let n = unsafe { libc::copy_file_range(sfd, &mut from, dfd, &mut to, want, 0) };
+            if n < 0 {
+                return Err(std::io::Error::last_os_error())
+                    .with_context(|| format!("copying {} into the disk", src.display()));
+            }
+            if n == 0 {
+                bail!("{} ended early", src.display());
+            }
         }
+        pos = end;
     }
+    Ok(())
 }
 
 /// qcow2 from the raw image.

@@ -65,6 +65,33 @@ pub fn mmdebstrap_version() -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+/// [`mmdebstrap_version`], remembered in `cache` for as long as the mmdebstrap
+/// executable is the same file (path, size, mtime, inode): asking it costs a Perl
+/// start, a tenth of a warm rebuild.
+pub fn mmdebstrap_version_cached(cache: &Path) -> anyhow::Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    let stamp = sys::which("mmdebstrap")
+        .and_then(|p| std::fs::metadata(&p).ok().map(|m| (p, m)))
+        .map(|(p, m)| format!("{} {} {} {}", p.display(), m.len(), m.mtime(), m.ino()));
+    let memo = cache.join("mmdebstrap-version");
+    if let (Some(stamp), Ok(text)) = (&stamp, std::fs::read_to_string(&memo))
+        && let Some((seen, version)) = text.split_once('\n')
+        && seen == stamp
+    {
+        return Ok(version.trim_end().to_string());
+    }
+    let version = mmdebstrap_version()?;
+    if let Some(stamp) = stamp
+        && std::fs::create_dir_all(cache).is_ok()
+    {
+        let tmp = memo.with_extension(format!("tmp-{}", std::process::id()));
+        if std::fs::write(&tmp, format!("{stamp}\n{version}\n")).is_ok() {
+            let _ = std::fs::rename(&tmp, &memo);
+        }
+    }
+    Ok(version)
+}
+
 /// Where the cache lives: `$PIGSTY_CACHE`, else `~/.cache/pigsty`.
 pub fn cache_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("PIGSTY_CACHE").filter(|d| !d.is_empty()) {

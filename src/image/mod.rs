@@ -4,15 +4,17 @@
 
 pub mod cloudinit;
 pub mod disk;
+pub mod ext4patch;
 pub mod extra;
 pub mod layer;
 pub mod overlay;
 pub mod pxe;
 pub mod tree;
+pub mod zpieces;
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufWriter, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -134,7 +136,7 @@ pub fn build(fleet: &Fleet, nodes: &[&Node], opts: &BuildOptions) -> anyhow::Res
     let tool = match (needs_tree, opts.offline) {
         (false, _) => String::new(),
         (true, true) => "offline".to_string(),
-        (true, false) => layer::mmdebstrap_version()?,
+        (true, false) => layer::mmdebstrap_version_cached(&opts.cache)?,
     };
     let agent = agent_binary()?;
     let extras = opts
@@ -217,9 +219,7 @@ fn tool_for(
 }
 
 fn read_layer(path: &Path) -> anyhow::Result<Tree> {
-    let file = File::open(path).with_context(|| format!("opening layer {}", path.display()))?;
-    Tree::from_tar(std::io::BufReader::with_capacity(1 << 20, file))
-        .with_context(|| format!("reading layer {}", path.display()))
+    Tree::from_tar_file(path).with_context(|| format!("reading layer {}", path.display()))
 }
 
 /// What every node's tree gets on top of its layer besides its own files.
@@ -259,12 +259,26 @@ fn build_node(
         .join(format!(".{}.tmp-{}", node.nodename, std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp)?;
-    let result = write_formats(node, compiled, agent, &mut tree, &tmp, opts).and_then(|cmdline| {
+    let mut hashed = HashMap::new();
+    let written = Written {
+        dir: &tmp,
+        hashed: &mut hashed,
+    };
+    let result = write_formats(
+        node, compiled, agent, base, &layer.key, &mut tree, written, opts,
+    )
+    .and_then(|cmdline| {
         let mut artifacts = Vec::new();
-        for name in list_files(&tmp)? {
-            let (sha256, size) = hash_file(&tmp.join(&name))?;
-            artifacts.push(Artifact { name, sha256, size });
-        }
+        step(&format!("{}: hashing the artifacts", node.nodename), || {
+            for name in list_files(&tmp)? {
+                let (sha256, size) = match hashed.remove(&name) {
+                    Some(known) => known,
+                    None => hash_file(&tmp.join(&name))?,
+                };
+                artifacts.push(Artifact { name, sha256, size });
+            }
+            Ok(())
+        })?;
         let manifest = Manifest {
             node: node.nodename.clone(),
             ip: node.ip.to_string(),
@@ -296,16 +310,27 @@ fn build_node(
     result
 }
 
-/// Write every requested format into `dir`; returns the kernel command line when a
-/// disk was made.
+/// The directory a build writes into, and the digests of the artifacts hashed as
+/// they were written (so they are not read back).
+struct Written<'a> {
+    dir: &'a Path,
+    hashed: &'a mut HashMap<String, (String, u64)>,
+}
+
+/// Write every requested format into `out.dir`; returns the kernel command line when
+/// a disk was made.
+#[allow(clippy::too_many_arguments)]
 fn write_formats(
     node: &Node,
     compiled: &Compiled,
     agent: &[u8],
+    base: &Tree,
+    layer_key: &str,
     tree: &mut Tree,
-    dir: &Path,
+    out: Written<'_>,
     opts: &BuildOptions,
 ) -> anyhow::Result<Option<String>> {
+    let dir = out.dir;
     let mut formats = opts.formats.clone();
     formats.sort();
     formats.dedup();
@@ -316,9 +341,10 @@ fn write_formats(
         })?;
     }
     if formats.contains(&Format::Rootfs) {
-        step(&format!("{}: rootfs.tar.zst", node.nodename), || {
-            write_rootfs(tree, &dir.join("rootfs.tar.zst"), opts.epoch)
+        let digest = step(&format!("{}: rootfs.tar.zst", node.nodename), || {
+            zpieces::write_rootfs(tree, &dir.join("rootfs.tar.zst"), opts.epoch, &opts.cache)
         })?;
+        out.hashed.insert("rootfs.tar.zst".to_string(), digest);
     }
     if formats.contains(&Format::Pxe) {
         let boot = disk::boot_files(tree)?;
@@ -329,8 +355,7 @@ fn write_formats(
     if !(formats.contains(&Format::Raw) || formats.contains(&Format::Qcow2)) {
         return Ok(None);
     }
-    let digest_input = format!("{}:{}", node.nodename, node.ip);
-    let ids = disk::DiskIds::from_digest(&hex::encode(Sha256::digest(digest_input.as_bytes())));
+    let ids = disk_ids(node, layer_key, opts.epoch);
     tree.insert(
         "/etc/fstab",
         tree::Entry::file(
@@ -345,23 +370,11 @@ fn write_formats(
             opts.epoch,
         ),
     );
-    let boot = disk::boot_files(tree)?;
-    let work = tempfile::Builder::new()
-        .prefix(".pigsty-disk")
-        .tempdir_in(dir.parent().unwrap_or(dir))?;
-    let root_dir = work.path().join("root");
-    tree.extract(&root_dir, opts.epoch)?;
-    let (root_img, esp_img) = (work.path().join("root.ext4"), work.path().join("esp.fat"));
-    disk::make_ext4(&root_dir, &root_img, &ids, opts.epoch)?;
-    disk::make_esp(
-        &esp_img,
-        tree,
-        &boot,
-        &ids,
-        &format!("pigsty {}", node.nodename),
-    )?;
     let raw = dir.join("disk.raw");
-    disk::make_gpt(&raw, &esp_img, &root_img, &ids)?;
+    step(&format!("{}: disk.raw", node.nodename), || {
+        write_disk(node, base, layer_key, tree, &ids, &raw, opts)
+    })?;
+    let boot = disk::boot_files(tree)?;
     std::fs::write(dir.join("vmlinuz"), &boot.kernel)?;
     std::fs::write(dir.join("initrd.img"), &boot.initrd)?;
     let cmdline = disk::cmdline(&ids);
@@ -377,14 +390,85 @@ fn write_formats(
     Ok(Some(cmdline))
 }
 
-fn write_rootfs(tree: &Tree, path: &Path, epoch: u64) -> anyhow::Result<()> {
-    let out = File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    let mut enc = zstd::Encoder::new(BufWriter::with_capacity(1 << 20, out), 3)?;
-    enc.multithread(2).context("zstd threads")?;
-    tree.write_tar(&mut enc, epoch)?;
-    let file = enc.finish()?.into_inner().map_err(|e| e.into_error())?;
-    file.sync_all()?;
-    Ok(())
+/// Disk identifiers: the GPT's are the node's own; the root filesystem's UUID (and
+/// hash seed) belong to the layer, so every node of a layer patches one cached ext4
+/// base (as every instance of a cloud image shares its filesystem UUID).
+fn disk_ids(node: &Node, layer_key: &str, epoch: u64) -> disk::DiskIds {
+    let digest = |s: String| hex::encode(Sha256::digest(s.as_bytes()));
+    let mut ids = disk::DiskIds::from_digest(&digest(format!("{}:{}", node.nodename, node.ip)));
+    ids.root_fs = disk::DiskIds::from_digest(&digest(format!("root:{layer_key}:{epoch}"))).root_fs;
+    ids
+}
+
+/// disk.raw: the ESP and the root filesystem. The root is the layer's cached ext4
+/// base patched with the node's changes; when the changes are beyond a patch (hard
+/// links), the whole tree is formatted instead.
+fn write_disk(
+    node: &Node,
+    base: &Tree,
+    layer_key: &str,
+    tree: &Tree,
+    ids: &disk::DiskIds,
+    raw: &Path,
+    opts: &BuildOptions,
+) -> anyhow::Result<()> {
+    let boot = disk::boot_files(tree)?;
+    let esp = disk::make_esp(tree, &boot, ids, &format!("pigsty {}", node.nodename))?;
+    let size_mib = ext4patch::size_mib(base, tree);
+    let Some(patch) = ext4patch::Patch::diff(base, tree, opts.epoch) else {
+        tracing::info!(
+            "{}: the overlay changes hard links: formatting the whole root",
+            node.nodename
+        );
+        let work = tempfile::Builder::new()
+            .prefix(".pigsty-disk")
+            .tempdir_in(raw.parent().unwrap_or(raw))?;
+        let root_dir = work.path().join("root");
+        tree.extract(&root_dir, opts.epoch)?;
+        let root_img = work.path().join("root.ext4");
+        disk::make_ext4(&root_dir, &root_img, ids, size_mib, opts.epoch)?;
+        disk::make_gpt(raw, &esp, &root_img, ids)?;
+        return Ok(());
+    };
+    let base_img = ext4patch::ensure_base(&opts.cache, layer_key, base, ids, size_mib, opts.epoch)?;
+    let offset = disk::make_gpt(raw, &esp, &base_img, ids)?;
+    tracing::debug!(paths = patch.changed, "patching the root filesystem");
+    patch.apply(&format!("{}?offset={offset}", raw.display()), opts.epoch)
+}
+
+/// Counts bytes and hashes them on their way to `inner`.
+pub(crate) struct HashingWriter<W> {
+    inner: W,
+    hash: Sha256,
+    size: u64,
+}
+
+impl<W: std::io::Write> HashingWriter<W> {
+    pub(crate) fn new(inner: W) -> Self {
+        HashingWriter {
+            inner,
+            hash: Sha256::new(),
+            size: 0,
+        }
+    }
+
+    /// The writer back, with the sha256 (hex) and size of what went through.
+    pub(crate) fn finish(self) -> (W, String, u64) {
+        (self.inner, hex::encode(self.hash.finalize()), self.size)
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// A new file opened for reading and writing (fatfs reads what it writes).

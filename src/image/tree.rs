@@ -9,11 +9,148 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 
+/// The contents of a file: bytes of its own, or a window into a mapped layer file,
+/// so that loading a layer copies nothing and an untouched file is never read.
+#[derive(Clone)]
+pub struct Data(DataRef);
+
+#[derive(Clone)]
+enum DataRef {
+    Owned(Arc<Vec<u8>>),
+    Mapped {
+        map: Arc<Mapping>,
+        start: usize,
+        len: usize,
+    },
+}
+
+impl Data {
+    pub fn as_slice(&self) -> &[u8] {
+        match &self.0 {
+            DataRef::Owned(v) => v.as_slice(),
+            DataRef::Mapped { map, start, len } => &map.bytes()[*start..*start + *len],
+        }
+    }
+
+    /// Whether both are the very same bytes (a clone), without reading them.
+    pub fn same(&self, other: &Data) -> bool {
+        match (&self.0, &other.0) {
+            (DataRef::Owned(a), DataRef::Owned(b)) => Arc::ptr_eq(a, b),
+            (
+                DataRef::Mapped {
+                    map: a,
+                    start: s,
+                    len: l,
+                },
+                DataRef::Mapped {
+                    map: b,
+                    start: t,
+                    len: m,
+                },
+            ) => Arc::ptr_eq(a, b) && (s, l) == (t, m),
+            _ => false,
+        }
+    }
+}
+
+impl From<Vec<u8>> for Data {
+    fn from(v: Vec<u8>) -> Data {
+        Data(DataRef::Owned(Arc::new(v)))
+    }
+}
+
+impl std::ops::Deref for Data {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl AsRef<[u8]> for Data {
+    fn as_ref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl PartialEq for Data {
+    fn eq(&self, other: &Data) -> bool {
+        self.same(other) || self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for Data {}
+
+impl std::fmt::Debug for Data {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Data({} bytes)", self.len())
+    }
+}
+
+/// A read-only private mapping of a whole file. Layer files are replaced by rename,
+/// never rewritten in place, so the mapped bytes do not change under us.
+pub struct Mapping {
+    ptr: *const u8,
+    len: usize,
+}
+
+// SAFETY: the mapping is read-only and lives until drop; sharing `&[u8]` views of it
+// between threads is sound.
+unsafe impl Send for Mapping {}
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    pub fn open(path: &Path) -> anyhow::Result<Mapping> {
+        use std::os::fd::AsRawFd;
+        let file =
+            std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let len = usize::try_from(file.metadata()?.len()).context("file too large to map")?;
+        if len == 0 {
+            return Ok(Mapping {
+                ptr: std::ptr::NonNull::<u8>::dangling().as_ptr(),
+                len: 0,
+            });
+        }
+        // SAFETY: a fresh read-only private mapping of an open file; checked below.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("mapping {}", path.display()));
+        }
+        Ok(Mapping {
+            ptr: ptr as *const u8,
+            len,
+        })
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: `ptr` maps `len` readable bytes until drop (or is dangling with 0).
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        if self.len > 0 {
+            // SAFETY: unmapping exactly what `open` mapped.
+            unsafe { libc::munmap(self.ptr as *mut libc::c_void, self.len) };
+        }
+    }
+}
+
 /// What a path is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Kind {
     Dir,
-    File(Arc<Vec<u8>>),
+    File(Data),
     Symlink(String),
     /// A hard link to another path of the tree (normalised on write so the target
     /// always comes first).
@@ -34,7 +171,7 @@ pub struct Entry {
 impl Entry {
     pub fn file(data: Vec<u8>, mode: u32, uid: u64, gid: u64, mtime: u64) -> Entry {
         Entry {
-            kind: Kind::File(Arc::new(data)),
+            kind: Kind::File(data.into()),
             mode,
             uid,
             gid,
@@ -105,51 +242,82 @@ impl Tree {
         let mut archive = tar::Archive::new(reader);
         let mut tree = Tree::default();
         for entry in archive.entries().context("reading layer tar")? {
-            let mut entry = entry.context("reading layer tar entry")?;
-            let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-            let key = PathKey::new(&path);
-            if key.0.is_empty() {
-                continue;
-            }
-            let header = entry.header();
-            let (mode, uid, gid, mtime) = (
-                header.mode().context("mode")?,
-                header.uid().context("uid")?,
-                header.gid().context("gid")?,
-                header.mtime().context("mtime")?,
-            );
-            let link = entry
-                .link_name_bytes()
-                .map(|l| String::from_utf8_lossy(&l).into_owned());
-            let kind = match header.entry_type() {
-                tar::EntryType::Directory => Kind::Dir,
-                tar::EntryType::Regular | tar::EntryType::Continuous => {
-                    let mut data = Vec::with_capacity(entry.size() as usize);
-                    entry
-                        .read_to_end(&mut data)
-                        .with_context(|| format!("reading {path}"))?;
-                    Kind::File(Arc::new(data))
-                }
-                tar::EntryType::Symlink => Kind::Symlink(link.unwrap_or_default()),
-                tar::EntryType::Link => {
-                    Kind::Hardlink(PathKey::new(&link.unwrap_or_default()).as_path())
-                }
-                _ => continue,
-            };
-            let xattrs = read_xattrs(&mut entry)?;
-            tree.entries.insert(
-                key,
-                Entry {
-                    kind,
-                    mode: mode & 0o7777,
-                    uid,
-                    gid,
-                    mtime,
-                    xattrs,
-                },
-            );
+            tree.add_tar_entry(entry.context("reading layer tar entry")?, |e| {
+                let mut data = Vec::with_capacity(e.size() as usize);
+                e.read_to_end(&mut data)?;
+                Ok(data.into())
+            })?;
         }
         Ok(tree)
+    }
+
+    /// Read an uncompressed tar file (a cached layer) without copying file contents:
+    /// they stay in the page cache, mapped, until something reads them.
+    pub fn from_tar_file(path: &Path) -> anyhow::Result<Tree> {
+        let map = Arc::new(Mapping::open(path)?);
+        let mut archive = tar::Archive::new(std::io::Cursor::new(map.bytes()));
+        let mut tree = Tree::default();
+        for entry in archive.entries_with_seek().context("reading layer tar")? {
+            tree.add_tar_entry(entry.context("reading layer tar entry")?, |e| {
+                let start = usize::try_from(e.raw_file_position()).unwrap_or(usize::MAX);
+                let len = usize::try_from(e.size()).unwrap_or(usize::MAX);
+                if start.checked_add(len).is_none_or(|end| end > map.len) {
+                    bail!("entry runs past the end of the file");
+                }
+                Ok(Data(DataRef::Mapped {
+                    map: map.clone(),
+                    start,
+                    len,
+                }))
+            })?;
+        }
+        Ok(tree)
+    }
+
+    fn add_tar_entry<R: Read>(
+        &mut self,
+        mut entry: tar::Entry<'_, R>,
+        contents: impl FnOnce(&mut tar::Entry<'_, R>) -> anyhow::Result<Data>,
+    ) -> anyhow::Result<()> {
+        let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let key = PathKey::new(&path);
+        if key.0.is_empty() {
+            return Ok(());
+        }
+        let header = entry.header();
+        let (mode, uid, gid, mtime) = (
+            header.mode().context("mode")?,
+            header.uid().context("uid")?,
+            header.gid().context("gid")?,
+            header.mtime().context("mtime")?,
+        );
+        let link = entry
+            .link_name_bytes()
+            .map(|l| String::from_utf8_lossy(&l).into_owned());
+        let kind = match header.entry_type() {
+            tar::EntryType::Directory => Kind::Dir,
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                Kind::File(contents(&mut entry).with_context(|| format!("reading {path}"))?)
+            }
+            tar::EntryType::Symlink => Kind::Symlink(link.unwrap_or_default()),
+            tar::EntryType::Link => {
+                Kind::Hardlink(PathKey::new(&link.unwrap_or_default()).as_path())
+            }
+            _ => return Ok(()),
+        };
+        let xattrs = read_xattrs(&mut entry)?;
+        self.entries.insert(
+            key,
+            Entry {
+                kind,
+                mode: mode & 0o7777,
+                uid,
+                gid,
+                mtime,
+                xattrs,
+            },
+        );
+        Ok(())
     }
 
     pub fn insert(&mut self, path: &str, entry: Entry) {
@@ -210,56 +378,35 @@ impl Tree {
     }
 
     /// Write a tar: entries in path order, mtimes clamped to `epoch`, numeric owners.
-    pub fn write_tar(&self, out: impl Write, epoch: u64) -> anyhow::Result<()> {
-        let mut builder = tar::Builder::new(out);
+    pub fn write_tar(&self, mut out: impl Write, epoch: u64) -> anyhow::Result<()> {
+        self.write_tar_pieces(epoch, |piece| out.write_all(piece).context("writing tar"))?;
+        out.flush().context("flushing tar")
+    }
+
+    /// The same tar as [`Tree::write_tar`], handed over in pieces that end on entry
+    /// boundaries. Where a piece ends depends on the paths (and a size bound), not on
+    /// file contents, so the stretches of a tree a rebuild left alone come out as
+    /// the same pieces: a cache keyed by a piece's bytes can reuse its compression.
+    ///
+    /// `piece` gets the buffer; it may swap in another (empty) one to keep the bytes,
+    /// which saves the allocator from mapping fresh pages for every piece.
+    pub fn write_tar_pieces(
+        &self,
+        epoch: u64,
+        mut piece: impl FnMut(&mut Vec<u8>) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let mut builder = tar::Builder::new(Vec::new());
         builder.mode(tar::HeaderMode::Complete);
         for (key, entry) in self.normalised_links() {
-            let path = key.as_path();
-            if !entry.xattrs.is_empty() {
-                let pax: Vec<(String, &[u8])> = entry
-                    .xattrs
-                    .iter()
-                    .map(|(k, v)| (format!("SCHILY.xattr.{k}"), v.as_slice()))
-                    .collect();
-                builder
-                    .append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), *v)))
-                    .with_context(|| format!("writing xattrs of {path}"))?;
+            append_entry(&mut builder, &key, &entry, epoch)?;
+            let len = builder.get_ref().len();
+            if len >= PIECE_MIN && (piece_ends_after(&key) || len >= PIECE_MAX) {
+                piece(builder.get_mut())?;
+                builder.get_mut().clear();
             }
-            let mut header = tar::Header::new_gnu();
-            header.set_mode(entry.mode);
-            header.set_uid(entry.uid);
-            header.set_gid(entry.gid);
-            header.set_mtime(entry.mtime.min(epoch));
-            match &entry.kind {
-                Kind::Dir => {
-                    header.set_entry_type(tar::EntryType::Directory);
-                    header.set_size(0);
-                    builder.append_data(&mut header, format!("{path}/"), std::io::empty())
-                }
-                Kind::File(data) => {
-                    header.set_entry_type(tar::EntryType::Regular);
-                    header.set_size(data.len() as u64);
-                    builder.append_data(&mut header, &path, data.as_slice())
-                }
-                Kind::Symlink(target) => {
-                    header.set_entry_type(tar::EntryType::Symlink);
-                    header.set_size(0);
-                    builder.append_link(&mut header, &path, target)
-                }
-                Kind::Hardlink(target) => {
-                    header.set_entry_type(tar::EntryType::Link);
-                    header.set_size(0);
-                    builder.append_link(&mut header, &path, target)
-                }
-            }
-            .with_context(|| format!("writing {path} to tar"))?;
         }
-        builder
-            .into_inner()
-            .context("finishing tar")?
-            .flush()
-            .context("flushing tar")?;
-        Ok(())
+        // The end-of-archive blocks close the last piece.
+        piece(&mut builder.into_inner().context("finishing tar")?)
     }
 
     /// Extract into `dir` (which must be empty), with owners, modes and mtimes, for
@@ -345,6 +492,67 @@ fn set_mtime(path: &Path, mtime: u64) -> anyhow::Result<()> {
         .with_context(|| format!("setting times of {}", path.display()))
 }
 
+/// Pieces of [`Tree::write_tar_pieces`]: at least this long unless last...
+const PIECE_MIN: usize = 4 << 20;
+/// ...and cut at the next entry once this long, whatever its path.
+const PIECE_MAX: usize = 64 << 20;
+
+/// Whether a piece may end after `key`: one path in 64, chosen by a hash of the path
+/// (FNV-1a), so boundaries stay put when contents change.
+fn piece_ends_after(key: &PathKey) -> bool {
+    let hash = key.0.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    hash % 64 == 0
+}
+
+fn append_entry(
+    builder: &mut tar::Builder<Vec<u8>>,
+    key: &PathKey,
+    entry: &Entry,
+    epoch: u64,
+) -> anyhow::Result<()> {
+    let path = key.as_path();
+    if !entry.xattrs.is_empty() {
+        let pax: Vec<(String, &[u8])> = entry
+            .xattrs
+            .iter()
+            .map(|(k, v)| (format!("SCHILY.xattr.{k}"), v.as_slice()))
+            .collect();
+        builder
+            .append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), *v)))
+            .with_context(|| format!("writing xattrs of {path}"))?;
+    }
+    let mut header = tar::Header::new_gnu();
+    header.set_mode(entry.mode);
+    header.set_uid(entry.uid);
+    header.set_gid(entry.gid);
+    header.set_mtime(entry.mtime.min(epoch));
+    match &entry.kind {
+        Kind::Dir => {
+            header.set_entry_type(tar::EntryType::Directory);
+            header.set_size(0);
+            builder.append_data(&mut header, format!("{path}/"), std::io::empty())
+        }
+        Kind::File(data) => {
+            header.set_entry_type(tar::EntryType::Regular);
+            header.set_size(data.len() as u64);
+            builder.append_data(&mut header, &path, data.as_slice())
+        }
+        Kind::Symlink(target) => {
+            header.set_entry_type(tar::EntryType::Symlink);
+            header.set_size(0);
+            builder.append_link(&mut header, &path, target)
+        }
+        Kind::Hardlink(target) => {
+            header.set_entry_type(tar::EntryType::Link);
+            header.set_size(0);
+            builder.append_link(&mut header, &path, target)
+        }
+    }
+    .with_context(|| format!("writing {path} to tar"))
+}
+
 fn read_xattrs<R: Read>(entry: &mut tar::Entry<'_, R>) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
     let mut out = Vec::new();
     if let Some(exts) = entry.pax_extensions().context("reading pax headers")? {
@@ -421,5 +629,38 @@ mod tests {
             back.get("usr/bin/z").unwrap().kind,
             Kind::Hardlink("usr/bin/y".into())
         );
+    }
+
+    #[test]
+    fn a_mapped_tar_file_reads_like_a_stream() {
+        let mut t = Tree::default();
+        t.insert("/etc/a", Entry::file(b"alpha".to_vec(), 0o644, 0, 0, 5));
+        t.insert(
+            "/usr/lib/big",
+            Entry::file(vec![7u8; 70_000], 0o755, 0, 0, 5),
+        );
+        t.insert("/usr/lib/empty", Entry::file(Vec::new(), 0o600, 3, 4, 5));
+        t.insert("/bin", Entry::symlink("usr/bin", 5));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("layer.tar");
+        t.write_tar(std::fs::File::create(&path).unwrap(), 10)
+            .unwrap();
+        let streamed = Tree::from_tar(std::fs::File::open(&path).unwrap()).unwrap();
+        let mapped = Tree::from_tar_file(&path).unwrap();
+        assert_eq!(streamed.entries, mapped.entries);
+        assert_eq!(
+            mapped.get("usr/lib/big").unwrap().kind,
+            Kind::File(vec![7u8; 70_000].into())
+        );
+        // A clone shares the bytes; equal bytes elsewhere are equal, not the same.
+        let copy = mapped.clone();
+        let (Kind::File(a), Kind::File(b)) = (
+            &mapped.get("etc/a").unwrap().kind,
+            &copy.get("etc/a").unwrap().kind,
+        ) else {
+            panic!("etc/a is a file")
+        };
+        assert!(a.same(b));
+        assert!(!a.same(&b"alpha".to_vec().into()) && *a == Data::from(b"alpha".to_vec()));
     }
 }
