@@ -10,7 +10,15 @@
 #
 # Knobs (environment): BENCH_WARMUP (2), BENCH_RUNS (10),
 # ANSIBLE_CORE_SPEC (pip requirement, default "ansible-core==2.19.*"),
-# BENCH_PIGSTY (benchmark this pigsty binary and skip cargo build).
+# BENCH_PIGSTY (benchmark this pigsty binary and skip cargo build),
+# BENCH_CACHE (layer cache of the image benchmarks; default target/pigsty-cache, the
+# tests' own, warm for the image-test node).
+#
+# The image benchmarks need root, mmdebstrap and the Debian mirror (for layers not
+# cached yet): image-cold builds the pg-test primary from an empty cache (one run,
+# minutes); image-warm rebuilds after changing one node variable; image-all is
+# `build-image --all` on inventory/sandbox.yml against one build per node; mkosi
+# builds the pg-test primary's package set with Debian's mkosi.
 #
 # To add a benchmark: write a function bench_NAME and add NAME to BENCHES.
 set -euo pipefail
@@ -23,7 +31,7 @@ WARMUP=${BENCH_WARMUP:-2}
 RUNS=${BENCH_RUNS:-10}
 ANSIBLE_CORE_SPEC=${ANSIBLE_CORE_SPEC:-ansible-core==2.19.*}
 
-BENCHES=(plan render)
+BENCHES=(plan render image-cold image-warm image-all mkosi)
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'bench.sh: %s\n' "$*" >&2; exit 1; }
@@ -152,6 +160,114 @@ bench_render() {
     report render-1000
 }
 
+# ---- image benchmarks --------------------------------------------------------
+
+IMG_CACHE=${BENCH_CACHE:-$ROOT/target/pigsty-cache}
+SANDBOX=$ROOT/inventory/sandbox.yml
+FIXTURE=$ROOT/tests/fixtures/image-node.yml
+
+# bumped_inventory SRC HOST_IP DEST COUNTER: DEST is SRC with one variable of
+# HOST_IP's host (node_ntp_servers) set to a value no run used before.
+bumped_inventory() {
+    python3 - "$@" <<'EOF'
+import re, sys
+src, ip, dest, counter = sys.argv[1:]
+try:
+    n = int(open(counter).read()) + 1
+except (OSError, ValueError):
+    n = 1
+open(counter, "w").write(str(n))
+text = open(src).read()
+pattern = re.compile(r"^(\s*%s:\s*\{\s*)" % re.escape(ip), re.M)
+if not pattern.search(text):
+    sys.exit("no inline host entry for %s in %s" % (ip, src))
+server = "server 10.%d.%d.%d iburst" % (n >> 16 & 255, n >> 8 & 255, n & 255)
+open(dest, "w").write(pattern.sub(r"\g<1>node_ntp_servers: ['%s'], " % server, text, count=1))
+EOF
+}
+
+# image-cold: the pg-test primary (rootfs and raw) from an empty cache: the
+# mmdebstrap layer, the ext4 base, every zstd frame. What it cached is then kept
+# in BENCH_CACHE for the warm benchmarks.
+bench_image_cold() {
+    local cold=$OUT/cache-cold q
+    q=$(printf '%q' "$PIGSTY")
+    hyperfine --runs 1 \
+        --export-json "$OUT/image-cold.json" --export-markdown "$OUT/image-cold.md" \
+        --prepare "rm -rf $(printf '%q' "$cold") $(printf '%q' "$OUT/img-cold")" \
+        -n "cold: build-image pg-test-1 rootfs,raw" \
+        "PIGSTY_CACHE=$(printf '%q' "$cold") $q -i $(printf '%q' "$SANDBOX") build-image --role pg-test-1 --format rootfs,raw --out $(printf '%q' "$OUT/img-cold") >/dev/null 2>&1"
+    report image-cold
+    mkdir -p "$IMG_CACHE"
+    cp -aln "$cold/." "$IMG_CACHE/"
+}
+
+# image-warm: rebuild one node after changing one of its variables (each run a
+# value never built before), for the image-test node and the pg-test primary.
+bench_image_warm() {
+    local q inv src ip node name bump
+    q=$(printf '%q' "$PIGSTY")
+    for name in "img-etcd-1 $FIXTURE 10.99.0.11" "pg-test-1 $SANDBOX 10.10.10.11"; do
+        read -r node src ip <<<"$name"
+        inv=$OUT/warm-$node.yml
+        bumped_inventory "$src" "$ip" "$inv" "$OUT/warm-$node.counter"
+        log "warming the cache for $node"
+        PIGSTY_CACHE=$IMG_CACHE "$PIGSTY" -i "$inv" build-image --role "$node" \
+            --format rootfs,raw --out "$OUT/img-warm" >/dev/null 2>&1 \
+            || die "build-image --role $node failed (cache $IMG_CACHE)"
+        bump="bash -c 'source $(printf '%q' "$ROOT/ci/bench.sh") --functions-only && bumped_inventory $(printf '%q' "$src") $ip $(printf '%q' "$inv") $(printf '%q' "$OUT/warm-$node.counter")'"
+        hyperfine --warmup 1 --runs "$RUNS" --prepare "$bump" \
+            --export-json "$OUT/image-warm-$node.json" \
+            --export-markdown "$OUT/image-warm-$node.md" \
+            -n "$node rootfs, one variable changed" \
+            "PIGSTY_CACHE=$(printf '%q' "$IMG_CACHE") $q -i $(printf '%q' "$inv") build-image --role $node --format rootfs --out $(printf '%q' "$OUT/img-warm") >/dev/null 2>&1" \
+            -n "$node raw, one variable changed" \
+            "PIGSTY_CACHE=$(printf '%q' "$IMG_CACHE") $q -i $(printf '%q' "$inv") build-image --role $node --format raw --out $(printf '%q' "$OUT/img-warm") >/dev/null 2>&1"
+        report "image-warm-$node"
+    done
+}
+
+# image-all: build-image --all on the sandbox (rootfs and raw, warm cache) against
+# one build-image per node, one after the other.
+bench_image_all() {
+    local q qi qo nodes n singles=""
+    q=$(printf '%q' "$PIGSTY")
+    qi=$(printf '%q' "$SANDBOX")
+    qo=$(printf '%q' "$OUT/img-all")
+    log "warming the cache for every sandbox node"
+    PIGSTY_CACHE=$IMG_CACHE "$PIGSTY" -i "$SANDBOX" build-image --all --format rootfs,raw \
+        --out "$OUT/img-all" >/dev/null 2>&1 || die "build-image --all failed"
+    nodes=$(cd "$OUT/img-all" && ls -d */ | tr -d /) || die "no node directories in $OUT/img-all"
+    for n in $nodes; do
+        singles+="$q -i $qi build-image --role $n --format rootfs,raw --out $qo >/dev/null 2>&1 && "
+    done
+    PIGSTY_CACHE=$IMG_CACHE hyperfine --runs "$RUNS" \
+        --export-json "$OUT/image-all.json" --export-markdown "$OUT/image-all.md" \
+        -n "build-image --all" "$q -i $qi build-image --all --format rootfs,raw --out $qo >/dev/null 2>&1" \
+        -n "one build-image per node" "${singles}true"
+    report image-all
+}
+
+# mkosi: Debian's mkosi building the pg-test primary's package set (the layer
+# recipe's, read from a manifest of image-cold or image-warm) as a directory tree,
+# cold, then warm (its incremental cache keeps the tree after package installation).
+bench_mkosi() {
+    local pkgs work=$OUT/mkosi cmd m
+    command -v mkosi >/dev/null || as_root apt-get install -y mkosi
+    for m in "$OUT/img-warm/pg-test-1/manifest.json" "$OUT/img-cold/pg-test-1/manifest.json"; do
+        [ -f "$m" ] && break
+    done
+    [ -f "$m" ] || die "run image-cold or image-warm first (the package set comes from a manifest)"
+    pkgs=$(python3 -c 'import json, sys; print(",".join(json.load(open(sys.argv[1]))["layer"]["packages"]))' "$m")
+    rm -rf "$work" && mkdir -p "$work"
+    cmd="cd $(printf '%q' "$work") && mkosi --force --distribution debian --release bookworm --format directory --incremental --cache $(printf '%q' "$work/cache") --package $(printf '%q' "$pkgs") --output $(printf '%q' "$work/image") build >$(printf '%q' "$work/log") 2>&1"
+    hyperfine --runs 1 --prepare "rm -rf $(printf '%q' "$work/cache") $(printf '%q' "$work")/image*" \
+        --export-json "$OUT/mkosi-cold.json" -n "mkosi cold (directory)" "$cmd"
+    report mkosi-cold
+    hyperfine --runs 3 --export-json "$OUT/mkosi-warm.json" -n "mkosi warm (incremental cache)" "$cmd"
+    report mkosi-warm
+}
+
 # ---- main --------------------------------------------------------------------
 
 main() {
@@ -169,11 +285,14 @@ main() {
     ensure_hyperfine
     case " ${selected[*]} " in *" plan "*) ensure_ansible ;; esac
     log "$(hyperfine --version), $(nproc) CPUs"
+    export PIGSTY_LOG=${PIGSTY_LOG:-warn}
 
     for name in "${selected[@]}"; do
         log "benchmark: $name"
-        "bench_$name"
+        "bench_${name//-/_}"
     done
 }
 
-main "$@"
+# `source ci/bench.sh --functions-only` defines the functions (for hyperfine's
+# --prepare) and runs nothing.
+[ "${1:-}" = "--functions-only" ] || main "$@"

@@ -19,6 +19,20 @@ const CIDATA_MIB: u64 = 64;
 const HOLD: &str =
     "printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && chmod 0755 /usr/sbin/policy-rc.d";
 
+/// When the image already holds every package (an image made for the node, or a
+/// machine without a mirror), apt is pointed at no sources until runcmd: the
+/// packages module's `apt-get update` and `install` then need no network.
+const OFFLINE_APT: &str = "/etc/apt/apt.conf.d/99pigsty-offline";
+
+fn offline_apt_script(packages: &[String]) -> String {
+    format!(
+        "for p in {}; do dpkg-query -W -f='${{db:Status-Status}}' \"$p\" 2>/dev/null | grep -qx installed || exit 0; done; \
+         mkdir -p /run/pigsty-offline/sources.list.d && : > /run/pigsty-offline/sources.list && \
+         printf 'Dir::Etc::SourceList \"/run/pigsty-offline/sources.list\";\\nDir::Etc::SourceParts \"/run/pigsty-offline/sources.list.d\";\\n' > {OFFLINE_APT}",
+        packages.join(" ")
+    )
+}
+
 pub struct Seed {
     pub meta_data: String,
     pub user_data: String,
@@ -60,7 +74,7 @@ pub fn seed(
         ]),
         json!(["systemd-sysusers"]),
         json!(["systemd-tmpfiles", "--create"]),
-        json!(["rm", "-f", "/usr/sbin/policy-rc.d"]),
+        json!(["rm", "-f", "/usr/sbin/policy-rc.d", OFFLINE_APT]),
     ];
     if !services.is_empty() {
         let mut disable = vec!["systemctl", "disable"];
@@ -77,9 +91,11 @@ pub fn seed(
     let config = json!({
         "hostname": node.nodename,
         "manage_etc_hosts": false,
+        // bootcmd runs at every boot: these only on the first one of the instance.
         "bootcmd": [
-            ["sh", "-c", HOLD],
-            ["sh", "-c", "mkdir -p /etc/postgresql-common && printf 'create_main_cluster = false\\n' > /etc/postgresql-common/createcluster.conf"],
+            ["cloud-init-per", "instance", "pigsty-hold", "sh", "-c", HOLD],
+            ["cloud-init-per", "instance", "pigsty-createcluster", "sh", "-c", "mkdir -p /etc/postgresql-common && printf 'create_main_cluster = false\\n' > /etc/postgresql-common/createcluster.conf"],
+            ["cloud-init-per", "instance", "pigsty-offline-apt", "sh", "-c", offline_apt_script(&plan.packages)],
         ],
         "package_update": true,
         "packages": plan.packages,
