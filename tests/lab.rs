@@ -291,13 +291,20 @@ fn e2e() {
     let _ = pigsty(&["down", "--purge"]);
 
     // Boot: every agent done.
-    let out = ok(&[
+    let mut up = vec![
         "up",
         "--extra-tree",
         extra.to_str().unwrap(),
         "--accel",
         "tcg",
-    ]);
+    ];
+    // A debugging aid: more trees (an authorized_keys for root, say) from the
+    // environment.
+    let debug_tree = std::env::var("PIGSTY_LAB_DEBUG_TREE").unwrap_or_default();
+    if !debug_tree.is_empty() {
+        up.extend(["--extra-tree", debug_tree.as_str()]);
+    }
+    let out = ok(&up);
     println!("{out}");
     let ready: f64 = out
         .split("done in ")
@@ -453,8 +460,7 @@ fn e2e() {
     let victim = NODES
         .iter()
         .map(|(n, _)| *n)
-        .filter(|n| *n != leader)
-        .last()
+        .rfind(|n| *n != leader)
         .unwrap();
     let t = Instant::now();
     ok(&["reimage", victim]);

@@ -17,6 +17,9 @@ pub fn apply_sql(agent: &mut Agent, step: &str) -> anyhow::Result<String> {
         .pg
         .clone()
         .context("node.json has no pg section")?;
+    if let Some(why) = replica_now(agent, step, &pg)? {
+        return Ok(why);
+    }
     let files: Vec<&String> = pg
         .sql_files
         .iter()
@@ -46,6 +49,38 @@ pub fn apply_sql(agent: &mut Agent, step: &str) -> anyhow::Result<String> {
             .collect::<Vec<_>>()
             .join(", ")
     ))
+}
+
+/// The primary-only steps ask the running server, not the inventory: a designated
+/// primary reimaged after a failover rejoins as a replica, and then the roles,
+/// databases and backups belong to the node that leads. Some(detail) means skip.
+fn replica_now(agent: &Agent, step: &str, pg: &PgInfo) -> anyhow::Result<Option<String>> {
+    let answer =
+        agent
+            .opts
+            .policy()
+            .wait(
+                step,
+                "SELECT pg_is_in_recovery()",
+                &local_pg(pg),
+                || match sys::run_stdout(&mut psql(
+                    pg,
+                    &["-A", "-t", "-c", "SELECT pg_is_in_recovery()"],
+                )) {
+                    Ok(out) => Attempt::Ready(out.trim().to_string()),
+                    Err(e) if is_connection_error(&format!("{e:#}")) => {
+                        Attempt::NotYet(format!("{e:#}"))
+                    }
+                    Err(e) => Attempt::Fatal(e),
+                },
+            )?;
+    Ok((answer == "t").then(|| {
+        format!(
+            "skipped: {} is a replica now (the designated primary rejoined after a failover); \
+             the leader holds the roles, databases and backups",
+            agent.doc.node.nodename
+        )
+    }))
 }
 
 /// psql as the dbsu over the local socket, stopping at the first error.
@@ -173,6 +208,9 @@ pub fn pgbackrest(agent: &mut Agent) -> anyhow::Result<String> {
         .pg
         .clone()
         .context("node.json has no pg section")?;
+    if let Some(why) = replica_now(agent, "pgbackrest", &pg)? {
+        return Ok(why);
+    }
     wait_repo(agent, "pgbackrest", &pg)?;
     pgbackrest_until_done(agent, &pg, "stanza-create", &["stanza-create"])?;
     agent.checkpoint("pgbackrest:stanza")?;

@@ -23,7 +23,7 @@ impl Default for Policy {
             deadline: Duration::from_secs(600),
             max_attempts: 100_000,
             backoff: Duration::from_millis(200),
-            max_backoff: Duration::from_secs(5),
+            max_backoff: Duration::from_secs(2),
         }
     }
 }

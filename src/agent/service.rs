@@ -88,9 +88,15 @@ impl Systemd {
 impl ServiceManager for Systemd {
     /// Enabled, so it comes back on every later boot; started now. `--no-reload`:
     /// the image already holds the unit, and a daemon-reload costs seconds on a
-    /// small or emulated machine.
+    /// small or emulated machine. SYSTEMCTL_SKIP_SYSV: the unit is native; without
+    /// it systemctl also runs update-rc.d for the package's init.d script (pgbouncer,
+    /// haproxy), a Perl run that took tens of seconds under emulation.
     fn start(&self, unit: &str) -> anyhow::Result<()> {
-        self.systemctl(&["enable", "--no-reload", unit])?;
+        sys::run(
+            Command::new("systemctl")
+                .env("SYSTEMCTL_SKIP_SYSV", "1")
+                .args(["enable", "--no-reload", unit]),
+        )?;
         self.systemctl(&["start", unit])
     }
 

@@ -269,6 +269,18 @@ impl Lab {
                     );
                 }
                 let (done, where_) = progress(reported.get(&node.name), &paths);
+                if let Some(s) = reported.get(&node.name)
+                    && s.steps.get(&s.current).is_some_and(|st| {
+                        matches!(st.status, crate::agent::state::StepStatus::Failed)
+                    })
+                {
+                    // The agent stops at a failed step; waiting longer cannot help.
+                    bail!(
+                        "{}'s first boot failed: {where_}\nconsole tail:\n{}",
+                        node.name,
+                        vm::serial_tail(&paths, 15)
+                    );
+                }
                 if last.get(&node.name) != Some(&where_) {
                     eprintln!(
                         "[{:>5.1}s] {}: {where_}",

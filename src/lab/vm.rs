@@ -140,7 +140,9 @@ pub fn start(b: &Boot) -> anyhow::Result<u32> {
         .arg("-initrd")
         .arg(b.image_dir.join("initrd.img"))
         .arg("-append")
-        .arg(cmdline.trim())
+        // quiet: the kernel's own messages at 115200 baud cost seconds of boot under
+        // emulation; systemd's status and the agent's lines still show.
+        .arg(format!("{} quiet", cmdline.trim()))
         .arg("-drive")
         .arg(format!(
             "file={},format=qcow2,if=virtio,cache=writeback",
