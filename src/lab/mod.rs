@@ -418,17 +418,12 @@ pub fn up(fleet: &Fleet, opts: &UpOptions) -> anyhow::Result<(Lab, Duration)> {
     let ips: Vec<Ipv4Addr> = fleet.nodes.iter().map(|n| n.ip).collect();
     let prefix = fleet.nodes.first().map_or(24, |n| n.node.node_ip_prefix);
     let host = net::host_address(&ips, prefix)?;
-    let kvm = match opts.accel {
-        Accel::Tcg => false,
-        Accel::Kvm => true,
-        Accel::Auto => vm::kvm_works(),
-    };
     let state = LabState {
         inventory: fleet.source.clone(),
         netns: netns_name(&dir),
         host_ip: host.to_string(),
         prefix,
-        kvm,
+        kvm: false,
         memory_mib: opts.memory_mib,
         cpus: opts.cpus,
         nodes: fleet
@@ -438,13 +433,23 @@ pub fn up(fleet: &Fleet, opts: &UpOptions) -> anyhow::Result<(Lab, Duration)> {
             .map(|(i, n)| lab_node(i, n))
             .collect(),
     };
-    let lab = Lab { dir, state };
+    let mut lab = Lab { dir, state };
+    build_missing(fleet, &lab, opts)?;
+    // Probed with a node's own kernel, once the images exist.
+    lab.state.kvm = match opts.accel {
+        Accel::Tcg => false,
+        Accel::Kvm => true,
+        Accel::Auto => lab
+            .state
+            .nodes
+            .first()
+            .is_some_and(|n| vm::kvm_works(&lab.image_dir(&n.name).join("vmlinuz"))),
+    };
     let text = serde_json::to_vec_pretty(&lab.state)?;
     let tmp = lab.dir.join(".lab.json.tmp");
     std::fs::write(&tmp, &text).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, state_path(&lab.dir))
         .with_context(|| format!("writing {}", state_path(&lab.dir).display()))?;
-    build_missing(fleet, &lab, opts)?;
     let taps: Vec<String> = lab.state.nodes.iter().map(|n| n.tap.clone()).collect();
     net::create(&lab.state.netns, host, prefix, &taps)?;
     eprintln!(
@@ -452,7 +457,7 @@ pub fn up(fleet: &Fleet, opts: &UpOptions) -> anyhow::Result<(Lab, Duration)> {
         lab.state.netns,
         host,
         lab.state.nodes.len(),
-        if kvm { "KVM" } else { "TCG" }
+        if lab.state.kvm { "KVM" } else { "TCG" }
     );
     let started = Instant::now();
     for node in &lab.state.nodes {

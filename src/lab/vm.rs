@@ -20,48 +20,47 @@ pub enum Accel {
     Tcg,
 }
 
-/// Whether KVM really works here: a VM with no devices must start and quit within a
-/// few seconds (on some machines /dev/kvm exists and qemu hangs on it).
-pub fn kvm_works() -> bool {
+/// Whether KVM really works here: a guest must get as far as printing the kernel's
+/// banner within a few seconds. On some machines /dev/kvm exists, qemu starts, and
+/// the guest never runs an instruction; a probe without a guest cannot tell.
+pub fn kvm_works(kernel: &Path) -> bool {
     if !Path::new("/dev/kvm").exists() {
         return false;
     }
+    let Ok(dir) = tempfile::tempdir() else {
+        return false;
+    };
+    let serial = dir.path().join("serial.log");
     let Ok(mut child) = Command::new("qemu-system-x86_64")
-        .args([
-            "-accel",
-            "kvm",
-            "-machine",
-            "none",
-            "-nodefaults",
-            "-display",
-            "none",
-            "-monitor",
-            "none",
-            "-S",
-            "-qmp",
-            "stdio",
-        ])
-        .stdin(Stdio::piped())
+        .args(["-accel", "kvm", "-machine", "q35", "-m", "256", "-nodefaults"])
+        .args(["-display", "none", "-no-reboot", "-kernel"])
+        .arg(kernel)
+        .args(["-append", "console=ttyS0 panic=-1"])
+        .arg("-serial")
+        .arg(format!("file:{}", serial.display()))
+        .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
     else {
         return false;
     };
-    if let Some(mut stdin) = child.stdin.take() {
-        use std::io::Write;
-        let _ = stdin.write_all(b"{\"execute\":\"qmp_capabilities\"}\n{\"execute\":\"quit\"}\n");
-    }
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut works = false;
     while Instant::now() < deadline {
-        if let Ok(Some(status)) = child.try_wait() {
-            return status.success();
+        let text = std::fs::read(&serial).unwrap_or_default();
+        if String::from_utf8_lossy(&text).contains("Linux version") {
+            works = true;
+            break;
         }
-        std::thread::sleep(Duration::from_millis(100));
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
     }
     let _ = child.kill();
     let _ = child.wait();
-    false
+    works
 }
 
 /// Where one VM's files are.
