@@ -192,6 +192,17 @@ fn leader_api(dcs: &Etcd, pg: &PgInfo, leader: &str) -> String {
         .map_or_else(String::new, |m| m.patroni_url.clone())
 }
 
+/// The cluster's leader when it is another member (the designated primary is
+/// rejoining after a failover); None when this node leads, nobody does yet, or no
+/// etcd member answers.
+pub(crate) fn leader_elsewhere(agent: &Agent, pg: &PgInfo) -> Option<String> {
+    let dcs = first_healthy(agent).ok()?;
+    read_key(&dcs, &pg.dcs_keys.leader)
+        .ok()
+        .flatten()
+        .filter(|l| *l != pg.name)
+}
+
 fn wait_for_etcd(agent: &Agent) -> anyhow::Result<Etcd> {
     let urls = agent
         .doc

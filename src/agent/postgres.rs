@@ -182,14 +182,23 @@ fn wait_repo(agent: &Agent, step: &str, pg: &PgInfo) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `minio-ready` (a primary backing up to a MinIO it is not a member of): the repo
-/// answers, as pgBackRest itself sees it.
+/// `minio-ready` (a designated primary backing up to a MinIO it is not a member of):
+/// the repo answers, as pgBackRest itself sees it.
 pub fn repo_ready(agent: &mut Agent) -> anyhow::Result<String> {
     let pg = agent
         .doc
         .pg
         .clone()
         .context("node.json has no pg section")?;
+    // Runs before Patroni, so the local server cannot say yet; the leader key can. A
+    // replica needs no repository, and the pgbackrest step waits for it on a leader.
+    if let Some(leader) = super::patroni::leader_elsewhere(agent, &pg) {
+        return Ok(format!(
+            "skipped: {leader} leads {} now (the designated primary {} rejoins as a replica); \
+             the pgbackrest step waits for the repository if this node ever leads",
+            pg.cluster, pg.name
+        ));
+    }
     wait_repo(agent, "minio-ready", &pg)?;
     Ok("the pgBackRest repository answers".into())
 }
