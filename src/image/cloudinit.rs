@@ -140,8 +140,11 @@ fn network_config(node: &Node) -> String {
     let mut eth = json!({
         "match": { "name": "e*" },
         "addresses": [format!("{}/{}", node.ip, n.node_ip_prefix)],
-        "nameservers": { "addresses": n.node_dns_servers },
     });
+    // cloud-init (22.4) drops the whole interface when `nameservers` has no address.
+    if !n.node_dns_servers.is_empty() {
+        eth["nameservers"] = json!({ "addresses": n.node_dns_servers });
+    }
     if let Some(gw) = n.node_gateway {
         eth["routes"] = json!([{ "to": "default", "via": gw.to_string() }]);
     }
