@@ -44,6 +44,11 @@ pub fn ensure_base(
     let path = dir.join(format!("{key}.ext4"));
     if path.is_file() {
         tracing::info!(base = %key, "ext4 base cached");
+        // Touched on use: bases left unused for BASE_MAX_IDLE are dropped.
+        if let Ok(f) = std::fs::File::options().write(true).open(&path) {
+            let _ = f.set_modified(std::time::SystemTime::now());
+        }
+        drop_idle_bases(&dir);
         return Ok(path);
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -62,6 +67,25 @@ pub fn ensure_base(
     std::fs::rename(&img, &path)
         .with_context(|| format!("moving the ext4 base to {}", path.display()))?;
     Ok(path)
+}
+
+/// A base image not used for this long is removed (a layer or its size changed).
+const BASE_MAX_IDLE: std::time::Duration = std::time::Duration::from_secs(14 * 24 * 3600);
+
+fn drop_idle_bases(dir: &Path) {
+    let now = std::time::SystemTime::now();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        let idle = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| now.duration_since(t).ok());
+        if p.extension().is_some_and(|x| x == "ext4") && idle.is_some_and(|d| d > BASE_MAX_IDLE) {
+            tracing::info!("removing the unused ext4 base {}", p.display());
+            let _ = std::fs::remove_file(&p);
+        }
+    }
 }
 
 fn mke2fs_version() -> anyhow::Result<String> {
