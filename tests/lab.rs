@@ -132,7 +132,7 @@ struct Down;
 impl Drop for Down {
     fn drop(&mut self) {
         let out = pigsty(&["down", "--purge"]);
-        eprintln!("lab down: {}", String::from_utf8_lossy(&out.stdout).trim());
+        eprintln!("{}", String::from_utf8_lossy(&out.stdout).trim());
     }
 }
 
