@@ -54,6 +54,19 @@ fn member(
     members: usize,
     i: usize,
 ) -> TestNode {
+    member_with(base, dir, inv, net, members, i, &[])
+}
+
+/// `member`, with more environment for the stand-in (`MINIO_STANDIN_ADMIN`).
+fn member_with(
+    base: &std::path::Path,
+    dir: &str,
+    inv: &str,
+    net: &str,
+    members: usize,
+    i: usize,
+    extra_env: &[(&str, &str)],
+) -> TestNode {
     let node = TestNode::render(base, dir, inv, &format!("minio-{i}"));
     let doc = pigsty::agent::input::NodeJson::load(&node.root).unwrap();
     let m = doc.minio.expect("a MinIO member");
@@ -73,7 +86,7 @@ fn member(
             .map(String::from)
             .to_vec(),
             env_files: vec![node.root.join("etc/default/minio")],
-            env: vec![
+            env: [
                 (minio_standin::ENV_FLAG.into(), "1".into()),
                 ("MINIO_STANDIN_IP".into(), format!("{net}.{i}")),
                 ("MINIO_STANDIN_HOSTS".into(), hosts.join(",")),
@@ -81,7 +94,14 @@ fn member(
                     "MINIO_STANDIN_DATA".into(),
                     node.root.join("data/minio").display().to_string(),
                 ),
-            ],
+            ]
+            .into_iter()
+            .chain(
+                extra_env
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string())),
+            )
+            .collect(),
             log: node.root.join("minio.log"),
             ..ProcessSpec::default()
         },
@@ -204,4 +224,150 @@ fn members_that_never_appear_time_out() {
         "{msg}"
     );
     assert!(msg.contains("1 of 3 members live"), "{msg}");
+}
+
+/// madmin-go's `encrypt_test.go` (`decryptDataTests`): ciphertexts made by Go's
+/// `EncryptData`, of 0, 256, 32 and 256 zero bytes. The stand-in's decryptor opens
+/// them, so it reads madmin's format; the agent's output must then open with it too.
+const MADMIN_VECTORS: [(&str, &str, usize); 4] = [
+    (
+        "",
+        "828aa81599df0651c0461adb82283e8b89956baee9f6e719947ef9cddc849028001dc9d3ac0938f66b07bacc9751437e1985f8a9763c240e81",
+        0,
+    ),
+    (
+        "",
+        concat!(
+            "1793c71df6647860437134073c15688cbb15961dc0758c7ee1225e66e79c724c00d790dba9c671eae89da2c736d858286ac9bd027abacc6443",
+            "0375cd41b63b67c070c7fba475a8dd66ae65ba905176c48cbe6f734fc74df87343d8ccff54bada4aeb0a04bd021633ebe6c4768e23f5dea142",
+            "561d4fe3f90ed59d13dc5fb3a585dadec1742325291b9c81692bdd3420b2428127f8195e0ecd9a1c9237712ed67af7339fbbf7ff3ee1c516e1",
+            "f81e69d933e057b30997e7274a2c9698e07c39f0e8d6818858f34c8191871b5a52bea9061806bd029024bfc1d9c1f230904968d6c9e10fddcb",
+            "c006ba97356ff243570fd96df07dd6894e215a6b24c4ed730369519289ebd877aff6ccbd2265985e4ab1a2b7930bab9cfb767b97348a639ddf",
+            "8db81bf5151da7e8f3d9638a1b86eb1dd78cc6a526f10a414c78638f",
+        ),
+        256,
+    ),
+    (
+        r#"xPl.8/rhR"Q_1xLt"#,
+        concat!(
+            "b5c016e93b84b473fc8a37af94936563630c36d6df1841d23a86ee51ca161f9e00ac19116b32f643ff6a56a212b265d8c56",
+            "195bb0d12ce199e13dfdc5272f80c1564da2c6fc2fa18da91d8062de02af5cdafea491c6f3cae1f",
+        ),
+        32,
+    ),
+    (
+        "7h5oU4$te{;K}fgqlI^]",
+        concat!(
+            "c58edf7cfd557b6b655de6f48b1a3049d8d049dadb3a7bfa9ac9ccbb5baf37ec00f83086a26f43b7d6bc9075ad0",
+            "38bf5741f118d502ebe94165e4072ba7f98535d6b1e3b6ae67a98115d146d9b4d90e4df4ae82df9cfa17ed7cd42",
+            "465181559f7ddf09c98beec521bb4478e0cb73c4e0827af8688ff4e7a07327a10d5a180035e6ddb16d974a85257",
+            "981cd9e0360a20f7b4d653190267dfb241148f018ae180568042e864b9e1b5bc05425a3abc2b0324f50c72d5679",
+            "8f924405dfc0f8523f4bb564ed65af8e1b1c82a7a0640552ecf81985d95d0993d99172592ddc1393dfa63e8f0b3",
+            "d744b2cc4b73384ca4693f0c1aec0e9b00e85f2937e891105d67da8f59c14ca96608e0425c42f9c1e7c2a8b3413",
+            "e1381784f9cfe01de7c47cea1f8d7a7d88f5d4aca783cf55332b47f957a6b9a65269d7eb606b877b",
+        ),
+        256,
+    ),
+];
+
+#[test]
+fn the_decryptor_opens_madmin_test_vectors() {
+    for (password, hex_data, len) in MADMIN_VECTORS {
+        let data = hex::decode(hex_data).unwrap();
+        let plain = minio_standin::decrypt_data(password, &data)
+            .unwrap_or_else(|e| panic!("{hex_data}: {e}"));
+        assert_eq!(plain, vec![0u8; len]);
+        // One flipped bit anywhere is refused, the wrong password too.
+        let mut bad = data.clone();
+        *bad.last_mut().unwrap() ^= 1;
+        assert!(minio_standin::decrypt_data(password, &bad).is_err());
+        assert!(minio_standin::decrypt_data("wrong", &data).is_err());
+    }
+}
+
+/// The agent's `EncryptData` opens with the decryptor checked against madmin, across
+/// the fragment boundaries (16 KiB).
+#[test]
+fn agent_encryption_round_trips() {
+    use pigsty::agent::minio::madmin::encrypt_data;
+    for len in [0, 1, 20, 16383, 16384, 16385, 2 * 16384, 40_000] {
+        let data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+        let sealed = encrypt_data("S3User.MinIO", &data).unwrap();
+        assert_eq!(
+            minio_standin::decrypt_data("S3User.MinIO", &sealed).as_deref(),
+            Ok(&data[..]),
+            "{len} bytes"
+        );
+        // Fragments cannot be dropped: cut the last one off.
+        if len > 16384 {
+            let cut = &sealed[..sealed.len() - (len - 1) % 16384 - 1 - 16];
+            assert!(minio_standin::decrypt_data("S3User.MinIO", cut).is_err());
+        }
+    }
+}
+
+fn user_record(data: &std::path::Path, name: &str) -> serde_json::Value {
+    let path = minio_standin::users_dir(data).join(format!("{name}.json"));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+/// With the admin API, the agent creates the inventory's users (secret sent
+/// encrypted) and points each at its policy; resumed and run again, it finds them.
+#[test]
+fn users_and_policies_through_the_admin_api() {
+    let net = "127.0.8";
+    let port = free_port();
+    let tmp = tempfile::tempdir().unwrap();
+    let inv = inventory(net, port, 1, "");
+    let admin = [(minio_standin::ADMIN_FLAG, "1")];
+    let node = member_with(tmp.path(), "n1", &inv, net, 1, 1, &admin);
+    let wait = Duration::from_secs(20);
+
+    // 1. Killed after the first user: dba is made, pgbackrest not yet.
+    let mut opts = node.options(wait);
+    opts.crash_at = Some("minio-user:dba".into());
+    let err = node.firstboot(&opts).unwrap_err();
+    assert!(format!("{err:#}").contains("minio-user:dba"), "{err:#}");
+    let data = node.root.join("data/minio");
+    assert_eq!(user_record(&data, "dba")["policyName"], "consoleAdmin");
+    assert!(
+        !minio_standin::users_dir(&data)
+            .join("pgbackrest.json")
+            .exists()
+    );
+
+    // 2. Resumed: dba is there already (and updated), pgbackrest is made.
+    let state = node
+        .firstboot(&node.options(wait))
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", node.log("minio.log")));
+    let detail = &state.steps["minio-buckets"].detail;
+    assert!(
+        detail.contains("users created [pgbackrest], already there [dba]"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("policies already there [consoleAdmin, readwrite]")
+            && detail.contains("attached [dba=consoleAdmin, pgbackrest=readwrite]"),
+        "{detail}"
+    );
+    let backup = user_record(&data, "pgbackrest");
+    assert_eq!(backup["secretKey"], "S3User.Backup");
+    assert_eq!(backup["status"], "enabled");
+    assert_eq!(backup["policyName"], "readwrite");
+    assert_eq!(user_record(&data, "dba")["secretKey"], "S3User.DBA");
+
+    // 3. Another first boot against the same server: both there, no error.
+    let again = member_with(tmp.path(), "n1-again", &inv, net, 1, 1, &admin);
+    let state = again
+        .firstboot(&again.options(wait))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let detail = &state.steps["minio-buckets"].detail;
+    assert!(
+        detail.contains("users created [], already there [dba, pgbackrest]"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("attached [dba=consoleAdmin, pgbackrest=readwrite]"),
+        "{detail}"
+    );
 }

@@ -3,9 +3,10 @@
 //! `/minio/health/cluster`; `minio-buckets`, on the first member, creates the buckets
 //! with SigV4-signed S3 requests (409 means it exists already).
 //!
-//! Users and policies go through MinIO's admin API, whose request bodies MinIO
-//! encrypts with the root secret; the agent only probes whether the server has that
-//! API and reports users it could not create, rather than guessing a format.
+//! Users and policies go through MinIO's admin API (`/minio/admin/v3`), whose
+//! sensitive request bodies are encrypted with the root secret in madmin's format
+//! (`encrypt_data`). A server without that API (RustFS, Silo) is not an error: the
+//! detail names the users left for the operator.
 
 use anyhow::Context;
 use hmac::{Hmac, KeyInit, Mac};
@@ -128,6 +129,93 @@ pub fn amz_date(unix: u64) -> String {
         secs % 3600 / 60,
         secs % 60
     )
+}
+
+/// madmin's `EncryptData` (madmin-go `encrypt.go`), which MinIO's admin handlers undo
+/// with `DecryptData` keyed by the root secret:
+/// `salt (32) || AEAD id (1) || nonce (8) || sio-go stream of the data`, the key being
+/// Argon2id(password, salt, t=1, m=64 MiB, p=4, 32 bytes). Id 0x00 is AES-256-GCM with
+/// that key (0x01 ChaCha20-Poly1305, 0x02 AES-256-GCM under PBKDF2 for FIPS builds):
+/// MinIO accepts all three, and the agent always sends 0x00.
+pub mod madmin {
+    use aes_gcm::aead::{Aead, Payload};
+    use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
+    use anyhow::Context;
+
+    pub const SALT_LEN: usize = 32;
+    pub const NONCE_LEN: usize = 8;
+    pub const ARGON2ID_AES_GCM: u8 = 0x00;
+    /// sio-go's `BufSize`: the plaintext size of every fragment but the last.
+    pub const FRAGMENT: usize = 1 << 14;
+    pub const TAG_LEN: usize = 16;
+
+    /// Argon2id as madmin calls it: `argon2.IDKey(password, salt, 1, 64*1024, 4, 32)`.
+    pub fn derive_key(password: &str, salt: &[u8]) -> anyhow::Result<[u8; 32]> {
+        let params = argon2::Params::new(64 * 1024, 1, 4, Some(32))
+            .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
+        let argon =
+            argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        let mut key = [0u8; 32];
+        argon
+            .hash_password_into(password.as_bytes(), salt, &mut key)
+            .map_err(|e| anyhow::anyhow!("argon2: {e}"))?;
+        Ok(key)
+    }
+
+    /// The AEAD nonce of fragment `seq`: the stream nonce, then `seq` little-endian.
+    pub fn fragment_nonce(nonce: &[u8; NONCE_LEN], seq: u32) -> [u8; 12] {
+        let mut n = [0u8; 12];
+        n[..NONCE_LEN].copy_from_slice(nonce);
+        n[NONCE_LEN..].copy_from_slice(&seq.to_le_bytes());
+        n
+    }
+
+    /// `EncryptData(password, data)` with fresh random salt and nonce.
+    pub fn encrypt_data(password: &str, data: &[u8]) -> anyhow::Result<Vec<u8>> {
+        let mut salt = [0u8; SALT_LEN];
+        let mut nonce = [0u8; NONCE_LEN];
+        getrandom::getrandom(&mut salt).map_err(|e| anyhow::anyhow!("random salt: {e}"))?;
+        getrandom::getrandom(&mut nonce).map_err(|e| anyhow::anyhow!("random nonce: {e}"))?;
+        let key = derive_key(password, &salt)?;
+        let mut out = Vec::with_capacity(SALT_LEN + 1 + NONCE_LEN + data.len() + TAG_LEN);
+        out.extend_from_slice(&salt);
+        out.push(ARGON2ID_AES_GCM);
+        out.extend_from_slice(&nonce);
+        out.extend(seal_stream(&key, &nonce, data)?);
+        Ok(out)
+    }
+
+    /// sio-go's `EncWriter` given all the data at once (`Write` then `Close`). The
+    /// associated data of every fragment is a flag byte (0x00, 0x80 on the last) and
+    /// the tag of an empty message sealed under sequence number 0; data fragments
+    /// count from 1, and the last holds 0..=FRAGMENT bytes (exactly FRAGMENT when the
+    /// data fills whole fragments, none when the data is empty).
+    pub fn seal_stream(
+        key: &[u8; 32],
+        nonce: &[u8; NONCE_LEN],
+        data: &[u8],
+    ) -> anyhow::Result<Vec<u8>> {
+        let aead = Aes256Gcm::new_from_slice(key).map_err(|e| anyhow::anyhow!("AES key: {e}"))?;
+        let seal = |seq: u32, msg: &[u8], aad: &[u8]| {
+            aead.encrypt(
+                Nonce::from_slice(&fragment_nonce(nonce, seq)),
+                Payload { msg, aad },
+            )
+            .map_err(|e| anyhow::anyhow!("AES-GCM: {e}"))
+        };
+        let mut aad = vec![0x00];
+        aad.extend(seal(0, b"", b"")?);
+        let mut out = Vec::with_capacity(data.len() + TAG_LEN * (data.len() / FRAGMENT + 1));
+        let (mut rest, mut seq) = (data, 1u32);
+        while rest.len() > FRAGMENT {
+            out.extend(seal(seq, &rest[..FRAGMENT], &aad)?);
+            rest = &rest[FRAGMENT..];
+            seq = seq.checked_add(1).context("sio: data limit exceeded")?;
+        }
+        aad[0] = 0x80;
+        out.extend(seal(seq, rest, &aad)?);
+        Ok(out)
+    }
 }
 
 /// A path-style S3 client of one server (`http://10.10.10.11:9000`).
@@ -316,7 +404,7 @@ pub fn start(agent: &mut Agent) -> anyhow::Result<String> {
     ))
 }
 
-/// `minio-buckets`: on the first member, create the buckets (and report users).
+/// `minio-buckets`: on the first member, create the buckets, then the users.
 pub fn buckets(agent: &mut Agent) -> anyhow::Result<String> {
     let m = agent
         .doc
@@ -344,7 +432,7 @@ pub fn buckets(agent: &mut Agent) -> anyhow::Result<String> {
         }
         agent.checkpoint(&format!("minio-buckets:{}", b.name))?;
     }
-    let users = users_note(&s3, &m);
+    let users = users(agent, &s3, &m)?;
     Ok(format!(
         "buckets created [{}], already there [{}]; {users}",
         created.join(", "),
@@ -372,32 +460,203 @@ fn enable_versioning(agent: &Agent, s3: &S3, bucket: &str) -> anyhow::Result<()>
     Ok(())
 }
 
-/// Users need MinIO's admin API; say whether the server has one. A server without it
-/// (RustFS, Silo, or one that answers 404/501 there) is not an error: the buckets are
-/// made, and the detail names the users left for the operator.
-fn users_note(s3: &S3, m: &MinioInfo) -> String {
-    if m.users.is_empty() {
-        return "no users to create".into();
+/// `Code: Message` of an admin API error (JSON), else of an S3 error document.
+fn admin_error(body: &str) -> String {
+    #[derive(serde::Deserialize)]
+    struct AdminError {
+        #[serde(rename = "Code")]
+        code: String,
+        #[serde(rename = "Message", default)]
+        message: String,
     }
-    let names: Vec<&str> = m.users.iter().map(|u| u.access_key.as_str()).collect();
-    let url = format!("{}/minio/admin/v3/info", s3.base);
-    let why = match s3.send("GET", "/minio/admin/v3/info", &[], &[], b"") {
-        Ok((200, _)) => "the server has MinIO's admin API, whose encrypted request format \
-                         the agent does not implement yet; create them with mc admin"
-            .to_string(),
-        Ok((code @ (401 | 403), body)) => format!(
-            "the admin API refused the root credentials (GET {url}: HTTP {code}: {})",
-            s3_error(&body)
-        ),
-        Ok((code, body)) => format!(
-            "the server has no MinIO admin API (GET {url}: HTTP {code}: {})",
-            s3_error(&body)
-        ),
-        Err(e) => format!("the admin API did not answer: {e:#}"),
+    match serde_json::from_str::<AdminError>(body) {
+        Ok(e) if e.message.is_empty() => e.code,
+        Ok(e) => format!("{}: {}", e.code, e.message),
+        Err(_) => s3_error(body),
+    }
+}
+
+const ADMIN: &str = "/minio/admin/v3";
+
+/// One admin request: 200 is done; a refusal (4xx) will not change by waiting.
+fn admin_call<T>(
+    s3: &S3,
+    method: &str,
+    op: &str,
+    query: &[(&str, &str)],
+    body: &[u8],
+    on: impl Fn(u16, &str) -> Option<T>,
+) -> Attempt<T> {
+    let what = format!("{method} {}{ADMIN}/{op}", s3.base);
+    match s3.send(method, &format!("{ADMIN}/{op}"), query, &[], body) {
+        Ok((code, text)) => match on(code, &text) {
+            Some(v) => Attempt::Ready(v),
+            None if (400..500).contains(&code) => Attempt::Fatal(anyhow::anyhow!(
+                "{what}: HTTP {code}: {}",
+                admin_error(&text)
+            )),
+            None => Attempt::NotYet(format!("HTTP {code}: {}", admin_error(&text))),
+        },
+        Err(e) => Attempt::NotYet(format!("{e:#}")),
+    }
+}
+
+/// `GET user-info`: whether the user exists (404 `XMinioAdminNoSuchUser` if not).
+pub fn user_exists(s3: &S3, name: &str) -> Attempt<bool> {
+    admin_call(
+        s3,
+        "GET",
+        "user-info",
+        &[("accessKey", name)],
+        b"",
+        |code, text| match code {
+            200 => Some(true),
+            404 if text.contains("NoSuchUser") => Some(false),
+            _ => None,
+        },
+    )
+}
+
+/// `PUT add-user?accessKey=`: creates the user, or updates the secret and status of
+/// one that exists (MinIO's `SetUser`); the body is madmin-encrypted with the root
+/// secret.
+pub fn put_user(s3: &S3, name: &str, secret: &str) -> Attempt<()> {
+    let body = serde_json::json!({ "secretKey": secret, "status": "enabled" }).to_string();
+    let sealed = match madmin::encrypt_data(&s3.secret_key, body.as_bytes()) {
+        Ok(b) => b,
+        Err(e) => return Attempt::Fatal(e.context(format!("encrypting the body for {name}"))),
     };
-    let note = format!("users [{}] not created: {why}", names.join(", "));
-    tracing::warn!("{note}");
-    note
+    admin_call(
+        s3,
+        "PUT",
+        "add-user",
+        &[("accessKey", name)],
+        &sealed,
+        |code, _| (code == 200).then_some(()),
+    )
+}
+
+/// `GET info-canned-policy?name=`: whether the policy exists (built-in ones do).
+pub fn policy_exists(s3: &S3, policy: &str) -> Attempt<bool> {
+    admin_call(
+        s3,
+        "GET",
+        "info-canned-policy",
+        &[("name", policy)],
+        b"",
+        |code, text| match code {
+            200 => Some(true),
+            404 if text.contains("NoSuchPolicy") => Some(false),
+            _ => None,
+        },
+    )
+}
+
+/// `PUT set-user-or-group-policy`: the user's policy becomes exactly `policy`, so a
+/// repeat is harmless (the newer `idp/builtin/policy/attach` refuses a policy that is
+/// attached already).
+pub fn set_user_policy(s3: &S3, name: &str, policy: &str) -> Attempt<()> {
+    admin_call(
+        s3,
+        "PUT",
+        "set-user-or-group-policy",
+        &[
+            ("policyName", policy),
+            ("userOrGroup", name),
+            ("isGroup", "false"),
+        ],
+        b"",
+        |code, _| (code == 200).then_some(()),
+    )
+}
+
+/// Whether the server has MinIO's admin API: `Ok(())` if so, else why not.
+fn probe_admin(s3: &S3) -> Result<(), String> {
+    let url = format!("{}{ADMIN}/info", s3.base);
+    match s3.send("GET", &format!("{ADMIN}/info"), &[], &[], b"") {
+        Ok((200, _)) => Ok(()),
+        Ok((code @ (401 | 403), body)) => Err(format!(
+            "the admin API refused the root credentials (GET {url}: HTTP {code}: {})",
+            admin_error(&body)
+        )),
+        Ok((code, body)) => Err(format!(
+            "the server has no MinIO admin API (GET {url}: HTTP {code}: {})",
+            admin_error(&body)
+        )),
+        Err(e) => Err(format!("the admin API did not answer: {e:#}")),
+    }
+}
+
+/// Users and their policies through the admin API. A server without it (RustFS,
+/// Silo, or one that answers 404/501 there) is not an error: the buckets are made,
+/// and the detail names the users left for the operator.
+fn users(agent: &Agent, s3: &S3, m: &MinioInfo) -> anyhow::Result<String> {
+    if m.users.is_empty() {
+        return Ok("no users to create".into());
+    }
+    if let Err(why) = probe_admin(s3) {
+        let names: Vec<&str> = m.users.iter().map(|u| u.access_key.as_str()).collect();
+        let note = format!("users [{}] not created: {why}", names.join(", "));
+        tracing::warn!("{note}");
+        return Ok(note);
+    }
+    let wait = |what: String, f: &dyn Fn() -> Attempt<bool>| {
+        agent
+            .opts
+            .policy()
+            .wait("minio-buckets", &what, &s3.base, f)
+    };
+    // Policies first: a user is only pointed at a policy the server has.
+    let (mut present, mut missing) = (Vec::new(), Vec::new());
+    let mut policies: Vec<&str> = m.users.iter().map(|u| u.policy.as_str()).collect();
+    policies.retain(|p| !p.is_empty());
+    policies.sort();
+    policies.dedup();
+    for p in policies {
+        match wait(format!("policy {p}"), &|| policy_exists(s3, p))? {
+            true => present.push(p),
+            false => missing.push(p),
+        }
+    }
+    let (mut created, mut existed, mut attached) = (Vec::new(), Vec::new(), Vec::new());
+    for u in &m.users {
+        let name = u.access_key.as_str();
+        let there = wait(format!("user-info {name}"), &|| user_exists(s3, name))?;
+        agent.opts.policy().wait(
+            "minio-buckets",
+            &format!("add-user {name}"),
+            &s3.base,
+            || put_user(s3, name, &u.secret_key),
+        )?;
+        if present.contains(&u.policy.as_str()) {
+            agent.opts.policy().wait(
+                "minio-buckets",
+                &format!("policy {} for {name}", u.policy),
+                &s3.base,
+                || set_user_policy(s3, name, &u.policy),
+            )?;
+            attached.push(format!("{name}={}", u.policy));
+        }
+        if there { &mut existed } else { &mut created }.push(name);
+        agent.checkpoint(&format!("minio-user:{name}"))?;
+    }
+    let mut note = format!(
+        "users created [{}], already there [{}]; policies already there [{}], attached [{}]",
+        created.join(", "),
+        existed.join(", "),
+        present.join(", "),
+        attached.join(", ")
+    );
+    if !missing.is_empty() {
+        let gap = format!(
+            "policies [{}] not on the server and not attached: the inventory carries no \
+             policy document to create them from",
+            missing.join(", ")
+        );
+        tracing::warn!("{gap}");
+        note = format!("{note}; {gap}");
+    }
+    Ok(note)
 }
 
 #[cfg(test)]
@@ -474,6 +733,49 @@ mod tests {
         assert_eq!(amz_date(1_440_938_160), "20150830T123600Z");
         assert_eq!(amz_date(0), "19700101T000000Z");
         assert_eq!(amz_date(951_782_400), "20000229T000000Z");
+    }
+
+    /// The sio-go layout: every fragment but the last is 16 KiB + a 16-byte tag; the
+    /// last holds the rest (all of a 16 KiB remainder; only a tag for no data).
+    #[test]
+    fn sio_fragments() {
+        let (key, nonce) = ([7u8; 32], [9u8; madmin::NONCE_LEN]);
+        for (len, sealed) in [
+            (0, 16),
+            (1, 17),
+            (16384, 16400),
+            (16385, 16400 + 17),
+            (3 * 16384, 3 * 16400),
+        ] {
+            let out = madmin::seal_stream(&key, &nonce, &vec![0u8; len]).unwrap();
+            assert_eq!(out.len(), sealed, "{len} bytes");
+        }
+        // A different nonce gives a different stream.
+        let a = madmin::seal_stream(&key, &nonce, b"x").unwrap();
+        let b = madmin::seal_stream(&key, &[8u8; 8], b"x").unwrap();
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn encrypted_header() {
+        let out = madmin::encrypt_data("root.secret", br#"{"status":"enabled"}"#).unwrap();
+        assert_eq!(out.len(), 32 + 1 + 8 + 20 + 16);
+        assert_eq!(out[32], madmin::ARGON2ID_AES_GCM);
+        let again = madmin::encrypt_data("root.secret", br#"{"status":"enabled"}"#).unwrap();
+        assert_ne!(out[..32], again[..32], "a fresh salt each time");
+    }
+
+    #[test]
+    fn admin_errors_are_short() {
+        let body = r#"{"Code":"XMinioAdminNoSuchUser","Message":"The specified user does not exist.","Resource":"/minio/admin/v3/user-info"}"#;
+        assert_eq!(
+            admin_error(body),
+            "XMinioAdminNoSuchUser: The specified user does not exist."
+        );
+        assert_eq!(
+            admin_error("<Error><Code>NotImplemented</Code></Error>"),
+            "NotImplemented"
+        );
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! - `PUT /<bucket>` checked against a SigV4 signature it recomputes (403
 //!   `InvalidAccessKeyId` / `SignatureDoesNotMatch`), 200 then 409 once it exists;
 //!   buckets are directories under its data dir, so they survive a restart;
-//! - `PUT /<bucket>?versioning` 200; the admin API answers 501.
+//! - `PUT /<bucket>?versioning` 200; the admin API answers 501, unless started with
+//!   `MINIO_STANDIN_ADMIN=1`: then it serves users and policies (see `admin`).
 //!
 //! Test-only settings: `MINIO_STANDIN_IP` (the address to bind: members share a port
 //! on one machine), `MINIO_STANDIN_HOSTS` (`minio-1.pigsty=127.0.6.1,...`, instead of
@@ -28,6 +29,9 @@ use pigsty::agent::minio::{SignInput, authorization};
 use sha2::{Digest, Sha256};
 
 pub const ENV_FLAG: &str = "MINIO_STANDIN";
+/// With `MINIO_STANDIN_ADMIN=1` the stand-in also serves the part of MinIO's admin
+/// API the agent uses; without it the admin API answers 501, as RustFS would.
+pub const ADMIN_FLAG: &str = "MINIO_STANDIN_ADMIN";
 
 struct Config {
     bind: String,
@@ -234,6 +238,13 @@ fn handle(cfg: &Config, conn: TcpStream) -> std::io::Result<()> {
                 )
             }
         }
+        (_, p) if p.starts_with("/minio/admin/") && env(ADMIN_FLAG) == "1" => {
+            if let Err((code, msg)) = verify(cfg, &req) {
+                return respond(conn, 403, &admin_error(code, &msg));
+            }
+            let (code, body) = admin(cfg, &req)?;
+            respond(conn, code, &body)
+        }
         (_, p) if p.starts_with("/minio/admin/") => respond(
             conn,
             501,
@@ -354,4 +365,230 @@ fn verify(cfg: &Config, req: &Request) -> Result<(), (&'static str, String)> {
         ));
     }
     Ok(())
+}
+
+// ---- The admin API (only with MINIO_STANDIN_ADMIN=1) --------------------------------
+//
+// As MinIO (cmd/admin-router.go, admin-handlers-users.go): `GET /info`,
+// `GET /user-info?accessKey=`, `PUT /add-user?accessKey=` with a madmin-encrypted
+// `{"secretKey","status"}`, `GET /info-canned-policy?name=`,
+// `PUT /set-user-or-group-policy?policyName=&userOrGroup=&isGroup=`. Users are files
+// under `<data>/.minio.sys/iam/users/`, so they survive a restart as MinIO's do.
+
+/// MinIO's built-in canned policies.
+pub const BUILTIN_POLICIES: [&str; 5] = [
+    "consoleAdmin",
+    "diagnostics",
+    "readonly",
+    "readwrite",
+    "writeonly",
+];
+
+fn admin_error(code: &str, message: &str) -> String {
+    serde_json::json!({ "Code": code, "Message": message }).to_string()
+}
+
+fn query_value(query: &str, key: &str) -> Option<String> {
+    query.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (k == key).then(|| percent_decode(v))
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && let Some(v) = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub fn users_dir(data: &std::path::Path) -> PathBuf {
+    data.join(".minio.sys/iam/users")
+}
+
+fn admin(cfg: &Config, req: &Request) -> std::io::Result<(u16, String)> {
+    let op = req.path.trim_start_matches("/minio/admin/v3/");
+    let users = users_dir(&cfg.data);
+    let no_user = |name: &str| {
+        (
+            404,
+            admin_error(
+                "XMinioAdminNoSuchUser",
+                &format!("The specified user {name} does not exist."),
+            ),
+        )
+    };
+    let user = query_value(&req.query, "accessKey").unwrap_or_default();
+    Ok(match (req.method.as_str(), op) {
+        ("GET", "info") => (200, "{\"mode\":\"online\"}".into()),
+        ("GET", "user-info") => match std::fs::read_to_string(users.join(format!("{user}.json"))) {
+            Ok(text) => {
+                let mut v: serde_json::Value = serde_json::from_str(&text)?;
+                // MinIO does not return the secret.
+                v.as_object_mut().map(|o| o.remove("secretKey"));
+                (200, v.to_string())
+            }
+            Err(_) => no_user(&user),
+        },
+        ("PUT", "add-user") => {
+            if user.is_empty() || user == cfg.user {
+                return Ok((
+                    400,
+                    admin_error("XMinioAdminInvalidArgument", "bad accessKey"),
+                ));
+            }
+            let plain = match decrypt_data(&cfg.password, &req.body) {
+                Ok(p) => p,
+                Err(e) => return Ok((400, admin_error("XMinioAdminConfigBadJSON", &e))),
+            };
+            let body: serde_json::Value = match serde_json::from_slice(&plain) {
+                Ok(v) => v,
+                Err(e) => {
+                    return Ok((400, admin_error("XMinioAdminConfigBadJSON", &e.to_string())));
+                }
+            };
+            let secret = body["secretKey"].as_str().unwrap_or_default();
+            if secret.len() < 8 || !matches!(body["status"].as_str(), Some("enabled" | "disabled"))
+            {
+                return Ok((
+                    400,
+                    admin_error("XMinioAdminInvalidArgument", &body.to_string()),
+                ));
+            }
+            std::fs::create_dir_all(&users)?;
+            let path = users.join(format!("{user}.json"));
+            // MinIO keeps a user's policy mapping when the user is updated.
+            let policy = std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                .map(|v| v["policyName"].clone())
+                .unwrap_or(serde_json::Value::Null);
+            let record = serde_json::json!({
+                "secretKey": secret, "status": body["status"], "policyName": policy,
+            });
+            std::fs::write(&path, record.to_string())?;
+            (200, String::new())
+        }
+        ("GET", "info-canned-policy") => {
+            let name = query_value(&req.query, "name").unwrap_or_default();
+            if BUILTIN_POLICIES.contains(&name.as_str()) {
+                (200, "{\"Version\":\"2012-10-17\",\"Statement\":[]}".into())
+            } else {
+                (
+                    404,
+                    admin_error(
+                        "XMinioAdminNoSuchPolicy",
+                        "The canned policy does not exist.",
+                    ),
+                )
+            }
+        }
+        ("PUT", "set-user-or-group-policy") => {
+            let name = query_value(&req.query, "userOrGroup").unwrap_or_default();
+            let policy = query_value(&req.query, "policyName").unwrap_or_default();
+            if query_value(&req.query, "isGroup").as_deref() != Some("false") {
+                return Ok((400, admin_error("XMinioAdminInvalidArgument", "isGroup")));
+            }
+            if !BUILTIN_POLICIES.contains(&policy.as_str()) {
+                return Ok((
+                    404,
+                    admin_error(
+                        "XMinioAdminNoSuchPolicy",
+                        "The canned policy does not exist.",
+                    ),
+                ));
+            }
+            let path = users.join(format!("{name}.json"));
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                return Ok(no_user(&name));
+            };
+            let mut v: serde_json::Value = serde_json::from_str(&text)?;
+            v["policyName"] = policy.into();
+            std::fs::write(&path, v.to_string())?;
+            (200, String::new())
+        }
+        _ => (
+            501,
+            admin_error(
+                "NotImplemented",
+                &format!("stand-in: no {} {op}", req.method),
+            ),
+        ),
+    })
+}
+
+/// madmin's `DecryptData`, written from madmin-go `encrypt.go` and secure-io/sio-go
+/// (`sio.go`, `writer.go`) apart from the agent's encryptor: `salt(32) | id(1) |
+/// nonce(8) | fragments`. Only id 0x00 (Argon2id, AES-256-GCM) is understood.
+/// Fragments are 16 KiB of plaintext plus a 16-byte tag; the one that leaves no more
+/// than that behind is the last. Each is opened with the nonce `nonce || LE32(seq)`
+/// (seq from 1) and associated data `flag || T`, where flag is 0x80 on the last
+/// fragment and T is the tag of the empty message sealed under seq 0.
+pub fn decrypt_data(password: &str, data: &[u8]) -> Result<Vec<u8>, String> {
+    use aes_gcm::aead::{Aead, Payload};
+    use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
+    const FRAGMENT: usize = 16384 + 16;
+    if data.len() < 41 + 16 {
+        return Err(format!("{} bytes: too short", data.len()));
+    }
+    let (salt, id, nonce, mut rest) = (&data[..32], data[32], &data[33..41], &data[41..]);
+    if id != 0x00 {
+        return Err(format!("AEAD id {id:#04x} is not Argon2id/AES-256-GCM"));
+    }
+    let mut key = [0u8; 32];
+    argon2::Argon2::new(
+        argon2::Algorithm::Argon2id,
+        argon2::Version::V0x13,
+        argon2::Params::new(65536, 1, 4, Some(32)).map_err(|e| e.to_string())?,
+    )
+    .hash_password_into(password.as_bytes(), salt, &mut key)
+    .map_err(|e| e.to_string())?;
+    let aead = Aes256Gcm::new_from_slice(&key).map_err(|e| e.to_string())?;
+    let iv = |seq: u32| {
+        let mut n = nonce.to_vec();
+        n.extend_from_slice(&seq.to_le_bytes());
+        n
+    };
+    let mut ad = vec![0x00];
+    ad.extend(
+        aead.encrypt(Nonce::from_slice(&iv(0)), Payload { msg: b"", aad: b"" })
+            .map_err(|e| e.to_string())?,
+    );
+    let mut out = Vec::new();
+    let mut seq = 1u32;
+    loop {
+        let last = rest.len() <= FRAGMENT;
+        let n = rest.len().min(FRAGMENT);
+        if last {
+            ad[0] = 0x80;
+        }
+        let plain = aead
+            .decrypt(
+                Nonce::from_slice(&iv(seq)),
+                Payload {
+                    msg: &rest[..n],
+                    aad: &ad,
+                },
+            )
+            .map_err(|_| format!("fragment {seq}: not authentic"))?;
+        out.extend(plain);
+        rest = &rest[n..];
+        if last {
+            return Ok(out);
+        }
+        seq += 1;
+    }
 }
