@@ -32,7 +32,15 @@ pub fn kvm_works(kernel: &Path) -> bool {
     };
     let serial = dir.path().join("serial.log");
     let Ok(mut child) = Command::new("qemu-system-x86_64")
-        .args(["-accel", "kvm", "-machine", "q35", "-m", "256", "-nodefaults"])
+        .args([
+            "-accel",
+            "kvm",
+            "-machine",
+            "q35",
+            "-m",
+            "256",
+            "-nodefaults",
+        ])
         .args(["-display", "none", "-no-reboot", "-kernel"])
         .arg(kernel)
         .args(["-append", "console=ttyS0 panic=-1"])

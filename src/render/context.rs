@@ -22,9 +22,10 @@ pub fn build(fleet: &Fleet, node: &Node, join: &[JoinStep]) -> Result<Value, Ren
     })?;
     // Only the file's name: the node's files (and so its image) must not depend on
     // where the inventory sits on the build machine.
-    let inventory = std::path::Path::new(&fleet.source)
-        .file_name()
-        .map_or_else(|| fleet.source.clone(), |n| n.to_string_lossy().into_owned());
+    let inventory = std::path::Path::new(&fleet.source).file_name().map_or_else(
+        || fleet.source.clone(),
+        |n| n.to_string_lossy().into_owned(),
+    );
     Ok(json!({
         "pigsty": { "version": env!("CARGO_PKG_VERSION"), "inventory": inventory },
         "ip": node.ip.to_string(),
