@@ -178,7 +178,7 @@ except (OSError, ValueError):
     n = 1
 open(counter, "w").write(str(n))
 text = open(src).read()
-pattern = re.compile(r"^(\s*%s:\s*\{\s*)" % re.escape(ip), re.M)
+pattern = re.compile(r"((?<![\d.])%s:\s*\{\s*)" % re.escape(ip))
 if not pattern.search(text):
     sys.exit("no inline host entry for %s in %s" % (ip, src))
 server = "server 10.%d.%d.%d iburst" % (n >> 16 & 255, n >> 8 & 255, n & 255)
