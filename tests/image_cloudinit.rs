@@ -61,14 +61,27 @@ fn cloud_init_seed_is_valid_and_reproducible() {
         .iter()
         .map(|f| f["path"].as_str().unwrap())
         .collect();
-    for p in [
-        "/etc/pigsty/node.json",
-        "/etc/hostname",
-        "/usr/local/bin/pigsty",
-    ] {
+    for p in ["/etc/pigsty/node.json", "/etc/hostname"] {
         assert!(paths.contains(&p), "{p} not written by user-data");
     }
-    // The CIDATA volume carries the same three files.
+    // The agent is no part of user-data: it is the file `pigsty` beside it, which
+    // runcmd's first command installs from the seed volume.
+    assert!(
+        !paths.contains(&"/usr/local/bin/pigsty"),
+        "the agent must not travel in user-data"
+    );
+    assert!(user.len() < 1 << 20, "user-data is {} bytes", user.len());
+    let first = config["runcmd"][0].to_string();
+    assert!(
+        first.contains("/usr/local/bin/pigsty") && first.contains("CIDATA"),
+        "{first}"
+    );
+    let agent = std::fs::read(seed.join("pigsty")).unwrap();
+    assert!(
+        agent.starts_with(b"\x7fELF"),
+        "cloud-init/pigsty is not the agent"
+    );
+    // The CIDATA volume carries the same four files.
     let img = std::fs::File::open(dir.path().join("a/pg-test-1/cidata.img")).unwrap();
     let fs = fatfs::FileSystem::new(img, fatfs::FsOptions::new()).unwrap();
     assert_eq!(fs.volume_label(), "CIDATA");
@@ -77,12 +90,22 @@ fn cloud_init_seed_is_valid_and_reproducible() {
         .iter()
         .map(|e| e.unwrap().file_name())
         .collect();
-    for n in ["meta-data", "user-data", "network-config"] {
+    for n in ["meta-data", "user-data", "network-config", "pigsty"] {
         assert!(
             names.iter().any(|x| x == n),
             "{n} missing from CIDATA: {names:?}"
         );
     }
+    let mut on_volume = Vec::new();
+    std::io::Read::read_to_end(
+        &mut fs.root_dir().open_file("pigsty").unwrap(),
+        &mut on_volume,
+    )
+    .unwrap();
+    assert!(
+        on_volume == agent,
+        "CIDATA's pigsty differs from cloud-init/pigsty"
+    );
     // cloud-init's own schema check.
     if Command::new("cloud-init")
         .arg("--version")
@@ -371,8 +394,7 @@ fn boot_until_poweroff(image: &CloudImage, disk: &Path, cidata: &Path) -> String
         .expect("qemu-system-x86_64");
     let mut qemu = Qemu(child);
     let read = || std::fs::read_to_string(&console).unwrap_or_default();
-    // TCG on a shared two-core machine: cloud-init parses the multi-megabyte
-    // user-data (it carries the agent) once per stage.
+    // TCG on a shared two-core machine: a generous bound.
     let limit = std::time::Duration::from_secs(3600);
     let start = std::time::Instant::now();
     loop {
@@ -497,12 +519,24 @@ fn cloud_init_in_a_vm_puts_the_node_in_place() {
             "{path}: mode is not {mode}:\n{stat}"
         );
     }
-    for must in ["/etc/pigsty/node.json", "/usr/local/bin/pigsty"] {
-        assert!(
-            files.iter().any(|f| f["path"] == must),
-            "{must} is not in write_files"
-        );
-    }
+    assert!(
+        files.iter().any(|f| f["path"] == "/etc/pigsty/node.json"),
+        "/etc/pigsty/node.json is not in write_files"
+    );
+    // The agent, installed by runcmd from the seed volume.
+    let agent =
+        std::fs::read(dir.path().join("seed").join(NODE).join("cloud-init/pigsty")).unwrap();
+    let got = debugfs(&disk, "cat /usr/local/bin/pigsty");
+    assert!(
+        got == agent,
+        "/usr/local/bin/pigsty on the disk is not the seed's agent ({} bytes)",
+        got.len()
+    );
+    let stat = String::from_utf8_lossy(&debugfs(&disk, "stat /usr/local/bin/pigsty")).into_owned();
+    assert!(
+        stat.contains("Mode:  0755"),
+        "/usr/local/bin/pigsty mode:\n{stat}"
+    );
     // The offline apt switch is gone once runcmd ran.
     let apt = debugfs(&disk, "stat /etc/apt/apt.conf.d/99pigsty-offline");
     assert!(apt.is_empty(), "the offline apt snippet was left behind");

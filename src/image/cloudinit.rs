@@ -2,6 +2,10 @@
 //! that turns a stock Debian cloud image into the node: packages installed with
 //! their services held stopped, the rendered files and the agent written, and the
 //! first-boot agent started. Written as a directory and as a `CIDATA` FAT volume.
+//!
+//! The agent is not in user-data (megabytes that cloud-init would parse at every
+//! stage, and over any cloud's user-data limit): it is the file `pigsty` on the
+//! seed volume, next to user-data, and runcmd installs it from there.
 
 use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
@@ -37,7 +41,17 @@ pub struct Seed {
     pub meta_data: String,
     pub user_data: String,
     pub network_config: String,
+    /// The agent executable, written as `pigsty` beside the three documents.
+    pub agent: Vec<u8>,
 }
+
+/// runcmd's first command: install the agent from the seed volume (`CIDATA`, or
+/// `cidata` as an ISO labels it), read-only, and fail loudly without one.
+const INSTALL_AGENT: &str = "for d in /dev/disk/by-label/CIDATA /dev/disk/by-label/cidata; do \
+    [ -e \"$d\" ] || continue; m=$(mktemp -d); mount -o ro \"$d\" \"$m\" || exit 1; \
+    install -m 0755 -o root -g root \"$m/pigsty\" /usr/local/bin/pigsty; rc=$?; \
+    umount \"$m\"; rmdir \"$m\"; exit $rc; done; \
+    echo 'pigsty: no CIDATA volume carries the agent (the file pigsty beside user-data)' >&2; exit 1";
 
 pub fn seed(
     node: &Node,
@@ -50,15 +64,7 @@ pub fn seed(
         &plan.digest[..16],
         node.nodename
     );
-    let mut write_files: Vec<Value> = files.iter().map(write_file).collect();
-    write_files.push(json!({
-        "path": "/usr/local/bin/pigsty",
-        "encoding": "gz+b64",
-        "content": gzip_b64(agent)?,
-        "permissions": "0755",
-        "owner": "root:root",
-        "defer": true,
-    }));
+    let write_files: Vec<Value> = files.iter().map(write_file).collect();
     let services: Vec<&str> = plan
         .services
         .iter()
@@ -66,6 +72,7 @@ pub fn seed(
         .filter(|s| *s != "pigsty-firstboot.service")
         .collect();
     let mut runcmd = vec![
+        json!(["sh", "-c", INSTALL_AGENT]),
         json!(["systemctl", "daemon-reload"]),
         json!([
             "sh",
@@ -111,6 +118,7 @@ pub fn seed(
         meta_data,
         user_data,
         network_config: network_config(node),
+        agent: agent.to_vec(),
     })
 }
 
@@ -125,13 +133,6 @@ fn write_file(f: &RenderedFile) -> Value {
         // Owners such as postgres exist only once the packages are installed.
         "defer": true,
     })
-}
-
-fn gzip_b64(data: &[u8]) -> anyhow::Result<String> {
-    use base64::Engine;
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    enc.write_all(data)?;
-    Ok(base64::engine::general_purpose::STANDARD.encode(enc.finish()?))
 }
 
 /// Netplan v2, as cloud-init takes it: the inventory address on the first NIC.
@@ -157,15 +158,20 @@ fn network_config(node: &Node) -> String {
 
 /// Write the seed as `dir/cloud-init/` and `dir/cidata.img` (FAT, label CIDATA).
 pub fn write(dir: &Path, seed: &Seed) -> anyhow::Result<()> {
-    let files = [
-        ("meta-data", &seed.meta_data),
-        ("user-data", &seed.user_data),
-        ("network-config", &seed.network_config),
+    let files: [(&str, &[u8]); 4] = [
+        ("meta-data", seed.meta_data.as_bytes()),
+        ("user-data", seed.user_data.as_bytes()),
+        ("network-config", seed.network_config.as_bytes()),
+        ("pigsty", &seed.agent),
     ];
     let sub = dir.join("cloud-init");
     std::fs::create_dir_all(&sub)?;
-    for (name, text) in files {
-        std::fs::write(sub.join(name), text).with_context(|| format!("writing {name}"))?;
+    for (name, bytes) in files {
+        std::fs::write(sub.join(name), bytes).with_context(|| format!("writing {name}"))?;
+    }
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(sub.join("pigsty"), std::fs::Permissions::from_mode(0o755))?;
     }
     let path = dir.join("cidata.img");
     let mut img = super::rw_file(&path)?;
@@ -176,13 +182,13 @@ pub fn write(dir: &Path, seed: &Seed) -> anyhow::Result<()> {
     fatfs::format_volume(&mut img, opts).context("formatting CIDATA")?;
     img.seek(SeekFrom::Start(0))?;
     let fs = fatfs::FileSystem::new(&mut img, fatfs::FsOptions::new()).context("opening CIDATA")?;
-    for (name, text) in files {
+    for (name, bytes) in files {
         let mut f = fs
             .root_dir()
             .create_file(name)
             .with_context(|| format!("CIDATA: {name}"))?;
         f.truncate()?;
-        f.write_all(text.as_bytes())?;
+        f.write_all(bytes)?;
     }
     fs.unmount().context("closing CIDATA")?;
     Ok(())
