@@ -304,17 +304,11 @@ fn row(name: &str, ip: &str, state: Option<&State>) -> FleetRow {
         None => ("unreported".to_string(), String::new()),
         Some(s) if s.done => ("done".to_string(), format!("{} step(s)", s.order.len())),
         Some(s) => {
-            let step = s.steps.get(&s.current).cloned().unwrap_or_default();
-            let status = serde_json::to_value(step.status)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
-            let note = if step.error.is_empty() {
-                step.detail
-            } else {
-                step.error
-            };
-            (format!("{} {status}", s.current), note)
+            let step = s.current_step();
+            (
+                format!("{} {}", s.current, step.status.as_str()),
+                step.note().to_string(),
+            )
         }
     };
     FleetRow {

@@ -23,6 +23,18 @@ pub enum StepStatus {
     Failed,
 }
 
+impl StepStatus {
+    /// The name the state file uses (`running`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Pending => "pending",
+            StepStatus::Running => "running",
+            StepStatus::Done => "done",
+            StepStatus::Failed => "failed",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default)]
 pub struct StepState {
@@ -34,6 +46,17 @@ pub struct StepState {
     /// What the step did or found (`joined as learner, promoted`).
     pub detail: String,
     pub error: String,
+}
+
+impl StepState {
+    /// What to show of the step: its error if it failed, else its detail.
+    pub fn note(&self) -> &str {
+        if self.error.is_empty() {
+            &self.detail
+        } else {
+            &self.error
+        }
+    }
 }
 
 /// The whole state file; what `agent status --json` prints and etcd holds under
@@ -56,6 +79,11 @@ impl State {
         self.steps.entry(id.to_string()).or_default()
     }
 
+    /// The step running now (or that failed last), as recorded.
+    pub fn current_step(&self) -> StepState {
+        self.steps.get(&self.current).cloned().unwrap_or_default()
+    }
+
     pub fn is_done(&self, id: &str) -> bool {
         self.steps
             .get(id)
@@ -67,15 +95,7 @@ impl State {
         let mut out = String::new();
         for id in &self.order {
             let s = self.steps.get(id).cloned().unwrap_or_default();
-            let status = serde_json::to_value(s.status)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
-            let note = if s.error.is_empty() {
-                &s.detail
-            } else {
-                &s.error
-            };
+            let (status, note) = (s.status.as_str(), s.note());
             out.push_str(&format!("{id:<14} {status:<8} {note}\n"));
         }
         out

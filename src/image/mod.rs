@@ -521,7 +521,8 @@ fn list_files(dir: &Path) -> anyhow::Result<Vec<String>> {
     Ok(names)
 }
 
-fn hash_file(path: &Path) -> anyhow::Result<(String, u64)> {
+/// sha256 (hex) and size of a file, read in 1 MiB blocks.
+pub(crate) fn hash_file(path: &Path) -> anyhow::Result<(String, u64)> {
     let mut f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];

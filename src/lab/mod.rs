@@ -18,7 +18,6 @@ pub mod net;
 pub mod vm;
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -270,9 +269,7 @@ impl Lab {
                 }
                 let (done, where_) = progress(reported.get(&node.name), &paths);
                 if let Some(s) = reported.get(&node.name)
-                    && s.steps.get(&s.current).is_some_and(|st| {
-                        matches!(st.status, crate::agent::state::StepStatus::Failed)
-                    })
+                    && s.current_step().status == crate::agent::state::StepStatus::Failed
                 {
                     // The agent stops at a failed step; waiting longer cannot help.
                     bail!(
@@ -322,12 +319,8 @@ fn progress(report: Option<&crate::agent::state::State>, paths: &VmPaths) -> (bo
         if s.done {
             return (true, "done".into());
         }
-        let step = s.steps.get(&s.current).cloned().unwrap_or_default();
-        let status = serde_json::to_value(step.status)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
-        let mut line = format!("{} {status}", s.current);
+        let step = s.current_step();
+        let mut line = format!("{} {}", s.current, step.status.as_str());
         if !step.error.is_empty() {
             line.push_str(&format!(": {}", step.error));
         }
@@ -356,20 +349,6 @@ fn image_key(
     }
     h.update(epoch.to_be_bytes());
     hex::encode(h.finalize())
-}
-
-fn sha256_file(path: &Path) -> anyhow::Result<String> {
-    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finalize()))
 }
 
 /// A MinIO member needs a server binary in its image; Debian has none. Say so before
@@ -511,7 +490,7 @@ fn lab_node(i: usize, n: &Node) -> LabNode {
 /// Build the raw image of every node whose image is missing or stale.
 fn build_missing(fleet: &Fleet, lab: &Lab, opts: &UpOptions) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("locating the pigsty executable")?;
-    let agent_sha = sha256_file(&exe)?;
+    let (agent_sha, _) = crate::image::hash_file(&exe)?;
     let epoch = crate::image::default_epoch();
     let extras = opts
         .extra_trees
