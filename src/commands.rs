@@ -60,22 +60,6 @@ fn lab_dir(d: &crate::cli::LabDir) -> std::path::PathBuf {
     d.dir.clone().unwrap_or_else(crate::lab::default_dir)
 }
 
-/// Run `f` on a thread inside the lab's network namespace (its traffic stays there).
-fn in_lab<T: Send>(
-    lab: &crate::lab::Lab,
-    f: impl FnOnce() -> anyhow::Result<T> + Send,
-) -> anyhow::Result<T> {
-    let ns = lab.state.netns.clone();
-    std::thread::scope(|s| {
-        s.spawn(move || {
-            crate::lab::net::enter(&ns)?;
-            f()
-        })
-        .join()
-        .map_err(|_| anyhow::anyhow!("the lab thread panicked"))?
-    })
-}
-
 fn lab(source: &Source, cmd: &crate::cli::LabCommand, out: &mut dyn Write) -> Result<(), Error> {
     use crate::cli::LabCommand as C;
     use crate::lab::Lab;
@@ -111,12 +95,12 @@ fn lab(source: &Source, cmd: &crate::cli::LabCommand, out: &mut dyn Write) -> Re
                 ready.as_secs_f64()
             )
             .context("writing to stdout")?;
-            let rows = in_lab(&lab, || crate::lab::status(&lab))?;
+            let rows = crate::lab::net::within(&lab.state.netns, || crate::lab::status(&lab))?;
             lab_table(&rows, out)
         }
         C::Status(args) => {
             let lab = Lab::open(&lab_dir(&args.dir))?;
-            let rows = in_lab(&lab, || crate::lab::status(&lab))?;
+            let rows = crate::lab::net::within(&lab.state.netns, || crate::lab::status(&lab))?;
             if args.json {
                 return write_json(out, &rows);
             }
@@ -168,7 +152,7 @@ fn lab(source: &Source, cmd: &crate::cli::LabCommand, out: &mut dyn Write) -> Re
         }
         C::Wait(args) => {
             let lab = Lab::open(&lab_dir(&args.dir))?;
-            let took = in_lab(&lab, || {
+            let took = crate::lab::net::within(&lab.state.netns, || {
                 lab.wait_done(std::time::Duration::from_secs(args.timeout))
             })?;
             writeln!(out, "every node done ({:.1} s)", took.as_secs_f64())

@@ -214,12 +214,8 @@ impl Lab {
     /// incarnation reports. Best effort: with no etcd up there is nothing to forget.
     fn forget_report(&self, name: &str) {
         let key = format!("{}{name}", crate::agent::NODES_PREFIX);
-        let name = name.to_string();
         let endpoints = self.etcd_endpoints();
-        let netns = self.state.netns.clone();
-        // A thread of its own enters the namespace; this one stays where it is.
-        let done = std::thread::spawn(move || -> anyhow::Result<()> {
-            net::enter(&netns)?;
+        let done = net::within(&self.state.netns, || {
             for url in &endpoints {
                 let Ok(c) = crate::agent::etcd::Client::new(url, Duration::from_secs(3)) else {
                     continue;
@@ -229,9 +225,8 @@ impl Lab {
                 }
             }
             bail!("no etcd endpoint answered")
-        })
-        .join();
-        if let Ok(Err(e)) = done {
+        });
+        if let Err(e) = done {
             tracing::warn!("forgetting {name}'s report: {e:#}");
         }
     }
@@ -452,18 +447,8 @@ pub fn up(fleet: &Fleet, opts: &UpOptions) -> anyhow::Result<(Lab, Duration)> {
             lab.vm(&node.name).serial().display()
         );
     }
-    // This thread enters the namespace for the wait: all of its traffic stays there.
-    let netns = lab.state.netns.clone();
-    let timeout = opts.timeout;
-    let lab = std::thread::scope(|s| {
-        s.spawn(|| -> anyhow::Result<Lab> {
-            net::enter(&netns)?;
-            lab.wait_done(timeout)?;
-            Ok(lab)
-        })
-        .join()
-        .map_err(|_| anyhow::anyhow!("the wait thread panicked"))?
-    })?;
+    // The wait runs inside the namespace: all of its traffic stays there.
+    net::within(&lab.state.netns, || lab.wait_done(opts.timeout))?;
     Ok((lab, started.elapsed()))
 }
 

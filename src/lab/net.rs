@@ -83,6 +83,22 @@ pub fn enter(ns: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Run `f` on a thread of its own inside the namespace, so its traffic stays there
+/// and the calling thread stays where it is.
+pub fn within<T: Send>(
+    ns: &str,
+    f: impl FnOnce() -> anyhow::Result<T> + Send,
+) -> anyhow::Result<T> {
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            enter(ns)?;
+            f()
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("the thread inside namespace {ns} panicked"))?
+    })
+}
+
 /// A free host address on the nodes' subnet for the bridge: the first of .1, .254,
 /// .2, .253, ... that no node uses.
 pub fn host_address(nodes: &[Ipv4Addr], prefix: u8) -> anyhow::Result<Ipv4Addr> {
