@@ -46,7 +46,8 @@ pub enum Command {
 pub enum LabCommand {
     /// Build missing images, boot every node and wait until every agent is done.
     Up(LabUpArgs),
-    /// Each node's VM, join state and Patroni role.
+    /// Each node's VM, join state, Patroni role and REST API, etcd health and
+    /// haproxy's primary, and whether the node is healthy.
     Status(LabStatusArgs),
     /// Stop every VM of the lab and remove its network namespace.
     Down(LabDownArgs),
@@ -58,6 +59,8 @@ pub enum LabCommand {
     Start(LabNodeArgs),
     /// Wait until every agent reports done.
     Wait(LabWaitArgs),
+    /// Print a node's journal (kept on the host, also after the VM is gone).
+    Logs(LabLogsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -87,7 +90,7 @@ pub struct LabUpArgs {
     pub memory: u32,
 
     /// vCPUs of each VM.
-    #[arg(long, value_name = "N", default_value_t = 2)]
+    #[arg(long, value_name = "N", default_value_t = 1)]
     pub cpus: u32,
 
     /// Give up waiting for the agents after SECS, naming each node and step not done.
@@ -110,7 +113,7 @@ pub struct LabDownArgs {
     #[command(flatten)]
     pub dir: LabDir,
 
-    /// Also remove the VMs' disks and console logs (the images stay).
+    /// Also remove the VMs' disks (consoles, journals and images stay).
     #[arg(long)]
     pub purge: bool,
 }
@@ -123,6 +126,20 @@ pub struct LabNodeArgs {
     /// The node: its nodename or IP.
     #[arg(value_name = "NODE")]
     pub node: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LabLogsArgs {
+    #[command(flatten)]
+    pub dir: LabDir,
+
+    /// The node: its nodename or IP.
+    #[arg(value_name = "NODE")]
+    pub node: String,
+
+    /// Only this unit's entries (`patroni` means patroni.service; `kernel` the kernel's).
+    #[arg(value_name = "UNIT")]
+    pub unit: Option<String>,
 }
 
 #[derive(Debug, Args)]

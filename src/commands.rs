@@ -95,8 +95,17 @@ fn lab(source: &Source, cmd: &crate::cli::LabCommand, out: &mut dyn Write) -> Re
                 ready.as_secs_f64()
             )
             .context("writing to stdout")?;
-            let rows = crate::lab::net::within(&lab.state.netns, || crate::lab::status(&lab))?;
-            lab_table(&rows, out)
+            let (rows, legs) = crate::lab::net::within(&lab.state.netns, || {
+                Ok((crate::lab::status(&lab)?, lab.legs()?))
+            })?;
+            lab_table(&rows, out)?;
+            writeln!(
+                out,
+                "\nwhere the time went (s; boot is qemu start to the agent's first step):\n{}",
+                crate::lab::legs_table(&legs)
+            )
+            .context("writing to stdout")?;
+            Ok(())
         }
         C::Status(args) => {
             let lab = Lab::open(&lab_dir(&args.dir))?;
@@ -159,11 +168,18 @@ fn lab(source: &Source, cmd: &crate::cli::LabCommand, out: &mut dyn Write) -> Re
                 .context("writing to stdout")?;
             Ok(())
         }
+        C::Logs(args) => {
+            let lab = Lab::open(&lab_dir(&args.dir))?;
+            let text = crate::lab::logs(&lab, &args.node, args.unit.as_deref())?;
+            out.write_all(text.as_bytes())
+                .context("writing to stdout")?;
+            Ok(())
+        }
     }
 }
 
 fn lab_table(rows: &[crate::lab::StatusRow], out: &mut dyn Write) -> Result<(), Error> {
-    let table: Vec<[String; 7]> = rows
+    let table: Vec<[String; 11]> = rows
         .iter()
         .map(|r| {
             [
@@ -174,12 +190,18 @@ fn lab_table(rows: &[crate::lab::StatusRow], out: &mut dyn Write) -> Result<(), 
                 r.role.clone(),
                 r.state.clone(),
                 r.lag.map(|l| l.to_string()).unwrap_or_default(),
+                r.rest.clone(),
+                r.etcd.clone(),
+                r.haproxy.clone(),
+                r.health.clone(),
             ]
         })
         .collect();
     write_table(
         out,
-        ["NODE", "IP", "VM", "JOIN", "ROLE", "STATE", "LAG"],
+        [
+            "NODE", "IP", "VM", "JOIN", "ROLE", "STATE", "LAG", "REST", "ETCD", "HAPROXY", "HEALTH",
+        ],
         &table,
     )
 }

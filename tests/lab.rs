@@ -133,6 +133,15 @@ impl Drop for Down {
     fn drop(&mut self) {
         let out = pigsty(&["down", "--purge"]);
         eprintln!("{}", String::from_utf8_lossy(&out.stdout).trim());
+        if std::thread::panicking() {
+            // `down --purge` removes the disks only: what the guests logged stays.
+            eprintln!(
+                "lab e2e failed: every VM's console and journal are kept under {}/vms/<node>/ \
+                 (serial.log, journal.json); `pigsty lab logs NODE [UNIT] --dir {}` prints a journal",
+                lab_dir().display(),
+                lab_dir().display()
+            );
+        }
     }
 }
 

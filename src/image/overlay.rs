@@ -39,6 +39,17 @@ const NOT_BAKED: &[&str] = &[
     "var/cache/ldconfig/aux-cache",
 ];
 
+/// Timers the layer's packages enable that have no work on an immutable node: it is
+/// never upgraded in place (apt), its package database never changes (dpkg backup),
+/// and nobody reads man pages on it. Each would also fire at first boot (they are
+/// `Persistent=`), on the critical path of a join.
+const DISABLED_TIMERS: &[&str] = &[
+    "apt-daily.timer",
+    "apt-daily-upgrade.timer",
+    "dpkg-db-backup.timer",
+    "man-db.timer",
+];
+
 /// Units enabled in every image, as `systemctl enable` would link them.
 const ENABLE: &[(&str, &str, &str)] = &[
     (
@@ -126,6 +137,9 @@ impl Overlay<'_> {
             if service != "pigsty-firstboot.service" {
                 tree.remove(&format!("{wants}/multi-user.target.wants/{service}"));
             }
+        }
+        for timer in DISABLED_TIMERS {
+            tree.remove(&format!("{wants}/timers.target.wants/{timer}"));
         }
         for (dir, unit, target) in ENABLE {
             tree.insert(

@@ -275,11 +275,26 @@ fn read_etcd(r: &mut VarReader<'_>) -> Option<EtcdMember> {
         return None;
     }
     let seq = seq?;
+    let params = params?;
+    let (beat, election) = (params.etcd_heartbeat_interval, params.etcd_election_timeout);
+    // etcd refuses to start otherwise; say so at check time, at the line that sets it.
+    if beat == 0 || u64::from(election) < 5 * u64::from(beat) {
+        let loc = r.loc("etcd_election_timeout");
+        r.error(
+            loc,
+            "etcd_election_timeout",
+            format!(
+                "etcd needs an election timeout of at least 5 heartbeats: \
+                 etcd_election_timeout {election} ms, etcd_heartbeat_interval {beat} ms"
+            ),
+        );
+        return None;
+    }
     Some(EtcdMember {
         name: format!("{cluster}-{seq}"),
         cluster,
         seq,
-        params: params?,
+        params,
     })
 }
 

@@ -14,10 +14,16 @@
 //! Every command that talks to the VMs moves itself into the namespace first, so its
 //! traffic stays there.
 
+mod images;
+pub mod logs;
 pub mod net;
+mod status;
 pub mod vm;
+mod wait;
 
-use std::collections::BTreeMap;
+pub use status::{StatusRow, status};
+pub use wait::{Legs, legs_table};
+
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -26,7 +32,6 @@ use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::catalog::Catalog;
 use crate::model::{Fleet, Module, Node};
 use vm::{Accel, VmPaths};
 
@@ -76,6 +81,20 @@ pub struct LabNode {
     pub patroni: Option<u16>,
     /// The PostgreSQL instance (`pg-lab-1`): Patroni's member name.
     pub instance: Option<String>,
+    /// haproxy's stats page, when the node runs haproxy (lab.json is 0600: it holds
+    /// the stats password).
+    #[serde(default)]
+    pub haproxy: Option<HaproxyStats>,
+}
+
+/// Where `lab status` reads haproxy's view of a cluster.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HaproxyStats {
+    pub cluster: String,
+    /// `http://ip:port/haproxy/<node>/;csv`.
+    pub stats_csv: String,
+    pub user: String,
+    pub password: String,
 }
 
 pub struct Lab {
@@ -184,6 +203,9 @@ impl Lab {
             kvm: self.state.kvm,
         })?;
         tracing::info!(node = %node.name, pid, "started");
+        let now = crate::agent::state::now();
+        std::fs::write(paths.booted_at(), format!("{now}\n"))
+            .with_context(|| format!("writing {}", paths.booted_at().display()))?;
         Ok(pid)
     }
 
@@ -201,11 +223,6 @@ impl Lab {
         vm::kill(&paths)?;
         let key = self.image_key(&node.name)?;
         vm::fresh_disk(&self.image_dir(&node.name), &paths, &key)?;
-        // A fresh console log: the old one belongs to the machine that is gone.
-        let serial = paths.serial();
-        if serial.exists() {
-            let _ = std::fs::rename(&serial, serial.with_extension("log.old"));
-        }
         self.forget_report(&node.name);
         self.start(&node.name)
     }
@@ -238,132 +255,6 @@ impl Lab {
             .filter_map(|n| n.etcd.map(|port| format!("http://{}:{port}", n.ip)))
             .collect()
     }
-
-    /// Wait until every node's agent reports done, or name the ones that did not.
-    /// The calling thread must be in the lab's namespace (see [`net::enter`]).
-    pub fn wait_done(&self, timeout: Duration) -> anyhow::Result<Duration> {
-        let start = Instant::now();
-        let deadline = start + timeout;
-        let mut last: BTreeMap<String, String> = BTreeMap::new();
-        let endpoints = self.etcd_endpoints();
-        loop {
-            let reported = if endpoints.is_empty() {
-                BTreeMap::new()
-            } else {
-                crate::agent::read_fleet(&endpoints, Duration::from_secs(3)).unwrap_or_default()
-            };
-            let mut pending = Vec::new();
-            for node in &self.state.nodes {
-                let paths = self.vm(&node.name);
-                if vm::read_pid(&paths)?.is_none() {
-                    bail!(
-                        "{}'s VM is not running; console tail:\n{}",
-                        node.name,
-                        vm::serial_tail(&paths, 30)
-                    );
-                }
-                let (done, where_) = progress(reported.get(&node.name), &paths);
-                if let Some(s) = reported.get(&node.name)
-                    && s.current_step().status == crate::agent::state::StepStatus::Failed
-                {
-                    // The agent stops at a failed step; waiting longer cannot help.
-                    bail!(
-                        "{}'s first boot failed: {where_}\nconsole tail:\n{}",
-                        node.name,
-                        vm::serial_tail(&paths, 15)
-                    );
-                }
-                if last.get(&node.name) != Some(&where_) {
-                    eprintln!(
-                        "[{:>5.1}s] {}: {where_}",
-                        start.elapsed().as_secs_f64(),
-                        node.name
-                    );
-                    last.insert(node.name.clone(), where_.clone());
-                }
-                if !done {
-                    pending.push((node.name.clone(), where_));
-                }
-            }
-            if pending.is_empty() {
-                return Ok(start.elapsed());
-            }
-            if Instant::now() >= deadline {
-                let lines: Vec<String> = pending
-                    .iter()
-                    .map(|(n, w)| {
-                        format!(
-                            "  {n}: {w}\n    console: {}",
-                            vm::serial_tail(&self.vm(n), 5).replace('\n', "\n    console: ")
-                        )
-                    })
-                    .collect();
-                bail!(
-                    "not every node finished its first boot within {timeout:?}:\n{}",
-                    lines.join("\n")
-                );
-            }
-            std::thread::sleep(Duration::from_secs(2));
-        }
-    }
-}
-
-/// Where a node stands: from its etcd report, else from its console.
-fn progress(report: Option<&crate::agent::state::State>, paths: &VmPaths) -> (bool, String) {
-    if let Some(s) = report {
-        if s.done {
-            return (true, "done".into());
-        }
-        let step = s.current_step();
-        let mut line = format!("{} {}", s.current, step.status.as_str());
-        if !step.error.is_empty() {
-            line.push_str(&format!(": {}", step.error));
-        }
-        return (false, line);
-    }
-    match vm::last_agent_line(paths) {
-        Some(l) => (false, format!("{l} (console)")),
-        None => (false, "booting".into()),
-    }
-}
-
-/// The lab's image key of a node: its plan, the agent binary and the extra trees. An
-/// image whose key matches is not built again.
-fn image_key(
-    node_digest: &str,
-    agent_sha: &str,
-    extras: &[(PathBuf, String)],
-    epoch: u64,
-) -> String {
-    let mut h = Sha256::new();
-    h.update(node_digest.as_bytes());
-    h.update(agent_sha.as_bytes());
-    for (p, sha) in extras {
-        h.update(p.to_string_lossy().as_bytes());
-        h.update(sha.as_bytes());
-    }
-    h.update(epoch.to_be_bytes());
-    hex::encode(h.finalize())
-}
-
-/// A MinIO member needs a server binary in its image; Debian has none. Say so before
-/// anything is built.
-fn check_minio_binary(fleet: &Fleet, extras: &[PathBuf]) -> anyhow::Result<()> {
-    for node in &fleet.nodes {
-        let Some(m) = node.minio.as_ref() else {
-            continue;
-        };
-        let bin = m.params.minio_server_bin.trim_start_matches('/');
-        if !extras.iter().any(|d| d.join(bin).is_file()) {
-            bail!(
-                "{} runs MinIO, whose server ({}) Debian does not package: pass --extra-tree DIR \
-                 with DIR/{bin} (MinIO, RustFS or another MinIO-compatible server)",
-                node.nodename,
-                m.params.minio_server_bin
-            );
-        }
-    }
-    Ok(())
 }
 
 /// `lab up`: build what is missing, create the network, boot every node that is not
@@ -374,7 +265,7 @@ pub fn up(fleet: &Fleet, opts: &UpOptions) -> anyhow::Result<(Lab, Duration)> {
     for tool in ["qemu-system-x86_64", "qemu-img", "ip"] {
         crate::sys::require(tool)?;
     }
-    check_minio_binary(fleet, &opts.extra_trees)?;
+    images::check_minio_binary(fleet, &opts.extra_trees)?;
     std::fs::create_dir_all(&opts.dir)
         .with_context(|| format!("creating {}", opts.dir.display()))?;
     let dir = std::fs::canonicalize(&opts.dir)?;
@@ -408,7 +299,7 @@ pub fn up(fleet: &Fleet, opts: &UpOptions) -> anyhow::Result<(Lab, Duration)> {
             .collect(),
     };
     let mut lab = Lab { dir, state };
-    build_missing(fleet, &lab, opts)?;
+    images::build_missing(fleet, &lab, opts)?;
     // Probed with a node's own kernel, once the images exist.
     lab.state.kvm = match opts.accel {
         Accel::Tcg => false,
@@ -421,7 +312,7 @@ pub fn up(fleet: &Fleet, opts: &UpOptions) -> anyhow::Result<(Lab, Duration)> {
     };
     let text = serde_json::to_vec_pretty(&lab.state)?;
     let tmp = lab.dir.join(".lab.json.tmp");
-    std::fs::write(&tmp, &text).with_context(|| format!("writing {}", tmp.display()))?;
+    write_private(&tmp, &text)?;
     std::fs::rename(&tmp, state_path(&lab.dir))
         .with_context(|| format!("writing {}", state_path(&lab.dir).display()))?;
     let taps: Vec<String> = lab.state.nodes.iter().map(|n| n.tap.clone()).collect();
@@ -452,6 +343,21 @@ pub fn up(fleet: &Fleet, opts: &UpOptions) -> anyhow::Result<(Lab, Duration)> {
     Ok((lab, started.elapsed()))
 }
 
+/// Write a file only root can read (it holds a password).
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::remove_file(path);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(bytes)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
 fn lab_node(i: usize, n: &Node) -> LabNode {
     LabNode {
         name: n.nodename.clone(),
@@ -469,145 +375,25 @@ fn lab_node(i: usize, n: &Node) -> LabNode {
             .then(|| n.pg.as_ref().map(|p| p.params.patroni_port))
             .flatten(),
         instance: n.pg.as_ref().map(|p| p.name.clone()),
+        haproxy: n
+            .pg
+            .as_ref()
+            .filter(|p| p.params.haproxy_enabled.0)
+            .map(|p| HaproxyStats {
+                cluster: p.cluster.clone(),
+                stats_csv: format!(
+                    "http://{}:{}/haproxy/{}/;csv",
+                    n.ip, p.params.haproxy_exporter_port, n.nodename
+                ),
+                user: p.params.haproxy_admin_username.clone(),
+                password: p.params.haproxy_admin_password.clone(),
+            }),
     }
-}
-
-/// Build the raw image of every node whose image is missing or stale.
-fn build_missing(fleet: &Fleet, lab: &Lab, opts: &UpOptions) -> anyhow::Result<()> {
-    let exe = std::env::current_exe().context("locating the pigsty executable")?;
-    let (agent_sha, _) = crate::image::hash_file(&exe)?;
-    let epoch = crate::image::default_epoch();
-    let extras = opts
-        .extra_trees
-        .iter()
-        .map(|d| crate::image::extra::ExtraTree::read(d, epoch).map(|x| (d.clone(), x.sha256)))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let catalog = Catalog::debian12();
-    let images = lab.dir.join("images");
-    let mut missing: Vec<(&Node, String)> = Vec::new();
-    for node in &fleet.nodes {
-        let compiled = crate::compile::compile(fleet, node, catalog)?;
-        let key = image_key(&compiled.plan.digest, &agent_sha, &extras, epoch);
-        let have = std::fs::read_to_string(images.join(format!("{}.key", node.nodename)))
-            .unwrap_or_default();
-        let complete = ["disk.raw", "vmlinuz", "initrd.img", "cmdline"]
-            .iter()
-            .all(|f| images.join(&node.nodename).join(f).is_file());
-        if have.trim() == key && complete {
-            continue;
-        }
-        let paths = lab.vm(&node.nodename);
-        if paths.disk().exists() {
-            bail!(
-                "{}'s image changed (inventory, pigsty or extra trees) while the lab holds its \
-                 disk: `pigsty lab down --purge` first (or `pigsty lab reimage {}` after `up`)",
-                node.nodename,
-                node.nodename
-            );
-        }
-        missing.push((node, key));
-    }
-    if missing.is_empty() {
-        eprintln!("lab: every image is up to date");
-        return Ok(());
-    }
-    let names: Vec<&str> = missing.iter().map(|(n, _)| n.nodename.as_str()).collect();
-    eprintln!("lab: building images of {}", names.join(", "));
-    let nodes: Vec<&Node> = missing.iter().map(|(n, _)| *n).collect();
-    let build = crate::image::BuildOptions {
-        formats: vec![crate::image::Format::Raw],
-        out: images.clone(),
-        cache: opts.cache.clone(),
-        offline: false,
-        epoch,
-        extra_trees: opts.extra_trees.clone(),
-    };
-    crate::image::build(fleet, &nodes, &build)?;
-    for (node, key) in &missing {
-        std::fs::write(images.join(format!("{}.key", node.nodename)), key)?;
-    }
-    Ok(())
-}
-
-/// One row of `lab status`.
-#[derive(Debug, Clone, Serialize)]
-pub struct StatusRow {
-    pub node: String,
-    pub ip: String,
-    /// `running (pid N)` or `off`.
-    pub vm: String,
-    /// The agent's join state, as reported to etcd.
-    pub join: String,
-    /// Patroni's view: leader, replica, sync_standby; empty when it does not answer.
-    pub role: String,
-    pub state: String,
-    pub lag: Option<u64>,
-}
-
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(default)]
-struct PatroniCluster {
-    members: Vec<PatroniMember>,
-}
-
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(default)]
-struct PatroniMember {
-    name: String,
-    role: String,
-    state: String,
-    lag: Option<serde_json::Value>,
-}
-
-/// `lab status`: VM, join state and Patroni role of every node. The calling thread
-/// must be in the lab's namespace.
-pub fn status(lab: &Lab) -> anyhow::Result<Vec<StatusRow>> {
-    let endpoints = lab.etcd_endpoints();
-    let reported = crate::agent::read_fleet(&endpoints, Duration::from_secs(3)).unwrap_or_default();
-    let http = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(3))
-        .connect_timeout(Duration::from_secs(2))
-        .no_proxy()
-        .build()?;
-    let mut cluster: BTreeMap<String, PatroniMember> = BTreeMap::new();
-    for node in &lab.state.nodes {
-        let Some(port) = node.patroni else { continue };
-        let url = format!("http://{}:{port}/cluster", node.ip);
-        if let Ok((200, body)) = crate::agent::patroni::get(&http, &url)
-            && let Ok(c) = serde_json::from_str::<PatroniCluster>(&body)
-        {
-            for m in c.members {
-                cluster.entry(m.name.clone()).or_insert(m);
-            }
-            break;
-        }
-    }
-    let mut rows = Vec::new();
-    for node in &lab.state.nodes {
-        let vm = match vm::read_pid(&lab.vm(&node.name))? {
-            Some(pid) => format!("running (pid {pid})"),
-            None => "off".into(),
-        };
-        let join = match reported.get(&node.name) {
-            Some(s) => progress(Some(s), &lab.vm(&node.name)).1,
-            None => "unreported".into(),
-        };
-        let member = node.instance.as_ref().and_then(|i| cluster.get(i));
-        rows.push(StatusRow {
-            node: node.name.clone(),
-            ip: node.ip.clone(),
-            vm,
-            join,
-            role: member.map(|m| m.role.clone()).unwrap_or_default(),
-            state: member.map(|m| m.state.clone()).unwrap_or_default(),
-            lag: member.and_then(|m| m.lag.as_ref().and_then(serde_json::Value::as_u64)),
-        });
-    }
-    Ok(rows)
 }
 
 /// `lab down`: stop every VM of the lab and remove its namespace; with `purge`, the
-/// disks and console logs too (images stay: they are a cache).
+/// disks too. Consoles and journals stay (under `vms/<node>/`) so a failed run can be
+/// read afterwards; the next fresh disk moves them aside. Images stay: they are a cache.
 pub fn down(dir: &Path, purge: bool) -> anyhow::Result<Vec<String>> {
     need_root()?;
     let lab = Lab::open(dir)?;
@@ -619,43 +405,48 @@ pub fn down(dir: &Path, purge: bool) -> anyhow::Result<Vec<String>> {
     }
     net::delete(&lab.state.netns)?;
     if purge {
-        let vms = lab.dir.join("vms");
-        if vms.exists() {
-            std::fs::remove_dir_all(&vms).with_context(|| format!("removing {}", vms.display()))?;
+        for node in &lab.state.nodes {
+            let paths = lab.vm(&node.name);
+            for f in [paths.disk(), paths.image_key(), paths.pidfile()] {
+                match std::fs::remove_file(&f) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(e).with_context(|| format!("removing {}", f.display()));
+                    }
+                    _ => {}
+                }
+            }
         }
     }
     Ok(stopped)
 }
 
+/// Where a node's logs are kept, for messages that point at them.
+pub fn logs_hint(lab: &Lab) -> String {
+    format!(
+        "consoles and journals are kept under {}/vms/<node>/ (serial.log, journal.json; \
+         `pigsty lab logs NODE [UNIT]` prints a journal)",
+        lab.dir.display()
+    )
+}
+
+/// `lab logs NODE [UNIT]`: the node's journal as the host keeps it.
+pub fn logs(lab: &Lab, name: &str, unit: Option<&str>) -> anyhow::Result<String> {
+    let node = lab.node(name)?;
+    let path = lab.vm(&node.name).journal();
+    if !path.exists() {
+        bail!(
+            "{} has no journal at {} yet (its image may predate the journal port, or it has \
+             not booted)",
+            node.name,
+            path.display()
+        );
+    }
+    Ok(logs::render(&logs::read(&path)?, unit))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn image_keys_change_with_every_input() {
-        let base = image_key("plan", "agent", &[], 1);
-        assert_ne!(base, image_key("plan2", "agent", &[], 1));
-        assert_ne!(base, image_key("plan", "agent2", &[], 1));
-        assert_ne!(base, image_key("plan", "agent", &[], 2));
-        assert_ne!(
-            base,
-            image_key("plan", "agent", &[(PathBuf::from("/x"), "s".into())], 1)
-        );
-    }
-
-    #[test]
-    fn a_minio_member_without_a_server_binary_is_refused_before_building() {
-        let fleet = crate::inventory::load(&crate::inventory::Source::BuiltInLab)
-            .unwrap()
-            .fleet;
-        let err = check_minio_binary(&fleet, &[]).unwrap_err().to_string();
-        assert!(err.contains("--extra-tree"), "{err}");
-        assert!(err.contains("usr/local/bin/minio"), "{err}");
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("usr/local/bin")).unwrap();
-        std::fs::write(dir.path().join("usr/local/bin/minio"), b"x").unwrap();
-        check_minio_binary(&fleet, &[dir.path().to_path_buf()]).unwrap();
-    }
 
     #[test]
     fn lab_nodes_get_taps_macs_and_ports() {

@@ -90,6 +90,19 @@ impl VmPaths {
     pub fn qemu_log(&self) -> PathBuf {
         self.dir.join("qemu.log")
     }
+    /// The guest's journal, one JSON object per entry, streamed by the image's
+    /// pigsty-journal-export.service over the virtio port org.pigsty.journal.
+    pub fn journal(&self) -> PathBuf {
+        self.dir.join("journal.json")
+    }
+    /// When qemu last started (Unix seconds), the start of the boot leg.
+    pub fn booted_at(&self) -> PathBuf {
+        self.dir.join("booted_at")
+    }
+    /// The logs a machine leaves behind (kept by `lab down --purge`).
+    pub fn logs(&self) -> [PathBuf; 3] {
+        [self.serial(), self.journal(), self.qemu_log()]
+    }
     /// Which image the disk was made from (the lab's image key).
     pub fn image_key(&self) -> PathBuf {
         self.dir.join("image.key")
@@ -116,6 +129,15 @@ pub fn fresh_disk(image_dir: &Path, paths: &VmPaths, key: &str) -> anyhow::Resul
     let raw = image_dir.join("disk.raw");
     let disk = paths.disk();
     let _ = std::fs::remove_file(&disk);
+    // A fresh disk is a new machine: the old one's logs move aside (one generation).
+    for log in paths.logs() {
+        if log.exists() {
+            let mut old = log.clone().into_os_string();
+            old.push(".old");
+            std::fs::rename(&log, &old)
+                .with_context(|| format!("moving {} aside", log.display()))?;
+        }
+    }
     sys::run(
         Command::new("qemu-img")
             .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
@@ -170,6 +192,18 @@ pub fn start(b: &Boot) -> anyhow::Result<u32> {
             b.paths.serial().display()
         ))
         .args(["-serial", "chardev:console"])
+        // The journal leaves the guest over virtio (cheap under emulation, unlike the
+        // UART) and outlives the VM; see pigsty-journal-export.service in the image.
+        .args(["-device", "virtio-serial-pci,id=vser"])
+        .arg("-chardev")
+        .arg(format!(
+            "file,id=journal,path={},append=on",
+            b.paths.journal().display()
+        ))
+        .args([
+            "-device",
+            "virtserialport,bus=vser.0,chardev=journal,name=org.pigsty.journal",
+        ])
         .arg("-pidfile")
         .arg(b.paths.pidfile())
         .arg("-daemonize")

@@ -77,6 +77,8 @@ params! {
         etcd_data: String,
         etcd_safeguard: Flag,
         etcd_root_password: String,
+        etcd_election_timeout: u32,
+        etcd_heartbeat_interval: u32,
     }
 }
 
