@@ -110,6 +110,9 @@ fn lab(source: &Source, cmd: &crate::cli::LabCommand, out: &mut dyn Write) -> Re
         C::Status(args) => {
             let lab = Lab::open(&lab_dir(&args.dir))?;
             let rows = crate::lab::net::within(&lab.state.netns, || crate::lab::status(&lab))?;
+            if !args.json {
+                writeln!(out, "timing: {}", lab.state.timing).context("writing to stdout")?;
+            }
             if args.json {
                 return write_json(out, &rows);
             }
@@ -504,6 +507,24 @@ fn agent_status(args: &crate::cli::AgentStatusArgs, out: &mut dyn Write) -> Resu
     Ok(())
 }
 
+/// Rows whose agent is done but whose node is out of a cluster become `unhealthy`.
+fn mark_unhealthy(
+    fleet: &Fleet,
+    live: &crate::agent::fleet::Live,
+    rows: &mut [crate::agent::FleetRow],
+) {
+    for row in rows.iter_mut().filter(|r| r.state == "done") {
+        let Some(node) = fleet.nodes.iter().find(|n| n.nodename == row.nodename) else {
+            continue;
+        };
+        let problems = crate::agent::fleet::problems(node, live);
+        if !problems.is_empty() {
+            row.state = "unhealthy".into();
+            row.note = format!("joined, but now: {}", problems.join("; "));
+        }
+    }
+}
+
 fn fleet_status(
     fleet: &Fleet,
     args: &crate::cli::StatusArgs,
@@ -522,7 +543,12 @@ fn fleet_status(
         args.endpoint.clone()
     };
     let reported = crate::agent::read_fleet(&endpoints, std::time::Duration::from_secs(5))?;
-    let rows = crate::agent::fleet_rows(fleet, &reported);
+    let mut rows = crate::agent::fleet_rows(fleet, &reported);
+    // A node done long ago may have fallen out of its clusters since.
+    match crate::agent::fleet::read_live(fleet, &endpoints, std::time::Duration::from_secs(5)) {
+        Ok(live) => mark_unhealthy(fleet, &live, &mut rows),
+        Err(e) => tracing::warn!("reading the clusters' live membership: {e:#}"),
+    }
     if args.json {
         return write_json(out, &rows);
     }

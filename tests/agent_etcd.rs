@@ -137,6 +137,30 @@ fn three_bootstrap_a_fourth_joins_a_reimaged_member_rejoins() {
     // 5. A second run is a no-op: the done marker gates it.
     let again = first[0].firstboot(&first[0].options(wait)).unwrap();
     assert!(again.done);
+
+    // 6. A member removed after its join is no longer healthy, whatever its agent
+    //    reported: `pigsty status` reads the live membership beside the reports.
+    let live =
+        pigsty::agent::fleet::read_live(&loaded.fleet, &urls, Duration::from_secs(2)).unwrap();
+    for node in &loaded.fleet.nodes {
+        let p = pigsty::agent::fleet::problems(node, &live);
+        assert!(p.is_empty(), "{}: {p:?}", node.nodename);
+    }
+    let members = client(net, 1, &ports).member_list().unwrap();
+    let gone = members.iter().find(|m| m.name == "etcd-4").unwrap().id;
+    client(net, 1, &ports).member_remove(gone).unwrap();
+    let live =
+        pigsty::agent::fleet::read_live(&loaded.fleet, &urls, Duration::from_secs(2)).unwrap();
+    let four = loaded
+        .fleet
+        .nodes
+        .iter()
+        .find(|n| n.etcd.as_ref().is_some_and(|e| e.name == "etcd-4"))
+        .unwrap();
+    assert_eq!(
+        pigsty::agent::fleet::problems(four, &live),
+        ["etcd-4 is not a started member of etcd"]
+    );
     eprintln!("total: {:?}", t0.elapsed());
 }
 

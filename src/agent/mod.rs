@@ -13,6 +13,7 @@
 
 pub mod etcd;
 mod etcd_join;
+pub mod fleet;
 pub mod input;
 pub mod minio;
 pub mod patroni;

@@ -67,6 +67,10 @@ pub struct LabState {
     pub kvm: bool,
     pub memory_mib: u32,
     pub cpus: u32,
+    /// The timing the inventory gives etcd and Patroni (lab.yml chooses its own for
+    /// guests that share two host cores); `lab status` shows it.
+    #[serde(default)]
+    pub timing: String,
     pub nodes: Vec<LabNode>,
 }
 
@@ -291,6 +295,7 @@ pub fn up(fleet: &Fleet, opts: &UpOptions) -> anyhow::Result<(Lab, Duration)> {
         kvm: false,
         memory_mib: opts.memory_mib,
         cpus: opts.cpus,
+        timing: timing_of(fleet),
         nodes: fleet
             .nodes
             .iter()
@@ -318,11 +323,14 @@ pub fn up(fleet: &Fleet, opts: &UpOptions) -> anyhow::Result<(Lab, Duration)> {
     let taps: Vec<String> = lab.state.nodes.iter().map(|n| n.tap.clone()).collect();
     net::create(&lab.state.netns, host, prefix, &taps)?;
     eprintln!(
-        "lab: network namespace {} with bridge {}/{prefix}; {} VMs under {}",
+        "lab: network namespace {} with bridge {}/{prefix}; {} VMs under {} ({} vCPU, {} MiB each)\nlab: timing: {}",
         lab.state.netns,
         host,
         lab.state.nodes.len(),
-        if lab.state.kvm { "KVM" } else { "TCG" }
+        if lab.state.kvm { "KVM" } else { "TCG" },
+        lab.state.cpus,
+        lab.state.memory_mib,
+        lab.state.timing
     );
     let started = Instant::now();
     for node in &lab.state.nodes {
@@ -341,6 +349,25 @@ pub fn up(fleet: &Fleet, opts: &UpOptions) -> anyhow::Result<(Lab, Duration)> {
     // The wait runs inside the namespace: all of its traffic stays there.
     net::within(&lab.state.netns, || lab.wait_done(opts.timeout))?;
     Ok((lab, started.elapsed()))
+}
+
+/// The etcd and Patroni timing of the lab's inventory, in one line.
+fn timing_of(fleet: &Fleet) -> String {
+    let mut parts = Vec::new();
+    if let Some(e) = fleet.nodes.iter().find_map(|n| n.etcd.as_ref()) {
+        parts.push(format!(
+            "etcd heartbeat {} ms, election {} ms",
+            e.params.etcd_heartbeat_interval, e.params.etcd_election_timeout
+        ));
+    }
+    if let Some(pg) = fleet.nodes.iter().find_map(|n| n.pg.as_ref()) {
+        let t = pg.params.pg_rto.timings();
+        parts.push(format!(
+            "patroni ttl {} s, loop_wait {} s, retry_timeout {} s",
+            t.ttl, t.loop_wait, t.retry_timeout
+        ));
+    }
+    parts.join("; ")
 }
 
 /// Write a file only root can read (it holds a password).

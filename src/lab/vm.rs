@@ -160,6 +160,10 @@ pub fn start(b: &Boot) -> anyhow::Result<u32> {
     let mut cmd = Command::new("ip");
     cmd.args(["netns", "exec", b.netns, "qemu-system-x86_64"])
         .args(["-name", b.name, "-machine", "q35"])
+        // Only the devices a node needs: no VGA, parallel port or CD-ROM (each costs a
+        // module load at boot, slow under emulation), and no SVM, whose flag makes the
+        // guest load kvm.
+        .args(["-nodefaults", "-vga", "none", "-cpu", "qemu64,-svm"])
         .args(["-accel", if b.kvm { "kvm" } else { "tcg" }])
         .args(["-m", &b.memory_mib.to_string()])
         .args(["-smp", &b.cpus.to_string()])
