@@ -564,16 +564,12 @@ struct PatroniMember {
 pub fn status(lab: &Lab) -> anyhow::Result<Vec<StatusRow>> {
     let endpoints = lab.etcd_endpoints();
     let reported = crate::agent::read_fleet(&endpoints, Duration::from_secs(3)).unwrap_or_default();
-    let http = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(3))
-        .connect_timeout(Duration::from_secs(2))
-        .no_proxy()
-        .build()?;
+    let client = crate::http::client(Duration::from_secs(2), Duration::from_secs(3))?;
     let mut cluster: BTreeMap<String, PatroniMember> = BTreeMap::new();
     for node in &lab.state.nodes {
         let Some(port) = node.patroni else { continue };
         let url = format!("http://{}:{port}/cluster", node.ip);
-        if let Ok((200, body)) = crate::agent::patroni::get(&http, &url)
+        if let Ok((200, body)) = crate::http::get(&client, &url)
             && let Ok(c) = serde_json::from_str::<PatroniCluster>(&body)
         {
             for m in c.members {
