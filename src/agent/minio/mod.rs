@@ -29,13 +29,20 @@ use s3::{
 const UNIT: &str = "minio.service";
 const BUCKETS: &str = "minio-buckets";
 
-fn local_url(m: &MinioInfo) -> anyhow::Result<String> {
+/// The node's minio section, and the URL of its own member.
+fn local(agent: &Agent) -> anyhow::Result<(MinioInfo, String)> {
+    let m = agent
+        .doc
+        .minio
+        .clone()
+        .context("node.json has no minio section")?;
     let me = m
         .members
         .iter()
         .find(|x| x.name == m.name)
         .with_context(|| format!("node.json: {} is not in minio.members", m.name))?;
-    Ok(format!("http://{}:{}", me.ip, m.port))
+    let base = format!("http://{}:{}", me.ip, m.port);
+    Ok((m, base))
 }
 
 /// Wait until `/minio/health/cluster` answers 200 (write quorum).
@@ -57,12 +64,7 @@ fn wait_cluster(agent: &Agent, step: &str, base: &str) -> anyhow::Result<()> {
 
 /// `minio`: start the local member and wait for the cluster's write quorum.
 pub fn start(agent: &mut Agent) -> anyhow::Result<String> {
-    let m = agent
-        .doc
-        .minio
-        .clone()
-        .context("node.json has no minio section")?;
-    let base = local_url(&m)?;
+    let (m, base) = local(agent)?;
     agent.services.start(UNIT)?;
     agent.checkpoint("minio:started")?;
     wait_cluster(agent, "minio", &base)?;
@@ -74,12 +76,7 @@ pub fn start(agent: &mut Agent) -> anyhow::Result<String> {
 
 /// `minio-buckets`: on the first member, create the buckets, then the users.
 pub fn buckets(agent: &mut Agent) -> anyhow::Result<String> {
-    let m = agent
-        .doc
-        .minio
-        .clone()
-        .context("node.json has no minio section")?;
-    let base = local_url(&m)?;
+    let (m, base) = local(agent)?;
     wait_cluster(agent, BUCKETS, &base)?;
     let s3 = S3::new(&base, &m.access_key, &m.secret_key, agent.opts.request)?;
     let (mut created, mut existed) = (Vec::new(), Vec::new());
