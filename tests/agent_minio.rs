@@ -8,7 +8,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use pigsty::agent::minio::{Made, S3, create_bucket};
+use pigsty::agent::minio::s3::{Made, S3, create_bucket};
 use pigsty::agent::retry::Attempt;
 use pigsty::agent::service::ProcessSpec;
 use support::{TestNode, free_port};

@@ -102,17 +102,13 @@ fn pg_node(base: &std::path::Path, dir: &str, inv: &str, role: &str, ip: &str) -
     node
 }
 
-fn http() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .no_proxy()
-        .build()
-        .unwrap()
+fn http() -> pigsty::http::Client {
+    pigsty::http::client(Duration::from_secs(2), Duration::from_secs(2)).unwrap()
 }
 
 /// `GET url`: status and body, or the error as text.
-fn get(http: &reqwest::blocking::Client, url: &str) -> Result<(u16, String), String> {
-    pigsty::agent::patroni::get(http, url).map_err(|e| format!("{e:#}"))
+fn get(http: &pigsty::http::Client, url: &str) -> Result<(u16, String), String> {
+    pigsty::http::get(http, url).map_err(|e| format!("{e:#}"))
 }
 
 /// Poll `check` every half second until it returns Some, for at most `limit`.

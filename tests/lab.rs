@@ -168,13 +168,8 @@ fn psql(host: &str, port: u16, sql: &str) -> Result<String, String> {
     }
 }
 
-fn http() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(3))
-        .connect_timeout(Duration::from_secs(2))
-        .no_proxy()
-        .build()
-        .unwrap()
+fn http() -> pigsty::http::Client {
+    pigsty::http::client(Duration::from_secs(2), Duration::from_secs(3)).unwrap()
 }
 
 /// Poll `f` every second until it gives Some, for at most `limit`.

@@ -11,11 +11,13 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Value, json};
 
+use crate::http;
+
 /// One etcd endpoint (`http://10.10.10.11:2379`).
 #[derive(Debug, Clone)]
 pub struct Client {
     base: String,
-    http: reqwest::blocking::Client,
+    http: http::Client,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, Default)]
@@ -111,17 +113,9 @@ impl Client {
     /// A client of `base` (`http://127.0.0.1:2379`); each request times out after
     /// `timeout`, so a silent peer cannot stall a wait.
     pub fn new(base: &str, timeout: Duration) -> anyhow::Result<Client> {
-        // Peers are addressed directly: a proxy from the environment must not carry
-        // cluster traffic off the node's network.
-        let http = reqwest::blocking::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .no_proxy()
-            .build()
-            .context("building the HTTP client")?;
         Ok(Client {
             base: base.trim_end_matches('/').to_string(),
-            http,
+            http: http::client(timeout, timeout)?,
         })
     }
 
@@ -131,20 +125,13 @@ impl Client {
 
     fn post<T: DeserializeOwned>(&self, path: &str, body: &Value) -> anyhow::Result<T> {
         let url = format!("{}{path}", self.base);
-        let resp = self
-            .http
-            .post(&url)
-            .json(body)
-            .send()
-            .with_context(|| format!("POST {url}"))?;
-        let status = resp.status();
-        let text = resp.text().with_context(|| format!("reading {url}"))?;
+        let (status, text) = http::post_json(&self.http, &url, body)?;
         let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         let error = value.get("error").and_then(Value::as_str);
-        if !status.is_success() || error.is_some() {
+        if !(200..300).contains(&status) || error.is_some() {
             return Err(Refused {
                 url,
-                status: status.as_u16(),
+                status,
                 message: error.map_or(text.clone(), str::to_string),
             }
             .into());
@@ -156,20 +143,14 @@ impl Client {
     /// The error is the answer when it is not healthy.
     pub fn health(&self) -> anyhow::Result<bool> {
         let url = format!("{}/health", self.base);
-        let resp = self
-            .http
-            .get(&url)
-            .send()
-            .with_context(|| format!("GET {url}"))?;
-        let status = resp.status();
-        let text = resp.text().unwrap_or_default();
+        let (status, text) = http::get(&self.http, &url)?;
         let h: Health = serde_json::from_str(&text).unwrap_or_default();
-        if status.is_success() && h.health == "true" {
+        if (200..300).contains(&status) && h.health == "true" {
             return Ok(true);
         }
         Err(Refused {
             url,
-            status: status.as_u16(),
+            status,
             message: text.trim().to_string(),
         }
         .into())

@@ -62,6 +62,11 @@ impl Options {
     pub fn policy(&self) -> Policy {
         Policy::with_deadline(self.wait)
     }
+
+    /// An HTTP client for peers, each connect and request bounded by `request`.
+    pub fn http(&self) -> anyhow::Result<crate::http::Client> {
+        crate::http::client(self.request, self.request)
+    }
 }
 
 /// The agent stopped on purpose at a checkpoint (see [`Options::crash_at`]); the state

@@ -14,6 +14,7 @@ use super::etcd::Client as Etcd;
 use super::etcd_join::first_healthy;
 use super::input::PgInfo;
 use super::retry::Attempt;
+use crate::http;
 
 const UNIT: &str = "patroni.service";
 const STEP: &str = "patroni";
@@ -40,23 +41,6 @@ pub struct Replication {
 #[serde(default)]
 struct MemberKey {
     api_url: String,
-}
-
-/// `GET url`: the status code and body text.
-pub fn get(http: &reqwest::blocking::Client, url: &str) -> anyhow::Result<(u16, String)> {
-    let resp = http.get(url).send().with_context(|| format!("GET {url}"))?;
-    let status = resp.status().as_u16();
-    Ok((status, resp.text().unwrap_or_default()))
-}
-
-pub fn http_client(agent: &Agent) -> anyhow::Result<reqwest::blocking::Client> {
-    // Peers are addressed directly, never through a proxy from the environment.
-    reqwest::blocking::Client::builder()
-        .timeout(agent.opts.request)
-        .connect_timeout(agent.opts.request)
-        .no_proxy()
-        .build()
-        .context("building the HTTP client")
 }
 
 pub fn join(agent: &mut Agent) -> anyhow::Result<String> {
@@ -104,15 +88,15 @@ pub fn join(agent: &mut Agent) -> anyhow::Result<String> {
 fn lead(agent: &Agent, pg: &PgInfo) -> anyhow::Result<String> {
     agent.services.start(UNIT)?;
     agent.checkpoint("patroni:started")?;
-    let http = http_client(agent)?;
+    let client = agent.opts.http()?;
     let url = format!("{}/primary", pg.patroni_url);
     agent
         .opts
         .policy()
         .wait(STEP, "/primary to answer 200", &url, || {
-            match get(&http, &url) {
+            match http::get(&client, &url) {
                 Ok((200, _)) => Attempt::Ready(()),
-                Ok((code, body)) => Attempt::NotYet(format!("HTTP {code}: {}", brief(&body))),
+                Ok((code, body)) => Attempt::NotYet(format!("HTTP {code}: {}", http::brief(&body))),
                 Err(e) => Attempt::NotYet(format!("{e:#}")),
             }
         })?;
@@ -143,12 +127,12 @@ fn follow(agent: &Agent, pg: &PgInfo, dcs: &Etcd) -> anyhow::Result<String> {
     // The leader's own view is the one that counts: it lists us once we stream.
     let api = leader_api(dcs, pg, &leader);
     let url = format!("{api}/patroni");
-    let http = http_client(agent)?;
+    let client = agent.opts.http()?;
     agent.opts.policy().wait(
         STEP,
         &format!("{} to stream from {leader}", pg.name),
         &url,
-        || match get(&http, &url) {
+        || match http::get(&client, &url) {
             Ok((200, body)) => {
                 let status: PatroniStatus = serde_json::from_str(&body).unwrap_or_default();
                 let streaming = status
@@ -169,7 +153,7 @@ fn follow(agent: &Agent, pg: &PgInfo, dcs: &Etcd) -> anyhow::Result<String> {
                     seen.join(", ")
                 ))
             }
-            Ok((code, body)) => Attempt::NotYet(format!("HTTP {code}: {}", brief(&body))),
+            Ok((code, body)) => Attempt::NotYet(format!("HTTP {code}: {}", http::brief(&body))),
             Err(e) => Attempt::NotYet(format!("{e:#}")),
         },
     )?;
@@ -230,10 +214,4 @@ fn read_key(dcs: &Etcd, key: &str) -> anyhow::Result<Option<String>> {
     Ok(dcs
         .get(key)?
         .map(|v| String::from_utf8_lossy(&v).into_owned()))
-}
-
-/// The first line of an answer, short enough for a log line.
-pub fn brief(body: &str) -> String {
-    let line = body.lines().next().unwrap_or_default().trim();
-    line.chars().take(200).collect()
 }

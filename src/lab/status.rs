@@ -57,11 +57,7 @@ const PROBE: Duration = Duration::from_secs(3);
 pub fn status(lab: &Lab) -> anyhow::Result<Vec<StatusRow>> {
     let endpoints = lab.etcd_endpoints();
     let reported = crate::agent::read_fleet(&endpoints, PROBE).unwrap_or_default();
-    let http = reqwest::blocking::Client::builder()
-        .timeout(PROBE)
-        .connect_timeout(PROBE)
-        .no_proxy()
-        .build()?;
+    let http = crate::http::client(PROBE, PROBE)?;
     let cluster = patroni_cluster(lab, &http);
     let mut rows = Vec::new();
     for node in &lab.state.nodes {
@@ -99,7 +95,7 @@ fn patroni_cluster(lab: &Lab, http: &reqwest::blocking::Client) -> BTreeMap<Stri
     for node in &lab.state.nodes {
         let Some(port) = node.patroni else { continue };
         let url = format!("http://{}:{port}/cluster", node.ip);
-        if let Ok((200, body)) = crate::agent::patroni::get(http, &url)
+        if let Ok((200, body)) = crate::http::get(http, &url)
             && let Ok(c) = serde_json::from_str::<PatroniCluster>(&body)
         {
             for m in c.members {
@@ -126,7 +122,7 @@ fn probe_rest(node: &LabNode, http: &reqwest::blocking::Client) -> String {
     let Some(port) = node.patroni else {
         return String::new();
     };
-    match crate::agent::patroni::get(http, &format!("http://{}:{port}/patroni", node.ip)) {
+    match crate::http::get(http, &format!("http://{}:{port}/patroni", node.ip)) {
         Ok((200, _)) => "ok".into(),
         Ok((code, _)) => format!("HTTP {code}"),
         Err(e) => short(&e),
@@ -137,7 +133,7 @@ fn probe_etcd(node: &LabNode, http: &reqwest::blocking::Client) -> String {
     let Some(port) = node.etcd else {
         return String::new();
     };
-    match crate::agent::patroni::get(http, &format!("http://{}:{port}/health", node.ip)) {
+    match crate::http::get(http, &format!("http://{}:{port}/health", node.ip)) {
         Ok((_, body)) if body.contains("\"true\"") => "healthy".into(),
         Ok(_) => "unhealthy".into(),
         Err(e) => short(&e),

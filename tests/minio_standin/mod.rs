@@ -25,7 +25,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use pigsty::agent::minio::{SignInput, authorization};
+use pigsty::agent::minio::sigv4::{SignInput, authorization};
 use sha2::{Digest, Sha256};
 
 pub const ENV_FLAG: &str = "MINIO_STANDIN";
