@@ -9,6 +9,7 @@ pub mod cli;
 pub mod commands;
 pub mod compile;
 pub mod diag;
+pub mod generate;
 pub mod image;
 pub mod inventory;
 pub mod lab;
