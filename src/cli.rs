@@ -40,25 +40,6 @@ pub enum Command {
     /// Boot the inventory as qemu VMs on this machine (default: the built-in lab.yml).
     #[command(subcommand)]
     Lab(LabCommand),
-    /// Write the man pages or the shell completions (bash, zsh, fish) into DIR: what
-    /// docs/man/ and docs/completions/ hold. For packagers; hidden from help.
-    #[command(subcommand, hide = true)]
-    Generate(GenerateCommand),
-}
-
-#[derive(Debug, Subcommand)]
-pub enum GenerateCommand {
-    /// pigsty.1 and one page per subcommand.
-    Man(GenerateArgs),
-    /// pigsty.bash, _pigsty (zsh) and pigsty.fish.
-    Completions(GenerateArgs),
-}
-
-#[derive(Debug, Args)]
-pub struct GenerateArgs {
-    /// Directory to write into (created if missing).
-    #[arg(value_name = "DIR")]
-    pub dir: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]

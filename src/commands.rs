@@ -29,7 +29,6 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
     }
     tracing::info!(inventory = %source.name(), "loading inventory");
     match &cli.command {
-        Command::Generate(what) => generate(what, out),
         Command::Inventory(InventoryCommand::Check(flag)) => check(&source, flag.json, out),
         Command::Inventory(InventoryCommand::List(flag)) => {
             let loaded = load(&source)?;
@@ -55,19 +54,6 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
         }
         Command::Lab(cmd) => lab(&source, cmd, out),
     }
-}
-
-/// `generate man|completions DIR`: write the files, list their paths on stdout.
-fn generate(what: &crate::cli::GenerateCommand, out: &mut dyn Write) -> Result<(), Error> {
-    use crate::cli::GenerateCommand;
-    let (dir, files) = match what {
-        GenerateCommand::Man(a) => (&a.dir, crate::generate::man_pages()?),
-        GenerateCommand::Completions(a) => (&a.dir, crate::generate::completions()),
-    };
-    for name in crate::generate::write_to(dir, &files)? {
-        writeln!(out, "{}", dir.join(name).display()).context("writing to stdout")?;
-    }
-    Ok(())
 }
 
 fn lab_dir(d: &crate::cli::LabDir) -> std::path::PathBuf {

@@ -34,10 +34,7 @@ fn main() {
             "the_decryptor_opens_madmin_test_vectors",
             the_decryptor_opens_madmin_test_vectors,
         ),
-        support::test(
-            "agent_encryption_round_trips",
-            agent_encryption_round_trips,
-        ),
+        support::test("agent_encryption_round_trips", agent_encryption_round_trips),
         support::test(
             "users_and_policies_through_the_admin_api",
             users_and_policies_through_the_admin_api,

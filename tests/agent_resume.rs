@@ -37,8 +37,7 @@ use support::{
 fn main() {
     // Started as minio.service or as the agent by a test: that, never a test run.
     minio_standin::run_if_asked();
-    if let (Some(root), Some(net)) = (std::env::var_os(AGENT_ROOT), std::env::var(AGENT_NET).ok())
-    {
+    if let (Some(root), Some(net)) = (std::env::var_os(AGENT_ROOT), std::env::var(AGENT_NET).ok()) {
         agent_process(root.into(), &net);
     }
     support::run_tests(vec![

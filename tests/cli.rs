@@ -504,7 +504,7 @@ fn render_writes_tree_and_refuses_unwritable_values() {
 
 /// The committed man pages (docs/man/) and completions (docs/completions/) are what
 /// the clap definitions generate now. Regenerate on purpose with PIGSTY_BLESS=1 (or
-/// `pigsty generate man docs/man`, `pigsty generate completions docs/completions`).
+/// `cargo run --example generate -- man docs/man`, `... completions docs/completions`).
 #[test]
 fn committed_man_pages_and_completions_are_current() {
     let sets = [
@@ -539,19 +539,4 @@ fn committed_man_pages_and_completions_are_current() {
             );
         }
     }
-}
-
-/// The hidden `generate` command writes the same files.
-#[test]
-fn generate_writes_man_pages_and_completions() {
-    let dir = tempfile::tempdir().unwrap();
-    for (what, want) in [("man", "pigsty.1"), ("completions", "pigsty.bash")] {
-        let out_dir = dir.path().join(what);
-        let out = pigsty(&["generate", what, out_dir.to_str().unwrap()], &root());
-        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-        assert!(stdout(&out).lines().any(|l| l.ends_with(want)), "{}", stdout(&out));
-        assert!(out_dir.join(want).is_file());
-    }
-    let help = pigsty(&["--help"], &root());
-    assert!(!stdout(&help).contains("generate"), "{}", stdout(&help));
 }

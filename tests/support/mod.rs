@@ -15,8 +15,8 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use processes::{ProcessSpec, Processes};
 use pigsty::agent::{Options, state::State};
+use processes::{ProcessSpec, Processes};
 
 /// A TCP port nobody listens on right now (the OS picks it).
 pub fn free_port() -> u16 {
