@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks for pigsty, each side by side with the tool it replaces.
 #
-#   ci/bench.sh            run every benchmark
-#   ci/bench.sh plan ...   run only the named ones (see BENCHES below)
+#   ci/bench.sh            run the quick ones: plan and render
+#   ci/bench.sh NAME ...   run the named ones (see BENCHES below), e.g. `lab`
 #
 # Results go to target/bench/<name>.json (hyperfine's JSON) and <name>.md.
 # Tools are installed only from package registries: hyperfine from Debian
@@ -31,7 +31,7 @@ WARMUP=${BENCH_WARMUP:-2}
 RUNS=${BENCH_RUNS:-10}
 ANSIBLE_CORE_SPEC=${ANSIBLE_CORE_SPEC:-ansible-core==2.19.*}
 
-BENCHES=(plan render image-cold image-warm image-all mkosi)
+BENCHES=(plan render image-cold image-warm image-all mkosi lab)
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'bench.sh: %s\n' "$*" >&2; exit 1; }
@@ -275,20 +275,31 @@ bench_mkosi() {
 bench_lab() {
     local runs=${BENCH_LAB_RUNS:-3} i
     local figures=$ROOT/target/tmp/lab-figures.json
-    mkdir -p "$OUT/lab"
+    rm -rf "$OUT/lab" && mkdir -p "$OUT/lab"
     for i in $(seq 1 "$runs"); do
         log "lab run $i of $runs"
         rm -f "$figures"
         (cd "$ROOT" && cargo test --test lab -- --include-ignored) >&2 \
             || die "the lab's end-to-end test failed (run $i)"
+        [ -f "$figures" ] || die "run $i wrote no $figures"
         cp "$figures" "$OUT/lab/run-$i.json"
     done
-    python3 - "$OUT"/lab/run-*.json <<'PY'
+    lab_medians "$OUT"/lab/run-*.json | tee "$OUT/lab.md"
+}
+
+# lab_medians FIGURES.json...: the median of each figure whose key holds `ready` or
+# `failover`, over the runs given. Each file is tests/lab.rs's lab-figures.json: one
+# JSON object of seconds, e.g. {"boot_to_ready_s": 612.3, "failover_leader_s": 9.1}.
+lab_medians() {
+    python3 - "$@" <<'PY'
 import json, statistics, sys
 runs = [json.load(open(p)) for p in sys.argv[1:]]
+keys = sorted({k for r in runs for k in r if "ready" in k or "failover" in k})
+if not keys:
+    sys.exit("no ready or failover figure in %s" % " ".join(sys.argv[1:]))
 print("%-24s %8s   %s" % ("lab figure (s)", "median", "runs"))
-for key in sorted(runs[0]):
-    vals = [r[key] for r in runs if key in r]
+for key in keys:
+    vals = [float(r[key]) for r in runs if key in r]
     print("%-24s %8.1f   %s" % (key, statistics.median(vals), " ".join("%.1f" % v for v in vals)))
 PY
 }
@@ -307,10 +318,13 @@ main() {
     done
 
     mkdir -p "$OUT"
-    build_pigsty
-    ensure_hyperfine
-    case " ${selected[*]} " in *" plan "*) ensure_ansible ;; esac
-    log "$(hyperfine --version), $(nproc) CPUs"
+    # The lab times its own steps (cargo test, lab-figures.json): no hyperfine.
+    if [ "${selected[*]}" != lab ]; then
+        build_pigsty
+        ensure_hyperfine
+        case " ${selected[*]} " in *" plan "*) ensure_ansible ;; esac
+        log "$(hyperfine --version), $(nproc) CPUs"
+    fi
     export PIGSTY_LOG=${PIGSTY_LOG:-warn}
 
     for name in "${selected[@]}"; do

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod commands;
 pub mod compile;
 pub mod diag;
+pub mod generate;
 pub mod http;
 pub mod image;
 pub mod inventory;

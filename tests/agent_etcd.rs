@@ -2,6 +2,11 @@
 //! three-member cluster, a fourth member joining as a learner, a reimaged member
 //! rejoining with an empty data dir, a kill at each point of the join, and the
 //! failure modes (quorum lost, peers that never appear). Every wait is bounded.
+//!
+//! Every test starts etcd members, so all are ignored unless asked for
+//! (`--include-ignored`; ci/test.sh does). A custom main (harness = false): this
+//! binary is also the agent process that `a_killed_agent_process_resumes` starts
+//! and kills (see `agent_process`).
 
 mod support;
 
@@ -9,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use pigsty::agent::etcd::Client;
 use pigsty::agent::state::StepStatus;
-use support::{TestNode, etcd_inventory, have, port_pairs};
+use support::{TestNode, etcd_inventory, port_pairs, require_tools};
 
 /// The etcd tests of this file run one at a time: each starts three or four etcd
 /// members, and several clusters electing leaders at once on two cores starve each
@@ -32,12 +37,9 @@ fn client(net: &str, n: usize, ports: &[(u16, u16)]) -> Client {
 
 /// Three members boot at once, then a fourth joins (killed twice on the way), then
 /// member 2 is reimaged (killed once after removing its stale self) and rejoins.
-#[test]
 fn three_bootstrap_a_fourth_joins_a_reimaged_member_rejoins() {
     let _serial = one_at_a_time();
-    if !have(&[ETCD]) {
-        return;
-    }
+    require_tools(&[ETCD]);
     let t0 = Instant::now();
     let net = "127.0.1";
     let tmp = tempfile::tempdir().unwrap();
@@ -168,12 +170,9 @@ fn three_bootstrap_a_fourth_joins_a_reimaged_member_rejoins() {
 /// killed right then), then two of the three voters die; the resumed agent stops at
 /// its bound. A fifth member that arrives now cannot even be added (member add would
 /// hang without quorum): it fails with the step, the peer and the last answer.
-#[test]
 fn join_fails_clearly_when_the_cluster_lost_quorum() {
     let _serial = one_at_a_time();
-    if !have(&[ETCD]) {
-        return;
-    }
+    require_tools(&[ETCD]);
     let net = "127.0.2";
     let tmp = tempfile::tempdir().unwrap();
     let ports = port_pairs(5);
@@ -241,12 +240,9 @@ fn join_fails_clearly_when_the_cluster_lost_quorum() {
 
 /// A member whose peers never start: the bootstrap waits for quorum within its bound
 /// and fails naming its own endpoint; a client node waits for etcd the same way.
-#[test]
 fn peers_that_never_appear_time_out() {
     let _serial = one_at_a_time();
-    if !have(&[ETCD]) {
-        return;
-    }
+    require_tools(&[ETCD]);
     let net = "127.0.3";
     let tmp = tempfile::tempdir().unwrap();
     let ports = port_pairs(3);
@@ -271,16 +267,43 @@ fn peers_that_never_appear_time_out() {
     );
 }
 
-/// Not a test: one agent process for `a_killed_agent_process_resumes`, started by it
-/// with PIGSTY_TEST_AGENT_ROOT. Its services outlive it, as they outlive an agent
-/// that systemd's unit runs.
-#[test]
-fn agent_process_entry() {
-    let Ok(root) = std::env::var("PIGSTY_TEST_AGENT_ROOT") else {
-        return;
-    };
-    let root = std::path::PathBuf::from(root);
-    let services = pigsty::agent::service::Processes::new(&root);
+fn main() {
+    // Started by `a_killed_agent_process_resumes` as the agent: never a test run.
+    if let Some(root) = std::env::var_os(AGENT_ROOT) {
+        agent_process(root.into());
+    }
+    support::run_tests(vec![
+        support::ignored(
+            "three_bootstrap_a_fourth_joins_a_reimaged_member_rejoins",
+            three_bootstrap_a_fourth_joins_a_reimaged_member_rejoins,
+        ),
+        support::ignored(
+            "join_fails_clearly_when_the_cluster_lost_quorum",
+            join_fails_clearly_when_the_cluster_lost_quorum,
+        ),
+        support::ignored(
+            "peers_that_never_appear_time_out",
+            peers_that_never_appear_time_out,
+        ),
+        support::ignored(
+            "a_killed_agent_process_resumes",
+            a_killed_agent_process_resumes,
+        ),
+        support::ignored(
+            "stopped_joins_show_in_agent_status_and_fleet_status",
+            stopped_joins_show_in_agent_status_and_fleet_status,
+        ),
+    ]);
+}
+
+/// The environment variable that makes this binary the agent on that root.
+const AGENT_ROOT: &str = "PIGSTY_TEST_AGENT_ROOT";
+
+/// One agent process for `a_killed_agent_process_resumes`, started by it with
+/// PIGSTY_TEST_AGENT_ROOT. Its services outlive it, as they outlive an agent that
+/// systemd's unit runs.
+fn agent_process(root: std::path::PathBuf) -> ! {
+    let services = support::processes::Processes::new(&root);
     services.define("etcd.service", support::etcd_spec(&root));
     let mut opts = pigsty::agent::Options::new(&root);
     opts.wait = Duration::from_secs(30);
@@ -299,12 +322,9 @@ fn agent_process_entry() {
 /// The agent as a real process, SIGKILLed at whatever it is doing after a growing
 /// delay while a fourth member joins, until a run finishes before its kill; one more
 /// run then finds the join complete.
-#[test]
 fn a_killed_agent_process_resumes() {
     let _serial = one_at_a_time();
-    if !have(&[ETCD]) {
-        return;
-    }
+    require_tools(&[ETCD]);
     let net = "127.0.10";
     let tmp = tempfile::tempdir().unwrap();
     let ports = port_pairs(4);
@@ -325,13 +345,7 @@ fn a_killed_agent_process_resumes() {
     let fourth = TestNode::render(tmp.path(), "n4", &v2, "etcd-4");
     let agent = || {
         std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "agent_process_entry",
-                "--exact",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env("PIGSTY_TEST_AGENT_ROOT", &fourth.root)
+            .env(AGENT_ROOT, &fourth.root)
             .stdout(std::process::Stdio::null())
             .stderr(
                 std::fs::OpenOptions::new()
@@ -417,12 +431,9 @@ fn json_of(out: &std::process::Output) -> serde_json::Value {
 /// appears, a primary whose Patroni cannot start, a replica waiting for a leader
 /// that never comes, and that replica again once etcd is gone. Patroni itself never
 /// runs here, so no root is needed.
-#[test]
 fn stopped_joins_show_in_agent_status_and_fleet_status() {
     let _serial = one_at_a_time();
-    if !have(&[ETCD]) {
-        return;
-    }
+    require_tools(&[ETCD]);
     let net = "127.0.13";
     let tmp = tempfile::tempdir().unwrap();
     let inv = support::pg_inventory(net, 2, "");

@@ -12,25 +12,22 @@ use std::time::{Duration, Instant};
 
 use pigsty::agent::state::StepStatus;
 use support::{
-    PATRONI, PG_BIN, TestNode, have, is_root, pg_inventory, prepare_extras, prepare_patroni, psql,
+    PATRONI, PG_BIN, TestNode, pg_inventory, prepare_extras, prepare_patroni, psql, require_root,
+    require_tools,
 };
 
 #[test]
+#[ignore = "needs root and starts etcd, Patroni, PostgreSQL, pgbouncer, haproxy (run with --include-ignored)"]
 fn a_primary_joins_through_a_kill_at_every_step() {
-    if !is_root() {
-        eprintln!("skipping: needs root to run PostgreSQL as the postgres user");
-        return;
-    }
-    if !have(&[
+    require_root("PostgreSQL runs as the postgres user");
+    require_tools(&[
         "/usr/bin/etcd",
         PATRONI,
         PG_BIN,
         "/usr/sbin/pgbouncer",
         "/usr/sbin/haproxy",
         "/usr/bin/pgbackrest",
-    ]) {
-        return;
-    }
+    ]);
     let t0 = Instant::now();
     let net = "127.0.8";
     let tmp = tempfile::tempdir().unwrap();

@@ -2,6 +2,10 @@
 //! MinIO-compatible server can be installed here). The stand-in runs as its own
 //! process, started through the agent's service manager from the `minio_server_bin`
 //! the inventory names, exactly as a user points it at MinIO, RustFS or Silo.
+//!
+//! A custom main (harness = false): this binary is also that server. Started with
+//! `MINIO_STANDIN=1` it serves instead of testing. The tests need no root and no
+//! installed server, so they run in the plain tier.
 
 mod minio_standin;
 mod support;
@@ -10,13 +14,36 @@ use std::time::{Duration, Instant};
 
 use pigsty::agent::minio::s3::{Made, S3, create_bucket};
 use pigsty::agent::retry::Attempt;
-use pigsty::agent::service::ProcessSpec;
+use pigsty::agent::service::ServiceManager;
+use support::processes::{ProcessSpec, Processes};
 use support::{TestNode, free_port};
 
-/// Not a test: the stand-in server's entry point when the harness starts it.
-#[test]
-fn minio_standin_server() {
+fn main() {
+    // Started as minio.service by a test (see `member_with`): serve, never test.
     minio_standin::run_if_asked();
+    support::run_tests(vec![
+        support::test(
+            "three_members_start_and_the_first_creates_buckets",
+            three_members_start_and_the_first_creates_buckets,
+        ),
+        support::test(
+            "members_that_never_appear_time_out",
+            members_that_never_appear_time_out,
+        ),
+        support::test(
+            "the_decryptor_opens_madmin_test_vectors",
+            the_decryptor_opens_madmin_test_vectors,
+        ),
+        support::test("agent_encryption_round_trips", agent_encryption_round_trips),
+        support::test(
+            "users_and_policies_through_the_admin_api",
+            users_and_policies_through_the_admin_api,
+        ),
+        support::test(
+            "the_test_process_manager_starts_once_and_stops",
+            the_test_process_manager_starts_once_and_stops,
+        ),
+    ]);
 }
 
 fn inventory(net: &str, port: u16, members: usize, extra: &str) -> String {
@@ -77,14 +104,6 @@ fn member_with(
         "minio.service",
         ProcessSpec {
             program: m.server_bin.into(),
-            args: [
-                "minio_standin_server",
-                "--exact",
-                "--nocapture",
-                "--test-threads=1",
-            ]
-            .map(String::from)
-            .to_vec(),
             env_files: vec![node.root.join("etc/default/minio")],
             env: [
                 (minio_standin::ENV_FLAG.into(), "1".into()),
@@ -109,7 +128,6 @@ fn member_with(
     node
 }
 
-#[test]
 fn three_members_start_and_the_first_creates_buckets() {
     let t0 = Instant::now();
     let net = "127.0.6";
@@ -207,7 +225,6 @@ fn three_members_start_and_the_first_creates_buckets() {
 }
 
 /// One member of three: no write quorum; the wait stops at its bound and says why.
-#[test]
 fn members_that_never_appear_time_out() {
     let net = "127.0.7";
     let tmp = tempfile::tempdir().unwrap();
@@ -270,7 +287,6 @@ const MADMIN_VECTORS: [(&str, &str, usize); 4] = [
     ),
 ];
 
-#[test]
 fn the_decryptor_opens_madmin_test_vectors() {
     for (password, hex_data, len) in MADMIN_VECTORS {
         let data = hex::decode(hex_data).unwrap();
@@ -287,7 +303,6 @@ fn the_decryptor_opens_madmin_test_vectors() {
 
 /// The agent's `EncryptData` opens with the decryptor checked against madmin, across
 /// the fragment boundaries (16 KiB).
-#[test]
 fn agent_encryption_round_trips() {
     use pigsty::agent::minio::madmin::encrypt_data;
     for len in [0, 1, 20, 16383, 16384, 16385, 2 * 16384, 40_000] {
@@ -313,7 +328,6 @@ fn user_record(data: &std::path::Path, name: &str) -> serde_json::Value {
 
 /// With the admin API, the agent creates the inventory's users (secret sent
 /// encrypted) and points each at its policy; resumed and run again, it finds them.
-#[test]
 fn users_and_policies_through_the_admin_api() {
     let net = "127.0.8";
     let port = free_port();
@@ -370,4 +384,28 @@ fn users_and_policies_through_the_admin_api() {
         detail.contains("attached [dba=consoleAdmin, pgbackrest=readwrite]"),
         "{detail}"
     );
+}
+
+/// The tests' service manager (tests/support/processes.rs), which runs the stand-in
+/// above and every real server of the agent tests: a unit starts once, stops, and an
+/// undefined one is refused.
+fn the_test_process_manager_starts_once_and_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let pm = Processes::new(dir.path());
+    pm.define(
+        "sleep.service",
+        ProcessSpec {
+            program: "sleep".into(),
+            args: vec!["30".into()],
+            log: dir.path().join("sleep.log"),
+            ..ProcessSpec::default()
+        },
+    );
+    pm.start("sleep.service").unwrap();
+    let pid = pm.pid("sleep.service").unwrap();
+    pm.start("sleep.service").unwrap();
+    assert_eq!(pm.pid("sleep.service"), Some(pid));
+    pm.stop("sleep.service").unwrap();
+    assert!(!pm.is_active("sleep.service").unwrap());
+    assert!(pm.start("other.service").is_err());
 }

@@ -13,6 +13,11 @@
 //!   shows it inside the next step.
 //!
 //! Every restart picks up where the last one stopped and the nodes end fully joined.
+//!
+//! Both tests need root and start etcd, Patroni, PostgreSQL, pgbouncer, haproxy and
+//! pgBackRest: ignored unless asked for (`--include-ignored`; ci/test.sh does). A
+//! custom main (harness = false): this binary is also the MinIO stand-in and the
+//! agent process the second test kills.
 
 mod minio_standin;
 mod support;
@@ -21,32 +26,43 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use pigsty::agent::service::{ProcessSpec, Processes, ServiceManager};
+use pigsty::agent::service::ServiceManager;
 use pigsty::agent::state::{State, StepStatus, Store};
+use support::processes::{ProcessSpec, Processes};
 use support::{
-    PATRONI, PG_BIN, TestNode, define_extras, define_patroni, free_port, have, is_root,
-    prepare_extras, prepare_patroni, psql,
+    PATRONI, PG_BIN, TestNode, define_extras, define_patroni, free_port, prepare_extras,
+    prepare_patroni, psql, require_root, require_tools,
 };
 
-/// Not a test: the stand-in server's entry point when the harness starts it.
-#[test]
-fn minio_standin_server() {
+fn main() {
+    // Started as minio.service or as the agent by a test: that, never a test run.
     minio_standin::run_if_asked();
+    if let (Some(root), Some(net)) = (std::env::var_os(AGENT_ROOT), std::env::var(AGENT_NET).ok()) {
+        agent_process(root.into(), &net);
+    }
+    support::run_tests(vec![
+        support::ignored(
+            "every_step_resumes_after_a_kill_at_its_checkpoints",
+            every_step_resumes_after_a_kill_at_its_checkpoints,
+        ),
+        support::ignored(
+            "a_killed_agent_process_resumes_at_every_step",
+            a_killed_agent_process_resumes_at_every_step,
+        ),
+    ]);
 }
 
-fn ready() -> bool {
-    if !is_root() {
-        eprintln!("skipping: needs root to run PostgreSQL as the postgres user");
-        return false;
-    }
-    have(&[
+/// Fails the test unless it can run: root and every component of the fleet.
+fn require_ready() {
+    require_root("PostgreSQL runs as the postgres user");
+    require_tools(&[
         "/usr/bin/etcd",
         PATRONI,
         PG_BIN,
         "/usr/sbin/pgbouncer",
         "/usr/sbin/haproxy",
         "/usr/bin/pgbackrest",
-    ])
+    ]);
 }
 
 /// The test fleet on `net`: etcd on `.1`; MinIO on `.2`, `.3`, `.4`; the PostgreSQL
@@ -118,14 +134,6 @@ fn define_minio(services: &Processes, root: &Path, net: &str, seq: usize) {
         "minio.service",
         ProcessSpec {
             program: m.server_bin.into(),
-            args: [
-                "minio_standin_server",
-                "--exact",
-                "--nocapture",
-                "--test-threads=1",
-            ]
-            .map(String::from)
-            .to_vec(),
             env_files: vec![root.join("etc/default/minio")],
             env: vec![
                 (minio_standin::ENV_FLAG.into(), "1".into()),
@@ -214,11 +222,8 @@ const KILLS: &[Kill] = &[
     kill(true, "done:reported", false),
 ];
 
-#[test]
 fn every_step_resumes_after_a_kill_at_its_checkpoints() {
-    if !ready() {
-        return;
-    }
+    require_ready();
     let t0 = Instant::now();
     let net = "127.0.11";
     let tmp = tempfile::tempdir().unwrap();
@@ -355,24 +360,20 @@ fn fleet_status(inventory: &Path) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// Not a test: one agent process for `a_killed_agent_process_resumes_at_every_step`,
-/// started by it with PIGSTY_TEST_AGENT_ROOT and PIGSTY_TEST_NET. Its services outlive
-/// it, as they outlive an agent that systemd's unit runs.
-#[test]
-fn agent_process_entry() {
-    let (Ok(root), Ok(net)) = (
-        std::env::var("PIGSTY_TEST_AGENT_ROOT"),
-        std::env::var("PIGSTY_TEST_NET"),
-    ) else {
-        return;
-    };
-    let root = std::path::PathBuf::from(root);
+/// The environment that makes this binary the agent on that root, in that test net.
+const AGENT_ROOT: &str = "PIGSTY_TEST_AGENT_ROOT";
+const AGENT_NET: &str = "PIGSTY_TEST_NET";
+
+/// One agent process for `a_killed_agent_process_resumes_at_every_step`, started by it
+/// with PIGSTY_TEST_AGENT_ROOT and PIGSTY_TEST_NET. Its services outlive it, as they
+/// outlive an agent that systemd's unit runs.
+fn agent_process(root: std::path::PathBuf, net: &str) -> ! {
     let services = Processes::new(&root);
     services.define("etcd.service", support::etcd_spec(&root));
     if root.join("etc/patroni/patroni.yml").exists() {
         define_patroni(&services, &root);
         define_extras(&services, &root);
-        define_minio(&services, &root, &net, 1);
+        define_minio(&services, &root, net, 1);
     }
     let mut opts = pigsty::agent::Options::new(&root);
     opts.wait = Duration::from_secs(90);
@@ -392,14 +393,8 @@ fn agent_process_entry() {
 fn spawn_agent(node: &TestNode, net: &str) -> Child {
     use std::os::unix::process::CommandExt;
     Command::new(std::env::current_exe().unwrap())
-        .args([
-            "agent_process_entry",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("PIGSTY_TEST_AGENT_ROOT", &node.root)
-        .env("PIGSTY_TEST_NET", net)
+        .env(AGENT_ROOT, &node.root)
+        .env(AGENT_NET, net)
         .process_group(0)
         .stdout(Stdio::null())
         .stderr(
@@ -502,11 +497,8 @@ fn kill_inside(node: &TestNode, net: &str, step: &str, running: Option<&str>) ->
     }
 }
 
-#[test]
 fn a_killed_agent_process_resumes_at_every_step() {
-    if !ready() {
-        return;
-    }
+    require_ready();
     let t0 = Instant::now();
     let net = "127.0.12";
     let tmp = tempfile::tempdir().unwrap();

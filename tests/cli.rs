@@ -501,3 +501,42 @@ fn render_writes_tree_and_refuses_unwritable_values() {
         "Asia/Hong_Kong\n"
     );
 }
+
+/// The committed man pages (docs/man/) and completions (docs/completions/) are what
+/// the clap definitions generate now. Regenerate on purpose with PIGSTY_BLESS=1 (or
+/// `cargo run --example generate -- man docs/man`, `... completions docs/completions`).
+#[test]
+fn committed_man_pages_and_completions_are_current() {
+    let sets = [
+        ("docs/man", pigsty::generate::man_pages().unwrap()),
+        ("docs/completions", pigsty::generate::completions()),
+    ];
+    for (dir, files) in sets {
+        let dir = root().join(dir);
+        if std::env::var_os("PIGSTY_BLESS").is_some() {
+            let _ = std::fs::remove_dir_all(&dir);
+            pigsty::generate::write_to(&dir, &files).unwrap();
+        }
+        let mut committed: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}; run with PIGSTY_BLESS=1", dir.display()))
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        committed.sort();
+        let mut names: Vec<String> = files.iter().map(|(n, _)| n.clone()).collect();
+        names.sort();
+        assert_eq!(
+            committed,
+            names,
+            "{} holds other files than generated; bless with PIGSTY_BLESS=1",
+            dir.display()
+        );
+        for (name, text) in &files {
+            let path = dir.join(name);
+            assert!(
+                std::fs::read(&path).unwrap() == *text,
+                "{} differs from what the clap definitions generate; bless with PIGSTY_BLESS=1 if intended",
+                path.display()
+            );
+        }
+    }
+}

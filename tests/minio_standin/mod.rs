@@ -15,8 +15,9 @@
 //! on one machine), `MINIO_STANDIN_HOSTS` (`minio-1.pigsty=127.0.6.1,...`, instead of
 //! DNS), `MINIO_STANDIN_DATA` (its data dir).
 //!
-//! The test binary runs it as a process: `<test-exe> minio_standin_server --exact`
-//! with `MINIO_STANDIN=1`, through the agent's own service manager.
+//! The test binary runs it as a process: the test executable itself with
+//! `MINIO_STANDIN=1` (its `main` calls [`run_if_asked`] first), through the tests'
+//! service manager.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;

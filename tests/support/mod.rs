@@ -1,14 +1,22 @@
 //! Test harness for the first-boot agent: nodes on loopback addresses, each with its
 //! own root directory (the rendered overlay of a test inventory) and its own
 //! [`Processes`] service manager running the real etcd, Patroni and PostgreSQL.
+//!
+//! Test tiers: a test that needs root or starts real servers (etcd, Patroni,
+//! PostgreSQL...) is `#[ignore = "..."]` (ci/test.sh runs it with
+//! `--include-ignored`). Asked to run where it cannot, it fails through
+//! [`require_root`] / [`require_tools`] saying what is missing: it never returns
+//! early and reports ok.
 #![allow(dead_code)]
+
+pub mod processes;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use pigsty::agent::service::{ProcessSpec, Processes};
 use pigsty::agent::{Options, state::State};
+use processes::{ProcessSpec, Processes};
 
 /// A TCP port nobody listens on right now (the OS picks it).
 pub fn free_port() -> u16 {
@@ -26,15 +34,42 @@ pub fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// Whether the real components a test needs are installed; prints why not.
-pub fn have(tools: &[&str]) -> bool {
+/// Fail the test unless it runs as root; `why` says what needs it.
+pub fn require_root(why: &str) {
+    assert!(
+        is_root(),
+        "this test needs root ({why}): run it as root, as ci/test.sh does"
+    );
+}
+
+/// Fail the test unless every tool (an absolute path) is installed.
+pub fn require_tools(tools: &[&str]) {
     for t in tools {
-        if !Path::new(t).exists() {
-            eprintln!("skipping: {t} is not installed (ci/setup.sh installs it)");
-            return false;
-        }
+        assert!(
+            Path::new(t).exists(),
+            "this test needs {t}, which is not installed: run ci/setup.sh"
+        );
     }
-    true
+}
+
+/// The test binaries with their own `main` (harness = false), which double as the
+/// processes their tests start: a test of such a binary, run by libtest-mimic.
+pub fn test(name: &str, f: fn()) -> libtest_mimic::Trial {
+    libtest_mimic::Trial::test(name, move || {
+        f();
+        Ok(())
+    })
+}
+
+/// [`test`], ignored unless asked for (`--include-ignored`): `#[ignore]` for these
+/// binaries (libtest-mimic shows no reason; the test's doc comment gives it).
+pub fn ignored(name: &str, f: fn()) -> libtest_mimic::Trial {
+    test(name, f).with_ignored_flag(true)
+}
+
+/// Run the trials with the command line's libtest options; exits.
+pub fn run_tests(trials: Vec<libtest_mimic::Trial>) -> ! {
+    libtest_mimic::run(&libtest_mimic::Arguments::from_args(), trials).exit()
 }
 
 /// One node of a test fleet.

@@ -1,0 +1,207 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_pigsty_global_optspecs
+    string join \n i/inventory= v/verbose h/help V/version
+end
+
+function __fish_pigsty_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_pigsty_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_pigsty_using_subcommand
+    set -l cmd (__fish_pigsty_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c pigsty -n "__fish_pigsty_needs_command" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
+complete -c pigsty -n "__fish_pigsty_needs_command" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
+complete -c pigsty -n "__fish_pigsty_needs_command" -s h -l help -d 'Print help'
+complete -c pigsty -n "__fish_pigsty_needs_command" -s V -l version -d 'Print version'
+complete -c pigsty -n "__fish_pigsty_needs_command" -f -a "inventory" -d 'Validate or list the inventory'
+complete -c pigsty -n "__fish_pigsty_needs_command" -f -a "plan" -d 'Show the compiled plan of one node (or every node)'
+complete -c pigsty -n "__fish_pigsty_needs_command" -f -a "render" -d 'Write a node\'s overlay tree: configs, units and /etc/pigsty/node.json'
+complete -c pigsty -n "__fish_pigsty_needs_command" -f -a "agent" -d 'Run on the node: the first-boot join, and where it stands'
+complete -c pigsty -n "__fish_pigsty_needs_command" -f -a "status" -d 'The fleet\'s join state, as the nodes reported it to etcd (/pigsty/nodes/)'
+complete -c pigsty -n "__fish_pigsty_needs_command" -f -a "build-image" -d 'Build bootable images of one node (or all nodes) into OUT/<nodename>/'
+complete -c pigsty -n "__fish_pigsty_needs_command" -f -a "lab" -d 'Boot the inventory as qemu VMs on this machine (default: the built-in lab.yml)'
+complete -c pigsty -n "__fish_pigsty_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and not __fish_seen_subcommand_from check list help" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and not __fish_seen_subcommand_from check list help" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and not __fish_seen_subcommand_from check list help" -s h -l help -d 'Print help'
+complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and not __fish_seen_subcommand_from check list help" -s V -l version -d 'Print version'
+complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and not __fish_seen_subcommand_from check list help" -f -a "check" -d 'Validate the inventory: exit 0 when valid, 2 when not (every error is listed)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and not __fish_seen_subcommand_from check list help" -f -a "list" -d 'One row per node: ip, nodename, roles, modules'
+complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and not __fish_seen_subcommand_from check list help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and __fish_seen_subcommand_from check" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and __fish_seen_subcommand_from check" -l json -d 'Machine-readable JSON on stdout'
+complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and __fish_seen_subcommand_from check" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and __fish_seen_subcommand_from check" -s h -l help -d 'Print help'
+complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and __fish_seen_subcommand_from check" -s V -l version -d 'Print version'
+complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and __fish_seen_subcommand_from list" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and __fish_seen_subcommand_from list" -l json -d 'Machine-readable JSON on stdout'
+complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and __fish_seen_subcommand_from list" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and __fish_seen_subcommand_from help" -f -a "check" -d 'Validate the inventory: exit 0 when valid, 2 when not (every error is listed)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and __fish_seen_subcommand_from help" -f -a "list" -d 'One row per node: ip, nodename, roles, modules'
+complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand plan" -l role -d 'Any name of the node: pg instance (pg-test-1), etcd member (etcd-1), MinIO member (minio-1), infra name (infra-1), redis node, nodename, or IP' -r
+complete -c pigsty -n "__fish_pigsty_using_subcommand plan" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand plan" -l all -d 'Plan every node of the inventory'
+complete -c pigsty -n "__fish_pigsty_using_subcommand plan" -l json -d 'Machine-readable JSON on stdout (an array with --all)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand plan" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand plan" -s h -l help -d 'Print help'
+complete -c pigsty -n "__fish_pigsty_using_subcommand plan" -s V -l version -d 'Print version'
+complete -c pigsty -n "__fish_pigsty_using_subcommand render" -l role -d 'Any name of the node (see `plan --role`)' -r
+complete -c pigsty -n "__fish_pigsty_using_subcommand render" -l out -d 'Directory to write the tree into (replaced whole, only once complete)' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand render" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand render" -l all -d 'Render every node, each into DIR/<nodename>/'
+complete -c pigsty -n "__fish_pigsty_using_subcommand render" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand render" -s h -l help -d 'Print help'
+complete -c pigsty -n "__fish_pigsty_using_subcommand render" -s V -l version -d 'Print version'
+complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and not __fish_seen_subcommand_from firstboot status help" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and not __fish_seen_subcommand_from firstboot status help" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and not __fish_seen_subcommand_from firstboot status help" -s h -l help -d 'Print help'
+complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and not __fish_seen_subcommand_from firstboot status help" -s V -l version -d 'Print version'
+complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and not __fish_seen_subcommand_from firstboot status help" -f -a "firstboot" -d 'Join this node into its clusters, in order (run once by pigsty-firstboot.service)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and not __fish_seen_subcommand_from firstboot status help" -f -a "status" -d 'Where the first-boot join stands on this node'
+complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and not __fish_seen_subcommand_from firstboot status help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from firstboot" -l root -d 'The node\'s root directory: node.json, the state and env overrides are under it' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from firstboot" -l timeout -d 'Give up any single wait (a peer, a leader, a healthy service) after SECS' -r
+complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from firstboot" -l request-timeout -d 'Give up one request to a peer after SECS' -r
+complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from firstboot" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from firstboot" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from firstboot" -s h -l help -d 'Print help'
+complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from firstboot" -s V -l version -d 'Print version'
+complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from status" -l root -d 'The node\'s root directory' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from status" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from status" -l json -d 'The state file as JSON on stdout'
+complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from status" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help'
+complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from status" -s V -l version -d 'Print version'
+complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from help" -f -a "firstboot" -d 'Join this node into its clusters, in order (run once by pigsty-firstboot.service)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from help" -f -a "status" -d 'Where the first-boot join stands on this node'
+complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand status" -l endpoint -d 'etcd client URL to read from (repeatable). Default: the inventory\'s etcd members' -r
+complete -c pigsty -n "__fish_pigsty_using_subcommand status" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand status" -l json -d 'Machine-readable JSON on stdout'
+complete -c pigsty -n "__fish_pigsty_using_subcommand status" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand status" -s h -l help -d 'Print help'
+complete -c pigsty -n "__fish_pigsty_using_subcommand status" -s V -l version -d 'Print version'
+complete -c pigsty -n "__fish_pigsty_using_subcommand build-image" -l role -d 'Any name of the node (see `plan --role`)' -r
+complete -c pigsty -n "__fish_pigsty_using_subcommand build-image" -l format -d 'Output formats (repeat or comma-separate)' -r -f -a "rootfs\t'rootfs.tar.zst: sorted entries, clamped mtimes, numeric owners'
+raw\t'disk.raw: GPT, ESP with systemd-boot, ext4 root; plus vmlinuz, initrd.img, cmdline'
+qcow2\t'disk.qcow2 (from the raw disk)'
+cloud-init\t'cloud-init/ (NoCloud meta-data, user-data, network-config) and cidata.img, for a stock Debian cloud image'
+pxe\t'pxe/: vmlinuz, initrd.img (live-boot), root.squashfs, boot.ipxe, dnsmasq.conf, and by-mac/<mac>.ipxe when the inventory gives node_mac'"
+complete -c pigsty -n "__fish_pigsty_using_subcommand build-image" -l out -d 'Output directory; each node\'s artifacts go to OUT/<nodename>/' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand build-image" -l extra-tree -d 'Copy this host directory over each node\'s root, last (repeatable): e.g. a MinIO-compatible server at DIR/usr/local/bin/minio, which Debian does not ship' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand build-image" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand build-image" -l all -d 'Build every node of the inventory'
+complete -c pigsty -n "__fish_pigsty_using_subcommand build-image" -l offline -d 'Build from the layer cache alone; fail naming any missing layer'
+complete -c pigsty -n "__fish_pigsty_using_subcommand build-image" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand build-image" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c pigsty -n "__fish_pigsty_using_subcommand build-image" -s V -l version -d 'Print version'
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and not __fish_seen_subcommand_from up status down reimage kill start wait logs help" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and not __fish_seen_subcommand_from up status down reimage kill start wait logs help" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and not __fish_seen_subcommand_from up status down reimage kill start wait logs help" -s h -l help -d 'Print help'
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and not __fish_seen_subcommand_from up status down reimage kill start wait logs help" -s V -l version -d 'Print version'
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and not __fish_seen_subcommand_from up status down reimage kill start wait logs help" -f -a "up" -d 'Build missing images, boot every node and wait until every agent is done'
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and not __fish_seen_subcommand_from up status down reimage kill start wait logs help" -f -a "status" -d 'Each node\'s VM, join state, Patroni role and REST API, etcd health and haproxy\'s primary, and whether the node is healthy'
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and not __fish_seen_subcommand_from up status down reimage kill start wait logs help" -f -a "down" -d 'Stop every VM of the lab and remove its network namespace'
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and not __fish_seen_subcommand_from up status down reimage kill start wait logs help" -f -a "reimage" -d 'Reimage a node: power it off, fresh disk from its image, boot it (no wait)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and not __fish_seen_subcommand_from up status down reimage kill start wait logs help" -f -a "kill" -d 'Power-cut a node (SIGKILL its VM)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and not __fish_seen_subcommand_from up status down reimage kill start wait logs help" -f -a "start" -d 'Boot a node from its current disk (no wait)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and not __fish_seen_subcommand_from up status down reimage kill start wait logs help" -f -a "wait" -d 'Wait until every agent reports done'
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and not __fish_seen_subcommand_from up status down reimage kill start wait logs help" -f -a "logs" -d 'Print a node\'s journal (kept on the host, also after the VM is gone)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and not __fish_seen_subcommand_from up status down reimage kill start wait logs help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from up" -l dir -d 'The lab\'s directory: images, disks, console logs, lab.json. Default: $PIGSTY_LAB, else ~/.cache/pigsty/lab' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from up" -l extra-tree -d 'Copy this host directory over every node\'s root (repeatable): MinIO members need a server at DIR/usr/local/bin/minio' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from up" -l accel -d 'How qemu runs the guests' -r -f -a "auto\t'KVM when /dev/kvm answers a probe, TCG otherwise'
+kvm\t''
+tcg\t''"
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from up" -l memory -d 'Memory of each VM, MiB' -r
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from up" -l cpus -d 'vCPUs of each VM' -r
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from up" -l timeout -d 'Give up waiting for the agents after SECS, naming each node and step not done' -r
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from up" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from up" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from up" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from up" -s V -l version -d 'Print version'
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from status" -l dir -d 'The lab\'s directory: images, disks, console logs, lab.json. Default: $PIGSTY_LAB, else ~/.cache/pigsty/lab' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from status" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from status" -l json -d 'Machine-readable JSON on stdout'
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from status" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help'
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from status" -s V -l version -d 'Print version'
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from down" -l dir -d 'The lab\'s directory: images, disks, console logs, lab.json. Default: $PIGSTY_LAB, else ~/.cache/pigsty/lab' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from down" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from down" -l purge -d 'Also remove the VMs\' disks (consoles, journals and images stay)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from down" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from down" -s h -l help -d 'Print help'
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from down" -s V -l version -d 'Print version'
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from reimage" -l dir -d 'The lab\'s directory: images, disks, console logs, lab.json. Default: $PIGSTY_LAB, else ~/.cache/pigsty/lab' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from reimage" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from reimage" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from reimage" -s h -l help -d 'Print help'
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from reimage" -s V -l version -d 'Print version'
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from kill" -l dir -d 'The lab\'s directory: images, disks, console logs, lab.json. Default: $PIGSTY_LAB, else ~/.cache/pigsty/lab' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from kill" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from kill" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from kill" -s h -l help -d 'Print help'
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from kill" -s V -l version -d 'Print version'
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from start" -l dir -d 'The lab\'s directory: images, disks, console logs, lab.json. Default: $PIGSTY_LAB, else ~/.cache/pigsty/lab' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from start" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from start" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from start" -s h -l help -d 'Print help'
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from start" -s V -l version -d 'Print version'
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from wait" -l dir -d 'The lab\'s directory: images, disks, console logs, lab.json. Default: $PIGSTY_LAB, else ~/.cache/pigsty/lab' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from wait" -l timeout -d 'Give up after SECS, naming each node and step not done' -r
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from wait" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from wait" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from wait" -s h -l help -d 'Print help'
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from wait" -s V -l version -d 'Print version'
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from logs" -l dir -d 'The lab\'s directory: images, disks, console logs, lab.json. Default: $PIGSTY_LAB, else ~/.cache/pigsty/lab' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from logs" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from logs" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from logs" -s h -l help -d 'Print help'
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from logs" -s V -l version -d 'Print version'
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from help" -f -a "up" -d 'Build missing images, boot every node and wait until every agent is done'
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from help" -f -a "status" -d 'Each node\'s VM, join state, Patroni role and REST API, etcd health and haproxy\'s primary, and whether the node is healthy'
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from help" -f -a "down" -d 'Stop every VM of the lab and remove its network namespace'
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from help" -f -a "reimage" -d 'Reimage a node: power it off, fresh disk from its image, boot it (no wait)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from help" -f -a "kill" -d 'Power-cut a node (SIGKILL its VM)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from help" -f -a "start" -d 'Boot a node from its current disk (no wait)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from help" -f -a "wait" -d 'Wait until every agent reports done'
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from help" -f -a "logs" -d 'Print a node\'s journal (kept on the host, also after the VM is gone)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand help; and not __fish_seen_subcommand_from inventory plan render agent status build-image lab help" -f -a "inventory" -d 'Validate or list the inventory'
+complete -c pigsty -n "__fish_pigsty_using_subcommand help; and not __fish_seen_subcommand_from inventory plan render agent status build-image lab help" -f -a "plan" -d 'Show the compiled plan of one node (or every node)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand help; and not __fish_seen_subcommand_from inventory plan render agent status build-image lab help" -f -a "render" -d 'Write a node\'s overlay tree: configs, units and /etc/pigsty/node.json'
+complete -c pigsty -n "__fish_pigsty_using_subcommand help; and not __fish_seen_subcommand_from inventory plan render agent status build-image lab help" -f -a "agent" -d 'Run on the node: the first-boot join, and where it stands'
+complete -c pigsty -n "__fish_pigsty_using_subcommand help; and not __fish_seen_subcommand_from inventory plan render agent status build-image lab help" -f -a "status" -d 'The fleet\'s join state, as the nodes reported it to etcd (/pigsty/nodes/)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand help; and not __fish_seen_subcommand_from inventory plan render agent status build-image lab help" -f -a "build-image" -d 'Build bootable images of one node (or all nodes) into OUT/<nodename>/'
+complete -c pigsty -n "__fish_pigsty_using_subcommand help; and not __fish_seen_subcommand_from inventory plan render agent status build-image lab help" -f -a "lab" -d 'Boot the inventory as qemu VMs on this machine (default: the built-in lab.yml)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand help; and not __fish_seen_subcommand_from inventory plan render agent status build-image lab help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand help; and __fish_seen_subcommand_from inventory" -f -a "check" -d 'Validate the inventory: exit 0 when valid, 2 when not (every error is listed)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand help; and __fish_seen_subcommand_from inventory" -f -a "list" -d 'One row per node: ip, nodename, roles, modules'
+complete -c pigsty -n "__fish_pigsty_using_subcommand help; and __fish_seen_subcommand_from agent" -f -a "firstboot" -d 'Join this node into its clusters, in order (run once by pigsty-firstboot.service)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand help; and __fish_seen_subcommand_from agent" -f -a "status" -d 'Where the first-boot join stands on this node'
+complete -c pigsty -n "__fish_pigsty_using_subcommand help; and __fish_seen_subcommand_from lab" -f -a "up" -d 'Build missing images, boot every node and wait until every agent is done'
+complete -c pigsty -n "__fish_pigsty_using_subcommand help; and __fish_seen_subcommand_from lab" -f -a "status" -d 'Each node\'s VM, join state, Patroni role and REST API, etcd health and haproxy\'s primary, and whether the node is healthy'
+complete -c pigsty -n "__fish_pigsty_using_subcommand help; and __fish_seen_subcommand_from lab" -f -a "down" -d 'Stop every VM of the lab and remove its network namespace'
+complete -c pigsty -n "__fish_pigsty_using_subcommand help; and __fish_seen_subcommand_from lab" -f -a "reimage" -d 'Reimage a node: power it off, fresh disk from its image, boot it (no wait)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand help; and __fish_seen_subcommand_from lab" -f -a "kill" -d 'Power-cut a node (SIGKILL its VM)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand help; and __fish_seen_subcommand_from lab" -f -a "start" -d 'Boot a node from its current disk (no wait)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand help; and __fish_seen_subcommand_from lab" -f -a "wait" -d 'Wait until every agent reports done'
+complete -c pigsty -n "__fish_pigsty_using_subcommand help; and __fish_seen_subcommand_from lab" -f -a "logs" -d 'Print a node\'s journal (kept on the host, also after the VM is gone)'
