@@ -13,7 +13,7 @@ use anyhow::Context;
 
 use super::Agent;
 use super::etcd::{Client, Member, answered};
-use super::input::{EtcdInfo, EtcdPeer};
+use crate::plan::node_json::{EtcdInfo, EtcdPeer};
 use super::retry::Attempt;
 
 const UNIT: &str = "etcd.service";

@@ -13,7 +13,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
 use super::Agent;
-use super::input::MinioInfo;
+use crate::plan::node_json::MinioInfo;
 use super::patroni::brief;
 use super::retry::Attempt;
 
@@ -608,7 +608,7 @@ fn users(agent: &Agent, s3: &S3, m: &MinioInfo) -> anyhow::Result<String> {
     };
     // Policies first: a user is only pointed at a policy the server has.
     let (mut present, mut missing) = (Vec::new(), Vec::new());
-    let mut policies: Vec<&str> = m.users.iter().map(|u| u.policy.as_str()).collect();
+    let mut policies: Vec<&str> = m.users.iter().filter_map(|u| u.policy.as_deref()).collect();
     policies.retain(|p| !p.is_empty());
     policies.sort();
     policies.dedup();
@@ -628,14 +628,16 @@ fn users(agent: &Agent, s3: &S3, m: &MinioInfo) -> anyhow::Result<String> {
             &s3.base,
             || put_user(s3, name, &u.secret_key),
         )?;
-        if present.contains(&u.policy.as_str()) {
+        if let Some(policy) = u.policy.as_deref()
+            && present.contains(&policy)
+        {
             agent.opts.policy().wait(
                 "minio-buckets",
-                &format!("policy {} for {name}", u.policy),
+                &format!("policy {policy} for {name}"),
                 &s3.base,
-                || set_user_policy(s3, name, &u.policy),
+                || set_user_policy(s3, name, policy),
             )?;
-            attached.push(format!("{name}={}", u.policy));
+            attached.push(format!("{name}={policy}"));
         }
         if there { &mut existed } else { &mut created }.push(name);
         agent.checkpoint(&format!("minio-user:{name}"))?;

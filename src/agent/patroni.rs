@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::Agent;
 use super::etcd::Client as Etcd;
 use super::etcd_join::first_healthy;
-use super::input::PgInfo;
+use crate::plan::node_json::PgInfo;
 use super::retry::Attempt;
 
 const UNIT: &str = "patroni.service";

@@ -13,7 +13,7 @@ use std::path::Path;
 use anyhow::Context;
 use serde_json::{Value, json};
 
-use crate::compile::NodePlan;
+use crate::plan::NodePlan;
 use crate::model::Node;
 use crate::render::RenderedFile;
 

@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
+use super::groups::Scope;
+use super::yaml::{Node, Value};
 use crate::diag::{Finding, Loc};
-use crate::inventory::groups::Scope;
-use crate::inventory::yaml::{Node, Value};
+use crate::model::VarSource;
 
 /// A variable as it applies to one host: the winning definition.
 #[derive(Debug, Clone)]
@@ -222,6 +223,12 @@ impl<'a> VarReader<'a> {
         let var = self.vars.get(name)?;
         let text = var.value.scalar_text()?;
         Some(self.substitute(&text, depth + 1, keep))
+    }
+}
+
+impl VarSource for VarReader<'_> {
+    fn get<T: DeserializeOwned + Clone + 'static>(&mut self, key: &str) -> Option<T> {
+        VarReader::get(self, key)
     }
 }
 
