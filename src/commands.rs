@@ -11,10 +11,10 @@ use crate::Error;
 use crate::catalog::Catalog;
 use crate::cli::{BuildImageArgs, Cli, Command, InventoryCommand, PlanArgs, RenderArgs};
 use crate::compile::{Compiled, compile};
-use crate::plan::NodePlan;
 use crate::diag::{self, Finding};
 use crate::inventory::{self, LoadError, Loaded, Source};
 use crate::model::{Fleet, Node};
+use crate::plan::NodePlan;
 use crate::render::RenderedFile;
 
 pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
@@ -380,7 +380,8 @@ fn describe_plan(plan: &NodePlan, out: &mut dyn Write) -> Result<(), Error> {
         let after = if step.after.is_empty() {
             String::new()
         } else {
-            format!(" (after {})", step.after.join(", "))
+            let after: Vec<&str> = step.after.iter().map(|a| a.as_str()).collect();
+            format!(" (after {})", after.join(", "))
         };
         text.push_str(&format!("  {:<14} {}{after}\n", step.id, step.action));
     }

@@ -152,7 +152,12 @@ fn join_steps(fleet: &Fleet, node: &Node) -> Vec<JoinStep> {
                 pg.cluster, pg.name
             )
         };
-        s.add(StepId::Patroni, Module::Pgsql, &[etcd, minio.server], action);
+        s.add(
+            StepId::Patroni,
+            Module::Pgsql,
+            &[etcd, minio.server],
+            action,
+        );
         if p.pgbouncer_enabled.0 {
             s.add(
                 StepId::Pgbouncer,

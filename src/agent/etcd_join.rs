@@ -13,8 +13,8 @@ use anyhow::Context;
 
 use super::Agent;
 use super::etcd::{Client, Member, answered};
-use crate::plan::node_json::{EtcdInfo, EtcdPeer};
 use super::retry::Attempt;
+use crate::plan::node_json::{EtcdInfo, EtcdPeer};
 
 const UNIT: &str = "etcd.service";
 const STEP: &str = "etcd";

@@ -13,9 +13,9 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
 use super::Agent;
-use crate::plan::node_json::MinioInfo;
 use super::patroni::brief;
 use super::retry::Attempt;
+use crate::plan::node_json::MinioInfo;
 
 const UNIT: &str = "minio.service";
 const REGION: &str = "us-east-1";

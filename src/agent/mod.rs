@@ -218,7 +218,8 @@ impl Agent<'_> {
 
     /// A resumed run whose etcd step is done reports from the start.
     fn resume_reporting(&mut self) {
-        if self.state.is_done(StepId::Etcd.as_str()) || self.state.is_done(StepId::EtcdReady.as_str())
+        if self.state.is_done(StepId::Etcd.as_str())
+            || self.state.is_done(StepId::EtcdReady.as_str())
         {
             match etcd_join::any_healthy(self) {
                 Some(client) => self.report_to(client),

@@ -12,8 +12,8 @@ use serde::Deserialize;
 use super::Agent;
 use super::etcd::Client as Etcd;
 use super::etcd_join::first_healthy;
-use crate::plan::node_json::PgInfo;
 use super::retry::Attempt;
+use crate::plan::node_json::PgInfo;
 
 const UNIT: &str = "patroni.service";
 const STEP: &str = "patroni";

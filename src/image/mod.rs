@@ -349,19 +349,19 @@ fn write_formats(
         })?;
         out.hashed.insert("rootfs.tar.zst".to_string(), digest);
     }
-    let disk = formats.contains(&Format::Raw) || formats.contains(&Format::Qcow2);
+    let wants_disk = formats.contains(&Format::Raw) || formats.contains(&Format::Qcow2);
+    if !(wants_disk || formats.contains(&Format::Pxe)) {
+        return Ok(None);
+    }
     // Kernel and initrd come from the finished tree (the fstab added below is not
     // among them): read once for the PXE set and the disk.
-    let boot = match formats.contains(&Format::Pxe) || disk {
-        true => disk::boot_files(tree)?,
-        false => return Ok(None),
-    };
+    let boot = disk::boot_files(tree)?;
     if formats.contains(&Format::Pxe) {
         step(&format!("{}: PXE set", node.nodename), || {
             pxe::write(dir, node, tree, &boot, opts.epoch)
         })?;
     }
-    if !disk {
+    if !wants_disk {
         return Ok(None);
     }
     let ids = disk_ids(node, layer_key, opts.epoch);

@@ -511,7 +511,10 @@ fn build_missing(fleet: &Fleet, lab: &Lab, opts: &UpOptions) -> anyhow::Result<(
         eprintln!("lab: every image is up to date");
         return Ok(());
     }
-    let names: Vec<&str> = missing.iter().map(|((n, _), _)| n.nodename.as_str()).collect();
+    let names: Vec<&str> = missing
+        .iter()
+        .map(|((n, _), _)| n.nodename.as_str())
+        .collect();
     eprintln!("lab: building images of {}", names.join(", "));
     let build = crate::image::BuildOptions {
         formats: vec![crate::image::Format::Raw],

@@ -354,7 +354,10 @@ mod tests {
         let err = NodeJson::parse(&serde_json::to_vec(&v).unwrap(), "/r/etc/pigsty/node.json")
             .unwrap_err();
         let too_new = err.downcast_ref::<TooNew>().expect("a TooNew error");
-        assert_eq!((too_new.found, too_new.known), (NODE_JSON_SCHEMA + 1, NODE_JSON_SCHEMA));
+        assert_eq!(
+            (too_new.found, too_new.known),
+            (NODE_JSON_SCHEMA + 1, NODE_JSON_SCHEMA)
+        );
         let msg = err.to_string();
         assert!(msg.contains("/r/etc/pigsty/node.json"), "{msg}");
         assert!(

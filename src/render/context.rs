@@ -7,12 +7,12 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::{RenderError, RenderedFile};
+use crate::model::{Fleet, Node};
 use crate::plan::JoinStep;
 use crate::plan::node_json::{
     EtcdInfo, EtcdMember, EtcdMemberParams, EtcdPeer, NODE_JSON, NODE_JSON_SCHEMA, NodeInfo,
     NodeJson, PigstyInfo,
 };
-use crate::model::{Fleet, Node};
 
 use super::{infra, minio, pgsql, redis};
 
