@@ -1,6 +1,10 @@
 //! Reading one node's resolved variables into typed values. Each read goes through
 //! serde, so a wrong type is reported with the path inside the value (`pg_users[2].name`)
 //! and the line and column where that part was written.
+//!
+//! It lives in `inventory` (not `model`) because it reads YAML nodes, scopes and
+//! placeholders; the model's parameter structs read through the `model::VarSource`
+//! trait that this reader implements.
 
 use rustc_hash::FxHashMap as HashMap;
 use std::any::{Any, TypeId};
