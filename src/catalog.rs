@@ -21,23 +21,6 @@ pub struct Catalog {
     pub modules: BTreeMap<Module, Vec<String>>,
 }
 
-impl<'de> Deserialize<'de> for Module {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        [
-            Module::Node,
-            Module::Infra,
-            Module::Etcd,
-            Module::Pgsql,
-            Module::Redis,
-            Module::Minio,
-        ]
-        .into_iter()
-        .find(|m| m.as_str() == s)
-        .ok_or_else(|| serde::de::Error::custom(format!("unknown module `{s}`")))
-    }
-}
-
 impl Catalog {
     /// The Debian 12 catalog compiled into the binary.
     pub fn debian12() -> &'static Catalog {

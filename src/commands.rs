@@ -10,10 +10,11 @@ use serde::Serialize;
 use crate::Error;
 use crate::catalog::Catalog;
 use crate::cli::{BuildImageArgs, Cli, Command, InventoryCommand, PlanArgs, RenderArgs};
-use crate::compile::{NodePlan, compile};
+use crate::compile::{Compiled, compile};
 use crate::diag::{self, Finding};
 use crate::inventory::{self, LoadError, Loaded, Source};
 use crate::model::{Fleet, Node};
+use crate::plan::NodePlan;
 use crate::render::RenderedFile;
 
 pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
@@ -404,7 +405,8 @@ fn describe_plan(plan: &NodePlan, out: &mut dyn Write) -> Result<(), Error> {
         let after = if step.after.is_empty() {
             String::new()
         } else {
-            format!(" (after {})", step.after.join(", "))
+            let after: Vec<&str> = step.after.iter().map(|a| a.as_str()).collect();
+            format!(" (after {})", after.join(", "))
         };
         text.push_str(&format!("  {:<14} {}{after}\n", step.id, step.action));
     }
@@ -455,10 +457,21 @@ fn render(fleet: &Fleet, args: &RenderArgs, out: &mut dyn Write) -> Result<(), E
 }
 
 fn build_image(fleet: &Fleet, args: &BuildImageArgs, out: &mut dyn Write) -> Result<(), Error> {
+    let catalog = Catalog::debian12();
     let nodes: Vec<&Node> = match &args.role {
         Some(name) => vec![fleet.find(name).map_err(|e| Error::Usage(e.to_string()))?],
         None => fleet.nodes.iter().collect(),
     };
+    let compiled: Vec<(&Node, Compiled)> = nodes
+        .into_par_iter()
+        .map(|n| {
+            let c = compile(fleet, n, catalog)?;
+            for w in &c.warnings {
+                tracing::warn!("{w}");
+            }
+            Ok((n, c))
+        })
+        .collect::<Result<_, Error>>()?;
     let opts = crate::image::BuildOptions {
         formats: args.format.clone(),
         out: args.out.clone(),
@@ -467,7 +480,7 @@ fn build_image(fleet: &Fleet, args: &BuildImageArgs, out: &mut dyn Write) -> Res
         epoch: crate::image::default_epoch(),
         extra_trees: args.extra_tree.clone(),
     };
-    let manifests = crate::image::build(fleet, &nodes, &opts)?;
+    let manifests = crate::image::build(fleet, &compiled, &opts)?;
     for m in manifests {
         for a in &m.artifacts {
             writeln!(out, "{}\t{}\t{}\t{}", m.node, a.name, a.size, a.sha256)

@@ -6,55 +6,8 @@ use sha2::{Digest, Sha256};
 
 use crate::catalog::Catalog;
 use crate::model::{Fleet, Module, Node, PgRole};
+use crate::plan::{ImageBase, JoinStep, NodePlan, PlanNode, StepId};
 use crate::render::{RenderError, RenderedFile, render_node};
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct NodePlan {
-    pub node: PlanNode,
-    pub modules: Vec<Module>,
-    pub image: ImageBase,
-    pub packages: Vec<String>,
-    pub files: Vec<PlanFile>,
-    pub services: Vec<String>,
-    pub join: Vec<JoinStep>,
-    /// sha256 of everything above: the image's content address.
-    pub digest: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PlanNode {
-    pub ip: String,
-    pub nodename: String,
-    pub node_cluster: String,
-    /// Every name `--role` accepts for this node.
-    pub names: Vec<String>,
-    pub roles: Vec<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ImageBase {
-    pub name: String,
-    pub suite: String,
-    pub architecture: String,
-}
-
-/// A file in the node overlay. `mode` is an octal string (`0640`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PlanFile {
-    pub path: String,
-    pub mode: String,
-    pub owner: String,
-    pub sha256: String,
-}
-
-/// One step of the first-boot join; `after` names steps of the same node.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct JoinStep {
-    pub id: String,
-    pub after: Vec<String>,
-    pub module: Module,
-    pub action: String,
-}
 
 /// A compiled node: its plan, the rendered overlay files the plan lists, and warnings
 /// (things the build will need) kept beside the plan rather than in it.
@@ -169,10 +122,10 @@ fn services(node: &Node) -> Vec<String> {
 struct Steps(Vec<JoinStep>);
 
 impl Steps {
-    fn add(&mut self, id: &str, module: Module, after: &[Option<&str>], action: String) {
+    fn add(&mut self, id: StepId, module: Module, after: &[Option<StepId>], action: String) {
         self.0.push(JoinStep {
-            id: id.to_string(),
-            after: after.iter().flatten().map(|s| s.to_string()).collect(),
+            id,
+            after: after.iter().flatten().copied().collect(),
             module,
             action,
         });
@@ -199,37 +152,42 @@ fn join_steps(fleet: &Fleet, node: &Node) -> Vec<JoinStep> {
                 pg.cluster, pg.name
             )
         };
-        s.add("patroni", Module::Pgsql, &[etcd, minio.server], action);
+        s.add(
+            StepId::Patroni,
+            Module::Pgsql,
+            &[etcd, minio.server],
+            action,
+        );
         if p.pgbouncer_enabled.0 {
             s.add(
-                "pgbouncer",
+                StepId::Pgbouncer,
                 Module::Pgsql,
-                &[Some("patroni")],
+                &[Some(StepId::Patroni)],
                 format!("start pgbouncer on {}", p.pgbouncer_port),
             );
         }
         if p.haproxy_enabled.0 {
             s.add(
-                "haproxy",
+                StepId::Haproxy,
                 Module::Pgsql,
-                &[Some("patroni")],
+                &[Some(StepId::Patroni)],
                 "start haproxy services checking patroni".into(),
             );
         }
         if primary {
             s.add(
-                "pg-users",
+                StepId::PgUsers,
                 Module::Pgsql,
-                &[Some("patroni")],
+                &[Some(StepId::Patroni)],
                 format!(
                     "create {} role(s)",
                     p.pg_default_roles.len() + p.pg_users.len()
                 ),
             );
             s.add(
-                "pg-databases",
+                StepId::PgDatabases,
                 Module::Pgsql,
-                &[Some("pg-users")],
+                &[Some(StepId::PgUsers)],
                 format!(
                     "create {} database(s) with schemas and extensions",
                     p.pg_databases.len()
@@ -242,9 +200,9 @@ fn join_steps(fleet: &Fleet, node: &Node) -> Vec<JoinStep> {
                     None
                 };
                 s.add(
-                    "pgbackrest",
+                    StepId::Pgbackrest,
                     Module::Pgsql,
-                    &[Some("pg-databases"), repo],
+                    &[Some(StepId::PgDatabases), repo],
                     format!(
                         "create stanza {} in repo {} and take the first backup",
                         pg.cluster, p.pgbackrest_method
@@ -255,7 +213,7 @@ fn join_steps(fleet: &Fleet, node: &Node) -> Vec<JoinStep> {
     }
     if let Some(r) = &node.redis {
         s.add(
-            "redis",
+            StepId::Redis,
             Module::Redis,
             &[],
             format!(
@@ -268,20 +226,20 @@ fn join_steps(fleet: &Fleet, node: &Node) -> Vec<JoinStep> {
     }
     if node.infra.is_some() {
         s.add(
-            "infra",
+            StepId::Infra,
             Module::Infra,
             &[],
             "start prometheus, alertmanager and nginx".into(),
         );
     }
     // The final step waits for the steps nothing else waits for.
-    let leaves: Vec<String> =
+    let leaves: Vec<StepId> =
         s.0.iter()
             .filter(|st| !s.0.iter().any(|o| o.after.contains(&st.id)))
-            .map(|st| st.id.clone())
+            .map(|st| st.id)
             .collect();
     s.0.push(JoinStep {
-        id: "done".into(),
+        id: StepId::Done,
         after: leaves,
         module: Module::Node,
         action: "write the done marker and report to etcd".into(),
@@ -290,27 +248,27 @@ fn join_steps(fleet: &Fleet, node: &Node) -> Vec<JoinStep> {
 }
 
 /// etcd: members join or bootstrap; other PGSQL nodes only wait for the cluster.
-fn etcd_steps(s: &mut Steps, fleet: &Fleet, node: &Node) -> Option<&'static str> {
+fn etcd_steps(s: &mut Steps, fleet: &Fleet, node: &Node) -> Option<StepId> {
     if let Some(e) = &node.etcd {
         let peers: Vec<String> = fleet
             .etcd_members(&e.cluster)
             .iter()
             .map(|n| n.nodename.clone())
             .collect();
-        s.add("etcd", Module::Etcd, &[], format!(
+        s.add(StepId::Etcd, Module::Etcd, &[], format!(
             "join etcd cluster {} as {} (member add as learner if a healthy cluster answers, else bootstrap with {} member(s))",
             e.cluster, e.name, peers.len()
         ));
-        return Some("etcd");
+        return Some(StepId::Etcd);
     }
     if node.pg.is_some() {
         s.add(
-            "etcd-ready",
+            StepId::EtcdReady,
             Module::Etcd,
             &[],
             "wait until the etcd cluster answers healthy".into(),
         );
-        return Some("etcd-ready");
+        return Some(StepId::EtcdReady);
     }
     None
 }
@@ -318,12 +276,12 @@ fn etcd_steps(s: &mut Steps, fleet: &Fleet, node: &Node) -> Option<&'static str>
 #[derive(Clone, Copy)]
 struct MinioIds {
     /// The local server step, if this node is a member.
-    server: Option<&'static str>,
+    server: Option<StepId>,
     /// The step after which the cluster's buckets can be used from this node.
-    ready: Option<&'static str>,
+    ready: Option<StepId>,
 }
 
-fn minio_steps(s: &mut Steps, fleet: &Fleet, node: &Node, etcd: Option<&'static str>) -> MinioIds {
+fn minio_steps(s: &mut Steps, fleet: &Fleet, node: &Node, etcd: Option<StepId>) -> MinioIds {
     let needs_repo = node.pg.as_ref().is_some_and(|pg| {
         pg.role == PgRole::Primary
             && pg.params.pgbackrest_enabled.0
@@ -332,14 +290,14 @@ fn minio_steps(s: &mut Steps, fleet: &Fleet, node: &Node, etcd: Option<&'static 
     let Some(m) = &node.minio else {
         if needs_repo {
             s.add(
-                "minio-ready",
+                StepId::MinioReady,
                 Module::Minio,
                 &[],
                 "wait until the MinIO cluster has write quorum".into(),
             );
             return MinioIds {
                 server: None,
-                ready: Some("minio-ready"),
+                ready: Some(StepId::MinioReady),
             };
         }
         return MinioIds {
@@ -350,7 +308,7 @@ fn minio_steps(s: &mut Steps, fleet: &Fleet, node: &Node, etcd: Option<&'static 
     let members = fleet.minio_members(&m.cluster);
     let after_etcd = if node.etcd.is_some() { etcd } else { None };
     s.add(
-        "minio",
+        StepId::Minio,
         Module::Minio,
         &[after_etcd],
         format!(
@@ -363,9 +321,9 @@ fn minio_steps(s: &mut Steps, fleet: &Fleet, node: &Node, etcd: Option<&'static 
     let first = members.first().is_some_and(|n| n.ip == node.ip);
     if first {
         s.add(
-            "minio-buckets",
+            StepId::MinioBuckets,
             Module::Minio,
-            &[Some("minio")],
+            &[Some(StepId::Minio)],
             format!(
                 "create {} bucket(s) and {} user(s)",
                 m.params.minio_buckets.len(),
@@ -374,8 +332,12 @@ fn minio_steps(s: &mut Steps, fleet: &Fleet, node: &Node, etcd: Option<&'static 
         );
     }
     MinioIds {
-        server: Some("minio"),
-        ready: Some(if first { "minio-buckets" } else { "minio" }),
+        server: Some(StepId::Minio),
+        ready: Some(if first {
+            StepId::MinioBuckets
+        } else {
+            StepId::Minio
+        }),
     }
 }
 

@@ -1,7 +1,12 @@
 //! pigsty: compile a Pigsty inventory into immutable, bootable node images.
 //!
 //! The data flow (see DESIGN.md): [`inventory`] loads and validates YAML into the typed
-//! [`model`]; [`compile`] turns one node into a [`compile::NodePlan`].
+//! [`model`]; [`compile`] turns one node into a [`plan::NodePlan`] and its files, which
+//! [`render`] writes; [`image`] builds them into artifacts; the [`agent`] reads the
+//! [`plan::node_json`] of its node on first boot.
+//!
+//! Layers, each using only those before it: inventory → model → plan → render →
+//! compile → image → agent / lab / commands. The agent uses model and plan only.
 
 pub mod agent;
 pub mod catalog;
@@ -15,6 +20,7 @@ pub mod image;
 pub mod inventory;
 pub mod lab;
 pub mod model;
+pub mod plan;
 pub mod render;
 pub mod sys;
 

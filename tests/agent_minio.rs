@@ -95,7 +95,7 @@ fn member_with(
     extra_env: &[(&str, &str)],
 ) -> TestNode {
     let node = TestNode::render(base, dir, inv, &format!("minio-{i}"));
-    let doc = pigsty::agent::input::NodeJson::load(&node.root).unwrap();
+    let doc = pigsty::plan::node_json::NodeJson::load(&node.root).unwrap();
     let m = doc.minio.expect("a MinIO member");
     let hosts: Vec<String> = (1..=members)
         .map(|k| format!("minio-{k}.pigsty={net}.{k}"))

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use pigsty::agent::service::ServiceManager;
 use pigsty::agent::state::{State, StepStatus, Store};
+use pigsty::plan::StepId;
 use support::processes::{ProcessSpec, Processes};
 use support::{
     PATRONI, PG_BIN, TestNode, define_extras, define_patroni, free_port, prepare_extras,
@@ -125,7 +126,7 @@ fn fleet(net: &str) -> Fleet {
 /// `minio.service` of MinIO member `seq` (on `net.(seq+1)`): the server binary that
 /// node.json names, configured by the rendered /etc/default/minio.
 fn define_minio(services: &Processes, root: &Path, net: &str, seq: usize) {
-    let doc = pigsty::agent::input::NodeJson::load(root).unwrap();
+    let doc = pigsty::plan::node_json::NodeJson::load(root).unwrap();
     let m = doc.minio.expect("a MinIO member");
     let hosts: Vec<String> = (1..=3)
         .map(|k| format!("minio-{k}.pigsty={net}.{}", k + 1))
@@ -511,19 +512,19 @@ fn a_killed_agent_process_resumes_at_every_step() {
 
     // 1. For each step of the plan in turn: a new agent process, killed as soon as
     //    its state file shows it inside that step.
-    let plan = pigsty::agent::input::NodeJson::load(&n.primary.root)
+    let plan = pigsty::plan::node_json::NodeJson::load(&n.primary.root)
         .unwrap()
         .ordered_steps()
         .unwrap();
     let mut runs = Vec::new();
     for step in &plan {
-        let run = kill_inside(&n.primary, net, &step.id, None);
+        let run = kill_inside(&n.primary, net, step.id.as_str(), None);
         eprintln!("{}: {run:?} at {:?}", step.id, t0.elapsed());
         runs.push(run);
         // The longest piece of work: the first full backup, killed while it runs
         // (PostgreSQL's backup session dies with it; the next run starts over).
-        if step.id == "pgbackrest" {
-            let run = kill_inside(&n.primary, net, &step.id, Some("--type=full"));
+        if step.id == StepId::Pgbackrest {
+            let run = kill_inside(&n.primary, net, step.id.as_str(), Some("--type=full"));
             eprintln!("{}: {run:?} at {:?}", step.id, t0.elapsed());
             assert_eq!(run, Run::KilledIn("pgbackrest running --type=full".into()));
             runs.push(run);

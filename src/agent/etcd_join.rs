@@ -13,8 +13,8 @@ use anyhow::Context;
 
 use super::Agent;
 use super::etcd::{Client, Member, answered};
-use super::input::{EtcdInfo, EtcdPeer};
 use super::retry::Attempt;
+use crate::plan::node_json::{EtcdInfo, EtcdPeer};
 
 const UNIT: &str = "etcd.service";
 const STEP: &str = "etcd";
@@ -358,12 +358,18 @@ mod tests {
     #[test]
     fn unnamed_members_take_static_names() {
         let info = EtcdInfo {
+            cluster: "etcd".into(),
+            member: None,
             members: vec![EtcdPeer {
                 name: "etcd-4".into(),
+                seq: 4,
+                ip: "h4".into(),
                 peer_url: "http://h4:2380".into(),
-                ..EtcdPeer::default()
+                client_url: "http://h4:2379".into(),
             }],
-            ..EtcdInfo::default()
+            initial_cluster: "etcd-4=http://h4:2380".into(),
+            endpoints: vec!["h4:2379".into()],
+            client_urls: vec!["http://h4:2379".into()],
         };
         let members = vec![
             Member {

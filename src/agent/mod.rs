@@ -14,7 +14,6 @@
 pub mod etcd;
 mod etcd_join;
 pub mod fleet;
-pub mod input;
 pub mod minio;
 pub mod patroni;
 mod ports;
@@ -28,7 +27,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use input::{JoinStep, NodeJson};
+use crate::plan::node_json::NodeJson;
+use crate::plan::{JoinStep, StepId};
 use retry::Policy;
 use service::ServiceManager;
 use state::{State, StepStatus, Store, now};
@@ -103,7 +103,7 @@ pub fn firstboot(opts: &Options, services: &dyn ServiceManager) -> anyhow::Resul
     let steps = doc.ordered_steps()?;
     let mut state = store.load()?;
     state.node = doc.node.nodename.clone();
-    state.order = steps.iter().map(|s| s.id.clone()).collect();
+    state.order = steps.iter().map(|s| s.id.as_str().to_string()).collect();
     let mut agent = Agent {
         opts,
         doc,
@@ -116,7 +116,7 @@ pub fn firstboot(opts: &Options, services: &dyn ServiceManager) -> anyhow::Resul
     for step in &steps {
         // `done` always runs: a power cut between its state write and the marker
         // leaves every step done and no marker.
-        if agent.state.is_done(&step.id) && step.id != "done" {
+        if agent.state.is_done(step.id.as_str()) && step.id != StepId::Done {
             tracing::info!(step = %step.id, "already done");
             continue;
         }
@@ -128,12 +128,12 @@ pub fn firstboot(opts: &Options, services: &dyn ServiceManager) -> anyhow::Resul
 impl Agent<'_> {
     fn run_step(&mut self, step: &JoinStep) -> anyhow::Result<()> {
         journal(&format!("step {}: running: {}", step.id, step.action));
-        let s = self.state.step(&step.id);
+        let s = self.state.step(step.id.as_str());
         s.status = StepStatus::Running;
         s.attempts += 1;
         s.started_at = now();
         s.error.clear();
-        self.state.current = step.id.clone();
+        self.state.current = step.id.as_str().to_string();
         self.save()?;
         let result = self.dispatch(step);
         if let Err(e) = &result
@@ -141,7 +141,7 @@ impl Agent<'_> {
         {
             return result.map(|_| ());
         }
-        let s = self.state.step(&step.id);
+        let s = self.state.step(step.id.as_str());
         s.finished_at = now();
         match &result {
             Ok(detail) => {
@@ -162,21 +162,20 @@ impl Agent<'_> {
     }
 
     fn dispatch(&mut self, step: &JoinStep) -> anyhow::Result<String> {
-        match step.id.as_str() {
-            "etcd" => etcd_join::join(self),
-            "etcd-ready" => etcd_join::wait_ready(self),
-            "minio" => minio::start(self),
-            "minio-buckets" => minio::buckets(self),
-            "patroni" => patroni::join(self),
-            "pg-users" | "pg-databases" => postgres::apply_sql(self, &step.id),
-            "pgbouncer" => ports::pgbouncer(self),
-            "haproxy" => ports::haproxy(self),
-            "pgbackrest" => postgres::pgbackrest(self),
-            "minio-ready" => postgres::repo_ready(self),
-            "redis" => ports::redis(self),
-            "infra" => ports::infra(self),
-            "done" => self.finish(),
-            other => anyhow::bail!("the agent has no step named {other}"),
+        match step.id {
+            StepId::Etcd => etcd_join::join(self),
+            StepId::EtcdReady => etcd_join::wait_ready(self),
+            StepId::Minio => minio::start(self),
+            StepId::MinioBuckets => minio::buckets(self),
+            StepId::MinioReady => postgres::repo_ready(self),
+            StepId::Patroni => patroni::join(self),
+            StepId::Pgbouncer => ports::pgbouncer(self),
+            StepId::Haproxy => ports::haproxy(self),
+            StepId::PgUsers | StepId::PgDatabases => postgres::apply_sql(self, step.id),
+            StepId::Pgbackrest => postgres::pgbackrest(self),
+            StepId::Redis => ports::redis(self),
+            StepId::Infra => ports::infra(self),
+            StepId::Done => self.finish(),
         }
     }
 
@@ -185,7 +184,7 @@ impl Agent<'_> {
     fn finish(&mut self) -> anyhow::Result<String> {
         self.state.done = true;
         let detail = format!("wrote {}", self.store.done_marker().display());
-        let s = self.state.step("done");
+        let s = self.state.step(StepId::Done.as_str());
         s.status = StepStatus::Done;
         s.finished_at = now();
         s.detail = detail.clone();
@@ -225,7 +224,9 @@ impl Agent<'_> {
 
     /// A resumed run whose etcd step is done reports from the start.
     fn resume_reporting(&mut self) {
-        if self.state.is_done("etcd") || self.state.is_done("etcd-ready") {
+        if self.state.is_done(StepId::Etcd.as_str())
+            || self.state.is_done(StepId::EtcdReady.as_str())
+        {
             match etcd_join::any_healthy(self) {
                 Some(client) => self.report_to(client),
                 None => tracing::warn!("etcd is not answering yet; progress stays local"),

@@ -12,9 +12,9 @@ use serde::Deserialize;
 use super::Agent;
 use super::etcd::Client as Etcd;
 use super::etcd_join::first_healthy;
-use super::input::PgInfo;
 use super::retry::Attempt;
 use crate::http;
+use crate::plan::node_json::PgInfo;
 
 const UNIT: &str = "patroni.service";
 const STEP: &str = "patroni";

@@ -4,7 +4,6 @@
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 
 use anyhow::Context;
-use serde::Deserialize;
 
 use super::Agent;
 use super::retry::Attempt;
@@ -78,24 +77,13 @@ pub fn haproxy(agent: &mut Agent) -> anyhow::Result<String> {
     start_and_listen(agent, "haproxy", "haproxy.service", &pg.haproxy_ports)
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(default)]
-struct RedisInstance {
-    name: String,
-    port: u16,
-    unit: String,
-}
-
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(default)]
-struct RedisInfo {
-    instances: Vec<RedisInstance>,
-}
-
 /// `redis`: start each instance's unit and wait for its port.
 pub fn redis(agent: &mut Agent) -> anyhow::Result<String> {
-    let info: RedisInfo = serde_json::from_value(agent.doc.redis.clone())
-        .context("node.json: reading the redis section")?;
+    let info = agent
+        .doc
+        .redis
+        .clone()
+        .context("node.json has no redis section")?;
     let mut started = Vec::new();
     for inst in &info.instances {
         start_and_listen(agent, "redis", &inst.unit, &[inst.port])?;

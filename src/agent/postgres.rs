@@ -6,12 +6,14 @@ use std::process::Command;
 use anyhow::Context;
 
 use super::Agent;
-use super::input::PgInfo;
 use super::retry::Attempt;
+use crate::plan::StepId;
+use crate::plan::node_json::PgInfo;
 use crate::sys;
 
 /// `pg-users` applies the roles file(s); `pg-databases` the others, in order.
-pub fn apply_sql(agent: &mut Agent, step: &str) -> anyhow::Result<String> {
+pub fn apply_sql(agent: &mut Agent, id: StepId) -> anyhow::Result<String> {
+    let step = id.as_str();
     let pg = agent
         .doc
         .pg
@@ -23,7 +25,7 @@ pub fn apply_sql(agent: &mut Agent, step: &str) -> anyhow::Result<String> {
     let files: Vec<&String> = pg
         .sql_files
         .iter()
-        .filter(|f| f.contains("role") == (step == "pg-users"))
+        .filter(|f| f.contains("role") == (id == StepId::PgUsers))
         .collect();
     for file in &files {
         let path = agent.path(file);

@@ -13,8 +13,8 @@ use std::path::Path;
 use anyhow::Context;
 use serde_json::{Value, json};
 
-use crate::compile::NodePlan;
 use crate::model::Node;
+use crate::plan::NodePlan;
 use crate::render::RenderedFile;
 
 const CIDATA_MIB: u64 = 64;

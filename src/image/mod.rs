@@ -23,7 +23,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::catalog::Catalog;
-use crate::compile::{Compiled, compile};
+use crate::compile::Compiled;
 use crate::model::{Fleet, Node};
 use tree::Tree;
 
@@ -128,9 +128,13 @@ pub struct LayerRef {
     pub packages: Vec<String>,
 }
 
-/// Build the images of `nodes`. Nodes with the same package set share one layer,
-/// built (or read) once.
-pub fn build(fleet: &Fleet, nodes: &[&Node], opts: &BuildOptions) -> anyhow::Result<Vec<Manifest>> {
+/// Build the images of `nodes`, each with what compile made of it. Nodes with the
+/// same package set share one layer, built (or read) once.
+pub fn build(
+    fleet: &Fleet,
+    nodes: &[(&Node, Compiled)],
+    opts: &BuildOptions,
+) -> anyhow::Result<Vec<Manifest>> {
     let catalog = Catalog::debian12();
     let needs_tree = opts.formats.iter().any(|f| f.needs_tree());
     let tool = match (needs_tree, opts.offline) {
@@ -146,10 +150,9 @@ pub fn build(fleet: &Fleet, nodes: &[&Node], opts: &BuildOptions) -> anyhow::Res
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut layers: HashMap<String, Arc<Tree>> = HashMap::new();
     let mut manifests = Vec::new();
-    for node in nodes {
-        let compiled = compile(fleet, node, catalog)?;
+    for (node, compiled) in nodes {
         let tool = if needs_tree {
-            tool_for(&tool, opts, catalog, &compiled)?
+            tool_for(&tool, opts, catalog, compiled)?
         } else {
             tool.clone()
         };
@@ -176,7 +179,7 @@ pub fn build(fleet: &Fleet, nodes: &[&Node], opts: &BuildOptions) -> anyhow::Res
             extras: &extras,
         };
         manifests.push(build_node(
-            fleet, node, &compiled, &base, layer_ref, &added, opts,
+            fleet, node, compiled, &base, layer_ref, &added, opts,
         )?);
     }
     Ok(manifests)
@@ -346,13 +349,19 @@ fn write_formats(
         })?;
         out.hashed.insert("rootfs.tar.zst".to_string(), digest);
     }
+    let wants_disk = formats.contains(&Format::Raw) || formats.contains(&Format::Qcow2);
+    if !(wants_disk || formats.contains(&Format::Pxe)) {
+        return Ok(None);
+    }
+    // Kernel and initrd come from the finished tree (the fstab added below is not
+    // among them): read once for the PXE set and the disk.
+    let boot = disk::boot_files(tree)?;
     if formats.contains(&Format::Pxe) {
-        let boot = disk::boot_files(tree)?;
         step(&format!("{}: PXE set", node.nodename), || {
             pxe::write(dir, node, tree, &boot, opts.epoch)
         })?;
     }
-    if !(formats.contains(&Format::Raw) || formats.contains(&Format::Qcow2)) {
+    if !wants_disk {
         return Ok(None);
     }
     let ids = disk_ids(node, layer_key, opts.epoch);
@@ -371,10 +380,14 @@ fn write_formats(
         ),
     );
     let raw = dir.join("disk.raw");
+    let target = DiskTarget {
+        ids: &ids,
+        boot: &boot,
+        raw: &raw,
+    };
     step(&format!("{}: disk.raw", node.nodename), || {
-        write_disk(node, base, layer_key, tree, &ids, &raw, opts)
+        write_disk(node, base, layer_key, tree, &target, opts)
     })?;
-    let boot = disk::boot_files(tree)?;
     std::fs::write(dir.join("vmlinuz"), &boot.kernel)?;
     std::fs::write(dir.join("initrd.img"), &boot.initrd)?;
     let cmdline = disk::cmdline(&ids);
@@ -400,6 +413,15 @@ fn disk_ids(node: &Node, layer_key: &str, epoch: u64) -> disk::DiskIds {
     ids
 }
 
+/// The disk being written: its identifiers, the kernel and initrd for its ESP, and
+/// the raw file.
+#[derive(Clone, Copy)]
+struct DiskTarget<'a> {
+    ids: &'a disk::DiskIds,
+    boot: &'a disk::BootFiles,
+    raw: &'a Path,
+}
+
 /// disk.raw: the ESP and the root filesystem. The root is the layer's cached ext4
 /// base patched with the node's changes; when the changes are beyond a patch (hard
 /// links), the whole tree is formatted instead.
@@ -408,12 +430,11 @@ fn write_disk(
     base: &Tree,
     layer_key: &str,
     tree: &Tree,
-    ids: &disk::DiskIds,
-    raw: &Path,
+    target: &DiskTarget,
     opts: &BuildOptions,
 ) -> anyhow::Result<()> {
-    let boot = disk::boot_files(tree)?;
-    let esp = disk::make_esp(tree, &boot, ids, &format!("pigsty {}", node.nodename))?;
+    let DiskTarget { ids, boot, raw } = *target;
+    let esp = disk::make_esp(tree, boot, ids, &format!("pigsty {}", node.nodename))?;
     let size_mib = ext4patch::size_mib(base, tree);
     let Some(patch) = ext4patch::Patch::diff(base, tree, opts.epoch) else {
         tracing::info!(

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use anyhow::{Context, bail};
 
 use super::tree::{Entry, Kind, Tree};
-use crate::compile::NodePlan;
+use crate::plan::NodePlan;
 use crate::render::RenderedFile;
 
 /// Module services that ship disabled: the first-boot agent starts them in order.

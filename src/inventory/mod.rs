@@ -2,6 +2,7 @@
 //! validate the result into a typed [`Fleet`].
 
 pub mod groups;
+mod reader;
 mod validate;
 pub mod yaml;
 

@@ -9,9 +9,9 @@ use std::sync::{Arc, OnceLock};
 use rustc_hash::FxHashMap;
 
 use super::groups::{Host, Scope, Tree, VarDef};
+use super::reader::{ReadCache, Resolved, VarReader, Vars};
 use super::yaml::{self, Key, Value};
 use crate::diag::{Finding, Loc, did_you_mean};
-use crate::model::reader::{ReadCache, Resolved, VarReader, Vars};
 use crate::model::*;
 
 /// Pigsty's parameter names beyond the ones we type, for did-you-mean on typos.

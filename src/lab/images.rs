@@ -61,7 +61,7 @@ pub(super) fn build_missing(fleet: &Fleet, lab: &Lab, opts: &UpOptions) -> anyho
         .collect::<anyhow::Result<Vec<_>>>()?;
     let catalog = Catalog::debian12();
     let images = lab.dir.join("images");
-    let mut missing: Vec<(&Node, String)> = Vec::new();
+    let mut missing: Vec<((&Node, crate::compile::Compiled), String)> = Vec::new();
     for node in &fleet.nodes {
         let compiled = crate::compile::compile(fleet, node, catalog)?;
         let key = image_key(&compiled.plan.digest, &agent_sha, &extras, epoch);
@@ -82,15 +82,17 @@ pub(super) fn build_missing(fleet: &Fleet, lab: &Lab, opts: &UpOptions) -> anyho
                 node.nodename
             );
         }
-        missing.push((node, key));
+        missing.push(((node, compiled), key));
     }
     if missing.is_empty() {
         eprintln!("lab: every image is up to date");
         return Ok(());
     }
-    let names: Vec<&str> = missing.iter().map(|(n, _)| n.nodename.as_str()).collect();
+    let names: Vec<&str> = missing
+        .iter()
+        .map(|((n, _), _)| n.nodename.as_str())
+        .collect();
     eprintln!("lab: building images of {}", names.join(", "));
-    let nodes: Vec<&Node> = missing.iter().map(|(n, _)| *n).collect();
     let build = crate::image::BuildOptions {
         formats: vec![crate::image::Format::Raw],
         out: images.clone(),
@@ -99,8 +101,9 @@ pub(super) fn build_missing(fleet: &Fleet, lab: &Lab, opts: &UpOptions) -> anyho
         epoch,
         extra_trees: opts.extra_trees.clone(),
     };
+    let (nodes, keys): (Vec<_>, Vec<_>) = missing.into_iter().unzip();
     crate::image::build(fleet, &nodes, &build)?;
-    for (node, key) in &missing {
+    for ((node, _), key) in nodes.iter().zip(&keys) {
         std::fs::write(images.join(format!("{}.key", node.nodename)), key)?;
     }
     Ok(())

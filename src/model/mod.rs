@@ -2,7 +2,6 @@
 //! YAML; every value has been checked and defaulted by `inventory`.
 
 mod params;
-pub(crate) mod reader;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -42,7 +41,9 @@ pub const DEFAULT_PASSWORDS: &[(&str, &str)] = &[
 ];
 
 /// The six Pigsty modules.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Module {
     Node,

@@ -4,9 +4,18 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::reader::VarReader;
+/// Where a parameter struct reads its variables from: one host's resolved variables
+/// (the inventory's `VarReader`). The model says what it needs; the inventory, which
+/// knows YAML, scopes and placeholders, provides it, so the model depends on nothing
+/// above it.
+pub(crate) trait VarSource {
+    /// The variable `key` as `T`; a missing or invalid value is reported by the
+    /// source and gives `None`.
+    fn get<T: DeserializeOwned + Clone + 'static>(&mut self, key: &str) -> Option<T>;
+}
 
 /// Declare a parameter struct whose fields are read from the node's variables by name.
 macro_rules! params {
@@ -20,7 +29,7 @@ macro_rules! params {
             pub const KEYS: &'static [&'static str] = &[$(stringify!($field)),*];
 
             /// Read every field, reporting each bad one; `None` if any was bad.
-            pub(crate) fn read(r: &mut VarReader<'_>) -> Option<Self> {
+            pub(crate) fn read(r: &mut impl VarSource) -> Option<Self> {
                 $(let $field = r.get::<$ty>(stringify!($field));)*
                 Some(Self { $($field: $field?,)* })
             }

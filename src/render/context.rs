@@ -7,8 +7,12 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::{RenderError, RenderedFile};
-use crate::compile::JoinStep;
 use crate::model::{Fleet, Node};
+use crate::plan::JoinStep;
+use crate::plan::node_json::{
+    EtcdInfo, EtcdMember, EtcdMemberParams, EtcdPeer, NODE_JSON, NODE_JSON_SCHEMA, NodeInfo,
+    NodeJson, PigstyInfo,
+};
 
 use super::{infra, minio, pgsql, redis};
 
@@ -20,14 +24,8 @@ pub fn build(fleet: &Fleet, node: &Node, join: &[JoinStep]) -> Result<Value, Ren
         file: e.file.to_string(),
         reason: e.reason,
     })?;
-    // Only the file's name: the node's files (and so its image) must not depend on
-    // where the inventory sits on the build machine.
-    let inventory = std::path::Path::new(&fleet.source).file_name().map_or_else(
-        || fleet.source.clone(),
-        |n| n.to_string_lossy().into_owned(),
-    );
     Ok(json!({
-        "pigsty": { "version": env!("CARGO_PKG_VERSION"), "inventory": inventory },
+        "pigsty": pigsty_info(fleet),
         "ip": node.ip.to_string(),
         "nodename": node.nodename,
         "node": node,
@@ -41,6 +39,20 @@ pub fn build(fleet: &Fleet, node: &Node, join: &[JoinStep]) -> Result<Value, Ren
         "infra": infra::context(fleet, node),
         "join": join,
     }))
+}
+
+/// Which pigsty renders, from which inventory. Only the inventory's file name: the
+/// node's files (and so its image) must not depend on where it sits on the build
+/// machine.
+fn pigsty_info(fleet: &Fleet) -> PigstyInfo {
+    let inventory = std::path::Path::new(&fleet.source).file_name().map_or_else(
+        || fleet.source.clone(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    PigstyInfo {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        inventory,
+    }
 }
 
 /// Kernel settings per `node_tune` profile (after Pigsty's tuned profiles).
@@ -141,77 +153,114 @@ fn etc_hosts(fleet: &Fleet, node: &Node) -> Vec<HostsEntry> {
 }
 
 /// The etcd cluster this node is a member or client of (every PGSQL node is a client
-/// of cluster `etcd`).
-fn etcd(fleet: &Fleet, node: &Node) -> Value {
+/// of cluster `etcd`): the same part for templates and node.json.
+fn etcd(fleet: &Fleet, node: &Node) -> Option<EtcdInfo> {
     let cluster = node.etcd.as_ref().map_or("etcd", |e| e.cluster.as_str());
     let members = fleet.etcd_members(cluster);
     if members.is_empty() || (node.etcd.is_none() && node.pg.is_none()) {
-        return Value::Null;
+        return None;
     }
-    let list: Vec<Value> = members
+    let peers: Vec<(EtcdPeer, String)> = members
         .iter()
         .filter_map(|m| {
             let e = m.etcd.as_ref()?;
-            Some(json!({
-                "name": e.name,
-                "seq": e.seq,
-                "ip": m.ip.to_string(),
-                "peer_url": format!("http://{}:{}", m.ip, e.params.etcd_peer_port),
-                "client_url": format!("http://{}:{}", m.ip, e.params.etcd_port),
-                "endpoint": format!("{}:{}", m.ip, e.params.etcd_port),
-            }))
+            let peer = EtcdPeer {
+                name: e.name.clone(),
+                seq: e.seq,
+                ip: m.ip.to_string(),
+                peer_url: format!("http://{}:{}", m.ip, e.params.etcd_peer_port),
+                client_url: format!("http://{}:{}", m.ip, e.params.etcd_port),
+            };
+            Some((peer, format!("{}:{}", m.ip, e.params.etcd_port)))
         })
         .collect();
-    let initial: Vec<String> = list
+    let initial: Vec<String> = peers
         .iter()
-        .map(|m| {
-            format!(
-                "{}={}",
-                m["name"].as_str().unwrap_or(""),
-                m["peer_url"].as_str().unwrap_or("")
-            )
-        })
+        .map(|(p, _)| format!("{}={}", p.name, p.peer_url))
         .collect();
-    json!({
-        "cluster": cluster,
-        "member": node.etcd,
-        "members": list,
-        "initial_cluster": initial.join(","),
-        "endpoints": list.iter().map(|m| m["endpoint"].clone()).collect::<Vec<_>>(),
-        "client_urls": list.iter().map(|m| m["client_url"].clone()).collect::<Vec<_>>(),
+    Some(EtcdInfo {
+        cluster: cluster.to_string(),
+        member: node.etcd.as_ref().map(|e| EtcdMember {
+            name: e.name.clone(),
+            seq: e.seq,
+            params: EtcdMemberParams {
+                etcd_data: e.params.etcd_data.clone(),
+                etcd_port: e.params.etcd_port,
+                etcd_peer_port: e.params.etcd_peer_port,
+            },
+        }),
+        initial_cluster: initial.join(","),
+        endpoints: peers.iter().map(|(_, e)| e.clone()).collect(),
+        client_urls: peers.iter().map(|(p, _)| p.client_url.clone()).collect(),
+        members: peers.into_iter().map(|(p, _)| p).collect(),
     })
 }
 
 /// `/etc/pigsty/node.json`: the agent's input. It holds this node's own secrets (MinIO
 /// root keys to create buckets, Patroni REST credentials), so it is 0600 root.
-pub fn node_json(
-    ctx: &tera::Context,
-    fleet: &Fleet,
-    node: &Node,
-    join: &[JoinStep],
-) -> RenderedFile {
-    let get = |k: &str| ctx.get(k).cloned().unwrap_or(Value::Null);
-    let doc = json!({
-        "schema": 1,
-        "pigsty": get("pigsty"),
-        "node": {
-            "ip": get("ip"),
-            "nodename": get("nodename"),
-            "node_cluster": node.node_cluster,
-            "modules": node.modules,
+pub fn node_json(fleet: &Fleet, node: &Node, join: &[JoinStep]) -> NodeJson {
+    NodeJson {
+        schema: NODE_JSON_SCHEMA,
+        pigsty: pigsty_info(fleet),
+        node: NodeInfo {
+            ip: node.ip.to_string(),
+            nodename: node.nodename.clone(),
+            node_cluster: node.node_cluster.clone(),
+            modules: node.modules.iter().copied().collect(),
         },
-        "join": join,
-        "etcd": get("etcd"),
-        "pg": pgsql::agent(fleet, node),
-        "minio": minio::agent(fleet, node),
-        "redis": get("redis"),
-    });
-    let mut content = serde_json::to_vec_pretty(&doc).unwrap_or_default();
-    content.push(b'\n');
+        join: join.to_vec(),
+        etcd: etcd(fleet, node),
+        pg: pgsql::agent(fleet, node),
+        minio: minio::agent(fleet, node),
+        redis: redis::agent(node),
+    }
+}
+
+/// node.json as the file the image carries.
+pub fn node_json_file(doc: &NodeJson) -> RenderedFile {
     RenderedFile {
-        path: "/etc/pigsty/node.json".into(),
+        path: format!("/{NODE_JSON}"),
         mode: 0o600,
         owner: "root:root".into(),
-        content,
+        content: doc.to_bytes(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::{Source, load};
+
+    /// Every node of the built-in inventories: the node.json written into its overlay
+    /// reads back, through the agent's reader, as exactly the document rendered.
+    #[test]
+    fn node_json_round_trips_through_the_agent_reader() {
+        let mut checked = 0;
+        for inv in ["pigsty", "sandbox", "lab"] {
+            let path = format!("{}/inventory/{inv}.yml", env!("CARGO_MANIFEST_DIR"));
+            let fleet = load(&Source::File(path.into())).unwrap().fleet;
+            for node in &fleet.nodes {
+                let compiled =
+                    crate::compile::compile(&fleet, node, crate::catalog::Catalog::debian12())
+                        .unwrap();
+                let written = node_json(&fleet, node, &compiled.plan.join);
+                let file = compiled
+                    .files
+                    .iter()
+                    .find(|f| f.path == format!("/{NODE_JSON}"))
+                    .expect("every node carries node.json");
+                assert_eq!(file.mode, 0o600);
+                let read = NodeJson::parse(&file.content, &file.path)
+                    .unwrap_or_else(|e| panic!("{inv}/{}: {e:#}", node.nodename));
+                assert_eq!(read, written, "{inv}/{}", node.nodename);
+                assert_eq!(read.schema, NODE_JSON_SCHEMA);
+                assert_eq!(read.node.nodename, node.nodename);
+                assert_eq!(read.pg.is_some(), node.pg.is_some());
+                assert_eq!(read.minio.is_some(), node.minio.is_some());
+                assert_eq!(read.redis.is_some(), node.redis.is_some());
+                checked += 1;
+            }
+        }
+        assert!(checked >= 8, "only {checked} node(s) checked");
     }
 }

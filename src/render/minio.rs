@@ -4,6 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::model::{Fleet, Node};
+use crate::plan::node_json::{MinioBucket, MinioInfo, MinioMember, MinioUser};
 
 /// At most this many directories from one `minio_data` pattern: a typo such as
 /// `/data{1...10000}` is an error rather than ten thousand tmpfiles lines.
@@ -40,20 +41,55 @@ pub fn context(fleet: &Fleet, node: &Node) -> Value {
     })
 }
 
-/// What the first-boot agent needs: endpoints, root keys, buckets and users.
-pub fn agent(fleet: &Fleet, node: &Node) -> Value {
-    let Some(m) = &node.minio else {
-        return Value::Null;
-    };
+/// What the first-boot agent needs: endpoints, root keys, buckets and users. The data
+/// directories are empty when `minio_data` cannot be expanded: the render of the
+/// files that need them fails first.
+pub fn agent(fleet: &Fleet, node: &Node) -> Option<MinioInfo> {
+    let m = node.minio.as_ref()?;
     let p = &m.params;
-    let mut ctx = context(fleet, node);
-    ctx["port"] = json!(p.minio_port);
-    ctx["server_bin"] = json!(p.minio_server_bin);
-    ctx["access_key"] = json!(p.minio_access_key);
-    ctx["secret_key"] = json!(p.minio_secret_key);
-    ctx["buckets"] = json!(p.minio_buckets);
-    ctx["users"] = json!(p.minio_users);
-    ctx
+    let members = fleet.minio_members(&m.cluster);
+    Some(MinioInfo {
+        cluster: m.cluster.clone(),
+        name: m.name.clone(),
+        seq: m.seq,
+        first: members.first().is_some_and(|f| f.ip == node.ip),
+        port: p.minio_port,
+        server_bin: p.minio_server_bin.clone(),
+        access_key: p.minio_access_key.clone(),
+        secret_key: p.minio_secret_key.clone(),
+        volumes: fleet.minio_volumes(&m.cluster).unwrap_or_default(),
+        members: members
+            .iter()
+            .filter_map(|x| {
+                let mm = x.minio.as_ref()?;
+                Some(MinioMember {
+                    name: mm.name.clone(),
+                    seq: mm.seq,
+                    ip: x.ip.to_string(),
+                    host: mm.params.minio_node.clone(),
+                })
+            })
+            .collect(),
+        data_dirs: data_dirs(&p.minio_data).unwrap_or_default(),
+        buckets: p
+            .minio_buckets
+            .iter()
+            .map(|b| MinioBucket {
+                name: b.name.clone(),
+                versioning: b.versioning.map(|f| f.0),
+                lock: b.lock.map(|f| f.0),
+            })
+            .collect(),
+        users: p
+            .minio_users
+            .iter()
+            .map(|u| MinioUser {
+                access_key: u.access_key.clone(),
+                secret_key: u.secret_key.clone(),
+                policy: u.policy.clone(),
+            })
+            .collect(),
+    })
 }
 
 /// The local directories a `minio_data` value names: `/data/minio` is itself,

@@ -22,8 +22,8 @@ use include_dir::{Dir, include_dir};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::compile::{JoinStep, PlanFile};
 use crate::model::{Fleet, Module, Node};
+use crate::plan::{JoinStep, PlanFile};
 
 static OVERLAYS: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/overlays");
 
@@ -200,7 +200,9 @@ pub fn render_node(
             render_one(engine, node, &ctx, name, path, meta, &mut out)?;
         }
     }
-    out.push(context::node_json(&ctx, fleet, node, join));
+    out.push(context::node_json_file(&context::node_json(
+        fleet, node, join,
+    )));
     out.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(out)
 }

@@ -17,6 +17,7 @@ mod sql;
 use serde_json::{Value, json};
 
 use crate::model::{Fleet, Node, PgInstance, PgRole};
+use crate::plan::node_json::{DcsKeys, PgBackrest, PgInfo, PgMember};
 
 /// Files the SQL templates render to; the agent applies them in this order.
 pub const SQL_FILES: [&str; 2] = [
@@ -262,50 +263,76 @@ fn directories(pg: &PgInstance, backrest: &Value) -> Result<Vec<Value>, String> 
 }
 
 /// What the first-boot agent needs to join Patroni and apply database objects.
-pub fn agent(fleet: &Fleet, node: &Node) -> Value {
-    let Some(pg) = &node.pg else {
-        return Value::Null;
-    };
+pub fn agent(fleet: &Fleet, node: &Node) -> Option<PgInfo> {
+    let pg = node.pg.as_ref()?;
     let p = &pg.params;
-    let mut ctx = base(fleet, node, pg);
+    let members = fleet
+        .pg_members(&pg.cluster)
+        .iter()
+        .filter_map(|m| {
+            let i = m.pg.as_ref()?;
+            Some(PgMember {
+                name: i.name.clone(),
+                seq: i.seq,
+                ip: m.ip.to_string(),
+                role: i.role,
+                offline_query: i.params.pg_offline_query.0,
+                patroni_url: format!("http://{}:{}", m.ip, i.params.patroni_port),
+            })
+        })
+        .collect();
     let prefix = format!("{}/{}", p.pg_namespace.trim_end_matches('/'), pg.cluster);
-    ctx["patroni_port"] = json!(p.patroni_port);
-    ctx["patroni_url"] = json!(format!("http://{}:{}", node.ip, p.patroni_port));
-    ctx["patroni_username"] = json!(p.patroni_username);
-    ctx["patroni_password"] = json!(p.patroni_password);
-    ctx["namespace"] = json!(p.pg_namespace);
-    ctx["dcs_keys"] = json!({
-        "leader": format!("{prefix}/leader"),
-        "initialize": format!("{prefix}/initialize"),
-        "config": format!("{prefix}/config"),
-        "members": format!("{prefix}/members/"),
-    });
-    ctx["pgbouncer_port"] = json!(p.pgbouncer_port);
-    ctx["haproxy_ports"] = json!(
-        p.pg_default_services
-            .iter()
-            .chain(&p.pg_services)
-            .map(|s| s.port)
-            .collect::<Vec<_>>()
-    );
-    ctx["data_dir"] = json!(p.pg_data);
-    ctx["bin_dir"] = json!(patroni::bin_dir(p.pg_version));
-    ctx["socket_dir"] = json!(conf::SOCKET_DIR);
     // A primary with pg_upstream leads a standby cluster: it replays its upstream and
     // is read-only, so its objects come from the upstream, not from SQL.
     let upstream = p.pg_upstream.filter(|_| pg.role == PgRole::Primary);
-    ctx["standby_of"] = json!(upstream.map(|ip| ip.to_string()));
     // Applied on a writable primary only, as the dbsu over the local socket, in order:
     // `psql -X -v ON_ERROR_STOP=1 -d postgres -f FILE`. Both files are idempotent.
     let writable = pg.role == PgRole::Primary && upstream.is_none();
-    ctx["sql_files"] = json!(if writable { SQL_FILES.to_vec() } else { vec![] });
-    ctx["pgbackrest"] = json!({
-        "enabled": p.pgbackrest_enabled.0,
-        "stanza": pg.cluster,
-        "method": p.pgbackrest_method,
-        "config": PGBACKREST_CONF,
-    });
-    ctx
+    Some(PgInfo {
+        cluster: pg.cluster.clone(),
+        name: pg.name.clone(),
+        seq: pg.seq,
+        role: pg.role,
+        ip: node.ip.to_string(),
+        is_primary: pg.role == PgRole::Primary,
+        members,
+        version: p.pg_version,
+        port: p.pg_port,
+        dbsu: p.pg_dbsu.clone(),
+        patroni_port: p.patroni_port,
+        patroni_url: format!("http://{}:{}", node.ip, p.patroni_port),
+        patroni_username: p.patroni_username.clone(),
+        patroni_password: p.patroni_password.clone(),
+        namespace: p.pg_namespace.clone(),
+        dcs_keys: DcsKeys {
+            leader: format!("{prefix}/leader"),
+            initialize: format!("{prefix}/initialize"),
+            config: format!("{prefix}/config"),
+            members: format!("{prefix}/members/"),
+        },
+        pgbouncer_port: p.pgbouncer_port,
+        haproxy_ports: p
+            .pg_default_services
+            .iter()
+            .chain(&p.pg_services)
+            .map(|s| s.port)
+            .collect(),
+        data_dir: p.pg_data.clone(),
+        bin_dir: patroni::bin_dir(p.pg_version),
+        socket_dir: conf::SOCKET_DIR.to_string(),
+        standby_of: upstream.map(|ip| ip.to_string()),
+        sql_files: if writable {
+            SQL_FILES.iter().map(|f| f.to_string()).collect()
+        } else {
+            Vec::new()
+        },
+        pgbackrest: PgBackrest {
+            enabled: p.pgbackrest_enabled.0,
+            stanza: pg.cluster.clone(),
+            method: p.pgbackrest_method.clone(),
+            config: PGBACKREST_CONF.to_string(),
+        },
+    })
 }
 
 #[cfg(test)]
@@ -459,13 +486,12 @@ mod tests {
     #[test]
     fn agent_knows_the_leader_key() {
         let f = fleet("");
-        let a = agent(&f, f.find("pg-test-2").unwrap());
-        assert_eq!(a["dcs_keys"]["leader"], "/pg/pg-test/leader");
-        assert_eq!(a["members"][0]["patroni_url"], "http://10.10.10.11:8008");
-        assert_eq!(a["sql_files"], json!([]), "SQL runs on the primary only");
-        assert!(a["standby_of"].is_null());
-        let f = fleet("");
-        let primary = agent(&f, f.find("pg-test-1").unwrap());
-        assert_eq!(primary["sql_files"].as_array().unwrap().len(), 2);
+        let a = agent(&f, f.find("pg-test-2").unwrap()).unwrap();
+        assert_eq!(a.dcs_keys.leader, "/pg/pg-test/leader");
+        assert_eq!(a.members[0].patroni_url, "http://10.10.10.11:8008");
+        assert!(a.sql_files.is_empty(), "SQL runs on the primary only");
+        assert!(a.standby_of.is_none());
+        let primary = agent(&f, f.find("pg-test-1").unwrap()).unwrap();
+        assert_eq!(primary.sql_files, SQL_FILES);
     }
 }

@@ -10,6 +10,7 @@ use std::net::Ipv4Addr;
 use serde_json::{Value, json};
 
 use crate::model::{Fleet, Node, RedisMode, RedisNode, RedisSentinelMonitor};
+use crate::plan::node_json::{RedisInfo, RedisInstance};
 
 /// Where instance data lives, one directory per instance (Pigsty's `redis_fs_main`
 /// `/data` plus `redis/<name>`).
@@ -45,6 +46,26 @@ pub fn context(_fleet: &Fleet, node: &Node) -> Value {
         "monitors": monitors(&p.redis_sentinel_monitor),
         // Sentinel accepts host names only when told to resolve them.
         "resolve_hostnames": p.redis_sentinel_monitor.iter().any(|m| m.host.parse::<Ipv4Addr>().is_err()),
+    })
+}
+
+/// What the first-boot agent needs: each instance's unit and port.
+pub fn agent(node: &Node) -> Option<RedisInfo> {
+    let r = node.redis.as_ref()?;
+    Some(RedisInfo {
+        cluster: r.cluster.clone(),
+        node: r.node,
+        name: r.name.clone(),
+        mode: r.params.redis_mode,
+        instances: r
+            .instances
+            .iter()
+            .map(|(port, inst)| RedisInstance {
+                name: inst.name.clone(),
+                port: *port,
+                unit: unit_name(&inst.name),
+            })
+            .collect(),
     })
 }
 

@@ -18,7 +18,7 @@ pub mod sigv4;
 use anyhow::Context;
 
 use super::Agent;
-use super::input::MinioInfo;
+use crate::plan::node_json::MinioInfo;
 use super::retry::Attempt;
 use crate::http;
 use s3::{
@@ -138,14 +138,13 @@ fn users(agent: &Agent, s3: &S3, m: &MinioInfo) -> anyhow::Result<String> {
         wait_for(agent, s3, &format!("add-user {name}"), || {
             put_user(s3, name, &u.secret_key)
         })?;
-        if present.contains(&u.policy.as_str()) {
-            wait_for(
-                agent,
-                s3,
-                &format!("policy {} for {name}", u.policy),
-                || set_user_policy(s3, name, &u.policy),
-            )?;
-            attached.push(format!("{name}={}", u.policy));
+        if let Some(policy) = u.policy.as_deref()
+            && present.contains(&policy)
+        {
+            wait_for(agent, s3, &format!("policy {policy} for {name}"), || {
+                set_user_policy(s3, name, policy)
+            })?;
+            attached.push(format!("{name}={policy}"));
         }
         if there { &mut existed } else { &mut created }.push(name);
         agent.checkpoint(&format!("minio-user:{name}"))?;
@@ -169,7 +168,7 @@ fn policies<'m>(
     s3: &S3,
     m: &'m MinioInfo,
 ) -> anyhow::Result<(Vec<&'m str>, Vec<&'m str>)> {
-    let mut policies: Vec<&str> = m.users.iter().map(|u| u.policy.as_str()).collect();
+    let mut policies: Vec<&str> = m.users.iter().filter_map(|u| u.policy.as_deref()).collect();
     policies.retain(|p| !p.is_empty());
     policies.sort();
     policies.dedup();

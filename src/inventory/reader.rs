@@ -1,6 +1,10 @@
 //! Reading one node's resolved variables into typed values. Each read goes through
 //! serde, so a wrong type is reported with the path inside the value (`pg_users[2].name`)
 //! and the line and column where that part was written.
+//!
+//! It lives in `inventory` (not `model`) because it reads YAML nodes, scopes and
+//! placeholders; the model's parameter structs read through the `model::VarSource`
+//! trait that this reader implements.
 
 use rustc_hash::FxHashMap as HashMap;
 use std::any::{Any, TypeId};
@@ -8,9 +12,10 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
+use super::groups::Scope;
+use super::yaml::{Node, Value};
 use crate::diag::{Finding, Loc};
-use crate::inventory::groups::Scope;
-use crate::inventory::yaml::{Node, Value};
+use crate::model::VarSource;
 
 /// A variable as it applies to one host: the winning definition.
 #[derive(Debug, Clone)]
@@ -222,6 +227,12 @@ impl<'a> VarReader<'a> {
         let var = self.vars.get(name)?;
         let text = var.value.scalar_text()?;
         Some(self.substitute(&text, depth + 1, keep))
+    }
+}
+
+impl VarSource for VarReader<'_> {
+    fn get<T: DeserializeOwned + Clone + 'static>(&mut self, key: &str) -> Option<T> {
+        VarReader::get(self, key)
     }
 }
 
