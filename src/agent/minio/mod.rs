@@ -18,9 +18,9 @@ pub mod sigv4;
 use anyhow::Context;
 
 use super::Agent;
-use crate::plan::node_json::MinioInfo;
 use super::retry::Attempt;
 use crate::http;
+use crate::plan::node_json::MinioInfo;
 use s3::{
     Made, S3, create_bucket, enable_versioning, policy_exists, probe_admin, put_user,
     set_user_policy, user_exists,
