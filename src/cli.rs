@@ -90,7 +90,7 @@ pub struct LabUpArgs {
     pub memory: u32,
 
     /// vCPUs of each VM.
-    #[arg(long, value_name = "N", default_value_t = 1)]
+    #[arg(long, value_name = "N", default_value_t = 2)]
     pub cpus: u32,
 
     /// Give up waiting for the agents after SECS, naming each node and step not done.
