@@ -370,6 +370,26 @@ fn e2e() {
         .expect("insert");
         committed = i;
     }
+    // The lab replicates asynchronously (Pigsty's default pg_rpo, 1 MiB): a commit is
+    // safe from a failover once the replicas have it. Kill the primary only when both
+    // have replayed every row committed so far, so a lost row below is a real loss.
+    let lsn = psql(ip_of(&leader), 5432, "SELECT pg_current_wal_lsn()").expect("primary LSN");
+    for (name, ip) in NODES.iter().filter(|(n, _)| *n != leader) {
+        until(
+            &format!("{name} to replay up to {lsn}"),
+            Duration::from_secs(120),
+            || match psql(
+                ip,
+                5432,
+                &format!("SELECT pg_last_wal_replay_lsn() >= '{lsn}'::pg_lsn"),
+            )?
+            .as_str()
+            {
+                "t" => Ok(()),
+                other => Err(format!("replayed past {lsn}: {other}")),
+            },
+        );
+    }
     let t0 = Instant::now();
     ok(&["kill", &leader]);
     let survivors: Vec<(&str, &str)> = NODES
