@@ -131,8 +131,17 @@ fn is_lock_busy(msg: &str) -> bool {
     msg.contains("unable to acquire lock")
 }
 
-/// Run a pgBackRest command until it succeeds; a busy lock or a server not up yet is
-/// retried within the policy, any other failure is final.
+/// pgBackRest's answer when the server had not archived a WAL segment within
+/// `archive-timeout` (error 82). On a node that just booted, PostgreSQL's archiver may
+/// still be in its one-minute pause after archive-push failed before the stanza
+/// existed, or simply slow; the segment arrives later, so a bounded retry helps.
+fn is_archive_timeout(msg: &str) -> bool {
+    msg.contains("ERROR: [082]") || msg.contains("was not archived before the")
+}
+
+/// Run a pgBackRest command until it succeeds; a busy lock, a server not up yet or a
+/// WAL segment not archived yet is retried within the policy, any other failure is
+/// final.
 fn pgbackrest_until_done(
     agent: &Agent,
     pg: &PgInfo,
@@ -147,7 +156,7 @@ fn pgbackrest_until_done(
             Ok(_) => Attempt::Ready(()),
             Err(e) => {
                 let msg = e.to_string();
-                if is_connection_error(&msg) || is_lock_busy(&msg) {
+                if is_connection_error(&msg) || is_lock_busy(&msg) || is_archive_timeout(&msg) {
                     Attempt::NotYet(msg)
                 } else {
                     Attempt::Fatal(e.into())
@@ -246,4 +255,19 @@ pub fn pgbackrest(agent: &mut Agent) -> anyhow::Result<String> {
         "stanza {} created, first full backup taken",
         pg.pgbackrest.stanza
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transient_pgbackrest_answers_are_told_apart() {
+        let timeout = "ERROR: [082]: WAL segment 000000010000000000000005 was not archived \
+                       before the 60000ms timeout";
+        assert!(is_archive_timeout(timeout));
+        assert!(is_lock_busy("ERROR: [050]: unable to acquire lock on file"));
+        let fatal = "ERROR: [055]: unable to load info file '/pg/backup/archive/x/archive.info'";
+        assert!(!is_archive_timeout(fatal) && !is_lock_busy(fatal));
+    }
 }
