@@ -214,30 +214,14 @@ fn a_reimaged_designated_primary_rejoins_as_a_replica_of_the_new_leader() {
     eprintln!("pg-t-2 promoted: {:?}", t0.elapsed());
     // Patroni answers /primary once it has asked PostgreSQL to promote; the server
     // takes writes only when it has left recovery.
-    wait_until("pg-t-2 out of recovery", Duration::from_secs(60), || {
-        let out = std::process::Command::new("runuser")
-            .args([
-                "-u",
-                "postgres",
-                "--",
-                "psql",
-                "-X",
-                "-At",
-                "-h",
-                "/var/run/postgresql",
-            ])
-            .args(["-p", &p2.pg_port.to_string(), "-d", "postgres"])
-            .args(["-c", "SELECT pg_is_in_recovery()"])
-            .output()
-            .map_err(|e| e.to_string())?;
-        match String::from_utf8_lossy(&out.stdout).trim() {
+    wait_until(
+        "pg-t-2 out of recovery",
+        Duration::from_secs(60),
+        || match support::try_psql(p2.pg_port, "SELECT pg_is_in_recovery()")?.as_str() {
             "f" => Ok(()),
-            other => Err(format!(
-                "pg_is_in_recovery: {other:?} {}",
-                String::from_utf8_lossy(&out.stderr)
-            )),
-        }
-    });
+            other => Err(format!("pg_is_in_recovery: {other}")),
+        },
+    );
     psql(
         p2.pg_port,
         "CREATE TABLE rejoin_probe (note text); INSERT INTO rejoin_probe VALUES ('written on pg-t-2')",

@@ -268,6 +268,11 @@ pub fn pg_inventory(net: &str, replicas: usize, extra_vars: &str) -> String {
 
 /// Run psql on a node's primary as postgres; returns stdout.
 pub fn psql(port: u16, sql: &str) -> String {
+    try_psql(port, sql).unwrap_or_else(|e| panic!("psql: {e}"))
+}
+
+/// psql as the dbsu over the local socket: stdout, or stderr when it fails.
+pub fn try_psql(port: u16, sql: &str) -> Result<String, String> {
     let out = std::process::Command::new("runuser")
         .args([
             "-u",
@@ -281,13 +286,12 @@ pub fn psql(port: u16, sql: &str) -> String {
         ])
         .args(["-p", &port.to_string(), "-d", "postgres", "-c", sql])
         .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "psql: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
 }
 
 fn rewrite(path: &Path, pairs: &[(&str, String)]) {
