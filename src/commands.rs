@@ -183,13 +183,14 @@ fn lab(source: &Source, cmd: &crate::cli::LabCommand, out: &mut dyn Write) -> Re
 }
 
 fn lab_table(rows: &[crate::lab::StatusRow], out: &mut dyn Write) -> Result<(), Error> {
-    let table: Vec<[String; 11]> = rows
+    let table: Vec<[String; 12]> = rows
         .iter()
         .map(|r| {
             [
                 r.node.clone(),
                 r.ip.clone(),
                 r.vm.clone(),
+                r.cpu.map(|c| format!("{c:.2}")).unwrap_or_default(),
                 r.join.clone(),
                 r.role.clone(),
                 r.state.clone(),
@@ -204,7 +205,8 @@ fn lab_table(rows: &[crate::lab::StatusRow], out: &mut dyn Write) -> Result<(), 
     write_table(
         out,
         [
-            "NODE", "IP", "VM", "JOIN", "ROLE", "STATE", "LAG", "REST", "ETCD", "HAPROXY", "HEALTH",
+            "NODE", "IP", "VM", "CPU", "JOIN", "ROLE", "STATE", "LAG", "REST", "ETCD", "HAPROXY",
+            "HEALTH",
         ],
         &table,
     )

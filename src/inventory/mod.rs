@@ -241,6 +241,43 @@ mod tests {
         assert!(matches!(rto(&v4.fleet), crate::model::PgRto::Plan(_)));
     }
 
+    #[test]
+    fn rto_plans_are_read_and_unknown_names_refused() {
+        let text = "all:\n  children:\n    pg-x:\n      hosts: { 10.0.0.1: { pg_seq: 1, pg_role: primary } }\n      vars: { pg_cluster: pg-x }\n  vars:\n    pg_rto: lab\n    pg_rto_plan:\n      lab: [ 40, 5, 10, 30, 5, '5s', '0.5s', '5s', 2, 4 ]\n";
+        let loaded = load_str("lab.yml", text).unwrap();
+        let p = &loaded.fleet.nodes[0].pg.as_ref().unwrap().params;
+        assert_eq!(p.rto_timings().ttl, 40);
+        let c = p.rto_checks().unwrap();
+        assert_eq!(
+            (c.inter_ms, c.fastinter_ms, c.rise, c.fall),
+            (5000, 500, 2, 4)
+        );
+
+        // Pigsty would quietly use `norm`; a name the plans lack is an error at its line.
+        let err = load_str("lab.yml", &text.replace("pg_rto: lab", "pg_rto: quick")).unwrap_err();
+        let f = err
+            .findings
+            .iter()
+            .find(|f| f.key == "pg_rto")
+            .expect("a pg_rto finding");
+        assert_eq!(f.line, 7, "{f:?}");
+        assert!(
+            f.message.contains("`quick`") && f.message.contains("lab"),
+            "{}",
+            f.message
+        );
+
+        // A malformed entry is refused at pg_rto_plan.
+        let err = load_str("lab.yml", &text.replace("'5s', '0.5s'", "'5s', 'soon'")).unwrap_err();
+        assert!(
+            err.findings
+                .iter()
+                .any(|f| f.key.starts_with("pg_rto_plan") && f.message.contains("fastinter")),
+            "{:?}",
+            err.findings
+        );
+    }
+
     /// Inputs the fuzzer's review found (fuzz/findings): small files whose aliases
     /// would expand into every host. They must be refused, not exhaust the machine.
     #[test]

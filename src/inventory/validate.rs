@@ -333,6 +333,21 @@ fn read_pg(r: &mut VarReader<'_>) -> Option<PgInstance> {
 
 /// Rules on PGSQL parameters that types alone do not express.
 fn check_pg_params(r: &mut VarReader<'_>, p: &PgParams) {
+    // Pigsty falls back to `norm` for a name its plans lack; we say so instead.
+    if let crate::model::PgRto::Plan(name) = &p.pg_rto
+        && !p.pg_rto_plan.contains_key(name)
+    {
+        let loc = r.loc("pg_rto");
+        let known: Vec<&str> = p.pg_rto_plan.keys().map(String::as_str).collect();
+        r.error(
+            loc,
+            "pg_rto",
+            format!(
+                "pg_rto `{name}` is not an entry of pg_rto_plan (which has: {})",
+                known.join(", ")
+            ),
+        );
+    }
     if p.pg_vip_enabled.0 && !is_ipv4_cidr(&p.pg_vip_address) {
         let loc = r.loc("pg_vip_address");
         r.error(

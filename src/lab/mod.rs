@@ -361,11 +361,17 @@ fn timing_of(fleet: &Fleet) -> String {
         ));
     }
     if let Some(pg) = fleet.nodes.iter().find_map(|n| n.pg.as_ref()) {
-        let t = pg.params.pg_rto.timings();
+        let t = pg.params.rto_timings();
         parts.push(format!(
             "patroni ttl {} s, loop_wait {} s, retry_timeout {} s",
             t.ttl, t.loop_wait, t.retry_timeout
         ));
+        if let Some(c) = pg.params.rto_checks() {
+            parts.push(format!(
+                "haproxy checks every {} ms ({} ms while changing, {} ms when down)",
+                c.inter_ms, c.fastinter_ms, c.downinter_ms
+            ));
+        }
     }
     parts.join("; ")
 }

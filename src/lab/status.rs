@@ -18,6 +18,9 @@ pub struct StatusRow {
     pub ip: String,
     /// `running (pid N)` or `off`.
     pub vm: String,
+    /// Host CPU its qemu used while `lab status` looked, in cores (1.0 = one host core
+    /// busy): how hungry the guest is, next to what its services answer.
+    pub cpu: Option<f64>,
     /// The agent's join state, as reported to etcd.
     pub join: String,
     /// Patroni's view: leader, replica, sync_standby; empty when it does not answer.
@@ -55,13 +58,21 @@ const PROBE: Duration = Duration::from_secs(3);
 
 /// `lab status`: every node's row. The calling thread must be in the lab's namespace.
 pub fn status(lab: &Lab) -> anyhow::Result<Vec<StatusRow>> {
+    let pids: Vec<Option<u32>> = lab
+        .state
+        .nodes
+        .iter()
+        .map(|n| vm::read_pid(&lab.vm(&n.name)))
+        .collect::<anyhow::Result<_>>()?;
+    let started = std::time::Instant::now();
+    let before: Vec<Option<u64>> = pids.iter().map(|p| p.and_then(cpu_ticks)).collect();
     let endpoints = lab.etcd_endpoints();
     let reported = crate::agent::read_fleet(&endpoints, PROBE).unwrap_or_default();
     let http = crate::http::client(PROBE, PROBE)?;
     let cluster = patroni_cluster(lab, &http);
     let mut rows = Vec::new();
-    for node in &lab.state.nodes {
-        let vm = match vm::read_pid(&lab.vm(&node.name))? {
+    for (node, pid) in lab.state.nodes.iter().zip(&pids) {
+        let vm = match pid {
             Some(pid) => format!("running (pid {pid})"),
             None => "off".into(),
         };
@@ -74,6 +85,7 @@ pub fn status(lab: &Lab) -> anyhow::Result<Vec<StatusRow>> {
             node: node.name.clone(),
             ip: node.ip.clone(),
             vm,
+            cpu: None,
             join,
             role: member.map(|m| m.role.clone()).unwrap_or_default(),
             state: member.map(|m| m.state.clone()).unwrap_or_default(),
@@ -86,7 +98,38 @@ pub fn status(lab: &Lab) -> anyhow::Result<Vec<StatusRow>> {
         row.health = health(node, &row, member.is_some());
         rows.push(row);
     }
+    // The probes above took the window; a short one says little, so it lasts 1 s at least.
+    if let Some(rest) = Duration::from_secs(1).checked_sub(started.elapsed()) {
+        std::thread::sleep(rest);
+    }
+    let window = started.elapsed().as_secs_f64();
+    for ((row, pid), before) in rows.iter_mut().zip(&pids).zip(&before) {
+        let after = pid.and_then(cpu_ticks);
+        if let (Some(b), Some(a)) = (before, after) {
+            row.cpu = Some(a.saturating_sub(*b) as f64 / clock_ticks() / window);
+        }
+    }
     Ok(rows)
+}
+
+/// User plus system CPU time of a process, in clock ticks (`/proc/PID/stat` fields 14
+/// and 15, counted after the command name, which may hold spaces).
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_cpu_ticks(&stat)
+}
+
+fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// Clock ticks per second (`_SC_CLK_TCK`): 100 on every Linux architecture we run on.
+fn clock_ticks() -> f64 {
+    100.0
 }
 
 /// Patroni's `/cluster` from the first member that answers.
@@ -220,6 +263,14 @@ fn health(node: &LabNode, row: &StatusRow, in_cluster: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_time_is_read_after_the_command_name() {
+        let stat =
+            "4286 (qemu-system-x86 (x)) R 1 4286 4286 0 -1 4194560 1 0 0 0 4520 873 0 0 20 0 5 0";
+        assert_eq!(parse_cpu_ticks(stat), Some(4520 + 873));
+        assert_eq!(parse_cpu_ticks("4286 (qemu) R 1"), None);
+    }
 
     #[test]
     fn the_primary_is_read_from_haproxy_stats() {

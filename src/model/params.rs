@@ -141,6 +141,7 @@ params! {
         pg_dbsu_uid: u32,
         pg_conf: PgConf,
         pg_rto: PgRto,
+        pg_rto_plan: BTreeMap<String, RtoPlan>,
         pg_rpo: u64,
         pg_checksum: Flag,
         pg_encoding: String,
@@ -338,7 +339,119 @@ pub struct RtoTimings {
     pub safety_margin: u32,
 }
 
-/// `pg_rto`: a v4 plan name (`fast`, `norm`, `safe`, `wide`) or v3 seconds.
+/// HAProxy's health checks of Patroni, from a `pg_rto_plan` entry: intervals in
+/// milliseconds (HAProxy 2.6 takes integer times only, so Pigsty's `0.5s` is 500 ms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct HealthChecks {
+    pub inter_ms: u32,
+    pub fastinter_ms: u32,
+    pub downinter_ms: u32,
+    pub rise: u32,
+    pub fall: u32,
+}
+
+/// One entry of `pg_rto_plan`: `[ttl, loop, retry, start, margin, inter, fastinter,
+/// downinter, rise, fall]`, the first five Patroni's (seconds), the rest HAProxy's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RtoPlan {
+    pub patroni: RtoTimings,
+    pub checks: HealthChecks,
+}
+
+impl<'de> Deserialize<'de> for RtoPlan {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let items = Vec::<serde_json::Value>::deserialize(d)?;
+        if items.len() != 10 {
+            return Err(D::Error::custom(format!(
+                "expected 10 items [ttl, loop, retry, start, margin, inter, fastinter, downinter, rise, fall], found {}",
+                items.len()
+            )));
+        }
+        const NAMES: [&str; 10] = [
+            "ttl",
+            "loop",
+            "retry",
+            "start",
+            "margin",
+            "inter",
+            "fastinter",
+            "downinter",
+            "rise",
+            "fall",
+        ];
+        let int = |i: usize| -> Result<u32, D::Error> {
+            items[i]
+                .as_u64()
+                .and_then(|v| u32::try_from(v).ok())
+                .filter(|v| *v > 0)
+                .ok_or_else(|| {
+                    D::Error::custom(format!(
+                        "item {i} ({}) must be a positive integer, found {}",
+                        NAMES[i], items[i]
+                    ))
+                })
+        };
+        let time = |i: usize| -> Result<u32, D::Error> {
+            haproxy_time_ms(&items[i]).ok_or_else(|| {
+                D::Error::custom(format!(
+                    "item {i} ({}) must be a time like '2s' or '500ms', found {}",
+                    NAMES[i], items[i]
+                ))
+            })
+        };
+        let plan = RtoPlan {
+            patroni: RtoTimings {
+                ttl: int(0)?,
+                loop_wait: int(1)?,
+                retry_timeout: int(2)?,
+                primary_start_timeout: int(3)?,
+                safety_margin: int(4)?,
+            },
+            checks: HealthChecks {
+                inter_ms: time(5)?,
+                fastinter_ms: time(6)?,
+                downinter_ms: time(7)?,
+                rise: int(8)?,
+                fall: int(9)?,
+            },
+        };
+        // Patroni would quietly shorten loop_wait and retry_timeout to fit the ttl.
+        let t = plan.patroni;
+        if t.loop_wait + 2 * t.retry_timeout > t.ttl {
+            return Err(D::Error::custom(format!(
+                "Patroni needs loop + 2 x retry <= ttl, found loop {} + 2 x retry {} > ttl {}",
+                t.loop_wait, t.retry_timeout, t.ttl
+            )));
+        }
+        Ok(plan)
+    }
+}
+
+/// A HAProxy time (`2s`, `0.5s`, `500ms`, `1m`; a bare number is milliseconds) in
+/// whole milliseconds, at least 1.
+fn haproxy_time_ms(v: &serde_json::Value) -> Option<u32> {
+    if let Some(n) = v.as_u64() {
+        return u32::try_from(n).ok().filter(|n| *n > 0);
+    }
+    let s = v.as_str()?.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let scale = match unit {
+        "" | "ms" => 1.0,
+        "s" => 1e3,
+        "m" => 60e3,
+        "h" => 3600e3,
+        _ => return None,
+    };
+    let n: f64 = num.parse().ok()?;
+    let ms = n * scale;
+    (ms >= 1.0 && ms.fract() == 0.0 && ms <= f64::from(u32::MAX)).then_some(ms as u32)
+}
+
+/// `pg_rto`: the name of a `pg_rto_plan` entry (v4) or seconds (v3).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum PgRto {
@@ -346,29 +459,54 @@ pub enum PgRto {
     Seconds(u32),
 }
 
-impl PgRto {
-    pub fn timings(&self) -> RtoTimings {
-        let t = |ttl, loop_wait, retry_timeout, primary_start_timeout, safety_margin| RtoTimings {
-            ttl,
-            loop_wait,
-            retry_timeout,
-            primary_start_timeout,
-            safety_margin,
-        };
-        match self {
-            PgRto::Plan(p) => match p.as_str() {
-                "fast" => t(20, 5, 5, 15, 5),
-                "safe" => t(60, 10, 20, 45, 10),
-                "wide" => t(120, 20, 30, 95, 15),
-                _ => t(30, 5, 10, 25, 5),
-            },
+impl PgParams {
+    /// Patroni's timings under `pg_rto`. A plan name missing from `pg_rto_plan` is an
+    /// inventory error (checked when it is read), so it cannot reach here.
+    pub fn rto_timings(&self) -> RtoTimings {
+        match &self.pg_rto {
+            PgRto::Plan(name) => self
+                .pg_rto_plan
+                .get(name)
+                .map_or(NORM.patroni, |p| p.patroni),
             PgRto::Seconds(s) => {
                 let third = (s / 3).max(1);
-                t(*s, third, third, third, third)
+                RtoTimings {
+                    ttl: *s,
+                    loop_wait: third,
+                    retry_timeout: third,
+                    primary_start_timeout: third,
+                    safety_margin: third,
+                }
             }
         }
     }
+
+    /// HAProxy's checks under `pg_rto`; `None` for v3 seconds, whose checks are fixed.
+    pub fn rto_checks(&self) -> Option<HealthChecks> {
+        match &self.pg_rto {
+            PgRto::Plan(name) => Some(self.pg_rto_plan.get(name).map_or(NORM.checks, |p| p.checks)),
+            PgRto::Seconds(_) => None,
+        }
+    }
 }
+
+/// Pigsty's `norm` plan, as in defaults.yml.
+const NORM: RtoPlan = RtoPlan {
+    patroni: RtoTimings {
+        ttl: 30,
+        loop_wait: 5,
+        retry_timeout: 10,
+        primary_start_timeout: 25,
+        safety_margin: 5,
+    },
+    checks: HealthChecks {
+        inter_ms: 2000,
+        fastinter_ms: 1000,
+        downinter_ms: 2000,
+        rise: 3,
+        fall: 3,
+    },
+};
 
 impl<'de> Deserialize<'de> for PgRto {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -376,16 +514,12 @@ impl<'de> Deserialize<'de> for PgRto {
             serde_json::Value::Number(n) => match n.as_u64().and_then(|v| u32::try_from(v).ok()) {
                 Some(s) if s >= 3 => Ok(PgRto::Seconds(s)),
                 _ => Err(serde::de::Error::custom(format!(
-                    "expected seconds (an integer >= 3) or one of fast, norm, safe, wide, found {n}"
+                    "expected seconds (an integer >= 3) or the name of a pg_rto_plan entry, found {n}"
                 ))),
             },
-            serde_json::Value::String(s)
-                if ["fast", "norm", "safe", "wide"].contains(&s.as_str()) =>
-            {
-                Ok(PgRto::Plan(s))
-            }
+            serde_json::Value::String(s) if !s.is_empty() => Ok(PgRto::Plan(s)),
             other => Err(serde::de::Error::custom(format!(
-                "expected one of fast, norm, safe, wide (v4) or seconds (v3), found {}",
+                "expected the name of a pg_rto_plan entry (v4: fast, norm, safe, wide) or seconds (v3), found {}",
                 match &other {
                     serde_json::Value::String(s) => format!("`{s}`"),
                     v => json_type(v).to_string(),
@@ -616,22 +750,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rto_plans_and_seconds() {
+    fn rto_plans_read_pigstys_arrays() {
+        let norm: RtoPlan =
+            serde_json::from_str(r#"[30, 5, 10, 25, 5, "2s", "1s", "2s", 3, 3]"#).unwrap();
+        assert_eq!(norm, NORM);
+        let fast: RtoPlan =
+            serde_json::from_str(r#"[20, 5, 5, 15, 5, "1s", "0.5s", "1s", 3, 3]"#).unwrap();
+        assert_eq!(fast.checks.fastinter_ms, 500);
+        for bad in [
+            r#"[30, 5, 10, 25, 5, "2s", "1s", "2s", 3]"#,
+            r#"[30, 5, 10, 25, 5, "2x", "1s", "2s", 3, 3]"#,
+            r#"[30, 5, 10, 25, 5, "0.1ms", "1s", "2s", 3, 3]"#,
+            r#"[30, 0, 10, 25, 5, "2s", "1s", "2s", 3, 3]"#,
+            r#"[20, 5, 10, 25, 5, "2s", "1s", "2s", 3, 3]"#,
+        ] {
+            assert!(serde_json::from_str::<RtoPlan>(bad).is_err(), "{bad}");
+        }
+        assert_eq!(haproxy_time_ms(&serde_json::json!("1m")), Some(60_000));
+        assert_eq!(haproxy_time_ms(&serde_json::json!(250)), Some(250));
+        assert_eq!(haproxy_time_ms(&serde_json::json!("")), None);
+    }
+
+    #[test]
+    fn rto_names_and_seconds() {
         let norm: PgRto = serde_json::from_str("\"norm\"").unwrap();
-        assert_eq!(norm.timings().ttl, 30);
-        assert_eq!(norm.timings().primary_start_timeout, 25);
+        assert_eq!(norm, PgRto::Plan("norm".into()));
+        let lab: PgRto = serde_json::from_str("\"lab\"").unwrap();
+        assert_eq!(lab, PgRto::Plan("lab".into()));
         let v3: PgRto = serde_json::from_str("30").unwrap();
-        assert_eq!(
-            v3.timings(),
-            RtoTimings {
-                ttl: 30,
-                loop_wait: 10,
-                retry_timeout: 10,
-                primary_start_timeout: 10,
-                safety_margin: 10
-            }
-        );
-        assert!(serde_json::from_str::<PgRto>("\"quick\"").is_err());
+        assert_eq!(v3, PgRto::Seconds(30));
+        assert!(serde_json::from_str::<PgRto>("\"\"").is_err());
         assert!(serde_json::from_str::<PgRto>("1").is_err());
     }
 

@@ -93,7 +93,7 @@ fn base(fleet: &Fleet, node: &Node, pg: &PgInstance) -> Value {
         "ip": node.ip.to_string(),
         "is_primary": pg.role == PgRole::Primary,
         "members": members,
-        "rto": p.pg_rto.timings(),
+        "rto": p.rto_timings(),
         "synchronous": p.pg_rpo == 0 || p.pg_conf == crate::model::PgConf::Crit,
         "version": p.pg_version,
         "port": p.pg_port,

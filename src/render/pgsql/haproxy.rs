@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::selector::Selector;
-use crate::model::{Node, PgParams, PgRto, PgService};
+use crate::model::{HealthChecks, Node, PgParams, PgService};
 
 /// Pigsty's `default-server` options when a service gives none (v3 and `pg_rto` seconds).
 const V3_DEFAULT_SERVER: &str = "inter 3s fastinter 1s downinter 5s rise 3 fall 3 on-marked-down shutdown-sessions slowstart 30s maxconn 3000 maxqueue 128 weight 100";
@@ -85,7 +85,7 @@ fn service(
         maxconn: svc.maxconn.unwrap_or(5000),
         balance: balance(svc.balance.as_deref())?,
         check: check_path(svc.check.as_deref().unwrap_or("/"))?,
-        default_server: default_server(svc.options.as_deref(), &p.pg_rto)?,
+        default_server: default_server(svc.options.as_deref(), p.rto_checks())?,
         servers: picked,
     })
 }
@@ -157,9 +157,9 @@ fn check_path(path: &str) -> Result<String, String> {
     Err(format!("check `{path}` is not a URL path like /primary"))
 }
 
-/// `default-server` options: the service's own, else the health-check timing of the
-/// `pg_rto` plan (v4), else Pigsty v3's fixed timing.
-fn default_server(options: Option<&str>, rto: &PgRto) -> Result<String, String> {
+/// `default-server` options: the service's own, else the health checks of the
+/// `pg_rto_plan` entry `pg_rto` names (v4), else Pigsty v3's fixed timing.
+fn default_server(options: Option<&str>, checks: Option<HealthChecks>) -> Result<String, String> {
     if let Some(o) = options {
         return match o.chars().find(|c| c.is_control() || *c == '#') {
             Some(c) => Err(format!(
@@ -168,19 +168,26 @@ fn default_server(options: Option<&str>, rto: &PgRto) -> Result<String, String> 
             None => Ok(o.trim().to_string()),
         };
     }
-    // HAProxy 2.6 takes integer times only, so Pigsty's `0.5s` is written `500ms`.
-    let (inter, fast, down) = match rto {
-        PgRto::Seconds(_) => return Ok(V3_DEFAULT_SERVER.to_string()),
-        PgRto::Plan(p) => match p.as_str() {
-            "fast" => ("1s", "500ms", "1s"),
-            "safe" => ("3s", "1500ms", "3s"),
-            "wide" => ("4s", "2s", "4s"),
-            _ => ("2s", "1s", "2s"),
-        },
+    let Some(c) = checks else {
+        return Ok(V3_DEFAULT_SERVER.to_string());
     };
     Ok(format!(
-        "inter {inter} fastinter {fast} downinter {down} rise 3 fall 3 on-marked-down shutdown-sessions slowstart 30s maxconn 3000 maxqueue 128 weight 100"
+        "inter {} fastinter {} downinter {} rise {} fall {} on-marked-down shutdown-sessions slowstart 30s maxconn 3000 maxqueue 128 weight 100",
+        time(c.inter_ms),
+        time(c.fastinter_ms),
+        time(c.downinter_ms),
+        c.rise,
+        c.fall
     ))
+}
+
+/// Milliseconds as HAProxy 2.6 reads them: whole seconds as `2s`, else `500ms`.
+fn time(ms: u32) -> String {
+    if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
 }
 
 /// A name that appears bare in haproxy.cfg.
@@ -230,17 +237,37 @@ mod tests {
         assert!(quote_word("a\nb").is_err());
     }
 
+    fn fast_checks() -> HealthChecks {
+        HealthChecks {
+            inter_ms: 1000,
+            fastinter_ms: 500,
+            downinter_ms: 1000,
+            rise: 3,
+            fall: 3,
+        }
+    }
+
     #[test]
     fn default_server_timing() {
-        let v3 = default_server(None, &PgRto::Seconds(30)).unwrap();
+        let v3 = default_server(None, None).unwrap();
         assert_eq!(v3, V3_DEFAULT_SERVER);
-        let fast = default_server(None, &PgRto::Plan("fast".into())).unwrap();
-        assert!(fast.starts_with("inter 1s fastinter 500ms downinter 1s"));
+        let fast = HealthChecks {
+            inter_ms: 1000,
+            fastinter_ms: 500,
+            downinter_ms: 1000,
+            rise: 2,
+            fall: 4,
+        };
+        let fast = default_server(None, Some(fast)).unwrap();
+        assert!(
+            fast.starts_with("inter 1s fastinter 500ms downinter 1s rise 2 fall 4 "),
+            "{fast}"
+        );
         assert_eq!(
-            default_server(Some(" inter 1s "), &PgRto::Seconds(30)).unwrap(),
+            default_server(Some(" inter 1s "), Some(fast_checks())).unwrap(),
             "inter 1s"
         );
-        assert!(default_server(Some("a\nb"), &PgRto::Seconds(30)).is_err());
+        assert!(default_server(Some("a\nb"), None).is_err());
     }
 
     #[test]

@@ -57,7 +57,7 @@ pub fn patroni(
         restapi_address: format!("{}:{}", node.ip, p.patroni_port),
         etcd_hosts,
         watchdog_mode: watchdog_mode(&p.patroni_watchdog_mode.0, p.pg_conf)?,
-        safety_margin: matches!(p.pg_rto, PgRto::Plan(_)).then(|| p.pg_rto.timings().safety_margin),
+        safety_margin: matches!(p.pg_rto, PgRto::Plan(_)).then(|| p.rto_timings().safety_margin),
         dcs: dcs(fleet, pg, params)?,
         initdb: initdb(p),
         listen: format!("{listen_hosts}:{}", p.pg_port),
@@ -120,7 +120,7 @@ fn watchdog_mode(raw: &str, conf: PgConf) -> Result<String, String> {
 /// `bootstrap.dcs`: the cluster-wide configuration written to etcd at bootstrap.
 fn dcs(fleet: &Fleet, pg: &PgInstance, params: &Parameters) -> Result<Value, String> {
     let p = &pg.params;
-    let t = p.pg_rto.timings();
+    let t = p.rto_timings();
     let crit = p.pg_conf == PgConf::Crit;
     let mut dcs = json!({
         "ttl": t.ttl,
