@@ -158,6 +158,22 @@ fn join_steps(fleet: &Fleet, node: &Node) -> Vec<JoinStep> {
             &[etcd, minio.server],
             action,
         );
+        // The stanza comes first on the primary: PostgreSQL archives from its first
+        // WAL segment on, and archive-push fails until the stanza exists.
+        let backup_repo = (p.pgbackrest_method == "minio")
+            .then_some(minio.ready)
+            .flatten();
+        if primary && p.pgbackrest_enabled.0 {
+            s.add(
+                StepId::PgbackrestStanza,
+                Module::Pgsql,
+                &[Some(StepId::Patroni), backup_repo],
+                format!(
+                    "create stanza {} in repo {}, so WAL archiving works from the start",
+                    pg.cluster, p.pgbackrest_method
+                ),
+            );
+        }
         if p.pgbouncer_enabled.0 {
             s.add(
                 StepId::Pgbouncer,
@@ -194,17 +210,12 @@ fn join_steps(fleet: &Fleet, node: &Node) -> Vec<JoinStep> {
                 ),
             );
             if p.pgbackrest_enabled.0 {
-                let repo = if p.pgbackrest_method == "minio" {
-                    minio.ready
-                } else {
-                    None
-                };
                 s.add(
                     StepId::Pgbackrest,
                     Module::Pgsql,
-                    &[Some(StepId::PgDatabases), repo],
+                    &[Some(StepId::PgDatabases), Some(StepId::PgbackrestStanza)],
                     format!(
-                        "create stanza {} in repo {} and take the first backup",
+                        "take the first full backup of {} into repo {}",
                         pg.cluster, p.pgbackrest_method
                     ),
                 );

@@ -80,6 +80,10 @@ pub enum StepId {
     Haproxy,
     PgUsers,
     PgDatabases,
+    /// Create the pgBackRest stanza as soon as the primary runs, so that WAL archiving
+    /// works from the start instead of failing until the backup step.
+    PgbackrestStanza,
+    /// Take the first full backup.
     Pgbackrest,
     Redis,
     Infra,
@@ -88,7 +92,7 @@ pub enum StepId {
 }
 
 impl StepId {
-    pub const ALL: [StepId; 14] = [
+    pub const ALL: [StepId; 15] = [
         StepId::Etcd,
         StepId::EtcdReady,
         StepId::Minio,
@@ -99,6 +103,7 @@ impl StepId {
         StepId::Haproxy,
         StepId::PgUsers,
         StepId::PgDatabases,
+        StepId::PgbackrestStanza,
         StepId::Pgbackrest,
         StepId::Redis,
         StepId::Infra,
@@ -117,6 +122,7 @@ impl StepId {
             StepId::Haproxy => "haproxy",
             StepId::PgUsers => "pg-users",
             StepId::PgDatabases => "pg-databases",
+            StepId::PgbackrestStanza => "pgbackrest-stanza",
             StepId::Pgbackrest => "pgbackrest",
             StepId::Redis => "redis",
             StepId::Infra => "infra",

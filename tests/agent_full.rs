@@ -43,11 +43,11 @@ fn a_primary_joins_through_a_kill_at_every_step() {
         "etcd:probed",
         "etcd:started",
         "patroni:started",
+        "pgbackrest-stanza:created",
         "pgbouncer:started",
         "haproxy:started",
         "pg-users:/etc/pigsty/sql/10-roles.sql",
         "pg-databases:/etc/pigsty/sql/20-databases.sql",
-        "pgbackrest:stanza",
         "pgbackrest:backup",
         "done:reported",
     ];
@@ -61,7 +61,7 @@ fn a_primary_joins_through_a_kill_at_every_step() {
             node.log("patroni.log"),
             node.log("etcd.log")
         );
-        if point == "patroni:started" || point == "pgbackrest:stanza" {
+        if point == "patroni:started" || point == "pgbackrest-stanza:created" {
             node.services.power_cycle().unwrap();
         }
         eprintln!("stopped at {point}: {:?}", t0.elapsed());
@@ -81,7 +81,8 @@ fn a_primary_joins_through_a_kill_at_every_step() {
         );
     }
     assert_eq!(state.steps["etcd"].attempts, 3, "{}", state.summary());
-    assert_eq!(state.steps["pgbackrest"].attempts, 3);
+    assert_eq!(state.steps["pgbackrest-stanza"].attempts, 2);
+    assert_eq!(state.steps["pgbackrest"].attempts, 2);
     assert!(
         state.steps["pgbackrest"].detail.contains("1 backup"),
         "{}",

@@ -257,7 +257,12 @@ fn a_reimaged_designated_primary_rejoins_as_a_replica_of_the_new_leader() {
         "{}",
         state.summary()
     );
-    for id in ["pg-users", "pg-databases", "pgbackrest"] {
+    for id in [
+        "pgbackrest-stanza",
+        "pg-users",
+        "pg-databases",
+        "pgbackrest",
+    ] {
         let detail = &state.steps[id].detail;
         assert!(
             detail.starts_with("skipped: pg-t-1 is a replica now"),

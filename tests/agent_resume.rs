@@ -2,8 +2,8 @@
 //! member (`etcd`), and a node that is the primary of a PostgreSQL cluster and the
 //! first member of a MinIO cluster (the MinIO STAND-IN of tests/minio_standin) but
 //! not an etcd member, so its plan holds every other step: `etcd-ready`, `minio`,
-//! `minio-buckets`, `patroni`, `pgbouncer`, `haproxy`, `pg-users`, `pg-databases`,
-//! `pgbackrest`, `done`.
+//! `minio-buckets`, `patroni`, `pgbackrest-stanza`, `pgbouncer`, `haproxy`, `pg-users`,
+//! `pg-databases`, `pgbackrest`, `done`.
 //!
 //! Two ways to stop the agent in the middle of each step:
 //! - one table of checkpoints (`Options::crash_at`), at least one in every step of
@@ -214,11 +214,11 @@ const KILLS: &[Kill] = &[
     kill(true, "minio:started", true),
     kill(true, "minio-buckets:pgsql", false),
     kill(true, "patroni:started", true),
+    kill(true, "pgbackrest-stanza:created", true),
     kill(true, "pgbouncer:started", false),
     kill(true, "haproxy:started", true),
     kill(true, "pg-users:/etc/pigsty/sql/10-roles.sql", false),
     kill(true, "pg-databases:/etc/pigsty/sql/20-databases.sql", false),
-    kill(true, "pgbackrest:stanza", true),
     kill(true, "pgbackrest:backup", false),
     kill(true, "done:reported", false),
 ];
@@ -289,6 +289,7 @@ fn every_step_resumes_after_a_kill_at_its_checkpoints() {
             "minio",
             "minio-buckets",
             "patroni",
+            "pgbackrest-stanza",
             "pgbouncer",
             "haproxy",
             "pg-users",

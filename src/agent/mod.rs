@@ -172,6 +172,7 @@ impl Agent<'_> {
             StepId::Pgbouncer => ports::pgbouncer(self),
             StepId::Haproxy => ports::haproxy(self),
             StepId::PgUsers | StepId::PgDatabases => postgres::apply_sql(self, step.id),
+            StepId::PgbackrestStanza => postgres::pgbackrest_stanza(self),
             StepId::Pgbackrest => postgres::pgbackrest(self),
             StepId::Redis => ports::redis(self),
             StepId::Infra => ports::infra(self),

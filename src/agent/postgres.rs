@@ -220,8 +220,37 @@ struct StanzaInfo {
     backup: Vec<serde_json::Value>,
 }
 
-/// `pgbackrest`: create the stanza (idempotent) and take the first full backup unless
-/// the repository already holds one.
+/// `pgbackrest-stanza`: create the stanza (idempotent) right after the primary
+/// starts. PostgreSQL archives from its first segment on; until the stanza exists every
+/// archive-push fails, and after three failures the archiver pauses for a minute, so a
+/// stanza created only before the first backup left that backup waiting on archiving.
+pub fn pgbackrest_stanza(agent: &mut Agent) -> anyhow::Result<String> {
+    let pg = agent
+        .doc
+        .pg
+        .clone()
+        .context("node.json has no pg section")?;
+    if let Some(why) = replica_now(agent, "pgbackrest-stanza", &pg)? {
+        return Ok(why);
+    }
+    wait_repo(agent, "pgbackrest-stanza", &pg)?;
+    pgbackrest_until_done(agent, &pg, "stanza-create", &["stanza-create"])?;
+    agent.checkpoint("pgbackrest-stanza:created")?;
+    // Wake the archiver now instead of at the end of its pause: a WAL switch makes a
+    // new segment ready, and PostgreSQL signals the archiver for it.
+    if let Err(e) = sys::run_stdout(&mut psql(
+        &pg,
+        &["-A", "-t", "-c", "SELECT pg_switch_wal()"],
+    )) {
+        tracing::warn!("pg_switch_wal after stanza-create: {e:#}");
+    }
+    Ok(format!(
+        "stanza {} created in repo {}",
+        pg.pgbackrest.stanza, pg.pgbackrest.method
+    ))
+}
+
+/// `pgbackrest`: take the first full backup unless the repository already holds one.
 pub fn pgbackrest(agent: &mut Agent) -> anyhow::Result<String> {
     let pg = agent
         .doc
@@ -232,8 +261,6 @@ pub fn pgbackrest(agent: &mut Agent) -> anyhow::Result<String> {
         return Ok(why);
     }
     wait_repo(agent, "pgbackrest", &pg)?;
-    pgbackrest_until_done(agent, &pg, "stanza-create", &["stanza-create"])?;
-    agent.checkpoint("pgbackrest:stanza")?;
     let info = sys::run_stdout(&mut pgbackrest_cmd(agent, &pg, &["info", "--output=json"]))?;
     let stanzas: Vec<StanzaInfo> = serde_json::from_str(&info).unwrap_or_default();
     let backups: usize = stanzas.iter().map(|s| s.backup.len()).sum();
@@ -252,7 +279,7 @@ pub fn pgbackrest(agent: &mut Agent) -> anyhow::Result<String> {
     )?;
     agent.checkpoint("pgbackrest:backup")?;
     Ok(format!(
-        "stanza {} created, first full backup taken",
+        "stanza {}: first full backup taken",
         pg.pgbackrest.stanza
     ))
 }
