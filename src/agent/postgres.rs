@@ -153,7 +153,16 @@ fn pgbackrest_until_done(
         what,
         &pg.pgbackrest.stanza,
         || match sys::run(&mut pgbackrest_cmd(agent, pg, args)) {
-            Ok(_) => Attempt::Ready(()),
+            Ok(out) => {
+                // pgBackRest's own timestamped progress (log-level-console), into the
+                // journal: where a slow backup spent its time.
+                for line in String::from_utf8_lossy(&out.stdout).lines() {
+                    if !line.trim().is_empty() {
+                        tracing::info!("pgbackrest {what}: {line}");
+                    }
+                }
+                Attempt::Ready(())
+            }
             Err(e) => {
                 let msg = e.to_string();
                 if is_connection_error(&msg) || is_lock_busy(&msg) || is_archive_timeout(&msg) {
