@@ -95,6 +95,24 @@ fn builds_are_byte_identical() {
         artifacts(&b),
         "two builds of the same inputs differ"
     );
+    // Every artifact holds the node's passwords: readable by its owner only.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let node_dir = dir.path().join("a").join(NODE);
+        for want in ["rootfs.tar.zst", "disk.raw", "disk.qcow2", "initrd.img"] {
+            let mode = std::fs::metadata(node_dir.join(want))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{want} is {:o}", mode & 0o777);
+        }
+        let manifest = std::fs::metadata(node_dir.join("manifest.json")).unwrap();
+        assert_eq!(
+            manifest.permissions().mode() & 0o077,
+            0o044,
+            "manifest.json"
+        );
+    }
     // What must not be baked into an image.
     let listing = Command::new("tar")
         .args(["--zstd", "-tvf"])

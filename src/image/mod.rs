@@ -304,6 +304,7 @@ fn build_node(
         let mut text = serde_json::to_vec_pretty(&manifest)?;
         text.push(b'\n');
         std::fs::write(tmp.join("manifest.json"), text)?;
+        owner_only(&tmp)?;
         replace_dir(&tmp, &final_dir)?;
         Ok(manifest)
     });
@@ -560,6 +561,25 @@ pub(crate) fn hash_file(path: &Path) -> anyhow::Result<(String, u64)> {
 }
 
 /// Move a finished build into place, replacing a previous one only at the end.
+/// Every artifact of a node holds its rendered configuration, passwords and keys
+/// included, so each is readable by its owner only (0600); the manifest (names, sizes,
+/// digests) stays readable. Walks subdirectories (a PXE set) too.
+fn owner_only(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let entry = entry?;
+        let path = entry.path();
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            owner_only(&path)?;
+        } else if kind.is_file() && entry.file_name() != "manifest.json" {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .with_context(|| format!("making {} private", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
 fn replace_dir(tmp: &Path, dest: &Path) -> anyhow::Result<()> {
     if dest.exists() {
         let old = tmp.with_extension("old");
