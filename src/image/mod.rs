@@ -561,9 +561,11 @@ pub(crate) fn hash_file(path: &Path) -> anyhow::Result<(String, u64)> {
 }
 
 /// Move a finished build into place, replacing a previous one only at the end.
-/// Every artifact of a node holds its rendered configuration, passwords and keys
-/// included, so each is readable by its owner only (0600); the manifest (names, sizes,
-/// digests) stays readable. Walks subdirectories (a PXE set) too.
+/// The artifacts of a node hold its rendered configuration, passwords and keys
+/// included, so each is readable by its owner only (0600). What holds no node data
+/// keeps its mode: the manifest (names, sizes, digests), the kernel and its command
+/// line, and the agent binary of a cloud-init seed (0755). Walks subdirectories (the
+/// cloud-init seed, a PXE set) too.
 fn owner_only(dir: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
@@ -572,7 +574,11 @@ fn owner_only(dir: &Path) -> anyhow::Result<()> {
         let kind = entry.file_type()?;
         if kind.is_dir() {
             owner_only(&path)?;
-        } else if kind.is_file() && entry.file_name() != "manifest.json" {
+        } else if kind.is_file()
+            && !["manifest.json", "vmlinuz", "cmdline", "pigsty"]
+                .iter()
+                .any(|n| entry.file_name() == *n)
+        {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
                 .with_context(|| format!("making {} private", path.display()))?;
         }
