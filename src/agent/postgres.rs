@@ -11,14 +11,26 @@ use crate::plan::StepId;
 use crate::plan::node_json::PgInfo;
 use crate::sys;
 
+/// node.json's PGSQL section.
+fn pg_info(agent: &Agent) -> anyhow::Result<PgInfo> {
+    agent.doc.pg.clone().context("node.json has no pg section")
+}
+
+/// What both backup steps start with: the PGSQL section once the node is still the
+/// primary and its repository answers, or why the step has nothing to do (`Err`).
+fn backup_primary(agent: &Agent, step: &str) -> anyhow::Result<Result<PgInfo, String>> {
+    let pg = pg_info(agent)?;
+    if let Some(why) = replica_now(agent, step, &pg)? {
+        return Ok(Err(why));
+    }
+    wait_repo(agent, step, &pg)?;
+    Ok(Ok(pg))
+}
+
 /// `pg-users` applies the roles file(s); `pg-databases` the others, in order.
 pub fn apply_sql(agent: &mut Agent, id: StepId) -> anyhow::Result<String> {
     let step = id.as_str();
-    let pg = agent
-        .doc
-        .pg
-        .clone()
-        .context("node.json has no pg section")?;
+    let pg = pg_info(agent)?;
     if let Some(why) = replica_now(agent, step, &pg)? {
         return Ok(why);
     }
@@ -205,11 +217,7 @@ fn wait_repo(agent: &Agent, step: &str, pg: &PgInfo) -> anyhow::Result<()> {
 /// `minio-ready` (a designated primary backing up to a MinIO it is not a member of):
 /// the repo answers, as pgBackRest itself sees it.
 pub fn repo_ready(agent: &mut Agent) -> anyhow::Result<String> {
-    let pg = agent
-        .doc
-        .pg
-        .clone()
-        .context("node.json has no pg section")?;
+    let pg = pg_info(agent)?;
     // Runs before Patroni, so the local server cannot say yet; the leader key can. A
     // replica needs no repository, and the pgbackrest step waits for it on a leader.
     if let Some(leader) = super::patroni::leader_elsewhere(agent, &pg) {
@@ -230,19 +238,13 @@ struct StanzaInfo {
 }
 
 /// `pgbackrest-stanza`: create the stanza (idempotent) right after the primary
-/// starts. PostgreSQL archives from its first segment on; until the stanza exists every
-/// archive-push fails, and after three failures the archiver pauses for a minute, so a
-/// stanza created only before the first backup left that backup waiting on archiving.
+/// starts. PostgreSQL archives from its first segment on, and until the stanza exists
+/// every archive-push fails (after three failures the archiver pauses for a minute).
 pub fn pgbackrest_stanza(agent: &mut Agent) -> anyhow::Result<String> {
-    let pg = agent
-        .doc
-        .pg
-        .clone()
-        .context("node.json has no pg section")?;
-    if let Some(why) = replica_now(agent, "pgbackrest-stanza", &pg)? {
-        return Ok(why);
-    }
-    wait_repo(agent, "pgbackrest-stanza", &pg)?;
+    let pg = match backup_primary(agent, "pgbackrest-stanza")? {
+        Ok(pg) => pg,
+        Err(why) => return Ok(why),
+    };
     pgbackrest_until_done(agent, &pg, "stanza-create", &["stanza-create"])?;
     agent.checkpoint("pgbackrest-stanza:created")?;
     // Wake the archiver now instead of at the end of its pause: a WAL switch makes a
@@ -261,15 +263,10 @@ pub fn pgbackrest_stanza(agent: &mut Agent) -> anyhow::Result<String> {
 
 /// `pgbackrest`: take the first full backup unless the repository already holds one.
 pub fn pgbackrest(agent: &mut Agent) -> anyhow::Result<String> {
-    let pg = agent
-        .doc
-        .pg
-        .clone()
-        .context("node.json has no pg section")?;
-    if let Some(why) = replica_now(agent, "pgbackrest", &pg)? {
-        return Ok(why);
-    }
-    wait_repo(agent, "pgbackrest", &pg)?;
+    let pg = match backup_primary(agent, "pgbackrest")? {
+        Ok(pg) => pg,
+        Err(why) => return Ok(why),
+    };
     let info = sys::run_stdout(&mut pgbackrest_cmd(agent, &pg, &["info", "--output=json"]))?;
     let stanzas: Vec<StanzaInfo> = serde_json::from_str(&info).unwrap_or_default();
     let backups: usize = stanzas.iter().map(|s| s.backup.len()).sum();

@@ -560,7 +560,6 @@ pub(crate) fn hash_file(path: &Path) -> anyhow::Result<(String, u64)> {
     Ok((hex::encode(h.finalize()), size))
 }
 
-/// Move a finished build into place, replacing a previous one only at the end.
 /// The artifacts of a node hold its rendered configuration, passwords and keys
 /// included, so each is readable by its owner only (0600). What holds no node data
 /// keeps its mode: the manifest (names, sizes, digests), the kernel and its command
@@ -586,6 +585,7 @@ fn owner_only(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Move a finished build into place, replacing a previous one only at the end.
 fn replace_dir(tmp: &Path, dest: &Path) -> anyhow::Result<()> {
     if dest.exists() {
         let old = tmp.with_extension("old");
