@@ -94,3 +94,32 @@ fn rendering_is_deterministic() {
         assert_eq!(a.files, b.files);
     }
 }
+
+/// `/etc/resolv.conf` is Pigsty's: `node_dns_options` then one `nameserver` per
+/// `node_dns_servers` entry; `node_dns_method: none` leaves the file out of the image.
+#[test]
+fn resolv_conf_follows_node_dns() {
+    let render = |vars: &str| {
+        let text = format!(
+            "all:\n  children:\n    n: {{ hosts: {{ 10.0.0.5: {{}} }} }}\n  vars: {{ admin_ip: 10.0.0.9, {vars} }}\n"
+        );
+        let loaded = pigsty::inventory::load_str("dns.yml", &text).unwrap();
+        let node = &loaded.fleet.nodes[0];
+        let compiled = compile(&loaded.fleet, node, Catalog::debian12()).unwrap();
+        compiled
+            .files
+            .iter()
+            .find(|f| f.path == "/etc/resolv.conf")
+            .map(|f| String::from_utf8(f.content.clone()).unwrap())
+    };
+    let text = render(
+        "node_dns_method: overwrite, node_dns_servers: ['${admin_ip}', 1.1.1.1], node_dns_options: ['options timeout:2', 'search pigsty']",
+    )
+    .expect("resolv.conf rendered");
+    let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(
+        lines,
+        ["options timeout:2", "search pigsty", "nameserver 10.0.0.9", "nameserver 1.1.1.1"]
+    );
+    assert_eq!(render("node_dns_method: none"), None);
+}

@@ -49,7 +49,9 @@ params! {
         node_timezone: String,
         node_ntp_enabled: Flag,
         node_ntp_servers: Vec<String>,
+        node_dns_method: NodeDnsMethod,
         node_dns_servers: Vec<String>,
+        node_dns_options: Vec<String>,
         node_default_etc_hosts: Vec<String>,
         node_etc_hosts: Vec<String>,
         node_tune: NodeTune,
@@ -293,6 +295,17 @@ pub enum RedisMode {
     Standalone,
     Cluster,
     Sentinel,
+}
+
+/// `node_dns_method`: how `/etc/resolv.conf` is made. An image has no earlier
+/// resolver to keep, so `add` and `overwrite` both write `node_dns_options` and
+/// `node_dns_servers`; `none` leaves the file to whatever the node is given at boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeDnsMethod {
+    Add,
+    Overwrite,
+    None,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -104,6 +104,7 @@ fn flags(node: &Node) -> Value {
         "node_admin": n.node_admin_enabled.0,
         "ntp": n.node_ntp_enabled.0,
         "timezone": !n.node_timezone.is_empty(),
+        "resolv": n.node_dns_method != crate::model::NodeDnsMethod::None,
         "primary": node.pg.as_ref().is_some_and(|p| p.role == crate::model::PgRole::Primary),
         "patroni": on(|p| p.patroni_enabled.0),
         "pgbouncer": on(|p| p.pgbouncer_enabled.0),
