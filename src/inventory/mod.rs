@@ -278,6 +278,34 @@ mod tests {
         );
     }
 
+    /// Patroni's retry budget against etcd's Raft timing: a primary that cannot reach
+    /// etcd for retry_timeout demotes itself, and losing the Raft leader costs etcd up
+    /// to about three election timeouts. Warned at pg_rto; Pigsty's defaults pass.
+    #[test]
+    fn retry_timeout_shorter_than_etcd_elections_is_warned() {
+        let text = |plan: &str, election: u32| {
+            format!(
+                "all:\n  children:\n    etcd:\n      hosts: {{ 10.0.0.1: {{ etcd_seq: 1 }} }}\n      vars: {{ etcd_cluster: etcd }}\n    pg-x:\n      hosts: {{ 10.0.0.1: {{ pg_seq: 1, pg_role: primary }} }}\n      vars: {{ pg_cluster: pg-x }}\n  vars:\n    etcd_election_timeout: {election}\n    etcd_heartbeat_interval: 500\n    pg_rto: lab\n    pg_rto_plan:\n      lab: {plan}\n"
+            )
+        };
+        let warned = |plan: &str, election: u32| -> Vec<crate::diag::Finding> {
+            load_str("lab.yml", &text(plan, election))
+                .unwrap()
+                .warnings
+                .into_iter()
+                .filter(|f| f.key == "pg_rto")
+                .collect()
+        };
+        let norm = "[ 30, 5, 10, 25, 5, '2s', '1s', '2s', 3, 3 ]";
+        let w = warned(norm, 5000);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(w[0].line, 12, "{:?}", w[0]);
+        assert!(w[0].message.contains("retry_timeout 10 s") && w[0].message.contains("5000 ms"));
+        // 20 s outlasts three 5 s elections; 10 s outlasts three of etcd's default 1 s.
+        assert!(warned("[ 45, 5, 20, 25, 5, '6s', '2s', '6s', 3, 3 ]", 5000).is_empty());
+        assert!(warned(norm, 2500).is_empty());
+    }
+
     /// Inputs the fuzzer's review found (fuzz/findings): small files whose aliases
     /// would expand into every host. They must be refused, not exhaust the machine.
     #[test]

@@ -90,7 +90,7 @@ pub fn validate(tree: &Tree, file: &str, findings: &mut Vec<Finding>) -> Vec<Nod
         };
         if let Some(node) = read_node(&mut reader, &host.key, membership) {
             note_default_passwords(&reader, &node, &mut password_use);
-            for key in IDENTITY_KEYS.iter().copied().chain([""]) {
+            for key in IDENTITY_KEYS.iter().copied().chain(["pg_rto", ""]) {
                 locs.insert((node.ip, key), reader.loc(key));
             }
             nodes.push(node);
@@ -619,6 +619,7 @@ fn check_fleet(
             }
         }
     }
+    check_dcs_timing(nodes, &at, file, findings);
     for (cluster, mut seqs) in minio {
         seqs.sort_unstable();
         seqs.dedup();
@@ -645,4 +646,54 @@ fn dedupe(findings: &mut Vec<Finding>) {
     let mut seen = HashSet::new();
     findings.retain(|f| seen.insert(f.clone()));
     findings.sort_by_key(|f| (f.line, f.column));
+}
+
+/// Patroni keeps its leader key only while etcd answers within `retry_timeout`. When
+/// the etcd member that leads Raft goes down, the others elect a new leader after one
+/// to two election timeouts (randomised), a split vote costs another round, and
+/// nothing can be written until then; a primary whose retry budget runs out first
+/// demotes itself, and the cluster has no primary until it is elected again. Seen in
+/// the lab: etcd at 5000 ms, retry_timeout 10 s, the node that led Raft powered off,
+/// 17 s (a split vote, then a second round) without a Raft leader, the primary
+/// demoted. Hence three election timeouts. A warning: Pigsty's own plans meet it with
+/// etcd's default timing (1000 ms).
+fn check_dcs_timing(
+    nodes: &[Node],
+    at: &dyn Fn(&Node, &'static str) -> Loc,
+    file: &str,
+    findings: &mut Vec<Finding>,
+) {
+    let Some(election_ms) = nodes
+        .iter()
+        .filter_map(|n| n.etcd.as_ref().map(|e| e.params.etcd_election_timeout))
+        .max()
+    else {
+        return;
+    };
+    for n in nodes {
+        let Some(pg) = &n.pg else { continue };
+        if !pg.params.patroni_enabled.0 {
+            continue;
+        }
+        let retry_s = pg.params.rto_timings().retry_timeout;
+        if u64::from(retry_s) * 1000 < 3 * u64::from(election_ms) {
+            findings.push(
+                Finding::warning(
+                    file,
+                    at(n, "pg_rto"),
+                    "pg_rto",
+                    format!(
+                        "{}: Patroni's retry_timeout {retry_s} s is shorter than three etcd election \
+                         timeouts ({} ms each): if the etcd member leading Raft goes down, the \
+                         primary can demote itself before etcd has a new leader",
+                        pg.name, election_ms
+                    ),
+                )
+                .with_help(
+                    "raise retry_timeout in the pg_rto plan (keeping loop_wait + 2 x retry_timeout <= ttl) \
+                     or lower etcd_election_timeout",
+                ),
+            );
+        }
+    }
 }
