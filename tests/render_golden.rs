@@ -119,7 +119,12 @@ fn resolv_conf_follows_node_dns() {
     let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
     assert_eq!(
         lines,
-        ["options timeout:2", "search pigsty", "nameserver 10.0.0.9", "nameserver 1.1.1.1"]
+        [
+            "options timeout:2",
+            "search pigsty",
+            "nameserver 10.0.0.9",
+            "nameserver 1.1.1.1"
+        ]
     );
     assert_eq!(render("node_dns_method: none"), None);
 }
