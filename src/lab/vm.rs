@@ -161,8 +161,17 @@ pub fn fresh_disk(image_dir: &Path, paths: &VmPaths, key: &str) -> anyhow::Resul
 /// idle lab guest, etcd's and Patroni's CPU each fell from about 55 % to 31 % of a
 /// vCPU with it. TCG derives every vCPU's TSC from the host's one clock, so they agree.
 /// A lab-only choice: images keep the kernel's own judgement on real machines.
+///
+/// `mitigations=off` under TCG: an emulated CPU does not speculate, so the kernel's
+/// Spectre defences (retpolines on every indirect call, the return stack refilled on
+/// every context switch) buy nothing there and cost emulated instructions on each
+/// system call and switch. Under KVM the guest runs on the host's real CPU: they stay.
 fn lab_kernel_args(kvm: bool) -> &'static str {
-    if kvm { "quiet" } else { "quiet tsc=reliable" }
+    if kvm {
+        "quiet"
+    } else {
+        "quiet tsc=reliable mitigations=off"
+    }
 }
 
 /// Start qemu inside the namespace; it daemonizes and writes its pid file. Returns
