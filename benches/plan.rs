@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use pigsty::catalog::Catalog;
 use pigsty::compile::compile;
 use pigsty::inventory::load_str;
 
@@ -28,7 +27,6 @@ fn inventory_1000() -> String {
 
 fn bench(c: &mut Criterion) {
     let text = inventory_1000();
-    let catalog = Catalog::debian12();
     let loaded = load_str("inventory-1000.yml", &text).expect("generated inventory is valid");
     assert_eq!(loaded.fleet.nodes.len(), 1000);
 
@@ -44,7 +42,7 @@ fn bench(c: &mut Criterion) {
             fleet
                 .nodes
                 .iter()
-                .map(|n| compile(fleet, n, catalog).unwrap().plan.digest.len())
+                .map(|n| compile(fleet, n).unwrap().plan.digest.len())
                 .sum::<usize>()
         })
     });

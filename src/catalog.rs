@@ -1,4 +1,5 @@
-//! The base image definition and module → package catalog (`images/debian12.yml`).
+//! Base images and their module → package catalogs (`images/<base>.yml`). A node picks
+//! its base with `node_base`; adding a base is adding a file to [`BASES`].
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -7,7 +8,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::Module;
 
-const DEBIAN12: &str = include_str!("../images/debian12.yml");
+/// Every base this tool builds, by name; the first is the default.
+const BASES: &[(&str, &str)] = &[
+    ("debian13", include_str!("../images/debian13.yml")),
+    ("debian12", include_str!("../images/debian12.yml")),
+];
+
+/// The base a node gets when its inventory does not set `node_base`.
+pub const DEFAULT_BASE: &str = BASES[0].0;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Catalog {
@@ -22,12 +30,57 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    /// The Debian 12 catalog compiled into the binary.
-    pub fn debian12() -> &'static Catalog {
-        static CAT: OnceLock<Catalog> = OnceLock::new();
-        CAT.get_or_init(|| {
-            Catalog::parse(DEBIAN12).expect("images/debian12.yml is valid (checked by a unit test)")
+    /// Every base compiled into the binary, the default first.
+    pub fn all() -> &'static [Catalog] {
+        static ALL: OnceLock<Vec<Catalog>> = OnceLock::new();
+        ALL.get_or_init(|| {
+            BASES
+                .iter()
+                .map(|(name, text)| {
+                    let c = Catalog::parse(text)
+                        .expect("images/*.yml are valid (checked by a unit test)");
+                    assert_eq!(&c.name, name, "images/{name}.yml names itself");
+                    c
+                })
+                .collect()
         })
+    }
+
+    /// The base called `name` (`debian13`, `debian12`).
+    pub fn named(name: &str) -> Option<&'static Catalog> {
+        Catalog::all().iter().find(|c| c.name == name)
+    }
+
+    /// Names of every base, the default first.
+    pub fn names() -> Vec<&'static str> {
+        BASES.iter().map(|(n, _)| *n).collect()
+    }
+
+    /// The Debian 12 catalog (PostgreSQL 15).
+    pub fn debian12() -> &'static Catalog {
+        Catalog::named("debian12").expect("debian12 is one of BASES")
+    }
+
+    /// The Debian 13 catalog (PostgreSQL 17), the default base.
+    pub fn debian13() -> &'static Catalog {
+        Catalog::named("debian13").expect("debian13 is one of BASES")
+    }
+
+    /// The base of `name`, or an error naming the bases there are. Inventory
+    /// validation refuses unknown names first, with their line.
+    pub fn base(name: &str) -> anyhow::Result<&'static Catalog> {
+        Catalog::named(name).ok_or_else(|| {
+            anyhow::anyhow!(
+                "unknown base `{name}`: this pigsty builds {}",
+                Catalog::names().join(", ")
+            )
+        })
+    }
+
+    /// The newest PostgreSQL major the base's own archive ships: a node's
+    /// `pg_version` when the inventory does not set one.
+    pub fn newest_pg(&self) -> u32 {
+        self.pg_versions.iter().copied().max().unwrap_or(0)
     }
 
     pub fn parse(text: &str) -> Result<Catalog, String> {
@@ -59,6 +112,21 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_base_parses_and_debian13_is_the_default() {
+        assert_eq!(Catalog::all().len(), BASES.len());
+        assert_eq!(DEFAULT_BASE, "debian13");
+        let c = Catalog::debian13();
+        assert_eq!((c.suite.as_str(), c.newest_pg()), ("trixie", 17));
+        assert_eq!(Catalog::debian12().newest_pg(), 15);
+        assert!(Catalog::named("debian11").is_none());
+        let pg = c.packages([Module::Pgsql], 17);
+        assert!(pg.contains(&"postgresql-17".to_string()), "{pg:?}");
+        // Both bases list the same module packages: only the suite and majors differ.
+        assert_eq!(c.modules, Catalog::debian12().modules);
+        assert_eq!(c.base, Catalog::debian12().base);
+    }
 
     #[test]
     fn debian12_catalog() {

@@ -8,7 +8,6 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::Error;
-use crate::catalog::Catalog;
 use crate::cli::{BuildImageArgs, Cli, Command, InventoryCommand, PlanArgs, RenderArgs};
 use crate::compile::{Compiled, compile};
 use crate::diag::{self, Finding};
@@ -367,7 +366,6 @@ fn write_table<const N: usize>(
 }
 
 fn plan(fleet: &Fleet, args: &PlanArgs, out: &mut dyn Write) -> Result<(), Error> {
-    let catalog = Catalog::debian12();
     let nodes: Vec<&Node> = match &args.role {
         Some(name) => vec![fleet.find(name).map_err(|e| Error::Usage(e.to_string()))?],
         None => fleet.nodes.iter().collect(),
@@ -376,7 +374,7 @@ fn plan(fleet: &Fleet, args: &PlanArgs, out: &mut dyn Write) -> Result<(), Error
     let plans: Vec<NodePlan> = nodes
         .into_par_iter()
         .map(|n| {
-            let compiled = compile(fleet, n, catalog)?;
+            let compiled = compile(fleet, n)?;
             for w in &compiled.warnings {
                 tracing::warn!("{w}");
             }
@@ -423,11 +421,10 @@ fn describe_plan(plan: &NodePlan, out: &mut dyn Write) -> Result<(), Error> {
 }
 
 fn render(fleet: &Fleet, args: &RenderArgs, out: &mut dyn Write) -> Result<(), Error> {
-    let catalog = Catalog::debian12();
     let (files, summary) = match &args.role {
         Some(name) => {
             let node = fleet.find(name).map_err(|e| Error::Usage(e.to_string()))?;
-            let compiled = compile(fleet, node, catalog)?;
+            let compiled = compile(fleet, node)?;
             let summary = format!("{}: wrote {} file(s)", node.nodename, compiled.files.len());
             (compiled.files, summary)
         }
@@ -437,7 +434,7 @@ fn render(fleet: &Fleet, args: &RenderArgs, out: &mut dyn Write) -> Result<(), E
                 .nodes
                 .par_iter()
                 .map(|n| {
-                    let mut files = compile(fleet, n, catalog)?.files;
+                    let mut files = compile(fleet, n)?.files;
                     for f in &mut files {
                         f.path = format!("/{}{}", n.nodename, f.path);
                     }
@@ -459,7 +456,6 @@ fn render(fleet: &Fleet, args: &RenderArgs, out: &mut dyn Write) -> Result<(), E
 }
 
 fn build_image(fleet: &Fleet, args: &BuildImageArgs, out: &mut dyn Write) -> Result<(), Error> {
-    let catalog = Catalog::debian12();
     let nodes: Vec<&Node> = match &args.role {
         Some(name) => vec![fleet.find(name).map_err(|e| Error::Usage(e.to_string()))?],
         None => fleet.nodes.iter().collect(),
@@ -467,7 +463,7 @@ fn build_image(fleet: &Fleet, args: &BuildImageArgs, out: &mut dyn Write) -> Res
     let compiled: Vec<(&Node, Compiled)> = nodes
         .into_par_iter()
         .map(|n| {
-            let c = compile(fleet, n, catalog)?;
+            let c = compile(fleet, n)?;
             for w in &c.warnings {
                 tracing::warn!("{w}");
             }

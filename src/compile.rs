@@ -20,17 +20,18 @@ pub struct Compiled {
 
 /// Compile one node of the fleet: packages, services, join steps, and its rendered
 /// files. Fails only when a value cannot be written into a file format.
-pub fn compile(fleet: &Fleet, node: &Node, catalog: &Catalog) -> Result<Compiled, RenderError> {
-    let mut warnings = Vec::new();
-    let pg_version = node.pg.as_ref().map_or(15, |p| p.params.pg_version);
-    if node.pg.is_some() && !catalog.pg_versions.contains(&pg_version) {
-        warnings.push(format!(
-            "{}: pg_version {pg_version} is not in {} ({}); the build needs a repository that ships postgresql-{pg_version}",
-            node.nodename,
-            catalog.name,
-            catalog.pg_versions.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
-        ));
-    }
+pub fn compile(fleet: &Fleet, node: &Node) -> Result<Compiled, RenderError> {
+    let warnings = Vec::new();
+    // Validation refused unknown bases and majors the base does not ship.
+    let catalog = Catalog::base(&node.node.node_base).map_err(|e| RenderError {
+        node: node.nodename.clone(),
+        file: "node_base".into(),
+        reason: e.to_string(),
+    })?;
+    let pg_version = node
+        .pg
+        .as_ref()
+        .map_or(catalog.newest_pg(), |p| p.params.pg_version);
     let mut packages = catalog.packages(node.modules.iter().copied(), pg_version);
     packages.extend(extra_packages(node));
     packages.sort();

@@ -85,6 +85,7 @@ fn inventory(net: &str, primary: Instance, replica: Instance) -> String {
   vars:
     admin_ip: {net}.1
     node_ntp_enabled: false
+    node_base: debian12       # the host's PostgreSQL 15 and Patroni 3
 ",
         free_port(),
         free_port(),
@@ -331,6 +332,7 @@ fn minio_ready_is_skipped_when_another_member_leads() {
   vars:
     admin_ip: {net}.1
     node_ntp_enabled: false
+    node_base: debian12       # the host's PostgreSQL 15 and Patroni 3
 ",
         free_port(),
         free_port()

@@ -111,6 +111,7 @@ fn fleet(net: &str) -> Fleet {
   vars:
     admin_ip: {net}.1
     node_ntp_enabled: false
+    node_base: debian12       # the host's PostgreSQL 15 and Patroni 3
 ",
         free_port(),
         free_port(),

@@ -191,7 +191,8 @@ struct CloudImage {
 
 fn cloud_image(packages: &[String], disabled: &[String]) -> CloudImage {
     use sha2::{Digest, Sha256};
-    let catalog = pigsty::catalog::Catalog::debian12();
+    // The fixture node does not set node_base: it is built on the default base.
+    let catalog = pigsty::catalog::Catalog::base(pigsty::catalog::DEFAULT_BASE).unwrap();
     let mut all: Vec<String> = [
         "cloud-init",
         // cloud-init's resizefs module runs resize2fs.

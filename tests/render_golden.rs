@@ -6,7 +6,6 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use pigsty::catalog::Catalog;
 use pigsty::compile::compile;
 use pigsty::inventory::{Source, load};
 
@@ -40,7 +39,7 @@ fn golden_render_trees() {
     for inv in ["pigsty", "sandbox", "lab"] {
         let loaded = load(&Source::File(root().join(format!("inventory/{inv}.yml")))).unwrap();
         for node in &loaded.fleet.nodes {
-            let compiled = compile(&loaded.fleet, node, Catalog::debian12()).unwrap();
+            let compiled = compile(&loaded.fleet, node).unwrap();
             let golden = root().join(format!("tests/fixtures/render/{inv}/{}", node.nodename));
             if bless {
                 let _ = std::fs::remove_dir_all(&golden);
@@ -88,8 +87,8 @@ fn golden_render_trees() {
 fn rendering_is_deterministic() {
     let loaded = load(&Source::File(root().join("inventory/sandbox.yml"))).unwrap();
     for node in &loaded.fleet.nodes {
-        let a = compile(&loaded.fleet, node, Catalog::debian12()).unwrap();
-        let b = compile(&loaded.fleet, node, Catalog::debian12()).unwrap();
+        let a = compile(&loaded.fleet, node).unwrap();
+        let b = compile(&loaded.fleet, node).unwrap();
         assert_eq!(a.plan, b.plan);
         assert_eq!(a.files, b.files);
     }
@@ -105,7 +104,7 @@ fn resolv_conf_follows_node_dns() {
         );
         let loaded = pigsty::inventory::load_str("dns.yml", &text).unwrap();
         let node = &loaded.fleet.nodes[0];
-        let compiled = compile(&loaded.fleet, node, Catalog::debian12()).unwrap();
+        let compiled = compile(&loaded.fleet, node).unwrap();
         compiled
             .files
             .iter()

@@ -30,7 +30,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use pigsty::catalog::Catalog;
 use pigsty::compile::{Compiled, compile};
 use pigsty::inventory::{Source, load};
 use pigsty::model::{Fleet, Node, RedisMode};
@@ -74,7 +73,7 @@ fn compile_fleet(fleet: &Fleet) -> Vec<Compiled> {
     fleet
         .nodes
         .iter()
-        .map(|n| compile(fleet, n, Catalog::debian12()).expect("compiling a node"))
+        .map(|n| compile(fleet, n).expect("compiling a node"))
         .collect()
 }
 

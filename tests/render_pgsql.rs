@@ -31,7 +31,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use pigsty::catalog::Catalog;
 use pigsty::compile::compile;
 use pigsty::inventory::load_str;
 use pigsty::model::Fleet;
@@ -111,8 +110,8 @@ fn render_fleet(name: &str, fleet: &Fleet, dir: &Path) -> Vec<PgNode> {
     let mut out = Vec::new();
     for node in fleet.nodes.iter().filter(|n| n.pg.is_some()) {
         let pg = node.pg.as_ref().unwrap();
-        let compiled = compile(fleet, node, Catalog::debian12())
-            .unwrap_or_else(|e| panic!("{name}: {}: {e}", node.nodename));
+        let compiled =
+            compile(fleet, node).unwrap_or_else(|e| panic!("{name}: {}: {e}", node.nodename));
         let tree = dir.join(&node.nodename);
         write_tree(&compiled.files, &tree).unwrap();
         out.push(PgNode {
@@ -850,22 +849,16 @@ fn expected_objects(fleet: &Fleet, nodename: &str) -> (Vec<String>, Vec<String>)
     (roles, dbs)
 }
 
-/// Render an inventory with its PostgreSQL version set to the one installed here, so
-/// the parameters of every template and version gate are checked on a real server.
-fn as_installed_version(text: &str) -> String {
-    let mut out = String::new();
-    for line in text.lines() {
-        let trimmed = line.trim_start();
-        if let Some(rest) = trimmed.strip_prefix("pg_version:") {
-            let indent = &line[..line.len() - trimmed.len()];
-            let comment = rest.find('#').map(|i| &rest[i..]).unwrap_or("");
-            out.push_str(&format!("{indent}pg_version: {PG_VERSION} {comment}\n"));
-        } else {
-            out.push_str(line);
-            out.push('\n');
+/// A fleet moved onto the base installed here (Debian 12, PostgreSQL 15), so the
+/// parameters of every template and version gate are checked on a real server.
+fn on_installed_base(mut fleet: Fleet) -> Fleet {
+    for node in &mut fleet.nodes {
+        node.node.node_base = "debian12".into();
+        if let Some(pg) = &mut node.pg {
+            pg.params.pg_version = PG_VERSION;
         }
     }
-    out
+    fleet
 }
 
 /// Start the cluster of one rendered primary, check what PostgreSQL says of the
@@ -926,7 +919,7 @@ fn postgres_accepts_rendered_hba_parameters_and_sql() {
     let trees = tempfile::tempdir().unwrap();
     let mut primaries = Vec::new();
     for (i, (name, text)) in inventories().iter().enumerate() {
-        let fleet = load_str(name, &as_installed_version(text)).unwrap().fleet;
+        let fleet = on_installed_base(load_str(name, text).unwrap().fleet);
         for n in render_fleet(name, &fleet, &trees.path().join(i.to_string())) {
             if n.primary {
                 assert_eq!(n.pg_version, PG_VERSION, "{}", n.label);
@@ -972,6 +965,7 @@ fn hostile_inventory() -> String {
         pg_parameters: {{ log_line_prefix: "%m [%p] %q%u@%d # 'x' \\ :", application_name: "off", statement_timeout: "0" }}
   vars:
     admin_ip: 10.10.10.10
+    node_base: debian12
     pg_version: {PG_VERSION}
     pg_admin_password: {pw}
     pg_monitor_password: "off"
@@ -1080,7 +1074,7 @@ fn render_with(extra: &str) -> Result<(), String> {
     );
     let loaded = load_str("bad.yml", &text).map_err(|e| format!("{e:?}"))?;
     for node in &loaded.fleet.nodes {
-        compile(&loaded.fleet, node, Catalog::debian12()).map_err(|e| e.to_string())?;
+        compile(&loaded.fleet, node).map_err(|e| e.to_string())?;
     }
     Ok(())
 }

@@ -135,7 +135,6 @@ pub fn build(
     nodes: &[(&Node, Compiled)],
     opts: &BuildOptions,
 ) -> anyhow::Result<Vec<Manifest>> {
-    let catalog = Catalog::debian12();
     let needs_tree = opts.formats.iter().any(|f| f.needs_tree());
     let tool = match (needs_tree, opts.offline) {
         (false, _) => String::new(),
@@ -151,6 +150,7 @@ pub fn build(
     let mut layers: HashMap<String, Arc<Tree>> = HashMap::new();
     let mut manifests = Vec::new();
     for (node, compiled) in nodes {
+        let catalog = Catalog::base(&compiled.plan.image.name)?;
         let tool = if needs_tree {
             tool_for(&tool, opts, catalog, compiled)?
         } else {

@@ -242,6 +242,39 @@ mod tests {
     }
 
     #[test]
+    fn base_picks_the_default_major_and_refuses_others_at_their_line() {
+        let text = "all:\n  children:\n    pg-x:\n      hosts: { 10.0.0.1: { pg_seq: 1, pg_role: primary } }\n      vars: { pg_cluster: pg-x }\n  vars:\n    admin_ip: 10.0.0.1\n";
+        let version = |t: &str| -> u32 {
+            let fleet = load_str("b.yml", t).unwrap().fleet;
+            fleet.nodes[0].pg.as_ref().unwrap().params.pg_version
+        };
+        // Unset: the newest major of the base, which is debian13 unless a scope says.
+        assert_eq!(version(text), 17);
+        assert_eq!(version(&format!("{text}    node_base: debian12\n")), 15);
+        let host = text.replace(
+            "pg_role: primary }",
+            "pg_role: primary, node_base: debian12 }",
+        );
+        assert_eq!(version(&host), 15);
+
+        // A major the base does not ship: exit 2 at the line that asks for it.
+        let err = load_str("b.yml", &format!("{text}    pg_version: 18\n")).unwrap_err();
+        let f = &err.findings[0];
+        assert_eq!((f.key.as_str(), f.line), ("pg_version", 8), "{f:?}");
+        assert!(f.message.contains("PostgreSQL 17"), "{}", f.message);
+        let err = load_str("b.yml", &format!("{text}    pg_version: 15\n")).unwrap_err();
+        let help = err.findings[0].help.clone().unwrap_or_default();
+        assert!(help.contains("node_base: debian12"), "{help}");
+
+        // An unknown base, with the near name.
+        let err = load_str("b.yml", &format!("{text}    node_base: debian-13\n")).unwrap_err();
+        let f = &err.findings[0];
+        assert_eq!((f.key.as_str(), f.line), ("node_base", 8), "{f:?}");
+        assert!(f.message.contains("debian13, debian12"), "{}", f.message);
+        assert_eq!(f.help.as_deref(), Some("did you mean `debian13`?"));
+    }
+
+    #[test]
     fn rto_plans_are_read_and_unknown_names_refused() {
         let text = "all:\n  children:\n    pg-x:\n      hosts: { 10.0.0.1: { pg_seq: 1, pg_role: primary } }\n      vars: { pg_cluster: pg-x }\n  vars:\n    pg_rto: lab\n    pg_rto_plan:\n      lab: [ 40, 5, 10, 30, 5, '5s', '0.5s', '5s', 2, 4 ]\n";
         let loaded = load_str("lab.yml", text).unwrap();

@@ -11,6 +11,7 @@ use rustc_hash::FxHashMap;
 use super::groups::{Host, Scope, Tree, VarDef};
 use super::reader::{ReadCache, Resolved, VarReader, Vars};
 use super::yaml::{self, Key, Value};
+use crate::catalog::{Catalog, DEFAULT_BASE};
 use crate::diag::{Finding, Loc, did_you_mean};
 use crate::model::*;
 
@@ -34,6 +35,25 @@ fn defaults() -> &'static [VarDef] {
             })
             .collect()
     })
+}
+
+/// `pg_version`'s default on each base: the newest major the base ships.
+fn base_pg_version(base: &str) -> Option<&'static Arc<yaml::Node>> {
+    static BY_BASE: OnceLock<HashMap<&'static str, Arc<yaml::Node>>> = OnceLock::new();
+    BY_BASE
+        .get_or_init(|| {
+            Catalog::all()
+                .iter()
+                .map(|c| {
+                    let node = yaml::Node {
+                        value: yaml::Value::Int(i64::from(c.newest_pg())),
+                        loc: Loc::default(),
+                    };
+                    (c.name.as_str(), Arc::new(node))
+                })
+                .collect()
+        })
+        .get(base)
 }
 
 fn default_vars() -> &'static FxHashMap<&'static str, Resolved<'static>> {
@@ -141,6 +161,22 @@ fn resolve<'a>(tree: &'a Tree, host: &'a Host, groups: &[usize]) -> Vars<'a> {
         put(&group.vars, scope);
     }
     put(&host.vars, Scope::Host);
+    if !own.contains_key("pg_version") {
+        let base = own
+            .get("node_base")
+            .and_then(|r| r.value.scalar_text())
+            .map_or(DEFAULT_BASE.to_string(), |b| b.into_owned());
+        // An unknown base is reported at node_base; the default's major stands in.
+        if let Some(value) = base_pg_version(&base).or_else(|| base_pg_version(DEFAULT_BASE)) {
+            own.insert(
+                "pg_version",
+                Resolved {
+                    value,
+                    scope: Scope::Default,
+                },
+            );
+        }
+    }
     Vars {
         own,
         defaults: default_vars(),
@@ -206,6 +242,13 @@ fn read_node(r: &mut VarReader<'_>, key: &Key, member: Membership) -> Option<Nod
     let cluster_var = r.get::<Option<String>>("node_cluster").flatten();
     // Every part is read before bailing out, so all problems of the host are reported.
     let (ip, params) = (ip?, params?);
+    let base = check_base(r, &params.node_base);
+    if let (Some(catalog), Some(pg)) = (base, &pg)
+        && !check_pg_version(r, catalog, pg.params.pg_version)
+    {
+        return None;
+    }
+    base?;
     let failed = |want: bool, got: bool| want && !got;
     if failed(member.infra, infra.is_some())
         || failed(member.etcd, etcd.is_some())
@@ -247,6 +290,70 @@ fn read_node(r: &mut VarReader<'_>, key: &Key, member: Membership) -> Option<Nod
         minio,
         redis,
     })
+}
+
+/// `node_base` names one of the bases this tool builds.
+fn check_base(r: &mut VarReader<'_>, name: &str) -> Option<&'static Catalog> {
+    let found = Catalog::named(name);
+    if found.is_none() {
+        let loc = r.loc("node_base");
+        let names = Catalog::names();
+        let mut finding = Finding::error(
+            r.file,
+            loc,
+            "node_base",
+            format!(
+                "unknown base `{name}`: this pigsty builds {}",
+                names.join(", ")
+            ),
+        );
+        if let Some(s) = did_you_mean(name, names.iter().copied()) {
+            finding = finding.with_help(format!("did you mean `{s}`?"));
+        }
+        r.findings.push(finding);
+    }
+    found
+}
+
+/// An image holds exactly the major the inventory asks for, so a major the base's
+/// repositories do not offer is refused at the line that asks for it.
+fn check_pg_version(r: &mut VarReader<'_>, catalog: &Catalog, version: u32) -> bool {
+    if catalog.pg_versions.contains(&version) {
+        return true;
+    }
+    let loc = r.loc("pg_version");
+    let offered: Vec<String> = catalog.pg_versions.iter().map(u32::to_string).collect();
+    let other: Vec<String> = Catalog::all()
+        .iter()
+        .filter(|c| c.pg_versions.contains(&version))
+        .map(|c| format!("node_base: {}", c.name))
+        .collect();
+    let mut finding = Finding::error(
+        r.file,
+        loc,
+        "pg_version",
+        format!(
+            "pg_version {version} is not offered by base {} ({} {}), which ships PostgreSQL {}",
+            catalog.name,
+            catalog.suite,
+            catalog.mirror,
+            offered.join(", ")
+        ),
+    );
+    finding = finding.with_help(if other.is_empty() {
+        format!(
+            "use pg_version {} (or leave it unset for the newest)",
+            offered.join(" or ")
+        )
+    } else {
+        format!(
+            "use pg_version {}, or {} for {version}",
+            offered.join(" or "),
+            other.join(" or ")
+        )
+    });
+    r.findings.push(finding);
+    false
 }
 
 fn read_infra(r: &mut VarReader<'_>) -> Option<InfraMember> {

@@ -7,7 +7,6 @@ use anyhow::{Context, bail};
 use sha2::{Digest, Sha256};
 
 use super::{Lab, UpOptions};
-use crate::catalog::Catalog;
 use crate::model::{Fleet, Node};
 
 /// The lab's image key of a node: its plan, the agent binary and the extra trees. An
@@ -59,11 +58,10 @@ pub(super) fn build_missing(fleet: &Fleet, lab: &Lab, opts: &UpOptions) -> anyho
         .iter()
         .map(|d| crate::image::extra::ExtraTree::read(d, epoch).map(|x| (d.clone(), x.sha256)))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let catalog = Catalog::debian12();
     let images = lab.dir.join("images");
     let mut missing: Vec<((&Node, crate::compile::Compiled), String)> = Vec::new();
     for node in &fleet.nodes {
-        let compiled = crate::compile::compile(fleet, node, catalog)?;
+        let compiled = crate::compile::compile(fleet, node)?;
         let key = image_key(&compiled.plan.digest, &agent_sha, &extras, epoch);
         let have = std::fs::read_to_string(images.join(format!("{}.key", node.nodename)))
             .unwrap_or_default();

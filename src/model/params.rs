@@ -41,6 +41,7 @@ params! {
     /// NODE: every host.
     pub struct NodeParams {
         admin_ip: Ipv4Addr,
+        node_base: String,
         region: String,
         node_id_from_pg: Flag,
         node_mac: Option<String>,

@@ -241,9 +241,7 @@ mod tests {
             let path = format!("{}/inventory/{inv}.yml", env!("CARGO_MANIFEST_DIR"));
             let fleet = load(&Source::File(path.into())).unwrap().fleet;
             for node in &fleet.nodes {
-                let compiled =
-                    crate::compile::compile(&fleet, node, crate::catalog::Catalog::debian12())
-                        .unwrap();
+                let compiled = crate::compile::compile(&fleet, node).unwrap();
                 let written = node_json(&fleet, node, &compiled.plan.join);
                 let file = compiled
                     .files

@@ -229,8 +229,7 @@ mod tests {
         let inv = "all:\n  children:\n    minio:\n      hosts: { 10.10.10.10: { minio_seq: 1 } }\n      vars: { minio_cluster: minio, minio_data: '/data{2...1}' }\n";
         let loaded = crate::inventory::load_str("t.yml", inv).unwrap();
         let node = &loaded.fleet.nodes[0];
-        let catalog = crate::catalog::Catalog::debian12();
-        let err = crate::compile::compile(&loaded.fleet, node, catalog).unwrap_err();
+        let err = crate::compile::compile(&loaded.fleet, node).unwrap_err();
         assert!(err.file.contains("tmpfiles.d"), "{err}");
         assert!(err.reason.contains("minio_data"), "{err}");
     }

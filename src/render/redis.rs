@@ -199,8 +199,7 @@ all:
         let bad = INVENTORY.replace("redis_password: 'redis.ms'", "redis_rdb_save: ['hourly']");
         let loaded = load_str("test.yml", &bad).unwrap();
         let node = &loaded.fleet.nodes[0];
-        let catalog = crate::catalog::Catalog::debian12();
-        let err = crate::compile::compile(&loaded.fleet, node, catalog).unwrap_err();
+        let err = crate::compile::compile(&loaded.fleet, node).unwrap_err();
         assert!(err.reason.contains("redis_rdb_save"), "{err}");
     }
 

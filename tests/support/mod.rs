@@ -88,8 +88,7 @@ impl TestNode {
             .unwrap_or_else(|e| panic!("test inventory is invalid: {e:?}"));
         let node = loaded.fleet.find(role).expect("role in the test inventory");
         let compiled =
-            pigsty::compile::compile(&loaded.fleet, node, pigsty::catalog::Catalog::debian12())
-                .expect("compiling the test node");
+            pigsty::compile::compile(&loaded.fleet, node).expect("compiling the test node");
         for f in &compiled.files {
             let path = root.join(f.path.trim_start_matches('/'));
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -260,6 +259,7 @@ pub fn pg_inventory(net: &str, replicas: usize, extra_vars: &str) -> String {
 {extra_vars}  vars:
     admin_ip: {net}.1
     node_ntp_enabled: false
+    node_base: debian12       # the host's PostgreSQL 15 and Patroni 3
 ",
         free_port(),
         free_port()

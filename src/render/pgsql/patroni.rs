@@ -187,13 +187,14 @@ fn replicatefrom(fleet: &Fleet, pg: &PgInstance) -> Result<Option<String>, Strin
         })
 }
 
-/// `initdb` options, as Pigsty's templates choose them: checksums, and PostgreSQL
-/// 17's builtin provider for the C locales.
+/// `initdb` options, as Pigsty's templates choose them: checksums (on by default
+/// from PostgreSQL 18, whose initdb is the first with `--no-data-checksums`), and
+/// PostgreSQL 17's builtin provider for the C locales.
 fn initdb(p: &crate::model::PgParams) -> Vec<Value> {
     let mut out = Vec::new();
     if p.pg_checksum.0 {
         out.push(json!("data-checksums"));
-    } else if p.pg_version >= 17 {
+    } else if p.pg_version >= 18 {
         out.push(json!("no-data-checksums"));
     }
     let utf8 = matches!(p.pg_encoding.as_str(), "UTF8" | "UTF-8");
