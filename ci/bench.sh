@@ -186,8 +186,16 @@ open(dest, "w").write(pattern.sub(r"\g<1>node_ntp_servers: ['%s'], " % server, t
 EOF
 }
 
-# image-cold: the pg-test primary (rootfs and raw) from an empty cache: the
-# mmdebstrap layer, the ext4 base, every zstd frame. What it cached is then kept
+# The mmdebstrap command of a node's package layer by hand (ci/same-set.py).
+same_set() {
+    local plan
+    plan=$("$PIGSTY" -i "$SANDBOX" plan --role "$1" --json) || die "plan --role $1 failed"
+    "$ROOT/ci/same-set.py" "$plan" "$ROOT" "$OUT/mmdebstrap-$1.tar"
+}
+
+# image-cold: the pg-test primary (rootfs and raw, Debian 13) from an empty cache:
+# the mmdebstrap layer, the ext4 base, every zstd frame; beside it, mmdebstrap
+# alone making the same package set. What it cached is then kept
 # in BENCH_CACHE for the warm benchmarks.
 bench_image_cold() {
     local cold=$OUT/cache-cold q
@@ -196,7 +204,9 @@ bench_image_cold() {
         --export-json "$OUT/image-cold.json" --export-markdown "$OUT/image-cold.md" \
         --prepare "rm -rf $(printf '%q' "$cold") $(printf '%q' "$OUT/img-cold")" \
         -n "cold: build-image pg-test-1 rootfs,raw" \
-        "PIGSTY_CACHE=$(printf '%q' "$cold") $q -i $(printf '%q' "$SANDBOX") build-image --role pg-test-1 --format rootfs,raw --out $(printf '%q' "$OUT/img-cold") >/dev/null 2>&1"
+        "PIGSTY_CACHE=$(printf '%q' "$cold") $q -i $(printf '%q' "$SANDBOX") build-image --role pg-test-1 --format rootfs,raw --out $(printf '%q' "$OUT/img-cold") >/dev/null 2>&1" \
+        -n "mmdebstrap alone: same base and packages, to a tar" \
+        "$(same_set pg-test-1) >/dev/null 2>&1"
     report image-cold
     mkdir -p "$IMG_CACHE"
     cp -aln "$cold/." "$IMG_CACHE/"

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::Module;
+use crate::model::{Module, Repository};
 
 /// Every base this tool builds, by name; the first is the default.
 const BASES: &[(&str, &str)] = &[
@@ -24,6 +24,10 @@ pub struct Catalog {
     pub mirror: String,
     pub architecture: String,
     pub components: Vec<String>,
+    /// Debian's release number (`13`), as Pigsty's `releases` lists name it.
+    pub release: u32,
+    /// Repositories by Pigsty's names, for inventories without `repo_upstream`.
+    pub repositories: Vec<Repository>,
     pub base: Vec<String>,
     pub pg_versions: Vec<u32>,
     pub modules: BTreeMap<Module, Vec<String>>,

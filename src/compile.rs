@@ -34,6 +34,9 @@ pub fn compile(fleet: &Fleet, node: &Node) -> Result<Compiled, RenderError> {
         .map_or(catalog.newest_pg(), |p| p.params.pg_version);
     let mut packages = catalog.packages(node.modules.iter().copied(), pg_version);
     packages.extend(extra_packages(node));
+    if let Some(pg) = &node.pg {
+        packages.extend(pg.packages.iter().cloned());
+    }
     packages.sort();
     packages.dedup();
     let mut plan = NodePlan {
@@ -49,6 +52,7 @@ pub fn compile(fleet: &Fleet, node: &Node) -> Result<Compiled, RenderError> {
             name: catalog.name.clone(),
             suite: catalog.suite.clone(),
             architecture: catalog.architecture.clone(),
+            repositories: node.repos.clone(),
         },
         packages,
         files: Vec::new(),

@@ -190,6 +190,11 @@ pub fn did_you_mean<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) ->
         .map(|(_, k)| k)
 }
 
+/// Levenshtein distance between two names (characters).
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    strsim_levenshtein(a, b)
+}
+
 fn strsim_levenshtein(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut prev: Vec<usize> = (0..=b.len()).collect();

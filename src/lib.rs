@@ -14,6 +14,7 @@ pub mod cli;
 pub mod commands;
 pub mod compile;
 pub mod diag;
+pub mod extensions;
 pub mod generate;
 pub mod http;
 pub mod image;

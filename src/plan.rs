@@ -39,6 +39,8 @@ pub struct ImageBase {
     pub name: String,
     pub suite: String,
     pub architecture: String,
+    /// Where its packages come from, the base's archive first.
+    pub repositories: Vec<crate::model::Repository>,
 }
 
 /// A file in the node overlay. `mode` is an octal string (`0640`).

@@ -86,6 +86,7 @@ fn inventory(net: &str, primary: Instance, replica: Instance) -> String {
     admin_ip: {net}.1
     node_ntp_enabled: false
     node_base: debian12       # the host's PostgreSQL 15 and Patroni 3
+    node_repo_modules: node
 ",
         free_port(),
         free_port(),
@@ -333,6 +334,7 @@ fn minio_ready_is_skipped_when_another_member_leads() {
     admin_ip: {net}.1
     node_ntp_enabled: false
     node_base: debian12       # the host's PostgreSQL 15 and Patroni 3
+    node_repo_modules: node
 ",
         free_port(),
         free_port()

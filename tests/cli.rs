@@ -202,8 +202,48 @@ fn near_miss_key_suggests_the_real_one() {
 
 #[test]
 fn unexpected_group_key_suggests_hosts() {
-    let errs = errors(&PG_TEST.replace("    pg-test:\n      hosts:", "    pg-test:\n      host:"));
-    assert_error(&errs, 5, "pg-test.host", "did you mean `hosts`?");
+    // Ansible skips a group key it does not know with a warning; so does pigsty.
+    let text = PG_TEST.replace("    pg-test:\n      hosts:", "    pg-test:\n      host:");
+    let (out, dir) = check_text(&text);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let warnings = report["warnings"].as_array().unwrap();
+    let w = warnings
+        .iter()
+        .find(|w| w["key"] == "pg-test.host")
+        .unwrap_or_else(|| panic!("no warning for pg-test.host: {report:#}"));
+    assert_eq!(w["line"], 5);
+    assert_eq!(w["help"], "did you mean `hosts`?");
+    let plain = pigsty(&["-i", "inv.yml", "inventory", "check"], dir.path());
+    assert_eq!(plain.status.code(), Some(0), "{}", stderr(&plain));
+    assert!(
+        stderr(&plain).contains("inv.yml:5:7: `pg-test.host`"),
+        "{}",
+        stderr(&plain)
+    );
+}
+
+/// A Pigsty parameter that images do not build, set to something other than Pigsty's
+/// default, is a warning at its line; the inventory stays valid (exit 0).
+#[test]
+fn unbuilt_parameter_is_warned_at_its_line() {
+    let text = PG_TEST.replace(
+        "vars: { pg_cluster: pg-test }",
+        "vars: { pg_cluster: pg-test, pg_crontab: ['@daily /pg/bin/pg-vacuum'] }",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("inv.yml"), text).unwrap();
+    let out = pigsty(
+        &["-i", "inv.yml", "plan", "--role", "pg-test-1"],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("inv.yml:8:36: `pg_crontab`: `pg_crontab` has no effect in an image"),
+        "{err}"
+    );
+    assert!(err.contains("no crontab is installed"), "{err}");
 }
 
 #[test]

@@ -52,7 +52,7 @@ fn cloud_init_seed_is_valid_and_reproducible() {
         .map(|p| p.as_str().unwrap())
         .collect();
     assert!(
-        packages.contains(&"postgresql-15") && packages.contains(&"patroni"),
+        packages.contains(&"postgresql-17") && packages.contains(&"patroni"),
         "{packages:?}"
     );
     let paths: Vec<&str> = config["write_files"]

@@ -966,6 +966,7 @@ fn hostile_inventory() -> String {
   vars:
     admin_ip: 10.10.10.10
     node_base: debian12
+    node_repo_modules: node
     pg_version: {PG_VERSION}
     pg_admin_password: {pw}
     pg_monitor_password: "off"

@@ -10,6 +10,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::catalog::Catalog;
+use crate::model::Repository;
 use crate::sys;
 
 /// Documentation and translations are left out of images (servers do not read them).
@@ -28,15 +29,35 @@ pub struct Recipe {
     pub mirror: String,
     pub architecture: String,
     pub components: Vec<String>,
+    /// Sources beyond the base's archive: `deb` lines, each with its key's
+    /// sha256 (`[key=<sha256>]`) so a changed key makes a new layer.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub sources: Vec<String>,
     /// Base and module packages, sorted and deduplicated.
     pub packages: Vec<String>,
     pub path_excludes: Vec<String>,
     pub source_date_epoch: u64,
     pub tool: String,
+    /// The repositories behind `sources`, for their keys at build time.
+    #[serde(skip)]
+    pub repos: Vec<Repository>,
 }
 
 impl Recipe {
+    /// The layer of `packages` on the base's archive alone.
     pub fn new(catalog: &Catalog, packages: &[String], epoch: u64, tool: &str) -> Recipe {
+        Recipe::with_sources(catalog, &[], packages, epoch, tool)
+    }
+
+    /// The layer of `packages` from the base's archive and `repos` (those that are
+    /// the archive itself are skipped).
+    pub fn with_sources(
+        catalog: &Catalog,
+        repos: &[Repository],
+        packages: &[String],
+        epoch: u64,
+        tool: &str,
+    ) -> Recipe {
         let mut all: Vec<String> = catalog.base.iter().chain(packages).cloned().collect();
         all.sort();
         all.dedup();
@@ -45,10 +66,23 @@ impl Recipe {
             mirror: catalog.mirror.clone(),
             architecture: catalog.architecture.clone(),
             components: catalog.components.clone(),
+            sources: repos
+                .iter()
+                .filter(|r| !(r.uri == catalog.mirror && r.suite == catalog.suite))
+                .map(|r| {
+                    let key = super::sources::key_sha(r).unwrap_or_else(|_| "?".into());
+                    format!("{} [key={key}]", r.deb_line())
+                })
+                .collect(),
             packages: all,
             path_excludes: PATH_EXCLUDES.iter().map(|s| s.to_string()).collect(),
             source_date_epoch: epoch,
             tool: tool.to_string(),
+            repos: repos
+                .iter()
+                .filter(|r| !(r.uri == catalog.mirror && r.suite == catalog.suite))
+                .cloned()
+                .collect(),
         }
     }
 
@@ -142,6 +176,14 @@ fn build(recipe: &Recipe, path: &Path) -> anyhow::Result<()> {
         cmd.arg(format!("--dpkgopt=path-exclude={pattern}"));
     }
     cmd.arg(&recipe.suite).arg(&tmp).arg(&recipe.mirror);
+    // Further sources, each trusting only its own key (a file beside the layer).
+    let keys = tempfile::Builder::new()
+        .prefix(".keys-")
+        .tempdir_in(dir)
+        .context("creating a directory for repository keys")?;
+    for repo in &recipe.repos {
+        cmd.arg(super::sources::mirror_arg(repo, keys.path())?);
+    }
     tracing::info!(layer = %recipe.key(), packages = recipe.packages.len(), "building layer with mmdebstrap");
     let result = sys::run(&mut cmd)
         .map_err(anyhow::Error::from)

@@ -9,6 +9,7 @@ pub mod extra;
 pub mod layer;
 pub mod overlay;
 pub mod pxe;
+pub mod sources;
 pub mod tree;
 pub mod zpieces;
 
@@ -147,6 +148,9 @@ pub fn build(
         .iter()
         .map(|d| extra::ExtraTree::read(d, opts.epoch))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    if needs_tree && !opts.offline {
+        preflight_missing(nodes, opts, &tool)?;
+    }
     let mut layers: HashMap<String, Arc<Tree>> = HashMap::new();
     let mut manifests = Vec::new();
     for (node, compiled) in nodes {
@@ -156,7 +160,7 @@ pub fn build(
         } else {
             tool.clone()
         };
-        let recipe = layer::Recipe::new(catalog, &compiled.plan.packages, opts.epoch, &tool);
+        let recipe = recipe(catalog, compiled, opts.epoch, &tool);
         let key = recipe.key();
         let base = match layers.get(&key) {
             _ if !needs_tree => Arc::new(Tree::default()),
@@ -187,6 +191,42 @@ pub fn build(
 
 /// Offline builds cannot ask mmdebstrap its version: use the one recorded with a
 /// cached layer of the same package set.
+/// The layer recipe of a compiled node: its base, repositories and packages.
+fn recipe(catalog: &Catalog, compiled: &Compiled, epoch: u64, tool: &str) -> layer::Recipe {
+    let repos = &compiled.plan.image.repositories;
+    layer::Recipe::with_sources(catalog, repos, &compiled.plan.packages, epoch, tool)
+}
+
+/// Before any layer is built: the repositories of every node whose layer must be
+/// built answer and offer its PostgreSQL major (checked once per repository set).
+fn preflight_missing(
+    nodes: &[(&Node, Compiled)],
+    opts: &BuildOptions,
+    tool: &str,
+) -> anyhow::Result<()> {
+    let mut checked = std::collections::HashSet::new();
+    for (node, compiled) in nodes {
+        let catalog = Catalog::base(&compiled.plan.image.name)?;
+        let r = recipe(catalog, compiled, opts.epoch, tool);
+        if layer::layer_path(&opts.cache, &r.key()).is_file() {
+            continue;
+        }
+        let repos = &compiled.plan.image.repositories;
+        let pg: Vec<String> = compiled
+            .plan
+            .packages
+            .iter()
+            .filter(|p| p.starts_with("postgresql-"))
+            .cloned()
+            .collect();
+        if checked.insert((serde_json::to_string(repos).unwrap_or_default(), pg.clone())) {
+            sources::preflight(catalog, repos, &pg)
+                .with_context(|| format!("checking the repositories of {}", node.nodename))?;
+        }
+    }
+    Ok(())
+}
+
 fn tool_for(
     tool: &str,
     opts: &BuildOptions,
@@ -203,8 +243,7 @@ fn tool_for(
             let text = std::fs::read_to_string(&p).unwrap_or_default();
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
                 let recorded = v["tool"].as_str().unwrap_or_default();
-                let candidate =
-                    layer::Recipe::new(catalog, &compiled.plan.packages, opts.epoch, recorded);
+                let candidate = recipe(catalog, compiled, opts.epoch, recorded);
                 if p.file_stem()
                     .is_some_and(|s| s.to_string_lossy() == candidate.key())
                 {
@@ -213,7 +252,7 @@ fn tool_for(
             }
         }
     }
-    let r = layer::Recipe::new(catalog, &compiled.plan.packages, opts.epoch, "?");
+    let r = recipe(catalog, compiled, opts.epoch, "?");
     anyhow::bail!(
         "--offline: no cached layer in {} holds this package set ({})",
         dir.display(),

@@ -32,9 +32,13 @@ const MODULE_SERVICES: &[&str] = &[
 const NOT_BAKED: &[&str] = &[
     "var/lib/dbus/machine-id",
     "var/lib/systemd/random-seed",
+    // The cluster Debian's postgresql-<major> creates on install, per base's major.
     "etc/postgresql/15/main",
     "var/lib/postgresql/15/main",
     "var/log/postgresql/postgresql-15-main.log",
+    "etc/postgresql/17/main",
+    "var/lib/postgresql/17/main",
+    "var/log/postgresql/postgresql-17-main.log",
     "var/lib/etcd/default",
     "var/cache/ldconfig/aux-cache",
 ];

@@ -133,12 +133,15 @@ impl Tree {
                 }
                 "hosts" => self.read_hosts(g, value, file, findings),
                 "children" => self.read_children(g, value, file, findings),
+                // Ansible skips such a key with a warning (an anchor holder such as
+                // `x-common: &common {...}` is one), so a file it accepts loads here too.
                 other => {
-                    let mut f = Finding::error(
+                    let mut f = Finding::warning(
                         file,
                         key.loc,
                         format!("{name}.{other}"),
-                        "unexpected key in a group: expected `hosts`, `vars` or `children`",
+                        "unexpected key in a group, ignored (as Ansible ignores it): \
+                         a group holds `hosts`, `vars` and `children`",
                     );
                     if let Some(s) = did_you_mean(other, GROUP_KEYS) {
                         f = f.with_help(format!("did you mean `{s}`?"));
@@ -337,6 +340,28 @@ mod tests {
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].line, 4);
         assert_eq!(f[0].help.as_deref(), Some("did you mean `hosts`?"));
+    }
+
+    /// Ansible loads a group with an extra key and warns; so do we, and the group's
+    /// hosts and vars still count (the anchor it holds is usable).
+    #[test]
+    fn extra_group_key_is_a_warning() {
+        let text = "all:\n  children:\n    pg-x:\n      x-common: &common { pg_cluster: pg-x }\n      hosts: { 10.0.0.1: { pg_seq: 1, pg_role: primary } }\n      vars: *common\n";
+        let loaded = crate::inventory::load_str("x.yml", text).unwrap();
+        let w: Vec<_> = loaded
+            .warnings
+            .iter()
+            .filter(|f| f.key == "pg-x.x-common")
+            .collect();
+        assert_eq!(w.len(), 1, "{:?}", loaded.warnings);
+        assert_eq!((w[0].file.as_str(), w[0].line), ("x.yml", 4));
+        assert!(
+            w[0].message.contains("Ansible ignores it"),
+            "{}",
+            w[0].message
+        );
+        let pg = loaded.fleet.nodes[0].pg.as_ref().unwrap();
+        assert_eq!(pg.cluster, "pg-x");
     }
 
     #[test]

@@ -2,7 +2,10 @@
 //! validate the result into a typed [`Fleet`].
 
 pub mod groups;
+mod packages;
 mod reader;
+mod repos;
+mod unimplemented;
 mod validate;
 pub mod yaml;
 
@@ -248,7 +251,11 @@ mod tests {
             let fleet = load_str("b.yml", t).unwrap().fleet;
             fleet.nodes[0].pg.as_ref().unwrap().params.pg_version
         };
-        // Unset: the newest major of the base, which is debian13 unless a scope says.
+        // Unset: the newest major its repositories offer. Pigsty's default
+        // node_repo_modules (local: infra, node, pgsql) brings PGDG, which has 18.
+        assert_eq!(version(text), 18);
+        let text = &format!("{text}    node_repo_modules: node\n");
+        // The Debian archive alone: its own major, debian13 unless a scope says.
         assert_eq!(version(text), 17);
         assert_eq!(version(&format!("{text}    node_base: debian12\n")), 15);
         let host = text.replace(
@@ -260,18 +267,76 @@ mod tests {
         // A major the base does not ship: exit 2 at the line that asks for it.
         let err = load_str("b.yml", &format!("{text}    pg_version: 18\n")).unwrap_err();
         let f = &err.findings[0];
-        assert_eq!((f.key.as_str(), f.line), ("pg_version", 8), "{f:?}");
+        assert_eq!((f.key.as_str(), f.line), ("pg_version", 9), "{f:?}");
         assert!(f.message.contains("PostgreSQL 17"), "{}", f.message);
-        let err = load_str("b.yml", &format!("{text}    pg_version: 15\n")).unwrap_err();
-        let help = err.findings[0].help.clone().unwrap_or_default();
-        assert!(help.contains("node_base: debian12"), "{help}");
+        let help = f.help.clone().unwrap_or_default();
+        assert!(help.contains("`pgdg` (module pgsql)"), "{help}");
 
         // An unknown base, with the near name.
         let err = load_str("b.yml", &format!("{text}    node_base: debian-13\n")).unwrap_err();
         let f = &err.findings[0];
-        assert_eq!((f.key.as_str(), f.line), ("node_base", 8), "{f:?}");
+        assert_eq!((f.key.as_str(), f.line), ("node_base", 9), "{f:?}");
         assert!(f.message.contains("debian13, debian12"), "{}", f.message);
         assert_eq!(f.help.as_deref(), Some("did you mean `debian13`?"));
+    }
+
+    #[test]
+    fn extensions_and_preloads_resolve_to_packages_or_fail_at_their_line() {
+        let text = "all:\n  children:\n    pg-x:\n      hosts: { 10.0.0.1: { pg_seq: 1, pg_role: primary } }\n      vars:\n        pg_cluster: pg-x\n        pg_libs: 'timescaledb, pg_cron, pg_stat_statements, auto_explain'\n        pg_extensions: [ postgis, 'pgvector' ]\n        pg_databases:\n          - { name: app, extensions: [ { name: vector }, timescaledb, pg_cron ] }\n  vars:\n    admin_ip: 10.0.0.1\n    node_repo_modules: node\n";
+        let fleet = load_str("x.yml", text).unwrap().fleet;
+        let pg = fleet.nodes[0].pg.as_ref().unwrap();
+        assert_eq!(
+            pg.packages,
+            [
+                "postgresql-17-cron",
+                "postgresql-17-pgvector",
+                "postgresql-17-postgis-3",
+                "postgresql-17-timescaledb"
+            ]
+        );
+        // A typo in a database's extension list: its own line, and the near name.
+        let err = load_str(
+            "x.yml",
+            &text.replace("timescaledb, pg_cron ]", "timescaledb, pg_crn ]"),
+        )
+        .unwrap_err();
+        let f = &err.findings[0];
+        assert_eq!(
+            (f.key.as_str(), f.line),
+            ("pg_databases[0].extensions[2]", 10),
+            "{f:?}"
+        );
+        assert!(
+            f.help.as_deref().unwrap_or_default().contains("`pg_cron`"),
+            "{f:?}"
+        );
+        // Debian 12 does not package pgvector or timescaledb: refused, naming them.
+        let err = load_str("x.yml", &format!("{text}    node_base: debian12\n")).unwrap_err();
+        let keys: Vec<&str> = err.findings.iter().map(|f| f.key.as_str()).collect();
+        assert!(
+            keys.contains(&"pg_extensions[1]") && keys.contains(&"pg_libs"),
+            "{keys:?}"
+        );
+        // An unknown preload library.
+        let err = load_str(
+            "x.yml",
+            &text.replace("pg_cron, pg_stat", "pg_crom, pg_stat"),
+        )
+        .unwrap_err();
+        assert_eq!(
+            (err.findings[0].key.as_str(), err.findings[0].line),
+            ("pg_libs", 7)
+        );
+    }
+
+    #[test]
+    fn other_kernels_are_refused_by_name() {
+        let text = "all:\n  children:\n    pg-x:\n      hosts: { 10.0.0.1: { pg_seq: 1, pg_role: primary } }\n      vars: { pg_cluster: pg-x, pg_mode: mssql }\n";
+        let err = load_str("m.yml", text).unwrap_err();
+        let f = &err.findings[0];
+        assert_eq!((f.key.as_str(), f.line), ("pg_mode", 5), "{f:?}");
+        assert!(f.message.contains("Babelfish"), "{}", f.message);
+        assert!(load_str("m.yml", &text.replace("mssql", "pgsql")).is_ok());
     }
 
     #[test]

@@ -15,9 +15,6 @@ use crate::catalog::{Catalog, DEFAULT_BASE};
 use crate::diag::{Finding, Loc, did_you_mean};
 use crate::model::*;
 
-/// Pigsty's parameter names beyond the ones we type, for did-you-mean on typos.
-const PIGSTY_PARAMS: &str = include_str!("../model/pigsty_params.txt");
-
 fn defaults() -> &'static [VarDef] {
     static DEFAULTS: OnceLock<Vec<VarDef>> = OnceLock::new();
     DEFAULTS.get_or_init(|| {
@@ -75,10 +72,10 @@ fn default_vars() -> &'static FxHashMap<&'static str, Resolved<'static>> {
 fn known_params() -> &'static HashSet<&'static str> {
     static KNOWN: OnceLock<HashSet<&'static str>> = OnceLock::new();
     KNOWN.get_or_init(|| {
-        PIGSTY_PARAMS
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        // Pigsty's parameters (ours too), for did-you-mean on typos.
+        super::unimplemented::params()
+            .iter()
+            .map(|p| p.name.as_str())
             .chain(typed_keys())
             .chain(defaults().iter().map(|d| d.key.name.as_str()))
             .collect()
@@ -88,6 +85,7 @@ fn known_params() -> &'static HashSet<&'static str> {
 /// Validate the whole tree into nodes. Findings (errors and warnings) are appended.
 pub fn validate(tree: &Tree, file: &str, findings: &mut Vec<Finding>) -> Vec<Node> {
     check_var_names(tree, file, findings);
+    super::unimplemented::check(tree, file, findings);
     let mut nodes = Vec::with_capacity(tree.hosts.len());
     let mut password_use: BTreeMap<&'static str, (Loc, usize)> = BTreeMap::new();
     let mut locs = KeyLocs::new();
@@ -243,12 +241,22 @@ fn read_node(r: &mut VarReader<'_>, key: &Key, member: Membership) -> Option<Nod
     // Every part is read before bailing out, so all problems of the host are reported.
     let (ip, params) = (ip?, params?);
     let base = check_base(r, &params.node_base);
-    if let (Some(catalog), Some(pg)) = (base, &pg)
-        && !check_pg_version(r, catalog, pg.params.pg_version)
-    {
-        return None;
+    let repos = base.and_then(|c| super::repos::resolve(r, c, &params));
+    let mut pg = pg;
+    if let (Some(catalog), Some(repos), Some(pg)) = (base, &repos, &mut pg) {
+        // Unset, pg_version is the newest major the node's repositories offer.
+        let user_set = r
+            .var("pg_version")
+            .is_some_and(|v| v.scope != Scope::Default);
+        if !user_set && let Some(&newest) = super::repos::offered(repos).last() {
+            pg.params.pg_version = newest;
+        }
+        if !check_pg_version(r, catalog, repos, pg.params.pg_version) {
+            return None;
+        }
+        pg.packages = super::packages::resolve(r, catalog, &pg.params)?;
     }
-    base?;
+    let repos = repos?;
     let failed = |want: bool, got: bool| want && !got;
     if failed(member.infra, infra.is_some())
         || failed(member.etcd, etcd.is_some())
@@ -289,6 +297,7 @@ fn read_node(r: &mut VarReader<'_>, key: &Key, member: Membership) -> Option<Nod
         pg,
         minio,
         redis,
+        repos,
     })
 }
 
@@ -315,41 +324,50 @@ fn check_base(r: &mut VarReader<'_>, name: &str) -> Option<&'static Catalog> {
     found
 }
 
-/// An image holds exactly the major the inventory asks for, so a major the base's
-/// repositories do not offer is refused at the line that asks for it.
-fn check_pg_version(r: &mut VarReader<'_>, catalog: &Catalog, version: u32) -> bool {
-    if catalog.pg_versions.contains(&version) {
+/// An image holds exactly the major the inventory asks for, so a major none of
+/// the node's repositories offers is refused at the line that asks for it.
+fn check_pg_version(
+    r: &mut VarReader<'_>,
+    catalog: &Catalog,
+    repos: &[Repository],
+    version: u32,
+) -> bool {
+    let offered = super::repos::offered(repos);
+    if offered.contains(&version) {
         return true;
     }
     let loc = r.loc("pg_version");
-    let offered: Vec<String> = catalog.pg_versions.iter().map(u32::to_string).collect();
-    let other: Vec<String> = Catalog::all()
+    let list = |v: &BTreeSet<u32>| v.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
+    let names: Vec<&str> = repos.iter().map(|x| x.name.as_str()).collect();
+    let elsewhere: Vec<String> = catalog
+        .repositories
         .iter()
-        .filter(|c| c.pg_versions.contains(&version))
-        .map(|c| format!("node_base: {}", c.name))
+        .filter(|x| x.pg_versions.contains(&version))
+        .map(|x| format!("`{}` (module {})", x.name, x.module))
         .collect();
     let mut finding = Finding::error(
         r.file,
         loc,
         "pg_version",
         format!(
-            "pg_version {version} is not offered by base {} ({} {}), which ships PostgreSQL {}",
+            "pg_version {version} is not offered by the repositories of this node on {} ({}), \
+             which offer PostgreSQL {}",
             catalog.name,
-            catalog.suite,
-            catalog.mirror,
-            offered.join(", ")
+            names.join(", "),
+            list(&offered)
         ),
     );
-    finding = finding.with_help(if other.is_empty() {
+    finding = finding.with_help(if elsewhere.is_empty() {
         format!(
             "use pg_version {} (or leave it unset for the newest)",
-            offered.join(" or ")
+            list(&offered)
         )
     } else {
         format!(
-            "use pg_version {}, or {} for {version}",
-            offered.join(" or "),
-            other.join(" or ")
+            "use pg_version {}, or add the repository module that has {version} to \
+             node_repo_modules: {}",
+            list(&offered),
+            elsewhere.join(", ")
         )
     });
     r.findings.push(finding);
@@ -411,7 +429,50 @@ fn valid_cluster_name(name: &str) -> bool {
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
+/// What each of Pigsty's other `pg_mode` kernels is, for the refusal.
+const PG_MODES: &[(&str, &str)] = &[
+    ("citus", "Citus distributed PostgreSQL"),
+    ("mssql", "Babelfish (SQL Server compatibility)"),
+    ("mysql", "OpenHalo (MySQL compatibility)"),
+    ("ivory", "IvorySQL (Oracle compatibility)"),
+    ("pgtde", "Percona PostgreSQL with TDE"),
+    ("polar", "PolarDB for PostgreSQL"),
+    ("gpsql", "Greenplum / Cloudberry"),
+    ("agens", "AgensGraph"),
+    ("oriole", "OrioleDB"),
+    ("pgedge", "pgEdge"),
+];
+
+/// Images hold Debian's PostgreSQL: Pigsty's other kernels are refused by name.
+fn check_pg_mode(r: &mut VarReader<'_>) -> bool {
+    let mode = r.get::<Option<String>>("pg_mode").flatten();
+    let Some(mode) = mode.filter(|m| m != "pgsql") else {
+        return true;
+    };
+    let what = PG_MODES
+        .iter()
+        .find(|(m, _)| *m == mode)
+        .map_or("an unknown mode".to_string(), |(_, w)| w.to_string());
+    let loc = r.loc("pg_mode");
+    r.findings.push(
+        Finding::error(
+            r.file,
+            loc,
+            "pg_mode",
+            format!(
+                "pg_mode `{mode}` ({what}) is not supported: images hold Debian's PostgreSQL \
+                 (pg_mode: pgsql) only"
+            ),
+        )
+        .with_help("remove pg_mode (or set it to pgsql) to build plain PostgreSQL nodes"),
+    );
+    false
+}
+
 fn read_pg(r: &mut VarReader<'_>) -> Option<PgInstance> {
+    if !check_pg_mode(r) {
+        return None;
+    }
     let cluster: Option<String> = r.get("pg_cluster");
     let seq: Option<u32> = r.get("pg_seq");
     let role: Option<PgRole> = r.get("pg_role");
@@ -435,6 +496,7 @@ fn read_pg(r: &mut VarReader<'_>) -> Option<PgInstance> {
         seq,
         role: role?,
         params,
+        packages: Vec::new(),
     })
 }
 

@@ -94,6 +94,40 @@ pub struct Node {
     pub pg: Option<PgInstance>,
     pub minio: Option<MinioMember>,
     pub redis: Option<RedisNode>,
+    /// Package repositories its image is built from, the base's archive first.
+    pub repos: Vec<Repository>,
+}
+
+/// A package repository an image is built from: an entry of Pigsty's
+/// `repo_upstream` (or of the base's default list), resolved for the node's base.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Repository {
+    pub name: String,
+    /// Pigsty's repository module (`node`, `pgsql`, `infra`, ...).
+    pub module: String,
+    pub uri: String,
+    pub suite: String,
+    #[serde(default)]
+    pub components: Vec<String>,
+    /// The key that signs it: `debian` (the host's archive keyring), a key of
+    /// `images/keys/` (`pgdg`, `pigsty`), or the path of an armored key file.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// PostgreSQL majors it offers, where known.
+    #[serde(default)]
+    pub pg_versions: Vec<u32>,
+}
+
+impl Repository {
+    /// The `deb` line apt reads (without options).
+    pub fn deb_line(&self) -> String {
+        let mut line = format!("deb {} {}", self.uri, self.suite);
+        for c in &self.components {
+            line.push(' ');
+            line.push_str(c);
+        }
+        line
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -118,6 +152,9 @@ pub struct PgInstance {
     pub role: PgRole,
     pub name: String,
     pub params: PgParams,
+    /// Packages its extensions, libraries and `pg_packages` need on its base,
+    /// resolved through the extension catalog at validation.
+    pub packages: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -42,6 +42,9 @@ params! {
     pub struct NodeParams {
         admin_ip: Ipv4Addr,
         node_base: String,
+        node_repo_modules: String,
+        repo_modules: String,
+        repo_upstream: Option<Vec<serde_json::Value>>,
         region: String,
         node_id_from_pg: Flag,
         node_mac: Option<String>,
@@ -153,6 +156,7 @@ params! {
         pg_lc_ctype: String,
         pg_libs: String,
         pg_parameters: BTreeMap<String, Scalar>,
+        pg_packages: Vec<String>,
         pg_extensions: Vec<serde_json::Value>,
         patroni_enabled: Flag,
         patroni_mode: String,
@@ -684,7 +688,9 @@ pub struct PgService {
     pub port: u16,
     #[serde(default)]
     pub ip: Option<String>,
-    #[serde(default)]
+    /// `default`, `postgres`, `pgbouncer` or a port; Pigsty also takes the port as an
+    /// integer (`dest: 1433`), kept here as its text.
+    #[serde(default, deserialize_with = "dest_text")]
     pub dest: Option<String>,
     #[serde(default)]
     pub check: Option<String>,
@@ -698,6 +704,18 @@ pub struct PgService {
     pub balance: Option<String>,
     #[serde(default)]
     pub options: Option<String>,
+}
+
+fn dest_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Null => Ok(None),
+        serde_json::Value::String(s) => Ok(Some(s)),
+        serde_json::Value::Number(n) if n.is_u64() => Ok(Some(n.to_string())),
+        other => Err(serde::de::Error::custom(format!(
+            "expected default, postgres, pgbouncer or a port number, found {}",
+            json_type(&other)
+        ))),
+    }
 }
 
 /// A pgBackRest repository definition (`pgbackrest_repo.<name>`).

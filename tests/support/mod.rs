@@ -260,6 +260,7 @@ pub fn pg_inventory(net: &str, replicas: usize, extra_vars: &str) -> String {
     admin_ip: {net}.1
     node_ntp_enabled: false
     node_base: debian12       # the host's PostgreSQL 15 and Patroni 3
+    node_repo_modules: node
 ",
         free_port(),
         free_port()

@@ -270,6 +270,33 @@ mod tests {
         assert!(default_server(Some("a\nb"), None).is_err());
     }
 
+    /// Pigsty's `dest: 1433` (an integer: the port itself) sends the service to that
+    /// port of every member, in the rendered haproxy.cfg.
+    #[test]
+    fn integer_dest_is_the_backend_port() {
+        let text = "all:\n  children:\n    etcd:\n      hosts: { 10.0.0.1: { etcd_seq: 1 } }\n      vars: { etcd_cluster: etcd }\n    pg-x:\n      hosts:\n        10.0.0.1: { pg_seq: 1, pg_role: primary }\n        10.0.0.2: { pg_seq: 2, pg_role: replica }\n      vars:\n        pg_cluster: pg-x\n        pg_services: [ { name: mssql, port: 5440, dest: 1433, check: /primary, selector: '[]' } ]\n";
+        let fleet = crate::inventory::load_str("x.yml", text).unwrap().fleet;
+        let node = &fleet.nodes[0];
+        let files = crate::render::render_node(&fleet, node, &[]).unwrap();
+        let cfg = files
+            .iter()
+            .find(|f| f.path == "/etc/haproxy/haproxy.cfg")
+            .expect("haproxy.cfg is rendered");
+        let cfg = String::from_utf8_lossy(&cfg.content);
+        let section = cfg
+            .split("listen pg-x-mssql")
+            .nth(1)
+            .expect("the mssql service is rendered");
+        let section = section.split("\nlisten ").next().unwrap_or(section);
+        assert!(section.contains("bind *:5440"), "{section}");
+        for ip in ["10.0.0.1", "10.0.0.2"] {
+            assert!(
+                section.contains(&format!(" {ip}:1433 check port 8008")),
+                "{section}"
+            );
+        }
+    }
+
     #[test]
     fn field_checks() {
         assert_eq!(bind("*", 5433).unwrap(), "*:5433");

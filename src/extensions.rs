@@ -1,0 +1,376 @@
+//! Pigsty's extension catalog (`images/extensions.yml`): extension names, Pigsty's
+//! package aliases and preload libraries, mapped to each base's Debian packages.
+//! One table serves `pg_extensions`, `pg_databases[].extensions` and `pg_libs`, so
+//! adding an extension or a base is an edit to the data, not to this code.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use serde::Deserialize;
+
+const EXTENSIONS: &str = include_str!("../images/extensions.yml");
+
+/// One row of the catalog.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Extension {
+    /// The name `CREATE EXTENSION` takes.
+    pub name: String,
+    /// Pigsty's package alias (several extensions may share one: postgis).
+    pub pkg: String,
+    /// Libraries to preload, comma-separated, as pgext records them.
+    #[serde(default)]
+    pub lib: Option<String>,
+    #[serde(default)]
+    pub preload: bool,
+    /// Per base: `contrib` (inside postgresql-{v}) or a Debian package with `{v}`.
+    #[serde(flatten)]
+    pub bases: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct File {
+    aliases: BTreeMap<String, Vec<String>>,
+    categories: Vec<String>,
+    extensions: Vec<Extension>,
+}
+
+/// Why a name did not resolve: the message says what, `nearest` what was meant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unresolved {
+    pub message: String,
+    pub nearest: Vec<String>,
+}
+
+impl Extension {
+    /// Libraries this extension provides, without `$libdir/` and `.so`.
+    pub fn libraries(&self) -> impl Iterator<Item = &str> {
+        self.lib
+            .as_deref()
+            .unwrap_or_default()
+            .split(',')
+            .map(|l| {
+                l.trim()
+                    .trim_start_matches("$libdir/")
+                    .trim_end_matches(".so")
+            })
+            .filter(|l| !l.is_empty())
+    }
+
+    /// The Debian package on `base` for major `v`: `Some(None)` when it is part of
+    /// the server package (contrib), `None` when the base does not package it.
+    pub fn package(&self, base: &str, v: u32) -> Option<Option<String>> {
+        match self.bases.get(base)?.as_str() {
+            "contrib" => Some(None),
+            pkg => Some(Some(pkg.replace("{v}", &v.to_string()))),
+        }
+    }
+}
+
+/// The whole catalog.
+pub struct Catalog {
+    pub entries: Vec<Extension>,
+    /// Pigsty's kernel and tool aliases (`pgsql-main`), packages with `{v}`.
+    pub aliases: BTreeMap<String, Vec<String>>,
+    /// Pigsty's extension categories (`gis` in `pgsql-gis`, `pg18-gis`).
+    pub categories: Vec<String>,
+}
+
+impl Catalog {
+    pub fn get() -> &'static Catalog {
+        static CAT: OnceLock<Catalog> = OnceLock::new();
+        CAT.get_or_init(|| {
+            Catalog::parse(EXTENSIONS).expect("images/extensions.yml is valid (unit test)")
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<Catalog, String> {
+        let root = crate::inventory::yaml::parse(text)
+            .map_err(|e| format!("{}:{}: {}", e.loc.line, e.loc.col, e.message))?
+            .ok_or("empty extension catalog")?;
+        let json = root.to_json_with(&|s: &str| s.to_string());
+        let file: File = serde_path_to_error::deserialize(json).map_err(|e| e.to_string())?;
+        Ok(Catalog {
+            entries: file.extensions,
+            aliases: file.aliases,
+            categories: file.categories,
+        })
+    }
+
+    /// Rows an extension name or a Pigsty package alias stands for. A name wins
+    /// over an alias (`postgis` is both; the alias would pull in its siblings).
+    pub fn lookup(&self, name: &str) -> Vec<&Extension> {
+        let by_name: Vec<&Extension> = self.entries.iter().filter(|e| e.name == name).collect();
+        if !by_name.is_empty() {
+            return by_name;
+        }
+        self.entries.iter().filter(|e| e.pkg == name).collect()
+    }
+
+    /// Packages that give extension (or alias) `name` on `base` for major `v`:
+    /// empty for contrib. Unknown names and names the base lacks are errors.
+    pub fn packages(&self, name: &str, base: &str, v: u32) -> Result<Vec<String>, Unresolved> {
+        let rows = self.lookup(name);
+        if rows.is_empty() {
+            return Err(Unresolved {
+                message: format!("`{name}` is not an extension or package alias Pigsty knows"),
+                nearest: self.nearest(name, |e| [e.name.as_str(), e.pkg.as_str()]),
+            });
+        }
+        let mut out = Vec::new();
+        for row in rows {
+            match row.package(base, v) {
+                Some(Some(pkg)) => out.push(pkg),
+                Some(None) => {}
+                None => return Err(self.not_packaged(row, base)),
+            }
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// What one `pg_packages` / `pg_extensions` item installs on `base` for major
+    /// `v`: a Pigsty alias (`pgsql-main`, `pg17-main`), an extension name or its
+    /// package alias, or a Debian PostgreSQL package named outright.
+    pub fn item(&self, item: &str, base: &str, v: u32) -> Result<Vec<String>, Unresolved> {
+        let (alias, major) = match item.strip_prefix("pg").and_then(|r| r.split_once('-')) {
+            Some((n, rest)) if n.parse::<u32>().is_ok() => {
+                (format!("pgsql-{rest}"), n.parse::<u32>().ok())
+            }
+            _ => (item.to_string(), None),
+        };
+        let is_alias = self.aliases.contains_key(&alias)
+            || alias
+                .strip_prefix("pgsql-")
+                .is_some_and(|c| self.categories.iter().any(|k| k == c));
+        if let Some(m) = major.filter(|m| is_alias && *m != v) {
+            return Err(Unresolved {
+                message: format!("`{item}` is for PostgreSQL {m}; this node runs {v}"),
+                nearest: vec![format!("pgsql-{}", &alias["pgsql-".len()..])],
+            });
+        }
+        if let Some(pkgs) = self.aliases.get(&alias) {
+            let pkgs: Vec<String> = pkgs
+                .iter()
+                .map(|p| p.replace("{v}", &v.to_string()))
+                .collect();
+            return match pkgs.iter().find(|p| self.lacks(p, base)) {
+                Some(p) => Err(Unresolved {
+                    message: format!("`{item}` includes {p}, which {base}'s archive does not have"),
+                    nearest: Vec::new(),
+                }),
+                None => Ok(pkgs),
+            };
+        }
+        if is_alias {
+            return Err(Unresolved {
+                message: format!(
+                    "`{item}` is one of Pigsty's extension categories, which stand for dozens of \
+                     packages of its own repository; list the extensions you need by name"
+                ),
+                nearest: Vec::new(),
+            });
+        }
+        if item.starts_with("postgresql-") && !self.lacks(item, base) {
+            return Ok(vec![item.to_string()]);
+        }
+        self.packages(item, base, v)
+    }
+
+    /// Whether `pkg`, a PostgreSQL extension package, is one `base` does not ship.
+    fn lacks(&self, pkg: &str, base: &str) -> bool {
+        let Some(rest) = pkg.strip_prefix("postgresql-") else {
+            return false;
+        };
+        // postgresql-17, postgresql-client-17, postgresql-plperl-17: the server's own.
+        if rest
+            .split('-')
+            .next()
+            .is_none_or(|n| n.parse::<u32>().is_err())
+            || !rest.contains('-')
+        {
+            return false;
+        }
+        let major = rest.split('-').next().unwrap_or_default();
+        !self.entries.iter().any(|e| {
+            e.bases
+                .get(base)
+                .is_some_and(|p| p.replace("{v}", major) == pkg)
+        })
+    }
+
+    /// The package that provides preload library `lib` on `base` (None: contrib).
+    pub fn library(&self, lib: &str, base: &str, v: u32) -> Result<Option<String>, Unresolved> {
+        let lib = lib
+            .trim()
+            .trim_start_matches("$libdir/")
+            .trim_end_matches(".so");
+        let row = self
+            .entries
+            .iter()
+            .find(|e| e.libraries().any(|l| l == lib))
+            .or_else(|| self.entries.iter().find(|e| e.name == lib));
+        let Some(row) = row else {
+            return Err(Unresolved {
+                message: format!("no extension in Pigsty's catalog provides library `{lib}`"),
+                nearest: self.nearest(lib, |e| {
+                    let first = e.libraries().next().unwrap_or(e.name.as_str());
+                    [first, e.name.as_str()]
+                }),
+            });
+        };
+        row.package(base, v)
+            .ok_or_else(|| self.not_packaged(row, base))
+    }
+
+    fn not_packaged(&self, row: &Extension, base: &str) -> Unresolved {
+        let elsewhere: Vec<&str> = row
+            .bases
+            .keys()
+            .map(String::as_str)
+            .filter(|b| *b != base)
+            .collect();
+        let also = if elsewhere.is_empty() {
+            "no base of this tool packages it (Pigsty's own or PGDG repositories do)".into()
+        } else {
+            format!("it is packaged on {}", elsewhere.join(", "))
+        };
+        Unresolved {
+            message: format!(
+                "extension `{}` (package alias `{}`) is not in {base}'s archive: {also}",
+                row.name, row.pkg
+            ),
+            nearest: Vec::new(),
+        }
+    }
+
+    /// Up to three known names closest to `name` (edit distance, then order).
+    fn nearest<'a, const N: usize>(
+        &'a self,
+        name: &str,
+        keys: impl Fn(&'a Extension) -> [&'a str; N],
+    ) -> Vec<String> {
+        let mut scored: Vec<(usize, &str)> = self
+            .entries
+            .iter()
+            .flat_map(&keys)
+            .map(|k| (crate::diag::edit_distance(name, k), k))
+            .filter(|(d, k)| *d <= name.len().max(k.len()) / 2)
+            .collect();
+        scored.sort();
+        scored.dedup_by(|a, b| a.1 == b.1);
+        scored
+            .into_iter()
+            .take(3)
+            .map(|(_, k)| k.to_string())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_catalog_parses_with_unique_names_and_known_bases() {
+        let c = Catalog::get();
+        assert!(c.entries.len() > 500, "{}", c.entries.len());
+        let mut names: Vec<&str> = c.entries.iter().map(|e| e.name.as_str()).collect();
+        names.sort();
+        let n = names.len();
+        names.dedup();
+        assert_eq!(n, names.len(), "extension names are unique");
+        for e in &c.entries {
+            for base in e.bases.keys() {
+                assert!(
+                    crate::catalog::Catalog::named(base).is_some(),
+                    "{}: unknown base {base}",
+                    e.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn names_aliases_and_libraries_resolve_per_base() {
+        let c = Catalog::get();
+        let pkgs = |n: &str, b: &str, v: u32| c.packages(n, b, v);
+        assert_eq!(
+            pkgs("postgis", "debian13", 17).unwrap(),
+            ["postgresql-17-postgis-3"]
+        );
+        // `vector` is the extension, `pgvector` Pigsty's alias for its package.
+        assert_eq!(
+            pkgs("vector", "debian13", 17).unwrap(),
+            ["postgresql-17-pgvector"]
+        );
+        assert_eq!(
+            pkgs("pgvector", "debian13", 17).unwrap(),
+            ["postgresql-17-pgvector"]
+        );
+        assert_eq!(
+            pkgs("pg_stat_statements", "debian12", 15).unwrap(),
+            Vec::<String>::new()
+        );
+        // Debian 12 has no pgvector in main; Debian 13 does.
+        let e = pkgs("vector", "debian12", 15).unwrap_err();
+        assert!(e.message.contains("debian13"), "{}", e.message);
+        let e = pkgs("postgsi", "debian13", 17).unwrap_err();
+        assert!(e.nearest.iter().any(|n| n == "postgis"), "{e:?}");
+
+        assert_eq!(
+            c.library("timescaledb", "debian13", 17).unwrap().as_deref(),
+            Some("postgresql-17-timescaledb")
+        );
+        assert_eq!(
+            c.library("pg_cron", "debian13", 17).unwrap().as_deref(),
+            Some("postgresql-17-cron")
+        );
+        assert_eq!(c.library("auto_explain", "debian13", 17).unwrap(), None);
+        assert_eq!(
+            c.library("$libdir/passwordcheck", "debian12", 15).unwrap(),
+            None
+        );
+        let e = c.library("pg_stat_statement", "debian13", 17).unwrap_err();
+        assert_eq!(
+            e.nearest.first().map(String::as_str),
+            Some("pg_stat_statements"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn pigsty_aliases_expand_for_the_nodes_major_and_base() {
+        let c = Catalog::get();
+        let main = c.item("pgsql-main", "debian13", 17).unwrap();
+        assert!(
+            main.contains(&"postgresql-17-pgvector".to_string()),
+            "{main:?}"
+        );
+        assert_eq!(c.item("pg17-main", "debian13", 17).unwrap(), main);
+        let e = c.item("pg18-main", "debian13", 17).unwrap_err();
+        assert!(e.message.contains("PostgreSQL 18"), "{}", e.message);
+        // Debian 12's archive has no pgvector: said, not dropped.
+        let e = c.item("pgsql-main", "debian12", 15).unwrap_err();
+        assert!(
+            e.message.contains("postgresql-15-pgvector"),
+            "{}",
+            e.message
+        );
+        let e = c.item("pg17-gis", "debian13", 17).unwrap_err();
+        assert!(e.message.contains("categories"), "{}", e.message);
+        assert_eq!(
+            c.item("postgresql-17-cron", "debian13", 17).unwrap(),
+            ["postgresql-17-cron"]
+        );
+        assert_eq!(
+            c.item("pgvector", "debian13", 17).unwrap(),
+            ["postgresql-17-pgvector"]
+        );
+        assert!(
+            c.item("pgsql-common", "debian12", 15)
+                .unwrap()
+                .contains(&"patroni".to_string())
+        );
+    }
+}
