@@ -28,6 +28,9 @@ PACKAGES=(
     chrony
     systemd                  # systemd-analyze verify
     mmdebstrap               # image layers
+    apt-utils                # apt-ftparchive: the signed test repository on loopback (apt_repo)
+    gpg                      # signs that repository
+    xz-utils                 # xz -dc of repositories' Packages.xz
     squashfs-tools           # mksquashfs (PXE root)
     e2fsprogs                # mke2fs -d, debugfs (ext4 root)
     zstd                     # tar --zstd in the image tests
@@ -57,6 +60,9 @@ TOOLS=(
     "chronyd --version"
     "systemd-analyze --version"
     "mmdebstrap --version"
+    "apt-ftparchive --version"
+    "gpg --version"
+    "xz --version"
     "mksquashfs -version"
     "mke2fs -V"
     "debugfs -V"

@@ -231,7 +231,9 @@ impl Catalog {
             .filter(|b| *b != base)
             .collect();
         let also = if elsewhere.is_empty() {
-            "no base of this tool packages it (Pigsty's own or PGDG repositories do)".into()
+            "this tool maps extensions to the Debian archive of each base, and no base's \
+             archive packages it (Pigsty's own repository does)"
+                .into()
         } else {
             format!("it is packaged on {}", elsewhere.join(", "))
         };

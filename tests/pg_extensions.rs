@@ -23,6 +23,7 @@ use serde_json::Value;
 
 const INVENTORY: &str = "all:
   children:
+    etcd: { hosts: { 10.77.0.11: { etcd_seq: 1 } }, vars: { etcd_cluster: etcd } }
     pg-ext:
       hosts: { 10.77.0.11: { pg_seq: 1, pg_role: primary } }
       vars:

@@ -33,6 +33,20 @@ pub(super) fn resolve(
     }
     for m in &modules {
         let of_module: Vec<&Repository> = candidates.iter().filter(|x| &x.module == m).collect();
+        if candidates.is_empty() {
+            let loc = r.loc("repo_upstream");
+            r.findings.push(Finding::error(
+                r.file,
+                loc,
+                "repo_upstream",
+                format!(
+                    "repo_upstream has no entry for {} (Debian {}, x86_64): its `releases` \
+                     and `arch` name other systems",
+                    base.name, base.release
+                ),
+            ));
+            return None;
+        }
         if of_module.is_empty() {
             let loc = r.loc("node_repo_modules");
             let have: BTreeSet<&str> = candidates.iter().map(|x| x.module.as_str()).collect();
@@ -163,7 +177,15 @@ fn entry(e: &Json, base: &Catalog, region: &str) -> Result<Option<Repository>, S
         key: field("key")
             .or_else(|| known.and_then(|k| k.key.clone()))
             .or_else(|| key_by_name(&name)),
-        pg_versions: known.map(|k| k.pg_versions.clone()).unwrap_or_default(),
+        // Ours: an entry may say which majors it offers (build-image checks its index).
+        pg_versions: match e.get("pg_versions").and_then(Json::as_array) {
+            Some(v) => v
+                .iter()
+                .filter_map(Json::as_u64)
+                .filter_map(|n| u32::try_from(n).ok())
+                .collect(),
+            None => known.map(|k| k.pg_versions.clone()).unwrap_or_default(),
+        },
     }))
 }
 
