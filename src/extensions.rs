@@ -22,6 +22,14 @@ pub struct Extension {
     pub lib: Option<String>,
     #[serde(default)]
     pub preload: bool,
+    /// The package in Pigsty's repository or PGDG (`upstream_repo`), for the
+    /// majors of `upstream_pg`.
+    #[serde(default)]
+    pub upstream: Option<String>,
+    #[serde(default)]
+    pub upstream_repo: Option<String>,
+    #[serde(default)]
+    pub upstream_pg: Vec<u32>,
     /// Per base: `contrib` (inside postgresql-{v}) or a Debian package with `{v}`.
     #[serde(flatten)]
     pub bases: BTreeMap<String, String>,
@@ -56,13 +64,54 @@ impl Extension {
             .filter(|l| !l.is_empty())
     }
 
-    /// The Debian package on `base` for major `v`: `Some(None)` when it is part of
-    /// the server package (contrib), `None` when the base does not package it.
-    pub fn package(&self, base: &str, v: u32) -> Option<Option<String>> {
-        match self.bases.get(base)?.as_str() {
-            "contrib" => Some(None),
-            pkg => Some(Some(pkg.replace("{v}", &v.to_string()))),
+    /// The package that gives it to `t`: `Some(None)` when it is part of the
+    /// server package (contrib), `None` when none of the node's sources has it.
+    pub fn package(&self, t: &Target<'_>) -> Option<Option<String>> {
+        let fill = |p: &str| p.replace("{v}", &t.v.to_string());
+        let archive = self.bases.get(t.base);
+        if t.base_majors.contains(&t.v) {
+            match archive.map(String::as_str) {
+                Some("contrib") => return Some(None),
+                Some(pkg) => return Some(Some(fill(pkg))),
+                None => {}
+            }
+        } else if self.bases.values().any(|p| p == "contrib") {
+            // Another major's server comes from PGDG or Pigsty with its contrib.
+            return Some(None);
         }
+        let repo = self.upstream_repo.as_deref()?;
+        let pkg = self.upstream.as_deref()?;
+        (self.upstream_pg.contains(&t.v) && t.upstream.contains(&repo)).then(|| Some(fill(pkg)))
+    }
+}
+
+/// Where a node gets its extension packages: its base's archive (and the majors
+/// it ships), the node's major, and which upstream repositories it has
+/// (`pigsty`: Pigsty's PostgreSQL repository, `pgdg`).
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    pub base: &'a str,
+    pub base_majors: &'a [u32],
+    pub v: u32,
+    pub upstream: &'a [&'a str],
+}
+
+impl Target<'_> {
+    /// Which upstream repositories a node's repository list holds.
+    pub fn upstream_of(repos: &[crate::model::Repository]) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        for r in repos {
+            let key = r.key.as_deref().unwrap_or_default();
+            if r.name.starts_with("pgdg") || key == "pgdg" {
+                out.push("pgdg");
+            }
+            if r.name == "pigsty-pgsql" || (key == "pigsty" && r.module == "pgsql") {
+                out.push("pigsty");
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 }
 
@@ -108,7 +157,7 @@ impl Catalog {
 
     /// Packages that give extension (or alias) `name` on `base` for major `v`:
     /// empty for contrib. Unknown names and names the base lacks are errors.
-    pub fn packages(&self, name: &str, base: &str, v: u32) -> Result<Vec<String>, Unresolved> {
+    pub fn packages(&self, name: &str, t: &Target<'_>) -> Result<Vec<String>, Unresolved> {
         let rows = self.lookup(name);
         if rows.is_empty() {
             return Err(Unresolved {
@@ -118,10 +167,10 @@ impl Catalog {
         }
         let mut out = Vec::new();
         for row in rows {
-            match row.package(base, v) {
+            match row.package(t) {
                 Some(Some(pkg)) => out.push(pkg),
                 Some(None) => {}
-                None => return Err(self.not_packaged(row, base)),
+                None => return Err(self.not_packaged(row, t)),
             }
         }
         out.sort();
@@ -132,7 +181,8 @@ impl Catalog {
     /// What one `pg_packages` / `pg_extensions` item installs on `base` for major
     /// `v`: a Pigsty alias (`pgsql-main`, `pg17-main`), an extension name or its
     /// package alias, or a Debian PostgreSQL package named outright.
-    pub fn item(&self, item: &str, base: &str, v: u32) -> Result<Vec<String>, Unresolved> {
+    pub fn item(&self, item: &str, t: &Target<'_>) -> Result<Vec<String>, Unresolved> {
+        let v = t.v;
         let (alias, major) = match item.strip_prefix("pg").and_then(|r| r.split_once('-')) {
             Some((n, rest)) if n.parse::<u32>().is_ok() => {
                 (format!("pgsql-{rest}"), n.parse::<u32>().ok())
@@ -154,9 +204,11 @@ impl Catalog {
                 .iter()
                 .map(|p| p.replace("{v}", &v.to_string()))
                 .collect();
-            return match pkgs.iter().find(|p| self.lacks(p, base)) {
+            return match pkgs.iter().find(|p| self.lacks(p, t)) {
                 Some(p) => Err(Unresolved {
-                    message: format!("`{item}` includes {p}, which {base}'s archive does not have"),
+                    message: format!(
+                        "`{item}` includes {p}, which none of this node's sources has"
+                    ),
                     nearest: Vec::new(),
                 }),
                 None => Ok(pkgs),
@@ -171,14 +223,14 @@ impl Catalog {
                 nearest: Vec::new(),
             });
         }
-        if item.starts_with("postgresql-") && !self.lacks(item, base) {
+        if item.starts_with("postgresql-") && !self.lacks(item, t) {
             return Ok(vec![item.to_string()]);
         }
-        self.packages(item, base, v)
+        self.packages(item, t)
     }
 
-    /// Whether `pkg`, a PostgreSQL extension package, is one `base` does not ship.
-    fn lacks(&self, pkg: &str, base: &str) -> bool {
+    /// Whether `pkg`, a PostgreSQL extension package, is one no source of `t` has.
+    fn lacks(&self, pkg: &str, t: &Target<'_>) -> bool {
         let Some(rest) = pkg.strip_prefix("postgresql-") else {
             return false;
         };
@@ -191,16 +243,14 @@ impl Catalog {
         {
             return false;
         }
-        let major = rest.split('-').next().unwrap_or_default();
-        !self.entries.iter().any(|e| {
-            e.bases
-                .get(base)
-                .is_some_and(|p| p.replace("{v}", major) == pkg)
-        })
+        !self
+            .entries
+            .iter()
+            .any(|e| e.package(t).flatten().is_some_and(|p| p == pkg))
     }
 
     /// The package that provides preload library `lib` on `base` (None: contrib).
-    pub fn library(&self, lib: &str, base: &str, v: u32) -> Result<Option<String>, Unresolved> {
+    pub fn library(&self, lib: &str, t: &Target<'_>) -> Result<Option<String>, Unresolved> {
         let lib = lib
             .trim()
             .trim_start_matches("$libdir/")
@@ -219,28 +269,54 @@ impl Catalog {
                 }),
             });
         };
-        row.package(base, v)
-            .ok_or_else(|| self.not_packaged(row, base))
+        row.package(t).ok_or_else(|| self.not_packaged(row, t))
     }
 
-    fn not_packaged(&self, row: &Extension, base: &str) -> Unresolved {
+    fn not_packaged(&self, row: &Extension, t: &Target<'_>) -> Unresolved {
+        let (base, v) = (t.base, t.v);
         let elsewhere: Vec<&str> = row
             .bases
             .keys()
             .map(String::as_str)
             .filter(|b| *b != base)
             .collect();
-        let also = if elsewhere.is_empty() {
-            "this tool maps extensions to the Debian archive of each base, and no base's \
-             archive packages it (Pigsty's own repository does)"
-                .into()
-        } else {
-            format!("it is packaged on {}", elsewhere.join(", "))
-        };
+        let mut why = Vec::new();
+        if row.bases.contains_key(base) {
+            why.push(format!(
+                "{base}'s archive has it for PostgreSQL {:?} only",
+                t.base_majors
+            ));
+        } else if !elsewhere.is_empty() {
+            why.push(format!(
+                "the archive of {} has it, {base}'s does not",
+                elsewhere.join(", ")
+            ));
+        }
+        match (&row.upstream_repo, row.upstream_pg.contains(&v)) {
+            (Some(repo), true) => why.push(format!(
+                "{} has it: add the `pgsql` repository module (node_repo_modules)",
+                if repo == "pgdg" {
+                    "PGDG"
+                } else {
+                    "Pigsty's repository"
+                }
+            )),
+            (Some(_), false) => why.push(format!(
+                "upstream packages it for PostgreSQL {:?}, not {v}",
+                row.upstream_pg
+            )),
+            (None, _) => {}
+        }
+        if why.is_empty() {
+            why.push("no repository this tool knows packages it".into());
+        }
         Unresolved {
             message: format!(
-                "extension `{}` (package alias `{}`) is not in {base}'s archive: {also}",
-                row.name, row.pkg
+                "extension `{}` (package alias `{}`) is in none of this node's sources for \
+                 PostgreSQL {v}: {}",
+                row.name,
+                row.pkg,
+                why.join("; ")
             ),
             nearest: Vec::new(),
         }
@@ -293,47 +369,56 @@ mod tests {
         }
     }
 
+    const D13: Target<'static> = Target {
+        base: "debian13",
+        base_majors: &[17],
+        v: 17,
+        upstream: &[],
+    };
+    const D12: Target<'static> = Target {
+        base: "debian12",
+        base_majors: &[15],
+        v: 15,
+        upstream: &[],
+    };
+
     #[test]
     fn names_aliases_and_libraries_resolve_per_base() {
         let c = Catalog::get();
-        let pkgs = |n: &str, b: &str, v: u32| c.packages(n, b, v);
         assert_eq!(
-            pkgs("postgis", "debian13", 17).unwrap(),
+            c.packages("postgis", &D13).unwrap(),
             ["postgresql-17-postgis-3"]
         );
         // `vector` is the extension, `pgvector` Pigsty's alias for its package.
         assert_eq!(
-            pkgs("vector", "debian13", 17).unwrap(),
+            c.packages("vector", &D13).unwrap(),
             ["postgresql-17-pgvector"]
         );
         assert_eq!(
-            pkgs("pgvector", "debian13", 17).unwrap(),
+            c.packages("pgvector", &D13).unwrap(),
             ["postgresql-17-pgvector"]
         );
         assert_eq!(
-            pkgs("pg_stat_statements", "debian12", 15).unwrap(),
+            c.packages("pg_stat_statements", &D12).unwrap(),
             Vec::<String>::new()
         );
         // Debian 12 has no pgvector in main; Debian 13 does.
-        let e = pkgs("vector", "debian12", 15).unwrap_err();
+        let e = c.packages("vector", &D12).unwrap_err();
         assert!(e.message.contains("debian13"), "{}", e.message);
-        let e = pkgs("postgsi", "debian13", 17).unwrap_err();
+        let e = c.packages("postgsi", &D13).unwrap_err();
         assert!(e.nearest.iter().any(|n| n == "postgis"), "{e:?}");
 
         assert_eq!(
-            c.library("timescaledb", "debian13", 17).unwrap().as_deref(),
+            c.library("timescaledb", &D13).unwrap().as_deref(),
             Some("postgresql-17-timescaledb")
         );
         assert_eq!(
-            c.library("pg_cron", "debian13", 17).unwrap().as_deref(),
+            c.library("pg_cron", &D13).unwrap().as_deref(),
             Some("postgresql-17-cron")
         );
-        assert_eq!(c.library("auto_explain", "debian13", 17).unwrap(), None);
-        assert_eq!(
-            c.library("$libdir/passwordcheck", "debian12", 15).unwrap(),
-            None
-        );
-        let e = c.library("pg_stat_statement", "debian13", 17).unwrap_err();
+        assert_eq!(c.library("auto_explain", &D13).unwrap(), None);
+        assert_eq!(c.library("$libdir/passwordcheck", &D12).unwrap(), None);
+        let e = c.library("pg_stat_statement", &D13).unwrap_err();
         assert_eq!(
             e.nearest.first().map(String::as_str),
             Some("pg_stat_statements"),
@@ -342,35 +427,79 @@ mod tests {
     }
 
     #[test]
+    fn upstream_repositories_give_other_majors_and_what_debian_lacks() {
+        let c = Catalog::get();
+        let pg18 = Target {
+            v: 18,
+            upstream: &["pgdg", "pigsty"],
+            ..D13
+        };
+        // PGDG's and Pigsty's names, not Debian's: timescaledb is Pigsty's -tsl build.
+        assert_eq!(
+            c.packages("timescaledb", &pg18).unwrap(),
+            ["postgresql-18-timescaledb-tsl"]
+        );
+        assert_eq!(
+            c.packages("postgis", &pg18).unwrap(),
+            ["postgresql-18-postgis-3"]
+        );
+        assert_eq!(
+            c.packages("pg_stat_statements", &pg18).unwrap(),
+            Vec::<String>::new()
+        );
+        // On the archive's own major, Debian's package wins; what it lacks comes from Pigsty.
+        let pg17 = Target {
+            upstream: &["pigsty"],
+            ..D13
+        };
+        assert_eq!(
+            c.packages("timescaledb", &pg17).unwrap(),
+            ["postgresql-17-timescaledb"]
+        );
+        assert_eq!(
+            c.packages("pg_net", &pg17).unwrap(),
+            ["postgresql-17-pg-net"]
+        );
+        // Without the repository: refused, saying which module would give it.
+        let e = c.packages("pg_net", &D13).unwrap_err();
+        assert!(
+            e.message.contains("`pgsql` repository module"),
+            "{}",
+            e.message
+        );
+        assert_eq!(c.item("pgsql-main", &pg18).unwrap().len(), 8);
+    }
+
+    #[test]
     fn pigsty_aliases_expand_for_the_nodes_major_and_base() {
         let c = Catalog::get();
-        let main = c.item("pgsql-main", "debian13", 17).unwrap();
+        let main = c.item("pgsql-main", &D13).unwrap();
         assert!(
             main.contains(&"postgresql-17-pgvector".to_string()),
             "{main:?}"
         );
-        assert_eq!(c.item("pg17-main", "debian13", 17).unwrap(), main);
-        let e = c.item("pg18-main", "debian13", 17).unwrap_err();
+        assert_eq!(c.item("pg17-main", &D13).unwrap(), main);
+        let e = c.item("pg18-main", &D13).unwrap_err();
         assert!(e.message.contains("PostgreSQL 18"), "{}", e.message);
         // Debian 12's archive has no pgvector: said, not dropped.
-        let e = c.item("pgsql-main", "debian12", 15).unwrap_err();
+        let e = c.item("pgsql-main", &D12).unwrap_err();
         assert!(
             e.message.contains("postgresql-15-pgvector"),
             "{}",
             e.message
         );
-        let e = c.item("pg17-gis", "debian13", 17).unwrap_err();
+        let e = c.item("pg17-gis", &D13).unwrap_err();
         assert!(e.message.contains("categories"), "{}", e.message);
         assert_eq!(
-            c.item("postgresql-17-cron", "debian13", 17).unwrap(),
+            c.item("postgresql-17-cron", &D13).unwrap(),
             ["postgresql-17-cron"]
         );
         assert_eq!(
-            c.item("pgvector", "debian13", 17).unwrap(),
+            c.item("pgvector", &D13).unwrap(),
             ["postgresql-17-pgvector"]
         );
         assert!(
-            c.item("pgsql-common", "debian12", 15)
+            c.item("pgsql-common", &D12)
                 .unwrap()
                 .contains(&"patroni".to_string())
         );

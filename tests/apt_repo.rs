@@ -67,9 +67,10 @@ fn signed_repo(dir: &Path) -> PathBuf {
     let bin = repo.join("dists/stable/main/binary-amd64");
     std::fs::create_dir_all(&pool).unwrap();
     std::fs::create_dir_all(&bin).unwrap();
-    // A package to install, and one that only has to be listed (a major's server).
+    // A package to install, and a major's packages that only have to be listed.
     deb(&pool, dir, "pigsty-test-probe");
     deb(&pool, dir, "postgresql-18");
+    deb(&pool, dir, "postgresql-client-18");
     let packages = run(Command::new("apt-ftparchive")
         .args(["packages", "pool"])
         .current_dir(&repo));
@@ -232,6 +233,15 @@ fn a_signed_repository_on_loopback_feeds_plan_check_and_layer() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("postgresql-19 is in none"), "{e}");
+    // Every package of that major must be listed, not only the server's.
+    let ext = [
+        "postgresql-18".to_string(),
+        "postgresql-18-postgis-3".to_string(),
+    ];
+    let e = sources::preflight(catalog, repos, &ext)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("postgresql-18-postgis-3 is in none"), "{e}");
 
     // mmdebstrap: the Debian archive and the loopback repository, trusting its key.
     let loopback: Vec<Repository> = repos

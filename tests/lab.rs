@@ -397,7 +397,7 @@ fn e2e() {
         .copied()
         .filter(|(n, _)| *n != leader)
         .collect();
-    let new_leader = until("a new leader", Duration::from_secs(120), || {
+    let new_leader = until("a new leader", Duration::from_secs(180), || {
         let members = cluster(&[leader.as_str()])?;
         members
             .iter()

@@ -131,6 +131,9 @@ fn is_connection_error(msg: &str) -> bool {
         "could not connect",
         "connection to server",
         "the database system is",
+        // pgBackRest's DbConnectError, whose text goes to its log rather than
+        // stderr: the server restarting (a leader lock renewed late and re-taken).
+        "(exit status: 56)",
     ]
     .iter()
     .any(|m| msg.contains(m))
@@ -192,7 +195,9 @@ fn pgbackrest_until_done(
 fn pgbackrest_cmd(agent: &Agent, pg: &PgInfo, args: &[&str]) -> Command {
     let config = agent.path(&pg.pgbackrest.config);
     let mut cmd = Command::new("runuser");
-    cmd.args(["-u", &pg.dbsu, "--", "pgbackrest"])
+    // A backup is bulk work: it reads and compresses the whole cluster. It yields
+    // the CPU to Patroni and etcd, whose late lock renewal would demote the primary.
+    cmd.args(["-u", &pg.dbsu, "--", "nice", "-n", "10", "pgbackrest"])
         .arg(format!("--config={}", config.display()))
         .arg(format!("--stanza={}", pg.pgbackrest.stanza))
         .args(args);
@@ -300,6 +305,9 @@ mod tests {
                        before the 60000ms timeout";
         assert!(is_archive_timeout(timeout));
         assert!(is_lock_busy("ERROR: [050]: unable to acquire lock on file"));
+        assert!(is_connection_error(
+            "`pgbackrest backup` failed (exit status: 56): "
+        ));
         let fatal = "ERROR: [055]: unable to load info file '/pg/backup/archive/x/archive.info'";
         assert!(!is_archive_timeout(fatal) && !is_lock_busy(fatal));
     }

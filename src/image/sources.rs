@@ -81,16 +81,15 @@ fn dist_url(repo: &Repository, file: &str) -> String {
 }
 
 /// Packages of a node that only the repositories beyond the base's archive can
-/// give, as far as the catalogs know: a PostgreSQL major the base does not ship.
+/// give, as far as the catalogs know: those of a PostgreSQL major the base does not
+/// ship (`postgresql-18`, `postgresql-client-18`, `postgresql-18-postgis-3`).
 fn beyond_base(base: &Catalog, packages: &[String]) -> Vec<String> {
     packages
         .iter()
         .filter(|p| {
             let major = p
-                .strip_prefix("postgresql-client-")
-                .or_else(|| p.strip_prefix("postgresql-"))
-                .and_then(|rest| rest.split('-').next())
-                .and_then(|n| n.parse::<u32>().ok());
+                .strip_prefix("postgresql-")
+                .and_then(|rest| rest.split('-').find_map(|w| w.parse::<u32>().ok()));
             major.is_some_and(|m| !base.pg_versions.contains(&m))
         })
         .cloned()
@@ -133,25 +132,34 @@ pub fn preflight(base: &Catalog, repos: &[Repository], packages: &[String]) -> a
             );
         }
     }
-    let servers: Vec<&String> = needs.iter().filter(|p| !p.contains("client")).collect();
-    for server in servers {
-        let mut seen_in = Vec::new();
-        for repo in repos
-            .iter()
-            .filter(|r| !(r.uri == base.mirror && r.suite == base.suite))
-        {
-            if index_names(&http, repo, &base.architecture)?.contains(server.as_str()) {
-                seen_in.push(repo.name.clone());
-            }
-        }
-        if seen_in.is_empty() {
-            let names: Vec<&str> = repos.iter().map(|r| r.name.as_str()).collect();
-            bail!(
-                "{server} is in none of this node's repositories ({}): their indexes do not list \
-                 it, so pg_version asks for a major they do not ship. Nothing was built.",
-                names.join(", ")
-            );
-        }
+    if needs.is_empty() {
+        return Ok(());
+    }
+    // A major the base does not ship comes, with its extensions, from the others.
+    let mut listed = BTreeSet::new();
+    for repo in repos
+        .iter()
+        .filter(|r| !(r.uri == base.mirror && r.suite == base.suite))
+    {
+        listed.extend(index_names(&http, repo, &base.architecture)?);
+    }
+    let missing: Vec<&String> = needs
+        .iter()
+        .filter(|p| !listed.contains(p.as_str()))
+        .collect();
+    if !missing.is_empty() {
+        let names: Vec<&str> = repos.iter().map(|r| r.name.as_str()).collect();
+        bail!(
+            "{} {} in none of this node's repositories ({}): their indexes do not list them. \
+             Nothing was built.",
+            missing
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            if missing.len() == 1 { "is" } else { "are" },
+            names.join(", ")
+        );
     }
     Ok(())
 }

@@ -8,14 +8,26 @@ use super::reader::VarReader;
 use super::yaml::Value;
 use crate::catalog::Catalog;
 use crate::diag::{Finding, Loc};
-use crate::extensions::{self, Unresolved};
-use crate::model::PgParams;
+use crate::extensions::{self, Target, Unresolved};
+use crate::model::{PgParams, Repository};
 
 /// The Debian packages a node's PostgreSQL needs beyond the PGSQL module's, or
 /// `None` when a name did not resolve (each one reported).
-pub(super) fn resolve(r: &mut VarReader<'_>, base: &Catalog, p: &PgParams) -> Option<Vec<String>> {
+pub(super) fn resolve(
+    r: &mut VarReader<'_>,
+    base: &Catalog,
+    p: &PgParams,
+    repos: &[Repository],
+) -> Option<Vec<String>> {
     let cat = extensions::Catalog::get();
-    let (b, v) = (base.name.as_str(), p.pg_version);
+    let v = p.pg_version;
+    let upstream = Target::upstream_of(repos);
+    let t = Target {
+        base: &base.name,
+        base_majors: &base.pg_versions,
+        v,
+        upstream: &upstream,
+    };
     let mut out = Vec::new();
     let mut ok = true;
     let mut take =
@@ -31,7 +43,7 @@ pub(super) fn resolve(r: &mut VarReader<'_>, base: &Catalog, p: &PgParams) -> Op
     for (i, item) in p.pg_packages.iter().enumerate() {
         let loc = item_loc(r, &["pg_packages"], &[i]);
         for name in words(item) {
-            take(r, loc, format!("pg_packages[{i}]"), cat.item(name, b, v));
+            take(r, loc, format!("pg_packages[{i}]"), cat.item(name, &t));
         }
     }
     for (i, item) in p.pg_extensions.iter().enumerate() {
@@ -46,14 +58,14 @@ pub(super) fn resolve(r: &mut VarReader<'_>, base: &Catalog, p: &PgParams) -> Op
             continue;
         };
         for name in words(text) {
-            take(r, loc, key.clone(), cat.item(name, b, v));
+            take(r, loc, key.clone(), cat.item(name, &t));
         }
     }
     for (i, db) in p.pg_databases.iter().enumerate() {
         for (j, ext) in db.extensions.iter().enumerate() {
             let loc = item_loc(r, &["pg_databases", "extensions"], &[i, j]);
             let key = format!("pg_databases[{i}].extensions[{j}]");
-            take(r, loc, key, cat.packages(&ext.name, b, v));
+            take(r, loc, key, cat.packages(&ext.name, &t));
         }
     }
     let libs_loc = r.loc("pg_libs");
@@ -63,7 +75,7 @@ pub(super) fn resolve(r: &mut VarReader<'_>, base: &Catalog, p: &PgParams) -> Op
         .map(str::trim)
         .filter(|l| !l.is_empty())
     {
-        let got = cat.library(lib, b, v).map(|p| p.into_iter().collect());
+        let got = cat.library(lib, &t).map(|p| p.into_iter().collect());
         take(r, libs_loc, "pg_libs".into(), got);
     }
     out.sort();

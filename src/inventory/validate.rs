@@ -254,7 +254,7 @@ fn read_node(r: &mut VarReader<'_>, key: &Key, member: Membership) -> Option<Nod
         if !check_pg_version(r, catalog, repos, pg.params.pg_version) {
             return None;
         }
-        pg.packages = super::packages::resolve(r, catalog, &pg.params)?;
+        pg.packages = super::packages::resolve(r, catalog, &pg.params, repos)?;
     }
     let repos = repos?;
     let failed = |want: bool, got: bool| want && !got;
