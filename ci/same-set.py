@@ -23,10 +23,17 @@ def field(key):
 base_block = text.split("\nbase:", 1)[1].split("\npg_versions", 1)[0]
 base = re.findall(r"^  - (\S+)", base_block, re.M)
 packages = sorted(set(plan["packages"]) | set(base))
+# The node's other repositories signed by Debian's keyring (updates, security);
+# the bench runs on the built-in inventories, which use no other.
+extra = [
+    " ".join(["deb", r["uri"], r["suite"], *r["components"]])
+    for r in plan["image"]["repositories"]
+    if r.get("key") == "debian" and r["suite"] != field("suite")
+]
 cmd = [
     "mmdebstrap", "--mode=auto", "--variant=apt", "--format=tar",
     f"--architectures={field('architecture')}",
     "--include=" + ",".join(packages),
-    field("suite"), out, field("mirror"),
+    field("suite"), out, field("mirror"), *extra,
 ]
 print(" ".join(shlex.quote(a) for a in cmd))
