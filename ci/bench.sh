@@ -197,7 +197,7 @@ same_set() {
 # the mmdebstrap layer, the ext4 base, every zstd frame; beside it, mmdebstrap
 # alone making the same package set (one --prepare per command: the cold cache
 # must survive the second for the warm benchmarks). 2026-11-30, this machine:
-# build-image 145.8 s, mmdebstrap alone 136.4 s. What it cached is then kept
+# build-image 145.8 and 155.6 s, mmdebstrap alone 136.4 and 131.8 s. What it cached is then kept
 # in BENCH_CACHE for the warm benchmarks.
 bench_image_cold() {
     local cold=$OUT/cache-cold q
