@@ -59,6 +59,18 @@ pub struct Tree {
 const GROUP_KEYS: [&str; 3] = ["hosts", "vars", "children"];
 
 impl Tree {
+    /// Every variable definition written in the file (all.vars, group vars, host
+    /// vars), each once: a host listed in several groups carries its variables once
+    /// per listing, all at the same place.
+    pub fn definitions(&self) -> impl Iterator<Item = &VarDef> {
+        let mut seen = std::collections::HashSet::new();
+        self.groups
+            .iter()
+            .flat_map(|g| &g.vars)
+            .chain(self.hosts.iter().flat_map(|h| &h.vars))
+            .filter(move |d| seen.insert((d.key.name.as_str(), d.key.loc)))
+    }
+
     pub fn group(&self, name: &str) -> Option<usize> {
         self.group_index.get(name).copied()
     }

@@ -3,7 +3,7 @@
 //! anything but Pigsty's default gets a warning at that line, so no setting is dropped
 //! without a word. The same names feed did-you-mean on typos.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use serde::Deserialize;
@@ -81,20 +81,11 @@ fn unbuilt() -> &'static HashMap<&'static str, &'static Param> {
 /// parameter whose value differs from Pigsty's default: restating the default asks for
 /// nothing that images miss.
 pub(super) fn check(tree: &Tree, file: &str, findings: &mut Vec<Finding>) {
-    let defs = tree
-        .groups
-        .iter()
-        .flat_map(|g| &g.vars)
-        .chain(tree.hosts.iter().flat_map(|h| &h.vars));
-    // A host listed in several groups carries its variables once per listing.
-    let mut seen = HashSet::new();
-    for def in defs {
+    for def in tree.definitions() {
         let Some(param) = unbuilt().get(def.key.name.as_str()) else {
             continue;
         };
-        if seen.insert((param.name.as_str(), def.key.loc))
-            && def.value.to_json_with(&str::to_string) != param.default
-        {
+        if def.value.to_json_with(&str::to_string) != param.default {
             findings.push(warning(file, def, param));
         }
     }
@@ -116,6 +107,7 @@ fn warning(file: &str, def: &VarDef, param: &Param) -> Finding {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashSet;
     use crate::inventory::load_str;
     use crate::model::typed_keys;
 

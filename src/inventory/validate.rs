@@ -184,15 +184,9 @@ fn resolve<'a>(tree: &'a Tree, host: &'a Host, groups: &[usize]) -> Vars<'a> {
 /// Unknown variable names that are one or two edits from a known one are typos.
 fn check_var_names(tree: &Tree, file: &str, findings: &mut Vec<Finding>) {
     let known = known_params();
-    let defs = tree
-        .groups
-        .iter()
-        .flat_map(|g| &g.vars)
-        .chain(tree.hosts.iter().flat_map(|h| &h.vars));
-    let mut seen = HashSet::new();
-    for def in defs {
+    for def in tree.definitions() {
         let name = def.key.name.as_str();
-        if known.contains(name) || !seen.insert((name, def.key.loc)) {
+        if known.contains(name) {
             continue;
         }
         if let Some(s) = did_you_mean(name, known.iter().copied()) {
