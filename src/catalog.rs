@@ -81,6 +81,11 @@ impl Catalog {
         })
     }
 
+    /// Whether `repo` is this base's own archive (the layer's first source).
+    pub fn is_archive(&self, repo: &Repository) -> bool {
+        repo.uri == self.mirror && repo.suite == self.suite
+    }
+
     /// The newest PostgreSQL major the base's own archive ships: a node's
     /// `pg_version` when the inventory does not set one.
     pub fn newest_pg(&self) -> u32 {

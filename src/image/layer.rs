@@ -61,14 +61,18 @@ impl Recipe {
         let mut all: Vec<String> = catalog.base.iter().chain(packages).cloned().collect();
         all.sort();
         all.dedup();
+        let extra: Vec<Repository> = repos
+            .iter()
+            .filter(|r| !catalog.is_archive(r))
+            .cloned()
+            .collect();
         Recipe {
             suite: catalog.suite.clone(),
             mirror: catalog.mirror.clone(),
             architecture: catalog.architecture.clone(),
             components: catalog.components.clone(),
-            sources: repos
+            sources: extra
                 .iter()
-                .filter(|r| !(r.uri == catalog.mirror && r.suite == catalog.suite))
                 .map(|r| {
                     let key = super::sources::key_sha(r).unwrap_or_else(|_| "?".into());
                     format!("{} [key={key}]", r.deb_line())
@@ -78,11 +82,7 @@ impl Recipe {
             path_excludes: PATH_EXCLUDES.iter().map(|s| s.to_string()).collect(),
             source_date_epoch: epoch,
             tool: tool.to_string(),
-            repos: repos
-                .iter()
-                .filter(|r| !(r.uri == catalog.mirror && r.suite == catalog.suite))
-                .cloned()
-                .collect(),
+            repos: extra,
         }
     }
 

@@ -103,7 +103,7 @@ pub fn preflight(base: &Catalog, repos: &[Repository], packages: &[String]) -> a
     let http = crate::http::client(Duration::from_secs(10), Duration::from_secs(120))?;
     let needs = beyond_base(base, packages);
     let needed_for = |r: &Repository| -> String {
-        if r.uri == base.mirror && r.suite == base.suite {
+        if base.is_archive(r) {
             "the base itself".into()
         } else if needs.is_empty() {
             "no package of this node needs it: drop its module from node_repo_modules".into()
@@ -137,10 +137,7 @@ pub fn preflight(base: &Catalog, repos: &[Repository], packages: &[String]) -> a
     }
     // A major the base does not ship comes, with its extensions, from the others.
     let mut listed = BTreeSet::new();
-    for repo in repos
-        .iter()
-        .filter(|r| !(r.uri == base.mirror && r.suite == base.suite))
-    {
+    for repo in repos.iter().filter(|r| !base.is_archive(r)) {
         listed.extend(index_names(&http, repo, &base.architecture)?);
     }
     let missing: Vec<&String> = needs

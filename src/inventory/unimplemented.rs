@@ -107,9 +107,9 @@ fn warning(file: &str, def: &VarDef, param: &Param) -> Finding {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashSet;
     use crate::inventory::load_str;
     use crate::model::typed_keys;
+    use std::collections::HashSet;
 
     /// Our own parameters, which Pigsty does not have: not in the table.
     const OURS: &[&str] = &[
