@@ -11,7 +11,6 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -68,16 +67,7 @@ fn run(cmd: &mut Command, secs: u64) -> String {
 /// The rendered server parameters as postgresql.conf lines, with what a throwaway
 /// server inside the test's chroot needs instead: its socket, logs and no archive.
 fn server_conf(patroni: &Value) -> String {
-    let mut params: BTreeMap<String, String> = BTreeMap::new();
-    for section in [
-        &patroni["bootstrap"]["dcs"]["postgresql"]["parameters"],
-        &patroni["postgresql"]["parameters"],
-    ] {
-        for (k, v) in section.as_object().unwrap() {
-            let text = v.as_str().map_or_else(|| v.to_string(), str::to_string);
-            params.insert(k.clone(), text);
-        }
-    }
+    let mut params = support::rendered_parameters(patroni);
     for (k, v) in [
         ("listen_addresses", ""),
         ("port", "5432"),
@@ -92,21 +82,6 @@ fn server_conf(patroni: &Value) -> String {
         .iter()
         .map(|(k, v)| format!("{k} = '{}'\n", v.replace('\'', "''")))
         .collect()
-}
-
-fn initdb_args(patroni: &Value) -> String {
-    let mut out = Vec::new();
-    for o in patroni["bootstrap"]["initdb"].as_array().unwrap() {
-        match o {
-            Value::String(flag) => out.push(format!("--{flag}")),
-            Value::Object(m) => out.extend(
-                m.iter()
-                    .map(|(k, v)| format!("--{k}={}", v.as_str().unwrap())),
-            ),
-            other => panic!("unexpected initdb item {other}"),
-        }
-    }
-    out.join(" ")
 }
 
 /// What runs inside the chroot: initdb, start, the rendered SQL, a report, stop.
@@ -207,7 +182,7 @@ fn postgres_17_of_the_debian13_layer_creates_the_inventorys_extensions() {
         "mount -t proc proc {r}/proc && mount --rbind /dev {r}/dev && \
          INITDB_ARGS='{args}' chroot {r} /bin/sh -c \"$0\"",
         r = root.path().display(),
-        args = initdb_args(&patroni),
+        args = support::initdb_args(&patroni).join(" "),
     );
     let out = run(
         Command::new("unshare")

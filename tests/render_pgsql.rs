@@ -681,21 +681,6 @@ impl Drop for Postgres {
 
 /// initdb's command-line options from Patroni's `bootstrap.initdb` list, as Patroni
 /// passes them (`flag` → `--flag`, `{key: value}` → `--key=value`).
-fn initdb_args(cfg: &Value) -> Vec<String> {
-    let mut out = Vec::new();
-    for o in cfg["bootstrap"]["initdb"].as_array().unwrap() {
-        match o {
-            Value::String(flag) => out.push(format!("--{flag}")),
-            Value::Object(m) => out.extend(
-                m.iter()
-                    .map(|(k, v)| format!("--{k}={}", v.as_str().unwrap())),
-            ),
-            other => panic!("unexpected initdb item {other}"),
-        }
-    }
-    out
-}
-
 /// Libraries this machine has (citus or pg_cron are not in Debian's postgresql-15).
 fn installed_library(lib: &str) -> bool {
     Path::new(&format!("/usr/lib/postgresql/{PG_VERSION}/lib/{lib}.so")).exists()
@@ -704,15 +689,7 @@ fn installed_library(lib: &str) -> bool {
 /// The rendered parameters (cluster-wide and local) as postgresql.conf lines, with the
 /// few changes this test machine needs, each said below.
 fn test_conf(cfg: &Value, dir: &Path, port: u16) -> String {
-    let mut params: BTreeMap<String, String> = BTreeMap::new();
-    for section in [
-        &cfg["bootstrap"]["dcs"]["postgresql"]["parameters"],
-        &cfg["postgresql"]["parameters"],
-    ] {
-        for (k, v) in section.as_object().unwrap() {
-            params.insert(k.clone(), v.as_str().unwrap().to_string());
-        }
-    }
+    let mut params = support::rendered_parameters(cfg);
     // Libraries this machine lacks are left out, with the settings of their prefix.
     let libs: Vec<String> = params["shared_preload_libraries"]
         .split(',')
@@ -762,14 +739,14 @@ fn start_postgres(n: &PgNode) -> Postgres {
             // A throwaway cluster: skip initdb's fsyncs (seconds on slow disks).
             .args(["--no-sync", "-U", "postgres", "-D"])
             .arg(&data)
-            .args(initdb_args(&cfg)),
+            .args(support::initdb_args(&cfg)),
         120,
     );
     assert!(
         out.status.success(),
         "{}: initdb {:?}: {}",
         n.label,
-        initdb_args(&cfg),
+        support::initdb_args(&cfg),
         stderr(&out)
     );
     let hba: Vec<&str> = cfg["postgresql"]["pg_hba"]

@@ -390,3 +390,36 @@ pub fn define_extras(services: &Processes, root: &Path) {
         },
     );
 }
+
+/// initdb's options as a rendered patroni.yml gives them (`bootstrap.initdb`).
+pub fn initdb_args(patroni: &serde_json::Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for o in patroni["bootstrap"]["initdb"].as_array().unwrap() {
+        match o {
+            serde_json::Value::String(flag) => out.push(format!("--{flag}")),
+            serde_json::Value::Object(m) => out.extend(
+                m.iter()
+                    .map(|(k, v)| format!("--{k}={}", v.as_str().unwrap())),
+            ),
+            other => panic!("unexpected initdb item {other}"),
+        }
+    }
+    out
+}
+
+/// The server parameters of a rendered patroni.yml: cluster-wide (DCS) first, then
+/// the node's own, which win.
+pub fn rendered_parameters(
+    patroni: &serde_json::Value,
+) -> std::collections::BTreeMap<String, String> {
+    let mut params = std::collections::BTreeMap::new();
+    for section in [
+        &patroni["bootstrap"]["dcs"]["postgresql"]["parameters"],
+        &patroni["postgresql"]["parameters"],
+    ] {
+        for (k, v) in section.as_object().unwrap() {
+            params.insert(k.clone(), v.as_str().unwrap().to_string());
+        }
+    }
+    params
+}
