@@ -4,8 +4,7 @@
 //! Every name that does not resolve is an error at the line that wrote it, with the
 //! nearest known names, so an image never lacks what its inventory asks for.
 
-use super::reader::VarReader;
-use super::yaml::Value;
+use super::reader::{Step, VarReader};
 use crate::catalog::Catalog;
 use crate::diag::{Finding, Loc};
 use crate::extensions::{self, Target, Unresolved};
@@ -41,13 +40,13 @@ pub(super) fn resolve(
             }
         };
     for (i, item) in p.pg_packages.iter().enumerate() {
-        let loc = item_loc(r, &["pg_packages"], &[i]);
+        let loc = r.loc_in("pg_packages", &[Step::Item(i)]);
         for name in words(item) {
             take(r, loc, format!("pg_packages[{i}]"), cat.item(name, &t));
         }
     }
     for (i, item) in p.pg_extensions.iter().enumerate() {
-        let loc = item_loc(r, &["pg_extensions"], &[i]);
+        let loc = r.loc_in("pg_extensions", &[Step::Item(i)]);
         let key = format!("pg_extensions[{i}]");
         let Some(text) = item.as_str() else {
             let e = Unresolved {
@@ -63,7 +62,10 @@ pub(super) fn resolve(
     }
     for (i, db) in p.pg_databases.iter().enumerate() {
         for (j, ext) in db.extensions.iter().enumerate() {
-            let loc = item_loc(r, &["pg_databases", "extensions"], &[i, j]);
+            let loc = r.loc_in(
+                "pg_databases",
+                &[Step::Item(i), Step::Field("extensions"), Step::Item(j)],
+            );
             let key = format!("pg_databases[{i}].extensions[{j}]");
             take(r, loc, key, cat.packages(&ext.name, &t));
         }
@@ -105,30 +107,4 @@ fn report(r: &mut VarReader<'_>, loc: Loc, key: String, e: Unresolved, on: (&Cat
 fn quoted(names: &[String]) -> String {
     let q: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
     q.join(" or ")
-}
-
-/// Where item `index[0]` of list `path[0]` (then item `index[1]` of its field
-/// `path[1]`, ...) was written; the nearest enclosing place when it was not.
-pub(super) fn item_loc(r: &VarReader<'_>, path: &[&str], index: &[usize]) -> Loc {
-    let Some(var) = r.var(path[0]) else {
-        return r.loc(path[0]);
-    };
-    let mut node = &**var.value;
-    let mut loc = r.loc(path[0]);
-    for (depth, &i) in index.iter().enumerate() {
-        if depth > 0 {
-            match node.get(path[depth]) {
-                Some(n) => node = n,
-                None => return loc,
-            }
-        }
-        match &node.value {
-            Value::Seq(items) if i < items.len() => {
-                node = &items[i];
-                loc = node.loc;
-            }
-            _ => return loc,
-        }
-    }
-    loc
 }

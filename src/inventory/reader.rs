@@ -68,6 +68,13 @@ fn placeholder_names(node: &Node, out: &mut Vec<String>) {
     }
 }
 
+/// One step into a variable's value, for [`VarReader::loc_in`].
+#[derive(Debug, Clone, Copy)]
+pub enum Step<'a> {
+    Item(usize),
+    Field(&'a str),
+}
+
 pub struct VarReader<'a> {
     pub cache: &'a mut ReadCache,
     pub file: &'a str,
@@ -89,6 +96,28 @@ impl<'a> VarReader<'a> {
             Some(v) if v.scope != Scope::Default => v.value.loc,
             _ => self.host_loc,
         }
+    }
+
+    /// Where a part of variable `key` was written: `path` steps into list items and
+    /// mapping fields (`pg_databases[2].extensions[0]`); a step that is not there
+    /// stops at the nearest enclosing place (the variable itself, or the host key).
+    pub fn loc_in(&self, key: &str, path: &[Step<'_>]) -> Loc {
+        let mut loc = self.loc(key);
+        let Some(var) = self.vars.get(key) else {
+            return loc;
+        };
+        let mut node: &Node = var.value;
+        for step in path {
+            let next = match (step, &node.value) {
+                (Step::Item(i), Value::Seq(items)) => items.get(*i),
+                (Step::Field(f), _) => node.get(f),
+                _ => None,
+            };
+            let Some(next) = next else { break };
+            node = next;
+            loc = node.loc;
+        }
+        loc
     }
 
     /// Whether the variable is set to something other than null.

@@ -8,8 +8,7 @@ use std::collections::BTreeSet;
 
 use serde_json::Value as Json;
 
-use super::packages::item_loc;
-use super::reader::VarReader;
+use super::reader::{Step, VarReader};
 use crate::catalog::Catalog;
 use crate::diag::Finding;
 use crate::model::{NodeParams, Repository};
@@ -118,7 +117,7 @@ fn upstream(
             Ok(None) => {}
             Err(message) => {
                 ok = false;
-                let loc = item_loc(r, &["repo_upstream"], &[i]);
+                let loc = r.loc_in("repo_upstream", &[Step::Item(i)]);
                 r.findings.push(Finding::error(
                     r.file,
                     loc,

@@ -9,8 +9,8 @@ use std::sync::{Arc, OnceLock};
 use rustc_hash::FxHashMap;
 
 use super::groups::{Host, Scope, Tree, VarDef};
-use super::reader::{ReadCache, Resolved, VarReader, Vars};
-use super::yaml::{self, Key, Value};
+use super::reader::{ReadCache, Resolved, Step, VarReader, Vars};
+use super::yaml::{self, Key};
 use crate::catalog::{Catalog, DEFAULT_BASE};
 use crate::diag::{Finding, Loc, did_you_mean};
 use crate::model::*;
@@ -524,7 +524,7 @@ fn check_pg_params(r: &mut VarReader<'_>, p: &PgParams) {
     }
     for (i, user) in p.pg_users.iter().enumerate() {
         if !valid_role_name(&user.name) {
-            let loc = item_loc(r, "pg_users", i, "name");
+            let loc = r.loc_in("pg_users", &[Step::Item(i), Step::Field("name")]);
             r.error(
                 loc,
                 &format!("pg_users[{i}].name"),
@@ -541,7 +541,7 @@ fn check_pg_params(r: &mut VarReader<'_>, p: &PgParams) {
     }
     for (i, svc) in p.pg_services.iter().enumerate() {
         if let Some(other) = ports.insert(svc.port, &svc.name) {
-            let loc = item_loc(r, "pg_services", i, "port");
+            let loc = r.loc_in("pg_services", &[Step::Item(i), Step::Field("port")]);
             r.error(
                 loc,
                 &format!("pg_services[{i}].port"),
@@ -552,16 +552,6 @@ fn check_pg_params(r: &mut VarReader<'_>, p: &PgParams) {
             );
         }
     }
-}
-
-fn item_loc(r: &VarReader<'_>, key: &str, index: usize, field: &str) -> Loc {
-    r.var(key)
-        .and_then(|v| match &v.value.value {
-            Value::Seq(items) => items.get(index),
-            _ => None,
-        })
-        .map(|item| item.get(field).unwrap_or(item).loc)
-        .unwrap_or_else(|| r.loc(key))
 }
 
 fn valid_role_name(name: &str) -> bool {
