@@ -13,6 +13,7 @@ set -euo pipefail
 PACKAGES=(
     python3                  # ci/gen-inventory.py (benchmarks)
     postgresql-15            # render tests: the rendered pg_hba/parameters in a throwaway cluster
+    postgresql-15-repack     # pg_repack, one of pg_default_extensions (created in template1)
     patroni                  # patroni --validate-config
     python3-psycopg2
     python3-etcd

@@ -97,7 +97,7 @@ chown postgres:postgres $T/data/pg_hba.conf
 as $BIN/pg_ctl start -w -t 120 -D $T/data -l $T/server.log >/dev/null || { cat $T/server.log; exit 1; }
 psql() { as /usr/bin/psql -X -h $T -p 5432 -v ON_ERROR_STOP=1 "$@"; }
 ok=0
-for f in /etc/pigsty/sql/10-roles.sql /etc/pigsty/sql/20-databases.sql; do
+for f in /etc/pigsty/sql/10-roles.sql /etc/pigsty/sql/15-template.sql /etc/pigsty/sql/20-databases.sql; do
   psql -d postgres -q -f $f >/dev/null || ok=1
 done
 echo "VERSION $(psql -d postgres -Atc 'SHOW server_version_num')"
@@ -206,6 +206,18 @@ fn postgres_17_of_the_debian13_layer_creates_the_inventorys_extensions() {
     );
     for ext in ["postgis", "vector", "timescaledb", "pg_cron"] {
         assert!(has(&format!("EXT {ext}")), "{ext} created in app:\n{out}");
+    }
+    // Pigsty's pg_default_extensions, created in template1, are in app too; pg_repack
+    // is the one that is not part of postgresql-17 itself.
+    assert!(
+        packages.contains(&"postgresql-17-repack".to_string()),
+        "{packages:?}"
+    );
+    for ext in ["pg_stat_statements", "pg_trgm", "intarray", "pg_repack"] {
+        assert!(
+            has(&format!("EXT {ext}")),
+            "{ext} inherited from template1:\n{out}"
+        );
     }
     assert!(has("VECTOR 5"), "pgvector computes:\n{out}");
     assert!(lines.iter().any(|l| l.starts_with("POSTGIS 3.")), "{out}");

@@ -38,8 +38,9 @@ use pigsty::render::write::write_tree;
 use serde_json::Value;
 
 /// The SQL files of a primary, in the order the agent applies them.
-const SQL_FILES: [&str; 2] = [
+const SQL_FILES: [&str; 3] = [
     "/etc/pigsty/sql/10-roles.sql",
+    "/etc/pigsty/sql/15-template.sql",
     "/etc/pigsty/sql/20-databases.sql",
 ];
 
@@ -650,7 +651,11 @@ impl Postgres {
     }
 
     fn query(&self, sql: &str) -> String {
-        let out = run(self.psql("postgres").args(["-c", sql]), 60);
+        self.query_in("postgres", sql)
+    }
+
+    fn query_in(&self, db: &str, sql: &str) -> String {
+        let out = run(self.psql(db).args(["-c", sql]), 60);
         assert!(out.status.success(), "{sql}: {}", stderr(&out));
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
@@ -886,7 +891,74 @@ fn check_primary(n: &PgNode, fleet: &Fleet, nodename: &str) -> Postgres {
             n.label
         );
     }
+    check_template(&pg, n, fleet, nodename);
     pg
+}
+
+/// template1 and postgres hold what `pg_default_schemas`, `pg_default_extensions` and
+/// `pg_default_privileges` ask for, and a database created from template1 after the
+/// SQL inherits it (Pigsty's pg-init-template.sql).
+fn check_template(pg: &Postgres, n: &PgNode, fleet: &Fleet, nodename: &str) {
+    let node = fleet.nodes.iter().find(|x| x.nodename == nodename).unwrap();
+    let p = &node.pg.as_ref().unwrap().params;
+    pg.query("DROP DATABASE IF EXISTS inherits_template");
+    pg.query("CREATE DATABASE inherits_template");
+    for db in ["template1", "postgres", "inherits_template"] {
+        let exts = pg.query_in(
+            db,
+            "SELECT e.extname || ' in ' || n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace",
+        );
+        for e in p.pg_default_extensions.iter().filter(|e| !e.absent) {
+            let want = match &e.schema {
+                Some(s) => format!("{} in {s}", e.name),
+                None => e.name.clone(),
+            };
+            assert!(
+                exts.lines().any(|l| l == want
+                    || (e.schema.is_none() && l.starts_with(&format!("{} in ", e.name)))),
+                "{}: {db} lacks extension {want}; has:\n{exts}",
+                n.label
+            );
+        }
+        let schemas = pg.query_in(db, "SELECT nspname FROM pg_namespace");
+        for s in p.pg_default_schemas.iter().filter(|s| !s.absent) {
+            assert!(
+                schemas.lines().any(|l| l == s.name),
+                "{}: {db} lacks schema {}",
+                n.label,
+                s.name
+            );
+        }
+        // One default ACL per (owner, object kind) the privileges name: dbsu, admin, dbrole_admin.
+        let owners = pg.query_in(
+            db,
+            "SELECT DISTINCT r.rolname FROM pg_default_acl a JOIN pg_roles r ON r.oid = a.defaclrole ORDER BY 1",
+        );
+        for owner in [
+            p.pg_dbsu.as_str(),
+            p.pg_admin_username.as_str(),
+            "dbrole_admin",
+        ] {
+            assert!(
+                owners.lines().any(|l| l == owner),
+                "{}: {db} has no default privileges for {owner}: {owners:?}",
+                n.label
+            );
+        }
+        let beat = pg.query_in(db, "SELECT status FROM monitor.beating()");
+        assert_eq!(beat, "leading", "{}: {db}: monitor.beating()", n.label);
+    }
+    let monitor_in = pg.query(&format!(
+        "SELECT string_agg(b.rolname, ',' ORDER BY b.rolname) FROM pg_auth_members m JOIN pg_roles a ON a.oid = m.member JOIN pg_roles b ON b.oid = m.roleid WHERE a.rolname = '{}'",
+        p.pg_monitor_username
+    ));
+    assert!(
+        monitor_in.contains("dbrole_readonly") && monitor_in.contains("pg_monitor"),
+        "{}: {} is a member of {monitor_in}",
+        n.label,
+        p.pg_monitor_username
+    );
+    pg.query("DROP DATABASE inherits_template");
 }
 
 #[test]

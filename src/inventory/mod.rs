@@ -291,8 +291,32 @@ mod tests {
                 "postgresql-17-cron",
                 "postgresql-17-pgvector",
                 "postgresql-17-postgis-3",
+                "postgresql-17-repack",
                 "postgresql-17-timescaledb"
-            ]
+            ],
+            "pg_repack comes from Pigsty's pg_default_extensions"
+        );
+        // A typo in pg_default_extensions: its own line, the near name.
+        let err = load_str(
+            "x.yml",
+            &text.replace(
+                "        pg_databases:",
+                "        pg_default_extensions: [ pg_trgm, { name: pg_stat_statments, schema: monitor } ]\n        pg_databases:",
+            ),
+        )
+        .unwrap_err();
+        let f = &err.findings[0];
+        assert_eq!(
+            (f.key.as_str(), f.line),
+            ("pg_default_extensions[1]", 9),
+            "{f:?}"
+        );
+        assert!(
+            f.help
+                .as_deref()
+                .unwrap_or_default()
+                .contains("`pg_stat_statements`"),
+            "{f:?}"
         );
         // A typo in a database's extension list: its own line, and the near name.
         let err = load_str(

@@ -1,6 +1,7 @@
 //! A PGSQL node's extra packages, resolved through the extension catalog
 //! (`images/extensions.yml`) for its base and major: `pg_packages`, `pg_extensions`,
-//! the extensions each database creates, and the libraries `pg_libs` preloads.
+//! the extensions template1 (`pg_default_extensions`) and each database create, and
+//! the libraries `pg_libs` preloads.
 //! Every name that does not resolve is an error at the line that wrote it, with the
 //! nearest known names, so an image never lacks what its inventory asks for.
 
@@ -62,6 +63,9 @@ pub(super) fn resolve(
     }
     for (i, db) in p.pg_databases.iter().enumerate() {
         for (j, ext) in db.extensions.iter().enumerate() {
+            if ext.absent {
+                continue;
+            }
             let loc = r.loc_in(
                 "pg_databases",
                 &[Step::Item(i), Step::Field("extensions"), Step::Item(j)],
@@ -69,6 +73,14 @@ pub(super) fn resolve(
             let key = format!("pg_databases[{i}].extensions[{j}]");
             take(r, loc, key, cat.packages(&ext.name, &t));
         }
+    }
+    for (i, ext) in p.pg_default_extensions.iter().enumerate() {
+        if ext.absent {
+            continue;
+        }
+        let loc = r.loc_in("pg_default_extensions", &[Step::Item(i)]);
+        let key = format!("pg_default_extensions[{i}]");
+        take(r, loc, key, cat.packages(&ext.name, &t));
     }
     let libs_loc = r.loc("pg_libs");
     for lib in p

@@ -173,6 +173,9 @@ params! {
         pg_users: Vec<PgUser>,
         pg_databases: Vec<PgDatabase>,
         pg_default_roles: Vec<PgUser>,
+        pg_default_privileges: Vec<DefaultPrivilege>,
+        pg_default_schemas: Vec<Schema>,
+        pg_default_extensions: Vec<Extension>,
         pg_hba_rules: Vec<HbaRule>,
         pg_default_hba_rules: Vec<HbaRule>,
         pgb_hba_rules: Vec<HbaRule>,
@@ -617,7 +620,7 @@ pub struct PgDatabase {
     #[serde(default)]
     pub comment: Option<String>,
     #[serde(default)]
-    pub schemas: Vec<String>,
+    pub schemas: Vec<Schema>,
     #[serde(default)]
     pub extensions: Vec<Extension>,
     #[serde(default)]
@@ -632,11 +635,15 @@ pub struct PgDatabase {
     pub extra: BTreeMap<String, serde_json::Value>,
 }
 
-/// A database extension: `postgis` or `{ name: postgis, schema: public }`.
+/// A database extension: `postgis` or `{ name: postgis, schema: public, version: '3.5',
+/// state: absent }` (Pigsty's keys; `state: absent` drops it).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Extension {
     pub name: String,
     pub schema: Option<String>,
+    pub version: Option<String>,
+    /// `state: absent`: `DROP EXTENSION IF EXISTS ... CASCADE` instead of creating it.
+    pub absent: bool,
 }
 
 impl<'de> Deserialize<'de> for Extension {
@@ -648,14 +655,199 @@ impl<'de> Deserialize<'de> for Extension {
             Full {
                 name: String,
                 schema: Option<String>,
+                version: Option<Scalar>,
+                state: Option<String>,
             },
         }
-        match Raw::deserialize(d).map_err(|_| {
-            serde::de::Error::custom("expected an extension name or { name, schema }")
-        })? {
-            Raw::Name(name) => Ok(Extension { name, schema: None }),
-            Raw::Full { name, schema } => Ok(Extension { name, schema }),
+        let raw = Raw::deserialize(d).map_err(|_| {
+            serde::de::Error::custom(
+                "expected an extension name or { name, schema, version, state }",
+            )
+        })?;
+        Ok(match raw {
+            Raw::Name(name) => Extension {
+                name,
+                schema: None,
+                version: None,
+                absent: false,
+            },
+            Raw::Full {
+                name,
+                schema,
+                version,
+                state,
+            } => Extension {
+                name,
+                schema,
+                version: version.map(|v| v.0),
+                absent: absent(state.as_deref()).map_err(serde::de::Error::custom)?,
+            },
+        })
+    }
+}
+
+/// Pigsty's `state` key: `present` (the default) or `absent`.
+fn absent(state: Option<&str>) -> Result<bool, String> {
+    match state {
+        None | Some("present") => Ok(false),
+        Some("absent") => Ok(true),
+        Some(other) => Err(format!("state `{other}` is neither `present` nor `absent`")),
+    }
+}
+
+/// A schema: `monitor` or `{ name: app, owner: dbuser_app, state: absent }`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Schema {
+    pub name: String,
+    pub owner: Option<String>,
+    pub absent: bool,
+}
+
+impl<'de> Deserialize<'de> for Schema {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Name(String),
+            Full {
+                name: String,
+                owner: Option<String>,
+                state: Option<String>,
+            },
         }
+        let raw = Raw::deserialize(d).map_err(|_| {
+            serde::de::Error::custom("expected a schema name or { name, owner, state }")
+        })?;
+        Ok(match raw {
+            Raw::Name(name) => Schema {
+                name,
+                owner: None,
+                absent: false,
+            },
+            Raw::Full { name, owner, state } => Schema {
+                name,
+                owner: owner.filter(|o| !o.is_empty()),
+                absent: absent(state.as_deref()).map_err(serde::de::Error::custom)?,
+            },
+        })
+    }
+}
+
+/// One `pg_default_privileges` entry, the tail of `ALTER DEFAULT PRIVILEGES FOR ROLE
+/// r ...`: `GRANT SELECT ON TABLES TO dbrole_readonly`. Pigsty pastes the text into
+/// SQL; here it is parsed, so only a privilege statement can reach the server.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DefaultPrivilege {
+    /// `GRANT` or `REVOKE`.
+    pub verb: String,
+    /// Upper-case privilege keywords: `SELECT`, `INSERT, UPDATE`, `ALL PRIVILEGES`.
+    pub privileges: String,
+    /// `TABLES`, `SEQUENCES`, `FUNCTIONS`, `ROUTINES`, `TYPES`, `SCHEMAS` or
+    /// `LARGE OBJECTS`.
+    pub objects: String,
+    /// The grantee role (or `PUBLIC`).
+    pub role: String,
+    pub grant_option: bool,
+    /// The text as written, for messages.
+    pub text: String,
+}
+
+impl DefaultPrivilege {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        const PRIVS: &[&str] = &[
+            "SELECT",
+            "INSERT",
+            "UPDATE",
+            "DELETE",
+            "TRUNCATE",
+            "REFERENCES",
+            "TRIGGER",
+            "EXECUTE",
+            "USAGE",
+            "CREATE",
+            "MAINTAIN",
+            "ALL",
+        ];
+        const OBJECTS: &[&str] = &[
+            "TABLES",
+            "SEQUENCES",
+            "FUNCTIONS",
+            "ROUTINES",
+            "TYPES",
+            "SCHEMAS",
+        ];
+        let bad = |why: &str| {
+            Err(format!(
+                "`{text}` is not a default privilege ({why}); expected e.g. `GRANT SELECT ON TABLES TO dbrole_readonly`"
+            ))
+        };
+        let words: Vec<&str> = text.split_whitespace().collect();
+        let upper: Vec<String> = words.iter().map(|w| w.to_ascii_uppercase()).collect();
+        let verb = match upper.first().map(String::as_str) {
+            Some(v @ ("GRANT" | "REVOKE")) => v.to_string(),
+            _ => return bad("it starts with neither GRANT nor REVOKE"),
+        };
+        let Some(on) = upper.iter().position(|w| w == "ON") else {
+            return bad("no ON");
+        };
+        let privileges = upper[1..on].join(" ");
+        let privs_ok = !privileges.is_empty()
+            && privileges.split(',').all(|p| {
+                let p = p.trim();
+                PRIVS.contains(&p) || p == "ALL PRIVILEGES"
+            });
+        if !privs_ok {
+            return bad("unknown privilege");
+        }
+        let mut at = on + 1;
+        let objects = if upper.get(at).map(String::as_str) == Some("LARGE")
+            && upper.get(at + 1).map(String::as_str) == Some("OBJECTS")
+        {
+            at += 2;
+            "LARGE OBJECTS".to_string()
+        } else {
+            let o = upper.get(at).cloned().unwrap_or_default();
+            if !OBJECTS.contains(&o.as_str()) {
+                return bad("unknown object kind");
+            }
+            at += 1;
+            o
+        };
+        let to = if verb == "GRANT" { "TO" } else { "FROM" };
+        if upper.get(at).map(String::as_str) != Some(to) {
+            return bad(&format!("{verb} needs {to} and a role"));
+        }
+        let Some(role) = words.get(at + 1) else {
+            return bad("no role");
+        };
+        let role = match role.trim_matches('"') {
+            r if r.eq_ignore_ascii_case("public") => "PUBLIC".to_string(),
+            r => r.to_string(),
+        };
+        let rest: Vec<&str> = upper[at + 2..].iter().map(String::as_str).collect();
+        let grant_option = match rest.as_slice() {
+            [] => false,
+            ["WITH", "GRANT", "OPTION"] if verb == "GRANT" => true,
+            _ => return bad("unexpected words after the role"),
+        };
+        if role.is_empty() || role.chars().any(|c| c.is_control() || c == '"') {
+            return bad("bad role name");
+        }
+        Ok(Self {
+            verb,
+            privileges,
+            objects,
+            role,
+            grant_option,
+            text: text.to_string(),
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for DefaultPrivilege {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Self::parse(&text).map_err(serde::de::Error::custom)
     }
 }
 
@@ -780,6 +972,66 @@ pub struct RedisInstance {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn default_privileges_parse_only_privilege_statements() {
+        let p =
+            DefaultPrivilege::parse("GRANT SELECT     ON TABLES     TO  dbrole_readonly").unwrap();
+        assert_eq!(
+            (
+                p.verb.as_str(),
+                p.privileges.as_str(),
+                p.objects.as_str(),
+                p.role.as_str()
+            ),
+            ("GRANT", "SELECT", "TABLES", "dbrole_readonly")
+        );
+        let p =
+            DefaultPrivilege::parse("grant insert, update on tables to \"app\" with grant option")
+                .unwrap();
+        assert_eq!(
+            (p.privileges.as_str(), p.role.as_str(), p.grant_option),
+            ("INSERT, UPDATE", "app", true)
+        );
+        let p =
+            DefaultPrivilege::parse("REVOKE ALL PRIVILEGES ON LARGE OBJECTS FROM public").unwrap();
+        assert_eq!(
+            (p.objects.as_str(), p.role.as_str()),
+            ("LARGE OBJECTS", "PUBLIC")
+        );
+        for bad in [
+            "SELECT ON TABLES TO x",
+            "GRANT SELECT ON TABLES FROM x",
+            "GRANT DROP ON TABLES TO x",
+            "GRANT SELECT ON VIEWS TO x",
+            "GRANT SELECT ON TABLES TO x; DROP TABLE y",
+            "GRANT SELECT ON TABLES TO",
+            "REVOKE SELECT ON TABLES FROM x WITH GRANT OPTION",
+        ] {
+            assert!(DefaultPrivilege::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn extensions_and_schemas_take_pigstys_keys() {
+        let e: Extension =
+            serde_json::from_str(r#"{"name": "postgis", "schema": "gis", "version": 3.5}"#)
+                .unwrap();
+        assert_eq!(
+            (e.schema.as_deref(), e.version.as_deref(), e.absent),
+            (Some("gis"), Some("3.5"), false)
+        );
+        let e: Extension = serde_json::from_str(r#"{"name": "x", "state": "absent"}"#).unwrap();
+        assert!(e.absent);
+        assert!(serde_json::from_str::<Extension>(r#"{"name": "x", "state": "gone"}"#).is_err());
+        let s: Schema = serde_json::from_str(r#"{"name": "app", "owner": "dbuser_app"}"#).unwrap();
+        assert_eq!(
+            (s.name.as_str(), s.owner.as_deref(), s.absent),
+            ("app", Some("dbuser_app"), false)
+        );
+        let s: Schema = serde_json::from_str(r#""monitor""#).unwrap();
+        assert_eq!(s.name, "monitor");
+    }
 
     #[test]
     fn rto_plans_read_pigstys_arrays() {

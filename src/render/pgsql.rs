@@ -20,8 +20,9 @@ use crate::model::{Fleet, Node, PgInstance, PgRole};
 use crate::plan::node_json::{DcsKeys, PgBackrest, PgInfo, PgMember};
 
 /// Files the SQL templates render to; the agent applies them in this order.
-pub const SQL_FILES: [&str; 2] = [
+pub const SQL_FILES: [&str; 3] = [
     "/etc/pigsty/sql/10-roles.sql",
+    "/etc/pigsty/sql/15-template.sql",
     "/etc/pigsty/sql/20-databases.sql",
 ];
 
@@ -209,7 +210,10 @@ fn sql_context(pg: &PgInstance) -> Result<Value, PgsqlError> {
     let p = &pg.params;
     Ok(json!({
         "roles": sql::roles(p).map_err(fail(SQL_FILES[0]))?,
-        "databases": sql::databases(p).map_err(fail(SQL_FILES[1]))?,
+        "template": sql::template(p).map_err(fail(SQL_FILES[1]))?,
+        "databases": sql::databases(p).map_err(fail(SQL_FILES[2]))?,
+        "privileges": p.pg_default_privileges,
+        "dbsu": p.pg_dbsu,
         "replication_user": p.pg_replication_username,
         "monitor_user": p.pg_monitor_username,
         "admin_user": p.pg_admin_username,
@@ -481,6 +485,42 @@ mod tests {
             .unwrap();
         assert_eq!(readonly["create"], "NOLOGIN");
         assert!(readonly["password"].is_null());
+    }
+
+    #[test]
+    fn pigstys_defaults_checksums_and_crit_synchronous_mode() {
+        let f = fleet("");
+        let dcs = |ctx: &Value| ctx["patroni"]["dcs"].clone();
+        let ctx = ctx_of(&f, "pg-test-1").unwrap();
+        let initdb = &ctx["patroni"]["initdb"];
+        assert_eq!(
+            initdb[0], "data-checksums",
+            "pg_checksum is true by default: {initdb}"
+        );
+        assert_eq!(dcs(&ctx)["synchronous_mode"], false);
+        assert_eq!(dcs(&ctx)["synchronous_mode_strict"], false);
+        let f = fleet("        pg_conf: crit.yml\n");
+        let ctx = ctx_of(&f, "pg-test-1").unwrap();
+        assert_eq!(dcs(&ctx)["synchronous_mode"], true);
+        assert_eq!(
+            dcs(&ctx)["synchronous_mode_strict"],
+            true,
+            "crit.yml blocks writes without a sync standby"
+        );
+        let initdb = |vars: &str| {
+            let f = fleet(vars);
+            ctx_of(&f, "pg-test-1").unwrap()["patroni"]["initdb"].to_string()
+        };
+        let off17 = initdb("        pg_checksum: false\n        pg_version: 17\n");
+        assert!(
+            !off17.contains("checksums"),
+            "PostgreSQL 17 has no --no-data-checksums: {off17}"
+        );
+        let off18 = initdb("        pg_checksum: false\n        pg_version: 18\n");
+        assert!(
+            off18.contains("\"no-data-checksums\""),
+            "18 checksums by default: {off18}"
+        );
     }
 
     #[test]

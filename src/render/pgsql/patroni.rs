@@ -132,7 +132,7 @@ fn dcs(fleet: &Fleet, pg: &PgInstance, params: &Parameters) -> Result<Value, Str
         "maximum_lag_on_syncnode": -1,
         "primary_stop_timeout": 30,
         "synchronous_mode": p.pg_rpo == 0 || crit,
-        "synchronous_mode_strict": false,
+        "synchronous_mode_strict": crit,
         "failsafe_mode": true,
         "postgresql": {
             "use_slots": true,

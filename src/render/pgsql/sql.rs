@@ -1,11 +1,11 @@
-//! Roles and databases as the SQL templates need them (`10-roles.sql`,
-//! `20-databases.sql`): attributes resolved to SQL keywords, passwords filled in from
+//! Roles, template1 and databases as the SQL templates need them (`10-roles.sql`,
+//! `15-template.sql`, `20-databases.sql`): attributes resolved to SQL keywords, passwords filled in from
 //! the credential parameters, and the inventory's values left as values, which the
 //! templates quote with `sql_literal` / `sql_ident`.
 
 use serde::Serialize;
 
-use crate::model::{PgDatabase, PgParams, PgUser};
+use crate::model::{Extension, PgDatabase, PgParams, PgUser, Schema};
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Role {
@@ -85,8 +85,8 @@ pub struct Database {
     pub connlimit: Option<i64>,
     pub parameters: Vec<Setting>,
     pub comment: Option<String>,
-    pub schemas: Vec<String>,
-    pub extensions: Vec<crate::model::Extension>,
+    pub schemas: Vec<Schema>,
+    pub extensions: Vec<Extension>,
     /// The psql `\connect` argument that reaches this database whatever its name.
     pub connect: String,
 }
@@ -200,6 +200,45 @@ fn settings(
 
 fn state(extra: &std::collections::BTreeMap<String, serde_json::Value>) -> Option<&str> {
     extra.get("state").and_then(|s| s.as_str())
+}
+
+/// What Pigsty's `pg-init-template.sql` sets up in template1 and postgres (so every
+/// database created later inherits it): default privileges for the dbsu, the admin
+/// user and `dbrole_admin`, `pg_default_schemas`, `pg_default_extensions`, and the
+/// `monitor` schema with its heartbeat.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Template {
+    /// Roles whose new objects get `pg_default_privileges`.
+    pub privilege_owners: Vec<String>,
+    pub schemas: Vec<Schema>,
+    pub extensions: Vec<Extension>,
+    /// Databases the file sets up, in order, as psql `\connect` arguments.
+    pub databases: Vec<String>,
+}
+
+pub fn template(p: &PgParams) -> Result<Template, String> {
+    let mut owners = vec![p.pg_dbsu.clone(), p.pg_admin_username.clone()];
+    owners.push("dbrole_admin".into());
+    owners.dedup();
+    for (i, s) in p.pg_default_schemas.iter().enumerate() {
+        names("pg_default_schemas", i, &s.name)?;
+    }
+    for (i, e) in p.pg_default_extensions.iter().enumerate() {
+        names("pg_default_extensions", i, &e.name)?;
+    }
+    Ok(Template {
+        privilege_owners: owners,
+        schemas: p.pg_default_schemas.clone(),
+        extensions: p.pg_default_extensions.clone(),
+        databases: vec![psql_connect("template1")?, psql_connect("postgres")?],
+    })
+}
+
+fn names(param: &str, i: usize, name: &str) -> Result<(), String> {
+    if name.is_empty() || name.chars().any(|c| c.is_control()) {
+        return Err(format!("{param}[{i}]: {name:?} is not a name"));
+    }
+    Ok(())
 }
 
 /// `pg_databases` without the ones marked `state: absent`.
