@@ -32,7 +32,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use pigsty::compile::compile;
-use pigsty::inventory::load_str;
+use pigsty::inventory::{load_str, load_str_in};
 use pigsty::model::Fleet;
 use pigsty::render::write::write_tree;
 use serde_json::Value;
@@ -71,6 +71,13 @@ impl PgNode {
             .get(target)
             .unwrap_or_else(|| panic!("{}: {target} was not rendered", self.label));
         String::from_utf8_lossy(bytes).into_owned()
+    }
+
+    /// The permission bits of a rendered file, as written into the tree.
+    fn file_mode(&self, target: &str) -> Option<u32> {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.tree.join(target.trim_start_matches('/'));
+        Some(std::fs::metadata(path).ok()?.permissions().mode() & 0o7777)
     }
 
     fn patroni(&self) -> Value {
@@ -786,20 +793,7 @@ fn start_postgres(n: &PgNode) -> Postgres {
 /// Apply one rendered SQL file. Extensions this machine does not have (pgvector,
 /// postgis, citus) are left out: their packages belong in the image, not on the host.
 fn apply_sql(pg: &Postgres, n: &PgNode, target: &str, available: &BTreeSet<String>) {
-    let sql: String = n
-        .text(target)
-        .lines()
-        .filter(
-            |l| match l.strip_prefix("CREATE EXTENSION IF NOT EXISTS \"") {
-                Some(rest) => available.contains(rest.split('"').next().unwrap_or("")),
-                None => true,
-            },
-        )
-        .map(|l| format!("{l}\n"))
-        .collect();
-    let file = pg.dir.path().join(target.rsplit('/').next().unwrap());
-    write_as_postgres(&file, &sql);
-    let out = run(pg.psql("postgres").arg("-f").arg(&file), 120);
+    let out = try_apply_sql(pg, n, target, available);
     assert!(
         out.status.success(),
         "{}: psql -f {target}: {}\n{}",
@@ -807,6 +801,33 @@ fn apply_sql(pg: &Postgres, n: &PgNode, target: &str, available: &BTreeSet<Strin
         stderr(&out),
         pg.log()
     );
+}
+
+/// `apply_sql` that returns psql's outcome. The baselines the file includes (`\i`
+/// of the image's path) are copied beside it and included from there.
+fn try_apply_sql(pg: &Postgres, n: &PgNode, target: &str, available: &BTreeSet<String>) -> Output {
+    let mut sql = String::new();
+    for l in n.text(target).lines() {
+        if let Some(rest) = l.strip_prefix("CREATE EXTENSION IF NOT EXISTS \"")
+            && !available.contains(rest.split('"').next().unwrap_or(""))
+        {
+            continue;
+        }
+        if let Some(image_path) = l.strip_prefix("\\i /etc/pigsty/sql/baseline/") {
+            let copy = pg.dir.path().join(image_path);
+            write_as_postgres(
+                &copy,
+                &n.text(&format!("/etc/pigsty/sql/baseline/{image_path}")),
+            );
+            sql.push_str(&format!("\\i {}\n", copy.display()));
+            continue;
+        }
+        sql.push_str(l);
+        sql.push('\n');
+    }
+    let file = pg.dir.path().join(target.rsplit('/').next().unwrap());
+    write_as_postgres(&file, &sql);
+    run(pg.psql("postgres").arg("-f").arg(&file), 120)
 }
 
 /// The role and database names the inventory asks for on this node.
@@ -981,6 +1002,88 @@ fn postgres_accepts_rendered_hba_parameters_and_sql() {
         let nodename = n.label.rsplit(':').next().unwrap();
         drop(check_primary(n, fleet, nodename));
     });
+}
+
+/// `pg_databases[].baseline`, read from `files/` beside the inventory, runs once when
+/// its database is created: applying the SQL again leaves its rows alone. A baseline
+/// that fails stops the SQL (the agent's step fails) and stays marked pending.
+#[test]
+#[ignore = "needs root and starts PostgreSQL (run with --include-ignored)"]
+fn baseline_runs_once_when_its_database_is_created() {
+    support::require_root(AS_POSTGRES);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("files")).unwrap();
+    std::fs::write(
+        dir.path().join("files/app.sql"),
+        "CREATE TABLE seeded (id int);\nINSERT INTO seeded VALUES (1);\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("files/bad.sql"),
+        "CREATE TABLE half (id int);\nSELECT 1 / 0;\n",
+    )
+    .unwrap();
+    let text = |dbs: &str| {
+        format!(
+            "all:\n  children:\n    etcd: {{ hosts: {{ 10.0.0.1: {{ etcd_seq: 1 }} }}, vars: {{ etcd_cluster: etcd }} }}\n    pg-b:\n      hosts: {{ 10.0.0.1: {{ pg_seq: 1, pg_role: primary }} }}\n      vars:\n        pg_cluster: pg-b\n        pg_databases: [ {dbs} ]\n  vars:\n    admin_ip: 10.0.0.1\n    node_base: debian12\n    node_repo_modules: node\n    pg_version: {PG_VERSION}\n"
+        )
+    };
+    let render = |dbs: &str, sub: &str| {
+        let fleet = load_str_in("b.yml", &text(dbs), Some(dir.path()))
+            .unwrap_or_else(|e| panic!("{e:?}"))
+            .fleet;
+        render_fleet("b.yml", &fleet, &dir.path().join(sub)).remove(0)
+    };
+    let n = render("{ name: app, baseline: app.sql }, { name: plain }", "ok");
+    assert_eq!(
+        n.file_mode("/etc/pigsty/sql/baseline/00-app.sql"),
+        Some(0o600),
+        "the baseline travels in the image, readable by its owner only"
+    );
+    let pg = start_postgres(&n);
+    let available = BTreeSet::new();
+    for _round in 1..=3 {
+        for file in SQL_FILES {
+            apply_sql(&pg, &n, file, &available);
+        }
+    }
+    assert_eq!(
+        pg.query_in("app", "SELECT count(*) FROM seeded"),
+        "1",
+        "applied once"
+    );
+    assert_eq!(
+        pg.query_in(
+            "app",
+            "SELECT coalesce(current_setting('pigsty.baseline', true), '')"
+        ),
+        "",
+        "the pending mark is gone once the baseline ran"
+    );
+    assert_eq!(
+        pg.query_in(
+            "plain",
+            "SELECT count(*) FROM pg_class WHERE relname = 'seeded'"
+        ),
+        "0"
+    );
+    // A baseline that fails: the SQL fails loudly and the database stays pending.
+    let bad = render(
+        "{ name: app, baseline: app.sql }, { name: bad, baseline: bad.sql }",
+        "bad",
+    );
+    let out = try_apply_sql(&pg, &bad, SQL_FILES[2], &available);
+    assert!(!out.status.success(), "a failing baseline fails the step");
+    assert!(
+        stderr(&out).contains("division by zero"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        pg.query_in("bad", "SELECT current_setting('pigsty.baseline', true)"),
+        "pending"
+    );
+    assert_eq!(pg.query_in("app", "SELECT count(*) FROM seeded"), "1");
 }
 
 // ------------------------------------------------------------------ hostile values

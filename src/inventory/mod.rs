@@ -1,6 +1,7 @@
 //! Load a Pigsty inventory: find it, parse it, resolve every host's variables and
 //! validate the result into a typed [`Fleet`].
 
+mod baseline;
 pub mod groups;
 mod packages;
 mod reader;
@@ -87,11 +88,25 @@ pub fn load(source: &Source) -> Result<Loaded, LoadError> {
             source: e,
         })?,
     };
-    Ok(load_str(&name, &text)?)
+    let dir = match source {
+        Source::File(path) => Some(match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        }),
+        _ => None,
+    };
+    Ok(load_str_in(&name, &text, dir.as_deref())?)
 }
 
-/// Validate inventory text; `name` is how the file is named in findings.
+/// Validate inventory text; `name` is how the file is named in findings. Files it
+/// names (`pg_databases[].baseline`) cannot be read: there is no directory.
 pub fn load_str(name: &str, text: &str) -> Result<Loaded, Invalid> {
+    load_str_in(name, text, None)
+}
+
+/// Validate inventory text read from a file in `dir`, where the files it names
+/// (`pg_databases[].baseline`) are looked up, as Pigsty looks in `files/`.
+pub fn load_str_in(name: &str, text: &str, dir: Option<&Path>) -> Result<Loaded, Invalid> {
     let mut findings = Vec::new();
     let invalid = |findings: Vec<Finding>| Invalid {
         file: name.to_string(),
@@ -120,7 +135,7 @@ pub fn load_str(name: &str, text: &str) -> Result<Loaded, Invalid> {
         }
     };
     let tree = groups::Tree::build(&root, name, &mut findings);
-    let nodes = validate::validate(&tree, name, &mut findings);
+    let nodes = validate::validate(&tree, name, dir, &mut findings);
     if nodes.is_empty() && !findings.iter().any(Finding::is_error) {
         findings.push(Finding::error(
             name,
@@ -278,6 +293,47 @@ mod tests {
         assert_eq!((f.key.as_str(), f.line), ("node_base", 9), "{f:?}");
         assert!(f.message.contains("debian13, debian12"), "{}", f.message);
         assert_eq!(f.help.as_deref(), Some("did you mean `debian13`?"));
+    }
+
+    #[test]
+    fn baselines_are_read_from_beside_the_inventory() {
+        let text = "all:\n  children:\n    pg-x:\n      hosts: { 10.0.0.1: { pg_seq: 1, pg_role: primary } }\n      vars:\n        pg_cluster: pg-x\n        pg_databases:\n          - { name: app, baseline: app.sql }\n  vars:\n    admin_ip: 10.0.0.1\n    node_repo_modules: node\n";
+        let dir = tempfile::tempdir().unwrap();
+        // Missing: exit 2 at the key, naming where it looked.
+        let err = load_str_in("x.yml", text, Some(dir.path())).unwrap_err();
+        let f = &err.findings[0];
+        assert_eq!(
+            (f.key.as_str(), f.line),
+            ("pg_databases[0].baseline", 8),
+            "{f:?}"
+        );
+        assert!(f.message.contains("files/app.sql"), "{}", f.message);
+        // Pigsty's files/ first, then beside the inventory.
+        std::fs::write(dir.path().join("app.sql"), "SELECT 2;").unwrap();
+        let fleet = load_str_in("x.yml", text, Some(dir.path())).unwrap().fleet;
+        let db = &fleet.nodes[0].pg.as_ref().unwrap().params.pg_databases[0];
+        assert_eq!(db.baseline_sql.as_deref(), Some("SELECT 2;"));
+        std::fs::create_dir(dir.path().join("files")).unwrap();
+        std::fs::write(dir.path().join("files/app.sql"), "SELECT 1;").unwrap();
+        let fleet = load_str_in("x.yml", text, Some(dir.path())).unwrap().fleet;
+        let db = &fleet.nodes[0].pg.as_ref().unwrap().params.pg_databases[0];
+        assert_eq!(db.baseline_sql.as_deref(), Some("SELECT 1;"));
+        // Not text; and an inventory with no directory cannot name files.
+        std::fs::write(dir.path().join("files/app.sql"), [0xff, 0xfe, 0]).unwrap();
+        let err = load_str_in("x.yml", text, Some(dir.path())).unwrap_err();
+        assert!(
+            err.findings[0].message.contains("not UTF-8"),
+            "{:?}",
+            err.findings
+        );
+        let err = load_str("x.yml", text).unwrap_err();
+        assert!(
+            err.findings[0]
+                .message
+                .contains("beside the inventory file"),
+            "{:?}",
+            err.findings
+        );
     }
 
     #[test]

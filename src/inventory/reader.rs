@@ -78,6 +78,9 @@ pub enum Step<'a> {
 pub struct VarReader<'a> {
     pub cache: &'a mut ReadCache,
     pub file: &'a str,
+    /// The inventory file's directory, where the files it names are read from;
+    /// `None` for built-in inventories and text given without a file.
+    pub dir: Option<&'a std::path::Path>,
     /// The host's key in the inventory, where errors without a better place point.
     pub host_loc: Loc,
     pub ip: &'a str,

@@ -83,7 +83,12 @@ fn known_params() -> &'static HashSet<&'static str> {
 }
 
 /// Validate the whole tree into nodes. Findings (errors and warnings) are appended.
-pub fn validate(tree: &Tree, file: &str, findings: &mut Vec<Finding>) -> Vec<Node> {
+pub fn validate(
+    tree: &Tree,
+    file: &str,
+    dir: Option<&std::path::Path>,
+    findings: &mut Vec<Finding>,
+) -> Vec<Node> {
     check_var_names(tree, file, findings);
     super::unimplemented::check(tree, file, findings);
     let mut nodes = Vec::with_capacity(tree.hosts.len());
@@ -96,6 +101,7 @@ pub fn validate(tree: &Tree, file: &str, findings: &mut Vec<Finding>) -> Vec<Nod
         let mut reader = VarReader {
             cache: &mut cache,
             file,
+            dir,
             host_loc: host.key.loc,
             ip: &host.key.name,
             vars: &vars,
@@ -249,6 +255,9 @@ fn read_node(r: &mut VarReader<'_>, key: &Key, member: Membership) -> Option<Nod
             return None;
         }
         pg.packages = super::packages::resolve(r, catalog, &pg.params, repos)?;
+    }
+    if let Some(pg) = &mut pg {
+        super::baseline::read(r, &mut pg.params)?;
     }
     let repos = repos?;
     let failed = |want: bool, got: bool| want && !got;

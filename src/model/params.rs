@@ -631,6 +631,12 @@ pub struct PgDatabase {
     pub pool_mode: Option<String>,
     #[serde(default)]
     pub pool_size: Option<u32>,
+    /// An SQL file applied once, when the database is created (Pigsty's `files/`).
+    #[serde(default)]
+    pub baseline: Option<String>,
+    /// The baseline file's text, read by the inventory from beside the inventory file.
+    #[serde(skip)]
+    pub baseline_sql: Option<String>,
     #[serde(flatten)]
     pub extra: BTreeMap<String, serde_json::Value>,
 }

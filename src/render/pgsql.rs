@@ -212,6 +212,7 @@ fn sql_context(pg: &PgInstance) -> Result<Value, PgsqlError> {
         "roles": sql::roles(p).map_err(fail(SQL_FILES[0]))?,
         "template": sql::template(p).map_err(fail(SQL_FILES[1]))?,
         "databases": sql::databases(p).map_err(fail(SQL_FILES[2]))?,
+        "baselines": sql::baselines(p),
         "privileges": p.pg_default_privileges,
         "dbsu": p.pg_dbsu,
         "replication_user": p.pg_replication_username,

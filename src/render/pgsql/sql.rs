@@ -87,6 +87,8 @@ pub struct Database {
     pub comment: Option<String>,
     pub schemas: Vec<Schema>,
     pub extensions: Vec<Extension>,
+    /// Where the baseline file lies in the image, when the database has one.
+    pub baseline: Option<String>,
     /// The psql `\connect` argument that reaches this database whatever its name.
     pub connect: String,
 }
@@ -248,12 +250,51 @@ pub fn databases(p: &PgParams) -> Result<Vec<Database>, String> {
         if state(&d.extra) == Some("absent") {
             continue;
         }
-        out.push(database(d).map_err(|e| format!("pg_databases[{i}] ({}): {e}", d.name))?);
+        out.push(database(i, d).map_err(|e| format!("pg_databases[{i}] ({}): {e}", d.name))?);
     }
     Ok(out)
 }
 
-fn database(d: &PgDatabase) -> Result<Database, String> {
+/// A baseline file of the image: `name` is its file stem under
+/// `/etc/pigsty/sql/baseline/`, `sql` its text.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Baseline {
+    pub name: String,
+    pub sql: String,
+}
+
+pub const BASELINE_DIR: &str = "/etc/pigsty/sql/baseline";
+
+/// The baseline files of the databases that have one (and are not `absent`).
+pub fn baselines(p: &PgParams) -> Vec<Baseline> {
+    p.pg_databases
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| state(&d.extra) != Some("absent"))
+        .filter_map(|(i, d)| {
+            Some(Baseline {
+                name: baseline_stem(i, &d.name),
+                sql: d.baseline_sql.clone()?,
+            })
+        })
+        .collect()
+}
+
+/// `<index>-<name>` with everything but letters, digits, `_` and `-` made `_`: a
+/// file name psql's `\i` takes unquoted, unique per database.
+fn baseline_stem(i: usize, name: &str) -> String {
+    let safe: String = name
+        .chars()
+        .take(48)
+        .map(|c| match c {
+            c if c.is_ascii_alphanumeric() || c == '_' || c == '-' => c,
+            _ => '_',
+        })
+        .collect();
+    format!("{i:02}-{safe}")
+}
+
+fn database(i: usize, d: &PgDatabase) -> Result<Database, String> {
     Ok(Database {
         name: d.name.clone(),
         owner: d.owner.clone(),
@@ -270,6 +311,10 @@ fn database(d: &PgDatabase) -> Result<Database, String> {
         comment: d.comment.clone(),
         schemas: d.schemas.clone(),
         extensions: d.extensions.clone(),
+        baseline: d
+            .baseline_sql
+            .as_ref()
+            .map(|_| format!("{BASELINE_DIR}/{}.sql", baseline_stem(i, &d.name))),
         connect: psql_connect(&d.name)?,
     })
 }
