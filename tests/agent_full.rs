@@ -103,6 +103,60 @@ fn a_primary_joins_through_a_kill_at_every_step() {
     );
     assert!(node.root.join("pg/backup/backup/pg-t/backup.info").exists());
 
+    // The image's /pg/bin/pg-backup (what pg_crontab entries call): a full backup on
+    // the primary; a member without a running primary refuses; a bad type is exit 3.
+    let script = node.root.join("pg/bin/pg-backup");
+    let conf = node.root.join("etc/pgbackrest/pgbackrest.conf");
+    let text = std::fs::read_to_string(&script).unwrap();
+    assert!(
+        text.contains("pgbackrest --stanza=pg-t --type=\"$type\" backup"),
+        "{text}"
+    );
+    let local = tmp.path().join("pg-backup");
+    let runnable = text.replace(
+        "pgbackrest --stanza",
+        &format!("pgbackrest --config={} --stanza", conf.display()),
+    );
+    std::fs::write(&local, &runnable).unwrap();
+    let down = tmp.path().join("pg-backup-down");
+    std::fs::write(&down, runnable.replace(&format!("-p {pg_port} "), "-p 1 ")).unwrap();
+    let pg_backup = |script: &std::path::Path, arg: &str| {
+        Command::new("runuser")
+            .args(["-u", "postgres", "--", "bash"])
+            .arg(script)
+            .arg(arg)
+            .output()
+            .unwrap()
+    };
+    let out = pg_backup(&local, "full");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let info = Command::new("runuser")
+        .args(["-u", "postgres", "--", "pgbackrest"])
+        .arg(format!("--config={}", conf.display()))
+        .args(["--stanza=pg-t", "--output=json", "info"])
+        .output()
+        .unwrap();
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    let backups = info[0]["backup"].as_array().unwrap();
+    assert_eq!(
+        backups.len(),
+        2,
+        "the first-boot backup and pg-backup's: {info}"
+    );
+    assert_eq!(backups[1]["type"], "full");
+    let out = pg_backup(&down, "full");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("backups run on the primary"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(pg_backup(&local, "weekly").status.code(), Some(3));
+
     // 3. `pigsty agent status --json` reads the state file.
     let exe = env!("CARGO_BIN_EXE_pigsty");
     let out = Command::new(exe)

@@ -108,9 +108,17 @@ fn inventories() -> Vec<(String, String)> {
     out
 }
 
+/// Load an inventory named by its path under the repository, reading the files it
+/// names (baselines) from beside it.
+fn load_in(name: &str, text: &str) -> Result<pigsty::inventory::Loaded, pigsty::diag::Invalid> {
+    let dir = root().join(name);
+    let dir = dir.parent().filter(|d| d.is_dir());
+    load_str_in(name, text, dir)
+}
+
 /// Render every PGSQL node of an inventory into `dir/<nodename>`.
 fn render_pg_nodes(name: &str, text: &str, dir: &Path) -> Vec<PgNode> {
-    let loaded = load_str(name, text).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+    let loaded = load_in(name, text).unwrap_or_else(|e| panic!("{name}: {e:?}"));
     render_fleet(name, &loaded.fleet, dir)
 }
 
@@ -989,7 +997,7 @@ fn postgres_accepts_rendered_hba_parameters_and_sql() {
     let trees = tempfile::tempdir().unwrap();
     let mut primaries = Vec::new();
     for (i, (name, text)) in inventories().iter().enumerate() {
-        let fleet = on_installed_base(load_str(name, text).unwrap().fleet);
+        let fleet = on_installed_base(load_in(name, text).unwrap().fleet);
         for n in render_fleet(name, &fleet, &trees.path().join(i.to_string())) {
             if n.primary {
                 assert_eq!(n.pg_version, PG_VERSION, "{}", n.label);

@@ -1,6 +1,6 @@
 //! `pg_databases[].baseline`: an SQL file applied once, when its database is created.
-//! Pigsty's playbooks copy it from `files/` beside the inventory (Ansible's lookup of
-//! a relative `src`); here it is read at `inventory check` from the same places, so
+//! Pigsty's playbooks copy it from the checkout's `files/` (Ansible's lookup of a
+//! relative `src`); here it is read at `inventory check` from the same places, so
 //! a missing file is an error at the line that names it, not a failure at first boot.
 
 use std::path::{Path, PathBuf};
@@ -32,14 +32,20 @@ pub(super) fn read(r: &mut VarReader<'_>, p: &mut PgParams) -> Option<()> {
     ok.then_some(())
 }
 
-/// Where a baseline named `name` is looked for: `files/<name>` then `<name>`, both
-/// beside the inventory; an absolute path is itself.
+/// Where a baseline named `name` is looked for: `files/<name>` beside the inventory
+/// (a `pigsty.yml` at the root of a Pigsty checkout), `<name>` beside it, then
+/// `../files/<name>` (an inventory of the checkout's `conf/`); an absolute path is
+/// itself.
 pub fn candidates(dir: &Path, name: &str) -> Vec<PathBuf> {
     let path = Path::new(name);
     if path.is_absolute() {
         return vec![path.to_path_buf()];
     }
-    vec![dir.join("files").join(path), dir.join(path)]
+    vec![
+        dir.join("files").join(path),
+        dir.join(path),
+        dir.join("..").join("files").join(path),
+    ]
 }
 
 fn load(dir: Option<&Path>, name: &str) -> Result<String, String> {

@@ -187,10 +187,17 @@ mod tests {
         assert_eq!(loaded.fleet.nodes.len(), 1);
     }
 
+    /// The fixture inventories' directory, where their baselines lie (`files/`).
+    fn fixtures() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/inventories")
+    }
+
     #[test]
     fn minio_volume_expansion() {
         let text = include_str!("../../tests/fixtures/inventories/ha-trio.yml");
-        let fleet = load_str("ha-trio.yml", text).unwrap().fleet;
+        let fleet = load_str_in("ha-trio.yml", text, Some(&fixtures()))
+            .unwrap()
+            .fleet;
         let cluster = &fleet.nodes[0].minio.as_ref().unwrap().cluster;
         assert_eq!(
             fleet.minio_volumes(cluster).unwrap(),
@@ -236,14 +243,16 @@ mod tests {
 
     #[test]
     fn v3_and_v4_rto() {
-        let v3 = load_str(
+        let v3 = load_str_in(
             "v3.yml",
             include_str!("../../tests/fixtures/inventories/v3-full.yml"),
+            Some(&fixtures()),
         )
         .unwrap();
-        let v4 = load_str(
+        let v4 = load_str_in(
             "v4.yml",
             include_str!("../../tests/fixtures/inventories/v4-full.yml"),
+            Some(&fixtures()),
         )
         .unwrap();
         let rto = |f: &Fleet| {
@@ -293,6 +302,24 @@ mod tests {
         assert_eq!((f.key.as_str(), f.line), ("node_base", 9), "{f:?}");
         assert!(f.message.contains("debian13, debian12"), "{}", f.message);
         assert_eq!(f.help.as_deref(), Some("did you mean `debian13`?"));
+    }
+
+    #[test]
+    fn crontab_lines_fail_at_their_line() {
+        let text = "all:\n  children:\n    pg-x:\n      hosts: { 10.0.0.1: { pg_seq: 1, pg_role: primary } }\n      vars:\n        pg_cluster: pg-x\n        pg_crontab: [ '00 01 * * * /pg/bin/pg-backup full', '00 25 * * * /pg/bin/pg-backup' ]\n        node_crontab:\n          - '00 01 * * * /pg/bin/pg-backup full'\n  vars:\n    admin_ip: 10.0.0.1\n    node_repo_modules: node\n";
+        let err = load_str("x.yml", text).unwrap_err();
+        let got: Vec<(&str, u32)> = err
+            .findings
+            .iter()
+            .filter(|f| f.is_error())
+            .map(|f| (f.key.as_str(), f.line))
+            .collect();
+        assert_eq!(
+            got,
+            [("pg_crontab[1]", 7), ("node_crontab[0]", 9)],
+            "{:?}",
+            err.findings
+        );
     }
 
     #[test]

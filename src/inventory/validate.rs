@@ -256,9 +256,13 @@ fn read_node(r: &mut VarReader<'_>, key: &Key, member: Membership) -> Option<Nod
         }
         pg.packages = super::packages::resolve(r, catalog, &pg.params, repos)?;
     }
+    let node_cron = check_crontab(r, "node_crontab", &params.node_crontab, true);
     if let Some(pg) = &mut pg {
+        let pg_cron = check_crontab(r, "pg_crontab", &pg.params.pg_crontab, false);
         super::baseline::read(r, &mut pg.params)?;
+        pg_cron?;
     }
+    node_cron?;
     let repos = repos?;
     let failed = |want: bool, got: bool| want && !got;
     if failed(member.infra, infra.is_some())
@@ -858,4 +862,23 @@ fn check_dcs_timing(
             );
         }
     }
+}
+
+/// Every line of a crontab parameter is a job cron will run: each bad one is an
+/// error at its own line. `None` if any was bad.
+fn check_crontab(
+    r: &mut VarReader<'_>,
+    key: &str,
+    lines: &[String],
+    with_user: bool,
+) -> Option<()> {
+    let mut ok = true;
+    for (i, line) in lines.iter().enumerate() {
+        if let Err(why) = crate::model::CronJob::parse(line, with_user) {
+            let loc = r.loc_in(key, &[super::reader::Step::Item(i)]);
+            r.error(loc, &format!("{key}[{i}]"), why);
+            ok = false;
+        }
+    }
+    ok.then_some(())
 }

@@ -68,6 +68,7 @@ params! {
         node_exporter_enabled: Flag,
         node_exporter_port: u16,
         node_crontab: Vec<String>,
+        node_crontab_overwrite: Flag,
     }
 }
 
@@ -157,6 +158,7 @@ params! {
         pg_libs: String,
         pg_parameters: BTreeMap<String, Scalar>,
         pg_packages: Vec<String>,
+        pg_crontab: Vec<String>,
         pg_extensions: Vec<serde_json::Value>,
         patroni_enabled: Flag,
         patroni_mode: String,
@@ -548,6 +550,131 @@ impl<'de> Deserialize<'de> for PgRto {
             ))),
         }
     }
+}
+
+/// One crontab job line: `<schedule> [<user>] <command>`, where the schedule is five
+/// fields (`00 01 * * *`) or an `@` keyword (`@daily`). `node_crontab` lines name
+/// the user, as `/etc/crontab` does; `pg_crontab` lines do not (the dbsu's own).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CronJob {
+    pub schedule: String,
+    pub user: Option<String>,
+    pub command: String,
+}
+
+impl CronJob {
+    pub fn parse(line: &str, with_user: bool) -> Result<Self, String> {
+        const KEYWORDS: &[&str] = &[
+            "@reboot",
+            "@yearly",
+            "@annually",
+            "@monthly",
+            "@weekly",
+            "@daily",
+            "@midnight",
+            "@hourly",
+        ];
+        // (name, lowest, highest) of the five fields; names (jan, mon) are allowed.
+        const FIELDS: [(&str, u32, u32); 5] = [
+            ("minute", 0, 59),
+            ("hour", 0, 23),
+            ("day of month", 1, 31),
+            ("month", 1, 12),
+            ("day of week", 0, 7),
+        ];
+        if let Some(c) = line.chars().find(|c| c.is_control()) {
+            return Err(format!(
+                "a crontab line cannot hold the control character {c:?}"
+            ));
+        }
+        let mut rest = line.trim();
+        let mut next = || {
+            let s = rest.trim_start();
+            let end = s.find(char::is_whitespace).unwrap_or(s.len());
+            let (word, tail) = s.split_at(end);
+            rest = tail;
+            word
+        };
+        let first = next();
+        let schedule = if first.starts_with('@') {
+            if !KEYWORDS.contains(&first.to_ascii_lowercase().as_str()) {
+                return Err(format!(
+                    "`{first}` is not a cron keyword ({})",
+                    KEYWORDS.join(", ")
+                ));
+            }
+            first.to_string()
+        } else {
+            let mut fields = vec![first];
+            for _ in 1..5 {
+                fields.push(next());
+            }
+            for (word, (name, lo, hi)) in fields.iter().zip(FIELDS) {
+                check_cron_field(word, lo, hi).map_err(|why| {
+                    format!("the {name} field `{word}` of `{line}` {why}; expected five schedule fields, as in `00 01 * * *`")
+                })?;
+            }
+            fields.join(" ")
+        };
+        let user = if with_user {
+            let u = next();
+            let user_like =
+                |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '$');
+            if u.is_empty() || !u.chars().all(user_like) {
+                return Err(format!(
+                    "`{line}` names no user (`{u}` is not a user name): /etc/crontab lines are `<schedule> <user> <command>`"
+                ));
+            }
+            Some(u.to_string())
+        } else {
+            None
+        };
+        let command = rest.trim().to_string();
+        if command.is_empty() {
+            return Err(format!("`{line}` has no command"));
+        }
+        Ok(Self {
+            schedule,
+            user,
+            command,
+        })
+    }
+
+    /// The line for an `/etc/cron.d` file or `/etc/crontab`, run as `user`.
+    pub fn line_as(&self, user: &str) -> String {
+        format!("{} {user} {}", self.schedule, self.command)
+    }
+}
+
+fn check_cron_field(word: &str, lo: u32, hi: u32) -> Result<(), &'static str> {
+    if word.is_empty() {
+        return Err("is missing");
+    }
+    for part in word.split(',') {
+        let (range, step) = match part.split_once('/') {
+            Some((r, s)) => (r, Some(s)),
+            None => (part, None),
+        };
+        if let Some(s) = step
+            && (s.parse::<u32>().map_or(true, |n| n == 0))
+        {
+            return Err("has a step that is not a positive number");
+        }
+        if range == "*" {
+            continue;
+        }
+        for bound in range.split('-') {
+            if bound.chars().all(|c| c.is_ascii_alphabetic()) && bound.len() == 3 {
+                continue; // jan..dec, sun..sat: cron checks the names themselves
+            }
+            match bound.parse::<u32>() {
+                Ok(n) if (lo..=hi).contains(&n) => {}
+                Ok(_) => return Err("is out of range"),
+                Err(_) => return Err("is not a number, range, list or `*`"),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A PostgreSQL role from `pg_users` / `pg_default_roles`.
@@ -1015,6 +1142,39 @@ mod tests {
             "REVOKE SELECT ON TABLES FROM x WITH GRANT OPTION",
         ] {
             assert!(DefaultPrivilege::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn crontab_lines_parse_as_cron_reads_them() {
+        let j = CronJob::parse("00 01 * * * /pg/bin/pg-backup full", false).unwrap();
+        assert_eq!(
+            (j.schedule.as_str(), j.command.as_str()),
+            ("00 01 * * *", "/pg/bin/pg-backup full")
+        );
+        assert_eq!(
+            j.line_as("postgres"),
+            "00 01 * * * postgres /pg/bin/pg-backup full"
+        );
+        let j = CronJob::parse("00 01 * * 2,3,4,5,6,7 postgres /pg/bin/pg-backup", true).unwrap();
+        assert_eq!(
+            (j.user.as_deref(), j.command.as_str()),
+            (Some("postgres"), "/pg/bin/pg-backup")
+        );
+        let j = CronJob::parse("*/5 9-17 * jan-mar mon-fri root echo a  b", true).unwrap();
+        assert_eq!(j.command, "echo a  b");
+        assert!(CronJob::parse("@daily /pg/bin/pg-backup", false).is_ok());
+        for (bad, with_user) in [
+            ("00 01 * * /pg/bin/pg-backup", false),
+            ("61 01 * * * x", false),
+            ("00 24 * * * x", false),
+            ("*/0 * * * * x", false),
+            ("@often x", false),
+            ("00 01 * * * postgres", true),
+            ("00 01 * * *", false),
+            ("00 01 * * * x\n* * * * * root rm -rf /", false),
+        ] {
+            assert!(CronJob::parse(bad, with_user).is_err(), "{bad:?}");
         }
     }
 

@@ -30,6 +30,7 @@ pub fn build(fleet: &Fleet, node: &Node, join: &[JoinStep]) -> Result<Value, Ren
         "nodename": node.nodename,
         "node": node,
         "flags": flags(node),
+        "cron": cron(node),
         "node_tune_sysctl": tune_sysctl(node.node.node_tune),
         "hosts": etc_hosts(fleet, node),
         "etcd": etcd(fleet, node),
@@ -110,7 +111,28 @@ fn flags(node: &Node) -> Value {
         "pgbouncer": on(|p| p.pgbouncer_enabled.0),
         "haproxy": on(|p| p.haproxy_enabled.0),
         "pgbackrest": on(|p| p.pgbackrest_enabled.0),
+        "crontab": !n.node_crontab.is_empty() && n.node_crontab_overwrite.0,
+        "cron_node": !n.node_crontab.is_empty() && !n.node_crontab_overwrite.0,
+        "cron_pgsql": on(|p| !p.pg_crontab.is_empty()),
     })
+}
+
+/// The cron jobs of the node: `node_crontab` lines as written (they name their
+/// user), and `pg_crontab` lines run as the dbsu. The inventory checked each line.
+fn cron(node: &Node) -> Value {
+    let pg: Vec<String> = node
+        .pg
+        .as_ref()
+        .map(|pg| {
+            pg.params
+                .pg_crontab
+                .iter()
+                .filter_map(|l| crate::model::CronJob::parse(l, false).ok())
+                .map(|j| j.line_as(&pg.params.pg_dbsu))
+                .collect()
+        })
+        .unwrap_or_default();
+    json!({ "node": node.node.node_crontab, "pgsql": pg })
 }
 
 #[derive(Serialize)]
