@@ -16,6 +16,7 @@ impl Lab {
         let start = Instant::now();
         let deadline = start + timeout;
         let mut last: BTreeMap<String, String> = BTreeMap::new();
+        let mut restarts: BTreeMap<String, u32> = BTreeMap::new();
         let endpoints = self.etcd_endpoints();
         loop {
             let reported = if endpoints.is_empty() {
@@ -26,7 +27,30 @@ impl Lab {
             let mut pending = Vec::new();
             for node in &self.state.nodes {
                 let paths = self.vm(&node.name);
-                if vm::read_pid(&paths)?.is_none() {
+                let running = vm::read_pid(&paths)?.is_some();
+                if let Some(why) = boot_stalled(
+                    &paths,
+                    running,
+                    reported.contains_key(&node.name),
+                    self.state.kvm,
+                ) {
+                    let n = restarts.entry(node.name.clone()).or_insert(0);
+                    if *n < BOOT_RETRIES {
+                        *n += 1;
+                        eprintln!(
+                            "[{:>5.1}s] {}: {why}; power-cycling it ({n} of {BOOT_RETRIES}). Console tail:\n{}",
+                            start.elapsed().as_secs_f64(),
+                            node.name,
+                            vm::serial_tail(&paths, 3)
+                        );
+                        vm::kill(&paths)?;
+                        self.start(&node.name)?;
+                        last.remove(&node.name);
+                        pending.push((node.name.clone(), "booting again".to_string()));
+                        continue;
+                    }
+                }
+                if !running {
                     bail!(
                         "{}'s VM is not running; console tail:\n{}\n{}",
                         node.name,
@@ -80,6 +104,40 @@ impl Lab {
             std::thread::sleep(Duration::from_secs(2));
         }
     }
+}
+
+/// Power-cycles of one VM that showed no sign of life while booting, per wait.
+const BOOT_RETRIES: u32 = 2;
+
+/// How long a booting VM may show no sign of life (nothing in its journal, no agent
+/// line on its console, no report in etcd) before it is taken for hung. A healthy
+/// guest's journal starts streaming about a minute after qemu starts, under TCG with
+/// three guests on two cores as well.
+fn boot_stall_limit(kvm: bool) -> u64 {
+    if kvm { 120 } else { 300 }
+}
+
+/// Why a VM counts as stuck in early boot, if it does: qemu gone before the guest
+/// said anything (it has exited during firmware under TCG), or silence past the
+/// limit (under TCG a guest's second vCPU sometimes never gets its timer: RCU stall
+/// reports on the console, and nothing else). A VM that has shown life is never
+/// power-cycled here: its failures are the join's, reported as such.
+fn boot_stalled(paths: &VmPaths, running: bool, reported: bool, kvm: bool) -> Option<String> {
+    let journal = std::fs::metadata(paths.journal()).is_ok_and(|m| m.len() > 0);
+    if reported || journal || vm::last_agent_line(paths).is_some() {
+        return None;
+    }
+    if !running {
+        return Some("qemu exited before the guest's journal started".into());
+    }
+    let booted: u64 = std::fs::read_to_string(paths.booted_at())
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let silent = crate::agent::state::now().saturating_sub(booted);
+    (silent > boot_stall_limit(kvm))
+        .then(|| format!("no sign of life {silent} s after qemu started"))
 }
 
 /// Where a node stands: from its etcd report, else from its console.
@@ -213,6 +271,52 @@ fn opt(v: Option<u64>) -> String {
 mod tests {
     use super::*;
     use crate::agent::state::{State, StepState, StepStatus};
+
+    #[test]
+    fn a_silent_boot_is_stalled_and_a_live_one_never() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = VmPaths {
+            dir: dir.path().to_path_buf(),
+        };
+        let now = crate::agent::state::now();
+        std::fs::write(paths.booted_at(), format!("{}\n", now - 400)).unwrap();
+        std::fs::write(
+            paths.serial(),
+            "[ 24.4] rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:\n",
+        )
+        .unwrap();
+        // Under TCG, 400 s of silence is a hang; under KVM as well; 60 s is not.
+        assert!(boot_stalled(&paths, true, false, false).is_some());
+        assert!(boot_stalled(&paths, true, false, true).is_some());
+        std::fs::write(paths.booted_at(), format!("{}\n", now - 60)).unwrap();
+        assert_eq!(boot_stalled(&paths, true, false, false), None);
+        // qemu gone before the guest said anything.
+        assert!(
+            boot_stalled(&paths, false, false, false)
+                .unwrap()
+                .contains("exited")
+        );
+        // Any sign of life, and the boot is the join's business.
+        std::fs::write(paths.booted_at(), format!("{}\n", now - 400)).unwrap();
+        assert_eq!(
+            boot_stalled(&paths, true, true, false),
+            None,
+            "reported in etcd"
+        );
+        std::fs::write(paths.journal(), "{}\n").unwrap();
+        assert_eq!(
+            boot_stalled(&paths, false, false, false),
+            None,
+            "journal streaming"
+        );
+        std::fs::write(paths.journal(), "").unwrap();
+        std::fs::write(paths.serial(), "pigsty agent: step etcd: running\n").unwrap();
+        assert_eq!(
+            boot_stalled(&paths, true, false, false),
+            None,
+            "agent on the console"
+        );
+    }
 
     #[test]
     fn legs_come_from_the_step_timings() {
