@@ -28,6 +28,8 @@ PACKAGES=(
     nginx                    # nginx -t and a real start on loopback (render_modules)
     chrony
     cron                     # node_crontab / pg_crontab fire for real (tests/cron.rs)
+    iputils-arping           # the VIP callback announces the VIP (tests/vip.rs)
+    sudo                     # visudo -c on the VIP callback's sudoers rule
     systemd                  # systemd-analyze verify
     mmdebstrap               # image layers
     apt-utils                # apt-ftparchive: the signed test repository on loopback (apt_repo)
@@ -76,7 +78,7 @@ TOOLS=(
     "ip -V"
     "cloud-init --version"
 )
-FILES=(/usr/share/OVMF/OVMF_CODE_4M.fd /usr/share/OVMF/OVMF_VARS_4M.fd /usr/sbin/cron)
+FILES=(/usr/share/OVMF/OVMF_CODE_4M.fd /usr/share/OVMF/OVMF_VARS_4M.fd /usr/sbin/cron /usr/bin/arping /usr/sbin/visudo)
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"; }

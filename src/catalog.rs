@@ -31,6 +31,10 @@ pub struct Catalog {
     pub base: Vec<String>,
     pub pg_versions: Vec<u32>,
     pub modules: BTreeMap<Module, Vec<String>>,
+    /// Packages of optional features, by name (`pg_vip`: vip-manager), added to a
+    /// node that turns the feature on.
+    #[serde(default)]
+    pub features: BTreeMap<String, Vec<String>>,
 }
 
 impl Catalog {
@@ -101,6 +105,11 @@ impl Catalog {
     }
 
     /// Packages for a set of modules (base excluded), with `{pg_version}` filled in.
+    /// The packages of an optional feature; none when the base names no such feature.
+    pub fn feature(&self, name: &str) -> &[String] {
+        self.features.get(name).map_or(&[], Vec::as_slice)
+    }
+
     pub fn packages(
         &self,
         modules: impl IntoIterator<Item = Module>,

@@ -36,6 +36,9 @@ pub fn compile(fleet: &Fleet, node: &Node) -> Result<Compiled, RenderError> {
     packages.extend(extra_packages(node));
     if let Some(pg) = &node.pg {
         packages.extend(pg.packages.iter().cloned());
+        if pg.params.pg_vip_enabled.0 {
+            packages.extend(catalog.feature("pg_vip").iter().cloned());
+        }
     }
     packages.sort();
     packages.dedup();

@@ -116,6 +116,8 @@ const NODES: [(&str, &str); 3] = [
     ("pg-lab-2", "10.10.10.12"),
     ("pg-lab-3", "10.10.10.13"),
 ];
+/// The cluster VIP of inventory/lab.yml (`pg_vip_address`).
+const VIP: &str = "10.10.10.2";
 const DSN_USER: &str = "user=dbuser_lab password=DBUser.Lab dbname=lab connect_timeout=5";
 
 fn ip_of(name: &str) -> &'static str {
@@ -358,6 +360,15 @@ fn e2e() {
     );
     // pgbouncer answers on 6432 for the database.
     assert_eq!(psql("10.10.10.11", 6432, "SELECT 1").unwrap(), "1");
+    // The cluster VIP (pg_vip_enabled) reaches the primary.
+    until(
+        "the VIP on the primary",
+        Duration::from_secs(60),
+        || match psql(VIP, 5432, "SELECT pg_is_in_recovery()")?.as_str() {
+            "f" => Ok(()),
+            other => Err(format!("in recovery: {other}")),
+        },
+    );
 
     // Fault 1: kill the primary's VM.
     let mut committed = 100;
@@ -423,6 +434,25 @@ fn e2e() {
     );
     let resumed = t0.elapsed().as_secs_f64();
     committed += 1;
+    // The VIP followed the leader: a client of the VIP writes on the new primary
+    // (the old one is powered off, so whoever answers there holds the VIP now).
+    until(
+        "the VIP on the new leader",
+        Duration::from_secs(120),
+        || {
+            psql(
+                VIP,
+                5432,
+                &format!(
+                    "INSERT INTO lab_rows VALUES ({}, 'through the VIP')",
+                    committed + 1
+                ),
+            )
+        },
+    );
+    committed += 1;
+    let vip_s = t0.elapsed().as_secs_f64();
+    figures.insert("failover_vip_s", vip_s);
     let n = count_rows(via, 5433).unwrap();
     assert_eq!(
         n,

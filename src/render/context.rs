@@ -111,6 +111,7 @@ fn flags(node: &Node) -> Value {
         "pgbouncer": on(|p| p.pgbouncer_enabled.0),
         "haproxy": on(|p| p.haproxy_enabled.0),
         "pgbackrest": on(|p| p.pgbackrest_enabled.0),
+        "pg_vip": on(|p| p.pg_vip_enabled.0),
         "crontab": !n.node_crontab.is_empty() && n.node_crontab_overwrite.0,
         "cron_node": !n.node_crontab.is_empty() && !n.node_crontab_overwrite.0,
         "cron_pgsql": on(|p| !p.pg_crontab.is_empty()),

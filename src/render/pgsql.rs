@@ -42,6 +42,7 @@ const PGBOUNCER_INI: &str = "/etc/pgbouncer/pgbouncer.ini";
 const HAPROXY_CFG: &str = "/etc/haproxy/haproxy.cfg";
 const PGBACKREST_CONF: &str = "/etc/pgbackrest/pgbackrest.conf";
 const TMPFILES: &str = "/etc/tmpfiles.d/pigsty-pgsql.conf";
+const VIP_SCRIPT: &str = "/usr/lib/pigsty/pg-vip";
 
 /// Template context for PGSQL files; null on non-PGSQL nodes.
 pub fn context(fleet: &Fleet, node: &Node) -> Result<Value, PgsqlError> {
@@ -64,6 +65,7 @@ pub fn context(fleet: &Fleet, node: &Node) -> Result<Value, PgsqlError> {
     ctx["haproxy"] = haproxy_context(fleet, node, pg)?;
     ctx["pgbackrest"] = backrest_context(pg)?;
     ctx["sql"] = sql_context(pg)?;
+    ctx["vip"] = vip_context(node, pg).map_err(fail(VIP_SCRIPT))?;
     ctx["dirs"] = json!(directories(pg, &ctx["pgbackrest"]).map_err(fail(TMPFILES))?);
     Ok(ctx)
 }
@@ -218,6 +220,37 @@ fn sql_context(pg: &PgInstance) -> Result<Value, PgsqlError> {
         "replication_user": p.pg_replication_username,
         "monitor_user": p.pg_monitor_username,
         "admin_user": p.pg_admin_username,
+    }))
+}
+
+/// The cluster VIP (`pg_vip_enabled`): the address and prefix of `pg_vip_address` and
+/// the interface (`auto`: the one holding the node's IP, found when the VIP is bound,
+/// since one image may boot on machines whose interfaces are named apart). Patroni's
+/// callbacks bind it on the member that leads (`/usr/lib/pigsty/pg-vip`). Null when off.
+fn vip_context(node: &Node, pg: &PgInstance) -> Result<Value, String> {
+    let p = &pg.params;
+    if !p.pg_vip_enabled.0 {
+        return Ok(Value::Null);
+    }
+    // The inventory checked the CIDR form.
+    let (ip, prefix) = p
+        .pg_vip_address
+        .split_once('/')
+        .ok_or_else(|| format!("pg_vip_address `{}` has no prefix length", p.pg_vip_address))?;
+    let iface = p.pg_vip_interface.trim();
+    let auto = iface.is_empty() || iface.eq_ignore_ascii_case("auto");
+    let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if !auto && (iface.len() > 15 || !iface.chars().all(ok)) {
+        return Err(format!(
+            "pg_vip_interface `{iface}` is not an interface name (letters, digits, `.`, `_`, `-`; at most 15)"
+        ));
+    }
+    Ok(json!({
+        "ip": ip,
+        "prefix": prefix,
+        "interface": if auto { "auto" } else { iface },
+        "node_ip": node.ip.to_string(),
+        "script": VIP_SCRIPT,
     }))
 }
 
