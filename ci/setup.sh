@@ -14,6 +14,7 @@ PACKAGES=(
     python3                  # ci/gen-inventory.py (benchmarks)
     postgresql-15            # render tests: the rendered pg_hba/parameters in a throwaway cluster
     postgresql-15-repack     # pg_repack, one of pg_default_extensions (created in template1)
+    prometheus-postgres-exporter  # run with the rendered DSN against a throwaway cluster
     patroni                  # patroni --validate-config
     python3-psycopg2
     python3-etcd

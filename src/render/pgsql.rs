@@ -43,6 +43,7 @@ const HAPROXY_CFG: &str = "/etc/haproxy/haproxy.cfg";
 const PGBACKREST_CONF: &str = "/etc/pgbackrest/pgbackrest.conf";
 const TMPFILES: &str = "/etc/tmpfiles.d/pigsty-pgsql.conf";
 const VIP_SCRIPT: &str = "/usr/lib/pigsty/pg-vip";
+const EXPORTER_ENV: &str = "/etc/default/prometheus-postgres-exporter";
 
 /// Template context for PGSQL files; null on non-PGSQL nodes.
 pub fn context(fleet: &Fleet, node: &Node) -> Result<Value, PgsqlError> {
@@ -66,6 +67,7 @@ pub fn context(fleet: &Fleet, node: &Node) -> Result<Value, PgsqlError> {
     ctx["pgbackrest"] = backrest_context(pg)?;
     ctx["sql"] = sql_context(pg)?;
     ctx["vip"] = vip_context(node, pg).map_err(fail(VIP_SCRIPT))?;
+    ctx["exporter"] = exporter_context(node, pg).map_err(fail(EXPORTER_ENV))?;
     ctx["dirs"] = json!(directories(pg, &ctx["pgbackrest"]).map_err(fail(TMPFILES))?);
     Ok(ctx)
 }
@@ -221,6 +223,51 @@ fn sql_context(pg: &PgInstance) -> Result<Value, PgsqlError> {
         "monitor_user": p.pg_monitor_username,
         "admin_user": p.pg_admin_username,
     }))
+}
+
+/// Debian's PostgreSQL exporter (prometheus-postgres-exporter) as Pigsty's
+/// pg_exporter is reached: on `pg_exporter_port`, connected as the monitor user over
+/// the local socket (Pigsty's default HBA lets it in there with its password). The
+/// DSN is a URL, the form every version of the exporter parses (0.11 splits the
+/// key=value form on blanks, quotes or not), with the user and password
+/// percent-encoded and the socket directory as the `host` parameter.
+fn exporter_context(node: &Node, pg: &PgInstance) -> Result<Value, String> {
+    let p = &pg.params;
+    // Debian 12's exporter (0.11) turns the URL back into key=value text and splits
+    // that on blanks: a password with one cannot reach it (0.17, Debian 13, can).
+    if node.node.node_base == "debian12" && p.pg_monitor_password.contains(char::is_whitespace) {
+        return Err(
+            "pg_monitor_password holds a blank, which Debian 12's prometheus-postgres-exporter (0.11) cannot take in its connection string; choose one without, or node_base: debian13".into(),
+        );
+    }
+    let mut userinfo = percent_encode(&p.pg_monitor_username);
+    if !p.pg_monitor_password.is_empty() {
+        userinfo.push(':');
+        userinfo.push_str(&percent_encode(&p.pg_monitor_password));
+    }
+    let dsn = format!(
+        "postgresql://{userinfo}@:{}/postgres?host={}&sslmode=disable",
+        p.pg_port,
+        percent_encode(conf::SOCKET_DIR)
+    );
+    Ok(json!({
+        "dsn": dsn,
+        "args": format!("--web.listen-address=:{}", p.pg_exporter_port),
+        "port": p.pg_exporter_port,
+    }))
+}
+
+/// RFC 3986 percent-encoding of everything but the unreserved characters.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// The cluster VIP (`pg_vip_enabled`): the address and prefix of `pg_vip_address` and
@@ -555,6 +602,24 @@ mod tests {
             off18.contains("\"no-data-checksums\""),
             "18 checksums by default: {off18}"
         );
+    }
+
+    #[test]
+    fn the_exporter_listens_on_pigstys_port_with_an_encoded_dsn() {
+        let f = fleet("        pg_monitor_password: 'a b@c'\n        pg_exporter_port: 9700\n");
+        let ctx = ctx_of(&f, "pg-test-1").unwrap();
+        assert_eq!(ctx["exporter"]["args"], "--web.listen-address=:9700");
+        assert_eq!(
+            ctx["exporter"]["dsn"],
+            "postgresql://dbuser_monitor:a%20b%40c@:5432/postgres?host=%2Fvar%2Frun%2Fpostgresql&sslmode=disable"
+        );
+        // Debian 12's exporter cannot take a blank in the password: said at render.
+        let f = fleet(
+            "        pg_monitor_password: 'a b@c'\n        node_base: debian12\n        node_repo_modules: node\n",
+        );
+        let e = ctx_of(&f, "pg-test-1").unwrap_err();
+        assert_eq!(e.file, "/etc/default/prometheus-postgres-exporter");
+        assert!(e.reason.contains("0.11"), "{}", e.reason);
     }
 
     #[test]
