@@ -779,41 +779,47 @@ pub struct Extension {
     pub absent: bool,
 }
 
+/// The two forms Pigsty allows for a named item: a bare name, or a mapping of its
+/// fields (`T`). `what` names the mapping's keys for the error message.
+fn name_or<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+    what: &str,
+) -> Result<Result<String, T>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw<T> {
+        Name(String),
+        Full(T),
+    }
+    match Raw::deserialize(d) {
+        Ok(Raw::Name(name)) => Ok(Ok(name)),
+        Ok(Raw::Full(t)) => Ok(Err(t)),
+        Err(_) => Err(serde::de::Error::custom(format!("expected {what}"))),
+    }
+}
+
 impl<'de> Deserialize<'de> for Extension {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Name(String),
-            Full {
-                name: String,
-                schema: Option<String>,
-                version: Option<Scalar>,
-                state: Option<String>,
-            },
+        struct Full {
+            name: String,
+            schema: Option<String>,
+            version: Option<Scalar>,
+            state: Option<String>,
         }
-        let raw = Raw::deserialize(d).map_err(|_| {
-            serde::de::Error::custom(
-                "expected an extension name or { name, schema, version, state }",
-            )
-        })?;
-        Ok(match raw {
-            Raw::Name(name) => Extension {
+        let what = "an extension name or { name, schema, version, state }";
+        Ok(match name_or::<D, Full>(d, what)? {
+            Ok(name) => Extension {
                 name,
                 schema: None,
                 version: None,
                 absent: false,
             },
-            Raw::Full {
-                name,
-                schema,
-                version,
-                state,
-            } => Extension {
-                name,
-                schema,
-                version: version.map(|v| v.0),
-                absent: absent(state.as_deref()).map_err(serde::de::Error::custom)?,
+            Err(f) => Extension {
+                name: f.name,
+                schema: f.schema,
+                version: f.version.map(|v| v.0),
+                absent: absent(f.state.as_deref()).map_err(serde::de::Error::custom)?,
             },
         })
     }
@@ -839,28 +845,22 @@ pub struct Schema {
 impl<'de> Deserialize<'de> for Schema {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Name(String),
-            Full {
-                name: String,
-                owner: Option<String>,
-                state: Option<String>,
-            },
+        struct Full {
+            name: String,
+            owner: Option<String>,
+            state: Option<String>,
         }
-        let raw = Raw::deserialize(d).map_err(|_| {
-            serde::de::Error::custom("expected a schema name or { name, owner, state }")
-        })?;
-        Ok(match raw {
-            Raw::Name(name) => Schema {
+        let what = "a schema name or { name, owner, state }";
+        Ok(match name_or::<D, Full>(d, what)? {
+            Ok(name) => Schema {
                 name,
                 owner: None,
                 absent: false,
             },
-            Raw::Full { name, owner, state } => Schema {
-                name,
-                owner: owner.filter(|o| !o.is_empty()),
-                absent: absent(state.as_deref()).map_err(serde::de::Error::custom)?,
+            Err(f) => Schema {
+                name: f.name,
+                owner: f.owner.filter(|o| !o.is_empty()),
+                absent: absent(f.state.as_deref()).map_err(serde::de::Error::custom)?,
             },
         })
     }
