@@ -179,6 +179,47 @@ mod tests {
         }
     }
 
+    /// Our defaults (model/defaults.yml) are Pigsty 4.5's (the table's `default`),
+    /// but for the few listed here, each with why.
+    #[test]
+    fn our_defaults_are_pigstys() {
+        const DIFFER: &[(&str, &str)] = &[
+            (
+                "node_cluster",
+                "unset: the node's pg_cluster, else `nodes`, as Pigsty names it with node_id_from_pg",
+            ),
+            (
+                "pg_packages",
+                "the PGSQL module's packages of the base catalog stand for pgsql-main and pgsql-common",
+            ),
+            (
+                "minio_users",
+                "Pigsty 4.5's users name the policies pgsql, meta and data that its MinIO role creates; the agent attaches MinIO's built-in consoleAdmin and readwrite",
+            ),
+        ];
+        let defaults = yaml::parse(include_str!("../model/defaults.yml"))
+            .unwrap()
+            .unwrap()
+            .to_json_with(&str::to_string);
+        let mut differ = Vec::new();
+        for (key, ours) in defaults.as_object().unwrap() {
+            let Some(p) = params().iter().find(|p| &p.name == key) else {
+                continue;
+            };
+            if p.default.is_null() || &p.default == ours {
+                continue;
+            }
+            if !DIFFER.iter().any(|(k, _)| k == key) {
+                differ.push(format!("{key}: ours {ours}, Pigsty's {}", p.default));
+            }
+        }
+        assert!(
+            differ.is_empty(),
+            "defaults that differ from Pigsty 4.5:\n{}",
+            differ.join("\n")
+        );
+    }
+
     /// The docs table, as generated from the table.
     fn docs_table() -> String {
         let mut out = format!(
