@@ -172,6 +172,9 @@ fn inventory(port: u16, key: &Path) -> String {
   vars:
     admin_ip: 10.78.0.11
     pg_version: 18
+    # The test repository serves a stand-in postgresql-18 and nothing else, so not
+    # Pigsty's default template1 extensions (pg_repack is a package of its own).
+    pg_default_extensions: []
     node_repo_modules: node,pgsql
     repo_upstream:
       - {{ name: base, module: node, releases: [12, 13], baseurl: {{ default: 'http://deb.debian.org/debian ${{distro_codename}} main' }} }}

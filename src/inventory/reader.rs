@@ -106,7 +106,8 @@ impl<'a> VarReader<'a> {
     /// stops at the nearest enclosing place (the variable itself, or the host key).
     pub fn loc_in(&self, key: &str, path: &[Step<'_>]) -> Loc {
         let mut loc = self.loc(key);
-        let Some(var) = self.vars.get(key) else {
+        // A built-in default has no place in the user's file: the host key stands in.
+        let Some(var) = self.vars.get(key).filter(|v| v.scope != Scope::Default) else {
             return loc;
         };
         let mut node: &Node = var.value;
