@@ -91,22 +91,30 @@ pub fn env(value: &Value, _: &HashMap<String, Value>) -> tera::Result<Value> {
     Ok(Value::String(out))
 }
 
+/// `s` as an SQL string literal (`'it''s'`); the `sql_literal` filter.
+pub fn quote_literal(s: &str) -> Result<String, String> {
+    if s.contains('\0') {
+        return Err("`sql_literal`: NUL cannot appear in SQL text".into());
+    }
+    Ok(format!("'{}'", s.replace('\'', "''")))
+}
+
+/// `s` as a quoted SQL identifier (`"a""b"`); the `sql_ident` filter.
+pub fn quote_ident(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.contains('\0') {
+        return Err(format!("`sql_ident`: {s:?} is not a valid identifier"));
+    }
+    Ok(format!("\"{}\"", s.replace('"', "\"\"")))
+}
+
 pub fn sql_literal(value: &Value, _: &HashMap<String, Value>) -> tera::Result<Value> {
     let s = text(value, "sql_literal")?;
-    if s.contains('\0') {
-        return Err(Error::msg("`sql_literal`: NUL cannot appear in SQL text"));
-    }
-    Ok(Value::String(format!("'{}'", s.replace('\'', "''"))))
+    quote_literal(&s).map(Value::String).map_err(Error::msg)
 }
 
 pub fn sql_ident(value: &Value, _: &HashMap<String, Value>) -> tera::Result<Value> {
     let s = text(value, "sql_ident")?;
-    if s.is_empty() || s.contains('\0') {
-        return Err(Error::msg(format!(
-            "`sql_ident`: {s:?} is not a valid identifier"
-        )));
-    }
-    Ok(Value::String(format!("\"{}\"", s.replace('"', "\"\""))))
+    quote_ident(&s).map(Value::String).map_err(Error::msg)
 }
 
 pub fn pg_value(value: &Value, _: &HashMap<String, Value>) -> tera::Result<Value> {

@@ -217,7 +217,7 @@ fn sql_context(pg: &PgInstance) -> Result<Value, PgsqlError> {
         "template": sql::template(p).map_err(fail(SQL_FILES[1]))?,
         "databases": sql::databases(p).map_err(fail(SQL_FILES[2]))?,
         "baselines": sql::baselines(p),
-        "privileges": p.pg_default_privileges,
+        "privileges": sql::privilege_clauses(p).map_err(fail(SQL_FILES[1]))?,
         "dbsu": p.pg_dbsu,
         "replication_user": p.pg_replication_username,
         "monitor_user": p.pg_monitor_username,

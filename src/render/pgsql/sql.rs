@@ -6,6 +6,7 @@
 use serde::Serialize;
 
 use crate::model::{Extension, PgDatabase, PgParams, PgUser, Schema};
+use crate::render::filters::{quote_ident, quote_literal};
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Role {
@@ -85,8 +86,9 @@ pub struct Database {
     pub connlimit: Option<i64>,
     pub parameters: Vec<Setting>,
     pub comment: Option<String>,
-    pub schemas: Vec<Schema>,
-    pub extensions: Vec<Extension>,
+    /// `CREATE SCHEMA` / `DROP SCHEMA` statements, then the extensions' ones.
+    pub schemas: Vec<String>,
+    pub extensions: Vec<String>,
     /// Where the baseline file lies in the image, when the database has one.
     pub baseline: Option<String>,
     /// The psql `\connect` argument that reaches this database whatever its name.
@@ -212,8 +214,9 @@ fn state(extra: &std::collections::BTreeMap<String, serde_json::Value>) -> Optio
 pub struct Template {
     /// Roles whose new objects get `pg_default_privileges`.
     pub privilege_owners: Vec<String>,
-    pub schemas: Vec<Schema>,
-    pub extensions: Vec<Extension>,
+    /// Statements for `pg_default_schemas` and `pg_default_extensions`.
+    pub schemas: Vec<String>,
+    pub extensions: Vec<String>,
     /// Databases the file sets up, in order, as psql `\connect` arguments.
     pub databases: Vec<String>,
 }
@@ -230,10 +233,72 @@ pub fn template(p: &PgParams) -> Result<Template, String> {
     }
     Ok(Template {
         privilege_owners: owners,
-        schemas: p.pg_default_schemas.clone(),
-        extensions: p.pg_default_extensions.clone(),
+        schemas: statements(&p.pg_default_schemas, schema_sql)?,
+        extensions: statements(&p.pg_default_extensions, extension_sql)?,
         databases: vec![psql_connect("template1")?, psql_connect("postgres")?],
     })
+}
+
+/// The tail of `ALTER DEFAULT PRIVILEGES FOR ROLE r ...` for each
+/// `pg_default_privileges` entry, as template1 and every database owner get them.
+pub fn privilege_clauses(p: &PgParams) -> Result<Vec<String>, String> {
+    p.pg_default_privileges
+        .iter()
+        .map(|d| {
+            let role = match d.role.as_str() {
+                "PUBLIC" => "PUBLIC".to_string(),
+                r => quote_ident(r)?,
+            };
+            let to = if d.verb == "GRANT" { "TO" } else { "FROM" };
+            let option = if d.grant_option {
+                " WITH GRANT OPTION"
+            } else {
+                ""
+            };
+            Ok(format!(
+                "{} {} ON {} {to} {role}{option}",
+                d.verb, d.privileges, d.objects
+            ))
+        })
+        .collect()
+}
+
+fn statements<T>(
+    items: &[T],
+    sql: fn(&T) -> Result<String, String>,
+) -> Result<Vec<String>, String> {
+    items.iter().map(sql).collect()
+}
+
+/// A schema's statement: created (with its owner), or dropped when `state: absent`.
+fn schema_sql(s: &Schema) -> Result<String, String> {
+    let name = quote_ident(&s.name)?;
+    Ok(match (&s.owner, s.absent) {
+        (_, true) => format!("DROP SCHEMA IF EXISTS {name} CASCADE;"),
+        (Some(o), false) => format!(
+            "CREATE SCHEMA IF NOT EXISTS {name} AUTHORIZATION {};",
+            quote_ident(o)?
+        ),
+        (None, false) => format!("CREATE SCHEMA IF NOT EXISTS {name};"),
+    })
+}
+
+/// An extension's statement: created (in its schema, at its version), or dropped
+/// when `state: absent`.
+fn extension_sql(e: &Extension) -> Result<String, String> {
+    let name = quote_ident(&e.name)?;
+    if e.absent {
+        return Ok(format!("DROP EXTENSION IF EXISTS {name} CASCADE;"));
+    }
+    let mut sql = format!("CREATE EXTENSION IF NOT EXISTS {name}");
+    if let Some(schema) = &e.schema {
+        sql.push_str(&format!(" WITH SCHEMA {}", quote_ident(schema)?));
+    }
+    if let Some(v) = &e.version {
+        sql.push_str(&format!(" VERSION {}", quote_literal(v)?));
+    }
+    sql.push_str(" CASCADE;");
+    Ok(sql)
 }
 
 fn names(param: &str, i: usize, name: &str) -> Result<(), String> {
@@ -309,8 +374,8 @@ fn database(i: usize, d: &PgDatabase) -> Result<Database, String> {
         connlimit: d.connlimit,
         parameters: settings(&d.parameters)?,
         comment: d.comment.clone(),
-        schemas: d.schemas.clone(),
-        extensions: d.extensions.clone(),
+        schemas: statements(&d.schemas, schema_sql)?,
+        extensions: statements(&d.extensions, extension_sql)?,
         baseline: d
             .baseline_sql
             .as_ref()
@@ -367,6 +432,29 @@ mod tests {
             ["a,\"b\""]
         );
         assert_eq!(setting_values("work_mem", "64MB, x"), ["64MB, x"]);
+    }
+
+    #[test]
+    fn schema_and_extension_statements() {
+        let sc = |j: &str| schema_sql(&serde_json::from_str(j).unwrap()).unwrap();
+        assert_eq!(sc(r#""a\"b""#), r#"CREATE SCHEMA IF NOT EXISTS "a""b";"#);
+        assert_eq!(
+            sc(r#"{"name": "app", "owner": "o"}"#),
+            r#"CREATE SCHEMA IF NOT EXISTS "app" AUTHORIZATION "o";"#
+        );
+        assert_eq!(
+            sc(r#"{"name": "x", "state": "absent"}"#),
+            r#"DROP SCHEMA IF EXISTS "x" CASCADE;"#
+        );
+        let ex = |j: &str| extension_sql(&serde_json::from_str(j).unwrap()).unwrap();
+        assert_eq!(
+            ex(r#"{"name": "postgis", "schema": "gis", "version": "3.5'"}"#),
+            r#"CREATE EXTENSION IF NOT EXISTS "postgis" WITH SCHEMA "gis" VERSION '3.5''' CASCADE;"#
+        );
+        assert_eq!(
+            ex(r#"{"name": "x", "state": "absent"}"#),
+            r#"DROP EXTENSION IF EXISTS "x" CASCADE;"#
+        );
     }
 
     #[test]
