@@ -34,18 +34,22 @@ pub(super) fn read(r: &mut VarReader<'_>, p: &mut PgParams) -> Option<()> {
 
 /// Where a baseline named `name` is looked for: `files/<name>` beside the inventory
 /// (a `pigsty.yml` at the root of a Pigsty checkout), `<name>` beside it, then
-/// `../files/<name>` (an inventory of the checkout's `conf/`); an absolute path is
+/// `files/<name>` in each folder above, nearest first (an inventory of the checkout's
+/// `conf/` or `conf/ha/`, whose `files/` is the checkout's); an absolute path is
 /// itself.
 pub fn candidates(dir: &Path, name: &str) -> Vec<PathBuf> {
     let path = Path::new(name);
     if path.is_absolute() {
         return vec![path.to_path_buf()];
     }
-    vec![
-        dir.join("files").join(path),
-        dir.join(path),
-        dir.join("..").join("files").join(path),
-    ]
+    let mut out = vec![dir.join("files").join(path), dir.join(path)];
+    let mut up = dir.to_path_buf();
+    // `..` so a relative directory climbs too; bounded by the path's depth.
+    for _ in 0..dir.components().count().max(1) {
+        up = up.join("..");
+        out.push(up.join("files").join(path));
+    }
+    out
 }
 
 fn load(dir: Option<&Path>, name: &str) -> Result<String, String> {

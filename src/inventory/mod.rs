@@ -361,6 +361,16 @@ mod tests {
             "{:?}",
             err.findings
         );
+        // An inventory of a checkout's conf/ha/ finds the checkout's files/.
+        let checkout = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(checkout.path().join("conf/ha")).unwrap();
+        std::fs::create_dir(checkout.path().join("files")).unwrap();
+        std::fs::write(checkout.path().join("files/app.sql"), "SELECT 3;").unwrap();
+        let fleet = load_str_in("x.yml", text, Some(&checkout.path().join("conf/ha")))
+            .unwrap()
+            .fleet;
+        let db = &fleet.nodes[0].pg.as_ref().unwrap().params.pg_databases[0];
+        assert_eq!(db.baseline_sql.as_deref(), Some("SELECT 3;"));
     }
 
     #[test]
