@@ -12,6 +12,8 @@ set -euo pipefail
 # Debian packages the tests start or call for real.
 PACKAGES=(
     python3                  # ci/gen-inventory.py (benchmarks)
+    python3-yaml             # render tests read the rendered YAML back with PyYAML
+    python3-jinja2           # render tests render Pigsty's own Patroni templates
     postgresql-15            # render tests: the rendered pg_hba/parameters in a throwaway cluster
     postgresql-15-repack     # pg_repack, one of pg_default_extensions (created in template1)
     prometheus-postgres-exporter  # run with the rendered DSN against a throwaway cluster

@@ -96,6 +96,12 @@ pub struct LabUpArgs {
     /// Give up waiting for the agents after SECS, naming each node and step not done.
     #[arg(long, value_name = "SECS", default_value_t = 1200)]
     pub timeout: u64,
+
+    /// Boot NODE (a nodename) through UEFI firmware (Debian's OVMF) and the systemd-boot
+    /// on its disk, as a real machine does, instead of qemu's direct kernel boot
+    /// (repeatable; kept for its later starts and reimages).
+    #[arg(long, value_name = "NODE")]
+    pub uefi: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -235,6 +241,17 @@ pub enum AgentCommand {
     Firstboot(FirstbootArgs),
     /// Where the first-boot join stands on this node.
     Status(AgentStatusArgs),
+    /// Size the machine-dependent settings (PostgreSQL memory, workers and WAL, the
+    /// kernel's shared memory) for this machine: run at every boot by pigsty-tune.service.
+    Tune(TuneArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TuneArgs {
+    /// The node's root directory: node.json and the rendered configs are under it; the
+    /// kernel is set only when it is `/`.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -44,6 +44,12 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
         }
         Command::Agent(crate::cli::AgentCommand::Firstboot(args)) => firstboot(args, out),
         Command::Agent(crate::cli::AgentCommand::Status(args)) => agent_status(args, out),
+        Command::Agent(crate::cli::AgentCommand::Tune(args)) => {
+            let tuned = crate::agent::tune::tune(&args.root, None)?;
+            out.write_all(tuned.summary().as_bytes())
+                .context("writing to stdout")?;
+            Ok(())
+        }
         Command::Status(args) => {
             let loaded = load(&source)?;
             fleet_status(&loaded.fleet, args, out)
@@ -74,7 +80,24 @@ fn lab(source: &Source, cmd: &crate::cli::LabCommand, out: &mut dyn Write) -> Re
                 cpus: args.cpus,
                 timeout: std::time::Duration::from_secs(args.timeout),
                 cache: crate::image::layer::cache_dir(),
+                uefi: args.uefi.clone(),
             };
+            if let Some(name) = opts
+                .uefi
+                .iter()
+                .find(|u| !loaded.fleet.nodes.iter().any(|n| &n.nodename == *u))
+            {
+                let names: Vec<&str> = loaded
+                    .fleet
+                    .nodes
+                    .iter()
+                    .map(|n| n.nodename.as_str())
+                    .collect();
+                return Err(Error::Usage(format!(
+                    "--uefi {name}: the inventory has no such node (it has {})",
+                    names.join(", ")
+                )));
+            }
             if let Some(tree) = opts.extra_trees.iter().find(|d| !d.is_dir()) {
                 return Err(Error::Usage(format!(
                     "--extra-tree {}: not a directory",

@@ -4,6 +4,7 @@
 //! typed [`model`](crate::model) only.
 
 pub mod node_json;
+pub mod sizing;
 
 use std::fmt;
 

@@ -395,6 +395,268 @@ fn patroni_lint_reports_only_known_false_positives() {
     });
 }
 
+/// `pigsty agent tune` on machines of three sizes: for every PGSQL node, the sized
+/// patroni.yml Patroni reads from /run holds Pigsty's values for that machine (and for
+/// no line without the mark), PyYAML reads it, and `patroni --validate-config` finds
+/// nothing new in it.
+#[test]
+fn patroni_yml_is_sized_for_the_machine_at_boot() {
+    use pigsty::plan::sizing::Hardware;
+    const GIB: u64 = 1 << 30;
+    let machines = [
+        Hardware {
+            cpus: 1,
+            mem_bytes: 1536 << 20,
+            fs_bytes: 8 * GIB,
+        },
+        Hardware {
+            cpus: 8,
+            mem_bytes: 32 * GIB,
+            fs_bytes: 500 * GIB,
+        },
+        Hardware {
+            cpus: 64,
+            mem_bytes: 512 * GIB,
+            fs_bytes: 8192 * GIB,
+        },
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = all_pg_nodes(dir.path());
+    // The dbsu owns the sized file: map it to whoever runs the test.
+    let (uid, gid) = {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(dir.path()).unwrap();
+        (m.uid(), m.gid())
+    };
+    in_parallel(&nodes, |n| {
+        let dbsu = n.patroni()["postgresql"]["authentication"]["superuser"]["username"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        std::fs::write(
+            n.path("/etc/passwd"),
+            format!("{dbsu}:x:{uid}:{gid}::/var/lib/postgresql:/bin/sh\n"),
+        )
+        .unwrap();
+        let node_json: pigsty::plan::node_json::NodeJson =
+            serde_json::from_slice(&std::fs::read(n.path("/etc/pigsty/node.json")).unwrap())
+                .unwrap();
+        let tune = node_json.node.tune;
+        let sizing = node_json
+            .pg
+            .unwrap()
+            .sizing
+            .expect("node.json has the sizing inputs");
+        let image = n.patroni();
+        for hw in &machines {
+            let tuned = pigsty::agent::tune::tune(&n.tree, Some(*hw))
+                .unwrap_or_else(|e| panic!("{}: agent tune: {e:#}", n.label));
+            let file = n.path("/run/pigsty/patroni.yml");
+            let sized = pyyaml(&file);
+            let want = sizing.parameters(hw);
+            assert_eq!(tuned.pg, want, "{}", n.label);
+            for (k, v) in &want {
+                let local = &sized["postgresql"]["parameters"][*k];
+                let wide = &sized["bootstrap"]["dcs"]["postgresql"]["parameters"][*k];
+                let got = if local.is_null() { wide } else { local };
+                assert_eq!(got.as_str(), Some(v.as_str()), "{}: {k} on {hw:?}", n.label);
+            }
+            // Everything else is the image's file, unchanged.
+            let mut a = sized.clone();
+            let mut b = image.clone();
+            for (k, _) in &want {
+                for c in [&mut a, &mut b] {
+                    for path in [
+                        "/postgresql/parameters",
+                        "/bootstrap/dcs/postgresql/parameters",
+                    ] {
+                        if let Some(m) = c.pointer_mut(path).and_then(Value::as_object_mut) {
+                            m.remove(*k);
+                        }
+                    }
+                }
+            }
+            assert_eq!(a, b, "{}: tune changed more than the sized lines", n.label);
+            let out = run(
+                isolated("patroni")
+                    .arg("--validate-config")
+                    .arg(&file)
+                    .env_clear(),
+                60,
+            );
+            let allowed = patroni_allowed(&sized);
+            let said = stderr(&out);
+            let unknown: Vec<&str> = said
+                .lines()
+                .filter(|l| !l.trim().is_empty() && !allowed.contains(*l))
+                .collect();
+            assert!(
+                unknown.is_empty(),
+                "{} sized for {hw:?}: patroni --validate-config says:\n{}",
+                n.label,
+                unknown.join("\n")
+            );
+            if tune != pigsty::model::NodeTune::None {
+                let sysctl =
+                    std::fs::read_to_string(n.path("/run/sysctl.d/60-pigsty-tune.conf")).unwrap();
+                let shmmax = (hw.mem_bytes as f64 * 0.75) as u64;
+                assert!(
+                    sysctl.contains(&format!("kernel.shmmax = {shmmax}\n")),
+                    "{}: {sysctl}",
+                    n.label
+                );
+            }
+        }
+    });
+}
+
+/// Every parameter `pigsty agent tune` sizes gets Pigsty's value: Pigsty 4.5's own
+/// Patroni templates (tests/fixtures/pigsty-v4.5.0/roles/pgsql/templates), rendered by
+/// Jinja2 for the same machine and inventory values, are the reference. Four
+/// templates, three inventories (libraries, version, connections), five machines.
+#[test]
+fn sizing_matches_pigstys_templates() {
+    use pigsty::plan::sizing::Hardware;
+    const GIB: u64 = 1 << 30;
+    let machines = [
+        Hardware {
+            cpus: 1,
+            mem_bytes: 1_485_472 * 1024,
+            fs_bytes: 8 * GIB,
+        },
+        Hardware {
+            cpus: 2,
+            mem_bytes: 4 * GIB,
+            fs_bytes: 40 * GIB,
+        },
+        Hardware {
+            cpus: 6,
+            mem_bytes: 24 * GIB - 12345 * 4096,
+            fs_bytes: 333 * GIB,
+        },
+        Hardware {
+            cpus: 16,
+            mem_bytes: 64 * GIB,
+            fs_bytes: 1024 * GIB,
+        },
+        Hardware {
+            cpus: 96,
+            mem_bytes: 768 * GIB,
+            fs_bytes: 30 * 1024 * GIB,
+        },
+    ];
+    // (pg_libs, pg_version, pg_default_service_dest, pg_max_conn)
+    let inventories = [
+        ("pg_stat_statements, auto_explain", 17, "pgbouncer", "auto"),
+        (
+            "timescaledb, pg_stat_statements, auto_explain",
+            18,
+            "postgres",
+            "auto",
+        ),
+        ("pg_stat_statements", 15, "pgbouncer", "300"),
+    ];
+    let templates = root().join("tests/fixtures/pigsty-v4.5.0/roles/pgsql/templates");
+    let script = root().join("tests/support/pigsty_template.py");
+    let dir = tempfile::tempdir().unwrap();
+    let mut checked = 0;
+    for conf in ["oltp", "olap", "crit", "tiny"] {
+        for (i, (libs, version, dest, conns)) in inventories.iter().enumerate() {
+            let text = format!(
+                "all:\n  children:\n    etcd: {{ hosts: {{ 10.0.0.1: {{ etcd_seq: 1 }} }}, vars: {{ etcd_cluster: etcd }} }}\n    pg-s:\n      hosts: {{ 10.0.0.1: {{ pg_seq: 1, pg_role: primary }} }}\n      vars: {{ pg_cluster: pg-s, pg_conf: {conf}.yml, pg_libs: '{libs}', pg_version: {version}, pg_default_service_dest: {dest}, pg_max_conn: {conns} }}\n  vars:\n    admin_ip: 10.0.0.1\n    node_repo_modules: node,pgsql\n"
+            );
+            let name = format!("{conf}-{i}.yml");
+            let fleet = load_str(&name, &text)
+                .unwrap_or_else(|e| panic!("{name}: {e:?}"))
+                .fleet;
+            let n = render_fleet(&name, &fleet, &dir.path().join(&name)).remove(0);
+            let node_json: pigsty::plan::node_json::NodeJson =
+                serde_json::from_slice(&std::fs::read(n.path("/etc/pigsty/node.json")).unwrap())
+                    .unwrap();
+            let sizing = node_json.pg.unwrap().sizing.unwrap();
+            for hw in &machines {
+                let vars = serde_json::json!({
+                    "node_cpu": hw.cpus,
+                    "node_mem_mb": hw.mem_mib(),
+                    "node_mem_gb": hw.mem_bytes.div_ceil(GIB),
+                    "node_fs_bytes": hw.fs_bytes,
+                    "node_tune": conf,
+                    "pg_max_conn": conns,
+                    "pg_shared_buffer_ratio": 0.25,
+                    "pg_libs": libs,
+                    "pg_version": version,
+                    "pg_conf": format!("{conf}.yml"),
+                    "pg_default_service_dest": dest,
+                    "pg_rto": "norm",
+                    "pg_rto_plan": { "norm": [30, 5, 10, 25, 5, "2s", "1s", "2s", 3, 3] },
+                    "pg_rpo": 1_048_576,
+                    "groups": {},
+                    "admin_ip": "10.0.0.1",
+                    "inventory_hostname": "10.0.0.1",
+                    "pg_listen": "0.0.0.0",
+                    "pg_mode": "pgsql",
+                    "pg_cluster": "pg-s",
+                    "pg_instance": "pg-s-1",
+                    "pg_role": "primary",
+                    "pg_vip_enabled": false,
+                    "pg_vip_address": "127.0.0.1/24",
+                    "patroni_ssl_enabled": false,
+                    "patroni_watchdog_mode": "off",
+                    "pg_checksum": true,
+                    "pg_namespace": "/pg",
+                    "pg_port": 5432,
+                    "patroni_port": 8008,
+                    "etcd_port": 2379,
+                    "pg_data": "/pg/data",
+                    "pg_dbsu": "postgres",
+                    "pgbackrest_enabled": true,
+                    "pgbackrest_method": "local",
+                    "pg_io_method": "auto",
+                    "os_package": "deb",
+                    "os_version": 13,
+                    "pg_parameters": {},
+                    "pg_hba_rules": [],
+                    "pg_default_hba_rules": [],
+                });
+                let out = run(
+                    Command::new("python3")
+                        .arg(&script)
+                        .arg(templates.join(format!("{conf}.yml")))
+                        .arg(vars.to_string()),
+                    60,
+                );
+                assert!(
+                    out.status.success(),
+                    "rendering Pigsty's {conf}.yml: {}",
+                    stderr(&out)
+                );
+                let pigsty: Value = serde_json::from_slice(&out.stdout).unwrap();
+                let as_text = |v: &Value| match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                let ours = sizing.parameters(hw);
+                assert!(!ours.is_empty());
+                for (k, v) in &ours {
+                    assert_eq!(
+                        Some(v.clone()),
+                        pigsty.get(*k).map(as_text),
+                        "{conf}.yml, {libs}, PG {version}, pg_max_conn {conns}, {hw:?}: {k}"
+                    );
+                    checked += 1;
+                }
+                // The connection count the sizes divide by is Pigsty's too.
+                assert_eq!(
+                    sizing.max_connections.to_string(),
+                    as_text(&pigsty["max_connections"]),
+                    "{conf}.yml, {dest}, pg_max_conn {conns}: max_connections"
+                );
+            }
+        }
+    }
+    assert!(checked > 500, "{checked} values compared");
+}
+
 #[test]
 fn patroni_yml_holds_the_values_patroni_needs() {
     let dir = tempfile::tempdir().unwrap();

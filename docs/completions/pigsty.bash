@@ -49,6 +49,9 @@ _pigsty() {
             pigsty__subcmd__agent,status)
                 cmd="pigsty__subcmd__agent__subcmd__status"
                 ;;
+            pigsty__subcmd__agent,tune)
+                cmd="pigsty__subcmd__agent__subcmd__tune"
+                ;;
             pigsty__subcmd__agent__subcmd__help,firstboot)
                 cmd="pigsty__subcmd__agent__subcmd__help__subcmd__firstboot"
                 ;;
@@ -57,6 +60,9 @@ _pigsty() {
                 ;;
             pigsty__subcmd__agent__subcmd__help,status)
                 cmd="pigsty__subcmd__agent__subcmd__help__subcmd__status"
+                ;;
+            pigsty__subcmd__agent__subcmd__help,tune)
+                cmd="pigsty__subcmd__agent__subcmd__help__subcmd__tune"
                 ;;
             pigsty__subcmd__help,agent)
                 cmd="pigsty__subcmd__help__subcmd__agent"
@@ -87,6 +93,9 @@ _pigsty() {
                 ;;
             pigsty__subcmd__help__subcmd__agent,status)
                 cmd="pigsty__subcmd__help__subcmd__agent__subcmd__status"
+                ;;
+            pigsty__subcmd__help__subcmd__agent,tune)
+                cmd="pigsty__subcmd__help__subcmd__agent__subcmd__tune"
                 ;;
             pigsty__subcmd__help__subcmd__inventory,check)
                 cmd="pigsty__subcmd__help__subcmd__inventory__subcmd__check"
@@ -219,7 +228,7 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__agent)
-            opts="-i -v -h -V --inventory --verbose --help --version firstboot status help"
+            opts="-i -v -h -V --inventory --verbose --help --version firstboot status tune help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -275,7 +284,7 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__agent__subcmd__help)
-            opts="firstboot status help"
+            opts="firstboot status tune help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -330,8 +339,48 @@ _pigsty() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        pigsty__subcmd__agent__subcmd__help__subcmd__tune)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         pigsty__subcmd__agent__subcmd__status)
             opts="-i -v -h -V --root --json --inventory --verbose --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --inventory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pigsty__subcmd__agent__subcmd__tune)
+            opts="-i -v -h -V --root --inventory --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -409,7 +458,7 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__help__subcmd__agent)
-            opts="firstboot status"
+            opts="firstboot status tune"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -437,6 +486,20 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__help__subcmd__agent__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pigsty__subcmd__help__subcmd__agent__subcmd__tune)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1129,7 +1192,7 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__lab__subcmd__up)
-            opts="-i -v -h -V --dir --extra-tree --accel --memory --cpus --timeout --inventory --verbose --help --version"
+            opts="-i -v -h -V --dir --extra-tree --accel --memory --cpus --timeout --uefi --inventory --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1156,6 +1219,10 @@ _pigsty() {
                     return 0
                     ;;
                 --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --uefi)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

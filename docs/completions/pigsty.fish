@@ -70,13 +70,14 @@ complete -c pigsty -n "__fish_pigsty_using_subcommand render" -l all -d 'Render 
 complete -c pigsty -n "__fish_pigsty_using_subcommand render" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
 complete -c pigsty -n "__fish_pigsty_using_subcommand render" -s h -l help -d 'Print help'
 complete -c pigsty -n "__fish_pigsty_using_subcommand render" -s V -l version -d 'Print version'
-complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and not __fish_seen_subcommand_from firstboot status help" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
-complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and not __fish_seen_subcommand_from firstboot status help" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
-complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and not __fish_seen_subcommand_from firstboot status help" -s h -l help -d 'Print help'
-complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and not __fish_seen_subcommand_from firstboot status help" -s V -l version -d 'Print version'
-complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and not __fish_seen_subcommand_from firstboot status help" -f -a "firstboot" -d 'Join this node into its clusters, in order (run once by pigsty-firstboot.service)'
-complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and not __fish_seen_subcommand_from firstboot status help" -f -a "status" -d 'Where the first-boot join stands on this node'
-complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and not __fish_seen_subcommand_from firstboot status help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and not __fish_seen_subcommand_from firstboot status tune help" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and not __fish_seen_subcommand_from firstboot status tune help" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and not __fish_seen_subcommand_from firstboot status tune help" -s h -l help -d 'Print help'
+complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and not __fish_seen_subcommand_from firstboot status tune help" -s V -l version -d 'Print version'
+complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and not __fish_seen_subcommand_from firstboot status tune help" -f -a "firstboot" -d 'Join this node into its clusters, in order (run once by pigsty-firstboot.service)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and not __fish_seen_subcommand_from firstboot status tune help" -f -a "status" -d 'Where the first-boot join stands on this node'
+complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and not __fish_seen_subcommand_from firstboot status tune help" -f -a "tune" -d 'Size the machine-dependent settings (PostgreSQL memory, workers and WAL, the kernel\'s shared memory) for this machine: run at every boot by pigsty-tune.service'
+complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and not __fish_seen_subcommand_from firstboot status tune help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from firstboot" -l root -d 'The node\'s root directory: node.json, the state and env overrides are under it' -r -F
 complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from firstboot" -l timeout -d 'Give up any single wait (a peer, a leader, a healthy service) after SECS' -r
 complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from firstboot" -l request-timeout -d 'Give up one request to a peer after SECS' -r
@@ -90,8 +91,14 @@ complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_sub
 complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from status" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
 complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help'
 complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from status" -s V -l version -d 'Print version'
+complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from tune" -l root -d 'The node\'s root directory: node.json and the rendered configs are under it; the kernel is set only when it is `/`' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from tune" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from tune" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from tune" -s h -l help -d 'Print help'
+complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from tune" -s V -l version -d 'Print version'
 complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from help" -f -a "firstboot" -d 'Join this node into its clusters, in order (run once by pigsty-firstboot.service)'
 complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from help" -f -a "status" -d 'Where the first-boot join stands on this node'
+complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from help" -f -a "tune" -d 'Size the machine-dependent settings (PostgreSQL memory, workers and WAL, the kernel\'s shared memory) for this machine: run at every boot by pigsty-tune.service'
 complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c pigsty -n "__fish_pigsty_using_subcommand status" -l endpoint -d 'etcd client URL to read from (repeatable). Default: the inventory\'s etcd members' -r
 complete -c pigsty -n "__fish_pigsty_using_subcommand status" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
@@ -134,6 +141,7 @@ tcg\t''"
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from up" -l memory -d 'Memory of each VM, MiB' -r
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from up" -l cpus -d 'vCPUs of each VM' -r
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from up" -l timeout -d 'Give up waiting for the agents after SECS, naming each node and step not done' -r
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from up" -l uefi -d 'Boot NODE (a nodename) through UEFI firmware (Debian\'s OVMF) and the systemd-boot on its disk, as a real machine does, instead of qemu\'s direct kernel boot (repeatable; kept for its later starts and reimages)' -r
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from up" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from up" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from up" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -197,6 +205,7 @@ complete -c pigsty -n "__fish_pigsty_using_subcommand help; and __fish_seen_subc
 complete -c pigsty -n "__fish_pigsty_using_subcommand help; and __fish_seen_subcommand_from inventory" -f -a "list" -d 'One row per node: ip, nodename, roles, modules'
 complete -c pigsty -n "__fish_pigsty_using_subcommand help; and __fish_seen_subcommand_from agent" -f -a "firstboot" -d 'Join this node into its clusters, in order (run once by pigsty-firstboot.service)'
 complete -c pigsty -n "__fish_pigsty_using_subcommand help; and __fish_seen_subcommand_from agent" -f -a "status" -d 'Where the first-boot join stands on this node'
+complete -c pigsty -n "__fish_pigsty_using_subcommand help; and __fish_seen_subcommand_from agent" -f -a "tune" -d 'Size the machine-dependent settings (PostgreSQL memory, workers and WAL, the kernel\'s shared memory) for this machine: run at every boot by pigsty-tune.service'
 complete -c pigsty -n "__fish_pigsty_using_subcommand help; and __fish_seen_subcommand_from lab" -f -a "up" -d 'Build missing images, boot every node and wait until every agent is done'
 complete -c pigsty -n "__fish_pigsty_using_subcommand help; and __fish_seen_subcommand_from lab" -f -a "status" -d 'Each node\'s VM, join state, Patroni role and REST API, etcd health and haproxy\'s primary, and whether the node is healthy'
 complete -c pigsty -n "__fish_pigsty_using_subcommand help; and __fish_seen_subcommand_from lab" -f -a "down" -d 'Stop every VM of the lab and remove its network namespace'

@@ -21,6 +21,7 @@ mod postgres;
 pub mod retry;
 pub mod service;
 pub mod state;
+pub mod tune;
 
 use std::path::PathBuf;
 use std::time::Duration;

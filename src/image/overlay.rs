@@ -63,6 +63,11 @@ const ENABLE: &[(&str, &str, &str)] = &[
     ),
     (
         "multi-user.target.wants",
+        "pigsty-tune.service",
+        "/etc/systemd/system/pigsty-tune.service",
+    ),
+    (
+        "multi-user.target.wants",
         "systemd-networkd.service",
         "/lib/systemd/system/systemd-networkd.service",
     ),

@@ -46,6 +46,8 @@ pub struct UpOptions {
     /// Bound of the wait for every agent to report done.
     pub timeout: Duration,
     pub cache: PathBuf,
+    /// Nodes booted through UEFI firmware rather than qemu's direct kernel boot.
+    pub uefi: Vec<String>,
 }
 
 /// The default lab directory.
@@ -89,6 +91,9 @@ pub struct LabNode {
     /// the stats password).
     #[serde(default)]
     pub haproxy: Option<HaproxyStats>,
+    /// Boots through OVMF and the disk's systemd-boot (`lab up --uefi`).
+    #[serde(default)]
+    pub uefi: bool,
 }
 
 /// Where `lab status` reads haproxy's view of a cluster.
@@ -205,6 +210,7 @@ impl Lab {
             memory_mib: self.state.memory_mib,
             cpus: self.state.cpus,
             kvm: self.state.kvm,
+            uefi: node.uefi,
         })?;
         tracing::info!(node = %node.name, pid, "started");
         let now = crate::agent::state::now();
@@ -269,6 +275,9 @@ pub fn up(fleet: &Fleet, opts: &UpOptions) -> anyhow::Result<(Lab, Duration)> {
     for tool in ["qemu-system-x86_64", "qemu-img", "ip"] {
         crate::sys::require(tool)?;
     }
+    if !opts.uefi.is_empty() {
+        vm::require_ovmf()?;
+    }
     images::check_minio_binary(fleet, &opts.extra_trees)?;
     std::fs::create_dir_all(&opts.dir)
         .with_context(|| format!("creating {}", opts.dir.display()))?;
@@ -300,7 +309,7 @@ pub fn up(fleet: &Fleet, opts: &UpOptions) -> anyhow::Result<(Lab, Duration)> {
             .nodes
             .iter()
             .enumerate()
-            .map(|(i, n)| lab_node(i, n))
+            .map(|(i, n)| lab_node(i, n, opts.uefi.contains(&n.nodename)))
             .collect(),
     };
     let mut lab = Lab { dir, state };
@@ -340,9 +349,10 @@ pub fn up(fleet: &Fleet, opts: &UpOptions) -> anyhow::Result<(Lab, Duration)> {
         }
         let pid = lab.start(&node.name)?;
         eprintln!(
-            "lab: {} ({}) booting, qemu pid {pid}, console {}",
+            "lab: {} ({}) booting{}, qemu pid {pid}, console {}",
             node.name,
             node.ip,
+            if node.uefi { " through UEFI" } else { "" },
             lab.vm(&node.name).serial().display()
         );
     }
@@ -391,7 +401,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
-fn lab_node(i: usize, n: &Node) -> LabNode {
+fn lab_node(i: usize, n: &Node, uefi: bool) -> LabNode {
     LabNode {
         name: n.nodename.clone(),
         ip: n.ip.to_string(),
@@ -421,6 +431,7 @@ fn lab_node(i: usize, n: &Node) -> LabNode {
                 user: p.params.haproxy_admin_username.clone(),
                 password: p.params.haproxy_admin_password.clone(),
             }),
+        uefi,
     }
 }
 
@@ -490,12 +501,13 @@ mod tests {
             .nodes
             .iter()
             .enumerate()
-            .map(|(i, n)| lab_node(i, n))
+            .map(|(i, n)| lab_node(i, n, i == 2))
             .collect();
         assert_eq!(nodes.len(), 3);
         assert_eq!(nodes[0].tap, "tap0");
         assert_eq!(nodes[0].etcd, Some(2379));
         assert_eq!(nodes[0].patroni, Some(8008));
         assert_eq!(nodes[1].mac, "52:54:00:0a:0a:0c");
+        assert!(!nodes[0].uefi && nodes[2].uefi);
     }
 }

@@ -1,5 +1,6 @@
-//! One lab VM: a qemu process booting a node's image through the direct-kernel path,
-//! on a copy-on-write disk over the image, with its serial console in a log file.
+//! One lab VM: a qemu process booting a node's image through the direct-kernel path
+//! (or, with `--uefi`, through OVMF and the disk's systemd-boot), on a copy-on-write
+//! disk over the image, with its serial console in a log file.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -107,6 +108,26 @@ impl VmPaths {
     pub fn image_key(&self) -> PathBuf {
         self.dir.join("image.key")
     }
+    /// The UEFI variable store of a firmware-booted VM (its NVRAM: new with each
+    /// fresh disk, like a new machine's).
+    pub fn uefi_vars(&self) -> PathBuf {
+        self.dir.join("OVMF_VARS.fd")
+    }
+}
+
+/// Debian's OVMF (package `ovmf`): the firmware code, read-only, and the template of
+/// the variable store each VM gets a copy of.
+const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+
+/// Firmware-booted VMs need Debian's OVMF.
+pub fn require_ovmf() -> anyhow::Result<()> {
+    for f in [OVMF_CODE, OVMF_VARS] {
+        if !Path::new(f).is_file() {
+            bail!("--uefi needs UEFI firmware at {f} (apt-get install ovmf)");
+        }
+    }
+    Ok(())
 }
 
 /// Everything qemu needs to boot one node.
@@ -120,6 +141,8 @@ pub struct Boot<'a> {
     pub memory_mib: u32,
     pub cpus: u32,
     pub kvm: bool,
+    /// Through OVMF and the disk's systemd-boot instead of qemu's direct kernel boot.
+    pub uefi: bool,
 }
 
 /// A fresh copy-on-write disk over the image's raw disk (what a reimage gives).
@@ -129,6 +152,7 @@ pub fn fresh_disk(image_dir: &Path, paths: &VmPaths, key: &str) -> anyhow::Resul
     let raw = image_dir.join("disk.raw");
     let disk = paths.disk();
     let _ = std::fs::remove_file(&disk);
+    let _ = std::fs::remove_file(paths.uefi_vars());
     // A fresh disk is a new machine: the old one's logs move aside (one generation).
     for log in paths.logs() {
         if log.exists() {
@@ -177,8 +201,6 @@ fn lab_kernel_args(kvm: bool) -> &'static str {
 /// Start qemu inside the namespace; it daemonizes and writes its pid file. Returns
 /// the pid.
 pub fn start(b: &Boot) -> anyhow::Result<u32> {
-    let cmdline = std::fs::read_to_string(b.image_dir.join("cmdline"))
-        .with_context(|| format!("reading {}", b.image_dir.join("cmdline").display()))?;
     let _ = std::fs::remove_file(b.paths.pidfile());
     let qemu_log = std::fs::File::create(b.paths.qemu_log())
         .with_context(|| format!("creating {}", b.paths.qemu_log().display()))?;
@@ -192,14 +214,45 @@ pub fn start(b: &Boot) -> anyhow::Result<u32> {
         .args(["-accel", if b.kvm { "kvm" } else { "tcg" }])
         .args(["-m", &b.memory_mib.to_string()])
         .args(["-smp", &b.cpus.to_string()])
-        .args(["-display", "none", "-monitor", "none"])
-        .arg("-kernel")
-        .arg(b.image_dir.join("vmlinuz"))
-        .arg("-initrd")
-        .arg(b.image_dir.join("initrd.img"))
-        .arg("-append")
-        .arg(format!("{} {}", cmdline.trim(), lab_kernel_args(b.kvm)))
-        .arg("-drive")
+        .args(["-display", "none", "-monitor", "none"]);
+    let mut nic = format!("virtio-net-pci,netdev=n0,mac={}", b.mac);
+    if b.uefi {
+        // The firmware finds systemd-boot on the disk's ESP (the removable-media path,
+        // as the NVRAM starts empty), and systemd-boot (256 and later) appends the
+        // lab's arguments from SMBIOS type 11 to the disk's own loader entry.
+        let vars = b.paths.uefi_vars();
+        if !vars.exists() {
+            std::fs::copy(OVMF_VARS, &vars)
+                .with_context(|| format!("copying {OVMF_VARS} to {}", vars.display()))?;
+        }
+        cmd.arg("-drive")
+            .arg(format!(
+                "if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"
+            ))
+            .arg("-drive")
+            .arg(format!(
+                "if=pflash,format=raw,unit=1,file={}",
+                vars.display()
+            ))
+            .arg("-smbios")
+            .arg(format!(
+                "type=11,value=io.systemd.boot.kernel-cmdline-extra={}",
+                lab_kernel_args(b.kvm).replace(',', ",,")
+            ));
+        // No network boot: the firmware would try the NIC's iPXE ROM when the disk
+        // does not boot, and loading it costs seconds under emulation.
+        nic.push_str(",romfile=");
+    } else {
+        let cmdline = std::fs::read_to_string(b.image_dir.join("cmdline"))
+            .with_context(|| format!("reading {}", b.image_dir.join("cmdline").display()))?;
+        cmd.arg("-kernel")
+            .arg(b.image_dir.join("vmlinuz"))
+            .arg("-initrd")
+            .arg(b.image_dir.join("initrd.img"))
+            .arg("-append")
+            .arg(format!("{} {}", cmdline.trim(), lab_kernel_args(b.kvm)));
+    }
+    cmd.arg("-drive")
         .arg(format!(
             "file={},format=qcow2,if=virtio,cache=writeback",
             b.paths.disk().display()
@@ -208,10 +261,7 @@ pub fn start(b: &Boot) -> anyhow::Result<u32> {
             "-netdev",
             &format!("tap,id=n0,ifname={},script=no,downscript=no", b.tap),
         ])
-        .args([
-            "-device",
-            &format!("virtio-net-pci,netdev=n0,mac={}", b.mac),
-        ])
+        .args(["-device", &nic])
         .args(["-device", "virtio-rng-pci"])
         .arg("-chardev")
         .arg(format!(

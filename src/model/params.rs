@@ -59,6 +59,7 @@ params! {
         node_default_etc_hosts: Vec<String>,
         node_etc_hosts: Vec<String>,
         node_tune: NodeTune,
+        node_overcommit_ratio: u32,
         node_sysctl_params: BTreeMap<String, Scalar>,
         node_packages: Vec<String>,
         node_admin_enabled: Flag,
@@ -147,6 +148,8 @@ params! {
         pg_dbsu: String,
         pg_dbsu_uid: u32,
         pg_conf: PgConf,
+        pg_max_conn: PgMaxConn,
+        pg_shared_buffer_ratio: BufferRatio,
         pg_rto: PgRto,
         pg_rto_plan: BTreeMap<String, RtoPlan>,
         pg_rpo: u64,
@@ -325,6 +328,77 @@ pub enum NodeTune {
     Olap,
     Crit,
     Tiny,
+    /// Leave the kernel's settings alone.
+    None,
+}
+
+/// `pg_max_conn`: `auto` (the template's choice) or a number of connections. Pigsty
+/// quietly reads a number under 20 as `auto`; here it is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PgMaxConn {
+    Auto,
+    Fixed(u32),
+}
+
+impl Serialize for PgMaxConn {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            PgMaxConn::Auto => s.serialize_str("auto"),
+            PgMaxConn::Fixed(n) => s.serialize_u32(*n),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PgMaxConn {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = serde_json::Value::deserialize(d)?;
+        let n = match &v {
+            serde_json::Value::String(s) if s == "auto" => return Ok(PgMaxConn::Auto),
+            serde_json::Value::String(s) => s.trim().parse::<u64>().ok(),
+            serde_json::Value::Number(n) => n.as_u64(),
+            _ => None,
+        };
+        match n {
+            Some(n @ 20..=262_143) => Ok(PgMaxConn::Fixed(n as u32)),
+            Some(n) if n < 20 => Err(serde::de::Error::custom(format!(
+                "{n} connections is under 20, which Pigsty reads as `auto`: write `auto`, or 20 or more"
+            ))),
+            Some(n) => Err(serde::de::Error::custom(format!(
+                "{n} connections is over PostgreSQL's limit of 262143"
+            ))),
+            None => Err(serde::de::Error::custom(format!(
+                "expected `auto` or a number of connections, found {}",
+                json_type(&v)
+            ))),
+        }
+    }
+}
+
+/// `pg_shared_buffer_ratio`: the share of memory for shared_buffers, 0.1 to 0.4 (the
+/// range Pigsty documents; it does not check it, here it is refused outside).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct BufferRatio(pub f64);
+
+impl<'de> Deserialize<'de> for BufferRatio {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = serde_json::Value::deserialize(d)?;
+        let r = match &v {
+            serde_json::Value::Number(n) => n.as_f64(),
+            serde_json::Value::String(s) => s.trim().parse::<f64>().ok(),
+            _ => None,
+        };
+        match r {
+            Some(r) if (0.1..=0.4).contains(&r) => Ok(BufferRatio(r)),
+            Some(r) => Err(serde::de::Error::custom(format!(
+                "{r} is outside 0.1 to 0.4 (the share of memory for shared_buffers)"
+            ))),
+            None => Err(serde::de::Error::custom(format!(
+                "expected a ratio such as 0.25, found {}",
+                json_type(&v)
+            ))),
+        }
+    }
 }
 
 /// `pg_conf`: the PostgreSQL parameter template. v3 writes `oltp.yml`, v4 may drop `.yml`.

@@ -11,7 +11,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use super::{JoinStep, StepId};
-use crate::model::{Module, PgRole, RedisMode};
+use crate::model::{Module, NodeTune, PgRole, RedisMode};
 
 /// Where node.json sits under a node's root.
 pub const NODE_JSON: &str = "etc/pigsty/node.json";
@@ -48,6 +48,14 @@ pub struct NodeInfo {
     pub nodename: String,
     pub node_cluster: String,
     pub modules: Vec<Module>,
+    /// `node_tune`: the profile whose memory-derived kernel settings the agent sets at
+    /// each boot (`none`: the kernel's own).
+    #[serde(default = "default_tune")]
+    pub tune: NodeTune,
+}
+
+fn default_tune() -> NodeTune {
+    NodeTune::None
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -116,6 +124,15 @@ pub struct PgInfo {
     /// Applied in order on a writable primary with psql as the dbsu (idempotent files).
     pub sql_files: Vec<String>,
     pub pgbackrest: PgBackrest,
+    /// What the machine-sized parameters depend on (`pigsty agent tune`).
+    #[serde(default)]
+    pub sizing: Option<crate::plan::sizing::PgSizing>,
+    /// Where the data filesystem is measured: `pg_fs_main`, then `pg_data`.
+    #[serde(default)]
+    pub fs_paths: Vec<String>,
+    /// The rendered Patroni configuration, with its sized lines marked.
+    #[serde(default)]
+    pub patroni_config: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -306,6 +323,7 @@ mod tests {
                 nodename: "n".into(),
                 node_cluster: "c".into(),
                 modules: vec![Module::Node],
+                tune: NodeTune::Oltp,
             },
             join,
             etcd: None,

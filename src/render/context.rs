@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::{RenderError, RenderedFile};
-use crate::model::{Fleet, Node};
+use crate::model::{Fleet, Node, NodeTune};
 use crate::plan::JoinStep;
 use crate::plan::node_json::{
     EtcdInfo, EtcdMember, EtcdMemberParams, EtcdPeer, NODE_JSON, NODE_JSON_SCHEMA, NodeInfo,
@@ -31,7 +31,7 @@ pub fn build(fleet: &Fleet, node: &Node, join: &[JoinStep]) -> Result<Value, Ren
         "node": node,
         "flags": flags(node),
         "cron": cron(node),
-        "node_tune_sysctl": tune_sysctl(node.node.node_tune),
+        "node_tune_sysctl": tune_sysctl(&node.node),
         "hosts": etc_hosts(fleet, node),
         "etcd": etcd(fleet, node),
         "pg": pg,
@@ -56,43 +56,213 @@ fn pigsty_info(fleet: &Fleet) -> PigstyInfo {
     }
 }
 
-/// Kernel settings per `node_tune` profile (after Pigsty's tuned profiles).
-fn tune_sysctl(tune: crate::model::NodeTune) -> Value {
-    use crate::model::NodeTune;
+/// The kernel settings of the node's `node_tune` profile: Pigsty's tuned profile
+/// `[sysctl]` values and the overcommit policy. The shared-memory limits follow the
+/// machine's memory: `pigsty agent tune` sets them at each boot.
+fn tune_sysctl(n: &crate::model::NodeParams) -> Value {
     let mut m = serde_json::Map::new();
-    let mut set = |k: &str, v: &str| {
-        m.insert(k.to_string(), Value::String(v.to_string()));
-    };
-    set("fs.file-max", "16777216");
-    set("net.core.somaxconn", "65535");
-    set("net.ipv4.tcp_max_syn_backlog", "8192");
-    set("net.ipv4.ip_local_port_range", "10000 65535");
-    set("net.ipv4.tcp_keepalive_time", "60");
-    set("kernel.numa_balancing", "0");
-    set("vm.overcommit_memory", "0");
-    match tune {
-        NodeTune::Oltp => {
-            set("vm.swappiness", "10");
-            set("vm.dirty_background_ratio", "10");
-            set("vm.dirty_ratio", "40");
-        }
-        NodeTune::Olap => {
-            set("vm.swappiness", "10");
-            set("vm.dirty_background_ratio", "20");
-            set("vm.dirty_ratio", "80");
-        }
-        NodeTune::Crit => {
-            set("vm.swappiness", "0");
-            set("vm.dirty_background_ratio", "5");
-            set("vm.dirty_ratio", "20");
-            set("vm.overcommit_memory", "2");
-            set("vm.overcommit_ratio", "100");
-        }
-        NodeTune::Tiny => {
-            set("vm.swappiness", "20");
-        }
+    let tuned = tuned_sysctl(n.node_tune)
+        .iter()
+        .map(|(k, v)| (*k, (*v).to_string()));
+    for (k, v) in tuned.chain(overcommit(n.node_tune, n.node_overcommit_ratio)) {
+        m.insert(k.to_string(), Value::String(v));
     }
     Value::Object(m)
+}
+
+/// `vm.overcommit_*` of a tuned profile: strict accounting at `node_overcommit_ratio`
+/// when it is above 0, else the profile's own choice (olap leaves the kernel's).
+fn overcommit(tune: NodeTune, ratio: u32) -> Vec<(&'static str, String)> {
+    let (memory, ratio) = match (tune, ratio) {
+        (NodeTune::None, _) | (NodeTune::Olap, 0) => return vec![],
+        (_, r) if r > 0 => (2, r),
+        (NodeTune::Tiny, _) => (0, 200),
+        _ => (0, 100),
+    };
+    vec![
+        ("vm.overcommit_memory", memory.to_string()),
+        ("vm.overcommit_ratio", ratio.to_string()),
+    ]
+}
+
+/// Pigsty 4.5's `roles/node/templates/tuned-<profile>.conf`, `[sysctl]` section, minus
+/// the memory-derived shared-memory limits (sized at boot: `plan::sizing::kernel`) and
+/// the overcommit policy (from `node_overcommit_ratio`: [`overcommit`]).
+pub fn tuned_sysctl(tune: NodeTune) -> &'static [(&'static str, &'static str)] {
+    match tune {
+        NodeTune::Oltp => &[
+            ("fs.aio-max-nr", "1048576"),
+            ("fs.file-max", "16777216"),
+            ("fs.nr_open", "8388608"),
+            ("kernel.msgmax", "65536"),
+            ("kernel.msgmnb", "65536"),
+            ("kernel.msgmni", "32768"),
+            ("kernel.numa_balancing", "0"),
+            ("kernel.pid_max", "131072"),
+            ("kernel.sched_autogroup_enabled", "0"),
+            ("kernel.sem", "4096 524288 2048 8192"),
+            ("kernel.shmmni", "8192"),
+            ("net.core.netdev_max_backlog", "8192"),
+            ("net.core.rmem_default", "262144"),
+            ("net.core.rmem_max", "4194304"),
+            ("net.core.somaxconn", "65535"),
+            ("net.core.wmem_default", "262144"),
+            ("net.core.wmem_max", "4194304"),
+            ("net.ipv4.ip_forward", "1"),
+            ("net.ipv4.ip_local_port_range", "10000 64999"),
+            ("net.ipv4.ip_nonlocal_bind", "1"),
+            ("net.ipv4.ping_group_range", "0 65535"),
+            ("net.ipv4.tcp_fin_timeout", "15"),
+            ("net.ipv4.tcp_keepalive_intvl", "20"),
+            ("net.ipv4.tcp_keepalive_probes", "3"),
+            ("net.ipv4.tcp_keepalive_time", "60"),
+            ("net.ipv4.tcp_max_syn_backlog", "8192"),
+            ("net.ipv4.tcp_max_tw_buckets", "262144"),
+            ("net.ipv4.tcp_rmem", "4096 87380 16777216"),
+            ("net.ipv4.tcp_syn_retries", "3"),
+            ("net.ipv4.tcp_synack_retries", "3"),
+            ("net.ipv4.tcp_syncookies", "0"),
+            ("net.ipv4.tcp_timestamps", "1"),
+            ("net.ipv4.tcp_tw_reuse", "1"),
+            ("net.ipv4.tcp_wmem", "4096 16384 16777216"),
+            ("net.ipv4.udp_mem", "3145728 4194304 16777216"),
+            ("net.netfilter.nf_conntrack_max", "524288"),
+            ("vm.dirty_background_ratio", "3"),
+            ("vm.dirty_expire_centisecs", "500"),
+            ("vm.dirty_ratio", "15"),
+            ("vm.dirty_writeback_centisecs", "100"),
+            ("vm.mmap_min_addr", "65536"),
+            ("vm.swappiness", "1"),
+            ("vm.zone_reclaim_mode", "0"),
+        ],
+        NodeTune::Olap => &[
+            ("fs.aio-max-nr", "1048576"),
+            ("fs.file-max", "134217728"),
+            ("fs.nr_open", "8388608"),
+            ("kernel.msgmax", "65536"),
+            ("kernel.msgmnb", "65536"),
+            ("kernel.msgmni", "32768"),
+            ("kernel.numa_balancing", "0"),
+            ("kernel.pid_max", "131072"),
+            ("kernel.sched_autogroup_enabled", "0"),
+            ("kernel.sem", "4096 524288 2048 8192"),
+            ("kernel.shmmni", "8192"),
+            ("net.core.netdev_max_backlog", "8192"),
+            ("net.core.rmem_default", "262144"),
+            ("net.core.rmem_max", "16777216"),
+            ("net.core.somaxconn", "65535"),
+            ("net.core.wmem_default", "262144"),
+            ("net.core.wmem_max", "16777216"),
+            ("net.ipv4.ip_forward", "1"),
+            ("net.ipv4.ip_local_port_range", "10000 64999"),
+            ("net.ipv4.ip_nonlocal_bind", "1"),
+            ("net.ipv4.ping_group_range", "0 65535"),
+            ("net.ipv4.tcp_fin_timeout", "60"),
+            ("net.ipv4.tcp_keepalive_intvl", "60"),
+            ("net.ipv4.tcp_keepalive_probes", "5"),
+            ("net.ipv4.tcp_keepalive_time", "300"),
+            ("net.ipv4.tcp_max_syn_backlog", "8192"),
+            ("net.ipv4.tcp_max_tw_buckets", "262144"),
+            ("net.ipv4.tcp_rmem", "4096 87380 33554432"),
+            ("net.ipv4.tcp_syn_retries", "3"),
+            ("net.ipv4.tcp_synack_retries", "3"),
+            ("net.ipv4.tcp_syncookies", "1"),
+            ("net.ipv4.tcp_timestamps", "1"),
+            ("net.ipv4.tcp_tw_reuse", "0"),
+            ("net.ipv4.tcp_wmem", "4096 16384 33554432"),
+            ("net.ipv4.udp_mem", "3145728 4194304 33554432"),
+            ("net.netfilter.nf_conntrack_max", "524288"),
+            ("vm.dirty_background_ratio", "10"),
+            ("vm.dirty_ratio", "80"),
+            ("vm.mmap_min_addr", "65536"),
+            ("vm.swappiness", "1"),
+            ("vm.zone_reclaim_mode", "0"),
+        ],
+        NodeTune::Crit => &[
+            ("fs.aio-max-nr", "1048576"),
+            ("fs.file-max", "16777216"),
+            ("fs.nr_open", "8388608"),
+            ("kernel.msgmax", "65536"),
+            ("kernel.msgmnb", "65536"),
+            ("kernel.msgmni", "32768"),
+            ("kernel.numa_balancing", "0"),
+            ("kernel.pid_max", "131072"),
+            ("kernel.sched_autogroup_enabled", "0"),
+            ("kernel.sem", "4096 524288 2048 8192"),
+            ("kernel.shmmni", "8192"),
+            ("net.core.netdev_max_backlog", "8192"),
+            ("net.core.rmem_default", "262144"),
+            ("net.core.rmem_max", "4194304"),
+            ("net.core.somaxconn", "65535"),
+            ("net.core.wmem_default", "262144"),
+            ("net.core.wmem_max", "4194304"),
+            ("net.ipv4.ip_forward", "1"),
+            ("net.ipv4.ip_local_port_range", "10000 64999"),
+            ("net.ipv4.ip_nonlocal_bind", "1"),
+            ("net.ipv4.ping_group_range", "0 65535"),
+            ("net.ipv4.tcp_fin_timeout", "30"),
+            ("net.ipv4.tcp_keepalive_intvl", "20"),
+            ("net.ipv4.tcp_keepalive_probes", "3"),
+            ("net.ipv4.tcp_keepalive_time", "60"),
+            ("net.ipv4.tcp_max_syn_backlog", "8192"),
+            ("net.ipv4.tcp_max_tw_buckets", "262144"),
+            ("net.ipv4.tcp_rmem", "4096 87380 16777216"),
+            ("net.ipv4.tcp_syn_retries", "2"),
+            ("net.ipv4.tcp_synack_retries", "2"),
+            ("net.ipv4.tcp_syncookies", "1"),
+            ("net.ipv4.tcp_timestamps", "1"),
+            ("net.ipv4.tcp_tw_reuse", "1"),
+            ("net.ipv4.tcp_wmem", "4096 16384 16777216"),
+            ("net.ipv4.udp_mem", "3145728 4194304 16777216"),
+            ("net.netfilter.nf_conntrack_max", "524288"),
+            ("vm.dirty_background_ratio", "1"),
+            ("vm.dirty_expire_centisecs", "100"),
+            ("vm.dirty_ratio", "5"),
+            ("vm.dirty_writeback_centisecs", "100"),
+            ("vm.mmap_min_addr", "65536"),
+            ("vm.swappiness", "1"),
+            ("vm.zone_reclaim_mode", "0"),
+        ],
+        NodeTune::Tiny => &[
+            ("fs.aio-max-nr", "1048576"),
+            ("fs.file-max", "16777216"),
+            ("fs.nr_open", "8388608"),
+            ("kernel.numa_balancing", "0"),
+            ("kernel.sched_autogroup_enabled", "0"),
+            ("kernel.shmmni", "8192"),
+            ("net.core.netdev_max_backlog", "2048"),
+            ("net.core.rmem_default", "262144"),
+            ("net.core.rmem_max", "4194304"),
+            ("net.core.somaxconn", "8192"),
+            ("net.core.wmem_default", "262144"),
+            ("net.core.wmem_max", "4194304"),
+            ("net.ipv4.ip_forward", "1"),
+            ("net.ipv4.ip_local_port_range", "10000 64999"),
+            ("net.ipv4.ip_nonlocal_bind", "1"),
+            ("net.ipv4.ping_group_range", "0 65535"),
+            ("net.ipv4.tcp_fin_timeout", "30"),
+            ("net.ipv4.tcp_keepalive_intvl", "20"),
+            ("net.ipv4.tcp_keepalive_probes", "3"),
+            ("net.ipv4.tcp_keepalive_time", "60"),
+            ("net.ipv4.tcp_max_syn_backlog", "4096"),
+            ("net.ipv4.tcp_max_tw_buckets", "262144"),
+            ("net.ipv4.tcp_rmem", "4096 87380 16777216"),
+            ("net.ipv4.tcp_syn_retries", "3"),
+            ("net.ipv4.tcp_synack_retries", "3"),
+            ("net.ipv4.tcp_syncookies", "0"),
+            ("net.ipv4.tcp_timestamps", "1"),
+            ("net.ipv4.tcp_tw_reuse", "1"),
+            ("net.ipv4.tcp_wmem", "4096 16384 16777216"),
+            ("net.ipv4.udp_mem", "3145728 4194304 16777216"),
+            ("net.netfilter.nf_conntrack_max", "65536"),
+            ("vm.dirty_background_ratio", "5"),
+            ("vm.dirty_ratio", "30"),
+            ("vm.mmap_min_addr", "65536"),
+            ("vm.swappiness", "10"),
+            ("vm.zone_reclaim_mode", "0"),
+        ],
+        NodeTune::None => &[],
+    }
 }
 
 /// Booleans that gate optional files (`when:` in a module's meta.yml).
@@ -231,6 +401,7 @@ pub fn node_json(fleet: &Fleet, node: &Node, join: &[JoinStep]) -> NodeJson {
             nodename: node.nodename.clone(),
             node_cluster: node.node_cluster.clone(),
             modules: node.modules.iter().copied().collect(),
+            tune: node.node.node_tune,
         },
         join: join.to_vec(),
         etcd: etcd(fleet, node),

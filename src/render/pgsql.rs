@@ -61,6 +61,7 @@ pub fn context(fleet: &Fleet, node: &Node) -> Result<Value, PgsqlError> {
     let pg_hba = hba::render(pg_rules, &env, hba::Flavor::Postgres).map_err(fail(PATRONI_YML))?;
     let mut ctx = base(fleet, node, pg);
     ctx["patroni"] = json!(patroni);
+    ctx["sized"] = json!(params.sized);
     ctx["hba"] = json!(pg_hba);
     ctx["pgbouncer"] = pgbouncer_context(pg, &env, &listen)?;
     ctx["haproxy"] = haproxy_context(fleet, node, pg)?;
@@ -417,6 +418,9 @@ pub fn agent(fleet: &Fleet, node: &Node) -> Option<PgInfo> {
             method: p.pgbackrest_method.clone(),
             config: PGBACKREST_CONF.to_string(),
         },
+        sizing: Some(conf::sizing(p)),
+        fs_paths: vec![p.pg_fs_main.clone(), p.pg_data.clone()],
+        patroni_config: PATRONI_YML.to_string(),
     })
 }
 

@@ -2,9 +2,9 @@
 //! Pigsty's `roles/pgsql/templates/*.yml`, plus `pg_libs` and `pg_parameters`.
 //!
 //! Pigsty sizes memory, parallelism and WAL from the node's CPU, memory and disk at
-//! install time. An image is built before the node exists, so those values are fixed
-//! here at what Pigsty's formulas give on a small node (2-4 CPUs, a disk under 20 GiB),
-//! each marked "sizing" below; the first-boot agent can raise them for the machine.
+//! install time. An image is built before the node exists, so those values are
+//! computed here for [`Hardware::REFERENCE`] and marked in patroni.yml; `pigsty agent
+//! tune` computes them again for the machine at each boot (`plan::sizing`).
 //!
 //! Parameters are split the way Patroni reads them: the ones Patroni passes on the
 //! postgres command line must be equal on every member and are only honoured from the
@@ -13,7 +13,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::model::{PgConf, PgParams};
+use crate::model::{PgConf, PgMaxConn, PgParams};
+use crate::plan::sizing::{Hardware, PgSizing};
 
 /// Patroni 3.0's `ConfigHandler.CMDLINE_OPTIONS`: only read from the DCS.
 const CLUSTER_WIDE: &[&str] = &[
@@ -52,6 +53,21 @@ pub struct Parameters {
     pub cluster: BTreeMap<String, String>,
     /// `postgresql.parameters` (this node's config file).
     pub local: BTreeMap<String, String>,
+    /// The parameters sized from the machine (in either map above).
+    pub sized: Vec<String>,
+}
+
+/// What the sized parameters of an instance depend on, besides the machine.
+pub fn sizing(p: &PgParams) -> PgSizing {
+    let libs = libraries(&p.pg_libs);
+    PgSizing {
+        conf: p.pg_conf,
+        max_connections: max_connections(p),
+        shared_buffer_ratio: p.pg_shared_buffer_ratio.0,
+        version: p.pg_version,
+        timescaledb: libs.iter().any(|l| l == "timescaledb"),
+        fixed: p.pg_parameters.keys().cloned().collect(),
+    }
 }
 
 /// The parameters of one instance: template, libraries, then `pg_parameters`.
@@ -71,6 +87,10 @@ pub fn parameters(p: &PgParams, cluster: &str) -> Result<Parameters, String> {
         all.insert(k.clone(), v.0.clone());
     }
     let mut out = Parameters::default();
+    for (k, v) in sizing(p).parameters(&Hardware::REFERENCE) {
+        all.insert(k.to_string(), v);
+        out.sized.push(k.to_string());
+    }
     for (k, v) in all {
         let wide = CLUSTER_WIDE.contains(&k.to_ascii_lowercase().as_str());
         if wide {
@@ -182,7 +202,6 @@ impl Template<'_> {
         self.set("track_commit_timestamp", "on");
         self.set("wal_level", "logical");
         self.set("wal_log_hints", "on");
-        self.set("max_worker_processes", self.pick("24", "28", "24", "20")); // sizing
         self.set("max_wal_senders", "50");
         self.set("max_replication_slots", "50");
         self.set("password_encryption", "scram-sha-256");
@@ -193,40 +212,17 @@ impl Template<'_> {
 
     /// Memory and parallelism (sizing), cost-based vacuum, background writer.
     fn resources(&mut self) {
-        self.set(
-            "shared_buffers",
-            self.pick("256MB", "256MB", "256MB", "128MB"),
-        );
-        self.set(
-            "maintenance_work_mem",
-            self.pick("64MB", "128MB", "64MB", "32MB"),
-        );
-        self.set("work_mem", self.pick("64MB", "64MB", "64MB", "16MB"));
-        self.set(
-            "effective_cache_size",
-            self.pick("1GB", "1GB", "1GB", "512MB"),
-        );
-        self.set("max_parallel_workers", self.pick("2", "2", "2", "1"));
-        self.set(
-            "max_parallel_maintenance_workers",
-            self.pick("2", "2", "2", "1"),
-        );
-        self.set(
-            "max_parallel_workers_per_gather",
-            self.pick("2", "2", "2", "0"),
-        );
         if self.is(PgConf::Oltp) || self.is(PgConf::Crit) {
             // Twice PostgreSQL's parallel costs: OLTP queries rarely gain from workers.
             self.set("parallel_setup_cost", "2000");
             self.set("parallel_tuple_cost", "0.2");
-            self.set("min_parallel_table_scan_size", "16MB");
-            self.set("min_parallel_index_scan_size", "1024");
+            self.set("min_parallel_table_scan_size", "32MB");
+            self.set("min_parallel_index_scan_size", "2MB");
         }
         if self.p.pg_version >= 13 {
             self.set("hash_mem_multiplier", "8.0");
         }
         self.set("huge_pages", "try");
-        self.set("temp_file_limit", self.pick("1GB", "4GB", "1GB", "1GB")); // sizing: disk
         self.set(
             "vacuum_cost_delay",
             self.pick("20ms", "10ms", "20ms", "20ms"),
@@ -242,9 +238,6 @@ impl Template<'_> {
 
     /// WAL sizes (sizing: disk), flushing, checkpoints, archiving to pgBackRest.
     fn wal(&mut self, cluster: &str) {
-        self.set("min_wal_size", "1GB");
-        self.set("max_wal_size", "4GB");
-        self.set("max_slot_wal_keep_size", "6GB");
         if self.p.pg_version >= 18 {
             let timeout = self.pick("7d", "7d", "3d", "7d");
             self.set("idle_replication_slot_timeout", timeout);
@@ -384,8 +377,11 @@ impl Template<'_> {
     }
 }
 
-/// `pg_max_conn: auto` (the only value we model): Pigsty's per-template choice.
+/// `pg_max_conn`, or for `auto` Pigsty's per-template choice.
 fn max_connections(p: &PgParams) -> u32 {
+    if let PgMaxConn::Fixed(n) = p.pg_max_conn {
+        return n;
+    }
     let via_pgbouncer = p.pg_default_service_dest == "pgbouncer";
     match p.pg_conf {
         PgConf::Olap => 500,
