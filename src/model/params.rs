@@ -148,6 +148,7 @@ params! {
         pg_dbsu: String,
         pg_dbsu_uid: u32,
         pg_conf: PgConf,
+        pg_io_method: IoMethod,
         pg_max_conn: PgMaxConn,
         pg_shared_buffer_ratio: BufferRatio,
         pg_rto: PgRto,
@@ -330,6 +331,28 @@ pub enum NodeTune {
     Tiny,
     /// Leave the kernel's settings alone.
     None,
+}
+
+/// `pg_io_method` (PostgreSQL 18's `io_method`): `auto` is Pigsty's choice for the
+/// node's OS (io_uring on Debian).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IoMethod {
+    Auto,
+    Sync,
+    Worker,
+    IoUring,
+}
+
+impl IoMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IoMethod::Auto => "auto",
+            IoMethod::Sync => "sync",
+            IoMethod::Worker => "worker",
+            IoMethod::IoUring => "io_uring",
+        }
+    }
 }
 
 /// `pg_max_conn`: `auto` (the template's choice) or a number of connections. Pigsty

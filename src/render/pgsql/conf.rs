@@ -202,6 +202,10 @@ impl Template<'_> {
         self.set("track_commit_timestamp", "on");
         self.set("wal_level", "logical");
         self.set("wal_log_hints", "on");
+        if self.p.pg_version >= 15 {
+            // Full-page images compressed with lz4 (Debian builds PostgreSQL with it).
+            self.set("wal_compression", "lz4");
+        }
         self.set("max_wal_senders", "50");
         self.set("max_replication_slots", "50");
         self.set("password_encryption", "scram-sha-256");
@@ -223,6 +227,14 @@ impl Template<'_> {
             self.set("hash_mem_multiplier", "8.0");
         }
         self.set("huge_pages", "try");
+        if self.p.pg_version >= 18 {
+            // `auto` is Pigsty's choice for a Debian node: io_uring.
+            let method = match self.p.pg_io_method {
+                crate::model::IoMethod::Auto => crate::model::IoMethod::IoUring,
+                m => m,
+            };
+            self.set("io_method", method.as_str());
+        }
         self.set(
             "vacuum_cost_delay",
             self.pick("20ms", "10ms", "20ms", "20ms"),
@@ -254,7 +266,7 @@ impl Template<'_> {
         self.set("commit_delay", "20");
         self.set("commit_siblings", "10");
         self.set("checkpoint_timeout", "15min");
-        self.set("checkpoint_completion_target", "0.80");
+        self.set("checkpoint_completion_target", "0.95");
         if self.p.pgbackrest_enabled.0 {
             self.set("archive_mode", "on");
             self.set("archive_timeout", "300");
@@ -307,6 +319,16 @@ impl Template<'_> {
         self.set("log_lock_waits", "on");
         self.set("log_temp_files", "1024");
         self.set("log_replication_commands", "on");
+        if self.p.pg_version >= 18 {
+            if self.is(PgConf::Oltp) || self.is(PgConf::Crit) {
+                self.set("log_lock_failures", "on");
+            }
+            if self.is(PgConf::Oltp) || self.is(PgConf::Olap) {
+                self.set("log_connections", "authorization");
+            }
+            // CREATE DATABASE clones files on a copy-on-write filesystem.
+            self.set("file_copy_method", "clone");
+        }
         self.set("log_statement", "ddl");
         let slow = self.pick("100", "1000", "100", "100");
         self.set("log_min_duration_statement", slow);
@@ -337,6 +359,14 @@ impl Template<'_> {
             self.set("autovacuum_vacuum_scale_factor", "0.08");
             self.set("autovacuum_analyze_scale_factor", "0.04");
         }
+        self.set(
+            "autovacuum_vacuum_threshold",
+            self.pick("500", "1000", "500", "500"),
+        );
+        self.set(
+            "autovacuum_analyze_threshold",
+            self.pick("250", "500", "250", "250"),
+        );
         self.set("autovacuum_vacuum_cost_delay", "-1");
         self.set("autovacuum_vacuum_cost_limit", "-1");
         self.set("autovacuum_freeze_max_age", "1000000000");
