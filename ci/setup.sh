@@ -32,6 +32,7 @@ PACKAGES=(
     chrony
     cron                     # node_crontab / pg_crontab fire for real (tests/cron.rs)
     iputils-arping           # the VIP callback announces the VIP (tests/vip.rs)
+    keepalived               # the node VIP moves between two namespaces (tests/node_vip.rs)
     sudo                     # visudo -c on the VIP callback's sudoers rule
     systemd                  # systemd-analyze verify
     mmdebstrap               # image layers
@@ -79,6 +80,7 @@ TOOLS=(
     "qemu-system-x86_64 --version"
     "zstd --version"
     "ip -V"
+    "keepalived --version"
     "cloud-init --version"
 )
 FILES=(/usr/share/OVMF/OVMF_CODE_4M.fd /usr/share/OVMF/OVMF_VARS_4M.fd /usr/sbin/cron /usr/bin/arping /usr/sbin/visudo)

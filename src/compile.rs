@@ -34,6 +34,9 @@ pub fn compile(fleet: &Fleet, node: &Node) -> Result<Compiled, RenderError> {
         .map_or(catalog.newest_pg(), |p| p.params.pg_version);
     let mut packages = catalog.packages(node.modules.iter().copied(), pg_version);
     packages.extend(extra_packages(node));
+    if node.node.vip_enabled.0 {
+        packages.extend(catalog.feature("node_vip").iter().cloned());
+    }
     if let Some(pg) = &node.pg {
         packages.extend(pg.packages.iter().cloned());
         if pg.params.pg_vip_enabled.0 {
@@ -90,6 +93,9 @@ fn services(node: &Node) -> Vec<String> {
     let mut add = |s: &str| out.push(s.to_string());
     if node.node.node_exporter_enabled.0 {
         add("prometheus-node-exporter.service");
+    }
+    if node.node.vip_enabled.0 {
+        add("keepalived.service");
     }
     if node.etcd.is_some() {
         add("etcd.service");

@@ -118,24 +118,6 @@ impl Overlay<'_> {
             "/etc/machine-id",
             Entry::file(Vec::new(), 0o444, 0, 0, self.epoch),
         );
-        // systemd runs its ConditionNeedsUpdate= units (ldconfig, the journal catalog,
-        // hwdb) on a boot whose /etc/.updated or /var/.updated is missing or older than
-        // /usr: on every first boot of an image without them, about 15 s of a lab
-        // guest's. The layer's caches are current (its package scripts built them) and
-        // no mtime in the image is later than the build epoch, so the image says what
-        // systemd-update-done would have written.
-        let stamp = format!(
-            "# This file was created by pigsty build-image, as systemd-update-done would:\n\
-             # the caches under this directory are current for /usr.\n\
-             TIMESTAMP_NSEC={}\n",
-            self.epoch.saturating_mul(1_000_000_000)
-        );
-        for path in ["/etc/.updated", "/var/.updated"] {
-            tree.insert(
-                path,
-                Entry::file(stamp.clone().into_bytes(), 0o644, 0, 0, self.epoch),
-            );
-        }
         let ids = Ids::from_tree(tree, self.files)?;
         for f in self.files {
             let (uid, gid) = ids

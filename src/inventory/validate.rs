@@ -240,6 +240,7 @@ fn read_node(r: &mut VarReader<'_>, key: &Key, member: Membership) -> Option<Nod
     let cluster_var = r.get::<Option<String>>("node_cluster").flatten();
     // Every part is read before bailing out, so all problems of the host are reported.
     let (ip, params) = (ip?, params?);
+    check_node_vip(r, &params);
     let base = check_base(r, &params.node_base);
     let repos = base.and_then(|c| super::repos::resolve(r, c, &params));
     let mut pg = pg;
@@ -306,6 +307,63 @@ fn read_node(r: &mut VarReader<'_>, key: &Key, member: Membership) -> Option<Nod
         redis,
         repos,
     })
+}
+
+/// A node VIP (`vip_enabled`, keepalived) needs its address and a VRRP router id.
+fn check_node_vip(r: &mut VarReader<'_>, p: &NodeParams) {
+    if let Some(vrid) = p.vip_vrid
+        && !(1..=254).contains(&vrid)
+    {
+        let loc = r.loc("vip_vrid");
+        r.error(
+            loc,
+            "vip_vrid",
+            format!("vip_vrid {vrid} is outside 1 to 254 (a VRRP virtual router id)"),
+        );
+    }
+    if !p.vip_enabled.0 {
+        return;
+    }
+    for (key, missing, what) in [
+        (
+            "vip_address",
+            p.vip_address.is_none(),
+            "the VIP, an IPv4 address",
+        ),
+        (
+            "vip_vrid",
+            p.vip_vrid.is_none(),
+            "a VRRP virtual router id, 1 to 254, unique on the VLAN",
+        ),
+    ] {
+        if missing {
+            let loc = r.loc("vip_enabled");
+            r.error(loc, key, format!("vip_enabled needs {key} ({what})"));
+        }
+    }
+    let iface = p.vip_interface.trim();
+    let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if iface != "auto" && (iface.is_empty() || iface.len() > 15 || !iface.chars().all(ok)) {
+        let loc = r.loc("vip_interface");
+        r.error(
+            loc,
+            "vip_interface",
+            format!(
+                "vip_interface `{iface}` is not `auto` or an interface name (letters, digits, `.`, `_`, `-`; at most 15)"
+            ),
+        );
+    }
+    if p.vip_auth_pass
+        .chars()
+        .any(|c| c.is_whitespace() || c == '"' || c == '\\' || c.is_control())
+    {
+        let loc = r.loc("vip_auth_pass");
+        r.error(
+            loc,
+            "vip_auth_pass",
+            "vip_auth_pass may not hold blanks, quotes, backslashes or control characters (keepalived.conf words)".to_string(),
+        );
+    }
 }
 
 /// `node_base` names one of the bases this tool builds.

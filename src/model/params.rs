@@ -70,7 +70,24 @@ params! {
         node_exporter_port: u16,
         node_crontab: Vec<String>,
         node_crontab_overwrite: Flag,
+        vip_enabled: Flag,
+        vip_address: Option<Ipv4Addr>,
+        vip_vrid: Option<u8>,
+        vip_role: VipRole,
+        vip_preempt: Flag,
+        vip_interface: String,
+        vip_auth_pass: String,
     }
+}
+
+/// `vip_role`: the VRRP state a node's keepalived starts in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VipRole {
+    #[serde(alias = "MASTER")]
+    Master,
+    #[serde(alias = "BACKUP")]
+    Backup,
 }
 
 params! {

@@ -24,7 +24,13 @@ pub fn build(fleet: &Fleet, node: &Node, join: &[JoinStep]) -> Result<Value, Ren
         file: e.file.to_string(),
         reason: e.reason,
     })?;
+    let vip = node_vip(fleet, node).map_err(|reason| RenderError {
+        node: node.nodename.clone(),
+        file: "/etc/keepalived/keepalived.conf".into(),
+        reason,
+    })?;
     Ok(json!({
+        "vip": vip,
         "pigsty": pigsty_info(fleet),
         "ip": node.ip.to_string(),
         "nodename": node.nodename,
@@ -265,6 +271,53 @@ pub fn tuned_sysctl(tune: NodeTune) -> &'static [(&'static str, &'static str)] {
     }
 }
 
+/// The node VIP (`vip_enabled`): keepalived's VRRP instance for the node cluster,
+/// over unicast to the cluster's other members that run it. Null when disabled.
+fn node_vip(fleet: &Fleet, node: &Node) -> Result<Value, String> {
+    let n = &node.node;
+    if !n.vip_enabled.0 {
+        return Ok(Value::Null);
+    }
+    // Validation made both present with vip_enabled.
+    let (Some(address), Some(vrid)) = (n.vip_address, n.vip_vrid) else {
+        return Err("vip_enabled needs vip_address and vip_vrid".into());
+    };
+    let word = |what: &str, s: &str| {
+        let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+        if s.is_empty() || !s.chars().all(ok) {
+            return Err(format!(
+                "{what} `{s}` is not a keepalived word (letters, digits, `.`, `_`, `-`)"
+            ));
+        }
+        Ok(())
+    };
+    word("node_cluster", &node.node_cluster)?;
+    let peers: Vec<String> = fleet
+        .nodes
+        .iter()
+        .filter(|m| m.ip != node.ip && m.node_cluster == node.node_cluster && m.node.vip_enabled.0)
+        .map(|m| m.ip.to_string())
+        .collect();
+    let pass = if n.vip_auth_pass.is_empty() {
+        format!("{}-{vrid}", node.node_cluster)
+    } else {
+        n.vip_auth_pass.clone()
+    };
+    let master = n.vip_role == crate::model::VipRole::Master;
+    Ok(json!({
+        "cluster": node.node_cluster,
+        "address": address.to_string(),
+        "vrid": vrid,
+        "state": if master { "MASTER" } else { "BACKUP" },
+        "priority": if master { 128 } else { 100 },
+        "preempt": n.vip_preempt.0,
+        "interface": n.vip_interface.trim(),
+        "node_ip": node.ip.to_string(),
+        "peers": peers,
+        "auth_pass": pass,
+    }))
+}
+
 /// Booleans that gate optional files (`when:` in a module's meta.yml).
 fn flags(node: &Node) -> Value {
     let n = &node.node;
@@ -285,6 +338,7 @@ fn flags(node: &Node) -> Value {
         "crontab": !n.node_crontab.is_empty() && n.node_crontab_overwrite.0,
         "cron_node": !n.node_crontab.is_empty() && !n.node_crontab_overwrite.0,
         "cron_pgsql": on(|p| !p.pg_crontab.is_empty()),
+        "node_vip": n.vip_enabled.0,
     })
 }
 
