@@ -374,21 +374,7 @@ fn patroni_lint_reports_only_known_false_positives() {
     );
     let dir = tempfile::tempdir().unwrap();
     in_parallel(&all_pg_nodes(dir.path()), |n| {
-        let cfg = n.patroni();
-        let file = n.path("/etc/patroni/patroni.yml");
-        let out = run(
-            isolated("patroni")
-                .arg("--validate-config")
-                .arg(&file)
-                .env_clear(),
-            60,
-        );
-        let allowed = patroni_allowed(&cfg);
-        let unknown: Vec<String> = stderr(&out)
-            .lines()
-            .filter(|l| !l.trim().is_empty() && !allowed.contains(*l))
-            .map(str::to_string)
-            .collect();
+        let unknown = patroni_lint(&n.path("/etc/patroni/patroni.yml"), &n.patroni());
         assert!(
             unknown.is_empty(),
             "{}: patroni --validate-config says:\n{}",
@@ -396,6 +382,24 @@ fn patroni_lint_reports_only_known_false_positives() {
             unknown.join("\n")
         );
     });
+}
+
+/// What `patroni --validate-config` says of `file` (its YAML read back as `cfg`),
+/// without the messages it gives for every valid config ([`patroni_allowed`]).
+fn patroni_lint(file: &Path, cfg: &Value) -> Vec<String> {
+    let out = run(
+        isolated("patroni")
+            .arg("--validate-config")
+            .arg(file)
+            .env_clear(),
+        60,
+    );
+    let allowed = patroni_allowed(cfg);
+    stderr(&out)
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !allowed.contains(*l))
+        .map(str::to_string)
+        .collect()
 }
 
 /// `pigsty agent tune` on machines of three sizes: for every PGSQL node, the sized
@@ -480,19 +484,7 @@ fn patroni_yml_is_sized_for_the_machine_at_boot() {
                 }
             }
             assert_eq!(a, b, "{}: tune changed more than the sized lines", n.label);
-            let out = run(
-                isolated("patroni")
-                    .arg("--validate-config")
-                    .arg(&file)
-                    .env_clear(),
-                60,
-            );
-            let allowed = patroni_allowed(&sized);
-            let said = stderr(&out);
-            let unknown: Vec<&str> = said
-                .lines()
-                .filter(|l| !l.trim().is_empty() && !allowed.contains(*l))
-                .collect();
+            let unknown = patroni_lint(&file, &sized);
             assert!(
                 unknown.is_empty(),
                 "{} sized for {hw:?}: patroni --validate-config says:\n{}",
