@@ -9,8 +9,6 @@
 //! each line marked "sized at boot" given this machine's value. Nothing under /etc is
 //! changed, so the root may be read-only.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
@@ -161,32 +159,18 @@ fn user_ids(root: &Path, user: &str) -> anyhow::Result<(u32, u32)> {
         .with_context(|| format!("no user {user} in {}", path.display()))
 }
 
-/// Write a file whole (a temporary beside it, then a rename), with its mode and owner.
+/// Write a file whole (`state::write_atomic`: a temporary beside it, then a rename),
+/// then give it its owner. Patroni, which reads it, starts only after this unit.
 fn write_file(
     path: &Path,
     bytes: &[u8],
     mode: u32,
     owner: Option<(u32, u32)>,
 ) -> anyhow::Result<()> {
-    let dir = path.parent().context("a file has a directory")?;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name().unwrap_or_default().to_string_lossy()
-    ));
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .with_context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .with_context(|| format!("writing {}", tmp.display()))?;
+    super::state::write_atomic(path, bytes, mode)?;
     if let Some((uid, gid)) = owner {
-        std::os::unix::fs::chown(&tmp, Some(uid), Some(gid))
-            .with_context(|| format!("chown {}", tmp.display()))?;
+        std::os::unix::fs::chown(path, Some(uid), Some(gid))
+            .with_context(|| format!("chown {}", path.display()))?;
     }
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+    Ok(())
 }
