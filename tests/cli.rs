@@ -112,6 +112,29 @@ fn duplicate_seq() {
     assert_error(&errs, 7, "pg_seq", "already used by 10.0.0.1");
 }
 
+const REDIS_TEST: &str = "\
+all:
+  children:
+    redis-test:
+      hosts:
+        10.0.0.1: { redis_node: 1, redis_instances: { 6379: {}, 6380: {}, 6381: {} } }
+        10.0.0.2: { redis_node: 2, redis_instances: { 6379: {}, 6380: {}, 6381: {} } }
+      vars: { redis_cluster: redis-test, redis_mode: cluster }
+";
+
+#[test]
+fn redis_cluster_needs_three_primaries_and_one_mode() {
+    let (out, _dir) = check_text(REDIS_TEST);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // Five instances cannot hold three primaries with one replica each.
+    let errs =
+        errors(&REDIS_TEST.replace(", 6381: {} } }\n        10.0.0.2", " } }\n        10.0.0.2"));
+    assert_error(&errs, 5, "redis_instances", "needs at least 3 primaries");
+    let errs =
+        errors(&REDIS_TEST.replace("redis_node: 2,", "redis_node: 2, redis_mode: standalone,"));
+    assert_error(&errs, 6, "redis_mode", "mixes modes");
+}
+
 #[test]
 fn bad_role() {
     let errs = errors(&PG_TEST.replace("pg_role: replica", "pg_role: master"));

@@ -18,6 +18,7 @@ pub mod minio;
 pub mod patroni;
 mod ports;
 mod postgres;
+pub mod redis;
 pub mod retry;
 pub mod service;
 pub mod state;

@@ -77,7 +77,8 @@ pub fn haproxy(agent: &mut Agent) -> anyhow::Result<String> {
     start_and_listen(agent, "haproxy", "haproxy.service", &pg.haproxy_ports)
 }
 
-/// `redis`: start each instance's unit and wait for its port.
+/// `redis`: start each instance's unit and wait for its port; in cluster mode, form
+/// or rejoin the Redis Cluster ([`super::redis::join`]).
 pub fn redis(agent: &mut Agent) -> anyhow::Result<String> {
     let info = agent
         .doc
@@ -89,7 +90,12 @@ pub fn redis(agent: &mut Agent) -> anyhow::Result<String> {
         start_and_listen(agent, "redis", &inst.unit, &[inst.port])?;
         started.push(inst.name.clone());
     }
-    Ok(format!("redis instances up: {}", started.join(", ")))
+    let up = format!("redis instances up: {}", started.join(", "));
+    if info.mode != crate::model::RedisMode::Cluster {
+        return Ok(up);
+    }
+    agent.checkpoint("redis:instances-up")?;
+    Ok(format!("{up}; {}", super::redis::join(agent, &info)?))
 }
 
 /// `infra`: start Prometheus, Alertmanager and nginx (their Debian units).

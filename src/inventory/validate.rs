@@ -844,6 +844,7 @@ fn check_fleet(
         }
     }
     check_dcs_timing(nodes, &at, file, findings);
+    check_redis_clusters(nodes, &at, file, findings);
     for (cluster, mut seqs) in minio {
         seqs.sort_unstable();
         seqs.dedup();
@@ -859,6 +860,70 @@ fn check_fleet(
                 format!(
                     "MinIO cluster `{cluster}` needs contiguous minio_seq values, found {}",
                     list.join(", ")
+                ),
+            ));
+        }
+    }
+}
+
+/// `redis_mode: cluster` needs at least three primaries, each with
+/// `redis_cluster_replicas` replicas (`redis-cli --cluster create` refuses fewer), and
+/// one mode for the whole cluster.
+fn check_redis_clusters(
+    nodes: &[Node],
+    at: &dyn Fn(&Node, &'static str) -> Loc,
+    file: &str,
+    findings: &mut Vec<Finding>,
+) {
+    let mut clusters: BTreeMap<&str, Vec<&Node>> = BTreeMap::new();
+    for n in nodes {
+        if let Some(r) = &n.redis {
+            clusters.entry(&r.cluster).or_default().push(n);
+        }
+    }
+    for (cluster, members) in clusters {
+        let first = members[0].redis.as_ref().expect("grouped by redis");
+        if let Some(other) = members[1..].iter().find(|n| {
+            n.redis
+                .as_ref()
+                .is_some_and(|r| r.params.redis_mode != first.params.redis_mode)
+        }) {
+            findings.push(Finding::error(
+                file,
+                at(other, "redis_mode"),
+                "redis_mode",
+                format!(
+                    "redis cluster `{cluster}` mixes modes: {} is {}, {} is {}",
+                    members[0].ip,
+                    crate::model::serde_plain(&first.params.redis_mode),
+                    other.ip,
+                    other
+                        .redis
+                        .as_ref()
+                        .map(|r| crate::model::serde_plain(&r.params.redis_mode))
+                        .unwrap_or_default()
+                ),
+            ));
+            continue;
+        }
+        if first.params.redis_mode != crate::model::RedisMode::Cluster {
+            continue;
+        }
+        let replicas = first.params.redis_cluster_replicas;
+        let count: usize = members
+            .iter()
+            .filter_map(|n| n.redis.as_ref())
+            .map(|r| r.instances.len())
+            .sum();
+        let need = 3 * (replicas as usize + 1);
+        if count < need {
+            findings.push(Finding::error(
+                file,
+                at(members[0], "redis_instances"),
+                "redis_instances",
+                format!(
+                    "redis cluster `{cluster}` has {count} instance(s); a Redis Cluster needs at \
+                     least 3 primaries, and with redis_cluster_replicas {replicas} that is {need} instances"
                 ),
             ));
         }

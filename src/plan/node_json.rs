@@ -210,6 +210,24 @@ pub struct RedisInfo {
     pub name: String,
     pub mode: RedisMode,
     pub instances: Vec<RedisInstance>,
+    /// `redis_password`, for the agent's own connections; empty when there is none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub password: String,
+    /// `redis_mode: cluster`: every instance of the cluster in inventory order
+    /// (`redis_node`, then port). The first one's node forms the cluster.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<RedisMember>,
+    /// `redis_cluster_replicas`: replicas per primary when the cluster is formed.
+    #[serde(default)]
+    pub replicas: u32,
+}
+
+/// One instance of a Redis Cluster, as its peers reach it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RedisMember {
+    pub name: String,
+    pub ip: String,
+    pub port: u16,
 }
 
 /// One redis instance: the unit that runs it and the port it listens on.

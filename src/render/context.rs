@@ -461,7 +461,7 @@ pub fn node_json(fleet: &Fleet, node: &Node, join: &[JoinStep]) -> NodeJson {
         etcd: etcd(fleet, node),
         pg: pgsql::agent(fleet, node),
         minio: minio::agent(fleet, node),
-        redis: redis::agent(node),
+        redis: redis::agent(fleet, node),
     }
 }
 

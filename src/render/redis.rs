@@ -10,7 +10,7 @@ use std::net::Ipv4Addr;
 use serde_json::{Value, json};
 
 use crate::model::{Fleet, Node, RedisMode, RedisNode, RedisSentinelMonitor};
-use crate::plan::node_json::{RedisInfo, RedisInstance};
+use crate::plan::node_json::{RedisInfo, RedisInstance, RedisMember};
 
 /// Where instance data lives, one directory per instance (Pigsty's `redis_fs_main`
 /// `/data` plus `redis/<name>`).
@@ -49,9 +49,15 @@ pub fn context(_fleet: &Fleet, node: &Node) -> Value {
     })
 }
 
-/// What the first-boot agent needs: each instance's unit and port.
-pub fn agent(node: &Node) -> Option<RedisInfo> {
+/// What the first-boot agent needs: each instance's unit and port, and in cluster mode
+/// every instance of the cluster (to form it, or to rejoin it after a reimage).
+pub fn agent(fleet: &Fleet, node: &Node) -> Option<RedisInfo> {
     let r = node.redis.as_ref()?;
+    let members = if r.params.redis_mode == RedisMode::Cluster {
+        cluster_members(fleet, &r.cluster)
+    } else {
+        Vec::new()
+    };
     Some(RedisInfo {
         cluster: r.cluster.clone(),
         node: r.node,
@@ -66,7 +72,31 @@ pub fn agent(node: &Node) -> Option<RedisInfo> {
                 unit: unit_name(&inst.name),
             })
             .collect(),
+        password: r.params.redis_password.clone(),
+        members,
+        replicas: r.params.redis_cluster_replicas,
     })
+}
+
+/// Every instance of a redis cluster, by `redis_node` and then port.
+pub fn cluster_members(fleet: &Fleet, cluster: &str) -> Vec<RedisMember> {
+    let mut nodes: Vec<(&Node, &RedisNode)> = fleet
+        .nodes
+        .iter()
+        .filter_map(|n| n.redis.as_ref().map(|r| (n, r)))
+        .filter(|(_, r)| r.cluster == cluster)
+        .collect();
+    nodes.sort_by_key(|(_, r)| r.node);
+    nodes
+        .into_iter()
+        .flat_map(|(n, r)| {
+            r.instances.iter().map(move |(port, inst)| RedisMember {
+                name: inst.name.clone(),
+                ip: n.ip.to_string(),
+                port: *port,
+            })
+        })
+        .collect()
 }
 
 fn instances(r: &RedisNode) -> Vec<Value> {
