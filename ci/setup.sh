@@ -26,6 +26,7 @@ PACKAGES=(
     etcd-server              # etcd 3.4
     etcd-client
     redis-server
+    prometheus-redis-exporter  # scrapes a redis started with the rendered settings
     prometheus               # promtool check config
     prometheus-alertmanager  # amtool check-config
     nginx                    # nginx -t and a real start on loopback (render_modules)

@@ -42,6 +42,9 @@ pub fn compile(fleet: &Fleet, node: &Node) -> Result<Compiled, RenderError> {
         if pg.params.pg_vip_enabled.0 {
             packages.extend(catalog.feature("pg_vip").iter().cloned());
         }
+        if node.pgbouncer_exporter() {
+            packages.extend(catalog.feature("pgbouncer_exporter").iter().cloned());
+        }
     }
     packages.sort();
     packages.dedup();
@@ -87,7 +90,28 @@ fn extra_packages(node: &Node) -> impl Iterator<Item = String> + '_ {
         .map(str::to_string)
 }
 
-/// Units the agent enables and starts, in start order.
+/// Units of a plan's services that systemd starts, not the agent, with the unit whose
+/// start pulls each in (its `WantedBy=`): the exporters, which keep answering
+/// (`pg_up 0`, `redis_up 0`) until what they report on is up. An image ships them
+/// enabled. The pgbouncer exporter needs pgbouncer (`Requires=`/`BindsTo=`), so it
+/// comes up with pgbouncer when the agent starts it.
+pub const BOOT_UNITS: &[(&str, &str)] = &[
+    ("prometheus-node-exporter.service", "multi-user.target"),
+    ("prometheus-postgres-exporter.service", "multi-user.target"),
+    ("prometheus-redis-exporter.service", "multi-user.target"),
+    ("prometheus-pgbouncer-exporter.service", "pgbouncer.service"),
+];
+
+/// The unit that pulls in a [`BOOT_UNITS`] unit; None for a unit the agent starts.
+pub fn boot_unit_of(unit: &str) -> Option<&'static str> {
+    BOOT_UNITS
+        .iter()
+        .find(|(u, _)| *u == unit)
+        .map(|(_, wanted_by)| *wanted_by)
+}
+
+/// Units the node runs: those the agent enables and starts, in start order, and the
+/// [`BOOT_UNITS`] systemd starts.
 fn services(node: &Node) -> Vec<String> {
     let mut out = vec!["pigsty-firstboot.service".to_string()];
     let mut add = |s: &str| out.push(s.to_string());
@@ -110,6 +134,9 @@ fn services(node: &Node) -> Vec<String> {
         }
         if p.pgbouncer_enabled.0 {
             add("pgbouncer.service");
+            if node.pgbouncer_exporter() {
+                add("prometheus-pgbouncer-exporter.service");
+            }
         }
         if p.haproxy_enabled.0 {
             add("haproxy.service");
@@ -119,6 +146,9 @@ fn services(node: &Node) -> Vec<String> {
     if let Some(r) = &node.redis {
         for port in r.instances.keys() {
             out.push(format!("pigsty-redis@{}-{port}.service", r.name));
+        }
+        if r.params.redis_exporter_enabled.0 {
+            out.push("prometheus-redis-exporter.service".into());
         }
     }
     if node.infra.is_some() {

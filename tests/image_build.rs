@@ -121,6 +121,38 @@ fn builds_are_byte_identical() {
         "Debian's main cluster baked in"
     );
     assert!(listing.contains("usr/local/bin/pigsty"), "agent missing");
+    // Units: the agent starts the module services in order; systemd starts the
+    // exporters at every boot (prometheus-postgres-exporter answers `pg_up 0` until
+    // PostgreSQL is up).
+    let wants = "etc/systemd/system/multi-user.target.wants/";
+    let linked = |unit: &str| {
+        listing
+            .lines()
+            .find(|l| l.contains(&format!(" {wants}{unit} -> ")))
+            .map(|l| l.rsplit(" -> ").next().unwrap().to_string())
+    };
+    for unit in [
+        "prometheus-node-exporter.service",
+        "prometheus-postgres-exporter.service",
+    ] {
+        assert_eq!(
+            linked(unit).as_deref(),
+            Some(format!("/lib/systemd/system/{unit}").as_str()),
+            "{unit} is not enabled"
+        );
+    }
+    for unit in [
+        "etcd.service",
+        "patroni.service",
+        "pgbouncer.service",
+        "haproxy.service",
+    ] {
+        assert_eq!(
+            linked(unit),
+            None,
+            "{unit} starts before the agent orders it"
+        );
+    }
     let machine_id = listing
         .lines()
         .find(|l| l.ends_with(" etc/machine-id"))

@@ -267,6 +267,82 @@ fn etcd_members() -> Result<Vec<String>, String> {
     Ok(names)
 }
 
+/// Every Prometheus scrape target the fleet renders (`render::infra::scrape_jobs`, what
+/// an infra node's prometheus.yml lists) answers on its node with metrics, and the
+/// exporters report what they watch as up. The MinIO job is left out: the lab runs the
+/// test stand-in, which serves no metrics.
+fn scrape_targets() -> Vec<String> {
+    let loaded = pigsty::inventory::load(&pigsty::inventory::Source::File(
+        root().join("inventory/lab.yml"),
+    ))
+    .expect("loading the lab inventory");
+    let mut up = Vec::new();
+    for job in pigsty::render::infra::scrape_jobs(&loaded.fleet) {
+        if job.name == "minio" {
+            continue;
+        }
+        // An exporter that answers while it cannot reach its server says `<x>_up 0`.
+        let must = match job.name {
+            "pgsql" => Some("pg_up 1"),
+            "pgbouncer" => Some("pgbouncer_up 1"),
+            "redis" => Some("redis_up 1"),
+            _ => None,
+        };
+        for t in &job.targets {
+            let path = match &t.param_target {
+                Some(p) => format!("{}?target={p}", job.metrics_path),
+                None => job.metrics_path.to_string(),
+            };
+            let what = format!("{} target {} ({}{path})", job.name, t.ins, t.address);
+            until(&what, Duration::from_secs(120), || {
+                let page = http_get(&t.address, &path)?;
+                let (head, body) = page.split_once("\r\n\r\n").unwrap_or((&page, ""));
+                if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
+                    return Err(head.lines().next().unwrap_or_default().to_string());
+                }
+                match must {
+                    Some(line) if !body.lines().any(|l| l == line) => Err(format!(
+                        "no `{line}`: {}",
+                        body.lines()
+                            .filter(|l| l.starts_with(line.split(' ').next().unwrap()))
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    )),
+                    _ if body.is_empty() => Err("an empty page".into()),
+                    _ => Ok(()),
+                }
+            });
+            up.push(format!("{}:{}", job.name, t.ins));
+        }
+    }
+    for job in ["node", "etcd", "pgsql", "pgbouncer", "patroni", "haproxy"] {
+        assert!(
+            up.iter()
+                .filter(|u| u.starts_with(&format!("{job}:")))
+                .count()
+                >= 3,
+            "fewer than 3 {job} targets: {up:?}"
+        );
+    }
+    up
+}
+
+/// One HTTP/1.0 GET (bounded), the whole answer.
+fn http_get(addr: &str, path: &str) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let sock: std::net::SocketAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
+    let mut s = std::net::TcpStream::connect_timeout(&sock, Duration::from_secs(5))
+        .map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut page = Vec::new();
+    s.take(64 << 20)
+        .read_to_end(&mut page)
+        .map_err(|e| e.to_string())?;
+    Ok(String::from_utf8_lossy(&page).into_owned())
+}
+
 /// The first line sshd sends (read from inside the lab's namespace).
 fn ssh_banner(ip: &str) -> Result<String, String> {
     use std::io::Read;
@@ -588,6 +664,9 @@ fn e2e() {
         );
         assert!(banner.starts_with("SSH-2.0-"), "{name}: {banner:?}");
     }
+    // Every target an infra node's Prometheus would scrape in this fleet answers.
+    let scraped = scrape_targets();
+    println!("scrape targets up: {}", scraped.join(", "));
     let status = ok(&["status"]);
     println!("{status}");
 

@@ -592,6 +592,87 @@ fn redis_configs_run_in_real_redis() {
     );
 }
 
+/// Debian's redis exporter, run with the variables of the rendered
+/// `/etc/default/prometheus-redis-exporter` (read by a shell, as systemd's
+/// EnvironmentFile reads it), scrapes a node's instance through `/scrape` with the
+/// node's password, as the infra node's Prometheus does.
+#[test]
+#[ignore = "starts redis-server and Debian's redis exporter (run with --include-ignored)"]
+fn redis_exporter_scrapes_instances_with_the_rendered_settings() {
+    let exporter = tool("prometheus-redis-exporter");
+    let tmp = tempfile::tempdir().unwrap();
+    let mut checked = 0;
+    for inv in render_all() {
+        let instances = redis_instances(&inv);
+        for (node, c) in inv.pairs() {
+            let Some(r) = &node.redis else { continue };
+            let path = "/etc/default/prometheus-redis-exporter";
+            let Some(f) = file(c, path) else {
+                assert!(
+                    !r.params.redis_exporter_enabled.0,
+                    "{}: {path} not rendered",
+                    inv.name
+                );
+                continue;
+            };
+            assert_eq!(f.mode, 0o600, "{}: {path} holds the password", inv.name);
+            let Some(inst) = instances
+                .iter()
+                .find(|i| i.node.ip == node.ip && i.upstream.is_none() && !is_sentinel(i))
+            else {
+                continue;
+            };
+            let (guard, port) = start_redis(tmp.path(), inst, &[], &HashMap::new());
+            let env_file = tmp.path().join(format!("{}.env", inst.name));
+            std::fs::write(&env_file, &f.content).unwrap();
+            let out = output(
+                Command::new("sh")
+                    .arg("-c")
+                    .arg(format!("set -a; . {}; env -0", env_file.display())),
+            );
+            let vars: BTreeMap<String, String> = String::from_utf8_lossy(&out.stdout)
+                .split('\0')
+                .filter_map(|kv| kv.split_once('='))
+                .filter(|(k, _)| k.starts_with("REDIS_") || *k == "ARGS")
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            assert_eq!(
+                vars["REDIS_EXPORTER_WEB_LISTEN_ADDRESS"],
+                format!("0.0.0.0:{}", r.params.redis_exporter_port)
+            );
+            assert_eq!(
+                vars.get("REDIS_PASSWORD").cloned().unwrap_or_default(),
+                r.params.redis_password
+            );
+            let listen = free_port();
+            let mut cmd = Command::new(&exporter);
+            cmd.args(vars["ARGS"].split_whitespace()).envs(&vars).env(
+                "REDIS_EXPORTER_WEB_LISTEN_ADDRESS",
+                format!("127.0.0.1:{listen}"),
+            );
+            let mut ex = Guard::spawn(&mut cmd, "redis exporter", tmp.path().join("exporter.log"));
+            let query = format!("/scrape?target=redis://127.0.0.1:{port}");
+            ex.wait_ready(|| http_path(listen, &query).lines().any(|l| l == "redis_up 1"));
+            drop(ex);
+            drop(guard);
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2, "only {checked} exporters checked");
+}
+
+/// GET a path on a loopback port; empty when nothing answers.
+fn http_path(port: u16, path: &str) -> String {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    body
+}
+
 fn is_sentinel(inst: &Instance) -> bool {
     inst.node
         .redis

@@ -1529,6 +1529,72 @@ fn postgres_exporter_reaches_the_server_with_the_rendered_dsn() {
     );
 }
 
+/// Debian 13's pgbouncer exporter (0.10) reads its connection and listen address from
+/// the rendered `/etc/default/prometheus-pgbouncer-exporter` (the lab e2e scrapes it
+/// in its VMs: a Debian 13 binary runs in Debian 13). Debian 12's exporter (1.7) fails
+/// on Debian 12's pgbouncer, so a Debian 12 node runs none, says so at check, and
+/// Prometheus gets no target for it.
+#[test]
+fn pgbouncer_exporter_settings_per_base() {
+    let text = |base: &str| {
+        format!(
+            "all:\n  children:\n    etcd: {{ hosts: {{ 10.0.0.1: {{ etcd_seq: 1 }} }}, vars: {{ etcd_cluster: etcd }} }}\n    pg-e:\n      hosts: {{ 10.0.0.1: {{ pg_seq: 1, pg_role: primary }} }}\n      vars: {{ pg_cluster: pg-e }}\n  vars:\n    admin_ip: 10.0.0.1\n    node_base: {base}\n    node_repo_modules: node\n    pg_monitor_password: \"Mon.it'or#1\"\n"
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let env_path = "/etc/default/prometheus-pgbouncer-exporter";
+    let loaded = load_str("e.yml", &text("debian13")).unwrap_or_else(|e| panic!("{e:?}"));
+    let n = render_fleet("e.yml", &loaded.fleet, &dir.path().join("13")).remove(0);
+    assert_eq!(n.file_mode(env_path), Some(0o600), "it holds a password");
+    let env = n.text(env_path);
+    assert!(
+        env.contains("PGBOUNCER_EXPORTER_CONNECTION_STRING=\"postgres://dbuser_monitor:Mon.it%27or%231@:6432/pgbouncer?host=%2Fvar%2Frun%2Fpostgresql&sslmode=disable\""),
+        "{env}"
+    );
+    assert!(env.contains("ARGS=\"--web.listen-address=:9631\""), "{env}");
+    let node = &loaded.fleet.nodes[0];
+    assert!(node.pgbouncer_exporter());
+    let plan = compile(&loaded.fleet, node).unwrap().plan;
+    assert!(
+        plan.services
+            .iter()
+            .any(|s| s == "prometheus-pgbouncer-exporter.service")
+    );
+    assert!(
+        plan.packages
+            .iter()
+            .any(|s| s == "prometheus-pgbouncer-exporter")
+    );
+
+    let loaded = load_str("e.yml", &text("debian12")).unwrap_or_else(|e| panic!("{e:?}"));
+    let warned: Vec<String> = loaded
+        .warnings
+        .iter()
+        .filter(|f| f.key == "pgbouncer_exporter_enabled")
+        .map(|f| f.message.clone())
+        .collect();
+    assert!(
+        warned.len() == 1 && warned[0].contains("KeyError"),
+        "{:#?}",
+        loaded.warnings
+    );
+    let n = render_fleet("e.yml", &loaded.fleet, &dir.path().join("12")).remove(0);
+    assert_eq!(n.file_mode(env_path), None);
+    let plan = compile(&loaded.fleet, &loaded.fleet.nodes[0]).unwrap().plan;
+    assert!(
+        !plan
+            .services
+            .iter()
+            .any(|s| s.contains("pgbouncer-exporter"))
+    );
+    assert!(
+        !plan
+            .packages
+            .iter()
+            .any(|s| s.contains("pgbouncer-exporter"))
+    );
+}
+
 // ------------------------------------------------------------------ hostile values
 
 const HOSTILE_PASSWORD: &str = "it's \"q\": off #1 %s \\ yes";

@@ -70,7 +70,19 @@ pub fn seed(
         .iter()
         .map(String::as_str)
         .filter(|s| *s != "pigsty-firstboot.service")
+        .filter(|s| crate::compile::boot_unit_of(s).is_none())
         .collect();
+    let by = |target: fn(&str) -> bool| -> Vec<&str> {
+        plan.services
+            .iter()
+            .map(String::as_str)
+            .filter(|s| crate::compile::boot_unit_of(s).is_some_and(target))
+            .collect()
+    };
+    // Started now: those of multi-user.target. Only enabled: those pulled in by a
+    // module service, which the agent starts in order.
+    let boot = by(|t| t == "multi-user.target");
+    let pulled = by(|t| t != "multi-user.target");
     let mut runcmd = vec![
         json!(["sh", "-c", INSTALL_AGENT]),
         json!(["systemctl", "daemon-reload"]),
@@ -87,6 +99,18 @@ pub fn seed(
         let mut disable = vec!["systemctl", "disable"];
         disable.extend(services);
         runcmd.push(json!(disable));
+    }
+    if !boot.is_empty() {
+        // Installed under policy-rc.d, so not running yet: started with their
+        // rendered settings.
+        let mut enable = vec!["systemctl", "enable", "--now", "--no-block"];
+        enable.extend(boot);
+        runcmd.push(json!(enable));
+    }
+    if !pulled.is_empty() {
+        let mut enable = vec!["systemctl", "enable"];
+        enable.extend(pulled);
+        runcmd.push(json!(enable));
     }
     runcmd.push(json!([
         "systemctl",

@@ -147,6 +147,21 @@ impl Overlay<'_> {
                 tree.remove(&format!("{wants}/multi-user.target.wants/{service}"));
             }
         }
+        // Exporters start at boot, as `systemctl enable` links them (Debian's units
+        // are under /lib/systemd/system, through the /usr merge on Debian 13 too).
+        // Enabled by its package where its unit says (WantedBy=pgbouncer.service): only
+        // where the plan runs it.
+        for (unit, by) in crate::compile::BOOT_UNITS {
+            tree.remove(&format!("{wants}/{by}.wants/{unit}"));
+        }
+        for unit in &self.plan.services {
+            if let Some(by) = crate::compile::boot_unit_of(unit) {
+                tree.insert(
+                    &format!("/{wants}/{by}.wants/{unit}"),
+                    Entry::symlink(&format!("/lib/systemd/system/{unit}"), self.epoch),
+                );
+            }
+        }
         for timer in DISABLED_TIMERS {
             tree.remove(&format!("{wants}/timers.target.wants/{timer}"));
         }

@@ -845,6 +845,32 @@ fn check_fleet(
     }
     check_dcs_timing(nodes, &at, file, findings);
     check_redis_clusters(nodes, &at, file, findings);
+    let no_exporter: Vec<&Node> = nodes
+        .iter()
+        .filter(|n| {
+            n.node.node_base == crate::model::NO_PGBOUNCER_EXPORTER_BASE
+                && n.pg.as_ref().is_some_and(|p| {
+                    p.params.pgbouncer_enabled.0 && p.params.pgbouncer_exporter_enabled.0
+                })
+        })
+        .collect();
+    if let Some(first) = no_exporter.first() {
+        findings.push(
+            Finding::warning(
+                file,
+                at(first, "node_base"),
+                "pgbouncer_exporter_enabled",
+                format!(
+                    "{} PGSQL node(s) on debian12 run no pgbouncer exporter, and Prometheus \
+                     gets no pgbouncer target for them: Debian 12's prometheus-pgbouncer-exporter \
+                     (1.7) fails on its pgbouncer 1.18 (`KeyError: 'total_requests'` in SHOW \
+                     STATS), and no other is packaged for Debian 12",
+                    no_exporter.len()
+                ),
+            )
+            .with_help("node_base: debian13 runs Debian 13's exporter (0.10); or set pgbouncer_exporter_enabled: false"),
+        );
+    }
     for (cluster, mut seqs) in minio {
         seqs.sort_unstable();
         seqs.dedup();

@@ -183,7 +183,20 @@ pub struct RedisReplica {
     pub replica_of: Option<(Ipv4Addr, u16)>,
 }
 
+/// The base whose pgbouncer exporter cannot read its pgbouncer: Debian 12's
+/// prometheus-pgbouncer-exporter (1.7) fails on pgbouncer 1.18's `SHOW STATS`
+/// (`KeyError: 'total_requests'`), and no other is packaged for it.
+pub const NO_PGBOUNCER_EXPORTER_BASE: &str = "debian12";
+
 impl Node {
+    /// Whether this node runs Debian's pgbouncer exporter (`pgbouncer_exporter_enabled`
+    /// on a node with pgbouncer, on a base whose exporter works).
+    pub fn pgbouncer_exporter(&self) -> bool {
+        self.pg.as_ref().is_some_and(|pg| {
+            pg.params.pgbouncer_enabled.0 && pg.params.pgbouncer_exporter_enabled.0
+        }) && self.node.node_base != NO_PGBOUNCER_EXPORTER_BASE
+    }
+
     /// Every name this node answers to, for `--role` (nodename first).
     pub fn names(&self) -> Vec<String> {
         let mut names = vec![self.nodename.clone()];

@@ -146,7 +146,9 @@ params! {
         redis_aof_enabled: Flag,
         redis_cluster_replicas: u32,
         redis_sentinel_monitor: Vec<RedisSentinelMonitor>,
+        redis_exporter_enabled: Flag,
         redis_exporter_port: u16,
+        redis_exporter_options: String,
     }
 }
 
@@ -215,7 +217,9 @@ params! {
         pgbouncer_auth_query: Flag,
         pgbouncer_sslmode: String,
         pg_exporter_port: u16,
+        pgbouncer_exporter_enabled: Flag,
         pgbouncer_exporter_port: u16,
+        pgbouncer_exporter_options: String,
         haproxy_enabled: Flag,
         haproxy_exporter_port: u16,
         haproxy_admin_username: String,

@@ -332,6 +332,7 @@ fn flags(node: &Node) -> Value {
         "primary": node.pg.as_ref().is_some_and(|p| p.role == crate::model::PgRole::Primary),
         "patroni": on(|p| p.patroni_enabled.0),
         "pgbouncer": on(|p| p.pgbouncer_enabled.0),
+        "pgbouncer_exporter": node.pgbouncer_exporter(),
         "haproxy": on(|p| p.haproxy_enabled.0),
         "pgbackrest": on(|p| p.pgbackrest_enabled.0),
         "pg_vip": on(|p| p.pg_vip_enabled.0),
@@ -339,6 +340,7 @@ fn flags(node: &Node) -> Value {
         "cron_node": !n.node_crontab.is_empty() && !n.node_crontab_overwrite.0,
         "cron_pgsql": on(|p| !p.pg_crontab.is_empty()),
         "node_vip": n.vip_enabled.0,
+        "redis_exporter": node.redis.as_ref().is_some_and(|r| r.params.redis_exporter_enabled.0),
     })
 }
 

@@ -166,9 +166,10 @@ fn pg_exporter(n: &Node) -> Vec<Target> {
 }
 
 fn pgbouncer_exporter(n: &Node) -> Vec<Target> {
-    pg_target(n, |p| {
-        p.pgbouncer_enabled.0.then_some(p.pgbouncer_exporter_port)
-    })
+    if !n.pgbouncer_exporter() {
+        return Vec::new();
+    }
+    pg_target(n, |p| Some(p.pgbouncer_exporter_port))
 }
 
 fn patroni(n: &Node) -> Vec<Target> {
@@ -185,7 +186,13 @@ fn haproxy(n: &Node) -> Vec<Target> {
 /// One target per redis instance, all through the node's redis_exporter, which
 /// probes the instance named by the `target` parameter (as Pigsty scrapes redis).
 fn redis(n: &Node) -> Vec<Target> {
-    let Some(r) = &n.redis else { return Vec::new() };
+    let Some(r) = n
+        .redis
+        .as_ref()
+        .filter(|r| r.params.redis_exporter_enabled.0)
+    else {
+        return Vec::new();
+    };
     r.instances
         .iter()
         .map(|(port, inst)| Target {

@@ -9,7 +9,7 @@
 
 pub mod context;
 pub mod filters;
-mod infra;
+pub mod infra;
 mod minio;
 mod pgsql;
 mod redis;

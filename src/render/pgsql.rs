@@ -251,10 +251,31 @@ fn exporter_context(node: &Node, pg: &PgInstance) -> Result<Value, String> {
         p.pg_port,
         percent_encode(conf::SOCKET_DIR)
     );
+    // pgbouncer's admin database, as the monitor user (a `stats_users` member) over
+    // pgbouncer's socket: Pigsty's pgbouncer HBA lets it in there with its password.
+    let pgbouncer_url = format!(
+        "postgres://{userinfo}@:{}/pgbouncer?host={}&sslmode=disable",
+        p.pgbouncer_port,
+        percent_encode(conf::SOCKET_DIR)
+    );
+    let mut pgbouncer_args = format!("--web.listen-address=:{}", p.pgbouncer_exporter_port);
+    if !p.pgbouncer_exporter_options.trim().is_empty() {
+        pgbouncer_args.push(' ');
+        pgbouncer_args.push_str(p.pgbouncer_exporter_options.trim());
+    }
     Ok(json!({
         "dsn": dsn,
         "args": format!("--web.listen-address=:{}", p.pg_exporter_port),
         "port": p.pg_exporter_port,
+        "pgbouncer": {
+            "url": pgbouncer_url,
+            "args": pgbouncer_args,
+            "port": p.pgbouncer_exporter_port,
+            "pgbouncer_port": p.pgbouncer_port,
+            "socket_dir": conf::SOCKET_DIR,
+            "user": p.pg_monitor_username,
+            "password": p.pg_monitor_password,
+        },
     }))
 }
 
