@@ -46,6 +46,9 @@ pub fn compile(fleet: &Fleet, node: &Node) -> Result<Compiled, RenderError> {
             packages.extend(catalog.feature("pgbouncer_exporter").iter().cloned());
         }
     }
+    if node.haproxy() {
+        packages.extend(catalog.feature("haproxy").iter().cloned());
+    }
     packages.sort();
     packages.dedup();
     let mut plan = NodePlan {
@@ -138,10 +141,10 @@ fn services(node: &Node) -> Vec<String> {
                 add("prometheus-pgbouncer-exporter.service");
             }
         }
-        if p.haproxy_enabled.0 {
-            add("haproxy.service");
-        }
         add("prometheus-postgres-exporter.service");
+    }
+    if node.haproxy() {
+        out.push("haproxy.service".into());
     }
     if let Some(r) = &node.redis {
         for port in r.instances.keys() {
@@ -226,7 +229,7 @@ fn join_steps(fleet: &Fleet, node: &Node) -> Vec<JoinStep> {
                 format!("start pgbouncer on {}", p.pgbouncer_port),
             );
         }
-        if p.haproxy_enabled.0 {
+        if node.haproxy() {
             s.add(
                 StepId::Haproxy,
                 Module::Pgsql,
@@ -276,6 +279,19 @@ fn join_steps(fleet: &Fleet, node: &Node) -> Vec<JoinStep> {
                 r.instances.len(),
                 r.cluster,
                 crate::model::serde_plain(&r.params.redis_mode)
+            ),
+        );
+    }
+    // haproxy_services of a node without PostgreSQL: after the local servers it may
+    // balance (MinIO), which its health checks find either way.
+    if node.pg.is_none() && node.haproxy() {
+        s.add(
+            StepId::Haproxy,
+            Module::Node,
+            &[minio.server],
+            format!(
+                "start haproxy with {} service(s) (haproxy_services)",
+                node.haproxy_services().count()
             ),
         );
     }

@@ -1106,6 +1106,11 @@ fn for_each_secret(node: &mut Node, visit: &mut dyn FnMut(String, &mut String)) 
     if let Some(pg) = &mut node.pg {
         pg_secrets(&mut pg.params, visit);
     }
+    visit(
+        "haproxy_admin_password".into(),
+        &mut node.node.haproxy_admin_password,
+    );
+    visit("vip_auth_pass".into(), &mut node.node.vip_auth_pass);
 }
 
 fn pg_secrets(p: &mut pigsty::model::PgParams, visit: &mut dyn FnMut(String, &mut String)) {
@@ -1116,10 +1121,6 @@ fn pg_secrets(p: &mut pigsty::model::PgParams, visit: &mut dyn FnMut(String, &mu
         &mut p.pg_replication_password,
     );
     visit("patroni_password".into(), &mut p.patroni_password);
-    visit(
-        "haproxy_admin_password".into(),
-        &mut p.haproxy_admin_password,
-    );
     for (list, users) in [
         ("pg_users", &mut p.pg_users),
         ("pg_default_roles", &mut p.pg_default_roles),
@@ -1397,4 +1398,183 @@ fn check_data_dirs(root: &Path, fleet: &Fleet, node: &Node) -> usize {
         );
     }
     want.len()
+}
+
+// ------------------------------------------------------------------ haproxy_services
+
+/// A node without PostgreSQL, balancing two HTTP servers (Pigsty's MinIO example of
+/// `haproxy_services`).
+const LB_INVENTORY: &str = "\
+all:
+  children:
+    lb:
+      hosts: { 10.10.10.20: {} }
+      vars:
+        haproxy_services:
+          - name: minio
+            port: 9002
+            balance: leastconn
+            options:
+              - option httpchk
+              - option http-keep-alive
+              - http-check send meth OPTIONS uri /minio/health/live
+              - http-check expect status 200
+            servers:
+              - { name: minio-1, ip: 10.10.10.10, port: 9000, options: 'check port 9000' }
+              - { name: minio-2, ip: 10.10.10.11, port: 9000, options: 'check port 9000' }
+";
+
+/// An HTTP server on loopback answering every request with its own name.
+fn http_backend(name: &'static str) -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ = write!(
+                s,
+                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{name}",
+                name.len()
+            );
+        }
+    });
+    port
+}
+
+/// haproxy_services on a node without PostgreSQL: the plan installs and starts
+/// haproxy (after the node's other steps), Prometheus gets its metrics target, and
+/// the rendered haproxy.cfg, run by Debian's haproxy on loopback, health-checks both
+/// servers and balances requests across them, with metrics on the admin port.
+#[test]
+#[ignore = "starts haproxy (run with --include-ignored)"]
+fn haproxy_services_balance_on_a_node_without_postgres() {
+    let haproxy = tool("haproxy");
+    let loaded = pigsty::inventory::load_str("lb.yml", LB_INVENTORY).unwrap();
+    let node = &loaded.fleet.nodes[0];
+    let c = compile(&loaded.fleet, node).unwrap();
+    assert!(
+        c.plan.packages.iter().any(|p| p == "haproxy"),
+        "{:?}",
+        c.plan.packages
+    );
+    assert!(c.plan.services.iter().any(|s| s == "haproxy.service"));
+    assert!(c.plan.join.iter().any(|s| s.id.as_str() == "haproxy"));
+    let jobs = pigsty::render::infra::scrape_jobs(&loaded.fleet);
+    let job = jobs
+        .iter()
+        .find(|j| j.name == "haproxy")
+        .expect("a haproxy job");
+    assert_eq!(job.targets[0].address, "10.10.10.20:9101");
+    let f = file(&c, "/etc/haproxy/haproxy.cfg").expect("haproxy.cfg rendered");
+    assert_eq!(f.mode, 0o640, "it holds the admin password");
+    let text = String::from_utf8_lossy(&f.content).into_owned();
+    assert!(
+        text.contains("listen minio\n    bind *:9002\n    mode tcp\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("    server minio-2 10.10.10.11:9000 check port 9000\n"),
+        "{text}"
+    );
+
+    // Loopback: own ports, the servers moved to two local HTTP servers.
+    let tmp = tempfile::tempdir().unwrap();
+    let (b1, b2) = (http_backend("minio-1"), http_backend("minio-2"));
+    let (lb, admin) = (free_port(), free_port());
+    let local = text
+        .replace("bind *:9002", &format!("bind 127.0.0.1:{lb}"))
+        .replace("bind *:9101", &format!("bind 127.0.0.1:{admin}"))
+        .replace(
+            "10.10.10.10:9000 check port 9000",
+            &format!("127.0.0.1:{b1} check port {b1}"),
+        )
+        .replace(
+            "10.10.10.11:9000 check port 9000",
+            &format!("127.0.0.1:{b2} check port {b2}"),
+        )
+        .replace(
+            "stats socket /run/haproxy/admin.sock",
+            &format!("stats socket {}/admin.sock", tmp.path().display()),
+        )
+        .replace("maxconn     65535", "maxconn     4000")
+        .replace("    user        haproxy\n    group       haproxy\n", "");
+    let cfg = tmp.path().join("haproxy.cfg");
+    std::fs::write(&cfg, &local).unwrap();
+    let check = output(Command::new(&haproxy).arg("-c").arg("-f").arg(&cfg));
+    assert!(
+        check.status.success(),
+        "haproxy -c: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let mut guard = Guard::spawn(
+        Command::new(&haproxy).arg("-db").arg("-f").arg(&cfg),
+        "haproxy",
+        tmp.path().join("haproxy.log"),
+    );
+    let get = |port: u16, path: &str| http_path(port, path);
+    let mut seen = std::collections::BTreeSet::new();
+    guard.wait_ready(|| {
+        let page = get(lb, "/");
+        if let Some(body) = page.split("\r\n\r\n").nth(1) {
+            seen.insert(body.to_string());
+        }
+        seen.len() == 2
+    });
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        ["minio-1", "minio-2"],
+        "both servers answer through the service"
+    );
+    let metrics = get(admin, "/metrics");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("haproxy_backend_status{proxy=\"minio\"")),
+        "no metrics for the service:\n{}",
+        metrics.lines().take(5).collect::<Vec<_>>().join("\n")
+    );
+}
+
+/// A `haproxy_services` item haproxy cannot take is refused at its line or at render.
+#[test]
+fn haproxy_services_bad_items_are_refused() {
+    let typo = LB_INVENTORY.replace("balance: leastconn", "balanse: leastconn");
+    let err = pigsty::inventory::load_str("lb.yml", &typo).unwrap_err();
+    assert!(format!("{err:?}").contains("balanse"), "{err:?}");
+    let bad_ip = LB_INVENTORY.replace("ip: 10.10.10.11", "ip: 'minio-2'");
+    let loaded = pigsty::inventory::load_str("lb.yml", &bad_ip).unwrap();
+    let err = compile(&loaded.fleet, &loaded.fleet.nodes[0]).unwrap_err();
+    assert!(
+        err.to_string().contains("haproxy_services[0] (minio)")
+            && err.to_string().contains("minio-2"),
+        "{err}"
+    );
+}
+
+/// A service that names Pigsty's CA (`check-ssl ca-file /etc/pki/ca.crt`, Pigsty's TLS
+/// MinIO) is not built, and `inventory check` says so at the item: images carry no
+/// fleet CA yet, and haproxy would refuse to start on the missing file.
+#[test]
+fn haproxy_services_naming_pigstys_ca_are_said_and_left_out() {
+    let tls = LB_INVENTORY.replace(
+        "options: 'check port 9000' }\n              - { name: minio-2",
+        "options: 'check-ssl ca-file /etc/pki/ca.crt check port 9000' }\n              - { name: minio-2",
+    );
+    assert_ne!(tls, LB_INVENTORY);
+    let loaded = pigsty::inventory::load_str("lb.yml", &tls).unwrap();
+    let w: Vec<_> = loaded
+        .warnings
+        .iter()
+        .filter(|f| f.key == "haproxy_services[0]")
+        .collect();
+    assert_eq!(w.len(), 1, "{:#?}", loaded.warnings);
+    assert_eq!(w[0].line, 7, "at the item");
+    assert!(w[0].message.contains("/etc/pki"), "{}", w[0].message);
+    let node = &loaded.fleet.nodes[0];
+    assert!(!node.haproxy(), "its only service is left out");
+    let c = compile(&loaded.fleet, node).unwrap();
+    assert!(file(&c, "/etc/haproxy/haproxy.cfg").is_none());
+    assert!(!c.plan.services.iter().any(|s| s == "haproxy.service"));
 }

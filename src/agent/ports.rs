@@ -69,12 +69,11 @@ pub fn pgbouncer(agent: &mut Agent) -> anyhow::Result<String> {
 }
 
 pub fn haproxy(agent: &mut Agent) -> anyhow::Result<String> {
-    let pg = agent
-        .doc
-        .pg
-        .clone()
-        .context("node.json has no pg section")?;
-    start_and_listen(agent, "haproxy", "haproxy.service", &pg.haproxy_ports)
+    let ports = agent.doc.node.haproxy_ports.clone();
+    if ports.is_empty() {
+        anyhow::bail!("node.json lists no haproxy ports");
+    }
+    start_and_listen(agent, "haproxy", "haproxy.service", &ports)
 }
 
 /// `redis`: start each instance's unit and wait for its port; in cluster mode, form

@@ -213,6 +213,11 @@ impl<'a> VarReader<'a> {
             .push(Finding::error(self.file, loc, key, message));
     }
 
+    pub fn warn(&mut self, loc: Loc, key: &str, message: impl Into<String>) {
+        self.findings
+            .push(Finding::warning(self.file, loc, key, message));
+    }
+
     fn to_json(&self, node: &Node, depth: u8) -> serde_json::Value {
         node.to_json_with(&|s: &str| self.substitute(s, depth, None))
     }

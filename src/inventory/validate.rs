@@ -241,6 +241,7 @@ fn read_node(r: &mut VarReader<'_>, key: &Key, member: Membership) -> Option<Nod
     // Every part is read before bailing out, so all problems of the host are reported.
     let (ip, params) = (ip?, params?);
     check_node_vip(r, &params);
+    check_haproxy_services(r, &params);
     let base = check_base(r, &params.node_base);
     let repos = base.and_then(|c| super::repos::resolve(r, c, &params));
     let mut pg = pg;
@@ -307,6 +308,27 @@ fn read_node(r: &mut VarReader<'_>, key: &Key, member: Membership) -> Option<Nod
         redis,
         repos,
     })
+}
+
+/// A `haproxy_services` item that names Pigsty's CA files (`check-ssl ca-file
+/// /etc/pki/ca.crt`, for a MinIO served over TLS) is not built: images carry no
+/// fleet CA, and their MinIO serves plain HTTP. Said at the item, not dropped quietly.
+fn check_haproxy_services(r: &mut VarReader<'_>, p: &NodeParams) {
+    for (i, s) in p.haproxy_services.iter().enumerate() {
+        if s.needs_fleet_ca() {
+            let loc = r.loc_in("haproxy_services", &[Step::Item(i)]);
+            r.warn(
+                loc,
+                &format!("haproxy_services[{i}]"),
+                format!(
+                    "service `{}` is not built: it names Pigsty's CA under /etc/pki (a TLS \
+                     check against MinIO), and images carry no fleet CA yet; their MinIO \
+                     serves plain HTTP",
+                    s.name
+                ),
+            );
+        }
+    }
 }
 
 /// A node VIP (`vip_enabled`, keepalived) needs its address and a VRRP router id.

@@ -418,19 +418,15 @@ fn lab_node(i: usize, n: &Node, uefi: bool) -> LabNode {
             .then(|| n.pg.as_ref().map(|p| p.params.patroni_port))
             .flatten(),
         instance: n.pg.as_ref().map(|p| p.name.clone()),
-        haproxy: n
-            .pg
-            .as_ref()
-            .filter(|p| p.params.haproxy_enabled.0)
-            .map(|p| HaproxyStats {
-                cluster: p.cluster.clone(),
-                stats_csv: format!(
-                    "http://{}:{}/haproxy/{}/;csv",
-                    n.ip, p.params.haproxy_exporter_port, n.nodename
-                ),
-                user: p.params.haproxy_admin_username.clone(),
-                password: p.params.haproxy_admin_password.clone(),
-            }),
+        haproxy: n.pg.as_ref().filter(|_| n.haproxy()).map(|p| HaproxyStats {
+            cluster: p.cluster.clone(),
+            stats_csv: format!(
+                "http://{}:{}/haproxy/{}/;csv",
+                n.ip, n.node.haproxy_exporter_port, n.nodename
+            ),
+            user: n.node.haproxy_admin_username.clone(),
+            password: n.node.haproxy_admin_password.clone(),
+        }),
         uefi,
     }
 }

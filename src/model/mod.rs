@@ -189,6 +189,22 @@ pub struct RedisReplica {
 pub const NO_PGBOUNCER_EXPORTER_BASE: &str = "debian12";
 
 impl Node {
+    /// Whether this node runs haproxy: `haproxy_enabled` on a PGSQL node (its
+    /// cluster's services) or on any node with `haproxy_services`.
+    pub fn haproxy(&self) -> bool {
+        self.node.haproxy_enabled.0
+            && (self.pg.is_some() || self.haproxy_services().next().is_some())
+    }
+
+    /// The `haproxy_services` this node's image builds (those naming Pigsty's CA
+    /// files are left out, with a warning at check).
+    pub fn haproxy_services(&self) -> impl Iterator<Item = &HaproxyService> {
+        self.node
+            .haproxy_services
+            .iter()
+            .filter(|s| !s.needs_fleet_ca())
+    }
+
     /// Whether this node runs Debian's pgbouncer exporter (`pgbouncer_exporter_enabled`
     /// on a node with pgbouncer, on a base whose exporter works).
     pub fn pgbouncer_exporter(&self) -> bool {

@@ -77,6 +77,13 @@ params! {
         vip_preempt: Flag,
         vip_interface: String,
         vip_auth_pass: String,
+        haproxy_enabled: Flag,
+        haproxy_exporter_port: u16,
+        haproxy_admin_username: String,
+        haproxy_admin_password: String,
+        haproxy_client_timeout: String,
+        haproxy_server_timeout: String,
+        haproxy_services: Vec<HaproxyService>,
     }
 }
 
@@ -220,12 +227,6 @@ params! {
         pgbouncer_exporter_enabled: Flag,
         pgbouncer_exporter_port: u16,
         pgbouncer_exporter_options: String,
-        haproxy_enabled: Flag,
-        haproxy_exporter_port: u16,
-        haproxy_admin_username: String,
-        haproxy_admin_password: String,
-        haproxy_client_timeout: String,
-        haproxy_server_timeout: String,
         pgbackrest_enabled: Flag,
         pgbackrest_method: String,
         pgbackrest_repo: BTreeMap<String, BackrestRepo>,
@@ -1122,6 +1123,58 @@ pub struct HbaRule {
     pub title: Option<String>,
     #[serde(default)]
     pub order: Option<i64>,
+}
+
+/// A service of the node's haproxy (`haproxy_services`), as Pigsty's `service.j2`
+/// renders it: a `listen` section with its servers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HaproxyService {
+    pub name: String,
+    pub port: u16,
+    #[serde(default)]
+    pub ip: Option<String>,
+    /// `tcp` (default) or `http`.
+    #[serde(default)]
+    pub protocol: Option<String>,
+    #[serde(default)]
+    pub maxconn: Option<u32>,
+    #[serde(default)]
+    pub balance: Option<String>,
+    /// haproxy lines, written into the section as they are.
+    #[serde(default)]
+    pub options: Vec<String>,
+    /// The `default-server` options.
+    #[serde(default)]
+    pub default: Option<String>,
+    pub servers: Vec<HaproxyServer>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HaproxyServer {
+    pub name: String,
+    pub ip: String,
+    pub port: u16,
+    #[serde(default)]
+    pub options: Option<String>,
+    #[serde(default)]
+    pub backup: Option<Flag>,
+    #[serde(default)]
+    pub weight: Option<u32>,
+}
+
+impl HaproxyService {
+    /// Whether it names Pigsty's CA files (`ca-file /etc/pki/ca.crt`), which images
+    /// do not carry: such a service is not built (a warning at check).
+    pub fn needs_fleet_ca(&self) -> bool {
+        self.options
+            .iter()
+            .map(String::as_str)
+            .chain(self.default.as_deref())
+            .chain(self.servers.iter().filter_map(|v| v.options.as_deref()))
+            .any(|o| o.contains("/etc/pki/"))
+    }
 }
 
 /// A haproxy service from `pg_default_services` / `pg_services`.

@@ -52,6 +52,10 @@ pub struct NodeInfo {
     /// each boot (`none`: the kernel's own).
     #[serde(default = "default_tune")]
     pub tune: NodeTune,
+    /// The ports haproxy listens on (admin page, then every service); empty when the
+    /// node runs no haproxy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub haproxy_ports: Vec<u16>,
 }
 
 fn default_tune() -> NodeTune {
@@ -115,7 +119,6 @@ pub struct PgInfo {
     pub namespace: String,
     pub dcs_keys: DcsKeys,
     pub pgbouncer_port: u16,
-    pub haproxy_ports: Vec<u16>,
     pub data_dir: String,
     pub bin_dir: String,
     pub socket_dir: String,
@@ -342,6 +345,7 @@ mod tests {
                 node_cluster: "c".into(),
                 modules: vec![Module::Node],
                 tune: NodeTune::Oltp,
+                haproxy_ports: vec![],
             },
             join,
             etcd: None,

@@ -14,7 +14,7 @@ use crate::plan::node_json::{
     NodeJson, PigstyInfo,
 };
 
-use super::{infra, minio, pgsql, redis};
+use super::{haproxy, infra, minio, pgsql, redis};
 
 /// The whole context as JSON (what templates see). Fails when a module part holds a
 /// value its file cannot carry (see `pgsql::PgsqlError`).
@@ -24,6 +24,12 @@ pub fn build(fleet: &Fleet, node: &Node, join: &[JoinStep]) -> Result<Value, Ren
         file: e.file.to_string(),
         reason: e.reason,
     })?;
+    let haproxy =
+        haproxy::context(node, &pg["haproxy"]["services"]).map_err(|reason| RenderError {
+            node: node.nodename.clone(),
+            file: haproxy::HAPROXY_CFG.into(),
+            reason,
+        })?;
     let vip = node_vip(fleet, node).map_err(|reason| RenderError {
         node: node.nodename.clone(),
         file: "/etc/keepalived/keepalived.conf".into(),
@@ -41,6 +47,7 @@ pub fn build(fleet: &Fleet, node: &Node, join: &[JoinStep]) -> Result<Value, Ren
         "hosts": etc_hosts(fleet, node),
         "etcd": etcd(fleet, node),
         "pg": pg,
+        "haproxy": haproxy,
         "minio": minio::context(fleet, node),
         "redis": redis::context(fleet, node),
         "infra": infra::context(fleet, node),
@@ -333,7 +340,7 @@ fn flags(node: &Node) -> Value {
         "patroni": on(|p| p.patroni_enabled.0),
         "pgbouncer": on(|p| p.pgbouncer_enabled.0),
         "pgbouncer_exporter": node.pgbouncer_exporter(),
-        "haproxy": on(|p| p.haproxy_enabled.0),
+        "haproxy": node.haproxy(),
         "pgbackrest": on(|p| p.pgbackrest_enabled.0),
         "pg_vip": on(|p| p.pg_vip_enabled.0),
         "crontab": !n.node_crontab.is_empty() && n.node_crontab_overwrite.0,
@@ -458,6 +465,7 @@ pub fn node_json(fleet: &Fleet, node: &Node, join: &[JoinStep]) -> NodeJson {
             node_cluster: node.node_cluster.clone(),
             modules: node.modules.iter().copied().collect(),
             tune: node.node.node_tune,
+            haproxy_ports: haproxy::ports(node),
         },
         join: join.to_vec(),
         etcd: etcd(fleet, node),

@@ -176,11 +176,17 @@ fn patroni(n: &Node) -> Vec<Target> {
     pg_target(n, |p| p.patroni_enabled.0.then_some(p.patroni_port))
 }
 
-/// haproxy serves its own Prometheus metrics on the admin port.
+/// haproxy serves its own Prometheus metrics on the admin port, on every node that
+/// runs it (a PGSQL node's, or one with haproxy_services).
 fn haproxy(n: &Node) -> Vec<Target> {
-    pg_target(n, |p| {
-        p.haproxy_enabled.0.then_some(p.haproxy_exporter_port)
-    })
+    if !n.haproxy() {
+        return Vec::new();
+    }
+    let (cls, ins) = match &n.pg {
+        Some(pg) => (pg.cluster.as_str(), pg.name.as_str()),
+        None => (n.node_cluster.as_str(), n.nodename.as_str()),
+    };
+    vec![target(n, cls, ins, n.node.haproxy_exporter_port)]
 }
 
 /// One target per redis instance, all through the node's redis_exporter, which

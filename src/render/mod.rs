@@ -9,6 +9,7 @@
 
 pub mod context;
 pub mod filters;
+mod haproxy;
 pub mod infra;
 mod minio;
 mod pgsql;

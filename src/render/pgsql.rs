@@ -7,7 +7,7 @@
 
 mod backrest;
 mod conf;
-mod haproxy;
+pub(crate) mod haproxy;
 mod hba;
 mod patroni;
 mod pgbouncer;
@@ -64,7 +64,7 @@ pub fn context(fleet: &Fleet, node: &Node) -> Result<Value, PgsqlError> {
     ctx["sized"] = json!(params.sized);
     ctx["hba"] = json!(pg_hba);
     ctx["pgbouncer"] = pgbouncer_context(pg, &env, &listen)?;
-    ctx["haproxy"] = haproxy_context(fleet, node, pg)?;
+    ctx["haproxy"] = haproxy_context(fleet, pg)?;
     ctx["pgbackrest"] = backrest_context(pg)?;
     ctx["sql"] = sql_context(pg)?;
     ctx["vip"] = vip_context(node, pg).map_err(fail(VIP_SCRIPT))?;
@@ -170,31 +170,13 @@ fn pgbouncer_context(
     }))
 }
 
-fn haproxy_context(fleet: &Fleet, node: &Node, pg: &PgInstance) -> Result<Value, PgsqlError> {
-    let p = &pg.params;
-    let f = fail(HAPROXY_CFG);
+/// The cluster's haproxy services; the rest of haproxy.cfg is the node's
+/// (`render/haproxy.rs`), which takes these from here.
+fn haproxy_context(fleet: &Fleet, pg: &PgInstance) -> Result<Value, PgsqlError> {
     let members = fleet.pg_members(&pg.cluster);
-    let services = haproxy::services(p, &pg.cluster, &members).map_err(&f)?;
-    let user = haproxy::quote_word(&p.haproxy_admin_username)
-        .map_err(|e| f(format!("haproxy_admin_username: {e}")))?;
-    let password = haproxy::quote_word(&p.haproxy_admin_password)
-        .map_err(|e| f(format!("haproxy_admin_password: {e}")))?;
-    let nodename = haproxy::plain("nodename", &node.nodename).map_err(&f)?;
-    let timeout =
-        |what: &str, v: &str| match v.chars().all(|c| c.is_ascii_alphanumeric()) && !v.is_empty() {
-            true => Ok(v.to_string()),
-            false => Err(f(format!("{what} `{v}` is not a HAProxy time like 24h"))),
-        };
-    Ok(json!({
-        "node": nodename,
-        "stats_uri": format!("/haproxy/{}/", node.nodename),
-        "admin_port": p.haproxy_exporter_port,
-        "admin_username": user,
-        "admin_password": password,
-        "client_timeout": timeout("haproxy_client_timeout", &p.haproxy_client_timeout)?,
-        "server_timeout": timeout("haproxy_server_timeout", &p.haproxy_server_timeout)?,
-        "services": services,
-    }))
+    let services =
+        haproxy::services(&pg.params, &pg.cluster, &members).map_err(fail(HAPROXY_CFG))?;
+    Ok(json!({ "services": services }))
 }
 
 fn backrest_context(pg: &PgInstance) -> Result<Value, PgsqlError> {
@@ -418,12 +400,6 @@ pub fn agent(fleet: &Fleet, node: &Node) -> Option<PgInfo> {
             members: format!("{prefix}/members/"),
         },
         pgbouncer_port: p.pgbouncer_port,
-        haproxy_ports: p
-            .pg_default_services
-            .iter()
-            .chain(&p.pg_services)
-            .map(|s| s.port)
-            .collect(),
         data_dir: p.pg_data.clone(),
         bin_dir: patroni::bin_dir(p.pg_version),
         socket_dir: conf::SOCKET_DIR.to_string(),
