@@ -29,6 +29,7 @@ PACKAGES=(
     prometheus-redis-exporter  # scrapes a redis started with the rendered settings
     prometheus               # promtool check config
     prometheus-alertmanager  # amtool check-config
+    prometheus-blackbox-exporter  # pings with the rendered probe modules
     nginx                    # nginx -t and a real start on loopback (render_modules)
     chrony
     cron                     # node_crontab / pg_crontab fire for real (tests/cron.rs)

@@ -102,6 +102,7 @@ pub const BOOT_UNITS: &[(&str, &str)] = &[
     ("prometheus-node-exporter.service", "multi-user.target"),
     ("prometheus-postgres-exporter.service", "multi-user.target"),
     ("prometheus-redis-exporter.service", "multi-user.target"),
+    ("prometheus-blackbox-exporter.service", "multi-user.target"),
     ("prometheus-pgbouncer-exporter.service", "pgbouncer.service"),
 ];
 
@@ -154,13 +155,16 @@ fn services(node: &Node) -> Vec<String> {
             out.push("prometheus-redis-exporter.service".into());
         }
     }
-    if node.infra.is_some() {
+    if let Some(i) = &node.infra {
         for s in [
             "prometheus.service",
             "prometheus-alertmanager.service",
             "nginx.service",
         ] {
             out.push(s.to_string());
+        }
+        if i.params.blackbox_enabled.0 {
+            out.push("prometheus-blackbox-exporter.service".into());
         }
     }
     out

@@ -254,6 +254,70 @@ fn prometheus_configs_pass_promtool_and_scrape_every_node() {
     assert!(checked >= 4, "only {checked} prometheus.yml checked");
 }
 
+/// Debian's blackbox exporter with the rendered probe modules and arguments (the
+/// listen address moved to loopback) pings an address with ICMP, as the infra node's
+/// `ping` job asks it to; the job lists every node of the inventory.
+#[test]
+#[ignore = "needs root (an ICMP raw socket) and starts the blackbox exporter (run with --include-ignored)"]
+fn blackbox_exporter_pings_with_the_rendered_modules() {
+    let exporter = tool("prometheus-blackbox-exporter");
+    let tmp = tempfile::tempdir().unwrap();
+    let mut checked = 0;
+    for inv in render_all() {
+        for (node, c) in inv.pairs() {
+            if file(c, "/etc/default/prometheus-blackbox-exporter").is_none() {
+                continue;
+            }
+            let prom = String::from_utf8_lossy(
+                &file(c, "/etc/prometheus/prometheus.yml").unwrap().content,
+            )
+            .into_owned();
+            for n in &inv.fleet.nodes {
+                assert!(
+                    prom.contains(&format!("__param_target: \"{}\"", n.ip)),
+                    "{}: the ping job misses {}",
+                    inv.name,
+                    n.ip
+                );
+            }
+            let root = write_node(tmp.path(), &inv.name, c);
+            let env = root.join("etc/default/prometheus-blackbox-exporter");
+            let out = output(
+                Command::new("sh")
+                    .arg("-c")
+                    .arg(format!(". {}; printf %s \"$ARGS\"", env.display())),
+            );
+            let args = String::from_utf8_lossy(&out.stdout).into_owned();
+            let p = &node.infra.as_ref().unwrap().params;
+            assert_eq!(
+                args,
+                format!(
+                    "--config.file=/etc/prometheus/blackbox.yml --web.listen-address=:{}",
+                    p.blackbox_port
+                )
+            );
+            let port = free_port();
+            let config = root.join("etc/prometheus/blackbox.yml");
+            let mut cmd = Command::new(&exporter);
+            cmd.arg(format!("--config.file={}", config.display()))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"));
+            let mut guard = Guard::spawn(
+                &mut cmd,
+                "blackbox exporter",
+                tmp.path().join("blackbox.log"),
+            );
+            guard.wait_ready(|| {
+                http_path(port, "/probe?module=icmp&target=127.0.0.1")
+                    .lines()
+                    .any(|l| l == "probe_success 1")
+            });
+            drop(guard);
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2, "only {checked} blackbox exporters checked");
+}
+
 #[test]
 fn alertmanager_configs_pass_amtool() {
     let amtool = tool("amtool");

@@ -24,6 +24,7 @@ const MODULE_SERVICES: &[&str] = &[
     "prometheus-alertmanager.service",
     "prometheus-postgres-exporter.service",
     "prometheus-redis-exporter.service",
+    "prometheus-blackbox-exporter.service",
     "nginx.service",
     "minio.service",
 ];

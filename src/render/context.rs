@@ -340,6 +340,7 @@ fn flags(node: &Node) -> Value {
         "patroni": on(|p| p.patroni_enabled.0),
         "pgbouncer": on(|p| p.pgbouncer_enabled.0),
         "pgbouncer_exporter": node.pgbouncer_exporter(),
+        "blackbox": node.infra.as_ref().is_some_and(|i| i.params.blackbox_enabled.0),
         "haproxy": node.haproxy(),
         "pgbackrest": on(|p| p.pgbackrest_enabled.0),
         "pg_vip": on(|p| p.pg_vip_enabled.0),

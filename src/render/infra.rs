@@ -27,6 +27,8 @@ pub struct Target {
 pub struct Job {
     pub name: &'static str,
     pub metrics_path: &'static str,
+    /// The blackbox module a probe job asks for (`params: {module: [..]}`).
+    pub module: Option<&'static str>,
     pub targets: Vec<Target>,
 }
 
@@ -81,6 +83,7 @@ pub fn scrape_jobs(fleet: &Fleet) -> Vec<Job> {
         .map(|(name, metrics_path, _)| Job {
             name,
             metrics_path,
+            module: None,
             targets: Vec::new(),
         })
         .collect();
@@ -93,8 +96,61 @@ pub fn scrape_jobs(fleet: &Fleet) -> Vec<Job> {
         job.targets.sort();
         job.targets.dedup();
     }
+    jobs.push(ping(fleet));
     jobs.retain(|j| !j.targets.is_empty());
     jobs
+}
+
+/// Pigsty's `ping` job: the infra node's blackbox exporter probes every node, and
+/// every VIP, with ICMP. Each infra node asks its own exporter (127.0.0.1); empty
+/// when no infra node runs one.
+fn ping(fleet: &Fleet) -> Job {
+    let mut job = Job {
+        name: "ping",
+        metrics_path: "/probe",
+        module: Some("icmp"),
+        targets: Vec::new(),
+    };
+    let Some(port) = fleet
+        .nodes
+        .iter()
+        .filter_map(|n| n.infra.as_ref())
+        .find(|i| i.params.blackbox_enabled.0)
+        .map(|i| i.params.blackbox_port)
+    else {
+        return job;
+    };
+    let probe = |cls: &str, ins: &str, ip: String| Target {
+        cls: cls.to_string(),
+        ins: ins.to_string(),
+        ip: ip.clone(),
+        address: format!("127.0.0.1:{port}"),
+        param_target: Some(ip),
+    };
+    for n in &fleet.nodes {
+        job.targets
+            .push(probe(&n.node_cluster, &n.nodename, n.ip.to_string()));
+        if let Some(vip) = n.node.vip_address.filter(|_| n.node.vip_enabled.0) {
+            job.targets
+                .push(probe(&n.node_cluster, &n.nodename, vip.to_string()));
+        }
+        if let Some(pg) = n.pg.as_ref().filter(|p| p.params.pg_vip_enabled.0) {
+            let vip = pg
+                .params
+                .pg_vip_address
+                .split('/')
+                .next()
+                .unwrap_or_default();
+            if !vip.is_empty() {
+                job.targets
+                    .push(probe(&pg.cluster, &pg.name, vip.to_string()));
+            }
+        }
+    }
+    job.targets.sort();
+    job.targets
+        .dedup_by(|a, b| a.param_target == b.param_target && a.ins == b.ins);
+    job
 }
 
 type TargetsOf = fn(&Node) -> Vec<Target>;
@@ -258,10 +314,30 @@ all:
                 "pgbouncer",
                 "patroni",
                 "haproxy",
-                "redis"
+                "redis",
+                "ping"
             ],
             "no minio job: the fleet has no MinIO"
         );
+        let ping = job(&jobs, "ping");
+        assert_eq!((ping.metrics_path, ping.module), ("/probe", Some("icmp")));
+        let probed: std::collections::BTreeSet<&str> = ping
+            .targets
+            .iter()
+            .map(|t| t.param_target.as_deref().unwrap())
+            .collect();
+        assert_eq!(
+            probed.into_iter().collect::<Vec<_>>(),
+            [
+                "10.10.10.10",
+                "10.10.10.11",
+                "10.10.10.12",
+                "10.10.10.13",
+                "10.10.10.14"
+            ],
+            "every node, through the infra node's own blackbox exporter"
+        );
+        assert!(ping.targets.iter().all(|t| t.address == "127.0.0.1:9115"));
         let node = job(&jobs, "node");
         assert_eq!(
             node.targets.len(),
