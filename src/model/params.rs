@@ -103,6 +103,8 @@ params! {
         nginx_port: u16,
         nginx_ssl_port: u16,
         prometheus_port: u16,
+        vmetrics_scrape_interval: String,
+        vmetrics_scrape_timeout: String,
         alertmanager_port: u16,
         blackbox_enabled: Flag,
         blackbox_port: u16,

@@ -45,6 +45,8 @@ pub fn context(fleet: &Fleet, node: &Node) -> Value {
         )),
         _ => None,
     };
+    let invalid = invalid
+        .or_else(|| scrape_timing(&p.vmetrics_scrape_interval, &p.vmetrics_scrape_timeout).err());
     let mut server_names: Vec<String> = home.into_iter().collect();
     server_names.extend([node.ip.to_string(), node.nodename.clone()]);
     server_names.dedup();
@@ -52,10 +54,69 @@ pub fn context(fleet: &Fleet, node: &Node) -> Value {
         "name": infra.name,
         "jobs": scrape_jobs(fleet),
         "alertmanager": format!("127.0.0.1:{}", p.alertmanager_port),
+        "scrape_interval": p.vmetrics_scrape_interval,
+        "scrape_timeout": p.vmetrics_scrape_timeout,
         "server_names": server_names,
         "www": "/www/pigsty",
         "invalid": invalid,
     })
+}
+
+/// A Prometheus duration (`10s`, `1m30s`, `500ms`: units y w d h m s ms, largest
+/// first) in milliseconds.
+fn duration_ms(s: &str) -> Option<u64> {
+    const UNITS: [(&str, u64); 7] = [
+        ("y", 365 * 86_400_000),
+        ("w", 7 * 86_400_000),
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("ms", 1),
+        ("m", 60_000),
+        ("s", 1000),
+    ];
+    let mut rest = s;
+    let mut total: u64 = 0;
+    let mut last = usize::MAX;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit())?;
+        if digits == 0 {
+            return None;
+        }
+        let n: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        // `ms` before `m`; each unit once, largest first.
+        let (i, (unit, mul)) = UNITS
+            .iter()
+            .enumerate()
+            .find(|(_, (u, _))| rest.starts_with(u) && !(*u == "m" && rest.starts_with("ms")))?;
+        let order = [0, 1, 2, 3, 6, 4, 5][i];
+        if last != usize::MAX && order <= last {
+            return None;
+        }
+        last = order;
+        rest = &rest[unit.len()..];
+        total = total.checked_add(n.checked_mul(*mul)?)?;
+    }
+    (total > 0).then_some(total)
+}
+
+/// `vmetrics_scrape_interval` / `vmetrics_scrape_timeout` as Prometheus takes them:
+/// durations, the timeout no longer than the interval.
+fn scrape_timing(interval: &str, timeout: &str) -> Result<(), String> {
+    let i = duration_ms(interval).ok_or_else(|| {
+        format!("vmetrics_scrape_interval `{interval}` is not a duration like 10s")
+    })?;
+    let t = duration_ms(timeout)
+        .ok_or_else(|| format!("vmetrics_scrape_timeout `{timeout}` is not a duration like 8s"))?;
+    if t > i {
+        return Err(format!(
+            "vmetrics_scrape_timeout {timeout} is longer than vmetrics_scrape_interval {interval}; Prometheus refuses that"
+        ));
+    }
+    Ok(())
 }
 
 /// `infra_portal.home.domain`, if the inventory names one.
@@ -355,6 +416,36 @@ all:
             (pg1.cls.as_str(), pg1.ins.as_str(), pg1.ip.as_str()),
             ("pg-test", "pg-test-1", "10.10.10.11")
         );
+    }
+
+    #[test]
+    fn scrape_timing_is_checked_as_prometheus_reads_it() {
+        assert_eq!(duration_ms("10s"), Some(10_000));
+        assert_eq!(duration_ms("1m30s"), Some(90_000));
+        assert_eq!(duration_ms("500ms"), Some(500));
+        assert_eq!(duration_ms("1h5m"), Some(3_900_000));
+        for bad in ["", "10", "s", "10x", "1s1m", "10s10s", "-1s", "1.5s", "0s"] {
+            assert_eq!(duration_ms(bad), None, "{bad:?}");
+        }
+        assert!(scrape_timing("10s", "8s").is_ok());
+        assert!(scrape_timing("1m", "1m").is_ok());
+        assert!(scrape_timing("5s", "8s").unwrap_err().contains("longer"));
+        assert!(scrape_timing("often", "8s").unwrap_err().contains("often"));
+        let loaded = load_str(
+            "test.yml",
+            &INVENTORY.replace(
+                "alertmanager_port: 9059",
+                "alertmanager_port: 9059, vmetrics_scrape_interval: 1m",
+            ),
+        )
+        .unwrap();
+        let node = loaded
+            .fleet
+            .nodes
+            .iter()
+            .find(|n| n.infra.is_some())
+            .unwrap();
+        assert_eq!(context(&loaded.fleet, node)["scrape_interval"], "1m");
     }
 
     #[test]
