@@ -881,8 +881,30 @@ fn local_pgbouncer_ini(ini: &str, dir: &Path, port: u16, backend: Option<(&Path,
 }
 
 /// Start pgbouncer as postgres with the node's rendered files, pointed into `dir`.
+/// A port another test took between [`free_port`] and pgbouncer's bind (tests run in
+/// parallel) is tried again with a new one, up to 5 times.
 fn start_pgbouncer(n: &PgNode, dir: &Path, backend: Option<(&Path, u16)>) -> (Running, u16) {
+    for _ in 0..5 {
+        if let Some(started) = try_start_pgbouncer(n, dir, backend) {
+            return started;
+        }
+    }
+    panic!(
+        "pgbouncer of {} found no free port in 5 tries:\n{}",
+        n.label,
+        pgbouncer_log(dir)
+    );
+}
+
+/// One start on a fresh port: None when the port was taken (pgbouncer says so in its
+/// log), else the server once its log says it listens there.
+fn try_start_pgbouncer(
+    n: &PgNode,
+    dir: &Path,
+    backend: Option<(&Path, u16)>,
+) -> Option<(Running, u16)> {
     let port = free_port();
+    let _ = std::fs::remove_file(dir.join("pgbouncer.log"));
     let ini = local_pgbouncer_ini(&n.text("/etc/pgbouncer/pgbouncer.ini"), dir, port, backend);
     write_as_postgres(&dir.join("pgbouncer.ini"), &ini);
     write_as_postgres(
@@ -903,10 +925,18 @@ fn start_pgbouncer(n: &PgNode, dir: &Path, backend: Option<(&Path, u16)>) -> (Ru
         .spawn()
         .expect("pgbouncer (run ci/setup.sh)");
     let running = Running(child, format!("pgbouncer of {}", n.label));
+    let (listening, taken) = (
+        format!("listening on 127.0.0.1:{port}"),
+        format!("cannot listen on 127.0.0.1:{port}"),
+    );
+    let mut port_taken = false;
     wait_for(&format!("pgbouncer of {}", n.label), 20, || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        let log = pgbouncer_log(dir);
+        port_taken = log.contains(&taken);
+        port_taken || log.contains(&listening)
     });
-    (running, port)
+    // Dropping `running` kills this pgbouncer.
+    (!port_taken).then_some((running, port))
 }
 
 fn pgbouncer_log(dir: &Path) -> String {
