@@ -1120,7 +1120,6 @@ fn test_conf(cfg: &Value, dir: &Path, port: u16) -> String {
 fn start_postgres(n: &PgNode) -> Postgres {
     let cfg = n.patroni();
     let dir = postgres_dir();
-    let port = free_port();
     let data = dir.path().join("data");
     let out = run(
         as_postgres(&format!("{PG_BIN}/initdb"))
@@ -1144,26 +1143,35 @@ fn start_postgres(n: &PgNode) -> Postgres {
         .map(|l| l.as_str().unwrap())
         .collect();
     write_as_postgres(&data.join("pg_hba.conf"), &(hba.join("\n") + "\n"));
-    let conf = std::fs::read_to_string(data.join("postgresql.conf")).unwrap()
-        + &test_conf(&cfg, dir.path(), port);
-    write_as_postgres(&data.join("postgresql.conf"), &conf);
-    let pg = Postgres { dir, port };
-    let out = run(
-        as_postgres(&format!("{PG_BIN}/pg_ctl"))
-            .args(["start", "-w", "-t", "60", "-D"])
-            .arg(&data)
-            .arg("-l")
-            .arg(pg.dir.path().join("server.log")),
-        90,
-    );
-    assert!(
-        out.status.success(),
-        "{}: pg_ctl start: {}\n{}",
-        n.label,
-        stderr(&out),
-        pg.log()
-    );
-    pg
+    let base = std::fs::read_to_string(data.join("postgresql.conf")).unwrap();
+    // A port another parallel test took between free_port() and the bind is tried
+    // again with a new one (5 tries).
+    let mut pg = Postgres { dir, port: 0 };
+    for _ in 0..5 {
+        pg.port = free_port();
+        let conf = base.clone() + &test_conf(&cfg, pg.dir.path(), pg.port);
+        write_as_postgres(&data.join("postgresql.conf"), &conf);
+        let _ = std::fs::remove_file(pg.dir.path().join("server.log"));
+        let out = run(
+            as_postgres(&format!("{PG_BIN}/pg_ctl"))
+                .args(["start", "-w", "-t", "60", "-D"])
+                .arg(&data)
+                .arg("-l")
+                .arg(pg.dir.path().join("server.log")),
+            90,
+        );
+        if out.status.success() {
+            return pg;
+        }
+        let log = pg.log();
+        assert!(
+            log.contains("Address already in use"),
+            "{}: pg_ctl start: {}\n{log}",
+            n.label,
+            stderr(&out),
+        );
+    }
+    panic!("{}: PostgreSQL found no free port in 5 tries", n.label);
 }
 
 /// Apply one rendered SQL file. Extensions this machine does not have (pgvector,
