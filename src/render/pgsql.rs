@@ -253,10 +253,6 @@ fn exporter_context(node: &Node, pg: &PgInstance) -> Result<Value, String> {
             "url": pgbouncer_url,
             "args": pgbouncer_args,
             "port": p.pgbouncer_exporter_port,
-            "pgbouncer_port": p.pgbouncer_port,
-            "socket_dir": conf::SOCKET_DIR,
-            "user": p.pg_monitor_username,
-            "password": p.pg_monitor_password,
         },
     }))
 }
