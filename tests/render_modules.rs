@@ -381,13 +381,19 @@ fn nginx_on_loopback(conf: &str, port: u16, www: &Path) -> String {
         .join("\n")
 }
 
-fn http_get(port: u16, host: &str) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connecting to nginx");
+/// One HTTP/1.0 GET on a loopback port with this Host header; None when nothing
+/// listens there.
+fn http(port: u16, host: &str, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(s, "GET / HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").ok()?;
     let mut body = String::new();
     let _ = s.read_to_string(&mut body);
-    body
+    Some(body)
+}
+
+fn http_get(port: u16, host: &str) -> String {
+    http(port, host, "/").expect("connecting to nginx")
 }
 
 #[test]
@@ -727,14 +733,7 @@ fn redis_exporter_scrapes_instances_with_the_rendered_settings() {
 
 /// GET a path on a loopback port; empty when nothing answers.
 fn http_path(port: u16, path: &str) -> String {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return String::new();
-    };
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let _ = write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
-    let mut body = String::new();
-    let _ = s.read_to_string(&mut body);
-    body
+    http(port, "127.0.0.1", path).unwrap_or_default()
 }
 
 fn is_sentinel(inst: &Instance) -> bool {
