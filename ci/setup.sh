@@ -66,6 +66,8 @@ TOOLS=(
     "redis-server --version"
     "promtool --version"
     "amtool --version"
+    "prometheus-redis-exporter --version"
+    "prometheus-blackbox-exporter --version"
     "nginx -v"
     "chronyd --version"
     "systemd-analyze --version"
