@@ -286,16 +286,22 @@ fn scrape_targets() -> Vec<String> {
             "pgsql" => Some("pg_up 1"),
             "pgbouncer" => Some("pgbouncer_up 1"),
             "redis" => Some("redis_up 1"),
+            "ping" => Some("probe_success 1"),
             _ => None,
         };
         for t in &job.targets {
-            let path = match &t.param_target {
+            let mut path = match &t.param_target {
                 Some(p) => format!("{}?target={p}", job.metrics_path),
                 None => job.metrics_path.to_string(),
             };
-            let what = format!("{} target {} ({}{path})", job.name, t.ins, t.address);
+            if let Some(m) = job.module {
+                path.push_str(&format!("&module={m}"));
+            }
+            // A probe goes through the infra node's own exporter (127.0.0.1 there).
+            let address = t.address.replace("127.0.0.1:", &format!("{}:", NODES[0].1));
+            let what = format!("{} target {} ({address}{path})", job.name, t.ins);
             until(&what, Duration::from_secs(120), || {
-                let page = http_get(&t.address, &path)?;
+                let page = http_get(&address, &path)?;
                 let (head, body) = page.split_once("\r\n\r\n").unwrap_or((&page, ""));
                 if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
                     return Err(head.lines().next().unwrap_or_default().to_string());
@@ -315,16 +321,60 @@ fn scrape_targets() -> Vec<String> {
             up.push(format!("{}:{}", job.name, t.ins));
         }
     }
-    for job in ["node", "etcd", "pgsql", "pgbouncer", "patroni", "haproxy"] {
-        assert!(
-            up.iter()
-                .filter(|u| u.starts_with(&format!("{job}:")))
-                .count()
-                >= 3,
-            "fewer than 3 {job} targets: {up:?}"
-        );
+    let count = |job: &str| {
+        up.iter()
+            .filter(|u| u.starts_with(&format!("{job}:")))
+            .count()
+    };
+    for job in ["node", "etcd", "pgsql", "pgbouncer", "patroni", "haproxy", "ping"] {
+        assert!(count(job) >= 3, "fewer than 3 {job} targets: {up:?}");
+    }
+    // The one infra node's own services.
+    for job in ["prometheus", "alertmanager"] {
+        assert_eq!(count(job), 1, "{job} targets: {up:?}");
     }
     up
+}
+
+/// Prometheus' `/api/v1/targets` on one infra node: every active target `up`, the
+/// MinIO job excepted (the lab's MinIO is the test stand-in, which serves no
+/// metrics), and at least `want` of them. Returns how many are up.
+fn prometheus_targets_up(ip: &str, want: usize) -> usize {
+    until(
+        &format!("every Prometheus target up on {ip}"),
+        Duration::from_secs(180),
+        || {
+            let page = http_get(&format!("{ip}:9090"), "/api/v1/targets?state=active")?;
+            let body = page.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+            let v: serde_json::Value =
+                serde_json::from_str(body).map_err(|e| format!("{e}: {body:.200}"))?;
+            let targets = v["data"]["activeTargets"]
+                .as_array()
+                .ok_or_else(|| format!("no activeTargets: {body:.200}"))?;
+            let mut up = 0;
+            let mut down = Vec::new();
+            for t in targets {
+                let job = t["labels"]["job"].as_str().unwrap_or_default();
+                if job == "minio" {
+                    continue;
+                }
+                if t["health"] == "up" {
+                    up += 1;
+                } else {
+                    down.push(format!(
+                        "{job} {} {}: {}",
+                        t["labels"]["ins"].as_str().unwrap_or_default(),
+                        t["health"],
+                        t["lastError"].as_str().unwrap_or_default()
+                    ));
+                }
+            }
+            if !down.is_empty() || up < want {
+                return Err(format!("{up} up, want {want}; not up: {}", down.join("; ")));
+            }
+            Ok(up)
+        },
+    )
 }
 
 /// One HTTP/1.0 GET (bounded), the whole answer.
@@ -667,6 +717,11 @@ fn e2e() {
     // Every target an infra node's Prometheus would scrape in this fleet answers.
     let scraped = scrape_targets();
     println!("scrape targets up: {}", scraped.join(", "));
+    // And the infra node's Prometheus (the admin node, pg-lab-1) has every one of
+    // them up.
+    let (name, ip) = NODES[0];
+    let up = prometheus_targets_up(ip, scraped.len());
+    println!("{name}: Prometheus has {up} targets up");
     let status = ok(&["status"]);
     println!("{status}");
 
