@@ -30,6 +30,8 @@ PACKAGES=(
     prometheus               # promtool check config
     prometheus-alertmanager  # amtool check-config
     prometheus-blackbox-exporter  # pings with the rendered probe modules
+    prometheus-pushgateway   # takes a push with the rendered arguments
+    systemd-journal-remote   # a journal entry shipped and received through the rendered units
     nginx                    # nginx -t and a real start on loopback (render_modules)
     chrony
     cron                     # node_crontab / pg_crontab fire for real (tests/cron.rs)
@@ -68,6 +70,9 @@ TOOLS=(
     "amtool --version"
     "prometheus-redis-exporter --version"
     "prometheus-blackbox-exporter --version"
+    "prometheus-pushgateway --version"
+    "/usr/lib/systemd/systemd-journal-remote --version"
+    "/usr/lib/systemd/systemd-journal-upload --version"
     "nginx -v"
     "chronyd --version"
     "systemd-analyze --version"

@@ -49,6 +49,12 @@ pub fn compile(fleet: &Fleet, node: &Node) -> Result<Compiled, RenderError> {
     if node.haproxy() {
         packages.extend(catalog.feature("haproxy").iter().cloned());
     }
+    if node.grafana() {
+        packages.extend(catalog.feature("grafana").iter().cloned());
+    }
+    if node.log_receiver().is_some() || !fleet.log_receivers(node).is_empty() {
+        packages.extend(catalog.feature("logs").iter().cloned());
+    }
     packages.sort();
     packages.dedup();
     let mut plan = NodePlan {
@@ -68,7 +74,7 @@ pub fn compile(fleet: &Fleet, node: &Node) -> Result<Compiled, RenderError> {
         },
         packages,
         files: Vec::new(),
-        services: services(node),
+        services: services(fleet, node),
         join: join_steps(fleet, node),
         digest: String::new(),
     };
@@ -104,19 +110,37 @@ pub const BOOT_UNITS: &[(&str, &str)] = &[
     ("prometheus-redis-exporter.service", "multi-user.target"),
     ("prometheus-blackbox-exporter.service", "multi-user.target"),
     ("prometheus-pgbouncer-exporter.service", "pgbouncer.service"),
+    ("prometheus-pushgateway.service", "multi-user.target"),
+    ("grafana-server.service", "multi-user.target"),
+    // The infra node's log receiver, started on its first connection.
+    ("systemd-journal-remote.socket", "sockets.target"),
+    // And the fleet's logs served to read (journal-gatewayd on 19531).
+    ("systemd-journal-gatewayd.socket", "sockets.target"),
+    // One instance per log receiver (`pigsty-log-upload@10.10.10.10:9428.service`).
+    ("pigsty-log-upload@.service", "multi-user.target"),
 ];
 
-/// The unit that pulls in a [`BOOT_UNITS`] unit; None for a unit the agent starts.
+/// The unit file of `unit`: its template for an instance (`a@x.service`: `a@.service`).
+pub fn unit_file_of(unit: &str) -> std::borrow::Cow<'_, str> {
+    match (unit.split_once('@'), unit.rsplit_once('.')) {
+        (Some((name, _)), Some((_, kind))) => format!("{name}@.{kind}").into(),
+        _ => unit.into(),
+    }
+}
+
+/// The unit that pulls in a [`BOOT_UNITS`] unit (or an instance of one); None for a
+/// unit the agent starts.
 pub fn boot_unit_of(unit: &str) -> Option<&'static str> {
+    let file = unit_file_of(unit);
     BOOT_UNITS
         .iter()
-        .find(|(u, _)| *u == unit)
+        .find(|(u, _)| *u == file)
         .map(|(_, wanted_by)| *wanted_by)
 }
 
 /// Units the node runs: those the agent enables and starts, in start order, and the
 /// [`BOOT_UNITS`] systemd starts.
-fn services(node: &Node) -> Vec<String> {
+fn services(fleet: &Fleet, node: &Node) -> Vec<String> {
     let mut out = vec!["pigsty-firstboot.service".to_string()];
     let mut add = |s: &str| out.push(s.to_string());
     if node.node.node_exporter_enabled.0 {
@@ -166,6 +190,19 @@ fn services(node: &Node) -> Vec<String> {
         if i.params.blackbox_enabled.0 {
             out.push("prometheus-blackbox-exporter.service".into());
         }
+        if i.params.pushgateway_enabled.0 {
+            out.push("prometheus-pushgateway.service".into());
+        }
+        if node.grafana() {
+            out.push("grafana-server.service".into());
+        }
+    }
+    if node.log_receiver().is_some() {
+        out.push("systemd-journal-remote.socket".into());
+        out.push("systemd-journal-gatewayd.socket".into());
+    }
+    for to in fleet.log_receivers(node) {
+        out.push(format!("pigsty-log-upload@{to}.service"));
     }
     out
 }

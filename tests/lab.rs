@@ -326,11 +326,19 @@ fn scrape_targets() -> Vec<String> {
             .filter(|u| u.starts_with(&format!("{job}:")))
             .count()
     };
-    for job in ["node", "etcd", "pgsql", "pgbouncer", "patroni", "haproxy", "ping"] {
+    for job in [
+        "node",
+        "etcd",
+        "pgsql",
+        "pgbouncer",
+        "patroni",
+        "haproxy",
+        "ping",
+    ] {
         assert!(count(job) >= 3, "fewer than 3 {job} targets: {up:?}");
     }
     // The one infra node's own services.
-    for job in ["prometheus", "alertmanager"] {
+    for job in ["prometheus", "alertmanager", "pushgateway"] {
         assert_eq!(count(job), 1, "{job} targets: {up:?}");
     }
     up
@@ -379,13 +387,18 @@ fn prometheus_targets_up(ip: &str, want: usize) -> usize {
 
 /// One HTTP/1.0 GET (bounded), the whole answer.
 fn http_get(addr: &str, path: &str) -> Result<String, String> {
+    http_request(addr, path, "")
+}
+
+/// One HTTP/1.0 GET with extra header lines (each ending in CRLF), the whole answer.
+fn http_request(addr: &str, path: &str, headers: &str) -> Result<String, String> {
     use std::io::{Read, Write};
     let sock: std::net::SocketAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
     let mut s = std::net::TcpStream::connect_timeout(&sock, Duration::from_secs(5))
         .map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_secs(10)))
         .map_err(|e| e.to_string())?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").map_err(|e| e.to_string())?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n{headers}\r\n").map_err(|e| e.to_string())?;
     let mut page = Vec::new();
     s.take(64 << 20)
         .read_to_end(&mut page)
@@ -722,6 +735,37 @@ fn e2e() {
     let (name, ip) = NODES[0];
     let up = prometheus_targets_up(ip, scraped.len());
     println!("{name}: Prometheus has {up} targets up");
+    // Every node's journal reaches the infra node (systemd-journal-upload to its
+    // systemd-journal-remote), which serves it (journal-gatewayd on 19531).
+    for (node, _) in NODES {
+        let last = until(
+            &format!("{node}'s journal on the infra node"),
+            Duration::from_secs(120),
+            || {
+                let page = http_request(
+                    &format!("{ip}:19531"),
+                    &format!("/entries?_HOSTNAME={node}"),
+                    "Accept: application/json\r\nRange: entries=:-3:3\r\n",
+                )?;
+                let (head, body) = page.split_once("\r\n\r\n").unwrap_or((&page, ""));
+                let entries: Vec<serde_json::Value> = body
+                    .lines()
+                    .filter_map(|l| serde_json::from_str(l).ok())
+                    .collect();
+                match entries.last() {
+                    Some(e) if entries.iter().all(|e| e["_HOSTNAME"] == node) => {
+                        Ok(e["MESSAGE"].as_str().unwrap_or_default().to_string())
+                    }
+                    _ => Err(format!(
+                        "{} ({} entries)",
+                        head.lines().next().unwrap_or_default(),
+                        entries.len()
+                    )),
+                }
+            },
+        );
+        println!("{name} holds {node}'s journal, last: {last:.100}");
+    }
     let status = ok(&["status"]);
     println!("{status}");
 

@@ -1,4 +1,5 @@
-//! Golden rendered trees: every node of the three example inventories, rendered and
+//! Golden rendered trees: every node of the three example inventories and the admin
+//! node of a Pigsty v4 conf (tests/fixtures/inventories/v4-full.yml), rendered and
 //! compared file by file with tests/fixtures/render/<inventory>/<nodename>/. The
 //! modes and owners are checked through the golden plans (tests/cli.rs). Regenerate
 //! on purpose with PIGSTY_BLESS=1.
@@ -36,9 +37,27 @@ fn files_under(dir: &Path) -> BTreeSet<String> {
 fn golden_render_trees() {
     let bless = std::env::var_os("PIGSTY_BLESS").is_some();
     let mut mismatches = Vec::new();
-    for inv in ["pigsty", "sandbox", "lab"] {
-        let loaded = load(&Source::File(root().join(format!("inventory/{inv}.yml")))).unwrap();
-        for node in &loaded.fleet.nodes {
+    // The example inventories, every node; and the admin node of a Pigsty v4 conf
+    // (infra, the primary of pg-meta, etcd, MinIO), built from Pigsty's default
+    // repositories, so with Grafana.
+    let sets: [(&str, &str, Option<&str>); 4] = [
+        ("pigsty", "inventory/pigsty.yml", None),
+        ("sandbox", "inventory/sandbox.yml", None),
+        ("lab", "inventory/lab.yml", None),
+        (
+            "v4-full",
+            "tests/fixtures/inventories/v4-full.yml",
+            Some("10.10.10.10"),
+        ),
+    ];
+    for (inv, file, only) in sets {
+        let loaded = load(&Source::File(root().join(file))).unwrap();
+        let nodes = loaded
+            .fleet
+            .nodes
+            .iter()
+            .filter(|n| only.is_none_or(|ip| n.ip.to_string() == ip));
+        for node in nodes {
             let compiled = compile(&loaded.fleet, node).unwrap();
             let golden = root().join(format!("tests/fixtures/render/{inv}/{}", node.nodename));
             if bless {

@@ -72,17 +72,19 @@ pub fn seed(
         .filter(|s| *s != "pigsty-firstboot.service")
         .filter(|s| crate::compile::boot_unit_of(s).is_none())
         .collect();
-    let by = |target: fn(&str) -> bool| -> Vec<&str> {
+    let by = |target: &dyn Fn(&str) -> bool| -> Vec<&str> {
         plan.services
             .iter()
             .map(String::as_str)
             .filter(|s| crate::compile::boot_unit_of(s).is_some_and(target))
             .collect()
     };
-    // Started now: those of multi-user.target. Only enabled: those pulled in by a
-    // module service, which the agent starts in order.
-    let boot = by(|t| t == "multi-user.target");
-    let pulled = by(|t| t != "multi-user.target");
+    // Started now: those of multi-user.target and sockets.target (a boot reaches
+    // both). Only enabled: those pulled in by a module service, which the agent starts
+    // in order.
+    let at_boot = |t: &str| t == "multi-user.target" || t == "sockets.target";
+    let boot = by(&at_boot);
+    let pulled = by(&|t| !at_boot(t));
     let mut runcmd = vec![
         json!(["sh", "-c", INSTALL_AGENT]),
         json!(["systemctl", "daemon-reload"]),

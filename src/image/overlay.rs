@@ -25,6 +25,8 @@ const MODULE_SERVICES: &[&str] = &[
     "prometheus-postgres-exporter.service",
     "prometheus-redis-exporter.service",
     "prometheus-blackbox-exporter.service",
+    "prometheus-pushgateway.service",
+    "grafana-server.service",
     "nginx.service",
     "minio.service",
 ];
@@ -157,9 +159,18 @@ impl Overlay<'_> {
         }
         for unit in &self.plan.services {
             if let Some(by) = crate::compile::boot_unit_of(unit) {
+                // A unit of the image's own files (an instance links to its
+                // template), else the package's.
+                let file = crate::compile::unit_file_of(unit);
+                let ours = format!("/{wants}/{file}");
+                let target = if self.files.iter().any(|f| f.path == ours) {
+                    ours
+                } else {
+                    format!("/lib/systemd/system/{file}")
+                };
                 tree.insert(
                     &format!("/{wants}/{by}.wants/{unit}"),
-                    Entry::symlink(&format!("/lib/systemd/system/{unit}"), self.epoch),
+                    Entry::symlink(&target, self.epoch),
                 );
             }
         }

@@ -294,7 +294,7 @@ mod tests {
         // Line 5: host vars, listed twice through an alias; line 7: group vars read by
         // two hosts; lines 11 and 12: all.vars.
         let w = unbuilt_warnings(&inventory(
-            "    grafana_enabled: false\n    ansible_user: vagrant\n",
+            "    nginx_exporter_enabled: false\n    ansible_user: vagrant\n",
         ));
         let at: Vec<(&str, u32)> = w.iter().map(|f| (f.key.as_str(), f.line)).collect();
         assert_eq!(
@@ -302,17 +302,20 @@ mod tests {
             [
                 ("node_kernel_modules", 5),
                 ("node_firewall_mode", 7),
-                ("grafana_enabled", 11),
+                ("nginx_exporter_enabled", 11),
                 ("ansible_user", 12)
             ],
             "{w:#?}"
         );
-        let grafana = &w[2];
+        let exporter = &w[2];
         assert!(
-            grafana.message.contains("does not build this yet"),
-            "{grafana:?}"
+            exporter.message.contains("does not build this yet"),
+            "{exporter:?}"
         );
-        assert_eq!(grafana.help.as_deref(), Some("no Grafana in images"));
+        assert_eq!(
+            exporter.help.as_deref(),
+            Some("no nginx exporter in images")
+        );
         assert!(
             !w[3].message.contains("does not build"),
             "ansible_user is n/a: {:?}",
@@ -322,7 +325,7 @@ mod tests {
 
     #[test]
     fn pigstys_default_restated_draws_no_warning() {
-        let text = inventory("    grafana_enabled: yes\n    node_kernel_modules: [ softdog, ip_vs, ip_vs_rr, ip_vs_wrr, ip_vs_sh ]\n")
+        let text = inventory("    nginx_exporter_enabled: yes\n    node_kernel_modules: [ softdog, ip_vs, ip_vs_rr, ip_vs_wrr, ip_vs_sh ]\n")
             .replace("node_firewall_mode: none", "node_firewall_mode: zone")
             .replace("node_kernel_modules: [softdog]", "node_repo_remove: true");
         assert_eq!(unbuilt_warnings(&text), []);

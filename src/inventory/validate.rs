@@ -266,6 +266,9 @@ fn read_node(r: &mut VarReader<'_>, key: &Key, member: Membership) -> Option<Nod
     }
     node_cron?;
     let repos = repos?;
+    if let Some(i) = &infra {
+        check_grafana(r, i, &repos);
+    }
     let failed = |want: bool, got: bool| want && !got;
     if failed(member.infra, infra.is_some())
         || failed(member.etcd, etcd.is_some())
@@ -329,6 +332,27 @@ fn check_haproxy_services(r: &mut VarReader<'_>, p: &NodeParams) {
             );
         }
     }
+}
+
+/// Grafana comes from the repository Pigsty names for it (module `infra`, Pigsty's own
+/// repository); an infra node built without that repository has no Grafana: said.
+fn check_grafana(r: &mut VarReader<'_>, i: &InfraMember, repos: &[crate::model::Repository]) {
+    if !i.params.grafana_enabled.0 || crate::model::grafana_repo(repos).is_some() {
+        return;
+    }
+    let loc = r.loc("grafana_enabled");
+    let modules = r.get::<String>("node_repo_modules").unwrap_or_default();
+    r.warn(
+        loc,
+        "grafana_enabled",
+        format!(
+            "{} gets no Grafana: Debian does not package it, and it comes from Pigsty's \
+             `infra` repository, which node_repo_modules `{modules}` leaves out; add \
+             `infra` to node_repo_modules (Pigsty's default, `local`, has it) or set \
+             grafana_enabled: false",
+            i.name
+        ),
+    );
 }
 
 /// A node VIP (`vip_enabled`, keepalived) needs its address and a VRRP router id.

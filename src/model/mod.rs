@@ -205,6 +205,24 @@ impl Node {
             .filter(|s| !s.needs_fleet_ca())
     }
 
+    /// Whether this node receives the fleet's logs (`vlogs_enabled` on an infra node):
+    /// systemd-journal-remote on `vlogs_port`, where Pigsty runs VictoriaLogs.
+    pub fn log_receiver(&self) -> Option<u16> {
+        self.infra
+            .as_ref()
+            .filter(|i| i.params.vlogs_enabled.0)
+            .map(|i| i.params.vlogs_port)
+    }
+
+    /// Whether this node runs Grafana: an infra node with `grafana_enabled`, built from
+    /// the repository Grafana comes from ([`grafana_repo`]).
+    pub fn grafana(&self) -> bool {
+        self.infra
+            .as_ref()
+            .is_some_and(|i| i.params.grafana_enabled.0)
+            && grafana_repo(&self.repos).is_some()
+    }
+
     /// Whether this node runs Debian's pgbouncer exporter (`pgbouncer_exporter_enabled`
     /// on a node with pgbouncer, on a base whose exporter works).
     pub fn pgbouncer_exporter(&self) -> bool {
@@ -274,7 +292,25 @@ pub fn serde_plain<T: Serialize>(v: &T) -> String {
     }
 }
 
+/// The repository Grafana comes from: Pigsty's `infra` module, as Pigsty installs it.
+pub fn grafana_repo(repos: &[Repository]) -> Option<&Repository> {
+    repos.iter().find(|r| r.module == "infra")
+}
+
 impl Fleet {
+    /// Where a node ships its journal (`vector_enabled`, Pigsty's `vector_log_endpoint:
+    /// [infra]`): `ip:port` of every infra node that receives logs, in the fleet's order.
+    /// Empty for a node that ships none.
+    pub fn log_receivers(&self, node: &Node) -> Vec<String> {
+        if !node.node.vector_enabled.0 {
+            return Vec::new();
+        }
+        self.nodes
+            .iter()
+            .filter_map(|n| n.log_receiver().map(|port| format!("{}:{port}", n.ip)))
+            .collect()
+    }
+
     /// Find the node answering to `name` (any of [`Node::names`]).
     pub fn find(&self, name: &str) -> Result<&Node, LookupError> {
         let hits: Vec<&Node> = self

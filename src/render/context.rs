@@ -41,7 +41,7 @@ pub fn build(fleet: &Fleet, node: &Node, join: &[JoinStep]) -> Result<Value, Ren
         "ip": node.ip.to_string(),
         "nodename": node.nodename,
         "node": node,
-        "flags": flags(node),
+        "flags": flags(fleet, node),
         "cron": cron(node),
         "node_tune_sysctl": tune_sysctl(&node.node),
         "hosts": etc_hosts(fleet, node),
@@ -326,7 +326,7 @@ fn node_vip(fleet: &Fleet, node: &Node) -> Result<Value, String> {
 }
 
 /// Booleans that gate optional files (`when:` in a module's meta.yml).
-fn flags(node: &Node) -> Value {
+fn flags(fleet: &Fleet, node: &Node) -> Value {
     let n = &node.node;
     let pg = node.pg.as_ref().map(|p| &p.params);
     let on = |f: fn(&crate::model::PgParams) -> bool| pg.is_some_and(f);
@@ -341,6 +341,10 @@ fn flags(node: &Node) -> Value {
         "pgbouncer": on(|p| p.pgbouncer_enabled.0),
         "pgbouncer_exporter": node.pgbouncer_exporter(),
         "blackbox": node.infra.as_ref().is_some_and(|i| i.params.blackbox_enabled.0),
+        "grafana": node.grafana(),
+        "pushgateway": node.infra.as_ref().is_some_and(|i| i.params.pushgateway_enabled.0),
+        "log_receiver": node.log_receiver().is_some(),
+        "log_upload": !fleet.log_receivers(node).is_empty(),
         "haproxy": node.haproxy(),
         "pgbackrest": on(|p| p.pgbackrest_enabled.0),
         "pg_vip": on(|p| p.pg_vip_enabled.0),

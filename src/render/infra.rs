@@ -29,6 +29,8 @@ pub struct Job {
     pub metrics_path: &'static str,
     /// The blackbox module a probe job asks for (`params: {module: [..]}`).
     pub module: Option<&'static str>,
+    /// Keep the labels the scraped metrics carry (what clients pushed to Pushgateway).
+    pub honor_labels: bool,
     pub targets: Vec<Target>,
 }
 
@@ -54,10 +56,39 @@ pub fn context(fleet: &Fleet, node: &Node) -> Value {
         "name": infra.name,
         "jobs": scrape_jobs(fleet),
         "alertmanager": format!("127.0.0.1:{}", p.alertmanager_port),
+        "pushgateway_port": PUSHGATEWAY_PORT,
         "scrape_interval": p.vmetrics_scrape_interval,
         "scrape_timeout": p.vmetrics_scrape_timeout,
         "server_names": server_names,
         "www": "/www/pigsty",
+        "invalid": invalid,
+        "grafana": grafana(node, p),
+    })
+}
+
+/// Grafana's settings as Pigsty's grafana.ini writes them, and what its data source
+/// points at (this node's Prometheus). Null where the node runs no Grafana.
+fn grafana(node: &Node, p: &crate::model::InfraParams) -> Value {
+    if !node.grafana() {
+        return Value::Null;
+    }
+    // grafana.ini takes a value with `#` or `;` only between triple quotes, which
+    // cannot hold `"""` themselves.
+    let invalid = [
+        ("grafana_admin_username", &p.grafana_admin_username),
+        ("grafana_admin_password", &p.grafana_admin_password),
+    ]
+    .iter()
+    .find(|(_, v)| v.contains("\"\"\"") || v.chars().any(char::is_control) || v.is_empty())
+    .map(|(k, _)| {
+        format!(
+            "{k} is empty or holds `\"\"\"` or a control character, which grafana.ini cannot carry"
+        )
+    });
+    json!({
+        "port": p.grafana_port,
+        "language": if p.language == "zh" { "zh-Hans" } else { "en-US" },
+        "prometheus": format!("http://127.0.0.1:{}", p.prometheus_port),
         "invalid": invalid,
     })
 }
@@ -145,6 +176,7 @@ pub fn scrape_jobs(fleet: &Fleet) -> Vec<Job> {
             name,
             metrics_path,
             module: None,
+            honor_labels: *name == "pushgateway",
             targets: Vec::new(),
         })
         .collect();
@@ -170,6 +202,7 @@ fn ping(fleet: &Fleet) -> Job {
         name: "ping",
         metrics_path: "/probe",
         module: Some("icmp"),
+        honor_labels: false,
         targets: Vec::new(),
     };
     let Some(port) = fleet
@@ -216,11 +249,15 @@ fn ping(fleet: &Fleet) -> Job {
 
 type TargetsOf = fn(&Node) -> Vec<Target>;
 
+/// Pushgateway's port on an infra node (Pigsty 3 had no parameter for it).
+pub const PUSHGATEWAY_PORT: u16 = 9091;
+
 /// Job name, metrics path, and the targets one node contributes.
-const JOBS: [(&str, &str, TargetsOf); 10] = [
+const JOBS: [(&str, &str, TargetsOf); 11] = [
     ("node", "/metrics", node_exporter),
     ("prometheus", "/metrics", prometheus),
     ("alertmanager", "/metrics", alertmanager),
+    ("pushgateway", "/metrics", pushgateway),
     ("etcd", "/metrics", etcd),
     ("minio", "/minio/v2/metrics/cluster", minio),
     ("pgsql", "/metrics", pg_exporter),
@@ -257,6 +294,13 @@ fn prometheus(n: &Node) -> Vec<Target> {
 fn alertmanager(n: &Node) -> Vec<Target> {
     let Some(i) = &n.infra else { return Vec::new() };
     vec![target(n, "infra", &i.name, i.params.alertmanager_port)]
+}
+
+fn pushgateway(n: &Node) -> Vec<Target> {
+    let Some(i) = n.infra.as_ref().filter(|i| i.params.pushgateway_enabled.0) else {
+        return Vec::new();
+    };
+    vec![target(n, "infra", &i.name, PUSHGATEWAY_PORT)]
 }
 
 fn etcd(n: &Node) -> Vec<Target> {
@@ -370,6 +414,7 @@ all:
                 "node",
                 "prometheus",
                 "alertmanager",
+                "pushgateway",
                 "etcd",
                 "pgsql",
                 "pgbouncer",
@@ -382,6 +427,13 @@ all:
         );
         let ping = job(&jobs, "ping");
         assert_eq!((ping.metrics_path, ping.module), ("/probe", Some("icmp")));
+        // Only pushed metrics keep their own labels.
+        let honor: Vec<&str> = jobs
+            .iter()
+            .filter(|j| j.honor_labels)
+            .map(|j| j.name)
+            .collect();
+        assert_eq!(honor, ["pushgateway"]);
         let probed: std::collections::BTreeSet<&str> = ping
             .targets
             .iter()
