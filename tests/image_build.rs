@@ -141,6 +141,21 @@ fn builds_are_byte_identical() {
             "{unit} is not enabled"
         );
     }
+    // The journal shipper, an instance of the image's own template, and (on this
+    // infra node) the receiver's and reader's sockets.
+    assert_eq!(
+        linked("pigsty-log-upload@10.10.10.11:9428.service").as_deref(),
+        Some("/etc/systemd/system/pigsty-log-upload@.service")
+    );
+    for unit in [
+        "systemd-journal-remote.socket",
+        "systemd-journal-gatewayd.socket",
+    ] {
+        let link = format!(
+            " etc/systemd/system/sockets.target.wants/{unit} -> /lib/systemd/system/{unit}"
+        );
+        assert!(listing.contains(&link), "{unit} is not enabled");
+    }
     for unit in [
         "etcd.service",
         "patroni.service",

@@ -1,5 +1,5 @@
 //! Golden rendered trees: every node of the three example inventories and the admin
-//! node of a Pigsty v4 conf (tests/fixtures/inventories/v4-full.yml), rendered and
+//! node of Pigsty v4.5's conf/ha/trio.yml (tests/fixtures/pigsty-v4.5.0), rendered and
 //! compared file by file with tests/fixtures/render/<inventory>/<nodename>/. The
 //! modes and owners are checked through the golden plans (tests/cli.rs). Regenerate
 //! on purpose with PIGSTY_BLESS=1.
@@ -37,16 +37,17 @@ fn files_under(dir: &Path) -> BTreeSet<String> {
 fn golden_render_trees() {
     let bless = std::env::var_os("PIGSTY_BLESS").is_some();
     let mut mismatches = Vec::new();
-    // The example inventories, every node; and the admin node of a Pigsty v4 conf
-    // (infra, the primary of pg-meta, etcd, MinIO), built from Pigsty's default
+    // The example inventories, every node; and the admin node of Pigsty v4.5's
+    // conf/ha/trio.yml (infra, the primary of pg-meta with its VIP, baseline and
+    // crontab, etcd, MinIO, keepalived, haproxy_services), built from Pigsty's default
     // repositories, so with Grafana.
     let sets: [(&str, &str, Option<&str>); 4] = [
         ("pigsty", "inventory/pigsty.yml", None),
         ("sandbox", "inventory/sandbox.yml", None),
         ("lab", "inventory/lab.yml", None),
         (
-            "v4-full",
-            "tests/fixtures/inventories/v4-full.yml",
+            "pigsty-v4.5.0-ha-trio",
+            "tests/fixtures/pigsty-v4.5.0/ha/trio.yml",
             Some("10.10.10.10"),
         ),
     ];
