@@ -255,6 +255,7 @@ fn load(source: &Source) -> Result<Loaded, Error> {
     let loaded = inventory::load(source).map_err(|e| match e {
         LoadError::Invalid(inv) => Error::Invalid(inv),
         io @ LoadError::Io { .. } => Error::Runtime(io.into()),
+        refused @ LoadError::Refused { .. } => Error::Usage(refused.to_string()),
     })?;
     if !loaded.warnings.is_empty() {
         eprint!("{}", diag::render(&loaded.warnings, Some(&loaded.text)));
@@ -283,6 +284,9 @@ fn check(source: &Source, json: bool, out: &mut dyn Write) -> Result<(), Error> 
         Ok(l) => (&l.warnings, l.fleet.nodes.len(), None),
         Err(LoadError::Invalid(inv)) => (&inv.findings, 0, Some(inv)),
         Err(io @ LoadError::Io { .. }) => return Err(Error::Runtime(anyhow::anyhow!("{io}"))),
+        Err(refused @ LoadError::Refused { .. }) => {
+            return Err(Error::Usage(refused.to_string()));
+        }
     };
     if json {
         let (errors, warnings) = findings.iter().partition(|f| f.is_error());

@@ -103,6 +103,9 @@ pub struct Invalid {
     pub text: Option<String>,
 }
 
+/// The longest source line shown in a snippet, in bytes.
+const MAX_SNIPPET_LINE: usize = 4096;
+
 /// Render findings for a terminal: one miette report each, with a source snippet when
 /// the text is at hand. The first line of each report is `file:line:col: ...`.
 pub fn render(findings: &[Finding], source: Option<&str>) -> String {
@@ -137,6 +140,15 @@ fn to_miette(finding: &Finding, source: Option<&str>) -> miette::Report {
     let Some(text) = source else {
         return miette::Report::new(diag);
     };
+    // A snippet of a very long line says nothing more than file:line:col (and miette
+    // cannot pad past column 65535): only short lines are shown.
+    let line_len = text
+        .lines()
+        .nth(finding.line.saturating_sub(1) as usize)
+        .map_or(0, str::len);
+    if line_len > MAX_SNIPPET_LINE {
+        return miette::Report::new(diag);
+    }
     if let Some(offset) = byte_offset(text, finding.line, finding.column) {
         let len = token_len(&text[offset..]);
         diag = diag.with_label(miette::LabeledSpan::at(
@@ -237,5 +249,21 @@ mod tests {
         let out = render(&[f], Some("all:\npg_rol: primary\n"));
         assert!(out.contains("inv.yml:2:1"), "{out}");
         assert!(out.contains("did you mean `pg_role`?"), "{out}");
+    }
+
+    #[test]
+    fn a_finding_far_along_a_long_line_renders_without_a_snippet() {
+        let text = format!(
+            "all: {{ x: '{}', pg_cluster: 'a b' }}\n",
+            "x".repeat(70_000)
+        );
+        let col = u32::try_from(text.find("pg_cluster").unwrap() + 1).unwrap();
+        let f = Finding::error("wide.yml", Loc::new(1, col as usize), "pg_cluster", "bad");
+        let out = render(&[f], Some(&text));
+        assert!(out.contains(&format!("wide.yml:1:{col}")), "{out:.300}");
+        assert!(out.len() < 1000, "no 70 kB snippet: {} bytes", out.len());
+        // A short line keeps its snippet.
+        let f = Finding::error("s.yml", Loc::new(1, 6), "pg_cluster", "bad");
+        assert!(render(&[f], Some("all: pg_cluster\n")).contains("──"));
     }
 }

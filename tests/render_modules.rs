@@ -1772,8 +1772,7 @@ fn exec_start(unit: &RenderedFile) -> Vec<String> {
     let line = text
         .lines()
         .filter_map(|l| l.strip_prefix("ExecStart="))
-        .filter(|l| !l.is_empty())
-        .next_back()
+        .rfind(|l| !l.is_empty())
         .unwrap_or_else(|| panic!("{}: no ExecStart", unit.path))
         .to_string();
     line.split_whitespace().map(str::to_string).collect()

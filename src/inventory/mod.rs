@@ -6,6 +6,7 @@ pub mod groups;
 mod packages;
 mod reader;
 mod repos;
+mod rules;
 mod unimplemented;
 mod validate;
 pub mod yaml;
@@ -73,8 +74,58 @@ pub enum LoadError {
         #[source]
         source: std::io::Error,
     },
+    /// Not an inventory to read: not a regular file, or larger than
+    /// [`MAX_INVENTORY_BYTES`].
+    #[error("inventory {path}: {reason}")]
+    Refused { path: String, reason: String },
     #[error(transparent)]
     Invalid(#[from] Invalid),
+}
+
+/// The most an inventory file may hold (Pigsty's largest conf is about 40 KiB):
+/// a device or a runaway file is refused before it is read.
+pub const MAX_INVENTORY_BYTES: u64 = 4 << 20;
+
+/// An inventory file's text: a regular file (a FIFO or a device would block or never
+/// end) of at most [`MAX_INVENTORY_BYTES`], read no further than that.
+fn read_inventory(path: &Path, name: &str) -> Result<String, LoadError> {
+    use std::io::Read;
+    let refused = |reason: String| LoadError::Refused {
+        path: name.to_string(),
+        reason,
+    };
+    let io = |e: std::io::Error| LoadError::Io {
+        path: name.to_string(),
+        source: e,
+    };
+    let meta = std::fs::metadata(path).map_err(io)?;
+    if !meta.is_file() {
+        return Err(refused("is not a regular file".into()));
+    }
+    let too_big = || {
+        refused(format!(
+            "is larger than {} MiB, more than any inventory",
+            MAX_INVENTORY_BYTES >> 20
+        ))
+    };
+    if meta.len() > MAX_INVENTORY_BYTES {
+        return Err(too_big());
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .map_err(io)?
+        .take(MAX_INVENTORY_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > MAX_INVENTORY_BYTES {
+        return Err(too_big());
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        refused(format!(
+            "is not UTF-8 text (byte {})",
+            e.utf8_error().valid_up_to()
+        ))
+    })
 }
 
 /// Read and validate an inventory from its source.
@@ -83,10 +134,7 @@ pub fn load(source: &Source) -> Result<Loaded, LoadError> {
     let text = match source {
         Source::BuiltIn => BUILTIN.to_string(),
         Source::BuiltInLab => BUILTIN_LAB.to_string(),
-        Source::File(path) => std::fs::read_to_string(path).map_err(|e| LoadError::Io {
-            path: name.clone(),
-            source: e,
-        })?,
+        Source::File(path) => read_inventory(path, &name)?,
     };
     let dir = match source {
         Source::File(path) => Some(match path.parent() {

@@ -208,6 +208,15 @@ impl<'a> VarReader<'a> {
         }
     }
 
+    /// How many errors have been reported so far (by every host read with these
+    /// findings).
+    pub fn errors(&self) -> usize {
+        self.findings
+            .iter()
+            .filter(|f| f.severity == crate::diag::Severity::Error)
+            .count()
+    }
+
     pub fn error(&mut self, loc: Loc, key: &str, message: impl Into<String>) {
         self.findings
             .push(Finding::error(self.file, loc, key, message));

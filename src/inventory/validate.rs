@@ -97,6 +97,7 @@ pub fn validate(
     let mut cache = ReadCache::default();
     for host in &tree.hosts {
         let groups = tree.host_groups(host);
+        check_one_cluster_each(tree, host, &groups, file, findings);
         let vars = resolve(tree, host, &groups);
         let mut reader = VarReader {
             cache: &mut cache,
@@ -138,6 +139,47 @@ pub fn validate(
     }
     dedupe(findings);
     nodes
+}
+
+/// A host listed in two groups that name different clusters of one module would be
+/// merged into one of them by precedence, silently: refused at the second group's
+/// definition.
+fn check_one_cluster_each(
+    tree: &Tree,
+    host: &Host,
+    groups: &[usize],
+    file: &str,
+    findings: &mut Vec<Finding>,
+) {
+    for key in ["pg_cluster", "redis_cluster", "minio_cluster"] {
+        let mut first: Option<(&str, String, u32)> = None;
+        for &g in groups {
+            let group = &tree.groups[g];
+            if group.name == "all" {
+                continue;
+            }
+            let Some(def) = group.vars.iter().find(|d| d.key.name == key) else {
+                continue;
+            };
+            let value = def.value.scalar_text().unwrap_or_default().into_owned();
+            match &first {
+                None => first = Some((group.name.as_str(), value, def.key.loc.line)),
+                Some((g1, v1, line)) if *v1 != value => {
+                    findings.push(Finding::error(
+                        file,
+                        def.key.loc,
+                        key,
+                        format!(
+                            "host {} is in two {key}s: `{v1}` (group `{g1}`, line {line}) and \
+                             `{value}` (group `{}`); a host belongs to one cluster of a module",
+                            host.key.name, group.name
+                        ),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+    }
 }
 
 /// Variables of one host: defaults < all.vars < groups (shallow first) < host vars.
@@ -298,7 +340,7 @@ fn read_node(r: &mut VarReader<'_>, key: &Key, member: Membership) -> Option<Nod
             modules.insert(m);
         }
     }
-    Some(Node {
+    let node = Node {
         ip,
         nodename,
         node_cluster,
@@ -310,7 +352,8 @@ fn read_node(r: &mut VarReader<'_>, key: &Key, member: Membership) -> Option<Nod
         minio,
         redis,
         repos,
-    })
+    };
+    super::rules::check_node(r, &node).then_some(node)
 }
 
 /// A `haproxy_services` item that names Pigsty's CA files (`check-ssl ca-file
@@ -534,10 +577,9 @@ fn read_etcd(r: &mut VarReader<'_>) -> Option<EtcdMember> {
     })
 }
 
+/// A PostgreSQL cluster name: Pigsty's rule, and not `root` (etcd's root user).
 fn valid_cluster_name(name: &str) -> bool {
-    !name.is_empty()
-        && name != "root"
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    name != "root" && super::rules::is_cluster_name(name)
 }
 
 /// What each of Pigsty's other `pg_mode` kernels is, for the refusal.

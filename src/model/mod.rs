@@ -2,6 +2,7 @@
 //! YAML; every value has been checked and defaulted by `inventory`.
 
 mod params;
+pub mod paths;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -291,6 +292,10 @@ pub fn serde_plain<T: Serialize>(v: &T) -> String {
         Err(_) => String::new(),
     }
 }
+
+/// The port an infra node serves the fleet's logs on: Debian's
+/// systemd-journal-gatewayd socket.
+pub const LOG_READER_PORT: u16 = 19531;
 
 /// The repository Grafana comes from: Pigsty's `infra` module, as Pigsty installs it.
 pub fn grafana_repo(repos: &[Repository]) -> Option<&Repository> {
