@@ -477,6 +477,8 @@ fn render(fleet: &Fleet, args: &RenderArgs, out: &mut dyn Write) -> Result<(), E
             (files, summary)
         }
     };
+    crate::render::write::check_replaceable(&args.out, crate::render::write::RENDER_MARK)
+        .map_err(Error::Usage)?;
     crate::render::write::write_tree(&files, &args.out)?;
     writeln!(out, "{summary} to {}", args.out.display()).context("writing to stdout")?;
     Ok(())
@@ -497,6 +499,11 @@ fn build_image(fleet: &Fleet, args: &BuildImageArgs, out: &mut dyn Write) -> Res
             Ok((n, c))
         })
         .collect::<Result<_, Error>>()?;
+    // Each node's build replaces out/<nodename>: only one an earlier build wrote.
+    for (n, _) in &compiled {
+        crate::render::write::check_replaceable(&args.out.join(&n.nodename), "manifest.json")
+            .map_err(Error::Usage)?;
+    }
     let opts = crate::image::BuildOptions {
         formats: args.format.clone(),
         out: args.out.clone(),

@@ -274,3 +274,57 @@ fn a_refusal_far_along_a_long_line_is_reported_not_a_panic() {
         "{stderr:.2000}"
     );
 }
+
+/// `--out` never wipes what pigsty did not write: `render` into a directory holding
+/// other files, and `build-image` over a node directory without a build's
+/// manifest.json, are exit 2 with those files untouched; a second render replaces
+/// the first one's tree.
+#[test]
+fn an_out_directory_pigsty_did_not_write_is_refused_not_wiped() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("base.yml");
+    std::fs::write(&inv, BASE).unwrap();
+    let inv = inv.to_str().unwrap();
+    let theirs = dir.path().join("theirs");
+    std::fs::create_dir_all(theirs.join("pg-meta-1")).unwrap();
+    std::fs::write(theirs.join("keep"), "mine").unwrap();
+    std::fs::write(theirs.join("pg-meta-1/keep"), "mine").unwrap();
+    let out_s = theirs.to_str().unwrap();
+    for args in [
+        vec!["-i", inv, "render", "--all", "--out", out_s],
+        vec![
+            "-i",
+            inv,
+            "build-image",
+            "--role",
+            "pg-meta-1",
+            "--out",
+            out_s,
+        ],
+    ] {
+        let out = pigsty(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("did not write"), "{args:?}: {stderr}");
+        assert_eq!(
+            std::fs::read_to_string(theirs.join("keep")).unwrap(),
+            "mine"
+        );
+        assert_eq!(
+            std::fs::read_to_string(theirs.join("pg-meta-1/keep")).unwrap(),
+            "mine"
+        );
+    }
+    // A render's own tree is replaced by the next render.
+    let ours = dir.path().join("ours");
+    let ours_s = ours.to_str().unwrap();
+    for _ in 0..2 {
+        let out = pigsty(&["-i", inv, "render", "--all", "--out", ours_s]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(ours.join("pg-meta-1/etc/patroni/patroni.yml").is_file());
+}

@@ -10,9 +10,46 @@ use anyhow::{Context, bail};
 
 use super::RenderedFile;
 
-/// Write `files` under `out` (`/etc/x` → `out/etc/x`) with their modes. An existing
-/// `out` is replaced only once the new tree is complete.
+/// The file at the root of a tree `render` wrote: the next render may replace it.
+pub const RENDER_MARK: &str = ".pigsty-render";
+
+const RENDER_MARK_TEXT: &str =
+    "Written by `pigsty render`: the next `pigsty render --out` to this directory replaces it.\n";
+
+/// Whether the directory `dir` may be replaced: absent, empty, or holding `mark`, the
+/// file pigsty leaves in what it writes. A directory holding anything else was not
+/// made by pigsty and is never removed; a symbolic link or a file is refused too.
+pub fn check_replaceable(dir: &Path, mark: &str) -> Result<(), String> {
+    let meta = match fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(format!("{}: {e}", dir.display())),
+        Ok(m) => m,
+    };
+    if meta.file_type().is_symlink() {
+        return Err(format!(
+            "{} is a symbolic link: name the directory itself",
+            dir.display()
+        ));
+    }
+    if !meta.is_dir() {
+        return Err(format!("{} exists and is not a directory", dir.display()));
+    }
+    let mut entries = fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    if entries.next().is_none() || dir.join(mark).is_file() {
+        return Ok(());
+    }
+    Err(format!(
+        "{} holds files pigsty did not write (it has no {mark}); it is not replaced: \
+         name a new or empty directory",
+        dir.display()
+    ))
+}
+
+/// Write `files` under `out` (`/etc/x` → `out/etc/x`) with their modes, and
+/// [`RENDER_MARK`] at its root. An existing `out` is replaced only once the new tree
+/// is complete, and only if [`check_replaceable`] allows it.
 pub fn write_tree(files: &[RenderedFile], out: &Path) -> anyhow::Result<()> {
+    check_replaceable(out, RENDER_MARK).map_err(anyhow::Error::msg)?;
     let parent = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -66,6 +103,8 @@ fn write_into(files: &[RenderedFile], root: &Path) -> anyhow::Result<()> {
         f.set_permissions(fs::Permissions::from_mode(file.mode))
             .with_context(|| format!("setting mode of {}", target.display()))?;
     }
+    fs::write(root.join(RENDER_MARK), RENDER_MARK_TEXT)
+        .with_context(|| format!("writing {}", root.join(RENDER_MARK).display()))?;
     Ok(())
 }
 
@@ -122,5 +161,30 @@ mod tests {
             0,
             "no temporary left"
         );
+    }
+
+    #[test]
+    fn a_directory_pigsty_did_not_write_is_never_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let theirs = dir.path().join("theirs");
+        fs::create_dir(&theirs).unwrap();
+        fs::write(theirs.join("keep"), "x").unwrap();
+        let err = write_tree(&[file("/etc/a", 0o600)], &theirs).unwrap_err();
+        assert!(err.to_string().contains("did not write"), "{err}");
+        assert!(theirs.join("keep").is_file(), "left as it was");
+        // Nor a file, nor through a symbolic link.
+        let f = dir.path().join("file");
+        fs::write(&f, "x").unwrap();
+        assert!(write_tree(&[file("/etc/a", 0o600)], &f).is_err());
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&theirs, &link).unwrap();
+        assert!(check_replaceable(&link, RENDER_MARK).is_err());
+        // An empty directory, or one a render wrote, is taken.
+        let empty = dir.path().join("empty");
+        fs::create_dir(&empty).unwrap();
+        write_tree(&[file("/etc/a", 0o600)], &empty).unwrap();
+        assert!(empty.join(RENDER_MARK).is_file());
+        write_tree(&[file("/etc/b", 0o600)], &empty).unwrap();
+        assert!(empty.join("etc/b").is_file() && !empty.join("etc/a").exists());
     }
 }
