@@ -263,6 +263,56 @@ fn load(source: &Source) -> Result<Loaded, Error> {
     Ok(loaded)
 }
 
+/// A refusal found while rendering a node, as a finding at the variable it names
+/// (else at the host key) of the inventory.
+fn render_finding(fleet: &Fleet, node: &Node, e: &crate::render::RenderError) -> Finding {
+    let (key, loc) = node.source.locate(&e.reason);
+    Finding::error(
+        &fleet.source,
+        loc,
+        key.unwrap_or(node.nodename.as_str()),
+        format!("{} cannot be written for {}: {}", e.file, e.node, e.reason),
+    )
+}
+
+/// Compile one node; a value its files cannot carry is exit 2 at its inventory line.
+fn compile_at(fleet: &Fleet, node: &Node) -> Result<Compiled, Error> {
+    compile(fleet, node).map_err(|e| {
+        Error::Invalid(diag::Invalid {
+            file: fleet.source.clone(),
+            findings: vec![render_finding(fleet, node, &e)],
+            text: std::fs::read_to_string(&fleet.source).ok(),
+        })
+    })
+}
+
+/// Load an inventory and render every node, so `inventory check` refuses what a
+/// render would: each failure is a finding at its line.
+fn load_and_render(source: &Source) -> Result<Loaded, LoadError> {
+    let loaded = inventory::load(source)?;
+    let fleet = &loaded.fleet;
+    let mut errors: Vec<Finding> = fleet
+        .nodes
+        .par_iter()
+        .filter_map(|n| {
+            compile(fleet, n)
+                .err()
+                .map(|e| render_finding(fleet, n, &e))
+        })
+        .collect();
+    if errors.is_empty() {
+        return Ok(loaded);
+    }
+    errors.sort();
+    let mut findings = loaded.warnings;
+    findings.extend(errors);
+    Err(LoadError::Invalid(diag::Invalid {
+        file: loaded.fleet.source.clone(),
+        findings,
+        text: Some(loaded.text),
+    }))
+}
+
 fn write_json<T: Serialize + ?Sized>(out: &mut dyn Write, value: &T) -> Result<(), Error> {
     serde_json::to_writer_pretty(&mut *out, value).context("writing JSON to stdout")?;
     writeln!(out).context("writing to stdout")?;
@@ -279,7 +329,7 @@ struct CheckReport<'a> {
 }
 
 fn check(source: &Source, json: bool, out: &mut dyn Write) -> Result<(), Error> {
-    let result = inventory::load(source);
+    let result = load_and_render(source);
     let (findings, nodes, invalid) = match &result {
         Ok(l) => (&l.warnings, l.fleet.nodes.len(), None),
         Err(LoadError::Invalid(inv)) => (&inv.findings, 0, Some(inv)),
@@ -401,7 +451,7 @@ fn plan(fleet: &Fleet, args: &PlanArgs, out: &mut dyn Write) -> Result<(), Error
     let plans: Vec<NodePlan> = nodes
         .into_par_iter()
         .map(|n| {
-            let compiled = compile(fleet, n)?;
+            let compiled = compile_at(fleet, n)?;
             for w in &compiled.warnings {
                 tracing::warn!("{w}");
             }
@@ -451,7 +501,7 @@ fn render(fleet: &Fleet, args: &RenderArgs, out: &mut dyn Write) -> Result<(), E
     let (files, summary) = match &args.role {
         Some(name) => {
             let node = fleet.find(name).map_err(|e| Error::Usage(e.to_string()))?;
-            let compiled = compile(fleet, node)?;
+            let compiled = compile_at(fleet, node)?;
             let summary = format!("{}: wrote {} file(s)", node.nodename, compiled.files.len());
             (compiled.files, summary)
         }
@@ -461,7 +511,7 @@ fn render(fleet: &Fleet, args: &RenderArgs, out: &mut dyn Write) -> Result<(), E
                 .nodes
                 .par_iter()
                 .map(|n| {
-                    let mut files = compile(fleet, n)?.files;
+                    let mut files = compile_at(fleet, n)?.files;
                     for f in &mut files {
                         f.path = format!("/{}{}", n.nodename, f.path);
                     }
@@ -492,7 +542,7 @@ fn build_image(fleet: &Fleet, args: &BuildImageArgs, out: &mut dyn Write) -> Res
     let compiled: Vec<(&Node, Compiled)> = nodes
         .into_par_iter()
         .map(|n| {
-            let c = compile(fleet, n)?;
+            let c = compile_at(fleet, n)?;
             for w in &c.warnings {
                 tracing::warn!("{w}");
             }

@@ -557,9 +557,20 @@ fn render_writes_tree_and_refuses_unwritable_values() {
         dir.path(),
     );
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    let err = stderr(&out);
+    // The report's first line, unwrapped.
+    let err = stderr(&out).replace("\n  │ ", " ");
     assert!(
         err.contains("/etc/chrony/chrony.conf") && err.contains("server a\\nserver b"),
+        "{err}"
+    );
+    // At the line and key of the value.
+    let line = inv
+        .lines()
+        .position(|l| l.contains("node_timezone"))
+        .unwrap()
+        + 1;
+    assert!(
+        err.contains(&format!("inv.yml:{line}:")) && err.contains("`node_ntp_servers`"),
         "{err}"
     );
     assert_eq!(

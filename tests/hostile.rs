@@ -143,6 +143,13 @@ const CASES: &[Case] = &[
         key: "node_ip_prefix",
         line: 16,
     },
+    Case {
+        what: "a value a file cannot carry, found only when it is written",
+        from: "admin_ip: 10.10.10.10\n",
+        to: "admin_ip: 10.10.10.10\n    haproxy_admin_password: \"a\\nb\"\n",
+        key: "haproxy_admin_password",
+        line: 16,
+    },
 ];
 
 fn pigsty(args: &[&str]) -> Output {

@@ -352,6 +352,17 @@ fn read_node(r: &mut VarReader<'_>, key: &Key, member: Membership) -> Option<Nod
         minio,
         redis,
         repos,
+        source: crate::model::NodeSource {
+            host: key.loc,
+            vars: std::sync::Arc::new(
+                r.vars
+                    .own
+                    .iter()
+                    .filter(|(_, v)| v.scope != Scope::Default)
+                    .map(|(k, v)| (k.to_string(), (v.value.loc, v.value.strings())))
+                    .collect(),
+            ),
+        },
     };
     super::rules::check_node(r, &node).then_some(node)
 }

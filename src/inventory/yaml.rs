@@ -102,6 +102,25 @@ impl Node {
         }
     }
 
+    /// Every string this value holds (its own, its items', its mapping values'), at
+    /// most 64 of them.
+    pub fn strings(&self) -> Vec<String> {
+        fn walk(n: &Node, out: &mut Vec<String>) {
+            if out.len() >= 64 {
+                return;
+            }
+            match &n.value {
+                Value::Str(s) => out.push(s.clone()),
+                Value::Seq(items) => items.iter().for_each(|i| walk(i, out)),
+                Value::Map(m) => m.iter().for_each(|(_, v)| walk(v, out)),
+                _ => {}
+            }
+        }
+        let mut out = Vec::new();
+        walk(self, &mut out);
+        out
+    }
+
     /// The scalar as text, the way it would be substituted into a string.
     pub fn scalar_text(&self) -> Option<Cow<'_, str>> {
         match &self.value {

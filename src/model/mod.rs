@@ -97,6 +97,41 @@ pub struct Node {
     pub redis: Option<RedisNode>,
     /// Package repositories its image is built from, the base's archive first.
     pub repos: Vec<Repository>,
+    /// Where the inventory defines this host and its variables.
+    #[serde(skip)]
+    pub source: NodeSource,
+}
+
+/// Where an inventory wrote one host: its key, and each variable it set for it
+/// (the built-in defaults have no place). A value refused only when it is written
+/// into a file is reported there.
+#[derive(Debug, Clone, Default)]
+pub struct NodeSource {
+    pub host: crate::diag::Loc,
+    /// Each variable set for the host: where, and the strings its value holds.
+    pub vars: std::sync::Arc<BTreeMap<String, (crate::diag::Loc, Vec<String>)>>,
+}
+
+impl NodeSource {
+    /// The variable a message is about, and where it is: the first word of the
+    /// message that names a variable set for this host, else a variable holding a
+    /// string the message quotes (`"a\nb"`, as a filter refusing it shows it); else
+    /// the host key.
+    pub fn locate(&self, message: &str) -> (Option<&str>, crate::diag::Loc) {
+        let by_name = message
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .find_map(|word| self.vars.get_key_value(word));
+        let by_value = || {
+            self.vars.iter().find(|(_, (_, strings))| {
+                strings
+                    .iter()
+                    .any(|s| s.len() > 1 && message.contains(&format!("{s:?}")))
+            })
+        };
+        by_name
+            .or_else(by_value)
+            .map_or((None, self.host), |(k, (loc, _))| (Some(k.as_str()), *loc))
+    }
 }
 
 /// A package repository an image is built from: an entry of Pigsty's
