@@ -42,6 +42,7 @@ PACKAGES=(
     mmdebstrap               # image layers
     apt-utils                # apt-ftparchive: the signed test repository on loopback (apt_repo)
     gpg                      # signs that repository
+    openssl                  # checks the fleet CA's chain and serves a handshake (tests/pki.rs)
     xz-utils                 # xz -dc of repositories' Packages.xz
     squashfs-tools           # mksquashfs (PXE root)
     e2fsprogs                # mke2fs -d, debugfs (ext4 root)
@@ -79,6 +80,7 @@ TOOLS=(
     "mmdebstrap --version"
     "apt-ftparchive --version"
     "gpg --version"
+    "openssl version"
     "xz --version"
     "mksquashfs -version"
     "mke2fs -V"

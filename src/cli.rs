@@ -13,6 +13,11 @@ pub struct Cli {
     #[arg(short = 'i', long, global = true, value_name = "INVENTORY")]
     pub inventory: Option<PathBuf>,
 
+    /// The fleet PKI directory (CA and node certificates). Default: files/pki beside
+    /// the inventory file (in the current directory for the built-in inventory).
+    #[arg(long, global = true, env = "PIGSTY_PKI", value_name = "DIR")]
+    pub pki: Option<PathBuf>,
+
     /// More log output on stderr (-v info, -vv debug, -vvv trace).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
@@ -40,6 +45,24 @@ pub enum Command {
     /// Boot the inventory as qemu VMs on this machine (default: the built-in lab.yml).
     #[command(subcommand)]
     Lab(LabCommand),
+    /// The fleet CA and node certificates, in files/pki beside the inventory.
+    #[command(subcommand)]
+    Pki(PkiCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PkiCommand {
+    /// The CA and every node certificate issued: names, dates.
+    List(JsonFlag),
+    /// Issue a node a new key pair and certificate (creating the CA if there is none).
+    Issue(PkiIssueArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PkiIssueArgs {
+    /// The node: its nodename, IP or any name it answers to.
+    #[arg(long, value_name = "NAME")]
+    pub role: String,
 }
 
 #[derive(Debug, Subcommand)]

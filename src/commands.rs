@@ -36,11 +36,19 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
         }
         Command::Plan(args) => {
             let loaded = load(&source)?;
-            plan(&loaded.fleet, args, out)
+            plan(
+                &certified(&loaded.fleet, &pki_dir(cli, &source, &cwd), false)?,
+                args,
+                out,
+            )
         }
         Command::Render(args) => {
             let loaded = load(&source)?;
-            render(&loaded.fleet, args, out)
+            render(
+                &certified(&loaded.fleet, &pki_dir(cli, &source, &cwd), false)?,
+                args,
+                out,
+            )
         }
         Command::Agent(crate::cli::AgentCommand::Firstboot(args)) => firstboot(args, out),
         Command::Agent(crate::cli::AgentCommand::Status(args)) => agent_status(args, out),
@@ -56,9 +64,107 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
         }
         Command::BuildImage(args) => {
             let loaded = load(&source)?;
-            build_image(&loaded.fleet, args, out)
+            check_build_out(&loaded.fleet, args)?;
+            build_image(
+                &certified(&loaded.fleet, &pki_dir(cli, &source, &cwd), true)?,
+                args,
+                out,
+            )
+        }
+        Command::Pki(cmd) => {
+            let loaded = load(&source)?;
+            pki(&loaded.fleet, &pki_dir(cli, &source, &cwd), cmd, out)
         }
         Command::Lab(cmd) => lab(&source, cmd, out),
+    }
+}
+
+/// Where the fleet's PKI lives: `files/pki` beside the inventory file (Pigsty's
+/// place), or in the current directory for the built-in inventories.
+fn pki_dir(cli: &Cli, source: &Source, cwd: &std::path::Path) -> std::path::PathBuf {
+    if let Some(dir) = cli.pki.as_ref().filter(|d| !d.as_os_str().is_empty()) {
+        return dir.clone();
+    }
+    match source {
+        Source::File(path) => crate::pki::dir_beside(path),
+        _ => cwd.join("files").join("pki"),
+    }
+}
+
+/// The fleet with each node's certificate from the fleet CA: created at the first
+/// build (`create`), else used when it exists; without one, nodes serve the
+/// snakeoil pair they make at first boot.
+fn certified(fleet: &Fleet, dir: &std::path::Path, create: bool) -> Result<Fleet, Error> {
+    let pki = if create {
+        Some(crate::pki::Pki::open_or_create(dir)?)
+    } else {
+        crate::pki::Pki::open(dir)?
+    };
+    match pki {
+        Some(pki) => Ok(crate::pki::with_certs(fleet, &pki, create)?),
+        None => Ok(fleet.clone()),
+    }
+}
+
+fn pki(
+    fleet: &Fleet,
+    dir: &std::path::Path,
+    cmd: &crate::cli::PkiCommand,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    use crate::cli::PkiCommand as C;
+    match cmd {
+        C::List(flag) => {
+            let Some(pki) = crate::pki::Pki::open(dir)? else {
+                return Err(Error::Usage(format!(
+                    "{}: no CA yet (build-image or `pki issue` creates it)",
+                    dir.display()
+                )));
+            };
+            let issued = pki.list()?;
+            if flag.json {
+                return write_json(out, &issued);
+            }
+            writeln!(out, "CA {}", dir.join("ca/ca.crt").display()).context("writing")?;
+            for i in issued {
+                let current = fleet
+                    .find(&i.node)
+                    .is_ok_and(|n| crate::pki::sans_of(n) == i.sans);
+                writeln!(
+                    out,
+                    "{}\t{}\tuntil {}{}",
+                    i.node,
+                    i.sans.join(","),
+                    i.not_after,
+                    if current {
+                        ""
+                    } else {
+                        "\t(names differ from the inventory: re-issued at the next build)"
+                    }
+                )
+                .context("writing to stdout")?;
+            }
+            Ok(())
+        }
+        C::Issue(args) => {
+            let node = fleet
+                .find(&args.role)
+                .map_err(|e| Error::Usage(e.to_string()))?;
+            let pki = crate::pki::Pki::open_or_create(dir)?;
+            pki.issue(node)?;
+            let i = pki
+                .issued(&node.nodename)?
+                .context("the certificate just issued")?;
+            writeln!(
+                out,
+                "{}\t{}\tuntil {}",
+                i.node,
+                i.sans.join(","),
+                i.not_after
+            )
+            .context("writing to stdout")?;
+            Ok(())
+        }
     }
 }
 
@@ -534,6 +640,20 @@ fn render(fleet: &Fleet, args: &RenderArgs, out: &mut dyn Write) -> Result<(), E
     Ok(())
 }
 
+/// Each node's build replaces out/<nodename>: only a directory an earlier build wrote
+/// (it holds manifest.json). Checked before anything is created, the PKI included.
+fn check_build_out(fleet: &Fleet, args: &BuildImageArgs) -> Result<(), Error> {
+    let nodes: Vec<&Node> = match &args.role {
+        Some(name) => vec![fleet.find(name).map_err(|e| Error::Usage(e.to_string()))?],
+        None => fleet.nodes.iter().collect(),
+    };
+    for n in nodes {
+        crate::render::write::check_replaceable(&args.out.join(&n.nodename), "manifest.json")
+            .map_err(Error::Usage)?;
+    }
+    Ok(())
+}
+
 fn build_image(fleet: &Fleet, args: &BuildImageArgs, out: &mut dyn Write) -> Result<(), Error> {
     let nodes: Vec<&Node> = match &args.role {
         Some(name) => vec![fleet.find(name).map_err(|e| Error::Usage(e.to_string()))?],
@@ -549,11 +669,6 @@ fn build_image(fleet: &Fleet, args: &BuildImageArgs, out: &mut dyn Write) -> Res
             Ok((n, c))
         })
         .collect::<Result<_, Error>>()?;
-    // Each node's build replaces out/<nodename>: only one an earlier build wrote.
-    for (n, _) in &compiled {
-        crate::render::write::check_replaceable(&args.out.join(&n.nodename), "manifest.json")
-            .map_err(Error::Usage)?;
-    }
     let opts = crate::image::BuildOptions {
         formats: args.format.clone(),
         out: args.out.clone(),

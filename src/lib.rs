@@ -21,6 +21,7 @@ pub mod image;
 pub mod inventory;
 pub mod lab;
 pub mod model;
+pub mod pki;
 pub mod plan;
 pub mod render;
 pub mod sys;

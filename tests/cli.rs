@@ -13,6 +13,12 @@ fn pigsty(args: &[&str], cwd: &Path) -> Output {
         .args(args)
         .current_dir(cwd)
         .env_remove("PIGSTY_INVENTORY")
+        // No fleet PKI: a developer's files/pki beside the repository's inventories
+        // (from a build) would add certificates to the golden plans.
+        .env(
+            "PIGSTY_PKI",
+            std::env::temp_dir().join("pigsty-cli-tests-no-pki"),
+        )
         .output()
         .expect("running pigsty")
 }

@@ -38,6 +38,8 @@ fn build(out: &Path, formats: &str) -> serde_json::Value {
         ])
         .arg(out)
         .env("PIGSTY_CACHE", cache())
+        // One fleet PKI for the builds of a test (beside their output directories).
+        .env("PIGSTY_PKI", out.parent().unwrap().join("pki"))
         .status()
         .expect("running pigsty build-image");
     assert!(status.success(), "build-image failed");
@@ -121,6 +123,16 @@ fn builds_are_byte_identical() {
         "Debian's main cluster baked in"
     );
     assert!(listing.contains("usr/local/bin/pigsty"), "agent missing");
+    // The node's pair from the fleet CA, the key readable by PostgreSQL alone.
+    let key = listing
+        .lines()
+        .find(|l| l.ends_with(" pg/cert/server.key"))
+        .expect("pg/cert/server.key in the image");
+    assert!(key.starts_with("-rw------- "), "{key}");
+    assert!(
+        listing.lines().any(|l| l.ends_with(" etc/pki/ca.crt")),
+        "no CA certificate"
+    );
     // Units: the agent starts the module services in order; systemd starts the
     // exporters at every boot (prometheus-postgres-exporter answers `pg_up 0` until
     // PostgreSQL is up).

@@ -23,6 +23,7 @@ fn build(out: &Path) -> serde_json::Value {
             "--out",
         ])
         .arg(out)
+        .env("PIGSTY_PKI", out.parent().unwrap().join("pki"))
         .status()
         .unwrap();
     assert!(st.success());
@@ -146,6 +147,7 @@ fn fixture_seed(out: &Path) -> serde_json::Value {
         .args(["-i", inv.to_str().unwrap(), "build-image", "--role", NODE])
         .args(["--format", "cloud-init", "--out"])
         .arg(out)
+        .env("PIGSTY_PKI", out.parent().unwrap().join("pki"))
         .status()
         .unwrap();
     assert!(st.success(), "build-image --format cloud-init failed");

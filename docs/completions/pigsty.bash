@@ -31,6 +31,9 @@ _pigsty() {
             pigsty,lab)
                 cmd="pigsty__subcmd__lab"
                 ;;
+            pigsty,pki)
+                cmd="pigsty__subcmd__pki"
+                ;;
             pigsty,plan)
                 cmd="pigsty__subcmd__plan"
                 ;;
@@ -79,6 +82,9 @@ _pigsty() {
             pigsty__subcmd__help,lab)
                 cmd="pigsty__subcmd__help__subcmd__lab"
                 ;;
+            pigsty__subcmd__help,pki)
+                cmd="pigsty__subcmd__help__subcmd__pki"
+                ;;
             pigsty__subcmd__help,plan)
                 cmd="pigsty__subcmd__help__subcmd__plan"
                 ;;
@@ -126,6 +132,12 @@ _pigsty() {
                 ;;
             pigsty__subcmd__help__subcmd__lab,wait)
                 cmd="pigsty__subcmd__help__subcmd__lab__subcmd__wait"
+                ;;
+            pigsty__subcmd__help__subcmd__pki,issue)
+                cmd="pigsty__subcmd__help__subcmd__pki__subcmd__issue"
+                ;;
+            pigsty__subcmd__help__subcmd__pki,list)
+                cmd="pigsty__subcmd__help__subcmd__pki__subcmd__list"
                 ;;
             pigsty__subcmd__inventory,check)
                 cmd="pigsty__subcmd__inventory__subcmd__check"
@@ -199,6 +211,24 @@ _pigsty() {
             pigsty__subcmd__lab__subcmd__help,wait)
                 cmd="pigsty__subcmd__lab__subcmd__help__subcmd__wait"
                 ;;
+            pigsty__subcmd__pki,help)
+                cmd="pigsty__subcmd__pki__subcmd__help"
+                ;;
+            pigsty__subcmd__pki,issue)
+                cmd="pigsty__subcmd__pki__subcmd__issue"
+                ;;
+            pigsty__subcmd__pki,list)
+                cmd="pigsty__subcmd__pki__subcmd__list"
+                ;;
+            pigsty__subcmd__pki__subcmd__help,help)
+                cmd="pigsty__subcmd__pki__subcmd__help__subcmd__help"
+                ;;
+            pigsty__subcmd__pki__subcmd__help,issue)
+                cmd="pigsty__subcmd__pki__subcmd__help__subcmd__issue"
+                ;;
+            pigsty__subcmd__pki__subcmd__help,list)
+                cmd="pigsty__subcmd__pki__subcmd__help__subcmd__list"
+                ;;
             *)
                 ;;
         esac
@@ -206,7 +236,7 @@ _pigsty() {
 
     case "${cmd}" in
         pigsty)
-            opts="-i -v -h -V --inventory --verbose --help --version inventory plan render agent status build-image lab help"
+            opts="-i -v -h -V --inventory --pki --verbose --help --version inventory plan render agent status build-image lab pki help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -220,6 +250,10 @@ _pigsty() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --pki)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -228,7 +262,7 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__agent)
-            opts="-i -v -h -V --inventory --verbose --help --version firstboot status tune help"
+            opts="-i -v -h -V --inventory --pki --verbose --help --version firstboot status tune help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -242,6 +276,10 @@ _pigsty() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --pki)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -250,7 +288,7 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__agent__subcmd__firstboot)
-            opts="-i -v -h -V --root --timeout --request-timeout --inventory --verbose --help --version"
+            opts="-i -v -h -V --root --timeout --request-timeout --inventory --pki --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -273,6 +311,10 @@ _pigsty() {
                     return 0
                     ;;
                 -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pki)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -354,7 +396,7 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__agent__subcmd__status)
-            opts="-i -v -h -V --root --json --inventory --verbose --help --version"
+            opts="-i -v -h -V --root --json --inventory --pki --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -369,6 +411,10 @@ _pigsty() {
                     return 0
                     ;;
                 -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pki)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -380,7 +426,7 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__agent__subcmd__tune)
-            opts="-i -v -h -V --root --inventory --verbose --help --version"
+            opts="-i -v -h -V --root --inventory --pki --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -398,6 +444,10 @@ _pigsty() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --pki)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -406,7 +456,7 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__build__subcmd__image)
-            opts="-i -v -h -V --role --all --format --out --offline --extra-tree --inventory --verbose --help --version"
+            opts="-i -v -h -V --role --all --format --out --offline --extra-tree --inventory --pki --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -436,6 +486,10 @@ _pigsty() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --pki)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -444,7 +498,7 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__help)
-            opts="inventory plan render agent status build-image lab help"
+            opts="inventory plan render agent status build-image lab pki help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -709,6 +763,48 @@ _pigsty() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        pigsty__subcmd__help__subcmd__pki)
+            opts="list issue"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pigsty__subcmd__help__subcmd__pki__subcmd__issue)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pigsty__subcmd__help__subcmd__pki__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         pigsty__subcmd__help__subcmd__plan)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -752,7 +848,7 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__inventory)
-            opts="-i -v -h -V --inventory --verbose --help --version check list help"
+            opts="-i -v -h -V --inventory --pki --verbose --help --version check list help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -766,6 +862,10 @@ _pigsty() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --pki)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -774,7 +874,7 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__inventory__subcmd__check)
-            opts="-i -v -h -V --json --inventory --verbose --help --version"
+            opts="-i -v -h -V --json --inventory --pki --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -785,6 +885,10 @@ _pigsty() {
                     return 0
                     ;;
                 -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pki)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -852,7 +956,7 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__inventory__subcmd__list)
-            opts="-i -v -h -V --json --inventory --verbose --help --version"
+            opts="-i -v -h -V --json --inventory --pki --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -866,6 +970,10 @@ _pigsty() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --pki)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -874,7 +982,7 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__lab)
-            opts="-i -v -h -V --inventory --verbose --help --version up status down reimage kill start wait logs help"
+            opts="-i -v -h -V --inventory --pki --verbose --help --version up status down reimage kill start wait logs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -888,6 +996,10 @@ _pigsty() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --pki)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -896,7 +1008,7 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__lab__subcmd__down)
-            opts="-i -v -h -V --dir --purge --inventory --verbose --help --version"
+            opts="-i -v -h -V --dir --purge --inventory --pki --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -911,6 +1023,10 @@ _pigsty() {
                     return 0
                     ;;
                 -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pki)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1062,7 +1178,7 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__lab__subcmd__kill)
-            opts="-i -v -h -V --dir --inventory --verbose --help --version"
+            opts="-i -v -h -V --dir --inventory --pki --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1077,6 +1193,10 @@ _pigsty() {
                     return 0
                     ;;
                 -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pki)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1088,7 +1208,7 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__lab__subcmd__logs)
-            opts="-i -v -h -V --dir --inventory --verbose --help --version"
+            opts="-i -v -h -V --dir --inventory --pki --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1103,6 +1223,10 @@ _pigsty() {
                     return 0
                     ;;
                 -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pki)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1114,7 +1238,7 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__lab__subcmd__reimage)
-            opts="-i -v -h -V --dir --inventory --verbose --help --version"
+            opts="-i -v -h -V --dir --inventory --pki --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1129,6 +1253,10 @@ _pigsty() {
                     return 0
                     ;;
                 -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pki)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1140,7 +1268,7 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__lab__subcmd__start)
-            opts="-i -v -h -V --dir --inventory --verbose --help --version"
+            opts="-i -v -h -V --dir --inventory --pki --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1155,6 +1283,10 @@ _pigsty() {
                     return 0
                     ;;
                 -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pki)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1166,7 +1298,7 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__lab__subcmd__status)
-            opts="-i -v -h -V --dir --json --inventory --verbose --help --version"
+            opts="-i -v -h -V --dir --json --inventory --pki --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1184,6 +1316,10 @@ _pigsty() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --pki)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1192,7 +1328,7 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__lab__subcmd__up)
-            opts="-i -v -h -V --dir --extra-tree --accel --memory --cpus --timeout --uefi --inventory --verbose --help --version"
+            opts="-i -v -h -V --dir --extra-tree --accel --memory --cpus --timeout --uefi --inventory --pki --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1234,6 +1370,10 @@ _pigsty() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --pki)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1242,7 +1382,7 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__lab__subcmd__wait)
-            opts="-i -v -h -V --dir --timeout --inventory --verbose --help --version"
+            opts="-i -v -h -V --dir --timeout --inventory --pki --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1264,6 +1404,148 @@ _pigsty() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --pki)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pigsty__subcmd__pki)
+            opts="-i -v -h -V --inventory --pki --verbose --help --version list issue help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --inventory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pki)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pigsty__subcmd__pki__subcmd__help)
+            opts="list issue help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pigsty__subcmd__pki__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pigsty__subcmd__pki__subcmd__help__subcmd__issue)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pigsty__subcmd__pki__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pigsty__subcmd__pki__subcmd__issue)
+            opts="-i -v -h -V --role --inventory --pki --verbose --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --role)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --inventory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pki)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pigsty__subcmd__pki__subcmd__list)
+            opts="-i -v -h -V --json --inventory --pki --verbose --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --inventory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pki)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1272,7 +1554,7 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__plan)
-            opts="-i -v -h -V --role --all --json --inventory --verbose --help --version"
+            opts="-i -v -h -V --role --all --json --inventory --pki --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1290,6 +1572,10 @@ _pigsty() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --pki)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1298,7 +1584,7 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__render)
-            opts="-i -v -h -V --role --all --out --inventory --verbose --help --version"
+            opts="-i -v -h -V --role --all --out --inventory --pki --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1320,6 +1606,10 @@ _pigsty() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --pki)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1328,7 +1618,7 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__status)
-            opts="-i -v -h -V --endpoint --json --inventory --verbose --help --version"
+            opts="-i -v -h -V --endpoint --json --inventory --pki --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1343,6 +1633,10 @@ _pigsty() {
                     return 0
                     ;;
                 -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pki)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

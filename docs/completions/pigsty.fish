@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_pigsty_global_optspecs
-    string join \n i/inventory= v/verbose h/help V/version
+    string join \n i/inventory= pki= v/verbose h/help V/version
 end
 
 function __fish_pigsty_needs_command
@@ -25,6 +25,7 @@ function __fish_pigsty_using_subcommand
 end
 
 complete -c pigsty -n "__fish_pigsty_needs_command" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
+complete -c pigsty -n "__fish_pigsty_needs_command" -l pki -d 'The fleet PKI directory (CA and node certificates). Default: files/pki beside the inventory file (in the current directory for the built-in inventory)' -r -F
 complete -c pigsty -n "__fish_pigsty_needs_command" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
 complete -c pigsty -n "__fish_pigsty_needs_command" -s h -l help -d 'Print help'
 complete -c pigsty -n "__fish_pigsty_needs_command" -s V -l version -d 'Print version'
@@ -35,8 +36,10 @@ complete -c pigsty -n "__fish_pigsty_needs_command" -f -a "agent" -d 'Run on the
 complete -c pigsty -n "__fish_pigsty_needs_command" -f -a "status" -d 'The fleet\'s join state, as the nodes reported it to etcd (/pigsty/nodes/)'
 complete -c pigsty -n "__fish_pigsty_needs_command" -f -a "build-image" -d 'Build bootable images of one node (or all nodes) into OUT/<nodename>/'
 complete -c pigsty -n "__fish_pigsty_needs_command" -f -a "lab" -d 'Boot the inventory as qemu VMs on this machine (default: the built-in lab.yml)'
+complete -c pigsty -n "__fish_pigsty_needs_command" -f -a "pki" -d 'The fleet CA and node certificates, in files/pki beside the inventory'
 complete -c pigsty -n "__fish_pigsty_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and not __fish_seen_subcommand_from check list help" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and not __fish_seen_subcommand_from check list help" -l pki -d 'The fleet PKI directory (CA and node certificates). Default: files/pki beside the inventory file (in the current directory for the built-in inventory)' -r -F
 complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and not __fish_seen_subcommand_from check list help" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
 complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and not __fish_seen_subcommand_from check list help" -s h -l help -d 'Print help'
 complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and not __fish_seen_subcommand_from check list help" -s V -l version -d 'Print version'
@@ -44,11 +47,13 @@ complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and not __fish_
 complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and not __fish_seen_subcommand_from check list help" -f -a "list" -d 'One row per node: ip, nodename, roles, modules'
 complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and not __fish_seen_subcommand_from check list help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and __fish_seen_subcommand_from check" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and __fish_seen_subcommand_from check" -l pki -d 'The fleet PKI directory (CA and node certificates). Default: files/pki beside the inventory file (in the current directory for the built-in inventory)' -r -F
 complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and __fish_seen_subcommand_from check" -l json -d 'Machine-readable JSON on stdout'
 complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and __fish_seen_subcommand_from check" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
 complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and __fish_seen_subcommand_from check" -s h -l help -d 'Print help'
 complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and __fish_seen_subcommand_from check" -s V -l version -d 'Print version'
 complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and __fish_seen_subcommand_from list" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and __fish_seen_subcommand_from list" -l pki -d 'The fleet PKI directory (CA and node certificates). Default: files/pki beside the inventory file (in the current directory for the built-in inventory)' -r -F
 complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and __fish_seen_subcommand_from list" -l json -d 'Machine-readable JSON on stdout'
 complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and __fish_seen_subcommand_from list" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
 complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
@@ -58,6 +63,7 @@ complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and __fish_seen
 complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c pigsty -n "__fish_pigsty_using_subcommand plan" -l role -d 'Any name of the node: pg instance (pg-test-1), etcd member (etcd-1), MinIO member (minio-1), infra name (infra-1), redis node, nodename, or IP' -r
 complete -c pigsty -n "__fish_pigsty_using_subcommand plan" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand plan" -l pki -d 'The fleet PKI directory (CA and node certificates). Default: files/pki beside the inventory file (in the current directory for the built-in inventory)' -r -F
 complete -c pigsty -n "__fish_pigsty_using_subcommand plan" -l all -d 'Plan every node of the inventory'
 complete -c pigsty -n "__fish_pigsty_using_subcommand plan" -l json -d 'Machine-readable JSON on stdout (an array with --all)'
 complete -c pigsty -n "__fish_pigsty_using_subcommand plan" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
@@ -66,11 +72,13 @@ complete -c pigsty -n "__fish_pigsty_using_subcommand plan" -s V -l version -d '
 complete -c pigsty -n "__fish_pigsty_using_subcommand render" -l role -d 'Any name of the node (see `plan --role`)' -r
 complete -c pigsty -n "__fish_pigsty_using_subcommand render" -l out -d 'Directory to write the tree into (replaced whole, only once complete)' -r -F
 complete -c pigsty -n "__fish_pigsty_using_subcommand render" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand render" -l pki -d 'The fleet PKI directory (CA and node certificates). Default: files/pki beside the inventory file (in the current directory for the built-in inventory)' -r -F
 complete -c pigsty -n "__fish_pigsty_using_subcommand render" -l all -d 'Render every node, each into DIR/<nodename>/'
 complete -c pigsty -n "__fish_pigsty_using_subcommand render" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
 complete -c pigsty -n "__fish_pigsty_using_subcommand render" -s h -l help -d 'Print help'
 complete -c pigsty -n "__fish_pigsty_using_subcommand render" -s V -l version -d 'Print version'
 complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and not __fish_seen_subcommand_from firstboot status tune help" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and not __fish_seen_subcommand_from firstboot status tune help" -l pki -d 'The fleet PKI directory (CA and node certificates). Default: files/pki beside the inventory file (in the current directory for the built-in inventory)' -r -F
 complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and not __fish_seen_subcommand_from firstboot status tune help" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
 complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and not __fish_seen_subcommand_from firstboot status tune help" -s h -l help -d 'Print help'
 complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and not __fish_seen_subcommand_from firstboot status tune help" -s V -l version -d 'Print version'
@@ -82,17 +90,20 @@ complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_sub
 complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from firstboot" -l timeout -d 'Give up any single wait (a peer, a leader, a healthy service) after SECS' -r
 complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from firstboot" -l request-timeout -d 'Give up one request to a peer after SECS' -r
 complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from firstboot" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from firstboot" -l pki -d 'The fleet PKI directory (CA and node certificates). Default: files/pki beside the inventory file (in the current directory for the built-in inventory)' -r -F
 complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from firstboot" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
 complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from firstboot" -s h -l help -d 'Print help'
 complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from firstboot" -s V -l version -d 'Print version'
 complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from status" -l root -d 'The node\'s root directory' -r -F
 complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from status" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from status" -l pki -d 'The fleet PKI directory (CA and node certificates). Default: files/pki beside the inventory file (in the current directory for the built-in inventory)' -r -F
 complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from status" -l json -d 'The state file as JSON on stdout'
 complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from status" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
 complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help'
 complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from status" -s V -l version -d 'Print version'
 complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from tune" -l root -d 'The node\'s root directory: node.json and the rendered configs are under it; the kernel is set only when it is `/`' -r -F
 complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from tune" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from tune" -l pki -d 'The fleet PKI directory (CA and node certificates). Default: files/pki beside the inventory file (in the current directory for the built-in inventory)' -r -F
 complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from tune" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
 complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from tune" -s h -l help -d 'Print help'
 complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from tune" -s V -l version -d 'Print version'
@@ -102,6 +113,7 @@ complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_sub
 complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c pigsty -n "__fish_pigsty_using_subcommand status" -l endpoint -d 'etcd client URL to read from (repeatable). Default: the inventory\'s etcd members' -r
 complete -c pigsty -n "__fish_pigsty_using_subcommand status" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand status" -l pki -d 'The fleet PKI directory (CA and node certificates). Default: files/pki beside the inventory file (in the current directory for the built-in inventory)' -r -F
 complete -c pigsty -n "__fish_pigsty_using_subcommand status" -l json -d 'Machine-readable JSON on stdout'
 complete -c pigsty -n "__fish_pigsty_using_subcommand status" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
 complete -c pigsty -n "__fish_pigsty_using_subcommand status" -s h -l help -d 'Print help'
@@ -115,12 +127,14 @@ pxe\t'pxe/: vmlinuz, initrd.img (live-boot), root.squashfs, boot.ipxe, dnsmasq.c
 complete -c pigsty -n "__fish_pigsty_using_subcommand build-image" -l out -d 'Output directory; each node\'s artifacts go to OUT/<nodename>/' -r -F
 complete -c pigsty -n "__fish_pigsty_using_subcommand build-image" -l extra-tree -d 'Copy this host directory over each node\'s root, last (repeatable): e.g. a MinIO-compatible server at DIR/usr/local/bin/minio, which Debian does not ship' -r -F
 complete -c pigsty -n "__fish_pigsty_using_subcommand build-image" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand build-image" -l pki -d 'The fleet PKI directory (CA and node certificates). Default: files/pki beside the inventory file (in the current directory for the built-in inventory)' -r -F
 complete -c pigsty -n "__fish_pigsty_using_subcommand build-image" -l all -d 'Build every node of the inventory'
 complete -c pigsty -n "__fish_pigsty_using_subcommand build-image" -l offline -d 'Build from the layer cache alone; fail naming any missing layer'
 complete -c pigsty -n "__fish_pigsty_using_subcommand build-image" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
 complete -c pigsty -n "__fish_pigsty_using_subcommand build-image" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c pigsty -n "__fish_pigsty_using_subcommand build-image" -s V -l version -d 'Print version'
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and not __fish_seen_subcommand_from up status down reimage kill start wait logs help" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and not __fish_seen_subcommand_from up status down reimage kill start wait logs help" -l pki -d 'The fleet PKI directory (CA and node certificates). Default: files/pki beside the inventory file (in the current directory for the built-in inventory)' -r -F
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and not __fish_seen_subcommand_from up status down reimage kill start wait logs help" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and not __fish_seen_subcommand_from up status down reimage kill start wait logs help" -s h -l help -d 'Print help'
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and not __fish_seen_subcommand_from up status down reimage kill start wait logs help" -s V -l version -d 'Print version'
@@ -143,44 +157,52 @@ complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subco
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from up" -l timeout -d 'Give up waiting for the agents after SECS, naming each node and step not done' -r
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from up" -l uefi -d 'Boot NODE (a nodename) through UEFI firmware (Debian\'s OVMF) and the systemd-boot on its disk, as a real machine does, instead of qemu\'s direct kernel boot (repeatable; kept for its later starts and reimages)' -r
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from up" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from up" -l pki -d 'The fleet PKI directory (CA and node certificates). Default: files/pki beside the inventory file (in the current directory for the built-in inventory)' -r -F
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from up" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from up" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from up" -s V -l version -d 'Print version'
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from status" -l dir -d 'The lab\'s directory: images, disks, console logs, lab.json. Default: $PIGSTY_LAB, else ~/.cache/pigsty/lab' -r -F
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from status" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from status" -l pki -d 'The fleet PKI directory (CA and node certificates). Default: files/pki beside the inventory file (in the current directory for the built-in inventory)' -r -F
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from status" -l json -d 'Machine-readable JSON on stdout'
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from status" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help'
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from status" -s V -l version -d 'Print version'
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from down" -l dir -d 'The lab\'s directory: images, disks, console logs, lab.json. Default: $PIGSTY_LAB, else ~/.cache/pigsty/lab' -r -F
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from down" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from down" -l pki -d 'The fleet PKI directory (CA and node certificates). Default: files/pki beside the inventory file (in the current directory for the built-in inventory)' -r -F
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from down" -l purge -d 'Also remove the VMs\' disks (consoles, journals and images stay)'
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from down" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from down" -s h -l help -d 'Print help'
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from down" -s V -l version -d 'Print version'
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from reimage" -l dir -d 'The lab\'s directory: images, disks, console logs, lab.json. Default: $PIGSTY_LAB, else ~/.cache/pigsty/lab' -r -F
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from reimage" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from reimage" -l pki -d 'The fleet PKI directory (CA and node certificates). Default: files/pki beside the inventory file (in the current directory for the built-in inventory)' -r -F
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from reimage" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from reimage" -s h -l help -d 'Print help'
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from reimage" -s V -l version -d 'Print version'
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from kill" -l dir -d 'The lab\'s directory: images, disks, console logs, lab.json. Default: $PIGSTY_LAB, else ~/.cache/pigsty/lab' -r -F
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from kill" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from kill" -l pki -d 'The fleet PKI directory (CA and node certificates). Default: files/pki beside the inventory file (in the current directory for the built-in inventory)' -r -F
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from kill" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from kill" -s h -l help -d 'Print help'
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from kill" -s V -l version -d 'Print version'
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from start" -l dir -d 'The lab\'s directory: images, disks, console logs, lab.json. Default: $PIGSTY_LAB, else ~/.cache/pigsty/lab' -r -F
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from start" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from start" -l pki -d 'The fleet PKI directory (CA and node certificates). Default: files/pki beside the inventory file (in the current directory for the built-in inventory)' -r -F
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from start" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from start" -s h -l help -d 'Print help'
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from start" -s V -l version -d 'Print version'
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from wait" -l dir -d 'The lab\'s directory: images, disks, console logs, lab.json. Default: $PIGSTY_LAB, else ~/.cache/pigsty/lab' -r -F
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from wait" -l timeout -d 'Give up after SECS, naming each node and step not done' -r
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from wait" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from wait" -l pki -d 'The fleet PKI directory (CA and node certificates). Default: files/pki beside the inventory file (in the current directory for the built-in inventory)' -r -F
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from wait" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from wait" -s h -l help -d 'Print help'
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from wait" -s V -l version -d 'Print version'
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from logs" -l dir -d 'The lab\'s directory: images, disks, console logs, lab.json. Default: $PIGSTY_LAB, else ~/.cache/pigsty/lab' -r -F
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from logs" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from logs" -l pki -d 'The fleet PKI directory (CA and node certificates). Default: files/pki beside the inventory file (in the current directory for the built-in inventory)' -r -F
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from logs" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from logs" -s h -l help -d 'Print help'
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from logs" -s V -l version -d 'Print version'
@@ -193,14 +215,38 @@ complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subco
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from help" -f -a "wait" -d 'Wait until every agent reports done'
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from help" -f -a "logs" -d 'Print a node\'s journal (kept on the host, also after the VM is gone)'
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c pigsty -n "__fish_pigsty_using_subcommand help; and not __fish_seen_subcommand_from inventory plan render agent status build-image lab help" -f -a "inventory" -d 'Validate or list the inventory'
-complete -c pigsty -n "__fish_pigsty_using_subcommand help; and not __fish_seen_subcommand_from inventory plan render agent status build-image lab help" -f -a "plan" -d 'Show the compiled plan of one node (or every node)'
-complete -c pigsty -n "__fish_pigsty_using_subcommand help; and not __fish_seen_subcommand_from inventory plan render agent status build-image lab help" -f -a "render" -d 'Write a node\'s overlay tree: configs, units and /etc/pigsty/node.json'
-complete -c pigsty -n "__fish_pigsty_using_subcommand help; and not __fish_seen_subcommand_from inventory plan render agent status build-image lab help" -f -a "agent" -d 'Run on the node: the first-boot join, and where it stands'
-complete -c pigsty -n "__fish_pigsty_using_subcommand help; and not __fish_seen_subcommand_from inventory plan render agent status build-image lab help" -f -a "status" -d 'The fleet\'s join state, as the nodes reported it to etcd (/pigsty/nodes/)'
-complete -c pigsty -n "__fish_pigsty_using_subcommand help; and not __fish_seen_subcommand_from inventory plan render agent status build-image lab help" -f -a "build-image" -d 'Build bootable images of one node (or all nodes) into OUT/<nodename>/'
-complete -c pigsty -n "__fish_pigsty_using_subcommand help; and not __fish_seen_subcommand_from inventory plan render agent status build-image lab help" -f -a "lab" -d 'Boot the inventory as qemu VMs on this machine (default: the built-in lab.yml)'
-complete -c pigsty -n "__fish_pigsty_using_subcommand help; and not __fish_seen_subcommand_from inventory plan render agent status build-image lab help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand pki; and not __fish_seen_subcommand_from list issue help" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand pki; and not __fish_seen_subcommand_from list issue help" -l pki -d 'The fleet PKI directory (CA and node certificates). Default: files/pki beside the inventory file (in the current directory for the built-in inventory)' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand pki; and not __fish_seen_subcommand_from list issue help" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand pki; and not __fish_seen_subcommand_from list issue help" -s h -l help -d 'Print help'
+complete -c pigsty -n "__fish_pigsty_using_subcommand pki; and not __fish_seen_subcommand_from list issue help" -s V -l version -d 'Print version'
+complete -c pigsty -n "__fish_pigsty_using_subcommand pki; and not __fish_seen_subcommand_from list issue help" -f -a "list" -d 'The CA and every node certificate issued: names, dates'
+complete -c pigsty -n "__fish_pigsty_using_subcommand pki; and not __fish_seen_subcommand_from list issue help" -f -a "issue" -d 'Issue a node a new key pair and certificate (creating the CA if there is none)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand pki; and not __fish_seen_subcommand_from list issue help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand pki; and __fish_seen_subcommand_from list" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand pki; and __fish_seen_subcommand_from list" -l pki -d 'The fleet PKI directory (CA and node certificates). Default: files/pki beside the inventory file (in the current directory for the built-in inventory)' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand pki; and __fish_seen_subcommand_from list" -l json -d 'Machine-readable JSON on stdout'
+complete -c pigsty -n "__fish_pigsty_using_subcommand pki; and __fish_seen_subcommand_from list" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand pki; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c pigsty -n "__fish_pigsty_using_subcommand pki; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c pigsty -n "__fish_pigsty_using_subcommand pki; and __fish_seen_subcommand_from issue" -l role -d 'The node: its nodename, IP or any name it answers to' -r
+complete -c pigsty -n "__fish_pigsty_using_subcommand pki; and __fish_seen_subcommand_from issue" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand pki; and __fish_seen_subcommand_from issue" -l pki -d 'The fleet PKI directory (CA and node certificates). Default: files/pki beside the inventory file (in the current directory for the built-in inventory)' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand pki; and __fish_seen_subcommand_from issue" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand pki; and __fish_seen_subcommand_from issue" -s h -l help -d 'Print help'
+complete -c pigsty -n "__fish_pigsty_using_subcommand pki; and __fish_seen_subcommand_from issue" -s V -l version -d 'Print version'
+complete -c pigsty -n "__fish_pigsty_using_subcommand pki; and __fish_seen_subcommand_from help" -f -a "list" -d 'The CA and every node certificate issued: names, dates'
+complete -c pigsty -n "__fish_pigsty_using_subcommand pki; and __fish_seen_subcommand_from help" -f -a "issue" -d 'Issue a node a new key pair and certificate (creating the CA if there is none)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand pki; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand help; and not __fish_seen_subcommand_from inventory plan render agent status build-image lab pki help" -f -a "inventory" -d 'Validate or list the inventory'
+complete -c pigsty -n "__fish_pigsty_using_subcommand help; and not __fish_seen_subcommand_from inventory plan render agent status build-image lab pki help" -f -a "plan" -d 'Show the compiled plan of one node (or every node)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand help; and not __fish_seen_subcommand_from inventory plan render agent status build-image lab pki help" -f -a "render" -d 'Write a node\'s overlay tree: configs, units and /etc/pigsty/node.json'
+complete -c pigsty -n "__fish_pigsty_using_subcommand help; and not __fish_seen_subcommand_from inventory plan render agent status build-image lab pki help" -f -a "agent" -d 'Run on the node: the first-boot join, and where it stands'
+complete -c pigsty -n "__fish_pigsty_using_subcommand help; and not __fish_seen_subcommand_from inventory plan render agent status build-image lab pki help" -f -a "status" -d 'The fleet\'s join state, as the nodes reported it to etcd (/pigsty/nodes/)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand help; and not __fish_seen_subcommand_from inventory plan render agent status build-image lab pki help" -f -a "build-image" -d 'Build bootable images of one node (or all nodes) into OUT/<nodename>/'
+complete -c pigsty -n "__fish_pigsty_using_subcommand help; and not __fish_seen_subcommand_from inventory plan render agent status build-image lab pki help" -f -a "lab" -d 'Boot the inventory as qemu VMs on this machine (default: the built-in lab.yml)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand help; and not __fish_seen_subcommand_from inventory plan render agent status build-image lab pki help" -f -a "pki" -d 'The fleet CA and node certificates, in files/pki beside the inventory'
+complete -c pigsty -n "__fish_pigsty_using_subcommand help; and not __fish_seen_subcommand_from inventory plan render agent status build-image lab pki help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c pigsty -n "__fish_pigsty_using_subcommand help; and __fish_seen_subcommand_from inventory" -f -a "check" -d 'Validate the inventory: exit 0 when valid, 2 when not (every error is listed)'
 complete -c pigsty -n "__fish_pigsty_using_subcommand help; and __fish_seen_subcommand_from inventory" -f -a "list" -d 'One row per node: ip, nodename, roles, modules'
 complete -c pigsty -n "__fish_pigsty_using_subcommand help; and __fish_seen_subcommand_from agent" -f -a "firstboot" -d 'Join this node into its clusters, in order (run once by pigsty-firstboot.service)'
@@ -214,3 +260,5 @@ complete -c pigsty -n "__fish_pigsty_using_subcommand help; and __fish_seen_subc
 complete -c pigsty -n "__fish_pigsty_using_subcommand help; and __fish_seen_subcommand_from lab" -f -a "start" -d 'Boot a node from its current disk (no wait)'
 complete -c pigsty -n "__fish_pigsty_using_subcommand help; and __fish_seen_subcommand_from lab" -f -a "wait" -d 'Wait until every agent reports done'
 complete -c pigsty -n "__fish_pigsty_using_subcommand help; and __fish_seen_subcommand_from lab" -f -a "logs" -d 'Print a node\'s journal (kept on the host, also after the VM is gone)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand help; and __fish_seen_subcommand_from pki" -f -a "list" -d 'The CA and every node certificate issued: names, dates'
+complete -c pigsty -n "__fish_pigsty_using_subcommand help; and __fish_seen_subcommand_from pki" -f -a "issue" -d 'Issue a node a new key pair and certificate (creating the CA if there is none)'

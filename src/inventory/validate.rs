@@ -352,6 +352,7 @@ fn read_node(r: &mut VarReader<'_>, key: &Key, member: Membership) -> Option<Nod
         minio,
         redis,
         repos,
+        tls: None,
         source: crate::model::NodeSource {
             host: key.loc,
             vars: std::sync::Arc::new(

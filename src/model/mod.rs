@@ -100,6 +100,19 @@ pub struct Node {
     /// Where the inventory defines this host and its variables.
     #[serde(skip)]
     pub source: NodeSource,
+    /// The node's certificate from the fleet CA, once the PKI is opened
+    /// (`build-image` creates it; `render` and `plan` use one that exists).
+    #[serde(skip)]
+    pub tls: Option<std::sync::Arc<NodeTls>>,
+}
+
+/// A node's key pair and certificate signed by the fleet CA, with the CA certificate
+/// (PEM each).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeTls {
+    pub ca: String,
+    pub cert: String,
+    pub key: String,
 }
 
 /// Where an inventory wrote one host: its key, and each variable it set for it

@@ -51,7 +51,7 @@ pub fn context(fleet: &Fleet, node: &Node) -> Result<Value, PgsqlError> {
         return Ok(Value::Null);
     };
     let p = &pg.params;
-    let params = conf::parameters(p, &pg.cluster).map_err(fail(PATRONI_YML))?;
+    let params = conf::parameters(p, &pg.cluster, node.tls.is_some()).map_err(fail(PATRONI_YML))?;
     let listen = pgbouncer::listen_hosts(p).map_err(fail(PATRONI_YML))?;
     let patroni = patroni::patroni(fleet, node, pg, &params, &listen).map_err(fail(PATRONI_YML))?;
     let env = hba_env(fleet, node, pg);
@@ -63,7 +63,7 @@ pub fn context(fleet: &Fleet, node: &Node) -> Result<Value, PgsqlError> {
     ctx["patroni"] = json!(patroni);
     ctx["sized"] = json!(params.sized);
     ctx["hba"] = json!(pg_hba);
-    ctx["pgbouncer"] = pgbouncer_context(pg, &env, &listen)?;
+    ctx["pgbouncer"] = pgbouncer_context(pg, &env, &listen, node.tls.is_some())?;
     ctx["haproxy"] = haproxy_context(fleet, pg)?;
     ctx["pgbackrest"] = backrest_context(pg)?;
     ctx["sql"] = sql_context(pg)?;
@@ -132,6 +132,7 @@ fn pgbouncer_context(
     pg: &PgInstance,
     env: &hba::HbaEnv,
     listen: &str,
+    tls: bool,
 ) -> Result<Value, PgsqlError> {
     let p = &pg.params;
     let f = fail(PGBOUNCER_INI);
@@ -158,8 +159,8 @@ fn pgbouncer_context(
         "port": p.pgbouncer_port,
         "pool_mode": p.pgbouncer_poolmode,
         "sslmode": p.pgbouncer_sslmode,
-        "ssl_cert": conf::SSL_CERT,
-        "ssl_key": conf::SSL_KEY,
+        "ssl_cert": conf::server_pair(tls).0,
+        "ssl_key": conf::server_pair(tls).1,
         "socket_dir": conf::SOCKET_DIR,
         "admin_users": names("admin user", [&p.pg_dbsu, &p.pg_admin_username]).map_err(&f)?,
         "stats_users": names("stats user", [&p.pg_dbsu, &p.pg_monitor_username]).map_err(&f)?,

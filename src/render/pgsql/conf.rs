@@ -44,6 +44,20 @@ const PATRONI_OWNED: &[&str] = &["listen_addresses", "port", "cluster_name", "ho
 /// CA instead; this pair exists on every Debian node without a CA.
 pub const SSL_CERT: &str = "/etc/ssl/certs/ssl-cert-snakeoil.pem";
 pub const SSL_KEY: &str = "/etc/ssl/private/ssl-cert-snakeoil.key";
+/// With the fleet CA: the node's pair and the CA, where Pigsty puts them.
+pub const CA_CERT: &str = "/pg/cert/ca.crt";
+pub const SERVER_CERT: &str = "/pg/cert/server.crt";
+pub const SERVER_KEY: &str = "/pg/cert/server.key";
+
+/// The certificate and key PostgreSQL (and pgbouncer) serve: the node's from the
+/// fleet CA when it has one, else the snakeoil pair.
+pub fn server_pair(tls: bool) -> (&'static str, &'static str) {
+    if tls {
+        (SERVER_CERT, SERVER_KEY)
+    } else {
+        (SSL_CERT, SSL_KEY)
+    }
+}
 pub const LOG_DIR: &str = "/pg/log/postgres";
 pub const SOCKET_DIR: &str = "/var/run/postgresql";
 
@@ -70,12 +84,20 @@ pub fn sizing(p: &PgParams) -> PgSizing {
     }
 }
 
-/// The parameters of one instance: template, libraries, then `pg_parameters`.
-pub fn parameters(p: &PgParams, cluster: &str) -> Result<Parameters, String> {
+/// The parameters of one instance: template, libraries, then `pg_parameters`. With
+/// `tls` (the node has a certificate from the fleet CA) it serves that pair and
+/// trusts the CA for client certificates (`ssl_ca_file`), as Pigsty does.
+pub fn parameters(p: &PgParams, cluster: &str, tls: bool) -> Result<Parameters, String> {
     let libs = libraries(&p.pg_libs);
     let mut all = BTreeMap::new();
     for (k, v) in template(p, &libs, cluster) {
         all.insert(k.to_string(), v);
+    }
+    if tls {
+        let (cert, key) = server_pair(true);
+        all.insert("ssl_cert_file".into(), cert.into());
+        all.insert("ssl_key_file".into(), key.into());
+        all.insert("ssl_ca_file".into(), CA_CERT.into());
     }
     for (k, v) in &p.pg_parameters {
         check_parameter(k, &v.0)?;
