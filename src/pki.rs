@@ -211,7 +211,7 @@ impl Pki {
     /// names.
     pub fn current(&self, node: &Node) -> anyhow::Result<Option<NodeCert>> {
         let kept = self.issued(&node.nodename)?;
-        if !kept.is_some_and(|i| i.sans == sans_of(node)) {
+        if kept.is_none_or(|i| i.sans != sans_of(node)) {
             return Ok(None);
         }
         Ok(Some(NodeCert {
