@@ -75,7 +75,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
             let loaded = load(&source)?;
             pki(&loaded.fleet, &pki_dir(cli, &source, &cwd), cmd, out)
         }
-        Command::Lab(cmd) => lab(&source, cmd, out),
+        Command::Lab(cmd) => lab(&source, cli.pki.as_deref(), cmd, out),
     }
 }
 
@@ -172,7 +172,12 @@ fn lab_dir(d: &crate::cli::LabDir) -> std::path::PathBuf {
     d.dir.clone().unwrap_or_else(crate::lab::default_dir)
 }
 
-fn lab(source: &Source, cmd: &crate::cli::LabCommand, out: &mut dyn Write) -> Result<(), Error> {
+fn lab(
+    source: &Source,
+    pki: Option<&std::path::Path>,
+    cmd: &crate::cli::LabCommand,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
     use crate::cli::LabCommand as C;
     use crate::lab::Lab;
     match cmd {
@@ -210,7 +215,11 @@ fn lab(source: &Source, cmd: &crate::cli::LabCommand, out: &mut dyn Write) -> Re
                     tree.display()
                 )));
             }
-            let (lab, ready) = crate::lab::up(&loaded.fleet, &opts).map_err(|e| {
+            // The lab's own fleet CA (in the lab directory unless --pki says where):
+            // its nodes serve certificates from it, as built images do.
+            let pki_dir = pki.map_or_else(|| opts.dir.join("pki"), std::path::Path::to_path_buf);
+            let fleet = certified(&loaded.fleet, &pki_dir, true)?;
+            let (lab, ready) = crate::lab::up(&fleet, &opts).map_err(|e| {
                 if e.to_string().contains("--extra-tree") {
                     Error::Usage(format!("{e:#}"))
                 } else {

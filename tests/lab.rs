@@ -521,6 +521,18 @@ fn e2e() {
     );
     // pgbouncer answers on 6432 for the database.
     assert_eq!(psql("10.10.10.11", 6432, "SELECT 1").unwrap(), "1");
+    // PostgreSQL serves the node's certificate from the lab's fleet CA: a client that
+    // trusts that CA alone verifies it by the node's address (libpq verify-full).
+    let ca = lab_dir().join("pki/ca/ca.crt");
+    for (name, ip) in NODES {
+        let tls = psql(
+            &format!("{ip} sslmode=verify-full sslrootcert={}", ca.display()),
+            5432,
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+        )
+        .unwrap_or_else(|e| panic!("{name}: a verify-full connection: {e}"));
+        assert_eq!(tls, "t", "{name}");
+    }
     // The cluster VIP (pg_vip_enabled) reaches the primary.
     until(
         "the VIP on the primary",
