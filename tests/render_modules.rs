@@ -2087,3 +2087,50 @@ fn pushgateway_takes_a_push_with_the_rendered_arguments() {
     }
     assert!(checked >= 2, "only {checked} pushgateways checked");
 }
+
+/// The MinIO users' secrets reach only the member that creates the users (the first,
+/// in its `minio-buckets` step); every member still has the root credentials its
+/// server runs with.
+#[test]
+fn minio_user_secrets_reach_only_the_member_that_creates_users() {
+    let text = "all:
+  children:
+    minio:
+      hosts:
+        10.10.10.10: { minio_seq: 1 }
+        10.10.10.11: { minio_seq: 2 }
+        10.10.10.12: { minio_seq: 3 }
+      vars:
+        minio_cluster: minio
+        minio_users: [ { access_key: backup, secret_key: S3cret.Of.Backup, policy: readwrite } ]
+  vars: { admin_ip: 10.10.10.10 }
+";
+    let loaded = pigsty::inventory::load_str("minio.yml", text).unwrap();
+    let compiled = compile_fleet(&loaded.fleet);
+    let holds = |c: &Compiled, secret: &str| {
+        c.files
+            .iter()
+            .filter(|f| String::from_utf8_lossy(&f.content).contains(secret))
+            .map(|f| f.path.clone())
+            .collect::<Vec<_>>()
+    };
+    let root = &loaded.fleet.nodes[0]
+        .minio
+        .as_ref()
+        .unwrap()
+        .params
+        .minio_secret_key;
+    for (i, c) in compiled.iter().enumerate() {
+        let users = holds(c, "S3cret.Of.Backup");
+        if i == 0 {
+            assert_eq!(users, ["/etc/pigsty/node.json"], "the first member");
+        } else {
+            assert!(users.is_empty(), "member {}: {users:?}", i + 1);
+        }
+        assert!(
+            !holds(c, root).is_empty(),
+            "member {} lacks the root secret",
+            i + 1
+        );
+    }
+}

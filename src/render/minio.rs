@@ -40,16 +40,18 @@ pub fn context(fleet: &Fleet, node: &Node) -> Value {
 
 /// What the first-boot agent needs: endpoints, root keys, buckets and users. The data
 /// directories are empty when `minio_data` cannot be expanded: the render of the
-/// files that need them fails first.
+/// files that need them fails first. Buckets and users are made by the first member
+/// alone (its `minio-buckets` step), so only its image holds the users' secrets.
 pub fn agent(fleet: &Fleet, node: &Node) -> Option<MinioInfo> {
     let m = node.minio.as_ref()?;
     let p = &m.params;
     let members = fleet.minio_members(&m.cluster);
+    let first = members.first().is_some_and(|f| f.ip == node.ip);
     Some(MinioInfo {
         cluster: m.cluster.clone(),
         name: m.name.clone(),
         seq: m.seq,
-        first: members.first().is_some_and(|f| f.ip == node.ip),
+        first,
         port: p.minio_port,
         server_bin: p.minio_server_bin.clone(),
         access_key: p.minio_access_key.clone(),
@@ -80,6 +82,7 @@ pub fn agent(fleet: &Fleet, node: &Node) -> Option<MinioInfo> {
         users: p
             .minio_users
             .iter()
+            .filter(|_| first)
             .map(|u| MinioUser {
                 access_key: u.access_key.clone(),
                 secret_key: u.secret_key.clone(),
