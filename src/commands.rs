@@ -557,11 +557,18 @@ fn write_table<const N: usize>(
     Ok(())
 }
 
+/// The node `--role` names, or every node.
+fn selected<'a>(fleet: &'a Fleet, role: Option<&str>) -> Result<Vec<&'a Node>, Error> {
+    match role {
+        Some(name) => Ok(vec![
+            fleet.find(name).map_err(|e| Error::Usage(e.to_string()))?,
+        ]),
+        None => Ok(fleet.nodes.iter().collect()),
+    }
+}
+
 fn plan(fleet: &Fleet, args: &PlanArgs, out: &mut dyn Write) -> Result<(), Error> {
-    let nodes: Vec<&Node> = match &args.role {
-        Some(name) => vec![fleet.find(name).map_err(|e| Error::Usage(e.to_string()))?],
-        None => fleet.nodes.iter().collect(),
-    };
+    let nodes = selected(fleet, args.role.as_deref())?;
     // Nodes compile independently: spread them over the cores.
     let plans: Vec<NodePlan> = nodes
         .into_par_iter()
@@ -652,10 +659,7 @@ fn render(fleet: &Fleet, args: &RenderArgs, out: &mut dyn Write) -> Result<(), E
 /// Each node's build replaces out/<nodename>: only a directory an earlier build wrote
 /// (it holds manifest.json). Checked before anything is created, the PKI included.
 fn check_build_out(fleet: &Fleet, args: &BuildImageArgs) -> Result<(), Error> {
-    let nodes: Vec<&Node> = match &args.role {
-        Some(name) => vec![fleet.find(name).map_err(|e| Error::Usage(e.to_string()))?],
-        None => fleet.nodes.iter().collect(),
-    };
+    let nodes = selected(fleet, args.role.as_deref())?;
     for n in nodes {
         crate::render::write::check_replaceable(&args.out.join(&n.nodename), "manifest.json")
             .map_err(Error::Usage)?;
@@ -664,10 +668,7 @@ fn check_build_out(fleet: &Fleet, args: &BuildImageArgs) -> Result<(), Error> {
 }
 
 fn build_image(fleet: &Fleet, args: &BuildImageArgs, out: &mut dyn Write) -> Result<(), Error> {
-    let nodes: Vec<&Node> = match &args.role {
-        Some(name) => vec![fleet.find(name).map_err(|e| Error::Usage(e.to_string()))?],
-        None => fleet.nodes.iter().collect(),
-    };
+    let nodes = selected(fleet, args.role.as_deref())?;
     let compiled: Vec<(&Node, Compiled)> = nodes
         .into_par_iter()
         .map(|n| {

@@ -2038,12 +2038,7 @@ fn pushgateway_takes_a_push_with_the_rendered_arguments() {
             );
             let path = tmp.path().join(format!("{}-pushgateway", inv.name));
             std::fs::write(&path, &env.content).unwrap();
-            let out = output(
-                Command::new("sh")
-                    .arg("-c")
-                    .arg(format!(". {}; printf %s \"$ARGS\"", path.display())),
-            );
-            let args = String::from_utf8_lossy(&out.stdout).into_owned();
+            let args = read_env(&path, "ARGS");
             assert_eq!(
                 args, "--web.listen-address=:9091 --persistence.interval=1m",
                 "{}",

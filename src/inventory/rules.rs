@@ -410,7 +410,7 @@ fn ports(r: &mut VarReader<'_>, node: &Node) {
         }
         if p.pushgateway_enabled.0 {
             add(
-                crate::render::infra::PUSHGATEWAY_PORT,
+                crate::model::PUSHGATEWAY_PORT,
                 "Pushgateway (pushgateway_enabled)",
                 "pushgateway_enabled",
                 vec![],

@@ -341,6 +341,9 @@ pub fn serde_plain<T: Serialize>(v: &T) -> String {
     }
 }
 
+/// Pushgateway's port on an infra node (Pigsty 3 had no parameter for it).
+pub const PUSHGATEWAY_PORT: u16 = 9091;
+
 /// The port an infra node serves the fleet's logs on: Debian's
 /// systemd-journal-gatewayd socket.
 pub const LOG_READER_PORT: u16 = 19531;

@@ -5,7 +5,7 @@
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::model::{Fleet, Node};
+use crate::model::{Fleet, Node, PUSHGATEWAY_PORT};
 
 /// One scrape target: an exporter of one instance.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -248,9 +248,6 @@ fn ping(fleet: &Fleet) -> Job {
 }
 
 type TargetsOf = fn(&Node) -> Vec<Target>;
-
-/// Pushgateway's port on an infra node (Pigsty 3 had no parameter for it).
-pub const PUSHGATEWAY_PORT: u16 = 9091;
 
 /// Job name, metrics path, and the targets one node contributes.
 const JOBS: [(&str, &str, TargetsOf); 11] = [
