@@ -212,15 +212,13 @@ fn preflight_missing(
             continue;
         }
         let repos = &compiled.plan.image.repositories;
-        let pg: Vec<String> = compiled
-            .plan
-            .packages
-            .iter()
-            .filter(|p| p.starts_with("postgresql-"))
-            .cloned()
-            .collect();
-        if checked.insert((serde_json::to_string(repos).unwrap_or_default(), pg.clone())) {
-            sources::preflight(catalog, repos, &pg)
+        // preflight picks the packages only other repositories give (beyond_base).
+        let packages = &compiled.plan.packages;
+        if checked.insert((
+            serde_json::to_string(repos).unwrap_or_default(),
+            packages.clone(),
+        )) {
+            sources::preflight(catalog, repos, packages)
                 .with_context(|| format!("checking the repositories of {}", node.nodename))?;
         }
     }

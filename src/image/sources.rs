@@ -82,7 +82,8 @@ fn dist_url(repo: &Repository, file: &str) -> String {
 
 /// Packages of a node that only the repositories beyond the base's archive can
 /// give, as far as the catalogs know: those of a PostgreSQL major the base does not
-/// ship (`postgresql-18`, `postgresql-client-18`, `postgresql-18-postgis-3`).
+/// ship (`postgresql-18`, `postgresql-client-18`, `postgresql-18-postgis-3`), and
+/// Grafana (Pigsty's `infra` repository).
 fn beyond_base(base: &Catalog, packages: &[String]) -> Vec<String> {
     packages
         .iter()
@@ -91,6 +92,7 @@ fn beyond_base(base: &Catalog, packages: &[String]) -> Vec<String> {
                 .strip_prefix("postgresql-")
                 .and_then(|rest| rest.split('-').find_map(|w| w.parse::<u32>().ok()));
             major.is_some_and(|m| !base.pg_versions.contains(&m))
+                || base.feature("grafana").contains(p)
         })
         .cloned()
         .collect()
@@ -257,12 +259,13 @@ mod tests {
             "postgresql-client-18",
             "postgresql-17",
             "patroni",
+            "grafana",
         ]
         .map(String::from)
         .into();
         assert_eq!(
             beyond_base(base, &pkgs),
-            ["postgresql-18", "postgresql-client-18"]
+            ["postgresql-18", "postgresql-client-18", "grafana"]
         );
         let flat = Repository {
             suite: "./".into(),
