@@ -60,7 +60,8 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
         }
         Command::Status(args) => {
             let loaded = load(&source)?;
-            fleet_status(&loaded.fleet, args, out)
+            let dir = pki_dir(cli, &source, &cwd);
+            fleet_status(&certified(&loaded.fleet, &dir, false)?, &dir, args, out)
         }
         Command::BuildImage(args) => {
             let loaded = load(&source)?;
@@ -192,6 +193,7 @@ fn lab(
                 timeout: std::time::Duration::from_secs(args.timeout),
                 cache: crate::image::layer::cache_dir(),
                 uefi: args.uefi.clone(),
+                etcd_access: None,
             };
             if let Some(name) = opts
                 .uefi
@@ -219,6 +221,10 @@ fn lab(
             // its nodes serve certificates from it, as built images do.
             let pki_dir = pki.map_or_else(|| opts.dir.join("pki"), std::path::Path::to_path_buf);
             let fleet = certified(&loaded.fleet, &pki_dir, true)?;
+            let mut opts = opts;
+            if let Some(pki) = crate::pki::Pki::open(&pki_dir)? {
+                opts.etcd_access = crate::pki::operator_access(&fleet, &pki)?;
+            }
             let (lab, ready) = crate::lab::up(&fleet, &opts).map_err(|e| {
                 if e.to_string().contains("--extra-tree") {
                     Error::Usage(format!("{e:#}"))
@@ -745,27 +751,36 @@ fn mark_unhealthy(
     }
 }
 
+/// `pigsty status`: with a fleet CA, etcd is reached over TLS with the operator's
+/// client certificate (issued beside the CA) as root.
 fn fleet_status(
     fleet: &Fleet,
+    pki_dir: &std::path::Path,
     args: &crate::cli::StatusArgs,
     out: &mut dyn Write,
 ) -> Result<(), Error> {
+    let files = match crate::pki::Pki::open(pki_dir)? {
+        Some(pki) => crate::pki::operator_access(fleet, &pki)?,
+        None => None,
+    };
+    let access = crate::agent::etcd::load_access(files.as_ref())?;
     let endpoints: Vec<String> = if args.endpoint.is_empty() {
         fleet
             .etcd_members("etcd")
             .iter()
             .filter_map(|n| {
                 let e = n.etcd.as_ref()?;
-                Some(format!("http://{}:{}", n.ip, e.params.etcd_port))
+                Some(format!("{}://{}:{}", access.scheme(), n.ip, e.params.etcd_port))
             })
             .collect()
     } else {
         args.endpoint.clone()
     };
-    let reported = crate::agent::read_fleet(&endpoints, std::time::Duration::from_secs(5))?;
+    let timeout = std::time::Duration::from_secs(5);
+    let reported = crate::agent::read_fleet(&endpoints, timeout, &access)?;
     let mut rows = crate::agent::fleet_rows(fleet, &reported);
     // A node done long ago may have fallen out of its clusters since.
-    match crate::agent::fleet::read_live(fleet, &endpoints, std::time::Duration::from_secs(5)) {
+    match crate::agent::fleet::read_live(fleet, &endpoints, timeout, &access) {
         Ok(live) => mark_unhealthy(fleet, &live, &mut rows),
         Err(e) => tracing::warn!("reading the clusters' live membership: {e:#}"),
     }

@@ -21,6 +21,45 @@ pub fn client(connect: Duration, request: Duration) -> anyhow::Result<Client> {
         .context("building the HTTP client")
 }
 
+/// What a client presents and trusts on the fleet's TLS links (PEM each): the fleet
+/// CA, the only root it trusts, and its own certificate and key, for servers that ask
+/// for a client certificate (etcd).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tls {
+    pub ca: String,
+    pub cert: String,
+    pub key: String,
+}
+
+impl Tls {
+    /// Read the three PEM files.
+    pub fn read(ca: &str, cert: &str, key: &str) -> anyhow::Result<Tls> {
+        let read = |p: &str| std::fs::read_to_string(p).with_context(|| format!("reading {p}"));
+        Ok(Tls {
+            ca: read(ca)?,
+            cert: read(cert)?,
+            key: read(key)?,
+        })
+    }
+}
+
+/// [`client`], trusting only the fleet CA and presenting the node's certificate.
+pub fn client_tls(connect: Duration, request: Duration, tls: &Tls) -> anyhow::Result<Client> {
+    let ca = reqwest::Certificate::from_pem(tls.ca.as_bytes()).context("reading the CA certificate")?;
+    let identity = reqwest::Identity::from_pem(format!("{}\n{}", tls.cert, tls.key).as_bytes())
+        .context("reading the client certificate and key")?;
+    Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(ca)
+        .identity(identity)
+        .connect_timeout(connect)
+        .timeout(request)
+        .no_proxy()
+        .build()
+        .context("building the HTTPS client")
+}
+
 /// `GET url`: the status code and body text.
 pub fn get(http: &Client, url: &str) -> anyhow::Result<(u16, String)> {
     answer("GET", url, http.get(url).send())

@@ -47,7 +47,16 @@ pub struct Issued {
     /// Issue and expiry dates, RFC 3339 (UTC).
     pub not_before: String,
     pub not_after: String,
+    /// The certificate's shape: [`PROFILE`] now. Older ones (a common name, which
+    /// etcd's JSON gateway refuses from a client) are issued again.
+    #[serde(default)]
+    pub profile: u32,
 }
+
+/// The shape of node certificates issued now: no common name (names are in the SANs;
+/// etcd's gateway refuses a client certificate with one), the nodename as the
+/// organizational unit.
+pub const PROFILE: u32 = 2;
 
 /// The PKI directory of an inventory file: `files/pki` beside it, as in Pigsty.
 pub fn dir_beside(inventory: &Path) -> PathBuf {
@@ -211,7 +220,7 @@ impl Pki {
     /// names.
     pub fn current(&self, node: &Node) -> anyhow::Result<Option<NodeCert>> {
         let kept = self.issued(&node.nodename)?;
-        if kept.is_none_or(|i| i.sans != sans_of(node)) {
+        if kept.is_none_or(|i| i.sans != sans_of(node) || i.profile != PROFILE) {
             return Ok(None);
         }
         Ok(Some(NodeCert {
@@ -235,8 +244,8 @@ impl Pki {
         let key = KeyPair::generate().context("generating a node key")?;
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, node.nodename.as_str());
         dn.push(DnType::OrganizationName, "pigsty");
+        dn.push(DnType::OrganizationalUnitName, node.nodename.as_str());
         params.distinguished_name = dn;
         params.subject_alt_names = sans
             .iter()
@@ -269,6 +278,7 @@ impl Pki {
             sans,
             not_before: rfc3339(params.not_before),
             not_after: rfc3339(params.not_after),
+            profile: PROFILE,
         };
         let out = NodeCert {
             ca: self.ca_pem.clone(),
@@ -292,18 +302,106 @@ impl Pki {
     }
 }
 
+impl Pki {
+    /// A client identity for the operator's tools (`pigsty status`, the lab): a key
+    /// pair and a client-only certificate kept in `clients/<name>.{key,crt}`, issued
+    /// once. It carries no SAN and no common name: it proves only that its holder has
+    /// the CA's trust; etcd still asks for a user and password.
+    pub fn client(&self, name: &str) -> anyhow::Result<NodeCert> {
+        let (key_path, crt_path) = (
+            self.dir.join("clients").join(format!("{name}.key")),
+            self.dir.join("clients").join(format!("{name}.crt")),
+        );
+        if key_path.exists() && crt_path.exists() {
+            return Ok(NodeCert {
+                ca: self.ca_pem.clone(),
+                cert: read(&crt_path)?,
+                key: read(&key_path)?,
+            });
+        }
+        let key = KeyPair::generate().context("generating a client key")?;
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::OrganizationName, "pigsty");
+        dn.push(DnType::OrganizationalUnitName, name);
+        params.distinguished_name = dn;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.use_authority_key_identifier_extension = true;
+        let now = today();
+        params.not_before = now - time::Duration::days(1);
+        params.not_after = now + time::Duration::days(NODE_DAYS);
+        let issuer = Issuer::from_ca_cert_pem(&self.ca_pem, &self.ca_key)
+            .context("reading the CA certificate")?;
+        let cert = params
+            .signed_by(&key, &issuer)
+            .with_context(|| format!("signing the client certificate {name}"))?;
+        let out = NodeCert {
+            ca: self.ca_pem.clone(),
+            cert: cert.pem(),
+            key: key.serialize_pem(),
+        };
+        write_file(&key_path, out.key.as_bytes(), 0o600)?;
+        write_file(&crt_path, out.cert.as_bytes(), 0o644)?;
+        Ok(out)
+    }
+}
+
+/// The client identity of the operator's tools.
+pub const OPERATOR: &str = "pigsty-admin";
+
+/// How the operator's tools reach a certified fleet's etcd (cluster `etcd`): TLS with
+/// the operator's client certificate, as root. None when the fleet has no certificates
+/// (its etcd then speaks plain http) or no etcd.
+pub fn operator_access(
+    fleet: &Fleet,
+    pki: &Pki,
+) -> anyhow::Result<Option<crate::agent::etcd::AccessFiles>> {
+    if fleet.nodes.iter().any(|n| n.tls.is_none()) {
+        return Ok(None);
+    }
+    let Some(root) = fleet
+        .etcd_members("etcd")
+        .first()
+        .and_then(|m| m.etcd.as_ref())
+        .map(|e| e.params.etcd_root_password.clone())
+    else {
+        return Ok(None);
+    };
+    pki.client(OPERATOR)?;
+    let path = |p: PathBuf| p.to_string_lossy().into_owned();
+    Ok(Some(crate::agent::etcd::AccessFiles {
+        ca: path(pki.dir.join("ca/ca.crt")),
+        cert: path(pki.dir.join("clients").join(format!("{OPERATOR}.crt"))),
+        key: path(pki.dir.join("clients").join(format!("{OPERATOR}.key"))),
+        user: "root".into(),
+        password: root,
+    }))
+}
+
 /// The fleet with each node's certificate from `pki`. With `issue` (a build), a node
 /// without a current one is issued one; without (`render`, `plan`, which write nothing
 /// beside the inventory), it has none and serves the snakeoil pair.
+///
+/// A fleet is secured as a whole or not at all: etcd's members and clients must agree
+/// on https and on who holds a certificate, so unless every node has a current
+/// certificate, none gets one.
 pub fn with_certs(fleet: &Fleet, pki: &Pki, issue: bool) -> anyhow::Result<Fleet> {
     let mut out = fleet.clone();
+    let mut all = true;
     for n in &mut out.nodes {
         let cert = if issue {
             Some(pki.node(n)?)
         } else {
             pki.current(n)?
         };
+        all &= cert.is_some();
         n.tls = cert.map(std::sync::Arc::new);
+    }
+    if !all {
+        for n in &mut out.nodes {
+            n.tls = None;
+        }
     }
     Ok(out)
 }

@@ -27,12 +27,9 @@ fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
 
 const ETCD: &str = "/usr/bin/etcd";
 
-fn client(net: &str, n: usize, ports: &[(u16, u16)]) -> Client {
-    Client::new(
-        &format!("http://{net}.{n}:{}", ports[n - 1].0),
-        Duration::from_secs(2),
-    )
-    .unwrap()
+/// A root client of member `n` of the fleet under `base`.
+fn client(base: &std::path::Path, net: &str, n: usize, ports: &[(u16, u16)]) -> Client {
+    support::root_client(base, &format!("https://{net}.{n}:{}", ports[n - 1].0))
 }
 
 /// Three members boot at once, then a fourth joins (killed twice on the way), then
@@ -66,7 +63,7 @@ fn three_bootstrap_a_fourth_joins_a_reimaged_member_rejoins() {
             assert_eq!(state.steps["etcd"].status, StepStatus::Done);
         }
     });
-    let members = client(net, 1, &ports).member_list().unwrap();
+    let members = client(tmp.path(), net, 1, &ports).member_list().unwrap();
     assert_eq!(members.len(), 3);
     assert!(members.iter().all(|m| m.started() && !m.is_learner));
     eprintln!("bootstrap of 3: {:?}", t0.elapsed());
@@ -90,7 +87,7 @@ fn three_bootstrap_a_fourth_joins_a_reimaged_member_rejoins() {
         "{:?}",
         state.steps["etcd"]
     );
-    let members = client(net, 1, &ports).member_list().unwrap();
+    let members = client(tmp.path(), net, 1, &ports).member_list().unwrap();
     assert_eq!(members.len(), 4);
     assert!(
         members.iter().all(|m| m.started() && !m.is_learner),
@@ -112,7 +109,7 @@ fn three_bootstrap_a_fourth_joins_a_reimaged_member_rejoins() {
         .firstboot(&reimaged.options(wait))
         .unwrap_or_else(|e| panic!("{e:#}\n{}", reimaged.log("etcd.log")));
     assert!(state.done);
-    let members = client(net, 1, &ports).member_list().unwrap();
+    let members = client(tmp.path(), net, 1, &ports).member_list().unwrap();
     let new = members
         .iter()
         .find(|m| m.name == "etcd-2")
@@ -127,9 +124,10 @@ fn three_bootstrap_a_fourth_joins_a_reimaged_member_rejoins() {
 
     // 4. Every node reported its state to etcd; `pigsty status` reads it from there.
     let urls: Vec<String> = (1..=4)
-        .map(|i| format!("http://{net}.{i}:{}", ports[i - 1].0))
+        .map(|i| format!("https://{net}.{i}:{}", ports[i - 1].0))
         .collect();
-    let fleet = pigsty::agent::read_fleet(&urls, Duration::from_secs(2)).unwrap();
+    let access = support::root_access(tmp.path());
+    let fleet = pigsty::agent::read_fleet(&urls, Duration::from_secs(2), &access).unwrap();
     assert_eq!(fleet.len(), 4, "{:?}", fleet.keys());
     assert!(fleet.values().all(|s| s.done));
     let loaded = pigsty::inventory::load_str("v2.yml", &v2).unwrap();
@@ -143,16 +141,16 @@ fn three_bootstrap_a_fourth_joins_a_reimaged_member_rejoins() {
     // 6. A member removed after its join is no longer healthy, whatever its agent
     //    reported: `pigsty status` reads the live membership beside the reports.
     let live =
-        pigsty::agent::fleet::read_live(&loaded.fleet, &urls, Duration::from_secs(2)).unwrap();
+        pigsty::agent::fleet::read_live(&loaded.fleet, &urls, Duration::from_secs(2), &access).unwrap();
     for node in &loaded.fleet.nodes {
         let p = pigsty::agent::fleet::problems(node, &live);
         assert!(p.is_empty(), "{}: {p:?}", node.nodename);
     }
-    let members = client(net, 1, &ports).member_list().unwrap();
+    let members = client(tmp.path(), net, 1, &ports).member_list().unwrap();
     let gone = members.iter().find(|m| m.name == "etcd-4").unwrap().id;
-    client(net, 1, &ports).member_remove(gone).unwrap();
+    client(tmp.path(), net, 1, &ports).member_remove(gone).unwrap();
     let live =
-        pigsty::agent::fleet::read_live(&loaded.fleet, &urls, Duration::from_secs(2)).unwrap();
+        pigsty::agent::fleet::read_live(&loaded.fleet, &urls, Duration::from_secs(2), &access).unwrap();
     let four = loaded
         .fleet
         .nodes
@@ -233,7 +231,7 @@ fn join_fails_clearly_when_the_cluster_lost_quorum() {
     assert_eq!(state.steps["etcd"].status, StepStatus::Failed);
     assert!(state.steps["etcd"].error.contains("quorum"));
     // The cluster holds the three voters and the learner, nothing more.
-    let members = client(net, 1, &ports).member_list().unwrap();
+    let members = client(tmp.path(), net, 1, &ports).member_list().unwrap();
     assert_eq!(members.len(), 4, "{members:?}");
     assert_eq!(members.iter().filter(|m| m.is_learner).count(), 1);
 }
@@ -401,7 +399,7 @@ fn a_killed_agent_process_resumes() {
         .load()
         .unwrap();
     assert!(state.done, "{}", state.summary());
-    let members = client(net, 1, &ports).member_list().unwrap();
+    let members = client(tmp.path(), net, 1, &ports).member_list().unwrap();
     assert_eq!(members.len(), 4, "{members:?}");
     assert!(
         members.iter().all(|m| m.started() && !m.is_learner),
@@ -444,7 +442,7 @@ fn stopped_joins_show_in_agent_status_and_fleet_status() {
         let at = l.find("etcd_port: ").unwrap() + 11;
         l[at..].split(',').next().unwrap().parse::<u16>().unwrap()
     };
-    let etcd_url = format!("http://{net}.1:{etcd_port}");
+    let etcd_url = format!("https://{net}.1:{etcd_port}");
     let primary = TestNode::render(tmp.path(), "n1", &inv, "pg-t-1");
     let replica = TestNode::render(tmp.path(), "n2", &inv, "pg-t-2");
 
@@ -517,8 +515,7 @@ fn stopped_joins_show_in_agent_status_and_fleet_status() {
 
     // 5. `pigsty status -i` reads every node's report from etcd: the two that ran,
     //    the one that never did, and a report from a node the inventory lacks.
-    Client::new(&etcd_url, Duration::from_secs(2))
-        .unwrap()
+    support::root_client(tmp.path(), &etcd_url)
         .put(
             &format!("{}ghost", pigsty::agent::NODES_PREFIX),
             br#"{"node":"ghost","done":true,"order":["done"]}"#,

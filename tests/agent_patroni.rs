@@ -9,7 +9,6 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use pigsty::agent::etcd::Client;
 use support::{
     PATRONI, PG_BIN, TestNode, pg_inventory, prepare_patroni, psql, require_root, require_tools,
 };
@@ -159,11 +158,7 @@ fn missing_leader_leftover_initialize_and_unreachable_primary() {
         let at = l.find("etcd_port: ").unwrap() + 11;
         l[at..].split(',').next().unwrap().parse::<u16>().unwrap()
     };
-    let dcs = Client::new(
-        &format!("http://{net}.1:{etcd_port}"),
-        Duration::from_secs(2),
-    )
-    .unwrap();
+    let dcs = support::root_client(tmp.path(), &format!("https://{net}.1:{etcd_port}"));
     dcs.health().unwrap();
 
     // 1. The leader never appears: bounded, and the answer says there is none.

@@ -344,11 +344,7 @@ fn minio_ready_is_skipped_when_another_member_leads() {
         .firstboot(&etcd.options(Duration::from_secs(30)))
         .unwrap();
     assert!(state.done, "{}", state.summary());
-    let dcs = pigsty::agent::etcd::Client::new(
-        &format!("http://{net}.1:{etcd_port}"),
-        Duration::from_secs(2),
-    )
-    .unwrap();
+    let dcs = support::root_client(tmp.path(), &format!("https://{net}.1:{etcd_port}"));
     dcs.put("/pg/pg-t/leader", b"pg-t-2").unwrap();
 
     // No MinIO answers: without the skip, minio-ready would wait out its bound.

@@ -13,11 +13,55 @@ use serde_json::{Value, json};
 
 use crate::http;
 
-/// One etcd endpoint (`http://10.10.10.11:2379`).
+/// One etcd endpoint (`https://10.10.10.11:2379`).
 #[derive(Debug, Clone)]
 pub struct Client {
     base: String,
     http: http::Client,
+    user: Option<(String, String)>,
+    /// The auth token of `user`, fetched on first use and again when etcd says it
+    /// expired (simple tokens live 5 minutes).
+    token: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+}
+
+/// How a client reaches a secured etcd: TLS with the fleet CA and a client
+/// certificate, and an RBAC user. `Access::default()` is plain http, no user.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Access {
+    pub tls: Option<http::Tls>,
+    /// User and password.
+    pub user: Option<(String, String)>,
+}
+
+/// An [`Access`] kept as file paths and a user (the operator's, in the lab's state).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessFiles {
+    pub ca: String,
+    pub cert: String,
+    pub key: String,
+    pub user: String,
+    pub password: String,
+}
+
+impl AccessFiles {
+    pub fn load(&self) -> anyhow::Result<Access> {
+        Ok(Access {
+            tls: Some(http::Tls::read(&self.ca, &self.cert, &self.key)?),
+            user: Some((self.user.clone(), self.password.clone())),
+        })
+    }
+}
+
+/// The access kept, or plain http when none is.
+pub fn load_access(files: Option<&AccessFiles>) -> anyhow::Result<Access> {
+    files.map_or_else(|| Ok(Access::default()), AccessFiles::load)
+}
+
+impl Access {
+    /// The URL scheme this access uses.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, Default)]
@@ -110,12 +154,23 @@ fn prefix_end(prefix: &str) -> Vec<u8> {
 }
 
 impl Client {
-    /// A client of `base` (`http://127.0.0.1:2379`); each request times out after
-    /// `timeout`, so a silent peer cannot stall a wait.
+    /// A plain-http client of `base` (`http://127.0.0.1:2379`) without a user; each
+    /// request times out after `timeout`, so a silent peer cannot stall a wait.
     pub fn new(base: &str, timeout: Duration) -> anyhow::Result<Client> {
+        Client::with(base, timeout, &Access::default())
+    }
+
+    /// A client of `base` with `access` (TLS and a user when it has them).
+    pub fn with(base: &str, timeout: Duration, access: &Access) -> anyhow::Result<Client> {
+        let http = match &access.tls {
+            Some(tls) => http::client_tls(timeout, timeout, tls)?,
+            None => http::client(timeout, timeout)?,
+        };
         Ok(Client {
             base: base.trim_end_matches('/').to_string(),
-            http: http::client(timeout, timeout)?,
+            http,
+            user: access.user.clone(),
+            token: Default::default(),
         })
     }
 
@@ -124,8 +179,60 @@ impl Client {
     }
 
     fn post<T: DeserializeOwned>(&self, path: &str, body: &Value) -> anyhow::Result<T> {
+        match self.post_once(path, body) {
+            // An expired token: authenticate again, once.
+            Err(e) if self.user.is_some() && token_refused(&e) => {
+                *self.token.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+                self.post_once(path, body)
+            }
+            other => other,
+        }
+    }
+
+    /// The token of this client's user, authenticating when it has none.
+    fn token(&self) -> anyhow::Result<Option<String>> {
+        let Some((name, password)) = &self.user else {
+            return Ok(None);
+        };
+        let mut kept = self.token.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if kept.is_none() {
+            #[derive(Deserialize)]
+            struct Token {
+                token: String,
+            }
+            let answer = self.request::<Token>(
+                "/v3/auth/authenticate",
+                &json!({ "name": name, "password": password }),
+                None,
+            );
+            match answer {
+                Ok(t) => *kept = Some(t.token),
+                // Before the cluster turns auth on, requests need no token.
+                Err(e) if message_has(&e, "authentication is not enabled") => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(kept.clone())
+    }
+
+    fn post_once<T: DeserializeOwned>(&self, path: &str, body: &Value) -> anyhow::Result<T> {
+        let token = self.token()?;
+        self.request(path, body, token.as_deref())
+    }
+
+    fn request<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &Value,
+        token: Option<&str>,
+    ) -> anyhow::Result<T> {
         let url = format!("{}{path}", self.base);
-        let (status, text) = http::post_json(&self.http, &url, body)?;
+        let body = serde_json::to_vec(body).context("encoding a request")?;
+        let mut headers = vec![("Content-Type", "application/json")];
+        if let Some(t) = token {
+            headers.push(("Authorization", t));
+        }
+        let (status, text) = http::send(&self.http, "POST", &url, &headers, &body)?;
         let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         let error = value.get("error").and_then(Value::as_str);
         if !(200..300).contains(&status) || error.is_some() {
@@ -228,6 +335,94 @@ impl Client {
         let _: Value = self.post("/v3/kv/deleterange", &json!({ "key": B64.encode(key) }))?;
         Ok(())
     }
+
+    /// Turn on RBAC, as Pigsty does once per cluster: the `root` user (with the
+    /// `root` role) gets `root_password`, then auth is enabled. Safe to repeat and to
+    /// race with the other members: a `root` that authenticates means it is done.
+    /// `self` must have no user (before auth is on nobody needs one).
+    pub fn enable_auth(&self, root_password: &str) -> anyhow::Result<()> {
+        let root = Client {
+            user: Some(("root".into(), root_password.into())),
+            token: Default::default(),
+            ..self.clone()
+        };
+        if root.token()?.is_some() {
+            return Ok(());
+        }
+        let post = |path: &str, body: Value| -> anyhow::Result<()> {
+            match self.request::<Value>(path, &body, None) {
+                Ok(_) => Ok(()),
+                // Done before, or another member turned auth on meanwhile (the check
+                // below tells).
+                Err(e) if message_has(&e, "already") || message_has(&e, "user name is empty") => {
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
+        };
+        post("/v3/auth/user/add", json!({ "name": "root", "password": root_password }))?;
+        post("/v3/auth/role/add", json!({ "name": "root" }))?;
+        post("/v3/auth/user/grant", json!({ "user": "root", "role": "root" }))?;
+        post("/v3/auth/enable", json!({}))?;
+        // The password of a root that existed before may differ: say so plainly.
+        match root.token() {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => bail!("{}: etcd auth is still off after enabling it", self.base),
+            Err(e) => Err(e.context("etcd auth is on, but root does not accept etcd_root_password")),
+        }
+    }
+
+    /// Ensure `user` exists with `password`, holding a role of the same name that may
+    /// read and write the key prefixes `prefixes` and the single keys `keys` (needs a
+    /// root client).
+    pub fn ensure_user(
+        &self,
+        user: &str,
+        password: &str,
+        prefixes: &[String],
+        keys: &[String],
+    ) -> anyhow::Result<()> {
+        let tolerate = |r: anyhow::Result<Value>| match r {
+            Ok(_) => Ok(()),
+            Err(e) if message_has(&e, "already exists") => Ok(()),
+            Err(e) => Err(e),
+        };
+        tolerate(self.post("/v3/auth/role/add", &json!({ "name": user })))?;
+        let ranges = prefixes
+            .iter()
+            .map(|p| (B64.encode(p), Some(B64.encode(prefix_end(p)))))
+            .chain(keys.iter().map(|k| (B64.encode(k), None)));
+        for (key, end) in ranges {
+            let mut perm = json!({ "permType": "READWRITE", "key": key });
+            if let Some(end) = end {
+                perm["range_end"] = json!(end);
+            }
+            let _: Value = self.post("/v3/auth/role/grant", &json!({ "name": user, "perm": perm }))?;
+        }
+        match self.post::<Value>("/v3/auth/user/add", &json!({ "name": user, "password": password })) {
+            Ok(_) => {}
+            Err(e) if message_has(&e, "already exists") => {
+                let _: Value = self.post(
+                    "/v3/auth/user/changepw",
+                    &json!({ "name": user, "password": password }),
+                )?;
+            }
+            Err(e) => return Err(e),
+        }
+        let _: Value = self.post("/v3/auth/user/grant", &json!({ "user": user, "role": user }))?;
+        Ok(())
+    }
+}
+
+/// Whether etcd refused a request for its token (expired, or none sent).
+fn token_refused(err: &anyhow::Error) -> bool {
+    message_has(err, "invalid auth token") || message_has(err, "user name is empty")
+}
+
+/// Whether etcd answered with an error whose message holds `text`.
+fn message_has(err: &anyhow::Error, text: &str) -> bool {
+    err.downcast_ref::<Refused>()
+        .is_some_and(|r| r.message.contains(text))
 }
 
 fn decode(text: &str) -> anyhow::Result<Vec<u8>> {

@@ -37,7 +37,7 @@ pub fn join(agent: &mut Agent) -> anyhow::Result<String> {
         .with_context(|| format!("node.json: {} is not in etcd.members", member.name))?;
     let data_dir = agent.path(&member.params.etcd_data);
     let has_data = data_dir.join("member").is_dir();
-    let local = Client::new(&me.client_url, agent.opts.request)?;
+    let local = agent.etcd_client(&me.client_url)?;
 
     // 1. Ask the other members which cluster exists, and what it knows of us.
     let found = probe_peers(agent, &info, &me.name);
@@ -99,6 +99,7 @@ pub fn join(agent: &mut Agent) -> anyhow::Result<String> {
     agent.services.start(UNIT)?;
     agent.checkpoint("etcd:started")?;
     wait_healthy(agent, &local, "the local member to be healthy")?;
+    let rbac = ensure_rbac(agent, &me)?;
 
     // 4. A learner becomes a voting member once it has caught up.
     let detail = match learner_of {
@@ -108,8 +109,56 @@ pub fn join(agent: &mut Agent) -> anyhow::Result<String> {
         }
         None => detail,
     };
+    let detail = format!("{detail}{rbac}");
     agent.report_to(local);
     Ok(detail)
+}
+
+/// With a fleet CA, RBAC as Pigsty sets it up: root with `etcd_root_password`, then
+/// auth on, then a user per PostgreSQL cluster of this etcd, limited to its own keys.
+/// Every member ensures it (idempotent, and safe to race); says what it did.
+fn ensure_rbac(agent: &Agent, me: &EtcdPeer) -> anyhow::Result<String> {
+    let Some(rbac) = agent
+        .doc
+        .etcd
+        .as_ref()
+        .and_then(|e| e.access.as_ref())
+        .and_then(|a| a.rbac.clone())
+    else {
+        return Ok(String::new());
+    };
+    let access = agent.etcd_access()?;
+    let anonymous = Client::with(
+        &me.client_url,
+        agent.opts.request,
+        &super::etcd::Access {
+            user: None,
+            ..access.clone()
+        },
+    )?;
+    agent
+        .opts
+        .policy()
+        .wait(STEP, "etcd auth on, with root", anonymous.base(), || {
+            match anonymous.enable_auth(&rbac.root_password) {
+                Ok(()) => Attempt::Ready(()),
+                Err(e) => retryable(e),
+            }
+        })?;
+    agent.checkpoint("etcd:auth")?;
+    let root = Client::with(&me.client_url, agent.opts.request, &access)?;
+    for u in &rbac.users {
+        agent
+            .opts
+            .policy()
+            .wait(STEP, &format!("etcd user {}", u.name), root.base(), || {
+                match root.ensure_user(&u.name, &u.password, &u.prefixes, &u.keys) {
+                    Ok(()) => Attempt::Ready(()),
+                    Err(e) => retryable(e),
+                }
+            })?;
+    }
+    Ok(format!("; auth on, {} cluster user(s)", rbac.users.len()))
 }
 
 /// `etcd-ready` on nodes that only use etcd: wait until a member answers healthy.
@@ -126,7 +175,7 @@ pub fn wait_ready(agent: &mut Agent) -> anyhow::Result<String> {
         .wait("etcd-ready", "a healthy etcd member", &urls, || {
             let mut last = Vec::new();
             for url in &info.client_urls {
-                match Client::new(url, agent.opts.request).and_then(|c| c.health().map(|_| c)) {
+                match agent.etcd_client(url).and_then(|c| c.health().map(|_| c)) {
                     Ok(c) => return Attempt::Ready(c),
                     Err(e) => last.push(format!("{e:#}")),
                 }
@@ -154,9 +203,15 @@ pub fn first_healthy(agent: &Agent) -> Result<Client, String> {
     let mut peers: Vec<&EtcdPeer> = info.members.iter().collect();
     peers.sort_by_key(|m| Some(m.name.as_str()) != own);
     let mut answers = Vec::new();
+    let own_key = format!("{}{}", super::NODES_PREFIX, agent.doc.node.nodename);
     for peer in peers {
-        match Client::new(&peer.client_url, agent.opts.request).and_then(|c| c.health().map(|_| c))
-        {
+        // Healthy, and (with RBAC) our user is accepted: the members create the
+        // clusters' users once auth is on, which may be after etcd first answers.
+        let usable = agent
+            .etcd_client(&peer.client_url)
+            .and_then(|c| c.health().map(|_| c))
+            .and_then(|c| c.get(&own_key).map(|_| c));
+        match usable {
             Ok(client) => return Ok(client),
             Err(e) => answers.push(format!("{e:#}")),
         }
@@ -170,7 +225,7 @@ pub fn first_healthy(agent: &Agent) -> Result<Client, String> {
 /// The first peer that answers a member list, and that list.
 fn probe_peers(agent: &Agent, info: &EtcdInfo, own: &str) -> Option<(Client, Vec<Member>)> {
     for peer in info.members.iter().filter(|m| m.name != own) {
-        let Ok(client) = Client::new(&peer.client_url, agent.opts.request) else {
+        let Ok(client) = agent.etcd_client(&peer.client_url) else {
             continue;
         };
         match client.member_list() {
@@ -368,6 +423,7 @@ mod tests {
                 client_url: "http://h4:2379".into(),
             }],
             initial_cluster: "etcd-4=http://h4:2380".into(),
+            access: None,
             endpoints: vec!["h4:2379".into()],
             client_urls: vec!["http://h4:2379".into()],
         };

@@ -20,10 +20,15 @@ pub struct Live {
 
 /// Read the live membership of every etcd member and Patroni cluster of the fleet
 /// from the first endpoint that answers.
-pub fn read_live(fleet: &Fleet, endpoints: &[String], timeout: Duration) -> anyhow::Result<Live> {
+pub fn read_live(
+    fleet: &Fleet,
+    endpoints: &[String],
+    timeout: Duration,
+    access: &etcd::Access,
+) -> anyhow::Result<Live> {
     let mut errors = Vec::new();
     for url in endpoints {
-        match read_from(fleet, url, timeout) {
+        match read_from(fleet, url, timeout, access) {
             Ok(live) => return Ok(live),
             Err(e) => errors.push(format!("{e:#}")),
         }
@@ -35,8 +40,13 @@ pub fn read_live(fleet: &Fleet, endpoints: &[String], timeout: Duration) -> anyh
     )
 }
 
-fn read_from(fleet: &Fleet, url: &str, timeout: Duration) -> anyhow::Result<Live> {
-    let client = etcd::Client::new(url, timeout)?;
+fn read_from(
+    fleet: &Fleet,
+    url: &str,
+    timeout: Duration,
+    access: &etcd::Access,
+) -> anyhow::Result<Live> {
+    let client = etcd::Client::with(url, timeout, access)?;
     let mut live = Live::default();
     for m in client.member_list()? {
         if m.started() {

@@ -237,6 +237,24 @@ impl Agent<'_> {
         }
     }
 
+    /// How this node reaches etcd: TLS and its user when node.json says so (read
+    /// from the node's files), else plain http.
+    pub fn etcd_access(&self) -> anyhow::Result<etcd::Access> {
+        let Some(a) = self.doc.etcd.as_ref().and_then(|e| e.access.as_ref()) else {
+            return Ok(etcd::Access::default());
+        };
+        let path = |p: &str| self.path(p).to_string_lossy().into_owned();
+        Ok(etcd::Access {
+            tls: Some(crate::http::Tls::read(&path(&a.ca), &path(&a.cert), &path(&a.key))?),
+            user: Some((a.user.clone(), a.password.clone())),
+        })
+    }
+
+    /// A client of one of this node's etcd endpoints, with its access.
+    pub fn etcd_client(&self, url: &str) -> anyhow::Result<etcd::Client> {
+        etcd::Client::with(url, self.opts.request, &self.etcd_access()?)
+    }
+
     /// A path under the node's root (`/etc/default/etcd` → `<root>/etc/default/etcd`).
     pub fn path(&self, absolute: &str) -> PathBuf {
         self.opts.root.join(absolute.trim_start_matches('/'))
@@ -248,10 +266,11 @@ impl Agent<'_> {
 pub fn read_fleet(
     endpoints: &[String],
     timeout: Duration,
+    access: &etcd::Access,
 ) -> anyhow::Result<std::collections::BTreeMap<String, State>> {
     let mut errors = Vec::new();
     for url in endpoints {
-        let pairs = match etcd::Client::new(url, timeout).and_then(|c| c.get_prefix(NODES_PREFIX)) {
+        let pairs = match etcd::Client::with(url, timeout, access).and_then(|c| c.get_prefix(NODES_PREFIX)) {
             Ok(p) => p,
             Err(e) => {
                 errors.push(format!("{e:#}"));

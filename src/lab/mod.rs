@@ -48,6 +48,8 @@ pub struct UpOptions {
     pub cache: PathBuf,
     /// Nodes booted through UEFI firmware rather than qemu's direct kernel boot.
     pub uefi: Vec<String>,
+    /// How the lab reaches its etcd (kept in lab.json).
+    pub etcd_access: Option<crate::agent::etcd::AccessFiles>,
 }
 
 /// The default lab directory.
@@ -74,6 +76,10 @@ pub struct LabState {
     #[serde(default)]
     pub timing: String,
     pub nodes: Vec<LabNode>,
+    /// How to reach the lab's etcd (its CA, the operator's certificate, root); none
+    /// when the lab's fleet runs without a CA. lab.json is 0600.
+    #[serde(default)]
+    pub etcd_access: Option<crate::agent::etcd::AccessFiles>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -259,11 +265,17 @@ impl Lab {
     }
 
     pub fn etcd_endpoints(&self) -> Vec<String> {
+        let scheme = if self.state.etcd_access.is_some() { "https" } else { "http" };
         self.state
             .nodes
             .iter()
-            .filter_map(|n| n.etcd.map(|port| format!("http://{}:{port}", n.ip)))
+            .filter_map(|n| n.etcd.map(|port| format!("{scheme}://{}:{port}", n.ip)))
             .collect()
+    }
+
+    /// How to reach the lab's etcd (TLS and root, when its fleet has a CA).
+    pub fn etcd_access(&self) -> anyhow::Result<crate::agent::etcd::Access> {
+        crate::agent::etcd::load_access(self.state.etcd_access.as_ref())
     }
 }
 
@@ -305,6 +317,7 @@ pub fn up(fleet: &Fleet, opts: &UpOptions) -> anyhow::Result<(Lab, Duration)> {
         memory_mib: opts.memory_mib,
         cpus: opts.cpus,
         timing: timing_of(fleet),
+        etcd_access: opts.etcd_access.clone(),
         nodes: fleet
             .nodes
             .iter()

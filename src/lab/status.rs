@@ -67,7 +67,8 @@ pub fn status(lab: &Lab) -> anyhow::Result<Vec<StatusRow>> {
     let started = std::time::Instant::now();
     let before: Vec<Option<u64>> = pids.iter().map(|p| p.and_then(cpu_ticks)).collect();
     let endpoints = lab.etcd_endpoints();
-    let reported = crate::agent::read_fleet(&endpoints, PROBE).unwrap_or_default();
+    let access = lab.etcd_access()?;
+    let reported = crate::agent::read_fleet(&endpoints, PROBE, &access).unwrap_or_default();
     let http = crate::http::client(PROBE, PROBE)?;
     let cluster = patroni_cluster(lab, &http);
     let mut rows = Vec::new();
@@ -91,7 +92,7 @@ pub fn status(lab: &Lab) -> anyhow::Result<Vec<StatusRow>> {
             state: member.map(|m| m.state.clone()).unwrap_or_default(),
             lag: member.and_then(|m| m.lag.as_ref().and_then(serde_json::Value::as_u64)),
             rest: probe_rest(node, &http),
-            etcd: probe_etcd(node, &http),
+            etcd: probe_etcd(node, &access),
             haproxy: probe_haproxy(node, &http),
             health: String::new(),
         };
@@ -172,13 +173,14 @@ fn probe_rest(node: &LabNode, http: &reqwest::blocking::Client) -> String {
     }
 }
 
-fn probe_etcd(node: &LabNode, http: &reqwest::blocking::Client) -> String {
+fn probe_etcd(node: &LabNode, access: &crate::agent::etcd::Access) -> String {
     let Some(port) = node.etcd else {
         return String::new();
     };
-    match crate::http::get(http, &format!("http://{}:{port}/health", node.ip)) {
-        Ok((_, body)) if body.contains("\"true\"") => "healthy".into(),
-        Ok(_) => "unhealthy".into(),
+    let url = format!("{}://{}:{port}", access.scheme(), node.ip);
+    match crate::agent::etcd::Client::with(&url, PROBE, access).and_then(|c| c.health()) {
+        Ok(_) => "healthy".into(),
+        Err(e) if crate::agent::etcd::answered(&e) => "unhealthy".into(),
         Err(e) => short(&e),
     }
 }

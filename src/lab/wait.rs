@@ -18,11 +18,12 @@ impl Lab {
         let mut last: BTreeMap<String, String> = BTreeMap::new();
         let mut restarts: BTreeMap<String, u32> = BTreeMap::new();
         let endpoints = self.etcd_endpoints();
+        let access = self.etcd_access()?;
         loop {
             let reported = if endpoints.is_empty() {
                 BTreeMap::new()
             } else {
-                crate::agent::read_fleet(&endpoints, Duration::from_secs(3)).unwrap_or_default()
+                crate::agent::read_fleet(&endpoints, Duration::from_secs(3), &access).unwrap_or_default()
             };
             let mut pending = Vec::new();
             for node in &self.state.nodes {
@@ -179,7 +180,7 @@ impl Lab {
     /// Every node's legs, from its report in etcd. The calling thread must be in the
     /// lab's namespace.
     pub fn legs(&self) -> anyhow::Result<Vec<Legs>> {
-        let reported = crate::agent::read_fleet(&self.etcd_endpoints(), Duration::from_secs(5))?;
+        let reported = crate::agent::read_fleet(&self.etcd_endpoints(), Duration::from_secs(5), &self.etcd_access()?)?;
         let mut out = Vec::new();
         for node in &self.state.nodes {
             let Some(state) = reported.get(&node.name) else {

@@ -182,6 +182,7 @@ params! {
         pg_port: u16,
         pg_listen: String,
         pg_namespace: String,
+        pg_etcd_password: String,
         pg_data: String,
         pg_fs_main: String,
         pg_dbsu: String,

@@ -73,6 +73,39 @@ pub struct EtcdInfo {
     /// `ip:port` of every member.
     pub endpoints: Vec<String>,
     pub client_urls: Vec<String>,
+    /// How this node's agent reaches the cluster when the fleet has a CA: TLS with
+    /// the node's certificate, and its etcd user. None: plain http, no auth.
+    #[serde(default)]
+    pub access: Option<EtcdAccess>,
+}
+
+/// The agent's way into a secured etcd (paths on the node, and its RBAC user).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EtcdAccess {
+    pub ca: String,
+    pub cert: String,
+    pub key: String,
+    pub user: String,
+    pub password: String,
+    /// On members only: what RBAC must hold (root and one user per PostgreSQL
+    /// cluster of this etcd); the members set it up once the cluster answers.
+    #[serde(default)]
+    pub rbac: Option<EtcdRbac>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EtcdRbac {
+    pub root_password: String,
+    pub users: Vec<EtcdUser>,
+}
+
+/// An etcd user with a role of its own name over these key prefixes and keys.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EtcdUser {
+    pub name: String,
+    pub password: String,
+    pub prefixes: Vec<String>,
+    pub keys: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -10,7 +10,7 @@ use super::{RenderError, RenderedFile};
 use crate::model::{Fleet, Node, NodeTune};
 use crate::plan::JoinStep;
 use crate::plan::node_json::{
-    EtcdInfo, EtcdMember, EtcdMemberParams, EtcdPeer, NODE_JSON, NODE_JSON_SCHEMA, NodeInfo,
+    EtcdAccess, EtcdInfo, EtcdMember, EtcdMemberParams, EtcdPeer, EtcdRbac, EtcdUser, NODE_JSON, NODE_JSON_SCHEMA, NodeInfo,
     NodeJson, PigstyInfo,
 };
 
@@ -424,6 +424,7 @@ fn etcd(fleet: &Fleet, node: &Node) -> Option<EtcdInfo> {
     if members.is_empty() || (node.etcd.is_none() && node.pg.is_none()) {
         return None;
     }
+    let scheme = if node.tls.is_some() { "https" } else { "http" };
     let peers: Vec<(EtcdPeer, String)> = members
         .iter()
         .filter_map(|m| {
@@ -432,8 +433,8 @@ fn etcd(fleet: &Fleet, node: &Node) -> Option<EtcdInfo> {
                 name: e.name.clone(),
                 seq: e.seq,
                 ip: m.ip.to_string(),
-                peer_url: format!("http://{}:{}", m.ip, e.params.etcd_peer_port),
-                client_url: format!("http://{}:{}", m.ip, e.params.etcd_port),
+                peer_url: format!("{scheme}://{}:{}", m.ip, e.params.etcd_peer_port),
+                client_url: format!("{scheme}://{}:{}", m.ip, e.params.etcd_port),
             };
             Some((peer, format!("{}:{}", m.ip, e.params.etcd_port)))
         })
@@ -457,6 +458,104 @@ fn etcd(fleet: &Fleet, node: &Node) -> Option<EtcdInfo> {
         endpoints: peers.iter().map(|(_, e)| e.clone()).collect(),
         client_urls: peers.iter().map(|(p, _)| p.client_url.clone()).collect(),
         members: peers.into_iter().map(|(p, _)| p).collect(),
+        access: node.tls.is_some().then(|| etcd_access(fleet, node, cluster)).flatten(),
+    })
+}
+
+/// Where a node's etcd certificate pair is: etcd's own on a member, else PostgreSQL's.
+pub fn etcd_pair(node: &Node) -> (&'static str, &'static str) {
+    if node.etcd.is_some() {
+        (ETCD_CERT, ETCD_KEY)
+    } else {
+        (
+            crate::render::pgsql::conf::SERVER_CERT,
+            crate::render::pgsql::conf::SERVER_KEY,
+        )
+    }
+}
+
+/// etcd's certificate pair and CA on a member (Pigsty's paths), owned by etcd.
+pub const ETCD_CERT: &str = "/etc/etcd/server.crt";
+pub const ETCD_KEY: &str = "/etc/etcd/server.key";
+pub const ETCD_CA: &str = "/etc/etcd/ca.crt";
+/// The fleet CA on every node.
+pub const NODE_CA: &str = "/etc/pki/ca.crt";
+
+/// The root password of etcd cluster `cluster` (its first member's).
+fn etcd_root_password<'a>(fleet: &'a Fleet, cluster: &str) -> Option<&'a str> {
+    fleet
+        .etcd_members(cluster)
+        .first()
+        .and_then(|m| m.etcd.as_ref())
+        .map(|e| e.params.etcd_root_password.as_str())
+}
+
+/// The etcd user of a PostgreSQL cluster and its password: `pg_etcd_password`, else
+/// one derived from the etcd root password (HMAC-SHA256), so that a node holds only
+/// its own cluster's credential and no guessable one. Pigsty names the user after the
+/// cluster, as here.
+pub fn pg_etcd_user(fleet: &Fleet, pg: &crate::model::PgInstance, etcd_cluster: &str) -> (String, String) {
+    use hmac::{Hmac, KeyInit, Mac};
+    let user = pg.cluster.clone();
+    if !pg.params.pg_etcd_password.is_empty() {
+        return (user, pg.params.pg_etcd_password.clone());
+    }
+    let root = etcd_root_password(fleet, etcd_cluster).unwrap_or_default();
+    let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(root.as_bytes())
+        .expect("HMAC takes any key length");
+    mac.update(b"pigsty etcd user\0");
+    mac.update(user.as_bytes());
+    (user, hex::encode(&mac.finalize().into_bytes()[..16]))
+}
+
+/// How the node's agent reaches its etcd: root on a member (it manages membership
+/// and RBAC), its PostgreSQL cluster's user elsewhere.
+fn etcd_access(fleet: &Fleet, node: &Node, cluster: &str) -> Option<EtcdAccess> {
+    let (cert, key) = etcd_pair(node);
+    let (user, password, rbac) = match (&node.etcd, &node.pg) {
+        (Some(e), _) => {
+            let mut users = Vec::new();
+            let mut seen = std::collections::BTreeSet::new();
+            for n in &fleet.nodes {
+                let Some(pg) = &n.pg else { continue };
+                let own = n.etcd.as_ref().map_or("etcd", |e| e.cluster.as_str());
+                if own != cluster || !seen.insert(pg.cluster.clone()) {
+                    continue;
+                }
+                let (name, password) = pg_etcd_user(fleet, pg, cluster);
+                let keys = fleet
+                    .nodes
+                    .iter()
+                    .filter(|m| m.pg.as_ref().is_some_and(|q| q.cluster == pg.cluster))
+                    .map(|m| format!("{}{}", crate::agent::NODES_PREFIX, m.nodename))
+                    .collect();
+                users.push(EtcdUser {
+                    name,
+                    password,
+                    prefixes: vec![format!("{}/{}/", pg.params.pg_namespace, pg.cluster)],
+                    keys,
+                });
+            }
+            let root = e.params.etcd_root_password.clone();
+            let rbac = EtcdRbac {
+                root_password: root.clone(),
+                users,
+            };
+            ("root".to_string(), root, Some(rbac))
+        }
+        (None, Some(pg)) => {
+            let (u, p) = pg_etcd_user(fleet, pg, cluster);
+            (u, p, None)
+        }
+        (None, None) => return None,
+    };
+    Some(EtcdAccess {
+        ca: NODE_CA.into(),
+        cert: cert.into(),
+        key: key.into(),
+        user,
+        password,
+        rbac,
     })
 }
 

@@ -6,7 +6,7 @@
 //! implement, is an error naming the file, the parameter and the value.
 
 mod backrest;
-mod conf;
+pub(crate) mod conf;
 pub(crate) mod haproxy;
 mod hba;
 mod patroni;

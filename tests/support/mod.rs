@@ -86,9 +86,12 @@ impl TestNode {
         std::fs::create_dir_all(&root).unwrap();
         let loaded = pigsty::inventory::load_str("test.yml", inventory)
             .unwrap_or_else(|e| panic!("test inventory is invalid: {e:?}"));
-        let node = loaded.fleet.find(role).expect("role in the test inventory");
-        let compiled =
-            pigsty::compile::compile(&loaded.fleet, node).expect("compiling the test node");
+        // Secured as build-image secures a fleet: certificates from a CA beside the
+        // test's inventory (`<base>/files/pki`), etcd over TLS with RBAC.
+        let fleet = pigsty::pki::with_certs(&loaded.fleet, &test_pki(base), true)
+            .expect("issuing the test fleet's certificates");
+        let node = fleet.find(role).expect("role in the test inventory");
+        let compiled = pigsty::compile::compile(&fleet, node).expect("compiling the test node");
         for f in &compiled.files {
             let path = root.join(f.path.trim_start_matches('/'));
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -119,16 +122,54 @@ impl TestNode {
     }
 }
 
+/// The test fleet's CA, beside the test's inventory (`<base>/inventory.yml`), where
+/// `pigsty -i <base>/inventory.yml status` finds it.
+pub fn test_pki(base: &Path) -> pigsty::pki::Pki {
+    pigsty::pki::Pki::open_or_create(&base.join("files/pki")).expect("the test fleet's CA")
+}
+
+/// How a test reaches its fleet's etcd: TLS with the operator's certificate, as root
+/// (the inventories keep Pigsty's default root password).
+pub fn root_access(base: &Path) -> pigsty::agent::etcd::Access {
+    let c = test_pki(base)
+        .client(pigsty::pki::OPERATOR)
+        .expect("the operator's certificate");
+    pigsty::agent::etcd::Access {
+        tls: Some(pigsty::http::Tls {
+            ca: c.ca,
+            cert: c.cert,
+            key: c.key,
+        }),
+        user: Some(("root".into(), "Etcd.Root".into())),
+    }
+}
+
+/// A root client of one etcd endpoint (`https://ip:port`) of the fleet under `base`.
+pub fn root_client(base: &Path, url: &str) -> pigsty::agent::etcd::Client {
+    pigsty::agent::etcd::Client::with(url, Duration::from_secs(2), &root_access(base))
+        .expect("an etcd client")
+}
+
 /// etcd as Debian's etcd.service runs it: configured only by `/etc/default/etcd`
-/// (plus the agent's override file); the data dir is mapped into the node's root.
+/// (plus the agent's override file); the data dir and the TLS files are mapped into
+/// the node's root.
 pub fn etcd_spec(root: &Path) -> ProcessSpec {
+    let at = |p: &str| root.join(p).display().to_string();
+    let mut env = vec![("ETCD_DATA_DIR".to_string(), at("data/etcd"))];
+    for (var, file) in [
+        ("ETCD_CERT_FILE", "etc/etcd/server.crt"),
+        ("ETCD_KEY_FILE", "etc/etcd/server.key"),
+        ("ETCD_TRUSTED_CA_FILE", "etc/etcd/ca.crt"),
+        ("ETCD_PEER_CERT_FILE", "etc/etcd/server.crt"),
+        ("ETCD_PEER_KEY_FILE", "etc/etcd/server.key"),
+        ("ETCD_PEER_TRUSTED_CA_FILE", "etc/etcd/ca.crt"),
+    ] {
+        env.push((var.to_string(), at(file)));
+    }
     ProcessSpec {
         program: "/usr/bin/etcd".into(),
         env_files: vec![root.join("etc/default/etcd")],
-        env: vec![(
-            "ETCD_DATA_DIR".into(),
-            root.join("data/etcd").display().to_string(),
-        )],
+        env,
         log: root.join("etcd.log"),
         ..ProcessSpec::default()
     }
@@ -199,7 +240,8 @@ pub fn prepare_patroni(node: &TestNode, ip: &str) {
         )
         .replace("listen: \"0.0.0.0:", &format!("listen: \"{ip}:"))
         .replace("\"archive_mode\": \"on\"", "\"archive_mode\": \"off\"")
-        .replace("    loop_wait: 5\n", "    loop_wait: 2\n");
+        .replace("    loop_wait: 5\n", "    loop_wait: 2\n")
+        .replace("/pg/cert/", &format!("{root}/pg/cert/"));
     std::fs::write(&conf, text).unwrap();
     std::fs::create_dir_all(node.root.join("pg/log")).unwrap();
     chown_postgres(&node.root.join("pg"));

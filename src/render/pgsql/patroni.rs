@@ -15,6 +15,8 @@ pub struct Patroni {
     pub name: String,
     pub restapi_address: String,
     pub etcd_hosts: Vec<String>,
+    /// TLS and the cluster's etcd user, with a fleet CA (as Pigsty's templates).
+    pub etcd_auth: Option<EtcdAuth>,
     pub watchdog_mode: String,
     /// Only for a `pg_rto` plan (v4); v3 leaves Patroni's default.
     pub safety_margin: Option<u32>,
@@ -29,6 +31,15 @@ pub struct Patroni {
     pub create_replica_methods: Vec<&'static str>,
     pub pgbackrest_restore: Option<String>,
     pub replicatefrom: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EtcdAuth {
+    pub cacert: &'static str,
+    pub cert: &'static str,
+    pub key: &'static str,
+    pub username: String,
+    pub password: String,
 }
 
 /// Where Debian installs a major version's server binaries.
@@ -56,6 +67,17 @@ pub fn patroni(
         name: pg.name.clone(),
         restapi_address: format!("{}:{}", node.ip, p.patroni_port),
         etcd_hosts,
+        etcd_auth: node.tls.is_some().then(|| {
+            let cluster = node.etcd.as_ref().map_or("etcd", |e| e.cluster.as_str());
+            let (username, password) = crate::render::context::pg_etcd_user(fleet, pg, cluster);
+            EtcdAuth {
+                cacert: super::conf::CA_CERT,
+                cert: super::conf::SERVER_CERT,
+                key: super::conf::SERVER_KEY,
+                username,
+                password,
+            }
+        }),
         watchdog_mode: watchdog_mode(&p.patroni_watchdog_mode.0, p.pg_conf)?,
         safety_margin: matches!(p.pg_rto, PgRto::Plan(_)).then(|| p.rto_timings().safety_margin),
         dcs: dcs(fleet, pg, params)?,
