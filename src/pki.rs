@@ -67,10 +67,13 @@ pub fn dir_beside(inventory: &Path) -> PathBuf {
     parent.join("files").join("pki")
 }
 
-/// The names a node's certificate carries: its IP, nodename and every other name.
+/// The names a node's certificate carries: its IP, nodename and every other name,
+/// then loopback (`127.0.0.1`, `localhost`), as Pigsty's etcd and PostgreSQL
+/// certificates: local clients connect there, and etcd checks the address a client
+/// certificate connects from (its own gateway connects from loopback).
 pub fn sans_of(node: &Node) -> Vec<String> {
     let mut sans = vec![node.ip.to_string()];
-    for n in node.names() {
+    for n in node.names().into_iter().chain(["127.0.0.1".into(), "localhost".into()]) {
         if !sans.contains(&n) {
             sans.push(n);
         }

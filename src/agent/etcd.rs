@@ -291,6 +291,45 @@ impl Client {
         Ok(())
     }
 
+    /// The id of the member this client talks to and of the leader it knows
+    /// (`/v3/maintenance/status`; 0 when it knows none).
+    pub fn status(&self) -> anyhow::Result<(u64, u64)> {
+        #[derive(Deserialize, Default)]
+        #[serde(default)]
+        struct Header {
+            #[serde(deserialize_with = "u64_from_string")]
+            member_id: u64,
+        }
+        #[derive(Deserialize, Default)]
+        #[serde(default)]
+        struct Status {
+            header: Header,
+            #[serde(deserialize_with = "u64_from_string")]
+            leader: u64,
+        }
+        let s: Status = self.post("/v3/maintenance/status", &json!({}))?;
+        Ok((s.header.member_id, s.leader))
+    }
+
+    /// This client for another endpoint (same TLS and user, a token of its own).
+    pub fn at(&self, base: &str) -> Client {
+        Client {
+            base: base.trim_end_matches('/').to_string(),
+            token: Default::default(),
+            ..self.clone()
+        }
+    }
+
+    /// This client without its user (what any holder of a fleet certificate may ask:
+    /// health, the member list).
+    pub fn anonymous(&self) -> Client {
+        Client {
+            user: None,
+            token: Default::default(),
+            ..self.clone()
+        }
+    }
+
     pub fn member_promote(&self, id: u64) -> anyhow::Result<()> {
         let _: Value = self.post(
             "/v3/cluster/member/promote",

@@ -36,7 +36,10 @@ pub fn join(agent: &mut Agent) -> anyhow::Result<String> {
         .cloned()
         .with_context(|| format!("node.json: {} is not in etcd.members", member.name))?;
     let data_dir = agent.path(&member.params.etcd_data);
-    let has_data = data_dir.join("member").is_dir();
+    // Our etcd already running (started by a run of ours that was killed) counts as
+    // data, though it may not have written its member dir yet: a live member is
+    // never taken for the stale member of a reimaged node.
+    let has_data = data_dir.join("member").is_dir() || agent.services.is_active(UNIT).unwrap_or(false);
     let local = agent.etcd_client(&me.client_url)?;
 
     // 1. Ask the other members which cluster exists, and what it knows of us.
@@ -99,7 +102,6 @@ pub fn join(agent: &mut Agent) -> anyhow::Result<String> {
     agent.services.start(UNIT)?;
     agent.checkpoint("etcd:started")?;
     wait_healthy(agent, &local, "the local member to be healthy")?;
-    let rbac = ensure_rbac(agent, &me)?;
 
     // 4. A learner becomes a voting member once it has caught up.
     let detail = match learner_of {
@@ -109,6 +111,8 @@ pub fn join(agent: &mut Agent) -> anyhow::Result<String> {
         }
         None => detail,
     };
+    // A learner serves no auth requests: RBAC once this member votes.
+    let rbac = ensure_rbac(agent, &me)?;
     let detail = format!("{detail}{rbac}");
     agent.report_to(local);
     Ok(detail)
@@ -228,7 +232,9 @@ fn probe_peers(agent: &Agent, info: &EtcdInfo, own: &str) -> Option<(Client, Vec
         let Ok(client) = agent.etcd_client(&peer.client_url) else {
             continue;
         };
-        match client.member_list() {
+        // Anonymous: the member list needs no user, and a user's token needs quorum,
+        // so a cluster that lost it still answers who its members are.
+        match client.anonymous().member_list() {
             Ok(members) => {
                 tracing::info!(peer = %peer.client_url, members = members.len(), "a cluster answers");
                 return Some((client, members));
@@ -382,12 +388,25 @@ fn wait_cluster_healthy(agent: &Agent, peer: &Client) -> anyhow::Result<()> {
 }
 
 /// Promote our learner; etcd refuses until the learner is in sync, so retry (bounded).
+/// Sent to the leader: etcd 3.4 forwards a promote from a follower without the
+/// caller's credentials, which RBAC refuses until the request times out.
 fn promote(agent: &Agent, peer: &Client, id: u64) -> anyhow::Result<()> {
+    let at_leader = || -> anyhow::Result<Client> {
+        let (me, leader) = peer.anonymous().status()?;
+        if leader == 0 || leader == me {
+            return Ok(peer.clone());
+        }
+        let members = peer.anonymous().member_list()?;
+        match members.iter().find(|m| m.id == leader).and_then(|m| m.client_urls.first()) {
+            Some(url) => Ok(peer.at(url)),
+            None => Ok(peer.clone()),
+        }
+    };
     agent
         .opts
         .policy()
         .wait(STEP, "the learner to be promoted", peer.base(), || {
-            match peer.member_promote(id) {
+            match at_leader().and_then(|leader| leader.member_promote(id)) {
                 Ok(()) => Attempt::Ready(()),
                 Err(e) => {
                     let msg = format!("{e:#}");

@@ -166,6 +166,7 @@ pub fn etcd_spec(root: &Path) -> ProcessSpec {
     ] {
         env.push((var.to_string(), at(file)));
     }
+
     ProcessSpec {
         program: "/usr/bin/etcd".into(),
         env_files: vec![root.join("etc/default/etcd")],
