@@ -32,6 +32,62 @@ fn client(base: &std::path::Path, net: &str, n: usize, ports: &[(u16, u16)]) -> 
     support::root_client(base, &format!("https://{net}.{n}:{}", ports[n - 1].0))
 }
 
+/// The members' RBAC is on and etcd refuses whoever lacks a part of the access:
+/// plain http, TLS without a client certificate, a certificate of another CA, a
+/// certificate but no user, a wrong password. Root reads and writes.
+fn refuses_plaintext_and_strangers(base: &std::path::Path, addr: &str) {
+    use pigsty::agent::etcd::{Access, answered};
+    let url = format!("https://{addr}");
+    let t = Duration::from_secs(2);
+    let root = support::root_access(base);
+    let tls = root.tls.clone().unwrap();
+    // Plain http to a TLS port: no answer etcd would call its own.
+    let plain = Client::new(&format!("http://{addr}"), t).unwrap();
+    assert!(plain.member_list().is_err());
+    // TLS trusting the CA but presenting no certificate: the handshake fails.
+    let http = reqwest::blocking::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(tls.ca.as_bytes()).unwrap())
+        .timeout(t)
+        .build()
+        .unwrap();
+    assert!(http.get(format!("{url}/health")).send().is_err());
+    // A certificate from another CA: refused in the handshake too.
+    let other = tempfile::tempdir().unwrap();
+    let stranger = pigsty::pki::Pki::open_or_create(other.path())
+        .unwrap()
+        .client("stranger")
+        .unwrap();
+    let foreign = Access {
+        tls: Some(pigsty::http::Tls {
+            ca: tls.ca.clone(),
+            cert: stranger.cert,
+            key: stranger.key,
+        }),
+        user: None,
+    };
+    let err = Client::with(&url, t, &foreign).unwrap().health().unwrap_err();
+    assert!(!answered(&err), "{err:#}");
+    // The fleet's certificate without a user: etcd answers, and says no.
+    let anonymous = Client::with(&url, t, &Access { user: None, ..root.clone() }).unwrap();
+    assert!(anonymous.health().unwrap());
+    let err = anonymous.put("/pigsty/probe", b"x").unwrap_err();
+    assert!(format!("{err:#}").contains("user name is empty"), "{err:#}");
+    // A wrong password.
+    let wrong = Access {
+        user: Some(("root".into(), "guess".into())),
+        ..root.clone()
+    };
+    let err = Client::with(&url, t, &wrong).unwrap().get("/pigsty/probe").unwrap_err();
+    assert!(format!("{err:#}").contains("authentication failed"), "{err:#}");
+    // Root with the inventory's password.
+    let c = Client::with(&url, t, &root).unwrap();
+    c.put("/pigsty/probe", b"x").unwrap();
+    assert_eq!(c.get("/pigsty/probe").unwrap().as_deref(), Some(&b"x"[..]));
+    c.delete("/pigsty/probe").unwrap();
+}
+
 /// Three members boot at once, then a fourth joins (killed twice on the way), then
 /// member 2 is reimaged (killed once after removing its stale self) and rejoins.
 fn three_bootstrap_a_fourth_joins_a_reimaged_member_rejoins() {
@@ -67,6 +123,7 @@ fn three_bootstrap_a_fourth_joins_a_reimaged_member_rejoins() {
     assert_eq!(members.len(), 3);
     assert!(members.iter().all(|m| m.started() && !m.is_learner));
     eprintln!("bootstrap of 3: {:?}", t0.elapsed());
+    refuses_plaintext_and_strangers(tmp.path(), &format!("{net}.1:{}", ports[0].0));
 
     // 2. A fourth member from the grown inventory joins as a learner; the agent is
     //    killed right after member add and again after etcd started, then completes.
@@ -516,6 +573,24 @@ fn stopped_joins_show_in_agent_status_and_fleet_status() {
         lines.any(|l| l.starts_with("patroni") && l.contains("failed")),
         "{text}"
     );
+
+    // 4b. The cluster's etcd user (created by the member) holds its own keys only.
+    let loaded = pigsty::inventory::load_str("test.yml", &inv).unwrap();
+    let pg = loaded.fleet.find("pg-t-1").unwrap().pg.clone().unwrap();
+    let (user, password) = pigsty::render::context::pg_etcd_user(&loaded.fleet, &pg, "etcd");
+    assert_eq!(user, "pg-t");
+    let mut access = support::root_access(tmp.path());
+    access.user = Some((user, password));
+    let own = Client::with(&etcd_url, Duration::from_secs(2), &access).unwrap();
+    own.put("/pg/pg-t/probe", b"1").unwrap();
+    let member_key = format!("{}pg-t-3", pigsty::agent::NODES_PREFIX);
+    own.put(&member_key, b"{}").unwrap();
+    own.delete(&member_key).unwrap();
+    for key in ["/pg/pg-other/leader", "/pigsty/nodes/etcd-1", "/pg/pg-t"] {
+        let err = own.put(key, b"1").unwrap_err();
+        assert!(format!("{err:#}").contains("permission denied"), "{key}: {err:#}");
+    }
+    own.delete("/pg/pg-t/probe").unwrap();
 
     // 5. `pigsty status -i` reads every node's report from etcd: the two that ran,
     //    the one that never did, and a report from a node the inventory lacks.
