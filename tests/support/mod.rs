@@ -96,6 +96,18 @@ impl TestNode {
             let path = root.join(f.path.trim_start_matches('/'));
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(&path, &f.content).unwrap();
+            // As in the image: PostgreSQL refuses a key others may read.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(f.mode)).unwrap();
+            // And owned as in the image (PostgreSQL's key, Patroni's config), where the
+            // test may chown and the owner exists here.
+            if f.owner != "root" && !f.owner.is_empty() && is_root() {
+                let _ = std::process::Command::new("chown")
+                    .arg(&f.owner)
+                    .arg(&path)
+                    .stderr(std::process::Stdio::null())
+                    .status();
+            }
         }
         let services = Processes::new(&root);
         services.define("etcd.service", etcd_spec(&root));
