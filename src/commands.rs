@@ -770,7 +770,12 @@ fn fleet_status(
             .iter()
             .filter_map(|n| {
                 let e = n.etcd.as_ref()?;
-                Some(format!("{}://{}:{}", access.scheme(), n.ip, e.params.etcd_port))
+                Some(format!(
+                    "{}://{}:{}",
+                    access.scheme(),
+                    n.ip,
+                    e.params.etcd_port
+                ))
             })
             .collect()
     } else {

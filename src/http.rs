@@ -45,7 +45,8 @@ impl Tls {
 
 /// [`client`], trusting only the fleet CA and presenting the node's certificate.
 pub fn client_tls(connect: Duration, request: Duration, tls: &Tls) -> anyhow::Result<Client> {
-    let ca = reqwest::Certificate::from_pem(tls.ca.as_bytes()).context("reading the CA certificate")?;
+    let ca =
+        reqwest::Certificate::from_pem(tls.ca.as_bytes()).context("reading the CA certificate")?;
     let identity = reqwest::Identity::from_pem(format!("{}\n{}", tls.cert, tls.key).as_bytes())
         .context("reading the client certificate and key")?;
     Client::builder()

@@ -73,7 +73,11 @@ pub fn dir_beside(inventory: &Path) -> PathBuf {
 /// certificate connects from (its own gateway connects from loopback).
 pub fn sans_of(node: &Node) -> Vec<String> {
     let mut sans = vec![node.ip.to_string()];
-    for n in node.names().into_iter().chain(["127.0.0.1".into(), "localhost".into()]) {
+    for n in node
+        .names()
+        .into_iter()
+        .chain(["127.0.0.1".into(), "localhost".into()])
+    {
         if !sans.contains(&n) {
             sans.push(n);
         }

@@ -67,10 +67,21 @@ fn refuses_plaintext_and_strangers(base: &std::path::Path, addr: &str) {
         }),
         user: None,
     };
-    let err = Client::with(&url, t, &foreign).unwrap().health().unwrap_err();
+    let err = Client::with(&url, t, &foreign)
+        .unwrap()
+        .health()
+        .unwrap_err();
     assert!(!answered(&err), "{err:#}");
     // The fleet's certificate without a user: etcd answers, and says no.
-    let anonymous = Client::with(&url, t, &Access { user: None, ..root.clone() }).unwrap();
+    let anonymous = Client::with(
+        &url,
+        t,
+        &Access {
+            user: None,
+            ..root.clone()
+        },
+    )
+    .unwrap();
     assert!(anonymous.health().unwrap());
     let err = anonymous.put("/pigsty/probe", b"x").unwrap_err();
     assert!(format!("{err:#}").contains("user name is empty"), "{err:#}");
@@ -79,8 +90,14 @@ fn refuses_plaintext_and_strangers(base: &std::path::Path, addr: &str) {
         user: Some(("root".into(), "guess".into())),
         ..root.clone()
     };
-    let err = Client::with(&url, t, &wrong).unwrap().get("/pigsty/probe").unwrap_err();
-    assert!(format!("{err:#}").contains("authentication failed"), "{err:#}");
+    let err = Client::with(&url, t, &wrong)
+        .unwrap()
+        .get("/pigsty/probe")
+        .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("authentication failed"),
+        "{err:#}"
+    );
     // Root with the inventory's password.
     let c = Client::with(&url, t, &root).unwrap();
     c.put("/pigsty/probe", b"x").unwrap();
@@ -198,16 +215,20 @@ fn three_bootstrap_a_fourth_joins_a_reimaged_member_rejoins() {
     // 6. A member removed after its join is no longer healthy, whatever its agent
     //    reported: `pigsty status` reads the live membership beside the reports.
     let live =
-        pigsty::agent::fleet::read_live(&loaded.fleet, &urls, Duration::from_secs(2), &access).unwrap();
+        pigsty::agent::fleet::read_live(&loaded.fleet, &urls, Duration::from_secs(2), &access)
+            .unwrap();
     for node in &loaded.fleet.nodes {
         let p = pigsty::agent::fleet::problems(node, &live);
         assert!(p.is_empty(), "{}: {p:?}", node.nodename);
     }
     let members = client(tmp.path(), net, 1, &ports).member_list().unwrap();
     let gone = members.iter().find(|m| m.name == "etcd-4").unwrap().id;
-    client(tmp.path(), net, 1, &ports).member_remove(gone).unwrap();
+    client(tmp.path(), net, 1, &ports)
+        .member_remove(gone)
+        .unwrap();
     let live =
-        pigsty::agent::fleet::read_live(&loaded.fleet, &urls, Duration::from_secs(2), &access).unwrap();
+        pigsty::agent::fleet::read_live(&loaded.fleet, &urls, Duration::from_secs(2), &access)
+            .unwrap();
     let four = loaded
         .fleet
         .nodes
@@ -588,7 +609,10 @@ fn stopped_joins_show_in_agent_status_and_fleet_status() {
     own.delete(&member_key).unwrap();
     for key in ["/pg/pg-other/leader", "/pigsty/nodes/etcd-1", "/pg/pg-t"] {
         let err = own.put(key, b"1").unwrap_err();
-        assert!(format!("{err:#}").contains("permission denied"), "{key}: {err:#}");
+        assert!(
+            format!("{err:#}").contains("permission denied"),
+            "{key}: {err:#}"
+        );
     }
     own.delete("/pg/pg-t/probe").unwrap();
 

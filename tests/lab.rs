@@ -247,10 +247,69 @@ fn formed(expect: usize) -> Result<String, String> {
     Ok(leader)
 }
 
+/// How the lab reaches its etcd: over TLS with the operator's certificate from the
+/// lab's CA, as root (kept in lab.json by `lab up`).
+fn lab_access() -> etcd::Access {
+    let state: pigsty::lab::LabState =
+        serde_json::from_slice(&std::fs::read(lab_dir().join("lab.json")).unwrap()).unwrap();
+    let files = state
+        .etcd_access
+        .expect("lab up keeps the access to the lab's etcd (the lab runs with a CA)");
+    files.load().expect("reading the lab's etcd access")
+}
+
+fn etcd_client(ip: &str) -> Result<etcd::Client, String> {
+    etcd::Client::with(
+        &format!("https://{ip}:2379"),
+        Duration::from_secs(3),
+        &lab_access(),
+    )
+    .map_err(|e| format!("{e:#}"))
+}
+
+/// etcd refuses plain http, a client without the fleet's certificate, and a request
+/// without a user, on every member; root gets in.
+fn etcd_refuses_strangers() -> Result<(), String> {
+    let access = lab_access();
+    for (name, ip) in NODES {
+        let plain = etcd::Client::new(&format!("http://{ip}:2379"), Duration::from_secs(3))
+            .map_err(|e| e.to_string())?;
+        if plain.member_list().is_ok() {
+            return Err(format!("{name}: etcd answered plain http"));
+        }
+        let no_cert = reqwest::blocking::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(access.tls.as_ref().unwrap().ca.as_bytes()).unwrap(),
+            )
+            .timeout(Duration::from_secs(3))
+            .build()
+            .unwrap();
+        if no_cert
+            .get(format!("https://{ip}:2379/health"))
+            .send()
+            .is_ok()
+        {
+            return Err(format!(
+                "{name}: etcd accepted a client without a certificate"
+            ));
+        }
+        let anonymous = etcd_client(ip)?.anonymous();
+        match anonymous.get("/pigsty/nodes/pg-lab-1") {
+            Err(e) if format!("{e:#}").contains("user name is empty") => {}
+            other => return Err(format!("{name}: a request without a user: {other:?}")),
+        }
+        etcd_client(ip)?
+            .get("/pigsty/nodes/pg-lab-1")
+            .map_err(|e| format!("{name}: root: {e:#}"))?;
+    }
+    Ok(())
+}
+
 /// etcd: every node a started, voting member and healthy.
 fn etcd_members() -> Result<Vec<String>, String> {
-    let c = etcd::Client::new("http://10.10.10.11:2379", Duration::from_secs(3))
-        .map_err(|e| e.to_string())?;
+    let c = etcd_client("10.10.10.11")?;
     let members = c.member_list().map_err(|e| format!("{e:#}"))?;
     let mut names: Vec<String> = members.iter().map(|m| m.name.clone()).collect();
     names.sort();
@@ -258,8 +317,7 @@ fn etcd_members() -> Result<Vec<String>, String> {
         return Err(format!("members: {members:?}"));
     }
     for (_, ip) in NODES {
-        let c = etcd::Client::new(&format!("http://{ip}:2379"), Duration::from_secs(3))
-            .map_err(|e| e.to_string())?;
+        let c = etcd_client(ip)?;
         if !c.health().map_err(|e| format!("{ip}: {e:#}"))? {
             return Err(format!("{ip} unhealthy"));
         }
@@ -301,7 +359,12 @@ fn scrape_targets() -> Vec<String> {
             let address = t.address.replace("127.0.0.1:", &format!("{}:", NODES[0].1));
             let what = format!("{} target {} ({address}{path})", job.name, t.ins);
             until(&what, Duration::from_secs(120), || {
-                let page = http_get(&address, &path)?;
+                // etcd asks every client for a certificate from the lab's CA.
+                let page = if job.name == "etcd" {
+                    https_get(&address, &path)?
+                } else {
+                    http_get(&address, &path)?
+                };
                 let (head, body) = page.split_once("\r\n\r\n").unwrap_or((&page, ""));
                 if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
                     return Err(head.lines().next().unwrap_or_default().to_string());
@@ -386,6 +449,17 @@ fn prometheus_targets_up(ip: &str, want: usize) -> usize {
 }
 
 /// One HTTP/1.0 GET (bounded), the whole answer.
+/// [`http_get`] over TLS with the lab's etcd access, in the same shape (status line,
+/// blank line, body).
+fn https_get(addr: &str, path: &str) -> Result<String, String> {
+    let tls = lab_access().tls.unwrap();
+    let http = pigsty::http::client_tls(Duration::from_secs(3), Duration::from_secs(5), &tls)
+        .map_err(|e| format!("{e:#}"))?;
+    let (status, body) =
+        pigsty::http::get(&http, &format!("https://{addr}{path}")).map_err(|e| format!("{e:#}"))?;
+    Ok(format!("HTTP/1.1 {status}\r\n\r\n{body}"))
+}
+
 fn http_get(addr: &str, path: &str) -> Result<String, String> {
     http_request(addr, path, "")
 }
@@ -489,6 +563,8 @@ fn e2e() {
         etcd_members,
     );
     assert_eq!(names, ["etcd-1", "etcd-2", "etcd-3"]);
+    // etcd runs TLS with client certificates and RBAC on every member.
+    etcd_refuses_strangers().unwrap_or_else(|e| panic!("{e}"));
     // Patroni: one leader, two streaming replicas.
     let leader = until(
         "a leader with 2 streaming replicas",

@@ -62,6 +62,11 @@ fn the_ca_is_made_once_and_node_certificates_chain_to_it() {
     assert!(!d.join("files/pki").exists(), "render creates no CA");
 
     ok(d, &["pki", "issue", "--role", "pg-test-1"]);
+    // A fleet is secured whole or not at all (etcd's members and clients must agree):
+    // with one node still without a certificate, render carries none.
+    ok(d, &["render", "--role", "pg-test-1", "--out", "partial"]);
+    assert!(!d.join("partial/pg/cert").exists());
+    ok(d, &["pki", "issue", "--role", "etcd-1"]);
     let pki = d.join("files/pki");
     assert_eq!(mode(&pki.join("ca/ca.key")), 0o600);
     assert_eq!(mode(&pki.join("nodes/pg-test-1.key")), 0o600);
@@ -118,6 +123,40 @@ fn the_ca_is_made_once_and_node_certificates_chain_to_it() {
         patroni.contains("\"ssl_ca_file\": \"/pg/cert/ca.crt\""),
         "{patroni}"
     );
+    // etcd: TLS to and from its peers and clients, RBAC; Patroni reaches it as its
+    // cluster's user, over TLS with the node's pair.
+    assert!(
+        patroni.contains("protocol: https") && patroni.contains("username: \"pg-test\""),
+        "{patroni}"
+    );
+    ok(d, &["render", "--role", "etcd-1", "--out", "e"]);
+    let env = std::fs::read_to_string(d.join("e/etc/default/etcd")).unwrap();
+    for line in [
+        "ETCD_LISTEN_CLIENT_URLS=\"https://10.10.10.10:2379,https://127.0.0.1:2379\"",
+        "ETCD_CLIENT_CERT_AUTH=true",
+        "ETCD_PEER_CLIENT_CERT_AUTH=true",
+        "ETCD_KEY_FILE=/etc/etcd/server.key",
+    ] {
+        assert!(env.lines().any(|l| l == line), "{line}\n{env}");
+    }
+    assert_eq!(mode(&d.join("e/etc/etcd/server.key")), 0o600);
+    let node: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("e/etc/pigsty/node.json")).unwrap()).unwrap();
+    let access = &node["etcd"]["access"];
+    assert_eq!(access["user"], "root");
+    assert_eq!(access["rbac"]["users"][0]["name"], "pg-test");
+    assert_eq!(access["rbac"]["users"][0]["prefixes"][0], "/pg/pg-test/");
+    // The PostgreSQL node holds its cluster's etcd password, not root's.
+    let pg_node = std::fs::read_to_string(d.join("a/etc/pigsty/node.json")).unwrap();
+    assert!(!pg_node.contains("Etcd.Root"), "{pg_node}");
+    assert!(pg_node.contains("\"user\": \"pg-test\""), "{pg_node}");
+    // Certificates carry no common name (etcd's gateway refuses a client with one).
+    let subject = openssl(
+        &["x509", "-in", "e/etc/etcd/server.crt", "-noout", "-subject"],
+        d,
+    );
+    let subject = String::from_utf8_lossy(&subject.stdout);
+    assert!(!subject.contains("CN"), "{subject}");
     let ca_before = std::fs::read(pki.join("ca/ca.crt")).unwrap();
 
     // New names: render (which writes nothing beside the inventory) carries no

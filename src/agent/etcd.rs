@@ -182,7 +182,10 @@ impl Client {
         match self.post_once(path, body) {
             // An expired token: authenticate again, once.
             Err(e) if self.user.is_some() && token_refused(&e) => {
-                *self.token.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+                *self
+                    .token
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
                 self.post_once(path, body)
             }
             other => other,
@@ -194,7 +197,10 @@ impl Client {
         let Some((name, password)) = &self.user else {
             return Ok(None);
         };
-        let mut kept = self.token.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut kept = self
+            .token
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if kept.is_none() {
             #[derive(Deserialize)]
             struct Token {
@@ -399,15 +405,23 @@ impl Client {
                 Err(e) => Err(e),
             }
         };
-        post("/v3/auth/user/add", json!({ "name": "root", "password": root_password }))?;
+        post(
+            "/v3/auth/user/add",
+            json!({ "name": "root", "password": root_password }),
+        )?;
         post("/v3/auth/role/add", json!({ "name": "root" }))?;
-        post("/v3/auth/user/grant", json!({ "user": "root", "role": "root" }))?;
+        post(
+            "/v3/auth/user/grant",
+            json!({ "user": "root", "role": "root" }),
+        )?;
         post("/v3/auth/enable", json!({}))?;
         // The password of a root that existed before may differ: say so plainly.
         match root.token() {
             Ok(Some(_)) => Ok(()),
             Ok(None) => bail!("{}: etcd auth is still off after enabling it", self.base),
-            Err(e) => Err(e.context("etcd auth is on, but root does not accept etcd_root_password")),
+            Err(e) => {
+                Err(e.context("etcd auth is on, but root does not accept etcd_root_password"))
+            }
         }
     }
 
@@ -436,9 +450,15 @@ impl Client {
             if let Some(end) = end {
                 perm["range_end"] = json!(end);
             }
-            let _: Value = self.post("/v3/auth/role/grant", &json!({ "name": user, "perm": perm }))?;
+            let _: Value = self.post(
+                "/v3/auth/role/grant",
+                &json!({ "name": user, "perm": perm }),
+            )?;
         }
-        match self.post::<Value>("/v3/auth/user/add", &json!({ "name": user, "password": password })) {
+        match self.post::<Value>(
+            "/v3/auth/user/add",
+            &json!({ "name": user, "password": password }),
+        ) {
             Ok(_) => {}
             Err(e) if message_has(&e, "already exists") => {
                 let _: Value = self.post(
@@ -448,7 +468,10 @@ impl Client {
             }
             Err(e) => return Err(e),
         }
-        let _: Value = self.post("/v3/auth/user/grant", &json!({ "user": user, "role": user }))?;
+        let _: Value = self.post(
+            "/v3/auth/user/grant",
+            &json!({ "user": user, "role": user }),
+        )?;
         Ok(())
     }
 }

@@ -39,7 +39,8 @@ pub fn join(agent: &mut Agent) -> anyhow::Result<String> {
     // Our etcd already running (started by a run of ours that was killed) counts as
     // data, though it may not have written its member dir yet: a live member is
     // never taken for the stale member of a reimaged node.
-    let has_data = data_dir.join("member").is_dir() || agent.services.is_active(UNIT).unwrap_or(false);
+    let has_data =
+        data_dir.join("member").is_dir() || agent.services.is_active(UNIT).unwrap_or(false);
     let local = agent.etcd_client(&me.client_url)?;
 
     // 1. Ask the other members which cluster exists, and what it knows of us.
@@ -140,27 +141,27 @@ fn ensure_rbac(agent: &Agent, me: &EtcdPeer) -> anyhow::Result<String> {
             ..access.clone()
         },
     )?;
-    agent
-        .opts
-        .policy()
-        .wait(STEP, "etcd auth on, with root", anonymous.base(), || {
-            match anonymous.enable_auth(&rbac.root_password) {
-                Ok(()) => Attempt::Ready(()),
-                Err(e) => retryable(e),
-            }
-        })?;
+    agent.opts.policy().wait(
+        STEP,
+        "etcd auth on, with root",
+        anonymous.base(),
+        || match anonymous.enable_auth(&rbac.root_password) {
+            Ok(()) => Attempt::Ready(()),
+            Err(e) => retryable(e),
+        },
+    )?;
     agent.checkpoint("etcd:auth")?;
     let root = Client::with(&me.client_url, agent.opts.request, &access)?;
     for u in &rbac.users {
-        agent
-            .opts
-            .policy()
-            .wait(STEP, &format!("etcd user {}", u.name), root.base(), || {
-                match root.ensure_user(&u.name, &u.password, &u.prefixes, &u.keys) {
-                    Ok(()) => Attempt::Ready(()),
-                    Err(e) => retryable(e),
-                }
-            })?;
+        agent.opts.policy().wait(
+            STEP,
+            &format!("etcd user {}", u.name),
+            root.base(),
+            || match root.ensure_user(&u.name, &u.password, &u.prefixes, &u.keys) {
+                Ok(()) => Attempt::Ready(()),
+                Err(e) => retryable(e),
+            },
+        )?;
     }
     Ok(format!("; auth on, {} cluster user(s)", rbac.users.len()))
 }
@@ -397,7 +398,11 @@ fn promote(agent: &Agent, peer: &Client, id: u64) -> anyhow::Result<()> {
             return Ok(peer.clone());
         }
         let members = peer.anonymous().member_list()?;
-        match members.iter().find(|m| m.id == leader).and_then(|m| m.client_urls.first()) {
+        match members
+            .iter()
+            .find(|m| m.id == leader)
+            .and_then(|m| m.client_urls.first())
+        {
             Some(url) => Ok(peer.at(url)),
             None => Ok(peer.clone()),
         }

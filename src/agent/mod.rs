@@ -245,7 +245,11 @@ impl Agent<'_> {
         };
         let path = |p: &str| self.path(p).to_string_lossy().into_owned();
         Ok(etcd::Access {
-            tls: Some(crate::http::Tls::read(&path(&a.ca), &path(&a.cert), &path(&a.key))?),
+            tls: Some(crate::http::Tls::read(
+                &path(&a.ca),
+                &path(&a.cert),
+                &path(&a.key),
+            )?),
             user: Some((a.user.clone(), a.password.clone())),
         })
     }
@@ -270,7 +274,9 @@ pub fn read_fleet(
 ) -> anyhow::Result<std::collections::BTreeMap<String, State>> {
     let mut errors = Vec::new();
     for url in endpoints {
-        let pairs = match etcd::Client::with(url, timeout, access).and_then(|c| c.get_prefix(NODES_PREFIX)) {
+        let pairs = match etcd::Client::with(url, timeout, access)
+            .and_then(|c| c.get_prefix(NODES_PREFIX))
+        {
             Ok(p) => p,
             Err(e) => {
                 errors.push(format!("{e:#}"));

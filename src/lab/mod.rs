@@ -265,7 +265,11 @@ impl Lab {
     }
 
     pub fn etcd_endpoints(&self) -> Vec<String> {
-        let scheme = if self.state.etcd_access.is_some() { "https" } else { "http" };
+        let scheme = if self.state.etcd_access.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         self.state
             .nodes
             .iter()

@@ -23,7 +23,8 @@ impl Lab {
             let reported = if endpoints.is_empty() {
                 BTreeMap::new()
             } else {
-                crate::agent::read_fleet(&endpoints, Duration::from_secs(3), &access).unwrap_or_default()
+                crate::agent::read_fleet(&endpoints, Duration::from_secs(3), &access)
+                    .unwrap_or_default()
             };
             let mut pending = Vec::new();
             for node in &self.state.nodes {
@@ -180,7 +181,11 @@ impl Lab {
     /// Every node's legs, from its report in etcd. The calling thread must be in the
     /// lab's namespace.
     pub fn legs(&self) -> anyhow::Result<Vec<Legs>> {
-        let reported = crate::agent::read_fleet(&self.etcd_endpoints(), Duration::from_secs(5), &self.etcd_access()?)?;
+        let reported = crate::agent::read_fleet(
+            &self.etcd_endpoints(),
+            Duration::from_secs(5),
+            &self.etcd_access()?,
+        )?;
         let mut out = Vec::new();
         for node in &self.state.nodes {
             let Some(state) = reported.get(&node.name) else {

@@ -10,8 +10,8 @@ use super::{RenderError, RenderedFile};
 use crate::model::{Fleet, Node, NodeTune};
 use crate::plan::JoinStep;
 use crate::plan::node_json::{
-    EtcdAccess, EtcdInfo, EtcdMember, EtcdMemberParams, EtcdPeer, EtcdRbac, EtcdUser, NODE_JSON, NODE_JSON_SCHEMA, NodeInfo,
-    NodeJson, PigstyInfo,
+    EtcdAccess, EtcdInfo, EtcdMember, EtcdMemberParams, EtcdPeer, EtcdRbac, EtcdUser, NODE_JSON,
+    NODE_JSON_SCHEMA, NodeInfo, NodeJson, PigstyInfo,
 };
 
 use super::{haproxy, infra, minio, pgsql, redis};
@@ -458,7 +458,11 @@ fn etcd(fleet: &Fleet, node: &Node) -> Option<EtcdInfo> {
         endpoints: peers.iter().map(|(_, e)| e.clone()).collect(),
         client_urls: peers.iter().map(|(p, _)| p.client_url.clone()).collect(),
         members: peers.into_iter().map(|(p, _)| p).collect(),
-        access: node.tls.is_some().then(|| etcd_access(fleet, node, cluster)).flatten(),
+        access: node
+            .tls
+            .is_some()
+            .then(|| etcd_access(fleet, node, cluster))
+            .flatten(),
     })
 }
 
@@ -494,7 +498,11 @@ fn etcd_root_password<'a>(fleet: &'a Fleet, cluster: &str) -> Option<&'a str> {
 /// one derived from the etcd root password (HMAC-SHA256), so that a node holds only
 /// its own cluster's credential and no guessable one. Pigsty names the user after the
 /// cluster, as here.
-pub fn pg_etcd_user(fleet: &Fleet, pg: &crate::model::PgInstance, etcd_cluster: &str) -> (String, String) {
+pub fn pg_etcd_user(
+    fleet: &Fleet,
+    pg: &crate::model::PgInstance,
+    etcd_cluster: &str,
+) -> (String, String) {
     use hmac::{Hmac, KeyInit, Mac};
     let user = pg.cluster.clone();
     if !pg.params.pg_etcd_password.is_empty() {

@@ -31,6 +31,9 @@ pub struct Job {
     pub module: Option<&'static str>,
     /// Keep the labels the scraped metrics carry (what clients pushed to Pushgateway).
     pub honor_labels: bool,
+    /// Scraped over https with the infra node's client certificate (etcd, which asks
+    /// every client for one when the fleet has a CA), as Pigsty's etcd job.
+    pub tls: bool,
     pub targets: Vec<Target>,
 }
 
@@ -170,6 +173,7 @@ fn is_server_name(s: &str) -> bool {
 /// targets sorted, so the file is the same whatever order the inventory lists hosts.
 /// Jobs without targets are left out.
 pub fn scrape_jobs(fleet: &Fleet) -> Vec<Job> {
+    let certified = fleet.nodes.iter().all(|n| n.tls.is_some());
     let mut jobs: Vec<Job> = JOBS
         .iter()
         .map(|(name, metrics_path, _)| Job {
@@ -177,6 +181,7 @@ pub fn scrape_jobs(fleet: &Fleet) -> Vec<Job> {
             metrics_path,
             module: None,
             honor_labels: *name == "pushgateway",
+            tls: certified && *name == "etcd",
             targets: Vec::new(),
         })
         .collect();
@@ -203,6 +208,7 @@ fn ping(fleet: &Fleet) -> Job {
         metrics_path: "/probe",
         module: Some("icmp"),
         honor_labels: false,
+        tls: false,
         targets: Vec::new(),
     };
     let Some(port) = fleet
