@@ -207,7 +207,7 @@ bench_image_cold() {
         --prepare "rm -rf $(printf '%q' "$cold") $(printf '%q' "$OUT/img-cold")" \
         --prepare "rm -f $(printf '%q' "$OUT/mmdebstrap-pg-test-1.tar")" \
         -n "cold: build-image pg-test-1 rootfs,raw" \
-        "PIGSTY_CACHE=$(printf '%q' "$cold") $q -i $(printf '%q' "$SANDBOX") build-image --role pg-test-1 --format rootfs,raw --out $(printf '%q' "$OUT/img-cold") >/dev/null 2>&1" \
+        "PIGSTY_CACHE=$(printf '%q' "$cold") $q -i $(printf '%q' "$SANDBOX") build-image --allow-default-passwords --role pg-test-1 --format rootfs,raw --out $(printf '%q' "$OUT/img-cold") >/dev/null 2>&1" \
         -n "mmdebstrap alone: same base and packages, to a tar" \
         "$(same_set pg-test-1) >/dev/null 2>&1"
     report image-cold
@@ -225,17 +225,17 @@ bench_image_warm() {
         inv=$OUT/warm-$node.yml
         bumped_inventory "$src" "$ip" "$inv" "$OUT/warm-$node.counter"
         log "warming the cache for $node"
-        PIGSTY_CACHE=$IMG_CACHE "$PIGSTY" -i "$inv" build-image --role "$node" \
+        PIGSTY_CACHE=$IMG_CACHE "$PIGSTY" -i "$inv" build-image --allow-default-passwords --role "$node" \
             --format rootfs,raw --out "$OUT/img-warm" >/dev/null 2>&1 \
-            || die "build-image --role $node failed (cache $IMG_CACHE)"
+            || die "build-image --allow-default-passwords --role $node failed (cache $IMG_CACHE)"
         bump="bash -c 'source $(printf '%q' "$ROOT/ci/bench.sh") --functions-only && bumped_inventory $(printf '%q' "$src") $ip $(printf '%q' "$inv") $(printf '%q' "$OUT/warm-$node.counter")'"
         hyperfine --warmup 1 --runs "$RUNS" --prepare "$bump" \
             --export-json "$OUT/image-warm-$node.json" \
             --export-markdown "$OUT/image-warm-$node.md" \
             -n "$node rootfs, one variable changed" \
-            "PIGSTY_CACHE=$(printf '%q' "$IMG_CACHE") $q -i $(printf '%q' "$inv") build-image --role $node --format rootfs --out $(printf '%q' "$OUT/img-warm") >/dev/null 2>&1" \
+            "PIGSTY_CACHE=$(printf '%q' "$IMG_CACHE") $q -i $(printf '%q' "$inv") build-image --allow-default-passwords --role $node --format rootfs --out $(printf '%q' "$OUT/img-warm") >/dev/null 2>&1" \
             -n "$node raw, one variable changed" \
-            "PIGSTY_CACHE=$(printf '%q' "$IMG_CACHE") $q -i $(printf '%q' "$inv") build-image --role $node --format raw --out $(printf '%q' "$OUT/img-warm") >/dev/null 2>&1"
+            "PIGSTY_CACHE=$(printf '%q' "$IMG_CACHE") $q -i $(printf '%q' "$inv") build-image --allow-default-passwords --role $node --format raw --out $(printf '%q' "$OUT/img-warm") >/dev/null 2>&1"
         report "image-warm-$node"
     done
 }
@@ -248,15 +248,15 @@ bench_image_all() {
     qi=$(printf '%q' "$SANDBOX")
     qo=$(printf '%q' "$OUT/img-all")
     log "warming the cache for every sandbox node"
-    PIGSTY_CACHE=$IMG_CACHE "$PIGSTY" -i "$SANDBOX" build-image --all --format rootfs,raw \
+    PIGSTY_CACHE=$IMG_CACHE "$PIGSTY" -i "$SANDBOX" build-image --allow-default-passwords --all --format rootfs,raw \
         --out "$OUT/img-all" >/dev/null 2>&1 || die "build-image --all failed"
     nodes=$(cd "$OUT/img-all" && ls -d */ | tr -d /) || die "no node directories in $OUT/img-all"
     for n in $nodes; do
-        singles+="$q -i $qi build-image --role $n --format rootfs,raw --out $qo >/dev/null 2>&1 && "
+        singles+="$q -i $qi build-image --allow-default-passwords --role $n --format rootfs,raw --out $qo >/dev/null 2>&1 && "
     done
     PIGSTY_CACHE=$IMG_CACHE hyperfine --runs "$RUNS" \
         --export-json "$OUT/image-all.json" --export-markdown "$OUT/image-all.md" \
-        -n "build-image --all" "$q -i $qi build-image --all --format rootfs,raw --out $qo >/dev/null 2>&1" \
+        -n "build-image --all" "$q -i $qi build-image --allow-default-passwords --all --format rootfs,raw --out $qo >/dev/null 2>&1" \
         -n "one build-image per node" "${singles}true"
     report image-all
 }

@@ -208,6 +208,11 @@ pub struct BuildImageArgs {
     /// MinIO-compatible server at DIR/usr/local/bin/minio, which Debian does not ship.
     #[arg(long, value_name = "DIR")]
     pub extra_tree: Vec<PathBuf>,
+
+    /// Build even though the inventory keeps Pigsty's published default passwords
+    /// (refused otherwise; `pigsty inventory passwords` makes strong ones).
+    #[arg(long)]
+    pub allow_default_passwords: bool,
 }
 
 #[derive(Debug, Args)]
@@ -232,6 +237,10 @@ pub enum InventoryCommand {
     Check(JsonFlag),
     /// One row per node: ip, nodename, roles, modules.
     List(JsonFlag),
+    /// Strong random passwords for every Pigsty default password the inventory still
+    /// uses (as Pigsty's `configure -g`), as YAML for `all.vars`, with the lines that
+    /// set a default explicitly.
+    Passwords,
 }
 
 #[derive(Debug, Args)]

@@ -30,6 +30,10 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
     tracing::info!(inventory = %source.name(), "loading inventory");
     match &cli.command {
         Command::Inventory(InventoryCommand::Check(flag)) => check(&source, flag.json, out),
+        Command::Inventory(InventoryCommand::Passwords) => {
+            let loaded = load(&source)?;
+            passwords(&loaded.fleet, out)
+        }
         Command::Inventory(InventoryCommand::List(flag)) => {
             let loaded = load(&source)?;
             list(&loaded.fleet, flag.json, out)
@@ -666,11 +670,135 @@ fn render(fleet: &Fleet, args: &RenderArgs, out: &mut dyn Write) -> Result<(), E
 /// (it holds manifest.json). Checked before anything is created, the PKI included.
 fn check_build_out(fleet: &Fleet, args: &BuildImageArgs) -> Result<(), Error> {
     let nodes = selected(fleet, args.role.as_deref())?;
-    for n in nodes {
+    for n in &nodes {
         crate::render::write::check_replaceable(&args.out.join(&n.nodename), "manifest.json")
             .map_err(Error::Usage)?;
     }
+    if !args.allow_default_passwords {
+        let findings = default_password_findings(fleet, &nodes);
+        if !findings.is_empty() {
+            return Err(Error::Invalid(diag::Invalid {
+                file: fleet.source.clone(),
+                findings,
+                text: std::fs::read_to_string(&fleet.source).ok(),
+            }));
+        }
+    }
     Ok(())
+}
+
+/// A strong password: 24 characters from 62, about 143 bits from the OS's generator.
+fn strong_password() -> anyhow::Result<String> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut out = String::new();
+    while out.len() < 24 {
+        let mut buf = [0u8; 32];
+        getrandom::getrandom(&mut buf)
+            .map_err(|e| anyhow::anyhow!("reading the OS's random generator: {e}"))?;
+        // 248 = 4 * 62: bytes above it are dropped, so every character is equally likely.
+        out.extend(
+            buf.iter()
+                .filter(|b| **b < 248)
+                .map(|b| ALPHABET[usize::from(*b) % 62] as char),
+        );
+    }
+    out.truncate(24);
+    Ok(out)
+}
+
+/// `inventory passwords`: a strong password for each default one in use.
+fn passwords(fleet: &Fleet, out: &mut dyn Write) -> Result<(), Error> {
+    let mut keys: Vec<&'static str> = Vec::new();
+    let mut explicit: Vec<String> = Vec::new();
+    for n in &fleet.nodes {
+        for key in n.default_passwords() {
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+            if let Some((loc, _)) = n.source.vars.get(key) {
+                let at = format!("{}:{}: {key}", fleet.source, loc.line);
+                if !explicit.contains(&at) {
+                    explicit.push(at);
+                }
+            }
+        }
+    }
+    if keys.is_empty() {
+        writeln!(out, "# no default password is in use").context("writing to stdout")?;
+        return Ok(());
+    }
+    keys.sort_by_key(|k| {
+        crate::model::DEFAULT_PASSWORDS
+            .iter()
+            .position(|(d, _)| d == k)
+    });
+    let mut text = String::from(
+        "# Strong passwords for the Pigsty defaults this inventory still uses: put them\n# under all.vars.\n",
+    );
+    if !explicit.is_empty() {
+        text.push_str("# These lines set a default themselves; change the value there:\n");
+        for e in &explicit {
+            text.push_str(&format!("#   {e}\n"));
+        }
+    }
+    text.push_str("all:\n  vars:\n");
+    for key in keys {
+        text.push_str(&format!("    {key}: {}\n", strong_password()?));
+    }
+    out.write_all(text.as_bytes())
+        .context("writing to stdout")?;
+    Ok(())
+}
+
+/// Each of Pigsty's published default passwords the selected nodes' images would
+/// carry, at the line that sets it (the host's, when the built-in default applies).
+/// A PostgreSQL node whose cluster's etcd password is derived from a default etcd root
+/// password counts too: anyone could derive it.
+fn default_password_findings(fleet: &Fleet, nodes: &[&Node]) -> Vec<Finding> {
+    let mut findings: Vec<Finding> = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut add = |n: &Node, key: &str, why: String| {
+        let loc = n
+            .source
+            .vars
+            .get(key)
+            .map_or(n.source.host, |(loc, _)| *loc);
+        if seen.insert((key.to_string(), loc.line, loc.col)) {
+            findings.push(Finding::error(&fleet.source, loc, key, why));
+        }
+    };
+    for n in nodes {
+        for key in n.default_passwords() {
+            add(
+                n,
+                key,
+                format!(
+                    "{key} of {} is Pigsty's published default; set a strong one (`pigsty inventory passwords`), or pass --allow-default-passwords",
+                    n.nodename
+                ),
+            );
+        }
+        if let Some(pg) =
+            n.pg.as_ref()
+                .filter(|p| p.params.pg_etcd_password.is_empty())
+        {
+            let cluster = n.etcd.as_ref().map_or("etcd", |e| e.cluster.as_str());
+            let root = fleet.etcd_members(cluster);
+            if let Some(m) = root.first()
+                && m.default_passwords().contains(&"etcd_root_password")
+            {
+                add(
+                    m,
+                    "etcd_root_password",
+                    format!(
+                        "etcd_root_password of {} is Pigsty's published default, and {}'s etcd password is derived from it; set a strong one, or pass --allow-default-passwords",
+                        m.nodename, pg.cluster
+                    ),
+                );
+            }
+        }
+    }
+    findings
 }
 
 fn build_image(fleet: &Fleet, args: &BuildImageArgs, out: &mut dyn Write) -> Result<(), Error> {

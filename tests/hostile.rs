@@ -200,6 +200,7 @@ fn every_hostile_value_is_refused_at_its_line_and_nothing_is_written() {
                 "-i",
                 inv_s,
                 "build-image",
+                "--allow-default-passwords",
                 "--role",
                 "10.10.10.10",
                 "--out",
@@ -303,6 +304,7 @@ fn an_out_directory_pigsty_did_not_write_is_refused_not_wiped() {
             "-i",
             inv,
             "build-image",
+            "--allow-default-passwords",
             "--role",
             "pg-meta-1",
             "--out",
@@ -334,4 +336,92 @@ fn an_out_directory_pigsty_did_not_write_is_refused_not_wiped() {
         );
     }
     assert!(ours.join("pg-meta-1/etc/patroni/patroni.yml").is_file());
+}
+
+/// `build-image` refuses Pigsty's published default passwords (exit 2, each at the line
+/// that sets it, or at the host when the built-in default applies), before it writes
+/// anything or creates a CA; `inventory passwords` makes strong ones, and with them
+/// the build goes past that check.
+#[test]
+fn default_passwords_are_refused_until_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("inv.yml");
+    let explicit = BASE.replace(
+        "    grafana_enabled: false\n",
+        "    grafana_enabled: false\n    pg_admin_password: DBUser.DBA\n",
+    );
+    std::fs::write(&inv, &explicit).unwrap();
+    let inv_s = inv.to_str().unwrap();
+    let out_dir = dir.path().join("out");
+    let out_s = out_dir.to_str().unwrap();
+    let build = |extra: &[&str]| {
+        let mut args = vec![
+            "-i",
+            inv_s,
+            "build-image",
+            "--role",
+            "10.10.10.10",
+            "--out",
+            out_s,
+        ];
+        args.extend_from_slice(extra);
+        pigsty(&args)
+    };
+    let out = build(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    // Set in the file: its own line; from the built-in defaults: the host's line.
+    assert!(stderr.contains("inv.yml:18:"), "{stderr}");
+    assert!(stderr.contains("`pg_admin_password`"), "{stderr}");
+    for key in ["etcd_root_password", "minio_secret_key", "patroni_password"] {
+        assert!(stderr.contains(&format!("`{key}`")), "{key}: {stderr}");
+    }
+    assert!(stderr.contains("--allow-default-passwords"), "{stderr}");
+    assert!(!out_dir.exists(), "nothing is written");
+    assert!(!dir.path().join("files/pki").exists(), "no CA is made");
+
+    // Strong passwords from `inventory passwords`, put under all.vars: the build
+    // passes the password check (and stops later, at the empty layer cache).
+    let made = pigsty(&["-i", inv_s, "inventory", "passwords"]);
+    assert!(made.status.success());
+    let text = String::from_utf8_lossy(&made.stdout);
+    assert!(
+        text.contains("#   ") && text.contains("inv.yml:18: pg_admin_password"),
+        "{text}"
+    );
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("    ") && l.contains("_pass") || l.contains("secret_key:"))
+        .collect();
+    assert!(lines.len() >= 6, "{text}");
+    for l in &lines {
+        let value = l.split(": ").nth(1).unwrap();
+        assert_eq!(value.len(), 24, "{l}");
+        assert!(value.chars().all(|c| c.is_ascii_alphanumeric()), "{l}");
+    }
+    let strong = explicit.replace("    pg_admin_password: DBUser.DBA\n", "")
+        + &lines.iter().map(|l| format!("{l}\n")).collect::<String>();
+    std::fs::write(&inv, strong).unwrap();
+    let again = pigsty(&["-i", inv_s, "inventory", "passwords"]);
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("no default password is in use"),
+        "{}",
+        String::from_utf8_lossy(&again.stdout)
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_pigsty"))
+        .args([
+            "-i",
+            inv_s,
+            "build-image",
+            "--role",
+            "10.10.10.10",
+            "--offline",
+        ])
+        .args(["--out", out_s])
+        .env("PIGSTY_CACHE", dir.path().join("empty-cache"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("published default"), "{stderr}");
 }

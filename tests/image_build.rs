@@ -30,6 +30,8 @@ fn build(out: &Path, formats: &str) -> serde_json::Value {
             "-i",
             inv.to_str().unwrap(),
             "build-image",
+            // The lab's inventory keeps Pigsty's default passwords: a test fleet.
+            "--allow-default-passwords",
             "--role",
             NODE,
             "--format",

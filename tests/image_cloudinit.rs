@@ -16,6 +16,7 @@ fn build(out: &Path) -> serde_json::Value {
             "-i",
             inv.to_str().unwrap(),
             "build-image",
+            "--allow-default-passwords",
             "--role",
             "pg-test-1",
             "--format",
@@ -145,6 +146,7 @@ fn fixture_seed(out: &Path) -> serde_json::Value {
     let inv = root().join("tests/fixtures/image-node.yml");
     let st = Command::new(env!("CARGO_BIN_EXE_pigsty"))
         .args(["-i", inv.to_str().unwrap(), "build-image", "--role", NODE])
+        .arg("--allow-default-passwords")
         .args(["--format", "cloud-init", "--out"])
         .arg(out)
         .env("PIGSTY_PKI", out.parent().unwrap().join("pki"))

@@ -109,6 +109,9 @@ _pigsty() {
             pigsty__subcmd__help__subcmd__inventory,list)
                 cmd="pigsty__subcmd__help__subcmd__inventory__subcmd__list"
                 ;;
+            pigsty__subcmd__help__subcmd__inventory,passwords)
+                cmd="pigsty__subcmd__help__subcmd__inventory__subcmd__passwords"
+                ;;
             pigsty__subcmd__help__subcmd__lab,down)
                 cmd="pigsty__subcmd__help__subcmd__lab__subcmd__down"
                 ;;
@@ -148,6 +151,9 @@ _pigsty() {
             pigsty__subcmd__inventory,list)
                 cmd="pigsty__subcmd__inventory__subcmd__list"
                 ;;
+            pigsty__subcmd__inventory,passwords)
+                cmd="pigsty__subcmd__inventory__subcmd__passwords"
+                ;;
             pigsty__subcmd__inventory__subcmd__help,check)
                 cmd="pigsty__subcmd__inventory__subcmd__help__subcmd__check"
                 ;;
@@ -156,6 +162,9 @@ _pigsty() {
                 ;;
             pigsty__subcmd__inventory__subcmd__help,list)
                 cmd="pigsty__subcmd__inventory__subcmd__help__subcmd__list"
+                ;;
+            pigsty__subcmd__inventory__subcmd__help,passwords)
+                cmd="pigsty__subcmd__inventory__subcmd__help__subcmd__passwords"
                 ;;
             pigsty__subcmd__lab,down)
                 cmd="pigsty__subcmd__lab__subcmd__down"
@@ -456,7 +465,7 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__build__subcmd__image)
-            opts="-i -v -h -V --role --all --format --out --offline --extra-tree --inventory --pki --verbose --help --version"
+            opts="-i -v -h -V --role --all --format --out --offline --extra-tree --allow-default-passwords --inventory --pki --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -596,7 +605,7 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__help__subcmd__inventory)
-            opts="check list"
+            opts="check list passwords"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -624,6 +633,20 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__help__subcmd__inventory__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pigsty__subcmd__help__subcmd__inventory__subcmd__passwords)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -848,7 +871,7 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__inventory)
-            opts="-i -v -h -V --inventory --pki --verbose --help --version check list help"
+            opts="-i -v -h -V --inventory --pki --verbose --help --version check list passwords help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -900,7 +923,7 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__inventory__subcmd__help)
-            opts="check list help"
+            opts="check list passwords help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -955,8 +978,48 @@ _pigsty() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        pigsty__subcmd__inventory__subcmd__help__subcmd__passwords)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         pigsty__subcmd__inventory__subcmd__list)
             opts="-i -v -h -V --json --inventory --pki --verbose --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --inventory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pki)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pigsty__subcmd__inventory__subcmd__passwords)
+            opts="-i -v -h -V --inventory --pki --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

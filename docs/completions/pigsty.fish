@@ -38,14 +38,15 @@ complete -c pigsty -n "__fish_pigsty_needs_command" -f -a "build-image" -d 'Buil
 complete -c pigsty -n "__fish_pigsty_needs_command" -f -a "lab" -d 'Boot the inventory as qemu VMs on this machine (default: the built-in lab.yml)'
 complete -c pigsty -n "__fish_pigsty_needs_command" -f -a "pki" -d 'The fleet CA and node certificates, in files/pki beside the inventory'
 complete -c pigsty -n "__fish_pigsty_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and not __fish_seen_subcommand_from check list help" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
-complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and not __fish_seen_subcommand_from check list help" -l pki -d 'The fleet PKI directory (CA and node certificates). Default: files/pki beside the inventory file (in the current directory for the built-in inventory)' -r -F
-complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and not __fish_seen_subcommand_from check list help" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
-complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and not __fish_seen_subcommand_from check list help" -s h -l help -d 'Print help'
-complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and not __fish_seen_subcommand_from check list help" -s V -l version -d 'Print version'
-complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and not __fish_seen_subcommand_from check list help" -f -a "check" -d 'Validate the inventory: exit 0 when valid, 2 when not (every error is listed)'
-complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and not __fish_seen_subcommand_from check list help" -f -a "list" -d 'One row per node: ip, nodename, roles, modules'
-complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and not __fish_seen_subcommand_from check list help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and not __fish_seen_subcommand_from check list passwords help" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and not __fish_seen_subcommand_from check list passwords help" -l pki -d 'The fleet PKI directory (CA and node certificates). Default: files/pki beside the inventory file (in the current directory for the built-in inventory)' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and not __fish_seen_subcommand_from check list passwords help" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and not __fish_seen_subcommand_from check list passwords help" -s h -l help -d 'Print help'
+complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and not __fish_seen_subcommand_from check list passwords help" -s V -l version -d 'Print version'
+complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and not __fish_seen_subcommand_from check list passwords help" -f -a "check" -d 'Validate the inventory: exit 0 when valid, 2 when not (every error is listed)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and not __fish_seen_subcommand_from check list passwords help" -f -a "list" -d 'One row per node: ip, nodename, roles, modules'
+complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and not __fish_seen_subcommand_from check list passwords help" -f -a "passwords" -d 'Strong random passwords for every Pigsty default password the inventory still uses (as Pigsty\'s `configure -g`), as YAML for `all.vars`, with the lines that set a default explicitly'
+complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and not __fish_seen_subcommand_from check list passwords help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and __fish_seen_subcommand_from check" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
 complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and __fish_seen_subcommand_from check" -l pki -d 'The fleet PKI directory (CA and node certificates). Default: files/pki beside the inventory file (in the current directory for the built-in inventory)' -r -F
 complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and __fish_seen_subcommand_from check" -l json -d 'Machine-readable JSON on stdout'
@@ -58,8 +59,14 @@ complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and __fish_seen
 complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and __fish_seen_subcommand_from list" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
 complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
 complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and __fish_seen_subcommand_from passwords" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and __fish_seen_subcommand_from passwords" -l pki -d 'The fleet PKI directory (CA and node certificates). Default: files/pki beside the inventory file (in the current directory for the built-in inventory)' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and __fish_seen_subcommand_from passwords" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and __fish_seen_subcommand_from passwords" -s h -l help -d 'Print help'
+complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and __fish_seen_subcommand_from passwords" -s V -l version -d 'Print version'
 complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and __fish_seen_subcommand_from help" -f -a "check" -d 'Validate the inventory: exit 0 when valid, 2 when not (every error is listed)'
 complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and __fish_seen_subcommand_from help" -f -a "list" -d 'One row per node: ip, nodename, roles, modules'
+complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and __fish_seen_subcommand_from help" -f -a "passwords" -d 'Strong random passwords for every Pigsty default password the inventory still uses (as Pigsty\'s `configure -g`), as YAML for `all.vars`, with the lines that set a default explicitly'
 complete -c pigsty -n "__fish_pigsty_using_subcommand inventory; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c pigsty -n "__fish_pigsty_using_subcommand plan" -l role -d 'Any name of the node: pg instance (pg-test-1), etcd member (etcd-1), MinIO member (minio-1), infra name (infra-1), redis node, nodename, or IP' -r
 complete -c pigsty -n "__fish_pigsty_using_subcommand plan" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
@@ -130,6 +137,7 @@ complete -c pigsty -n "__fish_pigsty_using_subcommand build-image" -s i -l inven
 complete -c pigsty -n "__fish_pigsty_using_subcommand build-image" -l pki -d 'The fleet PKI directory (CA and node certificates). Default: files/pki beside the inventory file (in the current directory for the built-in inventory)' -r -F
 complete -c pigsty -n "__fish_pigsty_using_subcommand build-image" -l all -d 'Build every node of the inventory'
 complete -c pigsty -n "__fish_pigsty_using_subcommand build-image" -l offline -d 'Build from the layer cache alone; fail naming any missing layer'
+complete -c pigsty -n "__fish_pigsty_using_subcommand build-image" -l allow-default-passwords -d 'Build even though the inventory keeps Pigsty\'s published default passwords (refused otherwise; `pigsty inventory passwords` makes strong ones)'
 complete -c pigsty -n "__fish_pigsty_using_subcommand build-image" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
 complete -c pigsty -n "__fish_pigsty_using_subcommand build-image" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c pigsty -n "__fish_pigsty_using_subcommand build-image" -s V -l version -d 'Print version'
@@ -249,6 +257,7 @@ complete -c pigsty -n "__fish_pigsty_using_subcommand help; and not __fish_seen_
 complete -c pigsty -n "__fish_pigsty_using_subcommand help; and not __fish_seen_subcommand_from inventory plan render agent status build-image lab pki help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c pigsty -n "__fish_pigsty_using_subcommand help; and __fish_seen_subcommand_from inventory" -f -a "check" -d 'Validate the inventory: exit 0 when valid, 2 when not (every error is listed)'
 complete -c pigsty -n "__fish_pigsty_using_subcommand help; and __fish_seen_subcommand_from inventory" -f -a "list" -d 'One row per node: ip, nodename, roles, modules'
+complete -c pigsty -n "__fish_pigsty_using_subcommand help; and __fish_seen_subcommand_from inventory" -f -a "passwords" -d 'Strong random passwords for every Pigsty default password the inventory still uses (as Pigsty\'s `configure -g`), as YAML for `all.vars`, with the lines that set a default explicitly'
 complete -c pigsty -n "__fish_pigsty_using_subcommand help; and __fish_seen_subcommand_from agent" -f -a "firstboot" -d 'Join this node into its clusters, in order (run once by pigsty-firstboot.service)'
 complete -c pigsty -n "__fish_pigsty_using_subcommand help; and __fish_seen_subcommand_from agent" -f -a "status" -d 'Where the first-boot join stands on this node'
 complete -c pigsty -n "__fish_pigsty_using_subcommand help; and __fish_seen_subcommand_from agent" -f -a "tune" -d 'Size the machine-dependent settings (PostgreSQL memory, workers and WAL, the kernel\'s shared memory) for this machine: run at every boot by pigsty-tune.service'

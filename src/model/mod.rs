@@ -41,6 +41,38 @@ pub const DEFAULT_PASSWORDS: &[(&str, &str)] = &[
     ("etcd_root_password", "Etcd.Root"),
 ];
 
+impl Node {
+    /// The value of a password parameter of [`DEFAULT_PASSWORDS`] this node's services
+    /// use (None when none of its modules reads it).
+    pub fn password(&self, key: &str) -> Option<&str> {
+        let pg = self.pg.as_ref().map(|p| &p.params);
+        Some(match key {
+            "pg_admin_password" => &pg?.pg_admin_password,
+            "pg_monitor_password" => &pg?.pg_monitor_password,
+            "pg_replication_password" => &pg?.pg_replication_password,
+            "patroni_password" => &pg?.patroni_password,
+            "haproxy_admin_password" if self.node.haproxy_enabled.0 => {
+                &self.node.haproxy_admin_password
+            }
+            "grafana_admin_password" if self.grafana() => {
+                &self.infra.as_ref()?.params.grafana_admin_password
+            }
+            "minio_secret_key" => &self.minio.as_ref()?.params.minio_secret_key,
+            "etcd_root_password" => &self.etcd.as_ref()?.params.etcd_root_password,
+            _ => return None,
+        })
+    }
+
+    /// Pigsty's published default passwords this node's image would carry.
+    pub fn default_passwords(&self) -> Vec<&'static str> {
+        DEFAULT_PASSWORDS
+            .iter()
+            .filter(|(key, default)| self.password(key) == Some(*default))
+            .map(|(key, _)| *key)
+            .collect()
+    }
+}
+
 /// The six Pigsty modules.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
