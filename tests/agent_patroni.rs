@@ -35,6 +35,39 @@ fn port_of(inv: &str, ip: &str, key: &str) -> u16 {
 
 const NO_POOLS: &str = "        pgbouncer_enabled: false\n        haproxy_enabled: false\n        pgbackrest_enabled: false\n";
 
+/// Patroni's REST API serves https only (`patroni_ssl_enabled`), with a certificate a
+/// client trusting the fleet CA verifies by address; it answers reads to anyone, and
+/// changes only with its credentials (`patroni_username` / `patroni_password`,
+/// Pigsty's defaults in the test inventory).
+fn patroni_refuses_unauthenticated_changes(base: &std::path::Path, ip: &str, port: u16) {
+    let t = Duration::from_secs(2);
+    let plain = pigsty::http::client(t, t).unwrap();
+    assert!(
+        pigsty::http::get(&plain, &format!("http://{ip}:{port}/patroni")).is_err(),
+        "Patroni answered plain http"
+    );
+    let tls = support::root_access(base).tls.unwrap();
+    let http = pigsty::http::client_tls(t, Duration::from_secs(10), &tls).unwrap();
+    let (status, _) = pigsty::http::get(&http, &format!("https://{ip}:{port}/patroni")).unwrap();
+    assert_eq!(status, 200);
+    let url = format!("https://{ip}:{port}/reload");
+    let (status, _) = pigsty::http::send(&http, "POST", &url, &[], b"").unwrap();
+    assert_eq!(status, 401, "an unauthenticated POST /reload");
+    let wrong = format!("Basic {}", base64_of("postgres:guess"));
+    let (status, _) =
+        pigsty::http::send(&http, "POST", &url, &[("Authorization", &wrong)], b"").unwrap();
+    assert_eq!(status, 401, "a wrong password");
+    let right = format!("Basic {}", base64_of("postgres:Patroni.API"));
+    let (status, body) =
+        pigsty::http::send(&http, "POST", &url, &[("Authorization", &right)], b"").unwrap();
+    assert!((200..300).contains(&status), "{status}: {body}");
+}
+
+fn base64_of(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
 #[test]
 #[ignore = "needs root and starts etcd, Patroni, PostgreSQL (run with --include-ignored)"]
 fn primary_bootstraps_and_a_replica_streams_with_kills_between() {
@@ -43,7 +76,12 @@ fn primary_bootstraps_and_a_replica_streams_with_kills_between() {
     let net = "127.0.4";
     let tmp = tempfile::tempdir().unwrap();
     support::open_up(tmp.path());
-    let inv = pg_inventory(net, 2, NO_POOLS);
+    // Patroni's REST API over TLS from the test fleet's CA (patroni_ssl_enabled).
+    let inv = pg_inventory(
+        net,
+        2,
+        &format!("{NO_POOLS}        patroni_ssl_enabled: true\n"),
+    );
     let wait = Duration::from_secs(60);
 
     // 1. The primary (also the etcd member): killed once Patroni started, resumed.
@@ -77,6 +115,11 @@ fn primary_bootstraps_and_a_replica_streams_with_kills_between() {
         "1"
     );
     eprintln!("primary bootstrapped: {:?}", t0.elapsed());
+    patroni_refuses_unauthenticated_changes(
+        tmp.path(),
+        &format!("{net}.1"),
+        port_of(&inv, &format!("{net}.1"), "patroni_port"),
+    );
 
     // 2. A replica: killed after it saw the leader, and after Patroni started.
     let replica = TestNode::render(tmp.path(), "n2", &inv, "pg-t-2");
@@ -119,7 +162,7 @@ fn primary_bootstraps_and_a_replica_streams_with_kills_between() {
     );
     let api1 = port_of(&inv, &format!("{net}.1"), "patroni_port");
     assert!(
-        msg.contains(&format!("at http://{net}.1:{api1}/patroni")),
+        msg.contains(&format!("at https://{net}.1:{api1}/patroni")),
         "{msg}"
     );
     assert!(

@@ -259,6 +259,23 @@ impl Agent<'_> {
         etcd::Client::with(url, self.opts.request, &self.etcd_access()?)
     }
 
+    /// A client of the cluster's Patroni REST APIs: over TLS trusting the fleet CA
+    /// when they serve https (`patroni_ssl_enabled`), else [`Options::http`].
+    pub fn patroni_http(&self) -> anyhow::Result<crate::http::Client> {
+        let https = self
+            .doc
+            .pg
+            .as_ref()
+            .is_some_and(|p| p.patroni_url.starts_with("https://"));
+        if !https {
+            return self.opts.http();
+        }
+        use crate::render::context::{NODE_CA, PG_CERT, PG_KEY};
+        let path = |p: &str| self.path(p).to_string_lossy().into_owned();
+        let tls = crate::http::Tls::read(&path(NODE_CA), &path(PG_CERT), &path(PG_KEY))?;
+        crate::http::client_tls(self.opts.request, self.opts.request, &tls)
+    }
+
     /// A path under the node's root (`/etc/default/etcd` → `<root>/etc/default/etcd`).
     pub fn path(&self, absolute: &str) -> PathBuf {
         self.opts.root.join(absolute.trim_start_matches('/'))

@@ -88,7 +88,7 @@ pub fn join(agent: &mut Agent) -> anyhow::Result<String> {
 fn lead(agent: &Agent, pg: &PgInfo) -> anyhow::Result<String> {
     agent.services.start(UNIT)?;
     agent.checkpoint("patroni:started")?;
-    let client = agent.opts.http()?;
+    let client = agent.patroni_http()?;
     let url = format!("{}/primary", pg.patroni_url);
     agent
         .opts
@@ -127,7 +127,7 @@ fn follow(agent: &Agent, pg: &PgInfo, dcs: &Etcd) -> anyhow::Result<String> {
     // The leader's own view is the one that counts: it lists us once we stream.
     let api = leader_api(dcs, pg, &leader);
     let url = format!("{api}/patroni");
-    let client = agent.opts.http()?;
+    let client = agent.patroni_http()?;
     agent.opts.policy().wait(
         STEP,
         &format!("{} to stream from {leader}", pg.name),

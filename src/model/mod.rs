@@ -63,6 +63,27 @@ impl Node {
         })
     }
 
+    /// Whether this node's Patroni REST API serves https (`patroni_ssl_enabled`, with a
+    /// certificate from the fleet CA).
+    pub fn patroni_https(&self) -> bool {
+        self.tls.is_some()
+            && self
+                .pg
+                .as_ref()
+                .is_some_and(|p| p.params.patroni_ssl_enabled.0)
+    }
+
+    /// This node's Patroni REST API (`http://ip:8008`, https with `patroni_https`).
+    pub fn patroni_url(&self) -> Option<String> {
+        let p = &self.pg.as_ref()?.params;
+        let scheme = if self.patroni_https() {
+            "https"
+        } else {
+            "http"
+        };
+        Some(format!("{scheme}://{}:{}", self.ip, p.patroni_port))
+    }
+
     /// Pigsty's published default passwords this node's image would carry.
     pub fn default_passwords(&self) -> Vec<&'static str> {
         DEFAULT_PASSWORDS

@@ -207,6 +207,7 @@ params! {
         patroni_enabled: Flag,
         patroni_mode: String,
         patroni_port: u16,
+        patroni_ssl_enabled: Flag,
         patroni_username: String,
         patroni_password: String,
         patroni_watchdog_mode: Scalar,

@@ -482,6 +482,9 @@ pub fn etcd_pair(node: &Node) -> (&'static str, &'static str) {
 pub const ETCD_CERT: &str = "/etc/etcd/server.crt";
 pub const ETCD_KEY: &str = "/etc/etcd/server.key";
 pub const ETCD_CA: &str = "/etc/etcd/ca.crt";
+/// PostgreSQL's pair (also Patroni's, pgbouncer's and the agent's on a node without
+/// etcd), where Pigsty puts it.
+pub use crate::render::pgsql::conf::{SERVER_CERT as PG_CERT, SERVER_KEY as PG_KEY};
 /// The fleet CA on every node.
 pub const NODE_CA: &str = "/etc/pki/ca.crt";
 

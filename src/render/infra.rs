@@ -181,7 +181,7 @@ pub fn scrape_jobs(fleet: &Fleet) -> Vec<Job> {
             metrics_path,
             module: None,
             honor_labels: *name == "pushgateway",
-            tls: certified && *name == "etcd",
+            tls: certified && (*name == "etcd" || *name == "pgsql-patroni"),
             targets: Vec::new(),
         })
         .collect();
@@ -256,7 +256,7 @@ fn ping(fleet: &Fleet) -> Job {
 type TargetsOf = fn(&Node) -> Vec<Target>;
 
 /// Job name, metrics path, and the targets one node contributes.
-const JOBS: [(&str, &str, TargetsOf); 11] = [
+const JOBS: [(&str, &str, TargetsOf); 12] = [
     ("node", "/metrics", node_exporter),
     ("prometheus", "/metrics", prometheus),
     ("alertmanager", "/metrics", alertmanager),
@@ -266,6 +266,7 @@ const JOBS: [(&str, &str, TargetsOf); 11] = [
     ("pgsql", "/metrics", pg_exporter),
     ("pgbouncer", "/metrics", pgbouncer_exporter),
     ("patroni", "/metrics", patroni),
+    ("pgsql-patroni", "/metrics", patroni_tls),
     ("haproxy", "/metrics", haproxy),
     ("redis", "/scrape", redis),
 ];
@@ -337,6 +338,18 @@ fn pgbouncer_exporter(n: &Node) -> Vec<Target> {
 }
 
 fn patroni(n: &Node) -> Vec<Target> {
+    if n.patroni_https() {
+        return Vec::new();
+    }
+    pg_target(n, |p| p.patroni_enabled.0.then_some(p.patroni_port))
+}
+
+/// Patroni serving https (`patroni_ssl_enabled`): a job of its own over TLS, as
+/// Pigsty's `pgsql-patroni`.
+fn patroni_tls(n: &Node) -> Vec<Target> {
+    if !n.patroni_https() {
+        return Vec::new();
+    }
     pg_target(n, |p| p.patroni_enabled.0.then_some(p.patroni_port))
 }
 

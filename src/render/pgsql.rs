@@ -11,6 +11,7 @@ pub(crate) mod haproxy;
 mod hba;
 mod patroni;
 mod pgbouncer;
+pub mod scram;
 mod selector;
 mod sql;
 
@@ -87,7 +88,7 @@ fn base(fleet: &Fleet, node: &Node, pg: &PgInstance) -> Value {
                 "ip": m.ip.to_string(),
                 "role": i.role,
                 "offline_query": i.params.pg_offline_query.0,
-                "patroni_url": format!("http://{}:{}", m.ip, i.params.patroni_port),
+                "patroni_url": m.patroni_url(),
             }))
         })
         .collect();
@@ -166,7 +167,7 @@ fn pgbouncer_context(
         "stats_users": names("stats user", [&p.pg_dbsu, &p.pg_monitor_username]).map_err(&f)?,
         "databases": pgbouncer::databases(p).map_err(&f)?,
         "users": pgbouncer::users(p).map_err(&f)?,
-        "userlist": pgbouncer::userlist(p).map_err(fail("/etc/pgbouncer/userlist.txt"))?,
+        "userlist": pgbouncer::userlist(p, &pg.cluster).map_err(fail("/etc/pgbouncer/userlist.txt"))?,
         "hba": hba::render(rules, env, hba::Flavor::Pgbouncer).map_err(fail("/etc/pgbouncer/pgb_hba.conf"))?,
     }))
 }
@@ -197,7 +198,7 @@ fn backrest_context(pg: &PgInstance) -> Result<Value, PgsqlError> {
 fn sql_context(pg: &PgInstance) -> Result<Value, PgsqlError> {
     let p = &pg.params;
     Ok(json!({
-        "roles": sql::roles(p).map_err(fail(SQL_FILES[0]))?,
+        "roles": sql::roles(p, &pg.cluster).map_err(fail(SQL_FILES[0]))?,
         "template": sql::template(p).map_err(fail(SQL_FILES[1]))?,
         "databases": sql::databases(p).map_err(fail(SQL_FILES[2]))?,
         "baselines": sql::baselines(p),
@@ -363,7 +364,7 @@ pub fn agent(fleet: &Fleet, node: &Node) -> Option<PgInfo> {
                 ip: m.ip.to_string(),
                 role: i.role,
                 offline_query: i.params.pg_offline_query.0,
-                patroni_url: format!("http://{}:{}", m.ip, i.params.patroni_port),
+                patroni_url: m.patroni_url().unwrap_or_default(),
             })
         })
         .collect();
@@ -386,7 +387,7 @@ pub fn agent(fleet: &Fleet, node: &Node) -> Option<PgInfo> {
         port: p.pg_port,
         dbsu: p.pg_dbsu.clone(),
         patroni_port: p.patroni_port,
-        patroni_url: format!("http://{}:{}", node.ip, p.patroni_port),
+        patroni_url: node.patroni_url().unwrap_or_default(),
         patroni_username: p.patroni_username.clone(),
         patroni_password: p.patroni_password.clone(),
         namespace: p.pg_namespace.clone(),
@@ -556,7 +557,11 @@ mod tests {
         let ctx = ctx_of(&f, "pg-test-1").unwrap();
         let roles = ctx["sql"]["roles"].as_array().unwrap();
         let dba = roles.iter().find(|r| r["name"] == "dbuser_dba").unwrap();
-        assert_eq!(dba["password"], "DBUser.DBA");
+        // The credential parameter's password, stored as its SCRAM verifier.
+        assert_eq!(
+            dba["password"],
+            scram::verifier("pg-test", "dbuser_dba", "DBUser.DBA").unwrap()
+        );
         assert_eq!(dba["alter"], "SUPERUSER");
         let readonly = roles
             .iter()

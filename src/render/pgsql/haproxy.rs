@@ -31,6 +31,8 @@ pub struct Server {
     pub name: String,
     pub address: String,
     pub check_port: u16,
+    /// The check goes over TLS, verified with the fleet CA (`patroni_ssl_enabled`).
+    pub check_ssl: bool,
     pub weight: u32,
     pub backup: bool,
 }
@@ -129,6 +131,7 @@ fn server(m: &Node, dest: &str, default_dest: &str, backup: bool) -> Result<Serv
         name: pg.name.clone(),
         address: format!("{}:{port}", m.ip),
         check_port: p.patroni_port,
+        check_ssl: m.patroni_https(),
         weight: p.pg_weight,
         backup,
     })

@@ -14,6 +14,9 @@ pub struct Patroni {
     pub scope: String,
     pub name: String,
     pub restapi_address: String,
+    /// The REST API over TLS with the node's pair (`patroni_ssl_enabled`); Patroni's
+    /// calls to the other members then verify them with the fleet CA (`ctl`).
+    pub restapi_tls: bool,
     pub etcd_hosts: Vec<String>,
     /// TLS and the cluster's etcd user, with a fleet CA (as Pigsty's templates).
     pub etcd_auth: Option<EtcdAuth>,
@@ -66,6 +69,7 @@ pub fn patroni(
         scope: pg.cluster.clone(),
         name: pg.name.clone(),
         restapi_address: format!("{}:{}", node.ip, p.patroni_port),
+        restapi_tls: node.patroni_https(),
         etcd_hosts,
         etcd_auth: node.tls.is_some().then(|| {
             let cluster = node.etcd.as_ref().map_or("etcd", |e| e.cluster.as_str());

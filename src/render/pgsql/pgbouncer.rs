@@ -116,7 +116,10 @@ pub fn users(p: &PgParams) -> Result<Vec<Entry>, String> {
 
 /// `userlist.txt`: roles marked `pgbouncer: true` that have a password (plain, md5 or
 /// SCRAM, passed through as given), and the dbsu.
-pub fn userlist(p: &PgParams) -> Result<Vec<Credential>, String> {
+/// pgbouncer's auth_file: each pooled user with its SCRAM verifier (the one its role
+/// holds, so pgbouncer passes the client's proof through to PostgreSQL), never the
+/// password itself.
+pub fn userlist(p: &PgParams, cluster: &str) -> Result<Vec<Credential>, String> {
     let mut out = Vec::new();
     // PgBouncer only admits users its auth_file lists, even for `peer` (the dbsu's
     // admin-console rule). An empty password matches no password login.
@@ -136,10 +139,11 @@ pub fn userlist(p: &PgParams) -> Result<Vec<Credential>, String> {
         }
         let Some(pw) = password(p, u) else { continue };
         let at = |e: String| format!("{param}[{i}] ({}): {e}", u.name);
+        let secret = super::scram::verifier(cluster, &u.name, &pw).map_err(at)?;
         let line = format!(
             "{} {}",
             quoted(&u.name).map_err(at)?,
-            quoted(&pw).map_err(at)?
+            quoted(&secret).map_err(at)?
         );
         out.push(Credential { line });
     }
