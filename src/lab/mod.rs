@@ -249,8 +249,10 @@ impl Lab {
         let key = format!("{}{name}", crate::agent::NODES_PREFIX);
         let endpoints = self.etcd_endpoints();
         let done = net::within(&self.state.netns, || {
+            let access = self.etcd_access()?;
             for url in &endpoints {
-                let Ok(c) = crate::agent::etcd::Client::new(url, Duration::from_secs(3)) else {
+                let Ok(c) = crate::agent::etcd::Client::with(url, Duration::from_secs(3), &access)
+                else {
                     continue;
                 };
                 if c.delete(&key).is_ok() {
