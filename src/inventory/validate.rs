@@ -369,8 +369,9 @@ fn read_node(r: &mut VarReader<'_>, key: &Key, member: Membership) -> Option<Nod
 }
 
 /// A `haproxy_services` item that names Pigsty's CA files (`check-ssl ca-file
-/// /etc/pki/ca.crt`, for a MinIO served over TLS) is not built: images carry no
-/// fleet CA, and their MinIO serves plain HTTP. Said at the item, not dropped quietly.
+/// /etc/pki/ca.crt`, for a MinIO served over TLS) is not built: images carry the
+/// fleet CA, but their MinIO serves plain HTTP (`minio_https` is not built yet), so a
+/// TLS check would fail. Said at the item, not dropped quietly.
 fn check_haproxy_services(r: &mut VarReader<'_>, p: &NodeParams) {
     for (i, s) in p.haproxy_services.iter().enumerate() {
         if s.needs_fleet_ca() {
@@ -379,9 +380,9 @@ fn check_haproxy_services(r: &mut VarReader<'_>, p: &NodeParams) {
                 loc,
                 &format!("haproxy_services[{i}]"),
                 format!(
-                    "service `{}` is not built: it names Pigsty's CA under /etc/pki (a TLS \
-                     check against MinIO), and images carry no fleet CA yet; their MinIO \
-                     serves plain HTTP",
+                    "service `{}` is not built: it checks MinIO over TLS with Pigsty's CA \
+                     (/etc/pki), and images' MinIO serves plain HTTP (minio_https is not \
+                     built yet)",
                     s.name
                 ),
             );
