@@ -1621,8 +1621,8 @@ fn haproxy_services_bad_items_are_refused() {
 }
 
 /// A service that names Pigsty's CA (`check-ssl ca-file /etc/pki/ca.crt`, Pigsty's TLS
-/// MinIO) is not built, and `inventory check` says so at the item: images carry no
-/// fleet CA yet, and haproxy would refuse to start on the missing file.
+/// MinIO) is not built, and `inventory check` says so at the item: images' MinIO
+/// serves plain HTTP, so the TLS check would mark every server down.
 #[test]
 fn haproxy_services_naming_pigstys_ca_are_said_and_left_out() {
     let tls = LB_INVENTORY.replace(
