@@ -147,8 +147,6 @@ pub struct PgInfo {
     pub patroni_port: u16,
     /// This instance's Patroni REST API (`http://ip:8008`).
     pub patroni_url: String,
-    pub patroni_username: String,
-    pub patroni_password: String,
     pub namespace: String,
     pub dcs_keys: DcsKeys,
     pub pgbouncer_port: u16,

@@ -571,7 +571,7 @@ fn etcd_access(fleet: &Fleet, node: &Node, cluster: &str) -> Option<EtcdAccess> 
 }
 
 /// `/etc/pigsty/node.json`: the agent's input. It holds this node's own secrets (MinIO
-/// root keys to create buckets, Patroni REST credentials), so it is 0600 root.
+/// root keys to create buckets, its etcd user), so it is 0600 root.
 pub fn node_json(fleet: &Fleet, node: &Node, join: &[JoinStep]) -> NodeJson {
     NodeJson {
         schema: NODE_JSON_SCHEMA,

@@ -388,8 +388,6 @@ pub fn agent(fleet: &Fleet, node: &Node) -> Option<PgInfo> {
         dbsu: p.pg_dbsu.clone(),
         patroni_port: p.patroni_port,
         patroni_url: node.patroni_url().unwrap_or_default(),
-        patroni_username: p.patroni_username.clone(),
-        patroni_password: p.patroni_password.clone(),
         namespace: p.pg_namespace.clone(),
         dcs_keys: DcsKeys {
             leader: format!("{prefix}/leader"),
