@@ -55,6 +55,9 @@ pub fn compile(fleet: &Fleet, node: &Node) -> Result<Compiled, RenderError> {
     if node.log_receiver().is_some() || !fleet.log_receivers(node).is_empty() {
         packages.extend(catalog.feature("logs").iter().cloned());
     }
+    if node.victoria_logs() {
+        packages.extend(catalog.feature("vlogs").iter().cloned());
+    }
     packages.sort();
     packages.dedup();
     let mut plan = NodePlan {
@@ -112,6 +115,8 @@ pub const BOOT_UNITS: &[(&str, &str)] = &[
     ("prometheus-pgbouncer-exporter.service", "pgbouncer.service"),
     ("prometheus-pushgateway.service", "multi-user.target"),
     ("grafana-server.service", "multi-user.target"),
+    // VictoriaLogs, the receiver on an infra node built from Pigsty's repository.
+    ("vlogs.service", "multi-user.target"),
     // The infra node's log receiver, started on its first connection.
     ("systemd-journal-remote.socket", "sockets.target"),
     // And the fleet's logs served to read (journal-gatewayd on 19531).
@@ -197,7 +202,9 @@ fn services(fleet: &Fleet, node: &Node) -> Vec<String> {
             out.push("grafana-server.service".into());
         }
     }
-    if node.log_receiver().is_some() {
+    if node.victoria_logs() {
+        out.push("vlogs.service".into());
+    } else if node.log_receiver().is_some() {
         out.push("systemd-journal-remote.socket".into());
         out.push("systemd-journal-gatewayd.socket".into());
     }

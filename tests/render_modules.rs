@@ -1991,6 +1991,53 @@ fn grafana_comes_with_pigstys_infra_repository_or_is_said_missing() {
     assert!(ds.contains("url: \"http://127.0.0.1:9099\""), "{ds}");
     let nginx = file(&c, "/etc/nginx/conf.d/pigsty.conf").unwrap();
     assert!(String::from_utf8_lossy(&nginx.content).contains("proxy_pass http://127.0.0.1:3000;"));
+    // The same repository packages VictoriaLogs: it receives the fleet's journals
+    // (journald ingestion) instead of systemd-journal-remote, and is Grafana's `Logs`.
+    assert!(
+        ds.contains("uid: ds-vlogs") && ds.contains("url: \"http://127.0.0.1:9428\""),
+        "{ds}"
+    );
+    assert!(text.contains("allow_loading_unsigned_plugins = victoriametrics-logs-datasource"));
+    for p in ["victoria-logs", "grafana-victorialogs-ds"] {
+        assert!(c.plan.packages.iter().any(|x| x == p), "{p}");
+    }
+    assert!(c.plan.services.iter().any(|s| s == "vlogs.service"));
+    assert!(
+        !c.plan
+            .services
+            .iter()
+            .any(|s| s.starts_with("systemd-journal-remote"))
+    );
+    let env = file(&c, "/etc/default/vlogs").expect("/etc/default/vlogs");
+    assert!(
+        String::from_utf8_lossy(&env.content)
+            .contains("-httpListenAddr=:9428 -retentionPeriod=15d")
+    );
+    let upload = c
+        .plan
+        .services
+        .iter()
+        .find(|s| s.starts_with("pigsty-log-upload@"))
+        .expect("an upload unit");
+    assert_eq!(
+        upload,
+        "pigsty-log-upload@10.10.10.10:9428-insert-journald.service"
+    );
+    // systemd reads the instance back as VictoriaLogs' journald URL (`%I`).
+    if let Ok(out) = std::process::Command::new("systemd-escape")
+        .args(["-u", "10.10.10.10:9428-insert-journald"])
+        .output()
+    {
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "10.10.10.10:9428/insert/journald"
+        );
+    } else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "systemd-escape is missing"
+        );
+    }
 
     let without = GRAFANA_INVENTORY.replace("REPOS", "node");
     let loaded = pigsty::inventory::load_str("grafana.yml", &without).unwrap();

@@ -316,6 +316,13 @@ impl Node {
             .map(|i| i.params.vlogs_port)
     }
 
+    /// Whether this node's log receiver is VictoriaLogs, as Pigsty's: a receiving
+    /// infra node built from Pigsty's `infra` repository, which packages it (Debian
+    /// does not). Without it, systemd-journal-remote receives.
+    pub fn victoria_logs(&self) -> bool {
+        self.log_receiver().is_some() && grafana_repo(&self.repos).is_some()
+    }
+
     /// Whether this node runs Grafana: an infra node with `grafana_enabled`, built from
     /// the repository Grafana comes from ([`grafana_repo`]).
     pub fn grafana(&self) -> bool {
@@ -408,15 +415,26 @@ pub fn grafana_repo(repos: &[Repository]) -> Option<&Repository> {
 
 impl Fleet {
     /// Where a node ships its journal (`vector_enabled`, Pigsty's `vector_log_endpoint:
-    /// [infra]`): `ip:port` of every infra node that receives logs, in the fleet's order.
-    /// Empty for a node that ships none.
+    /// [infra]`), as the instance names of its upload unit: `ip:port` of every infra
+    /// node that receives logs, in the fleet's order, with VictoriaLogs' journald path
+    /// (`ip:port-insert-journald`, which the unit's `%I` reads as
+    /// `ip:port/insert/journald`) where the receiver runs VictoriaLogs. Empty for a
+    /// node that ships none.
     pub fn log_receivers(&self, node: &Node) -> Vec<String> {
         if !node.node.vector_enabled.0 {
             return Vec::new();
         }
         self.nodes
             .iter()
-            .filter_map(|n| n.log_receiver().map(|port| format!("{}:{port}", n.ip)))
+            .filter_map(|n| {
+                let port = n.log_receiver()?;
+                let path = if n.victoria_logs() {
+                    "-insert-journald"
+                } else {
+                    ""
+                };
+                Some(format!("{}:{port}{path}", n.ip))
+            })
             .collect()
     }
 

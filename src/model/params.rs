@@ -112,6 +112,7 @@ params! {
         blackbox_options: String,
         vlogs_enabled: Flag,
         vlogs_port: u16,
+        vlogs_options: String,
         pushgateway_enabled: Flag,
         pushgateway_options: String,
         grafana_enabled: Flag,

@@ -92,6 +92,8 @@ fn grafana(node: &Node, p: &crate::model::InfraParams) -> Value {
         "port": p.grafana_port,
         "language": if p.language == "zh" { "zh-Hans" } else { "en-US" },
         "prometheus": format!("http://127.0.0.1:{}", p.prometheus_port),
+        // Pigsty's `Logs` data source: this node's VictoriaLogs, when it runs one.
+        "vlogs": node.victoria_logs().then(|| format!("http://127.0.0.1:{}", p.vlogs_port)),
         "invalid": invalid,
     })
 }
