@@ -102,7 +102,7 @@ pub fn join(agent: &mut Agent) -> anyhow::Result<String> {
     // 3. Start etcd and wait until this member is healthy.
     agent.services.start(UNIT)?;
     agent.checkpoint("etcd:started")?;
-    wait_healthy(agent, &local, "the local member to be healthy")?;
+    wait_local_healthy(agent, &local)?;
 
     // 4. A learner becomes a voting member once it has caught up.
     let detail = match learner_of {
@@ -380,6 +380,27 @@ fn wait_healthy(agent: &Agent, client: &Client, what: &str) -> anyhow::Result<()
             Ok(_) => Attempt::Ready(()),
             Err(e) => Attempt::NotYet(format!("{e:#}")),
         })?;
+    Ok(())
+}
+
+/// The member we started: healthy, or the last answer says whether etcd.service is
+/// still running (an etcd that exited, on a bad flag or a port taken, refuses
+/// connections the same way one still starting does).
+fn wait_local_healthy(agent: &Agent, local: &Client) -> anyhow::Result<()> {
+    agent.opts.policy().wait(
+        STEP,
+        "the local member to be healthy",
+        local.base(),
+        || match local.health() {
+            Ok(_) => Attempt::Ready(()),
+            Err(e) => match agent.services.is_active(UNIT) {
+                Ok(false) => Attempt::NotYet(format!(
+                    "{e:#}; {UNIT} is not running (see its log: journalctl -u {UNIT})"
+                )),
+                _ => Attempt::NotYet(format!("{e:#}")),
+            },
+        },
+    )?;
     Ok(())
 }
 
