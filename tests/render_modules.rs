@@ -1660,7 +1660,9 @@ const LOGS_INVENTORY: &str = r#"all:
       hosts:
         10.10.10.12: {}
         10.10.10.13: { vector_enabled: false }
-  vars: { admin_ip: 10.10.10.10 }
+  # Built from Debian alone: the receivers are systemd-journal-remote (with Pigsty's
+  # infra repository they are VictoriaLogs; see the grafana test).
+  vars: { admin_ip: 10.10.10.10, node_repo_modules: node }
 "#;
 
 fn services_of(c: &Compiled, prefix: &str) -> Vec<String> {

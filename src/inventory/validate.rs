@@ -827,20 +827,11 @@ fn note_default_passwords(
     node: &Node,
     seen: &mut BTreeMap<&'static str, (Loc, usize)>,
 ) {
-    for &(key, default) in DEFAULT_PASSWORDS {
-        let used = match key {
-            "etcd_root_password" => node.etcd.is_some(),
-            "minio_secret_key" => node.minio.is_some(),
-            "grafana_admin_password" => node.infra.is_some(),
-            _ => node.pg.is_some(),
-        };
-        let is_default = r
-            .var(key)
-            .and_then(|v| v.value.scalar_text().map(|t| t == default))
-            .unwrap_or(false);
-        if used && is_default {
-            seen.entry(key).or_insert((r.loc(key), 0)).1 += 1;
-        }
+    // What the node's services would use, as build-image checks it
+    // (`Node::default_passwords`): Grafana's only with Grafana, haproxy's only with
+    // haproxy.
+    for key in node.default_passwords() {
+        seen.entry(key).or_insert((r.loc(key), 0)).1 += 1;
     }
 }
 
