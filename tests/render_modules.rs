@@ -152,6 +152,26 @@ fn free_port() -> u16 {
         .expect("binding an ephemeral port on loopback")
 }
 
+/// A free port whose cluster bus port (port + 10000, which a cluster-mode redis binds
+/// too) is free as well, and not handed out before in this test binary: an ephemeral
+/// port's +10000 may be anyone's.
+fn redis_port() -> u16 {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+    let start = std::process::id() % 20000;
+    let port = (0..20000u32)
+        .map(|i| (20000 + (start + i * 7) % 25000) as u16)
+        .find(|&p| {
+            !given.contains(&p) && !given.contains(&(p + 10000)) && free(p) && free(p + 10000)
+        })
+        .expect("a free port pair below 55000");
+    given.extend([port, port + 10000]);
+    port
+}
+
 /// Poll `probe` every 100 ms, at most `tries` times.
 fn wait_for(tries: u32, mut probe: impl FnMut() -> bool) -> bool {
     for _ in 0..tries {
@@ -562,7 +582,7 @@ fn start_redis(
     extra: &[(&str, String)],
     upstream: &HashMap<(String, u16), u16>,
 ) -> (Guard, u16) {
-    let port = free_port();
+    let port = redis_port();
     let dir = tmp.join(&inst.name);
     std::fs::create_dir_all(&dir).unwrap();
     let mut set = vec![
