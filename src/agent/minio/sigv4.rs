@@ -24,7 +24,8 @@ pub struct SignInput<'a> {
     pub amz_date: &'a str,
 }
 
-fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {
+/// HMAC-SHA256 of `data` under `key` (also SCRAM's, in `render::pgsql::scram`).
+pub(crate) fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {
     let mut mac =
         <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
     mac.update(data);

@@ -10,18 +10,12 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
+
+use crate::agent::minio::sigv4::hmac_sha256 as hmac;
 
 /// PostgreSQL's default `scram_iterations`.
 pub const ITERATIONS: u32 = 4096;
-
-fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
-    let mut mac =
-        <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
-    mac.update(data);
-    mac.finalize().into_bytes().to_vec()
-}
 
 /// Whether a password is given already hashed (a verifier PostgreSQL stores as is).
 pub fn is_hashed(password: &str) -> bool {
