@@ -45,20 +45,35 @@ impl Tls {
 
 /// [`client`], trusting only the fleet CA and presenting the node's certificate.
 pub fn client_tls(connect: Duration, request: Duration, tls: &Tls) -> anyhow::Result<Client> {
-    let ca =
-        reqwest::Certificate::from_pem(tls.ca.as_bytes()).context("reading the CA certificate")?;
     let identity = reqwest::Identity::from_pem(format!("{}\n{}", tls.cert, tls.key).as_bytes())
         .context("reading the client certificate and key")?;
-    Client::builder()
+    tls_builder(connect, request, &tls.ca)?
+        .identity(identity)
+        .build()
+        .context("building the HTTPS client")
+}
+
+/// [`client`], trusting only the CA `ca` (PEM), for servers that ask no client
+/// certificate (MinIO).
+pub fn client_trusting(connect: Duration, request: Duration, ca: &str) -> anyhow::Result<Client> {
+    tls_builder(connect, request, ca)?
+        .build()
+        .context("building the HTTPS client")
+}
+
+fn tls_builder(
+    connect: Duration,
+    request: Duration,
+    ca: &str,
+) -> anyhow::Result<reqwest::blocking::ClientBuilder> {
+    let ca = reqwest::Certificate::from_pem(ca.as_bytes()).context("reading the CA certificate")?;
+    Ok(Client::builder()
         .use_rustls_tls()
         .tls_built_in_root_certs(false)
         .add_root_certificate(ca)
-        .identity(identity)
         .connect_timeout(connect)
         .timeout(request)
-        .no_proxy()
-        .build()
-        .context("building the HTTPS client")
+        .no_proxy())
 }
 
 /// `GET url`: the status code and body text.

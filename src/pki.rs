@@ -70,14 +70,28 @@ pub fn dir_beside(inventory: &Path) -> PathBuf {
 /// The names a node's certificate carries: its IP, nodename and every other name,
 /// then loopback (`127.0.0.1`, `localhost`), as Pigsty's etcd and PostgreSQL
 /// certificates: local clients connect there, and etcd checks the address a client
-/// certificate connects from (its own gateway connects from loopback).
+/// certificate connects from (its own gateway connects from loopback). A MinIO
+/// member also answers to the names Pigsty's MinIO certificate holds: its
+/// `minio_node` (peers reach it by that name in `MINIO_VOLUMES`), the cluster and
+/// `minio_domain` (the service name clients such as pgBackRest connect to).
 pub fn sans_of(node: &Node) -> Vec<String> {
     let mut sans = vec![node.ip.to_string()];
+    let minio = node.minio.iter().flat_map(|m| {
+        [
+            m.params.minio_node.clone(),
+            m.cluster.clone(),
+            m.params.minio_domain.clone(),
+        ]
+    });
     for n in node
         .names()
         .into_iter()
+        .chain(minio)
         .chain(["127.0.0.1".into(), "localhost".into()])
     {
+        if n.is_empty() {
+            continue;
+        }
         if !sans.contains(&n) {
             sans.push(n);
         }
@@ -411,4 +425,35 @@ pub fn with_certs(fleet: &Fleet, pki: &Pki, issue: bool) -> anyhow::Result<Fleet
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A MinIO member's certificate names what Pigsty's does: its `minio_node` (the
+    /// volume list's name for it), the cluster and `minio_domain`, besides loopback.
+    #[test]
+    fn minio_members_carry_their_names() {
+        let inv = "all:
+  children:
+    minio:
+      hosts: { 10.10.10.11: { minio_seq: 1 } }
+      vars: { minio_cluster: s3, minio_domain: s3.example.com }
+";
+        let fleet = crate::inventory::load_str("m.yml", inv).unwrap().fleet;
+        assert_eq!(
+            sans_of(&fleet.nodes[0]),
+            [
+                "10.10.10.11",
+                "node-10-10-10-11",
+                "s3-1",
+                "s3-1.pigsty",
+                "s3",
+                "s3.example.com",
+                "127.0.0.1",
+                "localhost"
+            ]
+        );
+    }
 }

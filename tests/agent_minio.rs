@@ -105,16 +105,8 @@ fn member_with(
         ProcessSpec {
             program: m.server_bin.into(),
             env_files: vec![node.root.join("etc/default/minio")],
-            env: [
-                (minio_standin::ENV_FLAG.into(), "1".into()),
-                ("MINIO_STANDIN_IP".into(), format!("{net}.{i}")),
-                ("MINIO_STANDIN_HOSTS".into(), hosts.join(",")),
-                (
-                    "MINIO_STANDIN_DATA".into(),
-                    node.root.join("data/minio").display().to_string(),
-                ),
-            ]
-            .into_iter()
+            env: minio_standin::test_env(&node.root, &format!("{net}.{i}"), &hosts)
+                .into_iter()
             .chain(
                 extra_env
                     .iter()
@@ -181,18 +173,25 @@ fn three_members_start_and_the_first_creates_buckets() {
     }
     assert!(data.join("meta/.versioning").exists(), "versioning of meta");
 
-    // 3. Wrong credentials: refused at once (403), not waited on.
-    let base = format!("http://{net}.1:{port}");
-    let bad = S3::new(&base, "minioadmin", "Wrong.Secret", Duration::from_secs(2)).unwrap();
+    // 3. The members serve https only, with the fleet CA's certificates.
+    let base = format!("https://{net}.1:{port}");
+    let ca = std::fs::read_to_string(nodes[0].root.join("etc/pki/ca.crt")).unwrap();
+    plaintext_and_strangers_are_refused(&nodes[0], &base, &ca, tmp.path());
+    let tls = || {
+        pigsty::http::client_trusting(Duration::from_secs(2), Duration::from_secs(2), &ca).unwrap()
+    };
+
+    // 4. Wrong credentials: refused at once (403), not waited on.
+    let bad = S3::new(&base, "minioadmin", "Wrong.Secret", tls());
     match create_bucket(&bad, "x", false) {
         Attempt::Fatal(e) => assert!(format!("{e:#}").contains("SignatureDoesNotMatch"), "{e:#}"),
         other => panic!("{other:?}"),
     }
-    let unknown = S3::new(&base, "nobody", "x", Duration::from_secs(2)).unwrap();
+    let unknown = S3::new(&base, "nobody", "x", tls());
     assert!(
         matches!(create_bucket(&unknown, "x", false), Attempt::Fatal(e) if format!("{e:#}").contains("InvalidAccessKeyId"))
     );
-    let good = S3::new(&base, "minioadmin", "S3User.MinIO", Duration::from_secs(2)).unwrap();
+    let good = S3::new(&base, "minioadmin", "S3User.MinIO", tls());
     assert!(matches!(
         create_bucket(&good, "pgsql", false),
         Attempt::Ready(Made::Existed)
@@ -222,6 +221,65 @@ fn three_members_start_and_the_first_creates_buckets() {
         "{msg}"
     );
     eprintln!("total: {:?}", t0.elapsed());
+}
+
+/// What a member runs with (`minio_https` is Pigsty's default and every test fleet
+/// has a CA), and what it refuses: plain HTTP, a client that does not trust the
+/// fleet CA, an unsigned S3 request.
+fn plaintext_and_strangers_are_refused(
+    node: &TestNode,
+    base: &str,
+    ca: &str,
+    scratch: &std::path::Path,
+) {
+    use pigsty::http;
+    let env = std::fs::read_to_string(node.root.join("etc/default/minio")).unwrap();
+    assert!(
+        env.contains("MINIO_VOLUMES=\"https://minio-{1...3}.pigsty:")
+            && env.contains("--certs-dir /etc/minio/certs"),
+        "{env}"
+    );
+    let certs = node.root.join("etc/minio/certs");
+    let mode = |p: &str| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(certs.join(p)).unwrap().permissions().mode() & 0o777
+    };
+    assert_eq!(mode("private.key"), 0o600);
+    assert_eq!(mode("public.crt"), 0o644);
+    assert_eq!(
+        std::fs::read_to_string(certs.join("CAs/ca.crt")).unwrap(),
+        ca
+    );
+    let tmpfiles =
+        std::fs::read_to_string(node.root.join("etc/tmpfiles.d/pigsty-minio.conf")).unwrap();
+    assert!(
+        tmpfiles.contains("z /etc/minio/certs/private.key 0600 minio minio -"),
+        "{tmpfiles}"
+    );
+
+    let t = Duration::from_secs(2);
+    let live = "/minio/health/live";
+    // The fleet CA's client is served.
+    let trusted = http::client_trusting(t, t, ca).unwrap();
+    assert_eq!(http::get(&trusted, &format!("{base}{live}")).unwrap().0, 200);
+    // Plain HTTP on the same port gets no answer: the TLS handshake fails.
+    let plain = http::client(t, t).unwrap();
+    let url = format!("{}{live}", base.replacen("https://", "http://", 1));
+    match http::get(&plain, &url) {
+        Err(_) => {}
+        Ok((code, body)) => panic!("plain HTTP answered {code}: {body}"),
+    }
+    // A client trusting another CA refuses the member's certificate.
+    let foreign = pigsty::pki::Pki::open_or_create(&scratch.join("foreign-pki")).unwrap();
+    let stranger = http::client_trusting(t, t, foreign.ca_pem()).unwrap();
+    let err = format!(
+        "{:#}",
+        http::get(&stranger, &format!("{base}{live}")).unwrap_err()
+    );
+    assert!(err.contains("certificate"), "{err}");
+    // An S3 request without a signature is refused.
+    let (code, body) = http::send(&trusted, "PUT", &format!("{base}/stranger"), &[], b"").unwrap();
+    assert_eq!(code, 403, "{body}");
 }
 
 /// One member of three: no write quorum; the wait stops at its bound and says why.

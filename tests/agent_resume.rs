@@ -138,15 +138,7 @@ fn define_minio(services: &Processes, root: &Path, net: &str, seq: usize) {
         ProcessSpec {
             program: m.server_bin.into(),
             env_files: vec![root.join("etc/default/minio")],
-            env: vec![
-                (minio_standin::ENV_FLAG.into(), "1".into()),
-                ("MINIO_STANDIN_IP".into(), format!("{net}.{}", seq + 1)),
-                ("MINIO_STANDIN_HOSTS".into(), hosts.join(",")),
-                (
-                    "MINIO_STANDIN_DATA".into(),
-                    root.join("data/minio").display().to_string(),
-                ),
-            ],
+            env: minio_standin::test_env(root, &format!("{net}.{}", seq + 1), &hosts),
             log: root.join("minio.log"),
             ..ProcessSpec::default()
         },

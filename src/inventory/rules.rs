@@ -18,7 +18,13 @@ pub(super) fn is_cluster_name(s: &str) -> bool {
 /// A host name: labels of letters, digits and `-` (not first or last in a label)
 /// joined by dots, at most 63 bytes a label and 64 in all (Linux's `HOST_NAME_MAX`).
 pub(super) fn is_host_name(s: &str) -> bool {
-    s.len() <= 64
+    s.len() <= 64 && is_dns_name(s)
+}
+
+/// A DNS name: labels of letters, digits and `-` (not at either end), 63 bytes each,
+/// joined by dots, 253 bytes in all.
+pub(super) fn is_dns_name(s: &str) -> bool {
+    s.len() <= 253
         && s.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
@@ -184,6 +190,25 @@ fn names(r: &mut VarReader<'_>, node: &Node) {
             );
         }
     }
+    // A MinIO member's names go into /etc/hosts, MINIO_VOLUMES and its certificate.
+    if let Some(m) = &node.minio {
+        for (key, v) in [
+            ("minio_node", &m.params.minio_node),
+            ("minio_domain", &m.params.minio_domain),
+        ] {
+            if !is_dns_name(v) {
+                let loc = r.loc(key);
+                r.error(
+                    loc,
+                    key,
+                    format!(
+                        "`{v}` is not a DNS name: labels of letters, digits and `-` \
+                         joined by dots, 253 bytes at most"
+                    ),
+                );
+            }
+        }
+    }
     let Some(pg) = &node.pg else { return };
     let object = |s: &str| {
         format!("`{s}` is not a valid name here: expected ^[A-Za-z_][A-Za-z0-9_-]{{0,62}}$")
@@ -298,14 +323,12 @@ fn ports(r: &mut VarReader<'_>, node: &Node) {
             vec![],
         );
         for (i, s) in node.node.haproxy_services.iter().enumerate() {
-            if !s.needs_fleet_ca() {
-                add(
-                    s.port,
-                    &format!("haproxy_services[{i}] ({})", s.name),
-                    "haproxy_services",
-                    vec![Step::Item(i), Step::Field("port")],
-                );
-            }
+            add(
+                s.port,
+                &format!("haproxy_services[{i}] ({})", s.name),
+                "haproxy_services",
+                vec![Step::Item(i), Step::Field("port")],
+            );
         }
     }
     if let Some(pg) = &node.pg {

@@ -283,7 +283,6 @@ fn read_node(r: &mut VarReader<'_>, key: &Key, member: Membership) -> Option<Nod
     // Every part is read before bailing out, so all problems of the host are reported.
     let (ip, params) = (ip?, params?);
     check_node_vip(r, &params);
-    check_haproxy_services(r, &params);
     let base = check_base(r, &params.node_base);
     let repos = base.and_then(|c| super::repos::resolve(r, c, &params));
     let mut pg = pg;
@@ -366,28 +365,6 @@ fn read_node(r: &mut VarReader<'_>, key: &Key, member: Membership) -> Option<Nod
         },
     };
     super::rules::check_node(r, &node).then_some(node)
-}
-
-/// A `haproxy_services` item that names Pigsty's CA files (`check-ssl ca-file
-/// /etc/pki/ca.crt`, for a MinIO served over TLS) is not built: images carry the
-/// fleet CA, but their MinIO serves plain HTTP (`minio_https` is not built yet), so a
-/// TLS check would fail. Said at the item, not dropped quietly.
-fn check_haproxy_services(r: &mut VarReader<'_>, p: &NodeParams) {
-    for (i, s) in p.haproxy_services.iter().enumerate() {
-        if s.needs_fleet_ca() {
-            let loc = r.loc_in("haproxy_services", &[Step::Item(i)]);
-            r.warn(
-                loc,
-                &format!("haproxy_services[{i}]"),
-                format!(
-                    "service `{}` is not built: it checks MinIO over TLS with Pigsty's CA \
-                     (/etc/pki), and images' MinIO serves plain HTTP (minio_https is not \
-                     built yet)",
-                    s.name
-                ),
-            );
-        }
-    }
 }
 
 /// Grafana comes from the repository Pigsty names for it (module `infra`, Pigsty's own

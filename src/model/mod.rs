@@ -73,6 +73,16 @@ impl Node {
                 .is_some_and(|p| p.params.patroni_ssl_enabled.0)
     }
 
+    /// Whether this node's MinIO member serves https (`minio_https`, with a
+    /// certificate from the fleet CA).
+    pub fn minio_https(&self) -> bool {
+        self.tls.is_some()
+            && self
+                .minio
+                .as_ref()
+                .is_some_and(|m| m.params.minio_https.0)
+    }
+
     /// This node's Patroni REST API (`http://ip:8008`, https with `patroni_https`).
     pub fn patroni_url(&self) -> Option<String> {
         let p = &self.pg.as_ref()?.params;
@@ -298,13 +308,10 @@ impl Node {
             && (self.pg.is_some() || self.haproxy_services().next().is_some())
     }
 
-    /// The `haproxy_services` this node's image builds (those naming Pigsty's CA
-    /// files are left out, with a warning at check).
+    /// The `haproxy_services` this node's image builds: all of them (those that
+    /// check MinIO over TLS name the fleet CA, /etc/pki/ca.crt, which images carry).
     pub fn haproxy_services(&self) -> impl Iterator<Item = &HaproxyService> {
-        self.node
-            .haproxy_services
-            .iter()
-            .filter(|s| !s.needs_fleet_ca())
+        self.node.haproxy_services.iter()
     }
 
     /// Whether this node receives the fleet's logs (`vlogs_enabled` on an infra node):
@@ -485,9 +492,15 @@ impl Fleet {
 
     /// `MINIO_VOLUMES` for a MinIO cluster: every member starts with the identical
     /// list. A single node serves `minio_data` directly; several nodes use MinIO's
-    /// ellipsis syntax, `http://minio-{1...3}.pigsty:9000/data{1...2}`.
+    /// ellipsis syntax, `https://minio-{1...3}.pigsty:9000/data{1...2}` (http without
+    /// `minio_https`).
     pub fn minio_volumes(&self, cluster: &str) -> Option<String> {
         let members = self.minio_members(cluster);
+        let scheme = if members.first()?.minio_https() {
+            "https"
+        } else {
+            "http"
+        };
         let first = members.first()?.minio.as_ref()?;
         let last = members.last()?.minio.as_ref()?;
         let p = &first.params;
@@ -496,7 +509,7 @@ impl Fleet {
         }
         let range = format!("{{{}...{}}}", first.seq, last.seq);
         let host = first.node_pattern.replace("${minio_seq}", &range);
-        Some(format!("http://{host}:{}{}", p.minio_port, p.minio_data))
+        Some(format!("{scheme}://{host}:{}{}", p.minio_port, p.minio_data))
     }
 
     /// Instances of a PostgreSQL cluster, sorted by seq.

@@ -145,6 +145,7 @@ params! {
         minio_node: String,
         minio_data: String,
         minio_domain: String,
+        minio_https: Flag,
         minio_port: u16,
         minio_admin_port: u16,
         minio_access_key: String,
@@ -1178,19 +1179,6 @@ pub struct HaproxyServer {
     pub backup: Option<Flag>,
     #[serde(default)]
     pub weight: Option<u32>,
-}
-
-impl HaproxyService {
-    /// Whether it names Pigsty's CA files (`ca-file /etc/pki/ca.crt`), which images
-    /// do not carry: such a service is not built (a warning at check).
-    pub fn needs_fleet_ca(&self) -> bool {
-        self.options
-            .iter()
-            .map(String::as_str)
-            .chain(self.default.as_deref())
-            .chain(self.servers.iter().filter_map(|v| v.options.as_deref()))
-            .any(|o| o.contains("/etc/pki/"))
-    }
 }
 
 /// A haproxy service from `pg_default_services` / `pg_services`.

@@ -204,6 +204,10 @@ pub struct MinioInfo {
     /// Whether this node creates the buckets and users.
     pub first: bool,
     pub port: u16,
+    /// Whether the members serve https (`minio_https` with the fleet CA): clients
+    /// then trust the CA at /etc/pki/ca.crt alone.
+    #[serde(default)]
+    pub https: bool,
     pub server_bin: String,
     pub access_key: String,
     pub secret_key: String,

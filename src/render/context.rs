@@ -344,6 +344,7 @@ fn flags(fleet: &Fleet, node: &Node) -> Value {
         "blackbox": node.infra.as_ref().is_some_and(|i| i.params.blackbox_enabled.0),
         "grafana": node.grafana(),
         "tls": node.tls.is_some(),
+        "minio_https": node.minio_https(),
         "pushgateway": node.infra.as_ref().is_some_and(|i| i.params.pushgateway_enabled.0),
         "log_receiver": node.log_receiver().is_some() && !node.victoria_logs(),
         "vlogs": node.victoria_logs(),

@@ -42,7 +42,6 @@ pub fn context(node: &Node, pg_services: &Value) -> Result<Value, String> {
         .haproxy_services
         .iter()
         .enumerate()
-        .filter(|(_, s)| !s.needs_fleet_ca())
         .map(|(i, s)| service(s).map_err(|e| format!("haproxy_services[{i}] ({}): {e}", s.name)))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(json!({

@@ -183,7 +183,7 @@ pub fn scrape_jobs(fleet: &Fleet) -> Vec<Job> {
             metrics_path,
             module: None,
             honor_labels: *name == "pushgateway",
-            tls: certified && (*name == "etcd" || *name == "pgsql-patroni"),
+            tls: certified && matches!(*name, "etcd" | "pgsql-patroni" | "minio"),
             targets: Vec::new(),
         })
         .collect();
@@ -195,6 +195,13 @@ pub fn scrape_jobs(fleet: &Fleet) -> Vec<Job> {
     for job in &mut jobs {
         job.targets.sort();
         job.targets.dedup();
+    }
+    // A fleet whose MinIO serves plain http has its members in job `minio`, as
+    // Pigsty names it; only a mix of the two needs `minio-http`.
+    if !jobs.iter().any(|j| j.name == "minio" && !j.targets.is_empty())
+        && let Some(plain) = jobs.iter_mut().find(|j| j.name == "minio-http")
+    {
+        plain.name = "minio";
     }
     jobs.push(ping(fleet));
     jobs.retain(|j| !j.targets.is_empty());
@@ -258,13 +265,14 @@ fn ping(fleet: &Fleet) -> Job {
 type TargetsOf = fn(&Node) -> Vec<Target>;
 
 /// Job name, metrics path, and the targets one node contributes.
-const JOBS: [(&str, &str, TargetsOf); 12] = [
+const JOBS: [(&str, &str, TargetsOf); 13] = [
     ("node", "/metrics", node_exporter),
     ("prometheus", "/metrics", prometheus),
     ("alertmanager", "/metrics", alertmanager),
     ("pushgateway", "/metrics", pushgateway),
     ("etcd", "/metrics", etcd),
-    ("minio", "/minio/v2/metrics/cluster", minio),
+    ("minio", "/minio/v2/metrics/cluster", minio_tls),
+    ("minio-http", "/minio/v2/metrics/cluster", minio_plain),
     ("pgsql", "/metrics", pg_exporter),
     ("pgbouncer", "/metrics", pgbouncer_exporter),
     ("patroni", "/metrics", patroni),
@@ -314,9 +322,20 @@ fn etcd(n: &Node) -> Vec<Target> {
     vec![target(n, &e.cluster, &e.name, e.params.etcd_port)]
 }
 
-fn minio(n: &Node) -> Vec<Target> {
-    let Some(m) = &n.minio else { return Vec::new() };
-    vec![target(n, &m.cluster, &m.name, m.params.minio_port)]
+/// MinIO members serving https (`minio_https`): job `minio`, scraped over TLS.
+fn minio_tls(n: &Node) -> Vec<Target> {
+    minio(n).filter(|_| n.minio_https()).into_iter().collect()
+}
+
+/// Members serving plain http: job `minio` too when no member serves https (see
+/// [`scrape_jobs`]), else `minio-http`.
+fn minio_plain(n: &Node) -> Vec<Target> {
+    minio(n).filter(|_| !n.minio_https()).into_iter().collect()
+}
+
+fn minio(n: &Node) -> Option<Target> {
+    let m = n.minio.as_ref()?;
+    Some(target(n, &m.cluster, &m.name, m.params.minio_port))
 }
 
 /// A PGSQL exporter, if the instance runs the component it reports on.
@@ -485,6 +504,44 @@ all:
         assert_eq!(
             (pg1.cls.as_str(), pg1.ins.as_str(), pg1.ip.as_str()),
             ("pg-test", "pg-test-1", "10.10.10.11")
+        );
+    }
+
+    /// MinIO members serving https are scraped over TLS in job `minio`; without a
+    /// CA every member is plain http in job `minio`; only a mix needs `minio-http`.
+    #[test]
+    fn minio_is_scraped_over_tls_when_it_serves_https() {
+        let inv = r#"all:
+  children:
+    infra: { hosts: { 10.10.10.10: { infra_seq: 1 } } }
+    minio:
+      hosts: { 10.10.10.11: { minio_seq: 1 }, 10.10.10.12: { minio_seq: 2 } }
+      vars: { minio_cluster: minio }
+    s3:
+      hosts: { 10.10.10.13: { minio_seq: 1, minio_https: false } }
+      vars: { minio_cluster: s3 }
+  vars: { admin_ip: 10.10.10.10 }
+"#;
+        let fleet = load_str("m.yml", inv).unwrap().fleet;
+        let plain = scrape_jobs(&fleet);
+        let m = job(&plain, "minio");
+        assert!(!m.tls);
+        assert_eq!(m.targets.len(), 3, "no CA: all plain, one job");
+        assert!(!plain.iter().any(|j| j.name == "minio-http"));
+
+        let dir = tempfile::tempdir().unwrap();
+        let pki = crate::pki::Pki::open_or_create(dir.path()).unwrap();
+        let fleet = crate::pki::with_certs(&fleet, &pki, true).unwrap();
+        let jobs = scrape_jobs(&fleet);
+        let tls = job(&jobs, "minio");
+        assert!(tls.tls);
+        assert_eq!(addresses(tls), ["10.10.10.11:9000", "10.10.10.12:9000"]);
+        let http = job(&jobs, "minio-http");
+        assert!(!http.tls);
+        assert_eq!(addresses(http), ["10.10.10.13:9000"]);
+        assert_eq!(
+            fleet.minio_volumes("minio").as_deref(),
+            Some("https://minio-{1...2}.pigsty:9000/data/minio")
         );
     }
 

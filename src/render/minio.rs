@@ -53,6 +53,7 @@ pub fn agent(fleet: &Fleet, node: &Node) -> Option<MinioInfo> {
         seq: m.seq,
         first,
         port: p.minio_port,
+        https: node.minio_https(),
         server_bin: p.minio_server_bin.clone(),
         access_key: p.minio_access_key.clone(),
         secret_key: p.minio_secret_key.clone(),

@@ -1,19 +1,27 @@
 //! MinIO STAND-IN, for tests only. No MinIO-compatible server can be installed on the
 //! test machines, so this small HTTP server plays one member of a MinIO cluster with
 //! just what the agent relies on:
-//! - configured like MinIO: `MINIO_VOLUMES` (`http://minio-{1...3}.pigsty:9000/data`),
-//!   `MINIO_OPTS` (`--address :PORT`), `MINIO_ROOT_USER` / `MINIO_ROOT_PASSWORD`;
+//! - configured like MinIO: `MINIO_VOLUMES` (`https://minio-{1...3}.pigsty:9000/data`),
+//!   `MINIO_OPTS` (`--address :PORT`, `--certs-dir DIR`), `MINIO_ROOT_USER` /
+//!   `MINIO_ROOT_PASSWORD`;
+//! - TLS as MinIO: with `public.crt` and `private.key` in the certs dir it serves
+//!   https only (a plain-HTTP request fails in the handshake), and reaches https
+//!   peers trusting only the certificates in `CAs/` of that dir, checking each
+//!   peer's certificate against the name the volume list gives it;
 //! - `GET /minio/health/live` 200; `GET /minio/health/cluster` 200 only while a write
 //!   quorum of the members in the volume list answers `live` (MinIO's rule: n/2+1);
 //! - `PUT /<bucket>` checked against a SigV4 signature it recomputes (403
 //!   `InvalidAccessKeyId` / `SignatureDoesNotMatch`), 200 then 409 once it exists;
 //!   buckets are directories under its data dir, so they survive a restart;
 //! - `PUT /<bucket>?versioning` 200; the admin API answers 501, unless started with
-//!   `MINIO_STANDIN_ADMIN=1`: then it serves users and policies (see `admin`).
+//!   `MINIO_STANDIN_ADMIN=1`: then it serves users and policies (see `admin`);
+//! - `GET /minio/v2/metrics/cluster`: two of MinIO's cluster gauges, the members
+//!   it finds live and not, so a Prometheus scrape over TLS has something to read.
 //!
 //! Test-only settings: `MINIO_STANDIN_IP` (the address to bind: members share a port
 //! on one machine), `MINIO_STANDIN_HOSTS` (`minio-1.pigsty=127.0.6.1,...`, instead of
-//! DNS), `MINIO_STANDIN_DATA` (its data dir).
+//! DNS), `MINIO_STANDIN_DATA` (its data dir), `MINIO_STANDIN_ROOT` (the node's root
+//! directory, under which the certs dir is read). [`test_env`] sets them.
 //!
 //! The test binary runs it as a process: the test executable itself with
 //! `MINIO_STANDIN=1` (its `main` calls [`run_if_asked`] first), through the tests'
@@ -23,8 +31,12 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 use pigsty::agent::minio::sigv4::{SignInput, authorization};
 use sha2::{Digest, Sha256};
@@ -36,10 +48,40 @@ pub const ADMIN_FLAG: &str = "MINIO_STANDIN_ADMIN";
 
 struct Config {
     bind: String,
-    peers: Vec<String>,
+    peers: Vec<Peer>,
     user: String,
     password: String,
     data: PathBuf,
+    /// Set when the certs dir holds a pair: then it serves https only.
+    tls: Option<Arc<rustls::ServerConfig>>,
+    /// Set when the volumes are https: peers are reached trusting `CAs/` alone.
+    peer_tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// A member of the volume list: the name its certificate must hold, and where it is.
+struct Peer {
+    host: String,
+    addr: String,
+}
+
+/// A byte stream, plain or TLS.
+trait Stream: Read + Write + Send {}
+impl<T: Read + Write + Send> Stream for T {}
+
+/// The environment of a stand-in member started by a loopback test (beside
+/// /etc/default/minio): serve, at `ip`, with `root` as the node's root, its data in
+/// `<root>/data/minio`, and `hosts` (`minio-1.pigsty=127.0.6.1`) instead of DNS.
+pub fn test_env(root: &Path, ip: &str, hosts: &[String]) -> Vec<(String, String)> {
+    vec![
+        (ENV_FLAG.into(), "1".into()),
+        ("MINIO_STANDIN_IP".into(), ip.into()),
+        ("MINIO_STANDIN_HOSTS".into(), hosts.join(",")),
+        (
+            "MINIO_STANDIN_DATA".into(),
+            root.join("data/minio").display().to_string(),
+        ),
+        ("MINIO_STANDIN_ROOT".into(), root.display().to_string()),
+    ]
 }
 
 /// Serve forever when the environment asks for the stand-in; else return at once.
@@ -60,8 +102,10 @@ pub fn serve() -> ! {
         std::process::exit(1)
     });
     eprintln!(
-        "minio stand-in listening on {} with peers {:?}",
-        cfg.bind, cfg.peers
+        "minio stand-in listening on {} ({}) with peers {:?}",
+        cfg.bind,
+        if cfg.tls.is_some() { "https" } else { "http" },
+        cfg.peers.iter().map(|p| &p.addr).collect::<Vec<_>>()
     );
     let cfg = std::sync::Arc::new(cfg);
     loop {
@@ -93,19 +137,42 @@ fn config() -> Config {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
         })
         .collect();
-    let peers = expand(&env("MINIO_VOLUMES"))
-        .into_iter()
+    let volumes = expand(&env("MINIO_VOLUMES"));
+    let peers = volumes
+        .iter()
         .filter_map(|url| {
             let hostport = url.split("://").nth(1)?.split('/').next()?.to_string();
             let (host, p) = hostport.split_once(':').unwrap_or((&hostport, "9000"));
-            Some(format!(
-                "{}:{p}",
-                hosts.get(host).cloned().unwrap_or(host.to_string())
+            Some((
+                format!("{}:{p}", hosts.get(host).map_or(host, String::as_str)),
+                host.to_string(),
             ))
         })
-        .collect::<std::collections::BTreeSet<_>>()
+        .collect::<BTreeMap<_, _>>()
         .into_iter()
+        .map(|(addr, host)| Peer { host, addr })
         .collect();
+    // MinIO's default certs dir is ~/.minio/certs; `--certs-dir` names another.
+    let certs = env("MINIO_OPTS")
+        .split_whitespace()
+        .skip_while(|w| *w != "--certs-dir")
+        .nth(1)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(&env("HOME")).join(".minio/certs"));
+    let certs = match env("MINIO_STANDIN_ROOT") {
+        root if root.is_empty() => certs,
+        root => Path::new(&root).join(certs.strip_prefix("/").unwrap_or(&certs)),
+    };
+    let tls = server_tls(&certs);
+    let https_peers = volumes.iter().any(|v| v.starts_with("https://"));
+    if https_peers && tls.is_none() {
+        eprintln!(
+            "minio stand-in: the volumes are https but {} holds no public.crt and private.key",
+            certs.display()
+        );
+        std::process::exit(1)
+    }
+    let peer_tls = https_peers.then(|| peer_tls(&certs.join("CAs")));
     // On a node of its own (the VM lab) it binds every address and keeps its data
     // in the volume's path, as MinIO would.
     let ip = match env("MINIO_STANDIN_IP") {
@@ -126,7 +193,55 @@ fn config() -> Config {
         user: env("MINIO_ROOT_USER"),
         password: env("MINIO_ROOT_PASSWORD"),
         data: PathBuf::from(data),
+        tls,
+        peer_tls,
     }
+}
+
+fn crypto() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The server side, as MinIO's: TLS when the certs dir holds both files.
+fn server_tls(dir: &Path) -> Option<Arc<rustls::ServerConfig>> {
+    let (cert, key) = (dir.join("public.crt"), dir.join("private.key"));
+    if !cert.exists() || !key.exists() {
+        return None;
+    }
+    let fail = |what: &str, e: &dyn std::fmt::Display| -> ! {
+        eprintln!("minio stand-in: {what}: {e}");
+        std::process::exit(1)
+    };
+    let chain = CertificateDer::pem_file_iter(&cert)
+        .and_then(|c| c.collect::<Result<Vec<_>, _>>())
+        .unwrap_or_else(|e| fail(&cert.display().to_string(), &e));
+    let key = PrivateKeyDer::from_pem_file(&key)
+        .unwrap_or_else(|e| fail(&key.display().to_string(), &e));
+    let config = rustls::ServerConfig::builder_with_provider(crypto())
+        .with_safe_default_protocol_versions()
+        .and_then(|b| b.with_no_client_auth().with_single_cert(chain, key))
+        .unwrap_or_else(|e| fail("the TLS pair", &e));
+    Some(Arc::new(config))
+}
+
+/// The client side towards peers: every certificate in `CAs/` is a root, nothing else.
+fn peer_tls(cas: &Path) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for entry in std::fs::read_dir(cas).into_iter().flatten().flatten() {
+        for cert in CertificateDer::pem_file_iter(entry.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let _ = roots.add(cert);
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(crypto())
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(config)
 }
 
 /// MinIO's ellipsis syntax: `http://minio-{1...3}.pigsty:9000/data{1...2}`.
@@ -155,8 +270,7 @@ struct Request {
     body: Vec<u8>,
 }
 
-fn read_request(conn: &TcpStream) -> std::io::Result<Request> {
-    let mut reader = BufReader::new(conn.try_clone()?);
+fn read_request(reader: &mut impl BufRead) -> std::io::Result<Request> {
     let mut line = String::new();
     reader.read_line(&mut line)?;
     let mut parts = line.split_whitespace();
@@ -188,7 +302,16 @@ fn read_request(conn: &TcpStream) -> std::io::Result<Request> {
     })
 }
 
-fn respond(mut conn: TcpStream, code: u16, body: &str) -> std::io::Result<()> {
+fn respond(conn: &mut dyn Stream, code: u16, body: &str) -> std::io::Result<()> {
+    respond_as(conn, code, "application/xml", body)
+}
+
+fn respond_as(
+    conn: &mut dyn Stream,
+    code: u16,
+    content_type: &str,
+    body: &str,
+) -> std::io::Result<()> {
     let reason = match code {
         200 => "OK",
         403 => "Forbidden",
@@ -199,7 +322,7 @@ fn respond(mut conn: TcpStream, code: u16, body: &str) -> std::io::Result<()> {
     };
     write!(
         conn,
-        "HTTP/1.1 {code} {reason}\r\nContent-Length: {}\r\nContent-Type: application/xml\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {code} {reason}\r\nContent-Length: {}\r\nContent-Type: {content_type}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )?;
     conn.flush()
@@ -211,15 +334,37 @@ fn s3_error(code: &str, message: &str) -> String {
     )
 }
 
-fn handle(cfg: &Config, conn: TcpStream) -> std::io::Result<()> {
-    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let req = read_request(&conn)?;
+fn handle(cfg: &Config, tcp: TcpStream) -> std::io::Result<()> {
+    tcp.set_read_timeout(Some(Duration::from_secs(5)))?;
+    tcp.set_write_timeout(Some(Duration::from_secs(5)))?;
+    let stream: Box<dyn Stream> = match &cfg.tls {
+        Some(tls) => Box::new(rustls::StreamOwned::new(
+            rustls::ServerConnection::new(tls.clone()).map_err(std::io::Error::other)?,
+            tcp,
+        )),
+        None => Box::new(tcp),
+    };
+    let mut reader = BufReader::new(stream);
+    // Over TLS a plain-HTTP request fails here, in the handshake: no answer.
+    let req = read_request(&mut reader)?;
+    let conn: &mut dyn Stream = reader.get_mut();
     match (req.method.as_str(), req.path.as_str()) {
         ("GET", "/minio/health/live") => respond(conn, 200, ""),
+        ("GET", "/minio/v2/metrics/cluster") => {
+            let up = cfg.peers.iter().filter(|p| live(cfg, p)).count();
+            let body = format!(
+                "# TYPE minio_cluster_nodes_online_total gauge\n\
+                 minio_cluster_nodes_online_total {up}\n\
+                 # TYPE minio_cluster_nodes_offline_total gauge\n\
+                 minio_cluster_nodes_offline_total {}\n",
+                cfg.peers.len() - up
+            );
+            respond_as(conn, 200, "text/plain; version=0.0.4", &body)
+        }
         ("GET", "/minio/health/cluster") => {
             // A single node (MINIO_VOLUMES a plain path) has no peers: it is its
             // own quorum.
-            let up = cfg.peers.iter().filter(|p| live(p, &cfg.bind)).count();
+            let up = cfg.peers.iter().filter(|p| live(cfg, p)).count();
             let quorum = cfg.peers.len() / 2 + 1;
             let (up, quorum) = if cfg.peers.is_empty() {
                 (1, 1)
@@ -281,25 +426,42 @@ fn handle(cfg: &Config, conn: TcpStream) -> std::io::Result<()> {
     }
 }
 
-fn live(peer: &str, me: &str) -> bool {
-    if peer == me {
+/// Whether a peer answers `live`; over https only with a certificate from the CA
+/// that names it as the volume list does.
+fn live(cfg: &Config, peer: &Peer) -> bool {
+    if peer.addr == cfg.bind {
         return true;
     }
     // Names resolve as MinIO's do (/etc/hosts on a node).
-    let Some(addr) = std::net::ToSocketAddrs::to_socket_addrs(peer)
+    let Some(addr) = std::net::ToSocketAddrs::to_socket_addrs(&peer.addr)
         .ok()
         .and_then(|mut a| a.next())
     else {
         return false;
     };
-    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
+    let Ok(tcp) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
         return false;
     };
-    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    let _ = tcp.set_read_timeout(Some(Duration::from_millis(500)));
+    let _ = tcp.set_write_timeout(Some(Duration::from_millis(500)));
+    let mut s: Box<dyn Stream> = match &cfg.peer_tls {
+        Some(tls) => {
+            let Ok(name) = ServerName::try_from(peer.host.clone()) else {
+                return false;
+            };
+            let Ok(conn) = rustls::ClientConnection::new(tls.clone(), name) else {
+                return false;
+            };
+            Box::new(rustls::StreamOwned::new(conn, tcp))
+        }
+        None => Box::new(tcp),
+    };
     let _ = write!(
         s,
-        "GET /minio/health/live HTTP/1.1\r\nHost: {peer}\r\nConnection: close\r\n\r\n"
+        "GET /minio/health/live HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        peer.host
     );
+    let _ = s.flush();
     let mut head = [0u8; 12];
     s.read_exact(&mut head).is_ok() && &head[9..12] == b"200"
 }

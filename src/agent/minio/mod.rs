@@ -41,13 +41,26 @@ fn local(agent: &Agent) -> anyhow::Result<(MinioInfo, String)> {
         .iter()
         .find(|x| x.name == m.name)
         .with_context(|| format!("node.json: {} is not in minio.members", m.name))?;
-    let base = format!("http://{}:{}", me.ip, m.port);
+    let scheme = if m.https { "https" } else { "http" };
+    let base = format!("{scheme}://{}:{}", me.ip, m.port);
     Ok((m, base))
 }
 
+/// A client of the local member: over https it trusts the fleet CA alone, so a
+/// server without a certificate from it is refused in the handshake.
+fn client(agent: &Agent, m: &MinioInfo) -> anyhow::Result<http::Client> {
+    if !m.https {
+        return agent.opts.http();
+    }
+    let ca = agent.path(crate::render::context::NODE_CA);
+    let pem = std::fs::read_to_string(&ca)
+        .with_context(|| format!("reading the fleet CA {}", ca.display()))?;
+    http::client_trusting(agent.opts.request, agent.opts.request, &pem)
+}
+
 /// Wait until `/minio/health/cluster` answers 200 (write quorum).
-fn wait_cluster(agent: &Agent, step: &str, base: &str) -> anyhow::Result<()> {
-    let client = agent.opts.http()?;
+fn wait_cluster(agent: &Agent, m: &MinioInfo, step: &str, base: &str) -> anyhow::Result<()> {
+    let client = client(agent, m)?;
     let url = format!("{base}/minio/health/cluster");
     agent.opts.policy().wait(
         step,
@@ -67,7 +80,7 @@ pub fn start(agent: &mut Agent) -> anyhow::Result<String> {
     let (m, base) = local(agent)?;
     agent.services.start(UNIT)?;
     agent.checkpoint("minio:started")?;
-    wait_cluster(agent, "minio", &base)?;
+    wait_cluster(agent, &m, "minio", &base)?;
     Ok(format!(
         "{} ({}) serves {} with write quorum",
         m.name, m.server_bin, m.volumes
@@ -77,8 +90,8 @@ pub fn start(agent: &mut Agent) -> anyhow::Result<String> {
 /// `minio-buckets`: on the first member, create the buckets, then the users.
 pub fn buckets(agent: &mut Agent) -> anyhow::Result<String> {
     let (m, base) = local(agent)?;
-    wait_cluster(agent, BUCKETS, &base)?;
-    let s3 = S3::new(&base, &m.access_key, &m.secret_key, agent.opts.request)?;
+    wait_cluster(agent, &m, BUCKETS, &base)?;
+    let s3 = S3::new(&base, &m.access_key, &m.secret_key, client(agent, &m)?);
     let (mut created, mut existed) = (Vec::new(), Vec::new());
     for b in &m.buckets {
         let lock = b.lock.unwrap_or(false);

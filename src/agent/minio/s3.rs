@@ -14,7 +14,7 @@ use crate::http;
 
 const REGION: &str = "us-east-1";
 
-/// A path-style S3 client of one server (`http://10.10.10.11:9000`).
+/// A path-style S3 client of one server (`https://10.10.10.11:9000`).
 pub struct S3 {
     pub base: String,
     access_key: String,
@@ -23,18 +23,15 @@ pub struct S3 {
 }
 
 impl S3 {
-    pub fn new(
-        base: &str,
-        access_key: &str,
-        secret_key: &str,
-        timeout: std::time::Duration,
-    ) -> anyhow::Result<S3> {
-        Ok(S3 {
+    /// A client of `base` (`https://10.10.10.11:9000`) over `http`, which trusts the
+    /// fleet CA when the base is https.
+    pub fn new(base: &str, access_key: &str, secret_key: &str, http: http::Client) -> S3 {
+        S3 {
             base: base.trim_end_matches('/').to_string(),
             access_key: access_key.into(),
             secret_key: secret_key.into(),
-            http: http::client(timeout, timeout)?,
-        })
+            http,
+        }
     }
 
     /// A signed request; returns the status and body text.
