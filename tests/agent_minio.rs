@@ -39,6 +39,12 @@ fn main() {
             "users_and_policies_through_the_admin_api",
             users_and_policies_through_the_admin_api,
         ),
+        // Root: pgBackRest runs in a private mount namespace whose /etc/hosts names
+        // sss.pigsty; it is Debian's pgBackRest (ci/setup.sh installs it).
+        support::ignored(
+            "pgbackrest_verifies_minio_with_the_fleet_ca",
+            pgbackrest_verifies_minio_with_the_fleet_ca,
+        ),
         support::test(
             "the_test_process_manager_starts_once_and_stops",
             the_test_process_manager_starts_once_and_stops,
@@ -280,6 +286,158 @@ fn plaintext_and_strangers_are_refused(
     // An S3 request without a signature is refused.
     let (code, body) = http::send(&trusted, "PUT", &format!("{base}/stranger"), &[], b"").unwrap();
     assert_eq!(code, 403, "{body}");
+}
+
+/// A primary backing up to MinIO (`pgbackrest_method: minio`, Pigsty's repository
+/// with `storage_ca_file: /etc/pki/ca.crt`) and one MinIO member, rendered as built.
+fn backup_inventory(net: &str, port: u16, key: &str) -> String {
+    format!(
+        "all:
+  children:
+    etcd: {{ hosts: {{ {net}.1: {{ etcd_seq: 1 }} }}, vars: {{ etcd_cluster: etcd }} }}
+    minio:
+      hosts: {{ {net}.1: {{ minio_seq: 1 }} }}
+      vars:
+        minio_cluster: minio
+        minio_port: {port}
+        minio_admin_port: {}
+        minio_data: /data/minio
+        minio_server_bin: {}
+    pg-t:
+      hosts: {{ {net}.2: {{ pg_seq: 1, pg_role: primary }} }}
+      vars:
+        pg_cluster: pg-t
+        pgbackrest_method: minio
+        pgbackrest_repo:
+          minio:
+            type: s3
+            s3_endpoint: sss.pigsty
+            s3_region: us-east-1
+            s3_bucket: pgsql
+            s3_key: minioadmin
+            s3_key_secret: {key}
+            s3_uri_style: path
+            path: /pgbackrest
+            storage_port: {port}
+            storage_ca_file: /etc/pki/ca.crt
+  vars:
+    admin_ip: {net}.1
+    node_ntp_enabled: false
+",
+        free_port(),
+        std::env::current_exe().unwrap().display()
+    )
+}
+
+/// pgBackRest on the primary reaches MinIO over TLS and verifies it with the fleet
+/// CA its config names: Debian's pgBackRest, the rendered `pgbackrest.conf` (paths
+/// moved under the test's roots), listing the repository of a running member. It
+/// connects to `sss.pigsty` (`minio_domain`, in every member's certificate), which a
+/// private /etc/hosts points at the member, and checks the certificate against that
+/// name, as on a node (pgBackRest matches DNS names only, not IP addresses).
+/// With a foreign CA in its place it refuses the member's certificate; with a wrong
+/// secret MinIO refuses it.
+fn pgbackrest_verifies_minio_with_the_fleet_ca() {
+    support::require_root("a private /etc/hosts for pgBackRest, in a mount namespace");
+    let net = "127.0.8";
+    let port = free_port();
+    let tmp = tempfile::tempdir().unwrap();
+    let inv = backup_inventory(net, port, "S3User.MinIO");
+    let minio = member(tmp.path(), "m1", &inv, net, 1, 1);
+    let pg = TestNode::render(tmp.path(), "pg1", &inv, "pg-t-1");
+    let conf = std::fs::read_to_string(pg.root.join("etc/pgbackrest/pgbackrest.conf")).unwrap();
+    for line in [
+        "repo1-type=s3",
+        "repo1-s3-endpoint=sss.pigsty",
+        "repo1-storage-ca-file=/etc/pki/ca.crt",
+    ] {
+        assert!(conf.lines().any(|l| l == line), "no `{line}` in:\n{conf}");
+    }
+    assert!(
+        !conf.contains("verify-tls=n"),
+        "pgBackRest verifies TLS by default: {conf}"
+    );
+    assert!(pg.root.join("etc/pki/ca.crt").is_file(), "the CA is in the image");
+
+    // The member: started and waited for, over https trusting the CA.
+    minio.services.start("minio.service").unwrap();
+    let ca = std::fs::read_to_string(pg.root.join("etc/pki/ca.crt")).unwrap();
+    let t = Duration::from_secs(2);
+    let https = pigsty::http::client_trusting(t, t, &ca).unwrap();
+    let live = format!("https://{net}.1:{port}/minio/health/live");
+    let up = (0..100).any(|_| {
+        let ok = matches!(pigsty::http::get(&https, &live), Ok((200, _)));
+        if !ok {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        ok
+    });
+    assert!(up, "the member never answered: {}", minio.log("minio.log"));
+    std::fs::create_dir_all(minio.root.join("data/minio/pgsql")).unwrap();
+
+    // pgBackRest as rendered, with this test's paths.
+    let run = |conf: &str, name: &str| {
+        let dir = tmp.path().join(name);
+        std::fs::create_dir_all(dir.join("log")).unwrap();
+        let local = conf
+            .replace("/etc/pki/ca.crt", &pg.root.join("etc/pki/ca.crt").display().to_string())
+            .replace("log-path=/pg/log/pgbackrest", &format!("log-path={}/log", dir.display()))
+            .replace("spool-path=/pg/spool", &format!("spool-path={}", dir.display()))
+            + &format!("lock-path={}\n", dir.display());
+        let file = dir.join("pgbackrest.conf");
+        std::fs::write(&file, local).unwrap();
+        let hosts = dir.join("hosts");
+        std::fs::write(&hosts, format!("127.0.0.1 localhost\n{net}.1 sss.pigsty\n")).unwrap();
+        let out = std::process::Command::new("unshare")
+            .args(["--mount", "sh", "-c"])
+            .arg("mount --bind \"$0\" /etc/hosts && exec pgbackrest \"$@\"")
+            .arg(&hosts)
+            .arg(format!("--config={}", file.display()))
+            .args(["--stanza=pg-t", "--log-level-console=warn", "--log-level-stderr=off"])
+            .args(["--io-timeout=5", "--db-timeout=5", "repo-ls"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("running pgbackrest (ci/setup.sh installs it)");
+        (
+            out.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let (code, text) = run(&conf, "trusted");
+    assert_eq!(
+        code,
+        Some(0),
+        "pgbackrest repo-ls with the fleet CA: {text}\n{}",
+        minio.log("minio.log")
+    );
+
+    // A foreign CA in the file the config names: the member's certificate is refused.
+    let foreign = pigsty::pki::Pki::open_or_create(&tmp.path().join("foreign")).unwrap();
+    let foreign_ca = tmp.path().join("foreign-ca.crt");
+    std::fs::write(&foreign_ca, foreign.ca_pem()).unwrap();
+    let (code, text) = run(
+        &conf.replace("/etc/pki/ca.crt", &foreign_ca.display().to_string()),
+        "foreign",
+    );
+    assert_ne!(code, Some(0), "{text}");
+    assert!(
+        text.contains("unable to verify certificate") || text.contains("certificate verify failed"),
+        "{text}"
+    );
+
+    // The right CA and a wrong secret: MinIO refuses the signature.
+    let wrong = backup_inventory(net, port, "Wrong.Secret");
+    let pg_wrong = TestNode::render(tmp.path(), "pg1-wrong", &wrong, "pg-t-1");
+    let conf_wrong =
+        std::fs::read_to_string(pg_wrong.root.join("etc/pgbackrest/pgbackrest.conf")).unwrap();
+    let (code, text) = run(&conf_wrong, "wrong-secret");
+    assert_ne!(code, Some(0), "{text}");
+    assert!(text.contains("403"), "{text}");
+    minio.services.stop("minio.service").unwrap();
 }
 
 /// One member of three: no write quorum; the wait stops at its bound and says why.

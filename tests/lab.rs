@@ -327,8 +327,8 @@ fn etcd_members() -> Result<Vec<String>, String> {
 
 /// Every Prometheus scrape target the fleet renders (`render::infra::scrape_jobs`, what
 /// an infra node's prometheus.yml lists) answers on its node with metrics, and the
-/// exporters report what they watch as up. The MinIO job is left out: the lab runs the
-/// test stand-in, which serves no metrics.
+/// exporters report what they watch as up. MinIO is the test stand-in, over TLS: it
+/// reports how many of its peers it reaches over TLS (all three, none offline).
 fn scrape_targets() -> Vec<String> {
     let loaded = pigsty::inventory::load(&pigsty::inventory::Source::File(
         root().join("inventory/lab.yml"),
@@ -336,15 +336,13 @@ fn scrape_targets() -> Vec<String> {
     .expect("loading the lab inventory");
     let mut up = Vec::new();
     for job in pigsty::render::infra::scrape_jobs(&loaded.fleet) {
-        if job.name == "minio" {
-            continue;
-        }
         // An exporter that answers while it cannot reach its server says `<x>_up 0`.
         let must = match job.name {
             "pgsql" => Some("pg_up 1"),
             "pgbouncer" => Some("pgbouncer_up 1"),
             "redis" => Some("redis_up 1"),
             "ping" => Some("probe_success 1"),
+            "minio" => Some("minio_cluster_nodes_offline_total 0"),
             _ => None,
         };
         for t in &job.targets {
@@ -359,8 +357,9 @@ fn scrape_targets() -> Vec<String> {
             let address = t.address.replace("127.0.0.1:", &format!("{}:", NODES[0].1));
             let what = format!("{} target {} ({address}{path})", job.name, t.ins);
             until(&what, Duration::from_secs(120), || {
-                // etcd asks every client for a certificate from the lab's CA.
-                let page = if job.name == "etcd" {
+                // etcd asks every client for a certificate from the lab's CA; MinIO
+                // serves https with one.
+                let page = if matches!(job.name, "etcd" | "minio") {
                     https_get(&address, &path)?
                 } else {
                     http_get(&address, &path)?
@@ -397,6 +396,7 @@ fn scrape_targets() -> Vec<String> {
         "patroni",
         "haproxy",
         "ping",
+        "minio",
     ] {
         assert!(count(job) >= 3, "fewer than 3 {job} targets: {up:?}");
     }
@@ -407,9 +407,8 @@ fn scrape_targets() -> Vec<String> {
     up
 }
 
-/// Prometheus' `/api/v1/targets` on one infra node: every active target `up`, the
-/// MinIO job excepted (the lab's MinIO is the test stand-in, which serves no
-/// metrics), and at least `want` of them. Returns how many are up.
+/// Prometheus' `/api/v1/targets` on one infra node: every active target `up` (MinIO
+/// and etcd scraped over TLS), and at least `want` of them. Returns how many are up.
 fn prometheus_targets_up(ip: &str, want: usize) -> usize {
     until(
         &format!("every Prometheus target up on {ip}"),
@@ -426,9 +425,6 @@ fn prometheus_targets_up(ip: &str, want: usize) -> usize {
             let mut down = Vec::new();
             for t in targets {
                 let job = t["labels"]["job"].as_str().unwrap_or_default();
-                if job == "minio" {
-                    continue;
-                }
                 if t["health"] == "up" {
                     up += 1;
                 } else {

@@ -13,6 +13,9 @@
 //! - `PUT /<bucket>` checked against a SigV4 signature it recomputes (403
 //!   `InvalidAccessKeyId` / `SignatureDoesNotMatch`), 200 then 409 once it exists;
 //!   buckets are directories under its data dir, so they survive a restart;
+//! - `GET /<bucket>?list-type=2` (ListObjectsV2, signed): an empty listing of a
+//!   bucket that exists (it stores no objects), 404 `NoSuchBucket` else; `HEAD` of
+//!   an object 404;
 //! - `PUT /<bucket>?versioning` 200; the admin API answers 501, unless started with
 //!   `MINIO_STANDIN_ADMIN=1`: then it serves users and policies (see `admin`);
 //! - `GET /minio/v2/metrics/cluster`: two of MinIO's cluster gauges, the members
@@ -315,6 +318,7 @@ fn respond_as(
     let reason = match code {
         200 => "OK",
         403 => "Forbidden",
+        404 => "Not Found",
         409 => "Conflict",
         501 => "Not Implemented",
         503 => "Service Unavailable",
@@ -396,6 +400,35 @@ fn handle(cfg: &Config, tcp: TcpStream) -> std::io::Result<()> {
             501,
             &s3_error("NotImplemented", "stand-in: no admin API"),
         ),
+        // It stores no objects: a signed HEAD of one answers 404 (and no body).
+        ("HEAD", p) if p.len() > 1 && p[1..].contains('/') => {
+            if let Err((code, msg)) = verify(cfg, &req) {
+                eprintln!("minio stand-in: refused: {code}: {msg}");
+                return respond(conn, 403, "");
+            }
+            respond(conn, 404, "")
+        }
+        ("GET", p) if p.len() > 1 && !p[1..].trim_end_matches('/').contains('/') => {
+            if let Err((code, msg)) = verify(cfg, &req) {
+                return respond(conn, 403, &s3_error(code, &msg));
+            }
+            let bucket = p[1..].trim_end_matches('/');
+            if !cfg.data.join(bucket).is_dir() {
+                return respond(
+                    conn,
+                    404,
+                    &s3_error("NoSuchBucket", "The specified bucket does not exist"),
+                );
+            }
+            let prefix = query_value(&req.query, "prefix").unwrap_or_default();
+            let body = format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
+                 <ListBucketResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
+                 <Name>{bucket}</Name><Prefix>{prefix}</Prefix><KeyCount>0</KeyCount>\
+                 <MaxKeys>1000</MaxKeys><IsTruncated>false</IsTruncated></ListBucketResult>"
+            );
+            respond(conn, 200, &body)
+        }
         ("PUT", p) if p.len() > 1 && !p[1..].contains('/') => {
             if let Err((code, msg)) = verify(cfg, &req) {
                 return respond(conn, 403, &s3_error(code, &msg));
@@ -421,7 +454,10 @@ fn handle(cfg: &Config, tcp: TcpStream) -> std::io::Result<()> {
         _ => respond(
             conn,
             501,
-            &s3_error("NotImplemented", "stand-in: not implemented"),
+            &s3_error(
+                "NotImplemented",
+                &format!("stand-in: {} {} is not implemented", req.method, req.path),
+            ),
         ),
     }
 }
@@ -501,11 +537,17 @@ fn verify(cfg: &Config, req: &Request) -> Result<(), (&'static str, String)> {
     if req.headers.get("x-amz-content-sha256") != Some(&payload) {
         return Err(("XAmzContentSHA256Mismatch", "payload hash differs".into()));
     }
-    let query: Vec<(&str, &str)> = req
+    // As received (percent-encoded); the signer encodes them again.
+    let decoded: Vec<(String, String)> = req
         .query
         .split('&')
         .filter(|q| !q.is_empty())
         .map(|q| q.split_once('=').unwrap_or((q, "")))
+        .map(|(k, v)| (percent_decode(k), percent_decode(v)))
+        .collect();
+    let query: Vec<(&str, &str)> = decoded
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
     let expected = authorization(
         &cfg.user,
@@ -521,7 +563,15 @@ fn verify(cfg: &Config, req: &Request) -> Result<(), (&'static str, String)> {
             amz_date: req.headers.get("x-amz-date").map_or("", String::as_str),
         },
     );
-    if expected != auth {
+    // Compared by signature: clients separate the fields with "," or ", ".
+    let signature = |a: &str| {
+        a.split([' ', ','])
+            .find_map(|p| p.strip_prefix("Signature="))
+            .unwrap_or_default()
+            .to_string()
+    };
+    if signature(&expected).is_empty() || signature(&expected) != signature(&auth) {
+        eprintln!("minio stand-in: signature mismatch: got {auth:?}, headers {:?}", req.headers);
         return Err((
             "SignatureDoesNotMatch",
             "The request signature we calculated does not match the signature you provided.".into(),
