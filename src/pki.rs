@@ -262,13 +262,7 @@ impl Pki {
     /// Issue the node a new key pair and certificate, replacing what it had.
     pub fn issue(&self, node: &Node) -> anyhow::Result<NodeCert> {
         let sans = sans_of(node);
-        let key = KeyPair::generate().context("generating a node key")?;
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::OrganizationName, "pigsty");
-        dn.push(DnType::OrganizationalUnitName, node.nodename.as_str());
-        params.distinguished_name = dn;
-        params.subject_alt_names = sans
+        let names = sans
             .iter()
             .map(|s| match s.parse::<std::net::IpAddr>() {
                 Ok(ip) => Ok(SanType::IpAddress(ip)),
@@ -276,23 +270,20 @@ impl Pki {
             })
             .collect::<Result<_, _>>()
             .with_context(|| format!("{}: a name a certificate cannot carry", node.nodename))?;
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
         // Servers (PostgreSQL, etcd, MinIO, Patroni) and clients of each other.
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        params.use_authority_key_identifier_extension = true;
-        let now = today();
-        params.not_before = now - time::Duration::days(1);
-        params.not_after = now + time::Duration::days(NODE_DAYS);
-        let issuer = Issuer::from_ca_cert_pem(&self.ca_pem, &self.ca_key)
-            .context("reading the CA certificate")?;
-        let cert = params
-            .signed_by(&key, &issuer)
+        let (out, params) = self
+            .sign(
+                &node.nodename,
+                names,
+                vec![
+                    KeyUsagePurpose::DigitalSignature,
+                    KeyUsagePurpose::KeyEncipherment,
+                ],
+                vec![
+                    ExtendedKeyUsagePurpose::ServerAuth,
+                    ExtendedKeyUsagePurpose::ClientAuth,
+                ],
+            )
             .with_context(|| format!("signing {}'s certificate", node.nodename))?;
         let issued = Issued {
             node: node.nodename.clone(),
@@ -300,11 +291,6 @@ impl Pki {
             not_before: rfc3339(params.not_before),
             not_after: rfc3339(params.not_after),
             profile: PROFILE,
-        };
-        let out = NodeCert {
-            ca: self.ca_pem.clone(),
-            cert: cert.pem(),
-            key: key.serialize_pem(),
         };
         write_file(
             &self.node_path(&node.nodename, "key"),
@@ -340,31 +326,53 @@ impl Pki {
                 key: read(&key_path)?,
             });
         }
-        let key = KeyPair::generate().context("generating a client key")?;
+        let (out, _) = self
+            .sign(
+                name,
+                Vec::new(),
+                vec![KeyUsagePurpose::DigitalSignature],
+                vec![ExtendedKeyUsagePurpose::ClientAuth],
+            )
+            .with_context(|| format!("signing the client certificate {name}"))?;
+        write_file(&key_path, out.key.as_bytes(), 0o600)?;
+        write_file(&crt_path, out.cert.as_bytes(), 0o644)?;
+        Ok(out)
+    }
+}
+
+impl Pki {
+    /// A new key pair and a certificate for it signed by the CA: subject
+    /// `O=pigsty, OU=<unit>` (no CN: etcd's gateway refuses client certificates that
+    /// have one), valid from yesterday for `NODE_DAYS`. Returns the params for dates.
+    fn sign(
+        &self,
+        unit: &str,
+        names: Vec<SanType>,
+        usages: Vec<KeyUsagePurpose>,
+        extended: Vec<ExtendedKeyUsagePurpose>,
+    ) -> anyhow::Result<(NodeCert, CertificateParams)> {
+        let key = KeyPair::generate().context("generating a key")?;
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         dn.push(DnType::OrganizationName, "pigsty");
-        dn.push(DnType::OrganizationalUnitName, name);
+        dn.push(DnType::OrganizationalUnitName, unit);
         params.distinguished_name = dn;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.subject_alt_names = names;
+        params.key_usages = usages;
+        params.extended_key_usages = extended;
         params.use_authority_key_identifier_extension = true;
         let now = today();
         params.not_before = now - time::Duration::days(1);
         params.not_after = now + time::Duration::days(NODE_DAYS);
         let issuer = Issuer::from_ca_cert_pem(&self.ca_pem, &self.ca_key)
             .context("reading the CA certificate")?;
-        let cert = params
-            .signed_by(&key, &issuer)
-            .with_context(|| format!("signing the client certificate {name}"))?;
+        let cert = params.signed_by(&key, &issuer)?;
         let out = NodeCert {
             ca: self.ca_pem.clone(),
             cert: cert.pem(),
             key: key.serialize_pem(),
         };
-        write_file(&key_path, out.key.as_bytes(), 0o600)?;
-        write_file(&crt_path, out.cert.as_bytes(), 0o644)?;
-        Ok(out)
+        Ok((out, params))
     }
 }
 
