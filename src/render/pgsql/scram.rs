@@ -37,18 +37,43 @@ pub fn verifier(cluster: &str, user: &str, password: &str) -> Result<String, Str
             "the password of {user} is not ASCII: pigsty stores SCRAM verifiers, and does not apply SASLprep; use an ASCII password, or give its SCRAM-SHA-256 verifier"
         ));
     }
+    // Every member of a cluster renders the same verifiers (twice: roles and
+    // userlist), and PBKDF2's 4096 rounds are most of a fleet's render time: each
+    // (cluster, role, password) is derived once per process.
+    type Memo = std::sync::Mutex<std::collections::HashMap<[u8; 32], String>>;
+    static MEMO: std::sync::OnceLock<Memo> = std::sync::OnceLock::new();
+    let key: [u8; 32] = Sha256::digest(
+        [cluster, user, password]
+            .map(|s| format!("{}:{s}", s.len()))
+            .concat()
+            .as_bytes(),
+    )
+    .into();
+    let memo = MEMO.get_or_init(Memo::default);
+    if let Some(v) = memo.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return Ok(v.clone());
+    }
+    let v = derive(cluster, user, password);
+    memo.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, v.clone());
+    Ok(v)
+}
+
+/// The verifier itself, with a salt derived from the cluster and role names.
+fn derive(cluster: &str, user: &str, password: &str) -> String {
     let seed = Sha256::digest(format!("pigsty scram salt\0{cluster}\0{user}").as_bytes());
     let salt = &seed[..16];
     let salted = pbkdf2::pbkdf2_hmac_array::<Sha256, 32>(password.as_bytes(), salt, ITERATIONS);
     let client_key = hmac(&salted, b"Client Key");
     let stored_key = Sha256::digest(&client_key);
     let server_key = hmac(&salted, b"Server Key");
-    Ok(format!(
+    format!(
         "SCRAM-SHA-256${ITERATIONS}:{}${}:{}",
         B64.encode(salt),
         B64.encode(stored_key),
         B64.encode(server_key)
-    ))
+    )
 }
 
 #[cfg(test)]
