@@ -113,12 +113,12 @@ fn member_with(
             env_files: vec![node.root.join("etc/default/minio")],
             env: minio_standin::test_env(&node.root, &format!("{net}.{i}"), &hosts)
                 .into_iter()
-            .chain(
-                extra_env
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string())),
-            )
-            .collect(),
+                .chain(
+                    extra_env
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string())),
+                )
+                .collect(),
             log: node.root.join("minio.log"),
             ..ProcessSpec::default()
         },
@@ -248,7 +248,11 @@ fn plaintext_and_strangers_are_refused(
     let certs = node.root.join("etc/minio/certs");
     let mode = |p: &str| {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::metadata(certs.join(p)).unwrap().permissions().mode() & 0o777
+        std::fs::metadata(certs.join(p))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
     };
     assert_eq!(mode("private.key"), 0o600);
     assert_eq!(mode("public.crt"), 0o644);
@@ -267,7 +271,10 @@ fn plaintext_and_strangers_are_refused(
     let live = "/minio/health/live";
     // The fleet CA's client is served.
     let trusted = http::client_trusting(t, t, ca).unwrap();
-    assert_eq!(http::get(&trusted, &format!("{base}{live}")).unwrap().0, 200);
+    assert_eq!(
+        http::get(&trusted, &format!("{base}{live}")).unwrap().0,
+        200
+    );
     // Plain HTTP on the same port gets no answer: the TLS handshake fails.
     let plain = http::client(t, t).unwrap();
     let url = format!("{}{live}", base.replacen("https://", "http://", 1));
@@ -357,7 +364,10 @@ fn pgbackrest_verifies_minio_with_the_fleet_ca() {
         !conf.contains("verify-tls=n"),
         "pgBackRest verifies TLS by default: {conf}"
     );
-    assert!(pg.root.join("etc/pki/ca.crt").is_file(), "the CA is in the image");
+    assert!(
+        pg.root.join("etc/pki/ca.crt").is_file(),
+        "the CA is in the image"
+    );
 
     // The member: started and waited for, over https trusting the CA.
     minio.services.start("minio.service").unwrap();
@@ -379,11 +389,19 @@ fn pgbackrest_verifies_minio_with_the_fleet_ca() {
     let run = |conf: &str, name: &str| {
         let dir = tmp.path().join(name);
         std::fs::create_dir_all(dir.join("log")).unwrap();
-        let local = conf
-            .replace("/etc/pki/ca.crt", &pg.root.join("etc/pki/ca.crt").display().to_string())
-            .replace("log-path=/pg/log/pgbackrest", &format!("log-path={}/log", dir.display()))
-            .replace("spool-path=/pg/spool", &format!("spool-path={}", dir.display()))
-            + &format!("lock-path={}\n", dir.display());
+        let local =
+            conf.replace(
+                "/etc/pki/ca.crt",
+                &pg.root.join("etc/pki/ca.crt").display().to_string(),
+            )
+            .replace(
+                "log-path=/pg/log/pgbackrest",
+                &format!("log-path={}/log", dir.display()),
+            )
+            .replace(
+                "spool-path=/pg/spool",
+                &format!("spool-path={}", dir.display()),
+            ) + &format!("lock-path={}\n", dir.display());
         let file = dir.join("pgbackrest.conf");
         std::fs::write(&file, local).unwrap();
         let hosts = dir.join("hosts");
@@ -393,7 +411,11 @@ fn pgbackrest_verifies_minio_with_the_fleet_ca() {
             .arg("mount --bind \"$0\" /etc/hosts && exec pgbackrest \"$@\"")
             .arg(&hosts)
             .arg(format!("--config={}", file.display()))
-            .args(["--stanza=pg-t", "--log-level-console=warn", "--log-level-stderr=off"])
+            .args([
+                "--stanza=pg-t",
+                "--log-level-console=warn",
+                "--log-level-stderr=off",
+            ])
             .args(["--io-timeout=5", "--db-timeout=5", "repo-ls"])
             .stdin(std::process::Stdio::null())
             .output()

@@ -1727,7 +1727,10 @@ fn haproxy_checks_minio_over_tls_with_the_fleet_ca() {
     let tmp = tempfile::tempdir().unwrap();
     let loaded = pigsty::inventory::load_str("minio-lb.yml", MINIO_LB_INVENTORY).unwrap();
     assert!(
-        loaded.warnings.iter().all(|w| !w.key.starts_with("haproxy")),
+        loaded
+            .warnings
+            .iter()
+            .all(|w| !w.key.starts_with("haproxy")),
         "{:#?}",
         loaded.warnings
     );
@@ -1764,21 +1767,34 @@ fn haproxy_checks_minio_over_tls_with_the_fleet_ca() {
     let mut local = text
         .replace("bind *:9002", &format!("bind 127.0.0.1:{lb}"))
         .replace("bind *:9101", &format!("bind 127.0.0.1:{admin}"))
-        .replace("ca-file /etc/pki/ca.crt", &format!("ca-file {}", ca.display()))
+        .replace(
+            "ca-file /etc/pki/ca.crt",
+            &format!("ca-file {}", ca.display()),
+        )
         .replace(
             "stats socket /run/haproxy/admin.sock",
             &format!("stats socket {}/admin.sock", tmp.path().display()),
         )
         .replace("maxconn     65535", "maxconn     4000")
         .replace("    user        haproxy\n    group       haproxy\n", "");
-    for (ip, port) in [("10.10.10.10", b1), ("10.10.10.11", b2), ("10.10.10.12", b3)] {
+    for (ip, port) in [
+        ("10.10.10.10", b1),
+        ("10.10.10.11", b2),
+        ("10.10.10.12", b3),
+    ] {
         local = local.replace(
             &format!("{ip}:9000 check-ssl"),
             &format!("127.0.0.1:{port} check-ssl"),
         );
         local = local.replace(
-            &format!("127.0.0.1:{port} check-ssl ca-file {} check port 9000", ca.display()),
-            &format!("127.0.0.1:{port} check-ssl ca-file {} check port {port}", ca.display()),
+            &format!(
+                "127.0.0.1:{port} check-ssl ca-file {} check port 9000",
+                ca.display()
+            ),
+            &format!(
+                "127.0.0.1:{port} check-ssl ca-file {} check port {port}",
+                ca.display()
+            ),
         );
     }
     assert!(!local.contains("9000"), "{local}");
@@ -1804,7 +1820,9 @@ fn haproxy_checks_minio_over_tls_with_the_fleet_ca() {
                 && l.ends_with(" 1")
         })
     };
-    guard.wait_ready(|| status("minio-3", "DOWN") && status("minio-1", "UP") && status("minio-2", "UP"));
+    guard.wait_ready(|| {
+        status("minio-3", "DOWN") && status("minio-1", "UP") && status("minio-2", "UP")
+    });
 
     // Through the service, by the domain, trusting only the fleet CA.
     let client = reqwest::blocking::Client::builder()

@@ -76,11 +76,7 @@ impl Node {
     /// Whether this node's MinIO member serves https (`minio_https`, with a
     /// certificate from the fleet CA).
     pub fn minio_https(&self) -> bool {
-        self.tls.is_some()
-            && self
-                .minio
-                .as_ref()
-                .is_some_and(|m| m.params.minio_https.0)
+        self.tls.is_some() && self.minio.as_ref().is_some_and(|m| m.params.minio_https.0)
     }
 
     /// This node's Patroni REST API (`http://ip:8008`, https with `patroni_https`).
@@ -509,7 +505,10 @@ impl Fleet {
         }
         let range = format!("{{{}...{}}}", first.seq, last.seq);
         let host = first.node_pattern.replace("${minio_seq}", &range);
-        Some(format!("{scheme}://{host}:{}{}", p.minio_port, p.minio_data))
+        Some(format!(
+            "{scheme}://{host}:{}{}",
+            p.minio_port, p.minio_data
+        ))
     }
 
     /// Instances of a PostgreSQL cluster, sorted by seq.

@@ -198,7 +198,9 @@ pub fn scrape_jobs(fleet: &Fleet) -> Vec<Job> {
     }
     // A fleet whose MinIO serves plain http has its members in job `minio`, as
     // Pigsty names it; only a mix of the two needs `minio-http`.
-    if !jobs.iter().any(|j| j.name == "minio" && !j.targets.is_empty())
+    if !jobs
+        .iter()
+        .any(|j| j.name == "minio" && !j.targets.is_empty())
         && let Some(plain) = jobs.iter_mut().find(|j| j.name == "minio-http")
     {
         plain.name = "minio";

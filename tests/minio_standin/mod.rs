@@ -218,8 +218,8 @@ fn server_tls(dir: &Path) -> Option<Arc<rustls::ServerConfig>> {
     let chain = CertificateDer::pem_file_iter(&cert)
         .and_then(|c| c.collect::<Result<Vec<_>, _>>())
         .unwrap_or_else(|e| fail(&cert.display().to_string(), &e));
-    let key = PrivateKeyDer::from_pem_file(&key)
-        .unwrap_or_else(|e| fail(&key.display().to_string(), &e));
+    let key =
+        PrivateKeyDer::from_pem_file(&key).unwrap_or_else(|e| fail(&key.display().to_string(), &e));
     let config = rustls::ServerConfig::builder_with_provider(crypto())
         .with_safe_default_protocol_versions()
         .and_then(|b| b.with_no_client_auth().with_single_cert(chain, key))
@@ -571,7 +571,10 @@ fn verify(cfg: &Config, req: &Request) -> Result<(), (&'static str, String)> {
             .to_string()
     };
     if signature(&expected).is_empty() || signature(&expected) != signature(&auth) {
-        eprintln!("minio stand-in: signature mismatch: got {auth:?}, headers {:?}", req.headers);
+        eprintln!(
+            "minio stand-in: signature mismatch: got {auth:?}, headers {:?}",
+            req.headers
+        );
         return Err((
             "SignatureDoesNotMatch",
             "The request signature we calculated does not match the signature you provided.".into(),
