@@ -191,3 +191,129 @@ fn builds_are_byte_identical() {
         "machine-id must be empty: {machine_id}"
     );
 }
+
+/// `build-image --all --format bundle` on the lab's three nodes. pg-lab-2 and
+/// pg-lab-3 have the same package set, pg-lab-1 (also the infra node) another: two
+/// shared roots, each written once and named by its sha256, and a small bundle per
+/// node holding the node's own files (its keys private) and nothing of the root's.
+/// A second build gives the same bytes.
+#[test]
+#[ignore = "needs root, mmdebstrap and the Debian mirror: run by ci/test.sh"]
+fn bundles_go_over_one_shared_root_per_package_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let build_all = |out: &Path| {
+        let status = Command::new(env!("CARGO_BIN_EXE_pigsty"))
+            .arg("-i")
+            .arg(root().join("inventory/lab.yml"))
+            .args(["build-image", "--allow-default-passwords", "--all"])
+            .args(["--format", "bundle", "--out"])
+            .arg(out)
+            .env("PIGSTY_CACHE", cache())
+            .env("PIGSTY_PKI", dir.path().join("pki"))
+            .status()
+            .expect("running pigsty build-image");
+        assert!(status.success(), "build-image --all --format bundle failed");
+        let manifest = |n: &str| -> serde_json::Value {
+            serde_json::from_slice(&std::fs::read(out.join(n).join("manifest.json")).unwrap())
+                .unwrap()
+        };
+        ["pg-lab-1", "pg-lab-2", "pg-lab-3"].map(manifest)
+    };
+    let a = dir.path().join("a");
+    let [m1, m2, m3] = build_all(&a);
+    let root_of = |m: &serde_json::Value| m["root"]["path"].as_str().unwrap().to_string();
+    assert_eq!(root_of(&m2), root_of(&m3), "same package set, same root");
+    assert_ne!(root_of(&m1), root_of(&m2));
+    let mut roots: Vec<String> = std::fs::read_dir(a.join("_roots"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    roots.sort();
+    assert_eq!(roots.len(), 2, "{roots:?}");
+    // Named by its content.
+    let shared = a.join(root_of(&m2));
+    let sum = Command::new("sha256sum").arg(&shared).output().unwrap();
+    let sum = String::from_utf8_lossy(&sum.stdout);
+    assert_eq!(
+        sum.split_whitespace().next(),
+        m2["root"]["sha256"].as_str(),
+        "{}",
+        shared.display()
+    );
+    assert!(root_of(&m2).ends_with(&format!("{}.ext4", m2["root"]["sha256"].as_str().unwrap())));
+    // The root holds the agent and none of a node's files.
+    let debugfs = |path: &str| {
+        let out = Command::new("debugfs")
+            .args(["-R", &format!("stat {path}")])
+            .arg(&shared)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    };
+    assert!(debugfs("/usr/local/bin/pigsty").contains("Type: regular"));
+    for node_file in [
+        "/etc/pigsty/node.json",
+        "/pg/cert/server.key",
+        "/etc/patroni/patroni.yml",
+    ] {
+        let stat = debugfs(node_file);
+        assert!(
+            stat.contains("File not found"),
+            "{node_file} in the shared root: {stat}"
+        );
+    }
+    // Each bundle: private, small, the node's own files.
+    for (name, m) in [("pg-lab-1", &m1), ("pg-lab-2", &m2), ("pg-lab-3", &m3)] {
+        use std::os::unix::fs::PermissionsExt;
+        let bundle = a.join(name).join("bundle.tar");
+        let meta = std::fs::metadata(&bundle).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{name}");
+        assert!(meta.len() < 5 << 20, "{name}: {} bytes", meta.len());
+        let listing = Command::new("tar")
+            .arg("-tvf")
+            .arg(&bundle)
+            .output()
+            .unwrap();
+        let listing = String::from_utf8_lossy(&listing.stdout);
+        assert!(
+            listing
+                .lines()
+                .any(|l| l.ends_with(" etc/pigsty/node.json")),
+            "{name}"
+        );
+        let key = listing
+            .lines()
+            .find(|l| l.ends_with(" pg/cert/server.key"))
+            .unwrap_or_else(|| panic!("{name}: no key in\n{listing}"));
+        assert!(key.starts_with("-rw------- "), "{key}");
+        assert!(
+            !listing.contains("usr/local/bin/pigsty"),
+            "{name}: the agent"
+        );
+        for packaged in [
+            " usr/bin/",
+            " usr/sbin/",
+            " usr/share/",
+            " usr/lib/systemd/",
+        ] {
+            assert!(
+                !listing.contains(packaged),
+                "{name}: package files ({packaged})"
+            );
+        }
+        assert!(
+            m["artifacts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x["name"] == "bundle.tar"),
+            "{name}"
+        );
+    }
+    // The same inputs, the same bytes.
+    let [n1, n2, n3] = build_all(&dir.path().join("b"));
+    for (x, y) in [(&m1, &n1), (&m2, &n2), (&m3, &n3)] {
+        assert_eq!(x["root"], y["root"]);
+        assert_eq!(artifacts(x), artifacts(y));
+    }
+}

@@ -476,7 +476,7 @@ _pigsty() {
                     return 0
                     ;;
                 --format)
-                    COMPREPLY=($(compgen -W "rootfs raw qcow2 cloud-init pxe" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "rootfs raw qcow2 cloud-init pxe bundle" -- "${cur}"))
                     return 0
                     ;;
                 --out)

@@ -130,7 +130,8 @@ complete -c pigsty -n "__fish_pigsty_using_subcommand build-image" -l format -d 
 raw\t'disk.raw: GPT, ESP with systemd-boot, ext4 root; plus vmlinuz, initrd.img, cmdline'
 qcow2\t'disk.qcow2 (from the raw disk)'
 cloud-init\t'cloud-init/ (NoCloud meta-data, user-data, network-config) and cidata.img, for a stock Debian cloud image'
-pxe\t'pxe/: vmlinuz, initrd.img (live-boot), root.squashfs, boot.ipxe, dnsmasq.conf, and by-mac/<mac>.ipxe when the inventory gives node_mac'"
+pxe\t'pxe/: vmlinuz, initrd.img (live-boot), root.squashfs, boot.ipxe, dnsmasq.conf, and by-mac/<mac>.ipxe when the inventory gives node_mac'
+bundle\t'bundle.tar, the node\'s own files, and the shared root it goes over, `_roots/<sha256>.ext4` in `--out`: one per package set, however many nodes share it (see docs/updates.md)'"
 complete -c pigsty -n "__fish_pigsty_using_subcommand build-image" -l out -d 'Output directory; each node\'s artifacts go to OUT/<nodename>/' -r -F
 complete -c pigsty -n "__fish_pigsty_using_subcommand build-image" -l extra-tree -d 'Copy this host directory over each node\'s root, last (repeatable): e.g. a MinIO-compatible server at DIR/usr/local/bin/minio, which Debian does not ship' -r -F
 complete -c pigsty -n "__fish_pigsty_using_subcommand build-image" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F

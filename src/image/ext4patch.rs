@@ -84,6 +84,8 @@ fn drop_idle_bases(dir: &Path) {
         if p.extension().is_some_and(|x| x == "ext4") && idle.is_some_and(|d| d > BASE_MAX_IDLE) {
             tracing::info!("removing the unused ext4 base {}", p.display());
             let _ = std::fs::remove_file(&p);
+            // And its recorded digest (a shared root's), if any.
+            let _ = std::fs::remove_file(p.with_extension("ext4.sha256"));
         }
     }
 }

@@ -44,6 +44,10 @@ pub enum Format {
     /// pxe/: vmlinuz, initrd.img (live-boot), root.squashfs, boot.ipxe, dnsmasq.conf,
     /// and by-mac/<mac>.ipxe when the inventory gives node_mac.
     Pxe,
+    /// bundle.tar, the node's own files, and the shared root it goes over,
+    /// `_roots/<sha256>.ext4` in `--out`: one per package set, however many nodes
+    /// share it (see docs/updates.md).
+    Bundle,
 }
 
 impl Format {
@@ -114,7 +118,28 @@ pub struct Manifest {
     pub extra_trees: Vec<ExtraRef>,
     pub formats: Vec<Format>,
     pub cmdline: Option<String>,
+    /// The shared root the node bundle goes over (format `bundle`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root: Option<RootRef>,
     pub artifacts: Vec<Artifact>,
+}
+
+/// A shared root image in `--out`: `_roots/<sha256>.ext4`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RootRef {
+    pub path: String,
+    pub sha256: String,
+    pub size: u64,
+}
+
+/// Where shared roots go in `--out`: `_` cannot begin a nodename, so no node's
+/// directory can take the name.
+pub const ROOTS_DIR: &str = "_roots";
+
+/// A shared root: its tree (for splitting node bundles off) and its image in `--out`.
+struct SharedRoot {
+    tree: Tree,
+    image: RootRef,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -152,6 +177,7 @@ pub fn build(
         preflight_missing(nodes, opts, &tool)?;
     }
     let mut layers: HashMap<String, Arc<Tree>> = HashMap::new();
+    let mut roots: HashMap<String, Arc<SharedRoot>> = HashMap::new();
     let mut manifests = Vec::new();
     for (node, compiled) in nodes {
         let catalog = Catalog::base(&compiled.plan.image.name)?;
@@ -178,9 +204,22 @@ pub fn build(
             key,
             packages: recipe.packages.clone(),
         };
+        let root = match roots.get(&layer_ref.key) {
+            _ if !opts.formats.contains(&Format::Bundle) => None,
+            Some(r) => Some(r.clone()),
+            None => {
+                let r = Arc::new(step(
+                    &format!("shared root of layer {}", &layer_ref.key[..12]),
+                    || shared_root(&base, &layer_ref.key, &agent, &extras, opts),
+                )?);
+                roots.insert(layer_ref.key.clone(), r.clone());
+                Some(r)
+            }
+        };
         let added = Added {
             agent: &agent,
             extras: &extras,
+            root: root.as_deref(),
         };
         manifests.push(build_node(
             fleet, node, compiled, &base, layer_ref, &added, opts,
@@ -262,10 +301,77 @@ fn read_layer(path: &Path) -> anyhow::Result<Tree> {
     Tree::from_tar_file(path).with_context(|| format!("reading layer {}", path.display()))
 }
 
-/// What every node's tree gets on top of its layer besides its own files.
+/// What every node's tree gets on top of its layer besides its own files, and the
+/// shared root of its layer when node bundles are asked for.
 struct Added<'a> {
     agent: &'a [u8],
     extras: &'a [extra::ExtraTree],
+    root: Option<&'a SharedRoot>,
+}
+
+/// The shared root of a layer: the layer, what every node gets alike and the extra
+/// trees, as an ext4 image in `--out/_roots/`, named by its sha256. The image is
+/// made once per root and cached (an ext4 base keyed by the layer, the agent and the
+/// epoch), so a fleet's build writes one per package set.
+fn shared_root(
+    base: &Tree,
+    layer_key: &str,
+    agent: &[u8],
+    extras: &[extra::ExtraTree],
+    opts: &BuildOptions,
+) -> anyhow::Result<SharedRoot> {
+    let mut tree = base.clone();
+    overlay::apply_shared(&mut tree, agent, opts.epoch);
+    let mut key = Sha256::new();
+    key.update(format!(
+        "pigsty shared root v1\nlayer {layer_key}\nepoch {}\n",
+        opts.epoch
+    ));
+    key.update(Sha256::digest(agent));
+    for x in extras {
+        x.apply(&mut tree);
+        key.update(format!("extra {}\n", x.sha256));
+    }
+    let key = hex::encode(key.finalize());
+    let ids = disk::DiskIds::from_digest(&key);
+    let size = ext4patch::size_mib(&tree, &tree);
+    let cached = ext4patch::ensure_base(&opts.cache, &key, &tree, &ids, size, opts.epoch)?;
+    // Its digest, kept beside it: a root is GiBs, hashed once.
+    let digest_file = cached.with_extension("ext4.sha256");
+    let (sha256, size) = match std::fs::read_to_string(&digest_file).ok().and_then(|t| {
+        let (sha, size) = t.trim().split_once(' ')?;
+        Some((sha.to_string(), size.parse().ok()?))
+    }) {
+        Some(known) => known,
+        None => {
+            let (sha, size) = hash_file(&cached)?;
+            std::fs::write(&digest_file, format!("{sha} {size}\n"))
+                .with_context(|| format!("writing {}", digest_file.display()))?;
+            (sha, size)
+        }
+    };
+    let dir = opts.out.join(ROOTS_DIR);
+    let name = format!("{sha256}.ext4");
+    let dest = dir.join(&name);
+    if !dest.is_file() {
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+        // A hard link when the cache is on the same filesystem, else a copy.
+        if std::fs::hard_link(&cached, &tmp).is_err() {
+            std::fs::copy(&cached, &tmp)
+                .with_context(|| format!("copying the root to {}", tmp.display()))?;
+        }
+        std::fs::rename(&tmp, &dest)
+            .with_context(|| format!("moving the root to {}", dest.display()))?;
+    }
+    Ok(SharedRoot {
+        tree,
+        image: RootRef {
+            path: format!("{ROOTS_DIR}/{name}"),
+            sha256,
+            size,
+        },
+    })
 }
 
 fn build_node(
@@ -304,47 +410,66 @@ fn build_node(
         dir: &tmp,
         hashed: &mut hashed,
     };
-    let result = write_formats(
-        node, compiled, agent, base, &layer.key, &mut tree, written, opts,
-    )
-    .and_then(|cmdline| {
-        let mut artifacts = Vec::new();
-        step(&format!("{}: hashing the artifacts", node.nodename), || {
-            for name in list_files(&tmp)? {
-                let (sha256, size) = match hashed.remove(&name) {
-                    Some(known) => known,
-                    None => hash_file(&tmp.join(&name))?,
-                };
-                artifacts.push(Artifact { name, sha256, size });
-            }
-            Ok(())
-        })?;
-        let manifest = Manifest {
-            node: node.nodename.clone(),
-            ip: node.ip.to_string(),
-            inventory: fleet.source.clone(),
-            tool: concat!("pigsty ", env!("CARGO_PKG_VERSION")).to_string(),
-            plan_digest: compiled.plan.digest.clone(),
-            source_date_epoch: opts.epoch,
-            layer,
-            extra_trees: extras
-                .iter()
-                .map(|x| ExtraRef {
-                    source: x.source.display().to_string(),
-                    sha256: x.sha256.clone(),
-                })
-                .collect(),
-            formats: opts.formats.clone(),
-            cmdline,
-            artifacts,
-        };
-        let mut text = serde_json::to_vec_pretty(&manifest)?;
-        text.push(b'\n');
-        std::fs::write(tmp.join("manifest.json"), text)?;
-        owner_only(&tmp)?;
-        replace_dir(&tmp, &final_dir)?;
-        Ok(manifest)
-    });
+    // The bundle first: the disk formats add the node's /etc/fstab to the tree.
+    let bundle = match added.root {
+        Some(root) => step(&format!("{}: bundle.tar", node.nodename), || {
+            use std::os::unix::fs::OpenOptionsExt;
+            let bundle = overlay::split(&root.tree, &tree)?;
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(tmp.join("bundle.tar"))
+                .context("creating bundle.tar")?;
+            bundle.write_tar(std::io::BufWriter::new(file), opts.epoch)
+        }),
+        None => Ok(()),
+    };
+    let result = bundle
+        .and_then(|()| {
+            write_formats(
+                node, compiled, agent, base, &layer.key, &mut tree, written, opts,
+            )
+        })
+        .and_then(|cmdline| {
+            let mut artifacts = Vec::new();
+            step(&format!("{}: hashing the artifacts", node.nodename), || {
+                for name in list_files(&tmp)? {
+                    let (sha256, size) = match hashed.remove(&name) {
+                        Some(known) => known,
+                        None => hash_file(&tmp.join(&name))?,
+                    };
+                    artifacts.push(Artifact { name, sha256, size });
+                }
+                Ok(())
+            })?;
+            let manifest = Manifest {
+                node: node.nodename.clone(),
+                ip: node.ip.to_string(),
+                inventory: fleet.source.clone(),
+                tool: concat!("pigsty ", env!("CARGO_PKG_VERSION")).to_string(),
+                plan_digest: compiled.plan.digest.clone(),
+                source_date_epoch: opts.epoch,
+                layer,
+                extra_trees: extras
+                    .iter()
+                    .map(|x| ExtraRef {
+                        source: x.source.display().to_string(),
+                        sha256: x.sha256.clone(),
+                    })
+                    .collect(),
+                formats: opts.formats.clone(),
+                cmdline,
+                root: added.root.map(|r| r.image.clone()),
+                artifacts,
+            };
+            let mut text = serde_json::to_vec_pretty(&manifest)?;
+            text.push(b'\n');
+            std::fs::write(tmp.join("manifest.json"), text)?;
+            owner_only(&tmp)?;
+            replace_dir(&tmp, &final_dir)?;
+            Ok(manifest)
+        });
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&tmp);
     }

@@ -29,6 +29,9 @@ const MODULE_SERVICES: &[&str] = &[
     "grafana-server.service",
     "nginx.service",
     "minio.service",
+    // Debian's keepalived enables itself; the node VIP's keepalived is started by the
+    // agent, after its configuration is made at boot.
+    "keepalived.service",
 ];
 
 /// Paths a layer may hold that identify one machine or one run.
@@ -104,23 +107,92 @@ pub struct Overlay<'a> {
     pub epoch: u64,
 }
 
+/// What every node of a package set gets alike, on top of its layer: the shared root
+/// (see docs/updates.md). It depends on the layer, the agent and the epoch alone.
+pub fn apply_shared(tree: &mut Tree, agent: &[u8], epoch: u64) {
+    for path in NOT_BAKED {
+        tree.remove_tree(path);
+    }
+    // Host keys are made on first boot (pigsty-host-keys.service).
+    tree.entries.retain(|k, _| {
+        let p = k.as_path();
+        !p.starts_with("etc/ssh/ssh_host_")
+            && p != "etc/ssl/private/ssl-cert-snakeoil.key"
+            && p != "etc/ssl/certs/ssl-cert-snakeoil.pem"
+    });
+    // An empty machine-id makes systemd generate one on first boot.
+    tree.insert(
+        "/etc/machine-id",
+        Entry::file(Vec::new(), 0o444, 0, 0, epoch),
+    );
+    tree.insert(
+        "/usr/local/bin/pigsty",
+        Entry::file(agent.to_vec(), 0o755, 0, 0, epoch),
+    );
+    let wants = "etc/systemd/system";
+    // Module services ship disabled: the agent starts them in order.
+    for service in MODULE_SERVICES {
+        tree.remove(&format!("{wants}/multi-user.target.wants/{service}"));
+    }
+    // Exporters start at boot where a node's plan runs them: its bundle links them.
+    for (unit, by) in crate::compile::BOOT_UNITS {
+        tree.remove(&format!("{wants}/{by}.wants/{unit}"));
+    }
+    for timer in DISABLED_TIMERS {
+        tree.remove(&format!("{wants}/timers.target.wants/{timer}"));
+    }
+    for (dir, unit, target) in ENABLE {
+        tree.insert(
+            &format!("/{wants}/{dir}/{unit}"),
+            Entry::symlink(target, epoch),
+        );
+    }
+}
+
+/// A node's tree as a shared root and the node bundle on top of it: the bundle holds
+/// every entry of the node's tree that the root lacks or holds otherwise, with the
+/// directories above them as the node's tree has them. Laid over the root (overlayfs,
+/// the bundle on top) it gives the node's tree exactly; a node overlay that would
+/// remove something from the shared root is an error, since a bundle cannot.
+pub fn split(root: &Tree, node: &Tree) -> anyhow::Result<Tree> {
+    if let Some((k, _)) = root
+        .entries
+        .iter()
+        .find(|(k, _)| !node.entries.contains_key(k))
+    {
+        bail!(
+            "the node's files remove /{} from the shared root, which a node bundle cannot do",
+            k.as_path()
+        );
+    }
+    let mut bundle = Tree::default();
+    for (k, e) in &node.entries {
+        if root.entries.get(k) == Some(e) {
+            continue;
+        }
+        let path = k.as_path();
+        let mut parent = path.as_str();
+        while let Some((up, _)) = parent.rsplit_once('/') {
+            if let Some(d) = node.get(up) {
+                bundle
+                    .entries
+                    .insert(super::tree::PathKey::new(up), d.clone());
+            }
+            parent = up;
+        }
+        bundle.entries.insert(k.clone(), e.clone());
+    }
+    Ok(bundle)
+}
+
 impl Overlay<'_> {
     pub fn apply(&self, tree: &mut Tree) -> anyhow::Result<()> {
-        for path in NOT_BAKED {
-            tree.remove_tree(path);
-        }
-        // Host keys are made on first boot (pigsty-host-keys.service).
-        tree.entries.retain(|k, _| {
-            let p = k.as_path();
-            !p.starts_with("etc/ssh/ssh_host_")
-                && p != "etc/ssl/private/ssl-cert-snakeoil.key"
-                && p != "etc/ssl/certs/ssl-cert-snakeoil.pem"
-        });
-        // An empty machine-id makes systemd generate one on first boot.
-        tree.insert(
-            "/etc/machine-id",
-            Entry::file(Vec::new(), 0o444, 0, 0, self.epoch),
-        );
+        apply_shared(tree, self.agent, self.epoch);
+        self.apply_node(tree)
+    }
+
+    /// The node's own part, on a tree that has the shared part already.
+    pub fn apply_node(&self, tree: &mut Tree) -> anyhow::Result<()> {
         let ids = Ids::from_tree(tree, self.files)?;
         for f in self.files {
             let (uid, gid) = ids
@@ -131,21 +203,15 @@ impl Overlay<'_> {
                 Entry::file(f.content.clone(), f.mode, uid, gid, self.epoch),
             );
         }
-        tree.insert(
-            "/usr/local/bin/pigsty",
-            Entry::file(self.agent.to_vec(), 0o755, 0, 0, self.epoch),
-        );
         self.set_units(tree);
         Ok(())
     }
 
+    /// The node's unit enablement: the units its plan runs are not started by their
+    /// packages' links (the agent starts them), and its boot units are linked.
     fn set_units(&self, tree: &mut Tree) {
         let wants = "etc/systemd/system";
-        for service in MODULE_SERVICES
-            .iter()
-            .copied()
-            .chain(self.plan.services.iter().map(String::as_str))
-        {
+        for service in &self.plan.services {
             if service != "pigsty-firstboot.service" {
                 tree.remove(&format!("{wants}/multi-user.target.wants/{service}"));
             }
@@ -154,9 +220,6 @@ impl Overlay<'_> {
         // are under /lib/systemd/system, through the /usr merge on Debian 13 too).
         // Enabled by its package where its unit says (WantedBy=pgbouncer.service): only
         // where the plan runs it.
-        for (unit, by) in crate::compile::BOOT_UNITS {
-            tree.remove(&format!("{wants}/{by}.wants/{unit}"));
-        }
         for unit in &self.plan.services {
             if let Some(by) = crate::compile::boot_unit_of(unit) {
                 // A unit of the image's own files (an instance links to its
@@ -173,15 +236,6 @@ impl Overlay<'_> {
                     Entry::symlink(&target, self.epoch),
                 );
             }
-        }
-        for timer in DISABLED_TIMERS {
-            tree.remove(&format!("{wants}/timers.target.wants/{timer}"));
-        }
-        for (dir, unit, target) in ENABLE {
-            tree.insert(
-                &format!("/{wants}/{dir}/{unit}"),
-                Entry::symlink(target, self.epoch),
-            );
         }
         let tz = self.files.iter().find(|f| f.path == "/etc/timezone");
         if let Some(tz) = tz {
@@ -258,5 +312,99 @@ impl Ids {
                 .with_context(|| format!("group `{group}` does not exist in the image"))?
         };
         Ok((uid, gid))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A layer with what the shared part takes out or links, as Debian's would have.
+    fn layer() -> Tree {
+        let mut t = Tree::default();
+        let file = |s: &str| Entry::file(s.as_bytes().to_vec(), 0o644, 0, 0, 1);
+        t.insert("/etc/passwd", file("root:x:0:0::/root:/bin/sh\n"));
+        t.insert("/etc/group", file("root:x:0:\n"));
+        t.insert("/etc/ssh/ssh_host_ed25519_key", file("secret"));
+        t.insert("/var/lib/etcd/default/member", file("x"));
+        t.insert("/usr/share/zoneinfo/Asia/Hong_Kong", file("tz"));
+        for unit in ["etcd.service", "keepalived.service", "ssh.service"] {
+            t.insert(
+                &format!("/etc/systemd/system/multi-user.target.wants/{unit}"),
+                Entry::symlink(&format!("/lib/systemd/system/{unit}"), 1),
+            );
+        }
+        t.insert(
+            "/etc/systemd/system/multi-user.target.wants/prometheus-node-exporter.service",
+            Entry::symlink("/lib/systemd/system/prometheus-node-exporter.service", 1),
+        );
+        t
+    }
+
+    const INVENTORY: &str = "all:
+  children:
+    etcd: { hosts: { 10.10.10.11: { etcd_seq: 1 }, 10.10.10.12: { etcd_seq: 2 } }, vars: { etcd_cluster: etcd } }
+  vars: { node_timezone: Asia/Hong_Kong, vip_enabled: true, vip_address: 10.10.10.3, vip_vrid: 3, node_cluster: n }
+";
+
+    /// The shared root of a layer is the same for every node; each node's bundle laid
+    /// over it gives exactly the tree `apply` makes, and holds only the node's own
+    /// entries.
+    #[test]
+    fn root_and_bundle_give_the_nodes_tree() {
+        let loaded = crate::inventory::load_str("t.yml", INVENTORY).unwrap();
+        let mut root = layer();
+        apply_shared(&mut root, b"agent", 7);
+        assert!(root.get("etc/ssh/ssh_host_ed25519_key").is_none());
+        assert!(root.get("var/lib/etcd/default").is_none());
+        for unit in ["etcd", "keepalived", "prometheus-node-exporter"] {
+            let link = format!("etc/systemd/system/multi-user.target.wants/{unit}.service");
+            assert!(root.get(&link).is_none(), "{link}");
+        }
+        assert!(
+            root.get("etc/systemd/system/multi-user.target.wants/ssh.service")
+                .is_some()
+        );
+        let mut bundles = Vec::new();
+        for node in &loaded.fleet.nodes {
+            let c = crate::compile::compile(&loaded.fleet, node).unwrap();
+            let overlay = Overlay {
+                plan: &c.plan,
+                files: &c.files,
+                agent: b"agent",
+                epoch: 7,
+            };
+            let mut full = layer();
+            overlay.apply(&mut full).unwrap();
+            let bundle = split(&root, &full).unwrap();
+            let mut merged = root.clone();
+            for (k, e) in &bundle.entries {
+                merged.entries.insert(k.clone(), e.clone());
+            }
+            assert!(merged.entries == full.entries, "{}", node.nodename);
+            // The node's own: its files, its boot units and time zone; never the agent.
+            assert!(bundle.get("etc/pigsty/node.json").is_some());
+            assert!(bundle.get("etc/localtime").is_some());
+            assert!(
+                bundle
+                    .get("etc/systemd/system/multi-user.target.wants/prometheus-node-exporter.service")
+                    .is_some()
+            );
+            assert!(bundle.get("usr/local/bin/pigsty").is_none());
+            assert!(bundle.get("etc/passwd").is_none());
+            bundles.push(bundle);
+        }
+        assert!(bundles[0].entries != bundles[1].entries);
+    }
+
+    /// A node tree missing an entry of the shared root cannot be a bundle over it.
+    #[test]
+    fn a_node_that_removes_a_root_entry_is_refused() {
+        let mut root = layer();
+        apply_shared(&mut root, b"agent", 7);
+        let mut node = root.clone();
+        node.remove("etc/systemd/system/multi-user.target.wants/ssh.service");
+        let err = split(&root, &node).unwrap_err().to_string();
+        assert!(err.contains("multi-user.target.wants/ssh.service"), "{err}");
     }
 }
