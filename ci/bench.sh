@@ -17,7 +17,9 @@
 # The image benchmarks need root, mmdebstrap and the Debian mirror (for layers not
 # cached yet): image-cold builds the pg-test primary from an empty cache (one run,
 # minutes); image-warm rebuilds after changing one node variable; image-all is
-# `build-image --all` on inventory/sandbox.yml against one build per node; mkosi
+# `build-image --all` on inventory/sandbox.yml against one build per node; fleet is
+# `build-image --all --format bundle` on the generated 1,000-node inventory (shared
+# roots and node bundles) against full builds of a sample of its nodes; mkosi
 # builds the pg-test primary's package set with Debian's mkosi.
 #
 # To add a benchmark: write a function bench_NAME and add NAME to BENCHES.
@@ -31,7 +33,7 @@ WARMUP=${BENCH_WARMUP:-2}
 RUNS=${BENCH_RUNS:-10}
 ANSIBLE_CORE_SPEC=${ANSIBLE_CORE_SPEC:-ansible-core==2.19.*}
 
-BENCHES=(plan render image-cold image-warm image-all mkosi lab)
+BENCHES=(plan render image-cold image-warm image-all fleet mkosi lab)
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'bench.sh: %s\n' "$*" >&2; exit 1; }
@@ -259,6 +261,34 @@ bench_image_all() {
         -n "build-image --all" "$q -i $qi build-image --allow-default-passwords --all --format rootfs,raw --out $qo >/dev/null 2>&1" \
         -n "one build-image per node" "${singles}true"
     report image-all
+}
+
+# fleet: build-image --all --format bundle on the 1,000-node inventory (333
+# three-node clusters and an infra node): one shared root per package set and a
+# bundle per node, warm layers. Against it, full builds (rootfs,raw) of 10 of its
+# nodes, one build-image each: a full build per node of the fleet is that times 100.
+bench_fleet() {
+    local inv q qi qo qs sample="" n
+    inv=$(gen_inventory 333)
+    q=$(printf '%q' "$PIGSTY")
+    qi=$(printf '%q' "$inv")
+    qo=$(printf '%q' "$OUT/fleet")
+    qs=$(printf '%q' "$OUT/fleet-full")
+    log "warming the layers and roots of the 1,000-node inventory"
+    PIGSTY_CACHE=$IMG_CACHE "$PIGSTY" -i "$inv" build-image --allow-default-passwords --all \
+        --format bundle --out "$OUT/fleet" >/dev/null 2>&1 || die "build-image --all --format bundle failed"
+    for n in pg-c0001-1 pg-c0002-2 pg-c0003-3 pg-c0004-1 pg-c0005-2 pg-c0006-3 pg-c0007-1 \
+        pg-c0008-2 pg-c0009-3 pg-c0010-1; do
+        sample+="$q -i $qi build-image --allow-default-passwords --role $n --format rootfs,raw --out $qs >/dev/null 2>&1 && "
+    done
+    PIGSTY_CACHE=$IMG_CACHE hyperfine --runs 3 \
+        --export-json "$OUT/fleet.json" --export-markdown "$OUT/fleet.md" \
+        -n "build-image --all --format bundle (1,000 nodes)" \
+        "$q -i $qi build-image --allow-default-passwords --all --format bundle --out $qo >/dev/null 2>&1" \
+        -n "full build-image of 10 nodes (x100 for the fleet)" "${sample}true"
+    report fleet
+    log "written: $(du -sh "$OUT/fleet/_roots" | cut -f1) of shared roots ($(ls "$OUT/fleet/_roots" | wc -l) files), \
+$(du -sh --exclude=_roots "$OUT/fleet" | cut -f1) for 1,000 nodes; largest bundle $(find "$OUT/fleet" -name bundle.tar -printf '%s\n' | sort -n | tail -1) bytes"
 }
 
 # mkosi: Debian's mkosi building the pg-test primary's package set (the layer
