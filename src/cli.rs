@@ -125,6 +125,11 @@ pub struct LabUpArgs {
     /// (repeatable; kept for its later starts and reimages).
     #[arg(long, value_name = "NODE")]
     pub uefi: Vec<String>,
+
+    /// Boot every node from the A/B disk (build-image format ab-raw: shared root,
+    /// node bundle, data partition; docs/updates.md). Experimental.
+    #[arg(long)]
+    pub ab: bool,
 }
 
 #[derive(Debug, Args)]
@@ -276,6 +281,11 @@ pub enum AgentCommand {
     /// Size the machine-dependent settings (PostgreSQL memory, workers and WAL, the
     /// kernel's shared memory) for this machine: run at every boot by pigsty-tune.service.
     Tune(TuneArgs),
+    /// Make this node's root from its slot and start systemd: the first process of a
+    /// node booted from an A/B slot (the kernel runs it through /usr/lib/pigsty/init).
+    /// Not for interactive use.
+    #[command(name = "pre-init", hide = true)]
+    PreInit,
 }
 
 #[derive(Debug, Args)]

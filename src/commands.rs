@@ -56,6 +56,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
         }
         Command::Agent(crate::cli::AgentCommand::Firstboot(args)) => firstboot(args, out),
         Command::Agent(crate::cli::AgentCommand::Status(args)) => agent_status(args, out),
+        Command::Agent(crate::cli::AgentCommand::PreInit) => crate::agent::preinit::run(),
         Command::Agent(crate::cli::AgentCommand::Tune(args)) => {
             let tuned = crate::agent::tune::tune(&args.root, None)?;
             out.write_all(tuned.summary().as_bytes())
@@ -198,6 +199,7 @@ fn lab(
                 cache: crate::image::layer::cache_dir(),
                 uefi: args.uefi.clone(),
                 etcd_access: None,
+                ab: args.ab,
             };
             if let Some(name) = opts
                 .uefi

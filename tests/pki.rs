@@ -114,6 +114,20 @@ fn the_ca_is_made_once_and_node_certificates_chain_to_it() {
         assert_eq!(a, std::fs::read(d.join("b").join(f)).unwrap(), "{f}");
     }
     assert_eq!(mode(&d.join("a/pg/cert/server.key")), 0o600);
+    // With the CA's pair, no snakeoil pair is made at boot (nothing serves it, and a
+    // node booted from a slot has a read-only /etc/ssl).
+    for f in [
+        "usr/lib/pigsty/host-keys",
+        "etc/systemd/system/pigsty-host-keys.service",
+    ] {
+        let text = std::fs::read_to_string(d.join("a").join(f)).unwrap();
+        assert!(!text.contains("ssl-cert-snakeoil"), "{f}: {text}");
+        let plain = std::fs::read_to_string(d.join("plain").join(f)).unwrap();
+        assert!(
+            plain.contains("ssl-cert-snakeoil"),
+            "{f} without a CA: {plain}"
+        );
+    }
     let patroni = std::fs::read_to_string(d.join("a/etc/patroni/patroni.yml")).unwrap();
     assert!(
         patroni.contains("\"ssl_cert_file\": \"/pg/cert/server.crt\""),

@@ -49,6 +49,9 @@ _pigsty() {
             pigsty__subcmd__agent,help)
                 cmd="pigsty__subcmd__agent__subcmd__help"
                 ;;
+            pigsty__subcmd__agent,pre-init)
+                cmd="pigsty__subcmd__agent__subcmd__pre__subcmd__init"
+                ;;
             pigsty__subcmd__agent,status)
                 cmd="pigsty__subcmd__agent__subcmd__status"
                 ;;
@@ -60,6 +63,9 @@ _pigsty() {
                 ;;
             pigsty__subcmd__agent__subcmd__help,help)
                 cmd="pigsty__subcmd__agent__subcmd__help__subcmd__help"
+                ;;
+            pigsty__subcmd__agent__subcmd__help,pre-init)
+                cmd="pigsty__subcmd__agent__subcmd__help__subcmd__pre__subcmd__init"
                 ;;
             pigsty__subcmd__agent__subcmd__help,status)
                 cmd="pigsty__subcmd__agent__subcmd__help__subcmd__status"
@@ -96,6 +102,9 @@ _pigsty() {
                 ;;
             pigsty__subcmd__help__subcmd__agent,firstboot)
                 cmd="pigsty__subcmd__help__subcmd__agent__subcmd__firstboot"
+                ;;
+            pigsty__subcmd__help__subcmd__agent,pre-init)
+                cmd="pigsty__subcmd__help__subcmd__agent__subcmd__pre__subcmd__init"
                 ;;
             pigsty__subcmd__help__subcmd__agent,status)
                 cmd="pigsty__subcmd__help__subcmd__agent__subcmd__status"
@@ -271,7 +280,7 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__agent)
-            opts="-i -v -h -V --inventory --pki --verbose --help --version firstboot status tune help"
+            opts="-i -v -h -V --inventory --pki --verbose --help --version firstboot status tune pre-init help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -335,7 +344,7 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__agent__subcmd__help)
-            opts="firstboot status tune help"
+            opts="firstboot status tune pre-init help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -376,6 +385,20 @@ _pigsty() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        pigsty__subcmd__agent__subcmd__help__subcmd__pre__subcmd__init)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         pigsty__subcmd__agent__subcmd__help__subcmd__status)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -397,6 +420,32 @@ _pigsty() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pigsty__subcmd__agent__subcmd__pre__subcmd__init)
+            opts="-i -v -h -V --inventory --pki --verbose --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --inventory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pki)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -476,7 +525,7 @@ _pigsty() {
                     return 0
                     ;;
                 --format)
-                    COMPREPLY=($(compgen -W "rootfs raw qcow2 cloud-init pxe bundle" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "rootfs raw qcow2 cloud-init pxe bundle ab-raw" -- "${cur}"))
                     return 0
                     ;;
                 --out)
@@ -521,7 +570,7 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__help__subcmd__agent)
-            opts="firstboot status tune"
+            opts="firstboot status tune pre-init"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -535,6 +584,20 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__help__subcmd__agent__subcmd__firstboot)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pigsty__subcmd__help__subcmd__agent__subcmd__pre__subcmd__init)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1391,7 +1454,7 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__lab__subcmd__up)
-            opts="-i -v -h -V --dir --extra-tree --accel --memory --cpus --timeout --uefi --inventory --pki --verbose --help --version"
+            opts="-i -v -h -V --dir --extra-tree --accel --memory --cpus --timeout --uefi --ab --inventory --pki --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

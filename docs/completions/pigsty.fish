@@ -84,15 +84,16 @@ complete -c pigsty -n "__fish_pigsty_using_subcommand render" -l all -d 'Render 
 complete -c pigsty -n "__fish_pigsty_using_subcommand render" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
 complete -c pigsty -n "__fish_pigsty_using_subcommand render" -s h -l help -d 'Print help'
 complete -c pigsty -n "__fish_pigsty_using_subcommand render" -s V -l version -d 'Print version'
-complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and not __fish_seen_subcommand_from firstboot status tune help" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
-complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and not __fish_seen_subcommand_from firstboot status tune help" -l pki -d 'The fleet PKI directory (CA and node certificates). Default: files/pki beside the inventory file (in the current directory for the built-in inventory)' -r -F
-complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and not __fish_seen_subcommand_from firstboot status tune help" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
-complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and not __fish_seen_subcommand_from firstboot status tune help" -s h -l help -d 'Print help'
-complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and not __fish_seen_subcommand_from firstboot status tune help" -s V -l version -d 'Print version'
-complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and not __fish_seen_subcommand_from firstboot status tune help" -f -a "firstboot" -d 'Join this node into its clusters, in order (run once by pigsty-firstboot.service)'
-complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and not __fish_seen_subcommand_from firstboot status tune help" -f -a "status" -d 'Where the first-boot join stands on this node'
-complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and not __fish_seen_subcommand_from firstboot status tune help" -f -a "tune" -d 'Size the machine-dependent settings (PostgreSQL memory, workers and WAL, the kernel\'s shared memory) for this machine: run at every boot by pigsty-tune.service'
-complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and not __fish_seen_subcommand_from firstboot status tune help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and not __fish_seen_subcommand_from firstboot status tune pre-init help" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and not __fish_seen_subcommand_from firstboot status tune pre-init help" -l pki -d 'The fleet PKI directory (CA and node certificates). Default: files/pki beside the inventory file (in the current directory for the built-in inventory)' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and not __fish_seen_subcommand_from firstboot status tune pre-init help" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and not __fish_seen_subcommand_from firstboot status tune pre-init help" -s h -l help -d 'Print help'
+complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and not __fish_seen_subcommand_from firstboot status tune pre-init help" -s V -l version -d 'Print version'
+complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and not __fish_seen_subcommand_from firstboot status tune pre-init help" -f -a "firstboot" -d 'Join this node into its clusters, in order (run once by pigsty-firstboot.service)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and not __fish_seen_subcommand_from firstboot status tune pre-init help" -f -a "status" -d 'Where the first-boot join stands on this node'
+complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and not __fish_seen_subcommand_from firstboot status tune pre-init help" -f -a "tune" -d 'Size the machine-dependent settings (PostgreSQL memory, workers and WAL, the kernel\'s shared memory) for this machine: run at every boot by pigsty-tune.service'
+complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and not __fish_seen_subcommand_from firstboot status tune pre-init help" -f -a "pre-init" -d 'Make this node\'s root from its slot and start systemd: the first process of a node booted from an A/B slot (the kernel runs it through /usr/lib/pigsty/init). Not for interactive use'
+complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and not __fish_seen_subcommand_from firstboot status tune pre-init help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from firstboot" -l root -d 'The node\'s root directory: node.json, the state and env overrides are under it' -r -F
 complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from firstboot" -l timeout -d 'Give up any single wait (a peer, a leader, a healthy service) after SECS' -r
 complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from firstboot" -l request-timeout -d 'Give up one request to a peer after SECS' -r
@@ -114,9 +115,15 @@ complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_sub
 complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from tune" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
 complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from tune" -s h -l help -d 'Print help'
 complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from tune" -s V -l version -d 'Print version'
+complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from pre-init" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from pre-init" -l pki -d 'The fleet PKI directory (CA and node certificates). Default: files/pki beside the inventory file (in the current directory for the built-in inventory)' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from pre-init" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from pre-init" -s h -l help -d 'Print help'
+complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from pre-init" -s V -l version -d 'Print version'
 complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from help" -f -a "firstboot" -d 'Join this node into its clusters, in order (run once by pigsty-firstboot.service)'
 complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from help" -f -a "status" -d 'Where the first-boot join stands on this node'
 complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from help" -f -a "tune" -d 'Size the machine-dependent settings (PostgreSQL memory, workers and WAL, the kernel\'s shared memory) for this machine: run at every boot by pigsty-tune.service'
+complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from help" -f -a "pre-init" -d 'Make this node\'s root from its slot and start systemd: the first process of a node booted from an A/B slot (the kernel runs it through /usr/lib/pigsty/init). Not for interactive use'
 complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c pigsty -n "__fish_pigsty_using_subcommand status" -l endpoint -d 'etcd client URL to read from (repeatable). Default: the inventory\'s etcd members' -r
 complete -c pigsty -n "__fish_pigsty_using_subcommand status" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
@@ -131,7 +138,8 @@ raw\t'disk.raw: GPT, ESP with systemd-boot, ext4 root; plus vmlinuz, initrd.img,
 qcow2\t'disk.qcow2 (from the raw disk)'
 cloud-init\t'cloud-init/ (NoCloud meta-data, user-data, network-config) and cidata.img, for a stock Debian cloud image'
 pxe\t'pxe/: vmlinuz, initrd.img (live-boot), root.squashfs, boot.ipxe, dnsmasq.conf, and by-mac/<mac>.ipxe when the inventory gives node_mac'
-bundle\t'bundle.tar, the node\'s own files, and the shared root it goes over, `_roots/<sha256>.ext4` in `--out`: one per package set, however many nodes share it (see docs/updates.md)'"
+bundle\t'bundle.tar, the node\'s own files, and the shared root it goes over, `_roots/<sha256>.ext4` in `--out`: one per package set, however many nodes share it (see docs/updates.md)'
+ab-raw\t'disk-ab.raw, the A/B layout (ESP, root and bundle of slots A and B, data), with cmdline-ab, vmlinuz and initrd.img. Experimental: the layout `raw` and `qcow2` take once it is proven in the lab (docs/updates.md)'"
 complete -c pigsty -n "__fish_pigsty_using_subcommand build-image" -l out -d 'Output directory; each node\'s artifacts go to OUT/<nodename>/' -r -F
 complete -c pigsty -n "__fish_pigsty_using_subcommand build-image" -l extra-tree -d 'Copy this host directory over each node\'s root, last (repeatable): e.g. a MinIO-compatible server at DIR/usr/local/bin/minio, which Debian does not ship' -r -F
 complete -c pigsty -n "__fish_pigsty_using_subcommand build-image" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
@@ -167,6 +175,7 @@ complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subco
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from up" -l uefi -d 'Boot NODE (a nodename) through UEFI firmware (Debian\'s OVMF) and the systemd-boot on its disk, as a real machine does, instead of qemu\'s direct kernel boot (repeatable; kept for its later starts and reimages)' -r
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from up" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from up" -l pki -d 'The fleet PKI directory (CA and node certificates). Default: files/pki beside the inventory file (in the current directory for the built-in inventory)' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from up" -l ab -d 'Boot every node from the A/B disk (build-image format ab-raw: shared root, node bundle, data partition; docs/updates.md). Experimental'
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from up" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from up" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from up" -s V -l version -d 'Print version'
@@ -262,6 +271,7 @@ complete -c pigsty -n "__fish_pigsty_using_subcommand help; and __fish_seen_subc
 complete -c pigsty -n "__fish_pigsty_using_subcommand help; and __fish_seen_subcommand_from agent" -f -a "firstboot" -d 'Join this node into its clusters, in order (run once by pigsty-firstboot.service)'
 complete -c pigsty -n "__fish_pigsty_using_subcommand help; and __fish_seen_subcommand_from agent" -f -a "status" -d 'Where the first-boot join stands on this node'
 complete -c pigsty -n "__fish_pigsty_using_subcommand help; and __fish_seen_subcommand_from agent" -f -a "tune" -d 'Size the machine-dependent settings (PostgreSQL memory, workers and WAL, the kernel\'s shared memory) for this machine: run at every boot by pigsty-tune.service'
+complete -c pigsty -n "__fish_pigsty_using_subcommand help; and __fish_seen_subcommand_from agent" -f -a "pre-init" -d 'Make this node\'s root from its slot and start systemd: the first process of a node booted from an A/B slot (the kernel runs it through /usr/lib/pigsty/init). Not for interactive use'
 complete -c pigsty -n "__fish_pigsty_using_subcommand help; and __fish_seen_subcommand_from lab" -f -a "up" -d 'Build missing images, boot every node and wait until every agent is done'
 complete -c pigsty -n "__fish_pigsty_using_subcommand help; and __fish_seen_subcommand_from lab" -f -a "status" -d 'Each node\'s VM, join state, Patroni role and REST API, etcd health and haproxy\'s primary, and whether the node is healthy'
 complete -c pigsty -n "__fish_pigsty_using_subcommand help; and __fish_seen_subcommand_from lab" -f -a "down" -d 'Stop every VM of the lab and remove its network namespace'

@@ -18,6 +18,7 @@ pub mod minio;
 pub mod patroni;
 mod ports;
 mod postgres;
+pub mod preinit;
 pub mod redis;
 pub mod retry;
 pub mod service;

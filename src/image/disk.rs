@@ -161,23 +161,7 @@ pub fn make_esp(
     ids: &DiskIds,
     title: &str,
 ) -> anyhow::Result<Vec<u8>> {
-    let loader = match tree
-        .get("usr/lib/systemd/boot/efi/systemd-bootx64.efi")
-        .map(|e| &e.kind)
-    {
-        Some(Kind::File(d)) => d.clone(),
-        _ => bail!("the image has no systemd-boot (add systemd-boot to the base packages)"),
-    };
-    let mut file = std::io::Cursor::new(vec![0u8; (ESP_MIB * MIB) as usize]);
-    let opts = fatfs::FormatVolumeOptions::new()
-        .fat_type(fatfs::FatType::Fat32)
-        .volume_id(ids.esp_volume_id)
-        .volume_label(*b"PIGSTY-ESP ");
-    fatfs::format_volume(&mut file, opts).context("formatting the ESP")?;
-    file.seek(SeekFrom::Start(0))?;
-    let fs =
-        fatfs::FileSystem::new(&mut file, fatfs::FsOptions::new()).context("opening the ESP")?;
-    let root = fs.root_dir();
+    let loader = loader(tree)?;
     let entry = format!(
         "title {title}\nlinux /pigsty/vmlinuz\ninitrd /pigsty/initrd.img\noptions {}\n",
         cmdline(ids)
@@ -193,30 +177,18 @@ pub fn make_esp(
         ("pigsty/vmlinuz", &boot.kernel),
         ("pigsty/initrd.img", &boot.initrd),
     ];
-    for (path, data) in files {
-        let (dirs, _) = path.rsplit_once('/').unwrap_or(("", path));
-        let mut acc = String::new();
-        for d in dirs.split('/') {
-            acc = if acc.is_empty() {
-                d.to_string()
-            } else {
-                format!("{acc}/{d}")
-            };
-            if root.open_dir(&acc).is_err() {
-                root.create_dir(&acc)
-                    .with_context(|| format!("ESP: mkdir {acc}"))?;
-            }
-        }
-        let mut f = root
-            .create_file(path)
-            .with_context(|| format!("ESP: creating {path}"))?;
-        f.truncate()?;
-        f.write_all(data)
-            .with_context(|| format!("ESP: writing {path}"))?;
+    fat_volume(ESP_MIB, ids.esp_volume_id, &files)
+}
+
+/// systemd-boot, from the tree.
+fn loader(tree: &Tree) -> anyhow::Result<super::tree::Data> {
+    match tree
+        .get("usr/lib/systemd/boot/efi/systemd-bootx64.efi")
+        .map(|e| &e.kind)
+    {
+        Some(Kind::File(d)) => Ok(d.clone()),
+        _ => bail!("the image has no systemd-boot (add systemd-boot to the base packages)"),
     }
-    drop(root);
-    fs.unmount().context("closing the ESP")?;
-    Ok(file.into_inner())
 }
 
 /// Assemble the GPT disk from the ESP and root images; returns the byte offset of
@@ -318,6 +290,190 @@ pub fn make_qcow2(raw: &Path, out: &Path) -> anyhow::Result<()> {
             .args(["convert", "-f", "raw", "-O", "qcow2"])
             .arg(raw)
             .arg(out),
+    )?;
+    Ok(())
+}
+
+/// Size of each slot's bundle partition.
+pub const BUNDLE_MIB: u64 = 16;
+/// Size of a fresh data partition; it grows into the rest of the disk at first boot.
+pub const DATA_MIB: u64 = 512;
+const AB_ESP_MIB: u64 = 256;
+
+/// What a partition of an A/B disk is filled from.
+pub enum Fill<'a> {
+    /// Bytes (the ESP), written sparsely.
+    Bytes(&'a [u8]),
+    /// An image file (a root, a data filesystem), copied by extents.
+    File(&'a Path),
+    /// Nothing yet: zeros (a hole) of this many bytes.
+    Empty(u64),
+}
+
+/// One GPT partition of an A/B disk.
+pub struct Part<'a> {
+    pub label: &'a str,
+    pub kind: gpt::partition_types::Type,
+    pub guid: uuid::Uuid,
+    pub fill: Fill<'a>,
+}
+
+/// Write a GPT disk of `parts`, in order, each 1 MiB aligned; returns each
+/// partition's byte offset.
+pub fn make_gpt_parts(out: &Path, parts: &[Part], disk: uuid::Uuid) -> anyhow::Result<Vec<u64>> {
+    let align = MIB / SECTOR;
+    let mut layout = Vec::new();
+    let mut next = align;
+    for p in parts {
+        let len = match &p.fill {
+            Fill::Bytes(b) => b.len() as u64,
+            Fill::File(f) => std::fs::metadata(f)
+                .with_context(|| format!("reading {}", f.display()))?
+                .len(),
+            Fill::Empty(n) => *n,
+        };
+        let sectors = len.div_ceil(SECTOR).div_ceil(align) * align;
+        layout.push((next, sectors));
+        next += sectors;
+    }
+    let total = next * SECTOR + 2 * MIB;
+    let mut file = super::rw_file(out)?;
+    file.set_len(total)?;
+    let mbr = gpt::mbr::ProtectiveMBR::with_lb_size(
+        u32::try_from(total / SECTOR - 1).unwrap_or(u32::MAX),
+    );
+    mbr.overwrite_lba0(&mut file)
+        .context("writing the protective MBR")?;
+    let mut gpt = gpt::GptConfig::new()
+        .writable(true)
+        .logical_block_size(gpt::disk::LogicalBlockSize::Lb512)
+        .create_from_device(file, Some(disk))
+        .context("creating the GPT")?;
+    for (i, (p, (first, sectors))) in parts.iter().zip(&layout).enumerate() {
+        gpt.add_partition_at(p.label, i as u32 + 1, *first, *sectors, p.kind.clone(), 0)?;
+    }
+    let mut table = gpt.take_partitions();
+    for (i, p) in parts.iter().enumerate() {
+        if let Some(e) = table.get_mut(&(i as u32 + 1)) {
+            e.part_guid = p.guid;
+        }
+    }
+    gpt.update_partitions(table)?;
+    let mut file = gpt.write().context("writing the GPT")?;
+    let mut offsets = Vec::new();
+    for (p, (first, _)) in parts.iter().zip(&layout) {
+        let at = first * SECTOR;
+        match &p.fill {
+            Fill::Bytes(b) => write_sparse(&mut file, b, at)?,
+            Fill::File(f) => copy_data_into(&file, f, at)?,
+            Fill::Empty(_) => {}
+        }
+        offsets.push(at);
+    }
+    file.sync_all()?;
+    Ok(offsets)
+}
+
+/// The kernel command line of slot `slot` of an A/B disk: its root partition, the
+/// pre-init, and the digest of the bundle paired with it.
+pub fn ab_cmdline(root_part: uuid::Uuid, slot: char, bundle_sha256: &str) -> String {
+    format!(
+        "root=PARTUUID={root_part} ro init=/usr/lib/pigsty/init pigsty.slot={slot} \
+         pigsty.bundle=sha256:{bundle_sha256} console=tty0 console=ttyS0,115200 \
+         net.ifnames=0 systemd.show_status=1"
+    )
+}
+
+/// The ESP of an A/B disk: systemd-boot, and slot A's kernel, initrd and entry
+/// (blessed: it is the only slot so far). Slot B's appear with its first update.
+pub fn make_ab_esp(
+    tree: &Tree,
+    boot: &BootFiles,
+    volume_id: u32,
+    title: &str,
+    cmdline: &str,
+) -> anyhow::Result<Vec<u8>> {
+    let loader = loader(tree)?;
+    let entry = format!(
+        "title {title} (slot a)\nlinux /pigsty/a/vmlinuz\ninitrd /pigsty/a/initrd.img\noptions {cmdline}\n"
+    );
+    let files: [(&str, &[u8]); 6] = [
+        ("EFI/BOOT/BOOTX64.EFI", &loader),
+        ("EFI/systemd/systemd-bootx64.efi", &loader),
+        (
+            "loader/loader.conf",
+            b"default pigsty-*\ntimeout 0\nconsole-mode keep\n",
+        ),
+        ("loader/entries/pigsty-a.conf", entry.as_bytes()),
+        ("pigsty/a/vmlinuz", &boot.kernel),
+        ("pigsty/a/initrd.img", &boot.initrd),
+    ];
+    fat_volume(AB_ESP_MIB, volume_id, &files)
+}
+
+/// A FAT32 volume of `mib` MiB holding `files`, in memory.
+fn fat_volume(mib: u64, volume_id: u32, files: &[(&str, &[u8])]) -> anyhow::Result<Vec<u8>> {
+    let mut file = std::io::Cursor::new(vec![0u8; (mib * MIB) as usize]);
+    let opts = fatfs::FormatVolumeOptions::new()
+        .fat_type(fatfs::FatType::Fat32)
+        .volume_id(volume_id)
+        .volume_label(*b"PIGSTY-ESP ");
+    fatfs::format_volume(&mut file, opts).context("formatting the ESP")?;
+    file.seek(SeekFrom::Start(0))?;
+    let fs =
+        fatfs::FileSystem::new(&mut file, fatfs::FsOptions::new()).context("opening the ESP")?;
+    let root = fs.root_dir();
+    for (path, data) in files {
+        let (dirs, _) = path.rsplit_once('/').unwrap_or(("", path));
+        let mut acc = String::new();
+        for d in dirs.split('/') {
+            acc = if acc.is_empty() {
+                d.to_string()
+            } else {
+                format!("{acc}/{d}")
+            };
+            if root.open_dir(&acc).is_err() {
+                root.create_dir(&acc)
+                    .with_context(|| format!("ESP: mkdir {acc}"))?;
+            }
+        }
+        let mut f = root
+            .create_file(path)
+            .with_context(|| format!("ESP: creating {path}"))?;
+        f.truncate()?;
+        f.write_all(data)
+            .with_context(|| format!("ESP: writing {path}"))?;
+    }
+    drop(root);
+    fs.unmount().context("closing the ESP")?;
+    Ok(file.into_inner())
+}
+
+/// An empty ext4 data filesystem (label `pigsty-data`), reproducible from `uuid`.
+pub fn make_data_fs(out: &Path, uuid: uuid::Uuid, mib: u64, epoch: u64) -> anyhow::Result<()> {
+    sys::run(
+        Command::new("mke2fs")
+            .env("E2FSPROGS_FAKE_TIME", epoch.to_string())
+            .args([
+                "-q",
+                "-F",
+                "-t",
+                "ext4",
+                "-b",
+                "4096",
+                "-m",
+                "0",
+                "-L",
+                "pigsty-data",
+            ])
+            .arg("-U")
+            .arg(uuid.to_string())
+            .arg("-E")
+            .arg(format!(
+                "hash_seed={uuid},lazy_itable_init=0,lazy_journal_init=0,root_owner=0:0"
+            ))
+            .arg(out)
+            .arg(format!("{mib}M")),
     )?;
     Ok(())
 }

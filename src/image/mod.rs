@@ -48,6 +48,10 @@ pub enum Format {
     /// `_roots/<sha256>.ext4` in `--out`: one per package set, however many nodes
     /// share it (see docs/updates.md).
     Bundle,
+    /// disk-ab.raw, the A/B layout (ESP, root and bundle of slots A and B, data),
+    /// with cmdline-ab, vmlinuz and initrd.img. Experimental: the layout `raw` and
+    /// `qcow2` take once it is proven in the lab (docs/updates.md).
+    AbRaw,
 }
 
 impl Format {
@@ -136,10 +140,19 @@ pub struct RootRef {
 /// directory can take the name.
 pub const ROOTS_DIR: &str = "_roots";
 
-/// A shared root: its tree (for splitting node bundles off) and its image in `--out`.
+/// A shared root: its tree (for splitting node bundles off), its image in the cache,
+/// and where it is in `--out` (format `bundle`).
 struct SharedRoot {
     tree: Tree,
+    cached: PathBuf,
     image: RootRef,
+}
+
+impl Format {
+    /// Whether the format needs the node's shared root and bundle.
+    fn needs_root(self) -> bool {
+        matches!(self, Format::Bundle | Format::AbRaw)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -205,7 +218,7 @@ pub fn build(
             packages: recipe.packages.clone(),
         };
         let root = match roots.get(&layer_ref.key) {
-            _ if !opts.formats.contains(&Format::Bundle) => None,
+            _ if !opts.formats.iter().any(|f| f.needs_root()) => None,
             Some(r) => Some(r.clone()),
             None => {
                 let r = Arc::new(step(
@@ -353,7 +366,7 @@ fn shared_root(
     let dir = opts.out.join(ROOTS_DIR);
     let name = format!("{sha256}.ext4");
     let dest = dir.join(&name);
-    if !dest.is_file() {
+    if opts.formats.contains(&Format::Bundle) && !dest.is_file() {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
         // A hard link when the cache is on the same filesystem, else a copy.
@@ -366,6 +379,7 @@ fn shared_root(
     }
     Ok(SharedRoot {
         tree,
+        cached,
         image: RootRef {
             path: format!("{ROOTS_DIR}/{name}"),
             sha256,
@@ -412,16 +426,23 @@ fn build_node(
     };
     // The bundle first: the disk formats add the node's /etc/fstab to the tree.
     let bundle = match added.root {
-        Some(root) => step(&format!("{}: bundle.tar", node.nodename), || {
+        Some(root) => step(&format!("{}: node bundle", node.nodename), || {
             use std::os::unix::fs::OpenOptionsExt;
-            let bundle = overlay::split(&root.tree, &tree)?;
-            let file = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(tmp.join("bundle.tar"))
-                .context("creating bundle.tar")?;
-            bundle.write_tar(std::io::BufWriter::new(file), opts.epoch)
+            let mut tar = Vec::new();
+            overlay::split(&root.tree, &tree)?.write_tar(&mut tar, opts.epoch)?;
+            if opts.formats.contains(&Format::Bundle) {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(tmp.join("bundle.tar"))
+                    .and_then(|mut f| std::io::Write::write_all(&mut f, &tar))
+                    .context("writing bundle.tar")?;
+            }
+            if opts.formats.contains(&Format::AbRaw) {
+                write_ab_disk(node, root, &tar, &tmp, opts)?;
+            }
+            Ok(())
         }),
         None => Ok(()),
     };
@@ -564,6 +585,93 @@ fn write_formats(
         std::fs::remove_file(&raw)?;
     }
     Ok(Some(cmdline))
+}
+
+/// disk-ab.raw: the A/B layout of docs/updates.md, slot A holding the shared root
+/// and the node's bundle, slot B empty, and a fresh data partition; with the kernel
+/// and initrd of the root and slot A's command line (`cmdline-ab`) for a direct
+/// kernel boot.
+fn write_ab_disk(
+    node: &Node,
+    root: &SharedRoot,
+    bundle_tar: &[u8],
+    dir: &Path,
+    opts: &BuildOptions,
+) -> anyhow::Result<()> {
+    use disk::{Fill, Part};
+    use gpt::partition_types::{EFI, LINUX_FS, LINUX_ROOT_X64};
+    let seed = hex::encode(Sha256::digest(
+        format!("pigsty ab disk\n{}\n{}", node.nodename, node.ip).as_bytes(),
+    ));
+    let guid = |n: u8| disk::DiskIds::from_digest(&seed).disk.as_u128() ^ u128::from(n);
+    let guid = |n: u8| uuid::Builder::from_random_bytes(guid(n).to_be_bytes()).into_uuid();
+    let boot = disk::boot_files(&root.tree)?;
+    let work = tempfile::Builder::new()
+        .prefix(".pigsty-ab")
+        .tempdir_in(dir)?;
+    let bundle_img = work.path().join("bundle-a");
+    {
+        let mut f = rw_file(&bundle_img)?;
+        let capacity = disk::BUNDLE_MIB << 20;
+        f.set_len(capacity)?;
+        crate::bundle::write(&mut f, capacity, bundle_tar)?;
+    }
+    let data_img = work.path().join("data.ext4");
+    disk::make_data_fs(&data_img, guid(7), disk::DATA_MIB, opts.epoch)?;
+    let cmdline = disk::ab_cmdline(guid(2), 'a', &crate::bundle::digest(bundle_tar));
+    let esp = disk::make_ab_esp(
+        &root.tree,
+        &boot,
+        u32::from_be_bytes(guid(1).as_bytes()[..4].try_into().unwrap_or_default()),
+        &format!("pigsty {}", node.nodename),
+        &cmdline,
+    )?;
+    let root_len = std::fs::metadata(&root.cached)?.len();
+    let parts = [
+        Part {
+            label: "ESP",
+            kind: EFI,
+            guid: guid(1),
+            fill: Fill::Bytes(&esp),
+        },
+        Part {
+            label: "pigsty-root-a",
+            kind: LINUX_ROOT_X64,
+            guid: guid(2),
+            fill: Fill::File(&root.cached),
+        },
+        Part {
+            label: "pigsty-bundle-a",
+            kind: LINUX_FS,
+            guid: guid(3),
+            fill: Fill::File(&bundle_img),
+        },
+        Part {
+            label: "pigsty-root-b",
+            kind: LINUX_ROOT_X64,
+            guid: guid(4),
+            fill: Fill::Empty(root_len),
+        },
+        Part {
+            label: "pigsty-bundle-b",
+            kind: LINUX_FS,
+            guid: guid(5),
+            fill: Fill::Empty(disk::BUNDLE_MIB << 20),
+        },
+        Part {
+            label: "pigsty-data",
+            kind: LINUX_FS,
+            guid: guid(6),
+            fill: Fill::File(&data_img),
+        },
+    ];
+    disk::make_gpt_parts(&dir.join("disk-ab.raw"), &parts, guid(0))?;
+    std::fs::write(dir.join("cmdline-ab"), format!("{cmdline}\n"))?;
+    if !dir.join("vmlinuz").exists() {
+        std::fs::write(dir.join("vmlinuz"), &boot.kernel)?;
+        std::fs::write(dir.join("initrd.img"), &boot.initrd)?;
+    }
+    Ok(())
 }
 
 /// Disk identifiers: the GPT's are the node's own; the root filesystem's UUID (and
@@ -736,9 +844,15 @@ fn owner_only(dir: &Path) -> anyhow::Result<()> {
         if kind.is_dir() {
             owner_only(&path)?;
         } else if kind.is_file()
-            && !["manifest.json", "vmlinuz", "cmdline", "pigsty"]
-                .iter()
-                .any(|n| entry.file_name() == *n)
+            && ![
+                "manifest.json",
+                "vmlinuz",
+                "cmdline",
+                "cmdline-ab",
+                "pigsty",
+            ]
+            .iter()
+            .any(|n| entry.file_name() == *n)
         {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
                 .with_context(|| format!("making {} private", path.display()))?;

@@ -60,6 +60,168 @@ const DISABLED_TIMERS: &[&str] = &[
     "man-db.timer",
 ];
 
+/// `init=` of a node booted from a slot: the agent makes the node's root, then
+/// execs systemd.
+const INIT: &str = "#!/bin/sh
+# Managed by pigsty: the first process of a node booted from an A/B slot. The agent
+# lays the node bundle over this shared root, mounts the state from the data
+# partition, and starts systemd (docs/updates.md).
+exec /usr/local/bin/pigsty agent pre-init
+";
+
+/// State paths every node keeps on its data partition when booted from a slot: the
+/// writable parts of a read-only root (the journal and the agent's state under
+/// /var, host keys under /etc/ssh, homes).
+const STATE_ALWAYS: &[&str] = &["/var", "/etc/ssh", "/root", "/home"];
+
+/// Top directories that are never state: the system's own.
+const NEVER_STATE: &[&str] = &[
+    "/", "/etc", "/usr", "/bin", "/sbin", "/lib", "/lib64", "/boot", "/dev", "/proc", "/sys",
+    "/run", "/tmp",
+];
+
+/// The node's state paths: the fixed ones, and the top directory of every path its
+/// tmpfiles.d make (`/pg`, `/data`, `/www`), or the directory itself below /etc
+/// (`/etc/redis`).
+pub fn state_paths(files: &[RenderedFile], extra: &[&str]) -> Vec<String> {
+    let mut out: Vec<String> = STATE_ALWAYS.iter().map(|s| s.to_string()).collect();
+    let mut add = |path: &str| {
+        let mut parts = path.trim_start_matches('/').split('/');
+        let top = format!("/{}", parts.next().unwrap_or_default());
+        let state = if top == "/etc" {
+            match parts.next() {
+                Some(second) if !second.is_empty() => format!("/etc/{second}"),
+                _ => return,
+            }
+        } else {
+            top
+        };
+        let covered = out
+            .iter()
+            .any(|s| state == *s || state.starts_with(&format!("{s}/")));
+        if !NEVER_STATE.contains(&state.as_str()) && !covered {
+            out.push(state);
+        }
+    };
+    for f in files
+        .iter()
+        .filter(|f| f.path.starts_with("/etc/tmpfiles.d/"))
+    {
+        for line in String::from_utf8_lossy(&f.content).lines() {
+            let mut w = line.split_whitespace();
+            if let (Some(kind), Some(path)) = (w.next(), w.next())
+                && !kind.starts_with('#')
+                && path.starts_with('/')
+            {
+                add(path);
+            }
+        }
+    }
+    for p in extra.iter().filter(|p| p.starts_with('/')) {
+        add(p);
+    }
+    out
+}
+
+/// Users that sysusers.d would make at boot are made now: with their fixed id, or
+/// (`u name -`) with one chosen as sysusers does (the highest free below 1000). A
+/// node booted from a slot has a read-only /etc, and every build of the same inputs
+/// picks the same ids.
+fn make_sysusers(tree: &mut Tree, files: &[RenderedFile], epoch: u64) {
+    let text = |tree: &Tree, p: &str| match tree.get(p).map(|e| &e.kind) {
+        Some(Kind::File(d)) => String::from_utf8_lossy(d.as_slice()).into_owned(),
+        _ => String::new(),
+    };
+    let mut passwd = text(tree, "etc/passwd");
+    let mut group = text(tree, "etc/group");
+    if passwd.is_empty() {
+        return;
+    }
+    let ids = |t: &str| -> std::collections::HashSet<u64> {
+        t.lines()
+            .filter_map(|l| l.split(':').nth(2)?.parse().ok())
+            .collect()
+    };
+    let mut appended: Vec<String> = Vec::new();
+    for f in files
+        .iter()
+        .filter(|f| f.path.starts_with("/etc/sysusers.d/"))
+    {
+        for line in String::from_utf8_lossy(&f.content).lines() {
+            let w: Vec<&str> = line.split_whitespace().collect();
+            let (Some(&"u"), Some(&name), Some(&given)) = (w.first(), w.get(1), w.get(2)) else {
+                continue;
+            };
+            let known = |t: &str| t.lines().any(|l| l.split(':').next() == Some(name));
+            if known(&passwd) {
+                continue;
+            }
+            let (taken_u, taken_g) = (ids(&passwd), ids(&group));
+            let id = match given.parse::<u64>() {
+                Ok(id) => id,
+                Err(_) => match (100..1000u64)
+                    .rev()
+                    .find(|i| !taken_u.contains(i) && !taken_g.contains(i))
+                {
+                    Some(id) => id,
+                    None => continue,
+                },
+            };
+            let rest = line.splitn(4, char::is_whitespace).nth(3).unwrap_or("");
+            let (gecos, after) = match rest.trim().strip_prefix('"') {
+                Some(r) => r.split_once('"').unwrap_or((r, "")),
+                None => ("", rest),
+            };
+            let mut tail = after.split_whitespace();
+            let home = tail.next().unwrap_or("/");
+            let shell = tail.next().unwrap_or("/usr/sbin/nologin");
+            passwd.push_str(&format!(
+                "{name}:x:{id}:{id}:{gecos}:{home}:{shell}
+"
+            ));
+            if !known(&group) {
+                group.push_str(&format!(
+                    "{name}:x:{id}:
+"
+                ));
+            }
+            appended.push(name.to_string());
+        }
+    }
+    if appended.is_empty() {
+        return;
+    }
+    let put = |tree: &mut Tree, path: &str, content: String| {
+        let mut e = tree
+            .get(path)
+            .cloned()
+            .unwrap_or_else(|| Entry::file(Vec::new(), 0o644, 0, 0, epoch));
+        e.kind = Kind::File(content.into_bytes().into());
+        e.mtime = epoch;
+        tree.insert(path, e);
+    };
+    let mut shadow = text(tree, "etc/shadow");
+    let mut gshadow = text(tree, "etc/gshadow");
+    for name in &appended {
+        shadow.push_str(&format!(
+            "{name}:!*:::::::
+"
+        ));
+        gshadow.push_str(&format!(
+            "{name}:!*::
+"
+        ));
+    }
+    put(tree, "/etc/passwd", passwd);
+    put(tree, "/etc/group", group);
+    if tree.get("etc/shadow").is_some() {
+        put(tree, "/etc/shadow", shadow);
+    }
+    if tree.get("etc/gshadow").is_some() {
+        put(tree, "/etc/gshadow", gshadow);
+    }
+}
+
 /// Units enabled in every image, as `systemctl enable` would link them.
 const ENABLE: &[(&str, &str, &str)] = &[
     (
@@ -129,6 +291,11 @@ pub fn apply_shared(tree: &mut Tree, agent: &[u8], epoch: u64) {
         "/usr/local/bin/pigsty",
         Entry::file(agent.to_vec(), 0o755, 0, 0, epoch),
     );
+    // The first process of a node booted from a slot (docs/updates.md).
+    tree.insert(
+        "/usr/lib/pigsty/init",
+        Entry::file(INIT.as_bytes().to_vec(), 0o755, 0, 0, epoch),
+    );
     let wants = "etc/systemd/system";
     // Module services ship disabled: the agent starts them in order.
     for service in MODULE_SERVICES {
@@ -193,6 +360,7 @@ impl Overlay<'_> {
 
     /// The node's own part, on a tree that has the shared part already.
     pub fn apply_node(&self, tree: &mut Tree) -> anyhow::Result<()> {
+        make_sysusers(tree, self.files, self.epoch);
         let ids = Ids::from_tree(tree, self.files)?;
         for f in self.files {
             let (uid, gid) = ids
@@ -204,6 +372,23 @@ impl Overlay<'_> {
             );
         }
         self.set_units(tree);
+        // What a node booted from a slot keeps on its data partition, with a mount
+        // point for each in the node's tree (docs/updates.md).
+        let paths = state_paths(self.files, &[]);
+        let mut list = String::from(
+            "# Managed by pigsty: paths kept on the data partition when booted from a slot.\n",
+        );
+        for p in &paths {
+            list.push_str(p);
+            list.push('\n');
+            if tree.get(p).is_none() {
+                tree.insert(p, Entry::dir(0o755, self.epoch));
+            }
+        }
+        tree.insert(
+            &format!("/{}", crate::agent::preinit::STATE_PATHS),
+            Entry::file(list.into_bytes(), 0o644, 0, 0, self.epoch),
+        );
         Ok(())
     }
 
@@ -391,10 +576,99 @@ mod tests {
                     .is_some()
             );
             assert!(bundle.get("usr/local/bin/pigsty").is_none());
-            assert!(bundle.get("etc/passwd").is_none());
+            // Users sysusers.d would make at boot are in the bundle's passwd already
+            // (the root's /etc is read-only): the admin with its fixed id.
+            let passwd = match bundle.get("etc/passwd").map(|e| &e.kind) {
+                Some(Kind::File(d)) => String::from_utf8_lossy(d.as_slice()).into_owned(),
+                other => panic!("no passwd in the bundle: {other:?}"),
+            };
+            assert!(
+                passwd.contains("\ndba:x:88:88:pigsty admin:/home/dba:/bin/bash\n"),
+                "{passwd}"
+            );
             bundles.push(bundle);
         }
         assert!(bundles[0].entries != bundles[1].entries);
+    }
+
+    /// `u name -` gets the highest id free below 1000, as sysusers picks; a user the
+    /// layer has is left alone; shadow gets a locked entry.
+    #[test]
+    fn sysusers_are_made_at_build_time() {
+        let mut t = layer();
+        t.insert(
+            "/etc/passwd",
+            Entry::file(
+                b"root:x:0:0::/root:/bin/sh\nsystemd-x:x:999:999::/:/x\n".to_vec(),
+                0o644,
+                0,
+                0,
+                1,
+            ),
+        );
+        t.insert(
+            "/etc/shadow",
+            Entry::file(b"root:*:::::::\n".to_vec(), 0o640, 0, 42, 1),
+        );
+        let conf = RenderedFile {
+            path: "/etc/sysusers.d/x.conf".into(),
+            content:
+                b"u minio - \"MinIO server\" /var/lib/minio /usr/sbin/nologin\nu root - \"again\"\n"
+                    .to_vec(),
+            mode: 0o644,
+            owner: "root".into(),
+        };
+        make_sysusers(&mut t, &[conf], 5);
+        let text = |p: &str| match &t.get(p).unwrap().kind {
+            Kind::File(d) => String::from_utf8_lossy(d.as_slice()).into_owned(),
+            _ => panic!(),
+        };
+        assert!(
+            text("etc/passwd")
+                .ends_with("minio:x:998:998:MinIO server:/var/lib/minio:/usr/sbin/nologin\n"),
+            "{}",
+            text("etc/passwd")
+        );
+        assert_eq!(
+            text("etc/passwd")
+                .lines()
+                .filter(|l| l.starts_with("root:"))
+                .count(),
+            1
+        );
+        assert!(text("etc/group").ends_with("minio:x:998:\n"));
+        assert!(text("etc/shadow").ends_with("minio:!*:::::::\n"));
+        let shadow = t.get("etc/shadow").unwrap();
+        assert_eq!(
+            (shadow.mode, shadow.gid),
+            (0o640, 42),
+            "keeps its mode and group"
+        );
+    }
+
+    /// The state a node keeps on its data partition: the fixed paths and the top
+    /// directories its tmpfiles.d make, or the directory itself below /etc.
+    #[test]
+    fn state_paths_come_from_tmpfiles_and_data_parameters() {
+        let conf = RenderedFile {
+            path: "/etc/tmpfiles.d/x.conf".into(),
+            content: b"# c\nd /pg/data 0700 postgres postgres -\nd /etc/redis 0755 redis redis -\nd /var/lib/minio 0750 m m -\nd /run/x 0755 - - -\nC /home/dba/.ssh/authorized_keys 0600 dba dba - /etc/pigsty/k\n".to_vec(),
+            mode: 0o644,
+            owner: "root".into(),
+        };
+        assert_eq!(
+            state_paths(&[conf], &["/data/etcd", "/data1/minio", "relative"]),
+            [
+                "/var",
+                "/etc/ssh",
+                "/root",
+                "/home",
+                "/pg",
+                "/etc/redis",
+                "/data",
+                "/data1"
+            ]
+        );
     }
 
     /// A node tree missing an entry of the shared root cannot be a bundle over it.

@@ -62,10 +62,17 @@ pub(super) fn build_missing(fleet: &Fleet, lab: &Lab, opts: &UpOptions) -> anyho
     let mut missing: Vec<((&Node, crate::compile::Compiled), String)> = Vec::new();
     for node in &fleet.nodes {
         let compiled = crate::compile::compile(fleet, node)?;
-        let key = image_key(&compiled.plan.digest, &agent_sha, &extras, epoch);
+        let mut key = image_key(&compiled.plan.digest, &agent_sha, &extras, epoch);
+        if opts.ab {
+            key.push_str("-ab");
+        }
         let have = std::fs::read_to_string(images.join(format!("{}.key", node.nodename)))
             .unwrap_or_default();
-        let complete = ["disk.raw", "vmlinuz", "initrd.img", "cmdline"]
+        let files = match opts.ab {
+            true => ["disk-ab.raw", "vmlinuz", "initrd.img", "cmdline-ab"],
+            false => ["disk.raw", "vmlinuz", "initrd.img", "cmdline"],
+        };
+        let complete = files
             .iter()
             .all(|f| images.join(&node.nodename).join(f).is_file());
         if have.trim() == key && complete {
@@ -92,7 +99,10 @@ pub(super) fn build_missing(fleet: &Fleet, lab: &Lab, opts: &UpOptions) -> anyho
         .collect();
     eprintln!("lab: building images of {}", names.join(", "));
     let build = crate::image::BuildOptions {
-        formats: vec![crate::image::Format::Raw],
+        formats: vec![match opts.ab {
+            true => crate::image::Format::AbRaw,
+            false => crate::image::Format::Raw,
+        }],
         out: images.clone(),
         cache: opts.cache.clone(),
         offline: false,

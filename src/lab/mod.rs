@@ -50,6 +50,8 @@ pub struct UpOptions {
     pub uefi: Vec<String>,
     /// How the lab reaches its etcd (kept in lab.json).
     pub etcd_access: Option<crate::agent::etcd::AccessFiles>,
+    /// Boot from the A/B disk (format ab-raw) instead of the single-root one.
+    pub ab: bool,
 }
 
 /// The default lab directory.

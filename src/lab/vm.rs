@@ -149,7 +149,11 @@ pub struct Boot<'a> {
 pub fn fresh_disk(image_dir: &Path, paths: &VmPaths, key: &str) -> anyhow::Result<()> {
     std::fs::create_dir_all(&paths.dir)
         .with_context(|| format!("creating {}", paths.dir.display()))?;
-    let raw = image_dir.join("disk.raw");
+    // An A/B image (format ab-raw) when the node's image is one.
+    let raw = match image_dir.join("disk-ab.raw") {
+        ab if ab.is_file() => ab,
+        _ => image_dir.join("disk.raw"),
+    };
     let disk = paths.disk();
     let _ = std::fs::remove_file(&disk);
     let _ = std::fs::remove_file(paths.uefi_vars());
@@ -243,8 +247,12 @@ pub fn start(b: &Boot) -> anyhow::Result<u32> {
         // does not boot, and loading it costs seconds under emulation.
         nic.push_str(",romfile=");
     } else {
-        let cmdline = std::fs::read_to_string(b.image_dir.join("cmdline"))
-            .with_context(|| format!("reading {}", b.image_dir.join("cmdline").display()))?;
+        let file = match b.image_dir.join("cmdline-ab") {
+            ab if ab.is_file() => ab,
+            _ => b.image_dir.join("cmdline"),
+        };
+        let cmdline = std::fs::read_to_string(&file)
+            .with_context(|| format!("reading {}", file.display()))?;
         cmd.arg("-kernel")
             .arg(b.image_dir.join("vmlinuz"))
             .arg("-initrd")
