@@ -1715,7 +1715,8 @@ fn tls_backend(name: &'static str, cert: &str, key: &str) -> u16 {
     port
 }
 
-/// With the fleet CA, Pigsty's haproxy MinIO service is built as written, and Debian's
+/// With the fleet CA, Pigsty's haproxy MinIO service is built as written (without one,
+/// as in a `render` preview, it is left out), and Debian's
 /// haproxy running it on loopback marks the two members whose certificates come from
 /// the CA up and the one with a foreign certificate down. A client that trusts only
 /// the CA reaches the members through the service by `minio_domain` (`sss.pigsty`),
@@ -1733,6 +1734,19 @@ fn haproxy_checks_minio_over_tls_with_the_fleet_ca() {
             .all(|w| !w.key.starts_with("haproxy")),
         "{:#?}",
         loaded.warnings
+    );
+    // Rendered without a fleet CA (a preview), the service is left out: haproxy would
+    // refuse a config naming a CA file the node does not have.
+    let lb_plain = loaded
+        .fleet
+        .nodes
+        .iter()
+        .find(|n| n.ip.to_string() == "10.10.10.20")
+        .unwrap();
+    let plain = compile(&loaded.fleet, lb_plain).unwrap();
+    assert!(
+        file(&plain, "/etc/haproxy/haproxy.cfg").is_none(),
+        "its only service is left out"
     );
     let pki = support::test_pki(tmp.path());
     let fleet = pigsty::pki::with_certs(&loaded.fleet, &pki, true).unwrap();

@@ -304,10 +304,15 @@ impl Node {
             && (self.pg.is_some() || self.haproxy_services().next().is_some())
     }
 
-    /// The `haproxy_services` this node's image builds: all of them (those that
-    /// check MinIO over TLS name the fleet CA, /etc/pki/ca.crt, which images carry).
+    /// The `haproxy_services` this node's image builds: all of them with the fleet CA
+    /// (every `build-image` has one). Those that name the CA's files (Pigsty's MinIO
+    /// service checks with `ca-file /etc/pki/ca.crt`) are left out of a render
+    /// without it, with a warning: haproxy would refuse the whole config.
     pub fn haproxy_services(&self) -> impl Iterator<Item = &HaproxyService> {
-        self.node.haproxy_services.iter()
+        self.node
+            .haproxy_services
+            .iter()
+            .filter(|s| self.tls.is_some() || !s.needs_fleet_ca())
     }
 
     /// Whether this node receives the fleet's logs (`vlogs_enabled` on an infra node):

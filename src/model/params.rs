@@ -1181,6 +1181,19 @@ pub struct HaproxyServer {
     pub weight: Option<u32>,
 }
 
+impl HaproxyService {
+    /// Whether it names the fleet CA's files (`check-ssl ca-file /etc/pki/ca.crt`,
+    /// Pigsty's MinIO service): haproxy refuses such a config on a node without them.
+    pub fn needs_fleet_ca(&self) -> bool {
+        self.options
+            .iter()
+            .map(String::as_str)
+            .chain(self.default.as_deref())
+            .chain(self.servers.iter().filter_map(|v| v.options.as_deref()))
+            .any(|o| o.contains("/etc/pki/"))
+    }
+}
+
 /// A haproxy service from `pg_default_services` / `pg_services`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PgService {

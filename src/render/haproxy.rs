@@ -42,6 +42,18 @@ pub fn context(node: &Node, pg_services: &Value) -> Result<Value, String> {
         .haproxy_services
         .iter()
         .enumerate()
+        .filter(|(_, s)| {
+            let keep = node.tls.is_some() || !s.needs_fleet_ca();
+            if !keep {
+                tracing::warn!(
+                    "{}: haproxy service `{}` checks with the fleet CA (/etc/pki), which \
+                     this render has none of (build-image makes it): left out",
+                    node.nodename,
+                    s.name
+                );
+            }
+            keep
+        })
         .map(|(i, s)| service(s).map_err(|e| format!("haproxy_services[{i}] ({}): {e}", s.name)))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(json!({
