@@ -66,24 +66,35 @@ pub fn ensure_base(
     })?;
     std::fs::rename(&img, &path)
         .with_context(|| format!("moving the ext4 base to {}", path.display()))?;
+    drop_idle_bases(&dir);
     Ok(path)
 }
 
 /// A base image not used for this long is removed (a layer or its size changed).
 const BASE_MAX_IDLE: std::time::Duration = std::time::Duration::from_secs(14 * 24 * 3600);
+/// At most this many bases are kept, the most recently used (each is 1.5 to 2 GiB:
+/// a cache that only grew filled a CI machine's disk).
+const BASE_KEEP: usize = 8;
 
 fn drop_idle_bases(dir: &Path) {
     let now = std::time::SystemTime::now();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        let idle = e
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| now.duration_since(t).ok());
-        if p.extension().is_some_and(|x| x == "ext4") && idle.is_some_and(|d| d > BASE_MAX_IDLE) {
-            tracing::info!("removing the unused ext4 base {}", p.display());
-            let _ = std::fs::remove_file(&p);
+    let mut bases: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "ext4"))
+        .filter_map(|e| Some((e.metadata().and_then(|m| m.modified()).ok()?, e.path())))
+        .collect();
+    // Newest first: everything past BASE_KEEP goes, and anything idle too long.
+    bases.sort_by(|a, b| b.0.cmp(&a.0));
+    for (i, (used, p)) in bases.iter().enumerate() {
+        let idle = now.duration_since(*used).unwrap_or_default();
+        if i >= BASE_KEEP || idle > BASE_MAX_IDLE {
+            tracing::info!(
+                "removing the ext4 base {} (least recently used)",
+                p.display()
+            );
+            let _ = std::fs::remove_file(p);
             // And its recorded digest (a shared root's), if any.
             let _ = std::fs::remove_file(p.with_extension("ext4.sha256"));
         }
@@ -320,6 +331,40 @@ fn quoted(s: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_most_recently_used_bases_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = std::time::SystemTime::now();
+        for i in 0..(BASE_KEEP as u64 + 3) {
+            let p = dir.path().join(format!("{i:02}.ext4"));
+            std::fs::write(&p, b"base").unwrap();
+            std::fs::write(p.with_extension("ext4.sha256"), b"digest").unwrap();
+            // Base 0 was used last, base 10 first.
+            let f = std::fs::File::options().write(true).open(&p).unwrap();
+            f.set_modified(now - std::time::Duration::from_secs(60 * i))
+                .unwrap();
+        }
+        let old = dir.path().join("old.ext4");
+        std::fs::write(&old, b"base").unwrap();
+        let f = std::fs::File::options().write(true).open(&old).unwrap();
+        f.set_modified(now - BASE_MAX_IDLE - std::time::Duration::from_secs(1))
+            .unwrap();
+        std::fs::write(dir.path().join("notes.txt"), b"kept").unwrap();
+
+        drop_idle_bases(dir.path());
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        let mut want: Vec<String> = (0..BASE_KEEP)
+            .flat_map(|i| [format!("{i:02}.ext4"), format!("{i:02}.ext4.sha256")])
+            .collect();
+        want.push("notes.txt".into());
+        want.sort();
+        assert_eq!(left, want);
+    }
 
     fn base() -> Tree {
         let mut t = Tree::default();
