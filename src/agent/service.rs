@@ -91,11 +91,18 @@ impl ServiceManager for Systemd {
     /// it systemctl also runs update-rc.d for the package's init.d script (pgbouncer,
     /// haproxy), a Perl run that took tens of seconds under emulation.
     fn start(&self, unit: &str) -> anyhow::Result<()> {
-        sys::run(
-            Command::new("systemctl")
-                .env("SYSTEMCTL_SKIP_SYSV", "1")
-                .args(["enable", "--no-reload", unit]),
-        )?;
+        // Recorded where a node booted from a slot keeps state: the image's
+        // pigsty-enabled generator links it at every later boot. /etc is read-only
+        // there, so `systemctl enable` is for a single-root node only.
+        let record = self.root.join(STATE_DIR).join("enabled").join(unit);
+        write_atomic(&record, b"", 0o644)?;
+        if !booted_from_slot() {
+            sys::run(
+                Command::new("systemctl")
+                    .env("SYSTEMCTL_SKIP_SYSV", "1")
+                    .args(["enable", "--no-reload", unit]),
+            )?;
+        }
         self.systemctl(&["start", unit])
     }
 
@@ -119,13 +126,29 @@ impl ServiceManager for Systemd {
             .join(STATE_DIR)
             .join("env")
             .join(format!("{unit}.env"));
-        let text = format!(
-            "# Written by pigsty agent firstboot.\n[Service]\nEnvironmentFile=-{}\n",
-            target.display()
-        );
+        let text = dropin_text(&target);
+        // Images carry it (a read-only /etc cannot take it now); an EnvironmentFile
+        // is read at each start, so the unit needs no reload.
+        if std::fs::read_to_string(&dropin).is_ok_and(|t| t == text) {
+            return Ok(());
+        }
         write_atomic(&dropin, text.as_bytes(), 0o644)?;
         self.systemctl(&["daemon-reload"])
     }
+}
+
+/// The drop-in that makes a unit read the agent's environment file for it.
+pub fn dropin_text(env_file: &Path) -> String {
+    format!(
+        "# Written by pigsty agent firstboot.\n[Service]\nEnvironmentFile=-{}\n",
+        env_file.display()
+    )
+}
+
+/// Whether this boot is from an A/B slot (a read-only root; docs/updates.md).
+fn booted_from_slot() -> bool {
+    std::fs::read_to_string("/proc/cmdline")
+        .is_ok_and(|c| c.split_whitespace().any(|w| w.starts_with("pigsty.slot=")))
 }
 
 /// Whether a tool that answers with its exit status said yes.

@@ -69,6 +69,31 @@ const INIT: &str = "#!/bin/sh
 exec /usr/local/bin/pigsty agent pre-init
 ";
 
+/// A systemd generator: the units the agent enabled (recorded under
+/// /var/lib/pigsty/enabled) are wanted by multi-user.target at every boot. A node
+/// booted from a slot has a read-only /etc, where `systemctl enable` would link them.
+const GENERATOR: &str = r#"#!/bin/sh
+# Managed by pigsty: links the units the first-boot agent enabled (recorded under
+# /var/lib/pigsty/enabled) into multi-user.target at every boot (docs/updates.md).
+dir=/var/lib/pigsty/enabled
+[ -d "$dir" ] || exit 0
+wants="$1/multi-user.target.wants"
+for f in "$dir"/*; do
+    [ -e "$f" ] || continue
+    unit=${f##*/}
+    file=$unit
+    case "$unit" in *@*.*) file="${unit%%@*}@.${unit##*.}" ;; esac
+    for d in /etc/systemd/system /usr/lib/systemd/system /lib/systemd/system; do
+        if [ -e "$d/$file" ]; then
+            mkdir -p "$wants"
+            ln -sf "$d/$file" "$wants/$unit"
+            break
+        fi
+    done
+done
+exit 0
+"#;
+
 /// State paths every node keeps on its data partition when booted from a slot: the
 /// writable parts of a read-only root (the journal and the agent's state under
 /// /var, host keys under /etc/ssh, homes).
@@ -291,10 +316,15 @@ pub fn apply_shared(tree: &mut Tree, agent: &[u8], epoch: u64) {
         "/usr/local/bin/pigsty",
         Entry::file(agent.to_vec(), 0o755, 0, 0, epoch),
     );
-    // The first process of a node booted from a slot (docs/updates.md).
+    // The first process of a node booted from a slot (docs/updates.md), and the
+    // generator that starts the units its agent enabled at every later boot.
     tree.insert(
         "/usr/lib/pigsty/init",
         Entry::file(INIT.as_bytes().to_vec(), 0o755, 0, 0, epoch),
+    );
+    tree.insert(
+        "/usr/lib/systemd/system-generators/pigsty-enabled",
+        Entry::file(GENERATOR.as_bytes().to_vec(), 0o755, 0, 0, epoch),
     );
     let wants = "etc/systemd/system";
     // Module services ship disabled: the agent starts them in order.
