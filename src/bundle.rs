@@ -80,6 +80,9 @@ pub fn read(dev: &mut impl Read, capacity: u64, want: &str) -> anyhow::Result<Ve
 pub struct Boot {
     pub slot: char,
     pub bundle: String,
+    /// The sha256 of the slot's shared root (`pigsty.root=sha256:<hex>`), when the
+    /// entry names it.
+    pub root: Option<String>,
 }
 
 impl Boot {
@@ -102,22 +105,43 @@ impl Boot {
             "b" => 'b',
             other => bail!("pigsty.slot={other}: a slot is a or b"),
         };
-        let Some(hex) = bundle.strip_prefix("sha256:") else {
-            bail!("pigsty.bundle={bundle}: expected sha256:<hex>");
+        let sha = |key: &str, value: &str| -> anyhow::Result<String> {
+            let Some(hex) = value.strip_prefix("sha256:") else {
+                bail!("{key}={value}: expected sha256:<hex>");
+            };
+            if !is_sha256(hex) {
+                bail!("{key}={value}: expected 64 hex digits");
+            }
+            Ok(hex.to_ascii_lowercase())
         };
-        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            bail!("pigsty.bundle={bundle}: expected 64 hex digits");
-        }
         Ok(Some(Boot {
             slot,
-            bundle: hex.to_ascii_lowercase(),
+            bundle: sha("pigsty.bundle", bundle)?,
+            root: arg("pigsty.root")
+                .map(|r| sha("pigsty.root", r))
+                .transpose()?,
         }))
+    }
+
+    /// The other slot: where an update goes, and what a failed boot falls back to.
+    pub fn other(&self) -> char {
+        other_slot(self.slot)
     }
 
     /// The slot's bundle partition, by its GPT label.
     pub fn bundle_partition(&self) -> String {
         format!("/dev/disk/by-partlabel/pigsty-bundle-{}", self.slot)
     }
+}
+
+/// The slot that is not `slot`.
+pub fn other_slot(slot: char) -> char {
+    if slot == 'a' { 'b' } else { 'a' }
+}
+
+/// Whether `hex` is a sha256 in hex (64 digits).
+pub fn is_sha256(hex: &str) -> bool {
+    hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 #[cfg(test)]
@@ -184,6 +208,15 @@ mod tests {
         .unwrap();
         assert_eq!(boot.slot, 'b');
         assert_eq!(boot.bundle, hex);
+        assert_eq!(boot.root, None);
+        assert_eq!(boot.other(), 'a');
+        let root = "cd".repeat(32);
+        let with_root = Boot::from_cmdline(&format!(
+            "pigsty.slot=a pigsty.bundle=sha256:{hex} pigsty.root=sha256:{root}"
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(with_root.root.as_deref(), Some(root.as_str()));
         assert_eq!(
             boot.bundle_partition(),
             "/dev/disk/by-partlabel/pigsty-bundle-b"
@@ -194,6 +227,7 @@ mod tests {
             "pigsty.slot=c pigsty.bundle=sha256:00",
             &format!("pigsty.slot=a pigsty.bundle={hex}"),
             "pigsty.slot=a pigsty.bundle=sha256:abc",
+            &format!("pigsty.slot=a pigsty.bundle=sha256:{hex} pigsty.root=sha256:12"),
         ] {
             assert!(Boot::from_cmdline(bad).is_err(), "{bad}");
         }

@@ -281,11 +281,69 @@ pub enum AgentCommand {
     /// Size the machine-dependent settings (PostgreSQL memory, workers and WAL, the
     /// kernel's shared memory) for this machine: run at every boot by pigsty-tune.service.
     Tune(TuneArgs),
+    /// Write a new shared root and node bundle into the A/B slot that is not running
+    /// and make it the next boot, on trial: it is kept once the node is healthy on it,
+    /// else the node falls back to the slot it runs now by itself.
+    Update(UpdateArgs),
+    /// Keep this boot's slot if it is on trial and the node is healthy within the
+    /// trial's bound, else reboot so that the other slot boots (run at every boot by
+    /// pigsty-bless.service).
+    Bless(BlessArgs),
     /// Make this node's root from its slot and start systemd: the first process of a
     /// node booted from an A/B slot (the kernel runs it through /usr/lib/pigsty/init).
     /// Not for interactive use.
     #[command(name = "pre-init", hide = true)]
     PreInit,
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// The shared root: an http(s) URL or a file, named `<sha256>.ext4` as
+    /// `build-image --format bundle` writes it under `_roots/` (else give
+    /// --root-sha256). Not fetched when the running slot holds the same root.
+    #[arg(long, value_name = "URL|FILE")]
+    pub root: String,
+
+    /// The root's sha256, when its name does not say it.
+    #[arg(long, value_name = "HEX")]
+    pub root_sha256: Option<String>,
+
+    /// The node bundle (`<out>/<node>/bundle.tar` of `build-image --format bundle`).
+    #[arg(long, value_name = "URL|FILE")]
+    pub bundle: String,
+
+    /// The bundle's sha256, checked when given.
+    #[arg(long, value_name = "HEX")]
+    pub bundle_sha256: Option<String>,
+
+    /// Boots the new slot gets before systemd-boot gives up on it.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub tries: u32,
+
+    /// How long each boot of the new slot may take to become healthy before it
+    /// reboots (the bound `agent bless` keeps).
+    #[arg(long, value_name = "SECS", default_value_t = 1800)]
+    pub trial_timeout: u64,
+
+    /// Reboot into the new slot once it is written.
+    #[arg(long)]
+    pub reboot: bool,
+
+    /// Give up one HTTP request (the whole transfer) after SECS.
+    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    pub request_timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct BlessArgs {
+    /// Seconds to wait for the node to become healthy when the trial's entry names
+    /// no bound (pigsty.trial=SECS).
+    #[arg(long, value_name = "SECS", default_value_t = 1800)]
+    pub timeout: u64,
+
+    /// Say what would be done; change nothing and never reboot.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

@@ -56,6 +56,8 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
         }
         Command::Agent(crate::cli::AgentCommand::Firstboot(args)) => firstboot(args, out),
         Command::Agent(crate::cli::AgentCommand::Status(args)) => agent_status(args, out),
+        Command::Agent(crate::cli::AgentCommand::Update(args)) => agent_update(args, out),
+        Command::Agent(crate::cli::AgentCommand::Bless(args)) => agent_bless(args, out),
         Command::Agent(crate::cli::AgentCommand::PreInit) => crate::agent::preinit::run(),
         Command::Agent(crate::cli::AgentCommand::Tune(args)) => {
             let tuned = crate::agent::tune::tune(&args.root, None)?;
@@ -833,10 +835,32 @@ fn build_image(fleet: &Fleet, args: &BuildImageArgs, out: &mut dyn Write) -> Res
     Ok(())
 }
 
+/// This boot's slot, when the node runs on this machine (`--root /`) and booted from
+/// an A/B slot.
+fn this_boot(root: &std::path::Path) -> anyhow::Result<Option<crate::bundle::Boot>> {
+    if root != std::path::Path::new("/") {
+        return Ok(None);
+    }
+    let cmdline = std::fs::read_to_string("/proc/cmdline").context("reading /proc/cmdline")?;
+    crate::bundle::Boot::from_cmdline(&cmdline)
+}
+
+/// What the slots hold, read from the ESP (mounted for the while).
+fn read_slots(boot: &crate::bundle::Boot) -> anyhow::Result<crate::agent::update::Slots> {
+    let _esp = crate::agent::update::mount_esp()?;
+    crate::agent::update::slots(std::path::Path::new(crate::agent::update::ESP_MOUNT), boot)
+}
+
 fn firstboot(args: &crate::cli::FirstbootArgs, out: &mut dyn Write) -> Result<(), Error> {
     let mut opts = crate::agent::Options::new(&args.root);
     opts.wait = std::time::Duration::from_secs(args.timeout);
     opts.request = std::time::Duration::from_secs(args.request_timeout.max(1));
+    if let Some(boot) = this_boot(&args.root)? {
+        opts.slots = read_slots(&boot)
+            .map_err(|e| tracing::warn!("reading the slots from the ESP: {e:#}"))
+            .ok();
+        opts.bundle = Some(boot.bundle);
+    }
     let services = crate::agent::service::Systemd {
         root: args.root.clone(),
     };
@@ -860,7 +884,136 @@ fn agent_status(args: &crate::cli::AgentStatusArgs, out: &mut dyn Write) -> Resu
     writeln!(out, "{head}").context("writing to stdout")?;
     out.write_all(state.summary().as_bytes())
         .context("writing to stdout")?;
+    if let Some(slots) = &state.slots {
+        for (what, s) in [("running", &slots.running), ("fallback", &slots.fallback)] {
+            match s {
+                Some(s) => writeln!(
+                    out,
+                    "{what:<9} slot {} (generation {}, {}): root sha256:{} bundle sha256:{}",
+                    s.slot, s.generation, s.state, s.root, s.bundle
+                ),
+                None => writeln!(out, "{what:<9} none"),
+            }
+            .context("writing to stdout")?;
+        }
+    }
     Ok(())
+}
+
+fn agent_update(args: &crate::cli::UpdateArgs, out: &mut dyn Write) -> Result<(), Error> {
+    use crate::agent::update;
+    let req = update::Request {
+        root: update::Source::parse(&args.root),
+        root_sha256: args.root_sha256.clone(),
+        bundle: update::Source::parse(&args.bundle),
+        bundle_sha256: args.bundle_sha256.clone(),
+        tries: args.tries,
+        trial_secs: args.trial_timeout,
+    };
+    let cmdline = std::fs::read_to_string("/proc/cmdline").context("reading /proc/cmdline")?;
+    let http = crate::http::client(
+        std::time::Duration::from_secs(10),
+        std::time::Duration::from_secs(args.request_timeout.max(1)),
+    )?;
+    let done = {
+        let _esp = update::mount_esp()?;
+        update::update(&update::Disk::node(), &cmdline, &req, &http)?
+    };
+    writeln!(
+        out,
+        "slot {} written: root sha256:{} ({} bytes, {}), bundle sha256:{}; next boot: {} \
+         (on trial: {} tries, {} s each to become healthy)",
+        done.slot,
+        done.root,
+        done.root_bytes,
+        done.root_from,
+        done.bundle,
+        done.entry,
+        args.tries,
+        args.trial_timeout
+    )
+    .context("writing to stdout")?;
+    if args.reboot {
+        writeln!(out, "rebooting").context("writing to stdout")?;
+        crate::sys::run(std::process::Command::new("systemctl").arg("reboot"))
+            .map_err(anyhow::Error::from)?;
+    }
+    Ok(())
+}
+
+fn agent_bless(args: &crate::cli::BlessArgs, out: &mut dyn Write) -> Result<(), Error> {
+    use crate::agent::update;
+    let root = std::path::Path::new("/");
+    let cmdline = std::fs::read_to_string("/proc/cmdline").context("reading /proc/cmdline")?;
+    let Some(boot) = crate::bundle::Boot::from_cmdline(&cmdline)? else {
+        writeln!(out, "not booted from an A/B slot: nothing to keep").context("writing")?;
+        return Ok(());
+    };
+    let services = crate::agent::service::Systemd {
+        root: root.to_path_buf(),
+    };
+    let esp = std::path::Path::new(update::ESP_MOUNT);
+    let trial = {
+        let _m = update::mount_esp()?;
+        update::trial_entry(esp, &boot)?
+    };
+    let Some(entry) = trial else {
+        writeln!(out, "slot {}: kept already (not on trial)", boot.slot).context("writing")?;
+        record(&boot, &services);
+        return Ok(());
+    };
+    let limit = update::trial_secs(&cmdline).unwrap_or(args.timeout);
+    writeln!(
+        out,
+        "slot {} on trial ({}): waiting up to {limit} s for the node to be healthy",
+        boot.slot, entry.file
+    )
+    .context("writing")?;
+    let health = update::wait_healthy(
+        std::time::Duration::from_secs(limit),
+        std::time::Duration::from_secs(5),
+        || crate::agent::node_health(root, &boot.bundle, &services),
+    );
+    match health {
+        Ok(()) if args.dry_run => {
+            writeln!(out, "healthy: would keep slot {}", boot.slot).context("writing")?;
+        }
+        Ok(()) => {
+            let kept = {
+                let _m = update::mount_esp()?;
+                update::bless_entry(esp, &entry)?
+            };
+            writeln!(out, "healthy: slot {} kept ({kept})", boot.slot).context("writing")?;
+            record(&boot, &services);
+        }
+        Err(why) if args.dry_run => {
+            writeln!(out, "{why}: would reboot").context("writing")?;
+        }
+        Err(why) => {
+            writeln!(
+                out,
+                "{why}: rebooting ({} tries of slot {} left; then slot {} boots)",
+                entry.tries_left.unwrap_or(0).saturating_sub(1),
+                boot.slot,
+                boot.other()
+            )
+            .context("writing")?;
+            crate::sys::run(std::process::Command::new("systemctl").arg("reboot"))
+                .map_err(anyhow::Error::from)?;
+            return Err(anyhow::anyhow!("slot {} not healthy: {why}", boot.slot).into());
+        }
+    }
+    Ok(())
+}
+
+/// What the slots hold, into the state file and etcd (best effort: a node keeps its
+/// slot whether or not it can say so).
+fn record(boot: &crate::bundle::Boot, services: &dyn crate::agent::service::ServiceManager) {
+    let opts = crate::agent::Options::new("/");
+    let result = read_slots(boot).and_then(|s| crate::agent::record_slots(&opts, services, s));
+    if let Err(e) = result {
+        tracing::warn!("recording the slots: {e:#}");
+    }
 }
 
 /// Rows whose agent is done but whose node is out of a cluster become `unhealthy`.

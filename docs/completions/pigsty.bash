@@ -43,6 +43,9 @@ _pigsty() {
             pigsty,status)
                 cmd="pigsty__subcmd__status"
                 ;;
+            pigsty__subcmd__agent,bless)
+                cmd="pigsty__subcmd__agent__subcmd__bless"
+                ;;
             pigsty__subcmd__agent,firstboot)
                 cmd="pigsty__subcmd__agent__subcmd__firstboot"
                 ;;
@@ -58,6 +61,12 @@ _pigsty() {
             pigsty__subcmd__agent,tune)
                 cmd="pigsty__subcmd__agent__subcmd__tune"
                 ;;
+            pigsty__subcmd__agent,update)
+                cmd="pigsty__subcmd__agent__subcmd__update"
+                ;;
+            pigsty__subcmd__agent__subcmd__help,bless)
+                cmd="pigsty__subcmd__agent__subcmd__help__subcmd__bless"
+                ;;
             pigsty__subcmd__agent__subcmd__help,firstboot)
                 cmd="pigsty__subcmd__agent__subcmd__help__subcmd__firstboot"
                 ;;
@@ -72,6 +81,9 @@ _pigsty() {
                 ;;
             pigsty__subcmd__agent__subcmd__help,tune)
                 cmd="pigsty__subcmd__agent__subcmd__help__subcmd__tune"
+                ;;
+            pigsty__subcmd__agent__subcmd__help,update)
+                cmd="pigsty__subcmd__agent__subcmd__help__subcmd__update"
                 ;;
             pigsty__subcmd__help,agent)
                 cmd="pigsty__subcmd__help__subcmd__agent"
@@ -100,6 +112,9 @@ _pigsty() {
             pigsty__subcmd__help,status)
                 cmd="pigsty__subcmd__help__subcmd__status"
                 ;;
+            pigsty__subcmd__help__subcmd__agent,bless)
+                cmd="pigsty__subcmd__help__subcmd__agent__subcmd__bless"
+                ;;
             pigsty__subcmd__help__subcmd__agent,firstboot)
                 cmd="pigsty__subcmd__help__subcmd__agent__subcmd__firstboot"
                 ;;
@@ -111,6 +126,9 @@ _pigsty() {
                 ;;
             pigsty__subcmd__help__subcmd__agent,tune)
                 cmd="pigsty__subcmd__help__subcmd__agent__subcmd__tune"
+                ;;
+            pigsty__subcmd__help__subcmd__agent,update)
+                cmd="pigsty__subcmd__help__subcmd__agent__subcmd__update"
                 ;;
             pigsty__subcmd__help__subcmd__inventory,check)
                 cmd="pigsty__subcmd__help__subcmd__inventory__subcmd__check"
@@ -280,12 +298,42 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__agent)
-            opts="-i -v -h -V --inventory --pki --verbose --help --version firstboot status tune pre-init help"
+            opts="-i -v -h -V --inventory --pki --verbose --help --version firstboot status tune update bless pre-init help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --inventory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pki)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pigsty__subcmd__agent__subcmd__bless)
+            opts="-i -v -h -V --timeout --dry-run --inventory --pki --verbose --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --inventory)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -344,8 +392,22 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__agent__subcmd__help)
-            opts="firstboot status tune pre-init help"
+            opts="firstboot status tune update bless pre-init help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pigsty__subcmd__agent__subcmd__help__subcmd__bless)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -414,6 +476,20 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__agent__subcmd__help__subcmd__tune)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pigsty__subcmd__agent__subcmd__help__subcmd__update)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -513,6 +589,60 @@ _pigsty() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        pigsty__subcmd__agent__subcmd__update)
+            opts="-i -v -h -V --root --root-sha256 --bundle --bundle-sha256 --tries --trial-timeout --reboot --request-timeout --inventory --pki --verbose --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --root-sha256)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --bundle)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --bundle-sha256)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tries)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --trial-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --request-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --inventory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pki)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         pigsty__subcmd__build__subcmd__image)
             opts="-i -v -h -V --role --all --format --out --offline --extra-tree --allow-default-passwords --inventory --pki --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -570,8 +700,22 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__help__subcmd__agent)
-            opts="firstboot status tune pre-init"
+            opts="firstboot status tune update bless pre-init"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pigsty__subcmd__help__subcmd__agent__subcmd__bless)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -626,6 +770,20 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__help__subcmd__agent__subcmd__tune)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pigsty__subcmd__help__subcmd__agent__subcmd__update)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

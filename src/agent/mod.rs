@@ -24,6 +24,7 @@ pub mod retry;
 pub mod service;
 pub mod state;
 pub mod tune;
+pub mod update;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -50,6 +51,10 @@ pub struct Options {
     pub request: Duration,
     /// Test hook: stop as if killed on reaching this checkpoint (`etcd:member-added`).
     pub crash_at: Option<String>,
+    /// On a node booted from an A/B slot: this boot's bundle digest (a new one joins
+    /// again) and what the slots hold.
+    pub bundle: Option<String>,
+    pub slots: Option<update::Slots>,
 }
 
 impl Options {
@@ -59,6 +64,8 @@ impl Options {
             wait: Duration::from_secs(600),
             request: Duration::from_secs(5),
             crash_at: None,
+            bundle: None,
+            slots: None,
         }
     }
 
@@ -98,13 +105,32 @@ pub struct Agent<'a> {
 /// Run the first-boot join to the end (or to the first failed step). Returns the state.
 pub fn firstboot(opts: &Options, services: &dyn ServiceManager) -> anyhow::Result<State> {
     let store = Store::new(&opts.root);
-    if store.is_finished() {
+    let bundle = opts.bundle.as_deref();
+    if store.is_finished(bundle) {
         tracing::info!(marker = %store.done_marker().display(), "first boot already done");
         return store.load();
     }
     let doc = NodeJson::load(&opts.root)?;
     let steps = doc.ordered_steps()?;
     let mut state = store.load()?;
+    if let Some(b) = bundle
+        && state.bundle != b
+    {
+        // Booted with another bundle than the state's (an update, or a fallback):
+        // every step runs again and finds what the earlier runs made.
+        if !state.bundle.is_empty() || state.done {
+            journal(&format!(
+                "a new node bundle (sha256 {b}): joining again over the existing data"
+            ));
+        }
+        state.steps.clear();
+        state.done = false;
+        state.current.clear();
+        state.bundle = b.to_string();
+    }
+    if opts.slots.is_some() {
+        state.slots = opts.slots.clone();
+    }
     state.node = doc.node.nodename.clone();
     state.order = steps.iter().map(|s| s.id.as_str().to_string()).collect();
     let mut agent = Agent {
@@ -194,7 +220,7 @@ impl Agent<'_> {
         s.detail = detail.clone();
         self.save()?;
         self.checkpoint("done:reported")?;
-        self.store.mark_finished()?;
+        self.store.mark_finished(self.opts.bundle.as_deref())?;
         Ok(detail)
     }
 
@@ -281,6 +307,70 @@ impl Agent<'_> {
     pub fn path(&self, absolute: &str) -> PathBuf {
         self.opts.root.join(absolute.trim_start_matches('/'))
     }
+}
+
+/// Whether this node is healthy on its slot: the join finished for this boot's
+/// bundle, and every unit the agent started is active. `Err` says what is not.
+pub fn node_health(
+    root: &std::path::Path,
+    bundle: &str,
+    services: &dyn ServiceManager,
+) -> anyhow::Result<Result<(), String>> {
+    let store = Store::new(root);
+    if !store.is_finished(Some(bundle)) {
+        let state = store.load()?;
+        let at = if state.current.is_empty() {
+            "not started".to_string()
+        } else {
+            format!(
+                "at step {} ({})",
+                state.current,
+                state.current_step().status.as_str()
+            )
+        };
+        return Ok(Err(format!("the join for this bundle is not done: {at}")));
+    }
+    let dir = root.join(state::STATE_DIR).join("enabled");
+    let mut down = Vec::new();
+    for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        let unit = e.file_name().to_string_lossy().into_owned();
+        if !services.is_active(&unit)? {
+            down.push(unit);
+        }
+    }
+    if down.is_empty() {
+        Ok(Ok(()))
+    } else {
+        down.sort();
+        Ok(Err(format!("not active: {}", down.join(", "))))
+    }
+}
+
+/// Record what the slots hold in the state file and, when etcd answers, in the
+/// node's record there.
+pub fn record_slots(
+    opts: &Options,
+    services: &dyn ServiceManager,
+    slots: update::Slots,
+) -> anyhow::Result<()> {
+    let store = Store::new(&opts.root);
+    let mut state = store.load()?;
+    state.slots = Some(slots);
+    let doc = NodeJson::load(&opts.root)?;
+    let mut agent = Agent {
+        opts,
+        doc,
+        services,
+        store,
+        state,
+        reporter: None,
+    };
+    if agent.doc.etcd.is_some()
+        && let Some(client) = etcd_join::any_healthy(&agent)
+    {
+        agent.report_to(client);
+    }
+    agent.save()
 }
 
 /// Every node's reported state under `/pigsty/nodes/`, from the first endpoint that

@@ -1,6 +1,6 @@
 //! The agent's progress on disk: `<root>/var/lib/pigsty/state.json` (rewritten
-//! atomically after every change) and the done marker `firstboot.done` that the unit's
-//! `ConditionPathExists=!` checks.
+//! atomically after every change) and the done marker `firstboot.done` (with the
+//! bundle it was made for, on a node booted from an A/B slot).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -72,6 +72,12 @@ pub struct State {
     pub current: String,
     pub done: bool,
     pub updated_at: u64,
+    /// On a node booted from an A/B slot: the bundle this run joined with, and what
+    /// the slots hold (the running one and the fallback).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub bundle: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slots: Option<super::update::Slots>,
 }
 
 impl State {
@@ -147,14 +153,22 @@ impl Store {
         write_atomic(&self.state_path(), &bytes, 0o644)
     }
 
-    pub fn is_finished(&self) -> bool {
-        self.done_marker().exists()
+    /// Whether the join finished, for this boot's bundle when the node boots from
+    /// A/B slots: a new bundle (an update, or a fallback to the other slot) joins
+    /// again, every step finding what the earlier runs made.
+    pub fn is_finished(&self, bundle: Option<&str>) -> bool {
+        match (std::fs::read_to_string(self.done_marker()), bundle) {
+            (Err(_), _) => false,
+            (Ok(_), None) => true,
+            (Ok(text), Some(b)) => text.lines().nth(1) == Some(b),
+        }
     }
 
-    pub fn mark_finished(&self) -> anyhow::Result<()> {
+    /// The done marker: when, and for which bundle.
+    pub fn mark_finished(&self, bundle: Option<&str>) -> anyhow::Result<()> {
         write_atomic(
             &self.done_marker(),
-            format!("{}\n", now()).as_bytes(),
+            format!("{}\n{}\n", now(), bundle.unwrap_or_default()).as_bytes(),
             0o644,
         )
     }
@@ -208,9 +222,13 @@ mod tests {
         let back = store.load().unwrap();
         assert!(back.is_done("etcd"));
         assert!(back.summary().starts_with("etcd"));
-        assert!(!store.is_finished());
-        store.mark_finished().unwrap();
-        assert!(store.is_finished());
+        assert!(!store.is_finished(None));
+        store.mark_finished(None).unwrap();
+        assert!(store.is_finished(None));
+        // On an A/B node the marker holds for its bundle only.
+        store.mark_finished(Some("b1")).unwrap();
+        assert!(store.is_finished(Some("b1")));
+        assert!(!store.is_finished(Some("b2")));
         // No temporary file is left beside the state.
         let names: Vec<_> = std::fs::read_dir(root.path().join(STATE_DIR))
             .unwrap()

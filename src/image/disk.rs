@@ -316,6 +316,8 @@ pub struct Part<'a> {
     pub kind: gpt::partition_types::Type,
     pub guid: uuid::Uuid,
     pub fill: Fill<'a>,
+    /// The partition's least size in bytes (a root slot has room to grow).
+    pub min: u64,
 }
 
 /// Write a GPT disk of `parts`, in order, each 1 MiB aligned; returns each
@@ -331,7 +333,8 @@ pub fn make_gpt_parts(out: &Path, parts: &[Part], disk: uuid::Uuid) -> anyhow::R
                 .with_context(|| format!("reading {}", f.display()))?
                 .len(),
             Fill::Empty(n) => *n,
-        };
+        }
+        .max(p.min);
         let sectors = len.div_ceil(SECTOR).div_ceil(align) * align;
         layout.push((next, sectors));
         next += sectors;
@@ -376,16 +379,45 @@ pub fn make_gpt_parts(out: &Path, parts: &[Part], disk: uuid::Uuid) -> anyhow::R
 
 /// The kernel command line of slot `slot` of an A/B disk: its root partition, the
 /// pre-init, and the digest of the bundle paired with it.
-pub fn ab_cmdline(root_part: uuid::Uuid, slot: char, bundle_sha256: &str) -> String {
+pub fn ab_cmdline(
+    root_part: uuid::Uuid,
+    slot: char,
+    bundle_sha256: &str,
+    root_sha256: &str,
+) -> String {
     format!(
         "root=PARTUUID={root_part} ro init=/usr/lib/pigsty/init pigsty.slot={slot} \
-         pigsty.bundle=sha256:{bundle_sha256} console=tty0 console=ttyS0,115200 \
-         net.ifnames=0 systemd.show_status=1"
+         pigsty.bundle=sha256:{bundle_sha256} pigsty.root=sha256:{root_sha256} panic=10 \
+         console=tty0 console=ttyS0,115200 net.ifnames=0 systemd.show_status=1"
     )
 }
 
+/// The file name of a slot's loader entry: `pigsty-<generation>-<slot>.conf`, with
+/// systemd-boot's boot counter (`+<tries>`) while it is on trial. systemd-boot
+/// boots the first entry in its order that matches `default pigsty-*`: ids in
+/// descending version order, entries with no tries left last. So the newest
+/// generation boots, and a trial that used up its tries gives way to the older one.
+pub fn ab_entry_name(generation: u64, slot: char, tries: Option<u32>) -> String {
+    match tries {
+        Some(n) => format!("pigsty-{generation}-{slot}+{n}.conf"),
+        None => format!("pigsty-{generation}-{slot}.conf"),
+    }
+}
+
+/// A slot's loader entry (Boot Loader Specification type 1).
+pub fn ab_entry(title: &str, slot: char, generation: u64, cmdline: &str) -> String {
+    format!(
+        "title {title} (slot {slot}, generation {generation})\nlinux /pigsty/{slot}/vmlinuz\n\
+         initrd /pigsty/{slot}/initrd.img\noptions {cmdline}\n"
+    )
+}
+
+/// The ESP's loader.conf of an A/B disk (see [`ab_entry_name`]).
+pub const AB_LOADER_CONF: &str = "default pigsty-*\ntimeout 0\nconsole-mode keep\n";
+
 /// The ESP of an A/B disk: systemd-boot, and slot A's kernel, initrd and entry
-/// (blessed: it is the only slot so far). Slot B's appear with its first update.
+/// (generation 1, blessed: it is the only slot so far). Slot B's appear with its
+/// first update.
 pub fn make_ab_esp(
     tree: &Tree,
     boot: &BootFiles,
@@ -394,21 +426,23 @@ pub fn make_ab_esp(
     cmdline: &str,
 ) -> anyhow::Result<Vec<u8>> {
     let loader = loader(tree)?;
-    let entry = format!(
-        "title {title} (slot a)\nlinux /pigsty/a/vmlinuz\ninitrd /pigsty/a/initrd.img\noptions {cmdline}\n"
-    );
+    let entry = ab_entry(title, 'a', 1, cmdline);
+    let name = format!("loader/entries/{}", ab_entry_name(1, 'a', None));
     let files: [(&str, &[u8]); 6] = [
         ("EFI/BOOT/BOOTX64.EFI", &loader),
         ("EFI/systemd/systemd-bootx64.efi", &loader),
-        (
-            "loader/loader.conf",
-            b"default pigsty-*\ntimeout 0\nconsole-mode keep\n",
-        ),
-        ("loader/entries/pigsty-a.conf", entry.as_bytes()),
+        ("loader/loader.conf", AB_LOADER_CONF.as_bytes()),
+        (&name, entry.as_bytes()),
         ("pigsty/a/vmlinuz", &boot.kernel),
         ("pigsty/a/initrd.img", &boot.initrd),
     ];
     fat_volume(AB_ESP_MIB, volume_id, &files)
+}
+
+/// The size of a root slot for a root of `len` bytes: half as much again, rounded
+/// up to 64 MiB, so that a later root with more packages still fits the slot.
+pub fn root_slot_bytes(len: u64) -> u64 {
+    (len + len / 2).div_ceil(64 * MIB) * 64 * MIB
 }
 
 /// A FAT32 volume of `mib` MiB holding `files`, in memory.

@@ -86,7 +86,7 @@ fn drop_idle_bases(dir: &Path) {
         .filter_map(|e| Some((e.metadata().and_then(|m| m.modified()).ok()?, e.path())))
         .collect();
     // Newest first: everything past BASE_KEEP goes, and anything idle too long.
-    bases.sort_by(|a, b| b.0.cmp(&a.0));
+    bases.sort_by_key(|b| std::cmp::Reverse(b.0));
     for (i, (used, p)) in bases.iter().enumerate() {
         let idle = now.duration_since(*used).unwrap_or_default();
         if i >= BASE_KEEP || idle > BASE_MAX_IDLE {

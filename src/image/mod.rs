@@ -618,7 +618,12 @@ fn write_ab_disk(
     }
     let data_img = work.path().join("data.ext4");
     disk::make_data_fs(&data_img, guid(7), disk::DATA_MIB, opts.epoch)?;
-    let cmdline = disk::ab_cmdline(guid(2), 'a', &crate::bundle::digest(bundle_tar));
+    let cmdline = disk::ab_cmdline(
+        guid(2),
+        'a',
+        &crate::bundle::digest(bundle_tar),
+        &root.image.sha256,
+    );
     let esp = disk::make_ab_esp(
         &root.tree,
         &boot,
@@ -626,43 +631,49 @@ fn write_ab_disk(
         &format!("pigsty {}", node.nodename),
         &cmdline,
     )?;
-    let root_len = std::fs::metadata(&root.cached)?.len();
+    let slot = disk::root_slot_bytes(std::fs::metadata(&root.cached)?.len());
     let parts = [
         Part {
             label: "ESP",
             kind: EFI,
             guid: guid(1),
             fill: Fill::Bytes(&esp),
+            min: 0,
         },
         Part {
             label: "pigsty-root-a",
             kind: LINUX_ROOT_X64,
             guid: guid(2),
             fill: Fill::File(&root.cached),
+            min: slot,
         },
         Part {
             label: "pigsty-bundle-a",
             kind: LINUX_FS,
             guid: guid(3),
             fill: Fill::File(&bundle_img),
+            min: 0,
         },
         Part {
             label: "pigsty-root-b",
             kind: LINUX_ROOT_X64,
             guid: guid(4),
-            fill: Fill::Empty(root_len),
+            fill: Fill::Empty(slot),
+            min: 0,
         },
         Part {
             label: "pigsty-bundle-b",
             kind: LINUX_FS,
             guid: guid(5),
             fill: Fill::Empty(disk::BUNDLE_MIB << 20),
+            min: 0,
         },
         Part {
             label: "pigsty-data",
             kind: LINUX_FS,
             guid: guid(6),
             fill: Fill::File(&data_img),
+            min: 0,
         },
     ];
     disk::make_gpt_parts(&dir.join("disk-ab.raw"), &parts, guid(0))?;

@@ -69,6 +69,29 @@ const INIT: &str = "#!/bin/sh
 exec /usr/local/bin/pigsty agent pre-init
 ";
 
+/// On a node booted from an A/B slot: keep a boot on trial once the node is healthy,
+/// or reboot it so that systemd-boot falls back to the other slot (docs/updates.md).
+const BLESS_UNIT: &str =
+    "# Managed by pigsty: keeps an A/B slot booted on trial once this node is healthy
+# (its join done for this slot's bundle, the services it started active), or reboots
+# it when it is not within the trial's bound, so that systemd-boot's boot counter
+# runs out and the other slot boots (docs/updates.md). Nothing to do on a kept slot.
+[Unit]
+Description=pigsty: keep this A/B slot once the node is healthy, else fall back
+ConditionKernelCommandLine=pigsty.slot
+Wants=network-online.target
+After=network-online.target pigsty-firstboot.service
+
+[Service]
+Type=exec
+ExecStart=/usr/local/bin/pigsty agent bless
+StandardOutput=journal+console
+StandardError=journal+console
+
+[Install]
+WantedBy=multi-user.target
+";
+
 /// A systemd generator: the units the agent enabled (recorded under
 /// /var/lib/pigsty/enabled) are wanted by multi-user.target at every boot. A node
 /// booted from a slot has a read-only /etc, where `systemctl enable` would link them.
@@ -325,6 +348,14 @@ pub fn apply_shared(tree: &mut Tree, agent: &[u8], epoch: u64) {
     tree.insert(
         "/usr/lib/systemd/system-generators/pigsty-enabled",
         Entry::file(GENERATOR.as_bytes().to_vec(), 0o755, 0, 0, epoch),
+    );
+    tree.insert(
+        "/usr/lib/systemd/system/pigsty-bless.service",
+        Entry::file(BLESS_UNIT.as_bytes().to_vec(), 0o644, 0, 0, epoch),
+    );
+    tree.insert(
+        "/usr/lib/systemd/system/multi-user.target.wants/pigsty-bless.service",
+        Entry::symlink("../pigsty-bless.service", epoch),
     );
     let wants = "etc/systemd/system";
     // Module services ship disabled: the agent starts them in order.

@@ -1,0 +1,476 @@
+//! `pigsty agent update` on an A/B disk whose partitions are files (the udev links a
+//! node has are symlinks here): the new root and bundle land in the slot that is not
+//! running, verified, and its loader entry appears last, on trial; a failed or cut
+//! update leaves the running slot the only entry. Roots are real ext4 images made
+//! with mke2fs; the kernel is read from them with debugfs, as on a node.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use pigsty::agent::update::{self, Disk, Request, Source};
+use pigsty::bundle;
+use pigsty::image::disk;
+use sha2::{Digest, Sha256};
+
+const SLOT: u64 = 64 << 20;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    disk: Disk,
+    images: PathBuf,
+    uuid_a: uuid::Uuid,
+    cmdline: String,
+    root_a: String,
+}
+
+/// An ext4 root holding `boot/vmlinuz-<v>` and `boot/initrd.img-<v>` with `tag` in
+/// them; returns its path (named by its sha256) and digest.
+fn make_root(dir: &Path, tag: &str, versions: &[&str]) -> (PathBuf, String) {
+    let tree = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tree.path().join("boot")).unwrap();
+    for v in versions {
+        std::fs::write(
+            tree.path().join(format!("boot/vmlinuz-{v}")),
+            format!("kernel {v} {tag}"),
+        )
+        .unwrap();
+        std::fs::write(
+            tree.path().join(format!("boot/initrd.img-{v}")),
+            format!("initrd {v} {tag}"),
+        )
+        .unwrap();
+    }
+    std::fs::write(tree.path().join("etc-tag"), tag).unwrap();
+    let tmp = dir.join(format!("{tag}.tmp"));
+    let ids = disk::DiskIds::from_digest(&hex::encode(Sha256::digest(tag.as_bytes())));
+    disk::make_ext4(tree.path(), &tmp, &ids, 8, 1_700_000_000).unwrap();
+    let sha = hex::encode(Sha256::digest(std::fs::read(&tmp).unwrap()));
+    let path = dir.join(format!("{sha}.ext4"));
+    std::fs::rename(&tmp, &path).unwrap();
+    (path, sha)
+}
+
+fn bundle_tar(tag: &str) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let body = format!("{{\"tag\":\"{tag}\"}}");
+    let mut h = tar::Header::new_gnu();
+    h.set_size(body.len() as u64);
+    h.set_mode(0o600);
+    h.set_cksum();
+    b.append_data(&mut h, "etc/pigsty/node.json", body.as_bytes())
+        .unwrap();
+    b.into_inner().unwrap()
+}
+
+fn part(path: &Path, len: u64) {
+    let f = std::fs::File::create(path).unwrap();
+    f.set_len(len).unwrap();
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let (labels, uuids, esp, images) = (
+        dir.path().join("by-partlabel"),
+        dir.path().join("by-partuuid"),
+        dir.path().join("esp"),
+        dir.path().join("images"),
+    );
+    for d in [&labels, &uuids, &esp.join("loader/entries"), &images] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    // Slot A as build-image writes it: the root, its bundle, its entry.
+    let (root_a, sha_a) = make_root(&images, "one", &["6.1.0-1-amd64"]);
+    part(&labels.join("pigsty-root-a"), SLOT);
+    {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(labels.join("pigsty-root-a"))
+            .unwrap();
+        f.write_all(&std::fs::read(&root_a).unwrap()).unwrap();
+    }
+    part(&labels.join("pigsty-root-b"), SLOT);
+    for s in ["a", "b"] {
+        part(
+            &labels.join(format!("pigsty-bundle-{s}")),
+            disk::BUNDLE_MIB << 20,
+        );
+    }
+    let tar_a = bundle_tar("one");
+    {
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(labels.join("pigsty-bundle-a"))
+            .unwrap();
+        bundle::write(&mut f, disk::BUNDLE_MIB << 20, &tar_a).unwrap();
+    }
+    let (uuid_a, uuid_b) = (uuid::Uuid::from_u128(0xa), uuid::Uuid::from_u128(0xb));
+    for (u, l) in [(uuid_a, "pigsty-root-a"), (uuid_b, "pigsty-root-b")] {
+        std::os::unix::fs::symlink(labels.join(l), uuids.join(u.to_string())).unwrap();
+    }
+    let cmdline = format!(
+        "{} quiet",
+        disk::ab_cmdline(uuid_a, 'a', &bundle::digest(&tar_a), &sha_a)
+    );
+    std::fs::write(
+        esp.join("loader/entries/pigsty-1-a.conf"),
+        disk::ab_entry("pigsty pg-test-1", 'a', 1, &cmdline),
+    )
+    .unwrap();
+    Fixture {
+        disk: Disk {
+            esp,
+            by_label: labels,
+            by_partuuid: uuids,
+        },
+        images,
+        uuid_a,
+        cmdline,
+        root_a: sha_a,
+        _dir: dir,
+    }
+}
+
+fn request(root: Source, bundle: Source) -> Request {
+    Request {
+        root,
+        root_sha256: None,
+        bundle,
+        bundle_sha256: None,
+        tries: 3,
+        trial_secs: 600,
+    }
+}
+
+fn client() -> pigsty::http::Client {
+    pigsty::http::client(
+        std::time::Duration::from_secs(5),
+        std::time::Duration::from_secs(30),
+    )
+    .unwrap()
+}
+
+fn entry_names(esp: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(esp.join("loader/entries"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// The first `len` bytes of a partition, hashed.
+fn head_sha(path: &Path, len: u64) -> String {
+    let mut buf = Vec::new();
+    std::fs::File::open(path)
+        .unwrap()
+        .take(len)
+        .read_to_end(&mut buf)
+        .unwrap();
+    hex::encode(Sha256::digest(&buf))
+}
+
+#[test]
+fn an_update_writes_the_other_slot_and_puts_it_on_trial() {
+    let fx = fixture();
+    let (root_b, sha_b) = make_root(&fx.images, "two", &["6.1.0-1-amd64", "6.1.0-10-amd64"]);
+    let tar_b = bundle_tar("two");
+    let bundle_file = fx.images.join("bundle.tar");
+    std::fs::write(&bundle_file, &tar_b).unwrap();
+
+    let done = update::update(
+        &fx.disk,
+        &fx.cmdline,
+        &request(
+            Source::File(root_b.clone()),
+            Source::File(bundle_file.clone()),
+        ),
+        &client(),
+    )
+    .unwrap();
+    assert_eq!((done.slot, done.generation), ('b', 2));
+    assert_eq!(done.entry, "pigsty-2-b+3.conf");
+    assert_eq!(done.root, sha_b);
+    assert_eq!(done.bundle, bundle::digest(&tar_b));
+    // The slot holds the root's bytes, the bundle reads back under its digest.
+    let len = std::fs::metadata(&root_b).unwrap().len();
+    assert_eq!(done.root_bytes, len);
+    assert_eq!(
+        head_sha(&fx.disk.root_part('b'), len),
+        sha_b,
+        "root B's bytes"
+    );
+    assert_eq!(update::ext4_len(&fx.disk.root_part('b')).unwrap(), len);
+    pigsty::agent::preinit::read_partition(&fx.disk.bundle_part('b'), &done.bundle).unwrap();
+    // The newest kernel of the new root, and an entry that names all of it.
+    let esp = &fx.disk.esp;
+    assert_eq!(
+        std::fs::read_to_string(esp.join("pigsty/b/vmlinuz")).unwrap(),
+        "kernel 6.1.0-10-amd64 two"
+    );
+    assert_eq!(
+        std::fs::read_to_string(esp.join("pigsty/b/initrd.img")).unwrap(),
+        "initrd 6.1.0-10-amd64 two"
+    );
+    assert_eq!(entry_names(esp), ["pigsty-1-a.conf", "pigsty-2-b+3.conf"]);
+    let entries = update::entries(esp).unwrap();
+    let b = &entries[0];
+    assert_eq!((b.slot, b.tries_left), ('b', Some(3)));
+    assert_eq!(b.bundle(), Some(done.bundle.as_str()));
+    assert_eq!(b.root(), Some(sha_b.as_str()));
+    assert!(
+        b.options
+            .contains(&format!("root=PARTUUID={}", uuid::Uuid::from_u128(0xb))),
+        "{}",
+        b.options
+    );
+    assert!(b.options.contains("pigsty.trial=600"), "{}", b.options);
+    // The running entry's own options (quiet) carry over; its slot's do not.
+    assert!(b.options.contains(" quiet"), "{}", b.options);
+    assert!(!b.options.contains("pigsty.slot=a"), "{}", b.options);
+
+    // What the node reports: A runs, kept; B is on trial.
+    let boot = bundle::Boot::from_cmdline(&fx.cmdline).unwrap().unwrap();
+    let slots = update::slots(esp, &boot).unwrap();
+    let running = slots.running.unwrap();
+    assert_eq!(
+        (running.slot.as_str(), running.state.as_str()),
+        ("a", "blessed")
+    );
+    assert_eq!(running.root, fx.root_a);
+    let fallback = slots.fallback.unwrap();
+    assert_eq!(fallback.state, "trial (3 tries left)");
+
+    // Booted into B (systemd-boot counted one try) and healthy: kept.
+    std::fs::rename(
+        esp.join("loader/entries/pigsty-2-b+3.conf"),
+        esp.join("loader/entries/pigsty-2-b+2-1.conf"),
+    )
+    .unwrap();
+    let cmd_b = format!(
+        "{} quiet",
+        disk::ab_cmdline(uuid::Uuid::from_u128(0xb), 'b', &done.bundle, &sha_b)
+    );
+    let boot_b = bundle::Boot::from_cmdline(&cmd_b).unwrap().unwrap();
+    let trial = update::trial_entry(esp, &boot_b).unwrap().unwrap();
+    assert_eq!((trial.tries_left, trial.tries_done), (Some(2), Some(1)));
+    assert_eq!(update::bless_entry(esp, &trial).unwrap(), "pigsty-2-b.conf");
+    assert_eq!(update::trial_entry(esp, &boot_b).unwrap(), None);
+    assert_eq!(entry_names(esp), ["pigsty-1-a.conf", "pigsty-2-b.conf"]);
+    let _ = fx.uuid_a;
+}
+
+#[test]
+fn the_same_root_is_copied_from_the_running_slot_not_fetched() {
+    let fx = fixture();
+    let tar = bundle_tar("config change");
+    let bundle_file = fx.images.join("bundle.tar");
+    std::fs::write(&bundle_file, &tar).unwrap();
+    // The source names the running root but does not exist: it must not be read.
+    let gone = fx.images.join(format!("gone/{}.ext4", fx.root_a));
+    let done = update::update(
+        &fx.disk,
+        &fx.cmdline,
+        &request(Source::File(gone), Source::File(bundle_file)),
+        &client(),
+    )
+    .unwrap();
+    assert_eq!(done.root_from, "copied from slot a");
+    let len = update::ext4_len(&fx.disk.root_part('a')).unwrap();
+    assert_eq!(head_sha(&fx.disk.root_part('b'), len), fx.root_a);
+    assert_eq!(
+        std::fs::read_to_string(fx.disk.esp.join("pigsty/b/vmlinuz")).unwrap(),
+        "kernel 6.1.0-1-amd64 one"
+    );
+}
+
+/// A root served over HTTP (a one-request server on loopback).
+#[test]
+fn a_root_and_bundle_are_fetched_over_http() {
+    let fx = fixture();
+    let (root_b, sha_b) = make_root(&fx.images, "three", &["6.1.0-2-amd64"]);
+    let tar = bundle_tar("three");
+    let files = [
+        (
+            format!("/roots/{sha_b}.ext4"),
+            std::fs::read(&root_b).unwrap(),
+        ),
+        ("/pg-test-1/bundle.tar".to_string(), tar.clone()),
+    ];
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        for _ in 0..2 {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut req = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = s.read(&mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                req.extend_from_slice(&buf[..n]);
+            }
+            let line = String::from_utf8_lossy(&req).into_owned();
+            let path = line
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or_default()
+                .to_string();
+            let body = files.iter().find(|(p, _)| *p == path).map(|(_, b)| b);
+            match body {
+                Some(b) => {
+                    write!(
+                        s,
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        b.len()
+                    )
+                    .unwrap();
+                    s.write_all(b).unwrap();
+                }
+                None => write!(s, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n").unwrap(),
+            }
+        }
+    });
+    let done = update::update(
+        &fx.disk,
+        &fx.cmdline,
+        &Request {
+            bundle_sha256: Some(bundle::digest(&tar)),
+            ..request(
+                Source::parse(&format!("http://{addr}/roots/{sha_b}.ext4")),
+                Source::parse(&format!("http://{addr}/pg-test-1/bundle.tar")),
+            )
+        },
+        &client(),
+    )
+    .unwrap();
+    server.join().unwrap();
+    assert_eq!(done.root, sha_b);
+    assert!(
+        done.root_from.starts_with("http://127.0.0.1:"),
+        "{}",
+        done.root_from
+    );
+    let len = std::fs::metadata(&root_b).unwrap().len();
+    assert_eq!(head_sha(&fx.disk.root_part('b'), len), sha_b);
+}
+
+/// A root that is not what its name says, a bundle with the wrong digest, a root
+/// cut short (a download or power cut mid-write): each fails, and slot B has no
+/// entry, so the next boot is slot A's.
+#[test]
+fn a_failed_update_leaves_the_running_slot_the_only_entry() {
+    let fx = fixture();
+    let (root_b, sha_b) = make_root(&fx.images, "four", &["6.1.0-3-amd64"]);
+    let tar = bundle_tar("four");
+    let bundle_file = fx.images.join("bundle.tar");
+    std::fs::write(&bundle_file, &tar).unwrap();
+    // First a good update: slot B gets an entry.
+    update::update(
+        &fx.disk,
+        &fx.cmdline,
+        &request(
+            Source::File(root_b.clone()),
+            Source::File(bundle_file.clone()),
+        ),
+        &client(),
+    )
+    .unwrap();
+    assert_eq!(entry_names(&fx.disk.esp).len(), 2);
+
+    // A root cut short under the name of a whole one.
+    let bytes = std::fs::read(&root_b).unwrap();
+    let cut_dir = fx.images.join("cut");
+    std::fs::create_dir_all(&cut_dir).unwrap();
+    let cut = cut_dir.join(format!("{sha_b}.ext4"));
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let err = update::update(
+        &fx.disk,
+        &fx.cmdline,
+        &request(Source::File(cut), Source::File(bundle_file.clone())),
+        &client(),
+    )
+    .unwrap_err();
+    assert!(
+        format!("{err:#}").contains(&format!("not {sha_b}")),
+        "{err:#}"
+    );
+    assert_eq!(entry_names(&fx.disk.esp), ["pigsty-1-a.conf"]);
+
+    // A bundle whose digest is not the one asked for.
+    let err = update::update(
+        &fx.disk,
+        &fx.cmdline,
+        &Request {
+            bundle_sha256: Some("00".repeat(32)),
+            ..request(
+                Source::File(root_b.clone()),
+                Source::File(bundle_file.clone()),
+            )
+        },
+        &client(),
+    )
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("not 0000"), "{err:#}");
+    assert_eq!(entry_names(&fx.disk.esp), ["pigsty-1-a.conf"]);
+
+    // A root with no digest to check it by is refused before anything changes.
+    let unnamed = fx.images.join("root.ext4");
+    std::fs::copy(&root_b, &unnamed).unwrap();
+    let err = update::update(
+        &fx.disk,
+        &fx.cmdline,
+        &request(Source::File(unnamed), Source::File(bundle_file.clone())),
+        &client(),
+    )
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("--root-sha256"), "{err:#}");
+
+    // A root too big for the slot.
+    let big = fx.images.join("big.ext4");
+    let f = std::fs::File::create(&big).unwrap();
+    f.set_len(SLOT + 4096).unwrap();
+    let err = update::update(
+        &fx.disk,
+        &fx.cmdline,
+        &Request {
+            root_sha256: Some("11".repeat(32)),
+            ..request(Source::File(big), Source::File(bundle_file.clone()))
+        },
+        &client(),
+    )
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("holds"), "{err:#}");
+    assert_eq!(entry_names(&fx.disk.esp), ["pigsty-1-a.conf"]);
+
+    // And a second update after all that succeeds, one generation on.
+    let done = update::update(
+        &fx.disk,
+        &fx.cmdline,
+        &request(Source::File(root_b), Source::File(bundle_file)),
+        &client(),
+    )
+    .unwrap();
+    assert_eq!(done.generation, 2);
+    assert_eq!(
+        entry_names(&fx.disk.esp),
+        ["pigsty-1-a.conf", "pigsty-2-b+3.conf"]
+    );
+}
+
+#[test]
+fn a_single_root_node_is_told_to_reimage() {
+    let fx = fixture();
+    let err = update::update(
+        &fx.disk,
+        "root=UUID=x ro quiet",
+        &request(
+            Source::File("/nonexistent".into()),
+            Source::File("/x".into()),
+        ),
+        &client(),
+    )
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("reimage"), "{err:#}");
+}
