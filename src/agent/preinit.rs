@@ -90,6 +90,15 @@ fn setup() -> anyhow::Result<()> {
     let data = wait_for(Path::new(DATA_PARTITION), Duration::from_secs(30))?;
     rustix::mount::mount(&data, &data_dir, "ext4", MountFlags::NOATIME, None)
         .with_context(|| format!("mounting {} on {}", data.display(), data_dir.display()))?;
+    // Into the rest of the disk, when there is more of it (first boot on a larger
+    // drive). A failure leaves the partition as it was: the node still boots.
+    match grow_data(&data) {
+        Ok(Some(said)) => console(&format!("pigsty pre-init: {said}")),
+        Ok(None) => {}
+        Err(e) => console(&format!(
+            "pigsty pre-init: growing the data partition: {e:#} (left as it is)"
+        )),
+    }
 
     // 3. The node's root: the bundle over the shared root, read-only.
     let lower = format!("lowerdir={}:/", bundle_dir.display());
@@ -123,6 +132,47 @@ fn setup() -> anyhow::Result<()> {
     rustix::process::chdir("/").context("chdir /")?;
     rustix::mount::unmount("/mnt", UnmountFlags::DETACH).context("detaching the old root")?;
     Ok(())
+}
+
+/// Grow the data partition `part` (mounted) to the end of its disk: the GPT
+/// rewritten for the disk's size, the kernel told (`partx`), the ext4 grown online
+/// (`resize2fs`). Says what it did, or None when the partition fills the disk.
+fn grow_data(part: &Path) -> anyhow::Result<Option<String>> {
+    let name = part
+        .file_name()
+        .context("the data partition's name")?
+        .to_string_lossy()
+        .into_owned();
+    let sys = Path::new("/sys/class/block").join(&name);
+    let number: u32 = std::fs::read_to_string(sys.join("partition"))
+        .with_context(|| format!("{} is not a partition", part.display()))?
+        .trim()
+        .parse()?;
+    let parent = std::fs::canonicalize(&sys)?
+        .parent()
+        .and_then(|p| p.file_name())
+        .context("the data partition's disk")?
+        .to_string_lossy()
+        .into_owned();
+    let disk = Path::new("/dev").join(&parent);
+    let Some((n, old, new)) = crate::image::disk::grow_last_partition(&disk)? else {
+        return Ok(None);
+    };
+    if n != number {
+        bail!("partition {n}, not the data partition ({number}), is the last of {parent}");
+    }
+    crate::sys::run(
+        std::process::Command::new("/usr/bin/partx")
+            .args(["-u", "--nr", &n.to_string()])
+            .arg(&disk),
+    )?;
+    crate::sys::run(std::process::Command::new("/usr/sbin/resize2fs").arg(part))?;
+    Ok(Some(format!(
+        "data partition {} grown from {} MiB to {} MiB",
+        part.display(),
+        old / 2048,
+        new / 2048
+    )))
 }
 
 /// The state paths a bundle lists: absolute, one per line, no `..`.

@@ -439,6 +439,78 @@ pub fn make_ab_esp(
     fat_volume(AB_ESP_MIB, volume_id, &files)
 }
 
+/// Grow the last partition of the GPT disk `dev` (a block device, or a file standing
+/// for one) into the space after it, as far as the disk's end less its backup table,
+/// in whole MiB: the data partition of an A/B disk on a larger drive (or a larger
+/// qcow2 over the image). The headers are written anew for the device's size, the
+/// partitions as they were. Returns the partition's number and its old and new size
+/// in sectors, or None when there is under 1 MiB to gain.
+pub fn grow_last_partition(dev: &Path) -> anyhow::Result<Option<(u32, u64, u64)>> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dev)
+        .with_context(|| format!("opening {}", dev.display()))?;
+    let sectors = {
+        let mut f = &file;
+        f.seek(SeekFrom::End(0))? / SECTOR
+    };
+    let old = gpt::GptConfig::new()
+        .writable(false)
+        .logical_block_size(gpt::disk::LogicalBlockSize::Lb512)
+        .open_from_device(file.try_clone()?)
+        .with_context(|| format!("reading the GPT of {}", dev.display()))?;
+    let parts = old.partitions().clone();
+    let guid = *old.guid();
+    drop(old);
+    let Some((&last_id, last)) = parts.iter().max_by_key(|(_, p)| p.first_lba) else {
+        return Ok(None);
+    };
+    let align = MIB / SECTOR;
+    // The backup table (32 sectors of entries) and header end the disk.
+    let last_usable = sectors.saturating_sub(34);
+    let old_len = last.last_lba + 1 - last.first_lba;
+    let new_len = (last_usable + 1 - last.first_lba) / align * align;
+    if new_len < old_len + align {
+        return Ok(None);
+    }
+    let mbr = gpt::mbr::ProtectiveMBR::with_lb_size(u32::try_from(sectors - 1).unwrap_or(u32::MAX));
+    let mut f = file.try_clone()?;
+    mbr.overwrite_lba0(&mut f)
+        .context("writing the protective MBR")?;
+    let mut disk = gpt::GptConfig::new()
+        .writable(true)
+        .logical_block_size(gpt::disk::LogicalBlockSize::Lb512)
+        .create_from_device(file, Some(guid))
+        .context("new GPT headers")?;
+    for (&id, p) in &parts {
+        let len = if id == last_id {
+            new_len
+        } else {
+            p.last_lba + 1 - p.first_lba
+        };
+        disk.add_partition_at(
+            &p.name,
+            id,
+            p.first_lba,
+            len,
+            p.part_type_guid.clone(),
+            p.flags,
+        )
+        .with_context(|| format!("partition {id}"))?;
+    }
+    let mut table = disk.take_partitions();
+    for (id, p) in &parts {
+        if let Some(e) = table.get_mut(id) {
+            e.part_guid = p.part_guid;
+        }
+    }
+    disk.update_partitions(table)?;
+    let file = disk.write().context("writing the GPT")?;
+    file.sync_all()?;
+    Ok(Some((last_id, old_len, new_len)))
+}
+
 /// The size of a root slot for a root of `len` bytes: half as much again, rounded
 /// up to 64 MiB, so that a later root with more packages still fits the slot.
 pub fn root_slot_bytes(len: u64) -> u64 {
@@ -510,4 +582,61 @@ pub fn make_data_fs(out: &Path, uuid: uuid::Uuid, mib: u64, epoch: u64) -> anyho
             .arg(format!("{mib}M")),
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_partition_grows_into_a_larger_disk_and_keeps_its_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("disk.raw");
+        let (a, b) = (vec![1u8; 3 * MIB as usize], vec![2u8; 2 * MIB as usize]);
+        let parts = [
+            Part {
+                label: "ESP",
+                kind: gpt::partition_types::EFI,
+                guid: uuid::Uuid::from_u128(1),
+                fill: Fill::Bytes(&a),
+                min: 0,
+            },
+            Part {
+                label: "pigsty-data",
+                kind: gpt::partition_types::LINUX_FS,
+                guid: uuid::Uuid::from_u128(2),
+                fill: Fill::Bytes(&b),
+                min: 0,
+            },
+        ];
+        let offsets = make_gpt_parts(&out, &parts, uuid::Uuid::from_u128(9)).unwrap();
+        let f = std::fs::OpenOptions::new().write(true).open(&out).unwrap();
+        f.set_len(f.metadata().unwrap().len() + 10 * MIB).unwrap();
+        drop(f);
+        let (id, old, new) = grow_last_partition(&out).unwrap().unwrap();
+        assert_eq!((id, old), (2, 2 * MIB / SECTOR));
+        // The disk's 2 MiB tail and the 10 MiB added, less the backup table.
+        assert_eq!(new, 13 * MIB / SECTOR);
+        // Read back: both headers valid, names and GUIDs kept, the bytes in place.
+        let disk = gpt::GptConfig::new()
+            .only_valid_headers(true)
+            .logical_block_size(gpt::disk::LogicalBlockSize::Lb512)
+            .open(&out)
+            .unwrap();
+        assert_eq!(*disk.guid(), uuid::Uuid::from_u128(9));
+        let p = &disk.partitions()[&2];
+        assert_eq!(p.name, "pigsty-data");
+        assert_eq!(p.part_guid, uuid::Uuid::from_u128(2));
+        assert_eq!(p.last_lba + 1 - p.first_lba, new);
+        assert_eq!(disk.partitions()[&1].part_guid, uuid::Uuid::from_u128(1));
+        let bytes = std::fs::read(&out).unwrap();
+        let at = offsets[1] as usize;
+        assert!(bytes[at..at + b.len()].iter().all(|&x| x == 2));
+        assert!(
+            bytes[offsets[0] as usize..][..a.len()]
+                .iter()
+                .all(|&x| x == 1)
+        );
+        assert_eq!(grow_last_partition(&out).unwrap(), None);
+    }
 }
