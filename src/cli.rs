@@ -300,9 +300,10 @@ pub enum AgentCommand {
 pub struct UpdateArgs {
     /// The shared root: an http(s) URL or a file, named `<sha256>.ext4` as
     /// `build-image --format bundle` writes it under `_roots/` (else give
-    /// --root-sha256). Not fetched when the running slot holds the same root.
+    /// --root-sha256). Not fetched when the running slot holds the same root;
+    /// omitted, the running slot's root (a change of the node's files only).
     #[arg(long, value_name = "URL|FILE")]
-    pub root: String,
+    pub root: Option<String>,
 
     /// The root's sha256, when its name does not say it.
     #[arg(long, value_name = "HEX")]

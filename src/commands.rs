@@ -903,7 +903,7 @@ fn agent_status(args: &crate::cli::AgentStatusArgs, out: &mut dyn Write) -> Resu
 fn agent_update(args: &crate::cli::UpdateArgs, out: &mut dyn Write) -> Result<(), Error> {
     use crate::agent::update;
     let req = update::Request {
-        root: update::Source::parse(&args.root),
+        root: args.root.as_deref().map(update::Source::parse),
         root_sha256: args.root_sha256.clone(),
         bundle: update::Source::parse(&args.bundle),
         bundle_sha256: args.bundle_sha256.clone(),

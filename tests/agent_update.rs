@@ -133,7 +133,7 @@ fn fixture() -> Fixture {
 
 fn request(root: Source, bundle: Source) -> Request {
     Request {
-        root,
+        root: Some(root),
         root_sha256: None,
         bundle,
         bundle_sha256: None,
@@ -271,11 +271,40 @@ fn the_same_root_is_copied_from_the_running_slot_not_fetched() {
     let done = update::update(
         &fx.disk,
         &fx.cmdline,
-        &request(Source::File(gone), Source::File(bundle_file)),
+        &request(Source::File(gone), Source::File(bundle_file.clone())),
         &client(),
     )
     .unwrap();
     assert_eq!(done.root_from, "copied from slot a");
+    // No root at all: the running slot's, too.
+    let again = update::update(
+        &fx.disk,
+        &fx.cmdline,
+        &Request {
+            root: None,
+            ..request(Source::File("/x".into()), Source::File(bundle_file.clone()))
+        },
+        &client(),
+    )
+    .unwrap();
+    // Generations only grow: the replaced entry of slot B was generation 2.
+    assert_eq!(
+        (again.root.as_str(), again.generation),
+        (fx.root_a.as_str(), 3)
+    );
+    // A digest other than the running root's needs a root to fetch.
+    let err = update::update(
+        &fx.disk,
+        &fx.cmdline,
+        &Request {
+            root: None,
+            root_sha256: Some("22".repeat(32)),
+            ..request(Source::File("/x".into()), Source::File(bundle_file.clone()))
+        },
+        &client(),
+    )
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("give --root"), "{err:#}");
     let len = update::ext4_len(&fx.disk.root_part('a')).unwrap();
     assert_eq!(head_sha(&fx.disk.root_part('b'), len), fx.root_a);
     assert_eq!(

@@ -258,7 +258,7 @@ impl Source {
             Source::File(p) => {
                 let f =
                     std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?;
-                let len = f.metadata().ok().map(|m| m.len());
+                let len = f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
                 Ok((Box::new(f), len))
             }
             Source::Http(url) => {
@@ -284,7 +284,8 @@ impl Source {
 /// What `agent update` is asked to do.
 #[derive(Debug, Clone)]
 pub struct Request {
-    pub root: Source,
+    /// None: the running slot's root (a change of node files only).
+    pub root: Option<Source>,
     /// The root's sha256; else its file name must be `<sha256>.ext4`.
     pub root_sha256: Option<String>,
     pub bundle: Source,
@@ -309,21 +310,28 @@ pub struct Outcome {
     pub root_bytes: u64,
 }
 
-/// The root's sha256, from the request or from its content-addressed name.
-fn wanted_root(req: &Request) -> anyhow::Result<String> {
+/// The root's sha256: from the request, from its content-addressed name, or (no
+/// root given) the running slot's.
+fn wanted_root(req: &Request, boot: &Boot) -> anyhow::Result<String> {
     if let Some(hex) = &req.root_sha256 {
         if !bundle::is_sha256(hex) {
             bail!("--root-sha256 {hex}: expected 64 hex digits");
         }
         return Ok(hex.to_ascii_lowercase());
     }
-    let name = req.root.file_name();
+    let Some(root) = &req.root else {
+        return boot.root.clone().context(
+            "no --root given, and this boot's entry names no root digest (pigsty.root=): \
+             give the root to write",
+        );
+    };
+    let name = root.file_name();
     match name.strip_suffix(".ext4") {
         Some(hex) if bundle::is_sha256(hex) => Ok(hex.to_ascii_lowercase()),
         _ => bail!(
             "the root {} is not named <sha256>.ext4 (as build-image --format bundle names \
              roots): give its digest with --root-sha256",
-            req.root.describe()
+            root.describe()
         ),
     }
 }
@@ -347,7 +355,14 @@ pub fn update(
         bail!("--tries 0: the new slot needs at least one boot");
     }
     let target = boot.other();
-    let want_root = wanted_root(req)?;
+    let want_root = wanted_root(req, &boot)?;
+    let same_root = boot.root.as_deref() == Some(want_root.as_str());
+    if !same_root && req.root.is_none() {
+        bail!(
+            "the root sha256:{want_root} is not the running slot's ({}): give --root to fetch it",
+            boot.root.as_deref().unwrap_or("unnamed")
+        );
+    }
     let all = entries(&disk.esp)?;
     let running = all
         .iter()
@@ -365,7 +380,6 @@ pub fn update(
     // 2. The root: copied from the running slot when it is the same root (a change
     //    of node files only), else fetched.
     let root_dev = disk.root_part(target);
-    let same_root = boot.root.as_deref() == Some(want_root.as_str());
     let (root_from, root_bytes) = if same_root {
         let src = disk.root_part(boot.slot);
         let len = ext4_len(&src)?;
@@ -374,10 +388,11 @@ pub fn update(
             .context("copying the running slot's root")?;
         (format!("copied from slot {}", boot.slot), n)
     } else {
-        let (r, len) = req.root.open(http)?;
+        let src = req.root.as_ref().context("no root to fetch")?;
+        let (r, len) = src.open(http)?;
         let n = write_verified(r, len, &root_dev, &want_root)
-            .with_context(|| format!("writing the root from {}", req.root.describe()))?;
-        (req.root.describe(), n)
+            .with_context(|| format!("writing the root from {}", src.describe()))?;
+        (src.describe(), n)
     };
 
     // 3. The bundle, into the slot's bundle partition, read back under its digest.
