@@ -84,6 +84,52 @@ pub enum LabCommand {
     Wait(LabWaitArgs),
     /// Print a node's journal (kept on the host, also after the VM is gone).
     Logs(LabLogsArgs),
+    /// Run a command on a node as its admin user, over SSH with the lab's operator
+    /// key (which `lab up` adds to every node's node_admin_pk_list).
+    Ssh(LabSshArgs),
+    /// Give an A/B node (`lab up --ab`) its new image from the inventory given: its
+    /// bundle (and root, when its packages changed) built and copied to it, `pigsty
+    /// agent update --reboot` run there, then a wait until it reports the new slot
+    /// kept.
+    Update(LabUpdateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LabSshArgs {
+    #[command(flatten)]
+    pub dir: LabDir,
+
+    /// The node (nodename).
+    pub node: String,
+
+    /// The command, run by the admin user's shell.
+    #[arg(trailing_var_arg = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LabUpdateArgs {
+    #[command(flatten)]
+    pub dir: LabDir,
+
+    /// The node (nodename).
+    pub node: String,
+
+    /// Boots the new slot gets before the node falls back.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub tries: u32,
+
+    /// How long each boot of the new slot may take to become healthy.
+    #[arg(long, value_name = "SECS", default_value_t = 900)]
+    pub trial_timeout: u64,
+
+    /// Give up waiting for the node to keep its new slot after SECS.
+    #[arg(long, value_name = "SECS", default_value_t = 1500)]
+    pub timeout: u64,
+
+    /// Write the slot but do not reboot into it (nor wait).
+    #[arg(long)]
+    pub no_reboot: bool,
 }
 
 #[derive(Debug, Args)]

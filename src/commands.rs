@@ -323,6 +323,64 @@ fn lab(
                 .context("writing to stdout")?;
             Ok(())
         }
+        C::Ssh(args) => {
+            let lab = Lab::open(&lab_dir(&args.dir))?;
+            let out_ = crate::lab::net::within(&lab.state.netns, || {
+                lab.ssh(&args.node, &args.command.join(" "), None)
+            })?;
+            out.write_all(&out_.stdout).context("writing to stdout")?;
+            std::io::stderr().write_all(&out_.stderr).ok();
+            if !out_.status.success() {
+                return Err(Error::Runtime(anyhow::anyhow!(
+                    "{}: the command exited with {}",
+                    args.node,
+                    out_.status
+                )));
+            }
+            Ok(())
+        }
+        C::Update(args) => {
+            let dir = lab_dir(&args.dir);
+            let lab = Lab::open(&dir)?;
+            if !lab.state.ab {
+                return Err(Error::Usage(format!(
+                    "the lab in {} boots single-root disks: an update needs A/B disks (lab up --ab)",
+                    dir.display()
+                )));
+            }
+            let loaded = load(source)?;
+            let pki_dir = pki.map_or_else(|| dir.join("pki"), std::path::Path::to_path_buf);
+            let fleet = certified(&loaded.fleet, &pki_dir, true)?;
+            let key = crate::lab::update::ensure_ssh_key(&dir)?;
+            let fleet = crate::lab::update::with_operator_key(&fleet, &key);
+            let opts = crate::lab::update::UpdateOptions {
+                tries: args.tries,
+                trial_timeout: args.trial_timeout,
+                reboot: !args.no_reboot,
+            };
+            let done = crate::lab::net::within(&lab.state.netns, || {
+                lab.update(&fleet, &args.node, &opts)
+            })?;
+            writeln!(out, "{}: {}", args.node, done.said).context("writing to stdout")?;
+            if opts.reboot {
+                let took = crate::lab::net::within(&lab.state.netns, || {
+                    lab.wait_slot_kept(
+                        &args.node,
+                        &done.bundle,
+                        std::time::Duration::from_secs(args.timeout),
+                    )
+                })?;
+                writeln!(
+                    out,
+                    "{}: kept its new slot (bundle sha256:{}) {:.0} s after the update",
+                    args.node,
+                    done.bundle,
+                    took.as_secs_f64()
+                )
+                .context("writing to stdout")?;
+            }
+            Ok(())
+        }
         C::Logs(args) => {
             let lab = Lab::open(&lab_dir(&args.dir))?;
             let text = crate::lab::logs(&lab, &args.node, args.unit.as_deref())?;
@@ -958,8 +1016,9 @@ fn agent_bless(args: &crate::cli::BlessArgs, out: &mut dyn Write) -> Result<(), 
         update::trial_entry(esp, &boot)?
     };
     let Some(entry) = trial else {
+        // Nothing to record either: the join puts the slots in its state when it
+        // starts, and writing the state file here would race it.
         writeln!(out, "slot {}: kept already (not on trial)", boot.slot).context("writing")?;
-        record(&boot, &services);
         return Ok(());
     };
     let limit = update::trial_secs(&cmdline).unwrap_or(args.timeout);

@@ -151,6 +151,9 @@ _pigsty() {
             pigsty__subcmd__help__subcmd__lab,reimage)
                 cmd="pigsty__subcmd__help__subcmd__lab__subcmd__reimage"
                 ;;
+            pigsty__subcmd__help__subcmd__lab,ssh)
+                cmd="pigsty__subcmd__help__subcmd__lab__subcmd__ssh"
+                ;;
             pigsty__subcmd__help__subcmd__lab,start)
                 cmd="pigsty__subcmd__help__subcmd__lab__subcmd__start"
                 ;;
@@ -159,6 +162,9 @@ _pigsty() {
                 ;;
             pigsty__subcmd__help__subcmd__lab,up)
                 cmd="pigsty__subcmd__help__subcmd__lab__subcmd__up"
+                ;;
+            pigsty__subcmd__help__subcmd__lab,update)
+                cmd="pigsty__subcmd__help__subcmd__lab__subcmd__update"
                 ;;
             pigsty__subcmd__help__subcmd__lab,wait)
                 cmd="pigsty__subcmd__help__subcmd__lab__subcmd__wait"
@@ -208,6 +214,9 @@ _pigsty() {
             pigsty__subcmd__lab,reimage)
                 cmd="pigsty__subcmd__lab__subcmd__reimage"
                 ;;
+            pigsty__subcmd__lab,ssh)
+                cmd="pigsty__subcmd__lab__subcmd__ssh"
+                ;;
             pigsty__subcmd__lab,start)
                 cmd="pigsty__subcmd__lab__subcmd__start"
                 ;;
@@ -216,6 +225,9 @@ _pigsty() {
                 ;;
             pigsty__subcmd__lab,up)
                 cmd="pigsty__subcmd__lab__subcmd__up"
+                ;;
+            pigsty__subcmd__lab,update)
+                cmd="pigsty__subcmd__lab__subcmd__update"
                 ;;
             pigsty__subcmd__lab,wait)
                 cmd="pigsty__subcmd__lab__subcmd__wait"
@@ -235,6 +247,9 @@ _pigsty() {
             pigsty__subcmd__lab__subcmd__help,reimage)
                 cmd="pigsty__subcmd__lab__subcmd__help__subcmd__reimage"
                 ;;
+            pigsty__subcmd__lab__subcmd__help,ssh)
+                cmd="pigsty__subcmd__lab__subcmd__help__subcmd__ssh"
+                ;;
             pigsty__subcmd__lab__subcmd__help,start)
                 cmd="pigsty__subcmd__lab__subcmd__help__subcmd__start"
                 ;;
@@ -243,6 +258,9 @@ _pigsty() {
                 ;;
             pigsty__subcmd__lab__subcmd__help,up)
                 cmd="pigsty__subcmd__lab__subcmd__help__subcmd__up"
+                ;;
+            pigsty__subcmd__lab__subcmd__help,update)
+                cmd="pigsty__subcmd__lab__subcmd__help__subcmd__update"
                 ;;
             pigsty__subcmd__lab__subcmd__help,wait)
                 cmd="pigsty__subcmd__lab__subcmd__help__subcmd__wait"
@@ -882,7 +900,7 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__help__subcmd__lab)
-            opts="up status down reimage kill start wait logs"
+            opts="up status down reimage kill start wait logs ssh update"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -951,6 +969,20 @@ _pigsty() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        pigsty__subcmd__help__subcmd__lab__subcmd__ssh)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         pigsty__subcmd__help__subcmd__lab__subcmd__start)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -980,6 +1012,20 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__help__subcmd__lab__subcmd__up)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pigsty__subcmd__help__subcmd__lab__subcmd__update)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1266,7 +1312,7 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__lab)
-            opts="-i -v -h -V --inventory --pki --verbose --help --version up status down reimage kill start wait logs help"
+            opts="-i -v -h -V --inventory --pki --verbose --help --version up status down reimage kill start wait logs ssh update help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1322,7 +1368,7 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__lab__subcmd__help)
-            opts="up status down reimage kill start wait logs help"
+            opts="up status down reimage kill start wait logs ssh update help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1405,6 +1451,20 @@ _pigsty() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        pigsty__subcmd__lab__subcmd__help__subcmd__ssh)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         pigsty__subcmd__lab__subcmd__help__subcmd__start)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -1434,6 +1494,20 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__lab__subcmd__help__subcmd__up)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pigsty__subcmd__lab__subcmd__help__subcmd__update)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1522,6 +1596,36 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__lab__subcmd__reimage)
+            opts="-i -v -h -V --dir --inventory --pki --verbose --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --inventory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pki)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pigsty__subcmd__lab__subcmd__ssh)
             opts="-i -v -h -V --dir --inventory --pki --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1643,6 +1747,48 @@ _pigsty() {
                     return 0
                     ;;
                 --uefi)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --inventory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pki)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pigsty__subcmd__lab__subcmd__update)
+            opts="-i -v -h -V --dir --tries --trial-timeout --timeout --no-reboot --inventory --pki --verbose --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tries)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --trial-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

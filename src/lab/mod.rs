@@ -18,6 +18,7 @@ mod images;
 pub mod logs;
 pub mod net;
 mod status;
+pub mod update;
 pub mod vm;
 mod wait;
 
@@ -82,6 +83,15 @@ pub struct LabState {
     /// when the lab's fleet runs without a CA. lab.json is 0600.
     #[serde(default)]
     pub etcd_access: Option<crate::agent::etcd::AccessFiles>,
+    /// What the images were built with, so that `lab update` builds a node's new
+    /// bundle over the same shared root.
+    #[serde(default)]
+    pub cache: Option<PathBuf>,
+    #[serde(default)]
+    pub extra_trees: Vec<PathBuf>,
+    /// The nodes boot from A/B disks (`lab up --ab`).
+    #[serde(default)]
+    pub ab: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -102,6 +112,9 @@ pub struct LabNode {
     /// Boots through OVMF and the disk's systemd-boot (`lab up --uefi`).
     #[serde(default)]
     pub uefi: bool,
+    /// The admin user the lab logs in as (`lab ssh`), when the node has one.
+    #[serde(default)]
+    pub admin: Option<String>,
 }
 
 /// Where `lab status` reads haproxy's view of a cluster.
@@ -295,9 +308,11 @@ pub fn up(fleet: &Fleet, opts: &UpOptions) -> anyhow::Result<(Lab, Duration)> {
     for tool in ["qemu-system-x86_64", "qemu-img", "ip"] {
         crate::sys::require(tool)?;
     }
-    if !opts.uefi.is_empty() {
+    if !opts.uefi.is_empty() || opts.ab {
         vm::require_ovmf()?;
     }
+    // The lab's operator key, among every admin user's keys (`lab ssh`).
+    let fleet = &update::with_operator_key(fleet, &update::ensure_ssh_key(&opts.dir)?);
     images::check_minio_binary(fleet, &opts.extra_trees)?;
     std::fs::create_dir_all(&opts.dir)
         .with_context(|| format!("creating {}", opts.dir.display()))?;
@@ -326,11 +341,15 @@ pub fn up(fleet: &Fleet, opts: &UpOptions) -> anyhow::Result<(Lab, Duration)> {
         cpus: opts.cpus,
         timing: timing_of(fleet),
         etcd_access: opts.etcd_access.clone(),
+        cache: Some(opts.cache.clone()),
+        extra_trees: opts.extra_trees.clone(),
+        ab: opts.ab,
+        // A/B nodes boot through systemd-boot: it counts a trial slot's boots.
         nodes: fleet
             .nodes
             .iter()
             .enumerate()
-            .map(|(i, n)| lab_node(i, n, opts.uefi.contains(&n.nodename)))
+            .map(|(i, n)| lab_node(i, n, opts.ab || opts.uefi.contains(&n.nodename)))
             .collect(),
     };
     let mut lab = Lab { dir, state };
@@ -449,6 +468,11 @@ fn lab_node(i: usize, n: &Node, uefi: bool) -> LabNode {
             password: n.node.haproxy_admin_password.clone(),
         }),
         uefi,
+        admin: n
+            .node
+            .node_admin_enabled
+            .0
+            .then(|| n.node.node_admin_username.clone()),
     }
 }
 

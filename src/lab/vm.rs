@@ -145,6 +145,9 @@ pub struct Boot<'a> {
     pub uefi: bool,
 }
 
+/// How much larger than its image a lab node's A/B drive is.
+const AB_DATA_ROOM: u64 = 4 << 30;
+
 /// A fresh copy-on-write disk over the image's raw disk (what a reimage gives).
 pub fn fresh_disk(image_dir: &Path, paths: &VmPaths, key: &str) -> anyhow::Result<()> {
     std::fs::create_dir_all(&paths.dir)
@@ -166,12 +169,20 @@ pub fn fresh_disk(image_dir: &Path, paths: &VmPaths, key: &str) -> anyhow::Resul
                 .with_context(|| format!("moving {} aside", log.display()))?;
         }
     }
-    sys::run(
-        Command::new("qemu-img")
-            .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
-            .arg(&raw)
-            .arg(&disk),
-    )?;
+    let mut create = Command::new("qemu-img");
+    create
+        .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
+        .arg(&raw)
+        .arg(&disk);
+    // An A/B disk is a drive larger than its image, as a real one is: its data
+    // partition grows into the rest at first boot.
+    if raw.file_name().is_some_and(|n| n == "disk-ab.raw") {
+        let len = std::fs::metadata(&raw)
+            .with_context(|| format!("reading {}", raw.display()))?
+            .len();
+        create.arg((len + AB_DATA_ROOM).to_string());
+    }
+    sys::run(&mut create)?;
     std::fs::write(paths.image_key(), key)
         .with_context(|| format!("writing {}", paths.image_key().display()))?;
     Ok(())

@@ -1,0 +1,303 @@
+//! `lab ssh` and `lab update`: reach a lab node as its admin user (the lab's
+//! operator key is in every node's `node_admin_pk_list`), and give an A/B node a
+//! new image the way an operator would: build the node's bundle from the inventory
+//! given, copy it to the node, run `pigsty agent update --reboot` there, and wait
+//! until the node reports the new slot kept (docs/updates.md).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use super::Lab;
+use crate::model::Fleet;
+
+/// The lab's operator key pair, made once per lab directory.
+pub fn ssh_key(dir: &Path) -> PathBuf {
+    dir.join("ssh").join("id_ed25519")
+}
+
+/// Make the operator key when the lab has none; returns its public half.
+pub fn ensure_ssh_key(dir: &Path) -> anyhow::Result<String> {
+    let key = ssh_key(dir);
+    if !key.is_file() {
+        crate::sys::require("ssh-keygen")?;
+        let parent = key.parent().context("the key's directory")?;
+        std::fs::create_dir_all(parent)?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o700))?;
+        crate::sys::run(
+            Command::new("ssh-keygen")
+                .args([
+                    "-q",
+                    "-t",
+                    "ed25519",
+                    "-N",
+                    "",
+                    "-C",
+                    "pigsty-lab-operator",
+                    "-f",
+                ])
+                .arg(&key),
+        )?;
+    }
+    let public = key.with_extension("pub");
+    Ok(std::fs::read_to_string(&public)
+        .with_context(|| format!("reading {}", public.display()))?
+        .trim()
+        .to_string())
+}
+
+/// The fleet with the lab's operator key among every admin user's keys: how the lab
+/// reaches its nodes, as an operator's key in `node_admin_pk_list` reaches Pigsty's.
+pub fn with_operator_key(fleet: &Fleet, public: &str) -> Fleet {
+    let mut fleet = fleet.clone();
+    for n in &mut fleet.nodes {
+        if !n.node.node_admin_pk_list.iter().any(|k| k == public) {
+            n.node.node_admin_pk_list.push(public.to_string());
+        }
+    }
+    fleet
+}
+
+impl Lab {
+    /// Run `command` (a shell line) on a node as its admin user over SSH, from inside
+    /// the lab's namespace, feeding it `stdin`.
+    pub fn ssh(&self, name: &str, command: &str, stdin: Option<Input>) -> anyhow::Result<Output> {
+        let node = self.node(name)?;
+        let Some(user) = &node.admin else {
+            bail!("{name} has no admin user (node_admin_enabled is false): the lab cannot log in");
+        };
+        let key = ssh_key(&self.dir);
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.state.netns, "ssh"])
+            .arg("-i")
+            .arg(&key)
+            .args([
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "ConnectTimeout=10",
+                "-o",
+                "ServerAliveInterval=10",
+                "-o",
+                "ServerAliveCountMax=3",
+                // A lab node is a new machine at every reimage: its host key is too.
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "LogLevel=ERROR",
+            ])
+            .arg(format!("{user}@{}", node.ip))
+            .arg("--")
+            .arg(command)
+            .stdin(match &stdin {
+                None => Stdio::null(),
+                Some(Input::Bytes(_)) => Stdio::piped(),
+                Some(Input::File(p)) => Stdio::from(
+                    std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?,
+                ),
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().context("starting ssh")?;
+        if let Some(Input::Bytes(bytes)) = stdin {
+            let mut pipe = child.stdin.take().context("ssh's stdin")?;
+            pipe.write_all(bytes)
+                .with_context(|| format!("sending {} bytes to {name}", bytes.len()))?;
+        }
+        child.wait_with_output().context("waiting for ssh")
+    }
+
+    /// Build a node's bundle from `fleet` as the lab built its image (same cache,
+    /// extra trees and epoch), into `<lab>/updates/`. Returns the bundle and the
+    /// sha256 of the shared root it goes over.
+    pub fn build_bundle(&self, fleet: &Fleet, name: &str) -> anyhow::Result<(PathBuf, String)> {
+        let node = fleet
+            .nodes
+            .iter()
+            .find(|n| n.nodename == name)
+            .with_context(|| format!("the inventory has no node {name}"))?;
+        let compiled = crate::compile::compile(fleet, node)?;
+        let out = self.dir.join("updates");
+        let _ = std::fs::remove_dir_all(out.join(name));
+        let build = crate::image::BuildOptions {
+            formats: vec![crate::image::Format::Bundle],
+            out: out.clone(),
+            cache: self
+                .state
+                .cache
+                .clone()
+                .unwrap_or_else(crate::image::layer::cache_dir),
+            offline: false,
+            epoch: crate::image::default_epoch(),
+            extra_trees: self.state.extra_trees.clone(),
+        };
+        let manifests = crate::image::build(fleet, &[(node, compiled)], &build)?;
+        let root = manifests
+            .first()
+            .and_then(|m| m.root.as_ref())
+            .context("the bundle build named no shared root")?;
+        Ok((out.join(name).join("bundle.tar"), root.sha256.clone()))
+    }
+
+    /// `lab update`: the node's new bundle (and, when its package set changed, its
+    /// new root) onto the node, `agent update --reboot` there, then (with `wait`)
+    /// until the node reports the new slot kept and its join done.
+    pub fn update(
+        &self,
+        fleet: &Fleet,
+        name: &str,
+        opts: &UpdateOptions,
+    ) -> anyhow::Result<UpdateOutcome> {
+        let (bundle, root_sha) = self.build_bundle(fleet, name)?;
+        let tar =
+            std::fs::read(&bundle).with_context(|| format!("reading {}", bundle.display()))?;
+        let before = self.reported_slots(name)?;
+        let running_root = before
+            .as_ref()
+            .and_then(|s| s.running.as_ref())
+            .map(|r| r.root.clone())
+            .unwrap_or_default();
+        let staged = "/var/lib/pigsty/update/bundle.tar";
+        let put = self.ssh(
+            name,
+            &format!(
+                "sudo install -d -m 0700 /var/lib/pigsty/update && sudo tee {staged} >/dev/null"
+            ),
+            Some(Input::Bytes(&tar)),
+        )?;
+        if !put.status.success() {
+            bail!(
+                "copying the bundle to {name}: {}",
+                String::from_utf8_lossy(&put.stderr).trim()
+            );
+        }
+        let mut command = format!(
+            "sudo pigsty agent update --bundle {staged} --bundle-sha256 {} --tries {} \
+             --trial-timeout {}",
+            crate::bundle::digest(&tar),
+            opts.tries,
+            opts.trial_timeout
+        );
+        let root_file = self
+            .dir
+            .join("updates/_roots")
+            .join(format!("{root_sha}.ext4"));
+        let stdin = if root_sha == running_root {
+            None
+        } else {
+            // A new package set: its root goes through ssh's stdin.
+            command.push_str(&format!(" --root /dev/stdin --root-sha256 {root_sha}"));
+            Some(root_file.as_path())
+        };
+        if opts.reboot {
+            command.push_str(" --reboot");
+        }
+        let ran = self.ssh(name, &command, stdin.map(Input::File))?;
+        let said = String::from_utf8_lossy(&ran.stdout).trim().to_string();
+        // A reboot may cut the session before ssh hears the exit status.
+        let rebooted = opts.reboot && said.contains("rebooting");
+        if !(ran.status.success() || rebooted) {
+            bail!(
+                "agent update on {name} failed ({}): {said}\n{}",
+                ran.status,
+                String::from_utf8_lossy(&ran.stderr).trim()
+            );
+        }
+        Ok(UpdateOutcome {
+            said,
+            bundle: crate::bundle::digest(&tar),
+            root: root_sha.clone(),
+            root_shipped: stdin.is_some(),
+        })
+    }
+
+    /// What the node last reported of its slots (its record in etcd).
+    pub fn reported_slots(
+        &self,
+        name: &str,
+    ) -> anyhow::Result<Option<crate::agent::update::Slots>> {
+        let access = self.etcd_access()?;
+        let fleet =
+            crate::agent::read_fleet(&self.etcd_endpoints(), Duration::from_secs(5), &access)?;
+        Ok(fleet.get(name).and_then(|s| s.slots.clone()))
+    }
+
+    /// Wait (bounded) until the node reports the slot holding `bundle` running and
+    /// kept, and its join done for it.
+    pub fn wait_slot_kept(
+        &self,
+        name: &str,
+        bundle: &str,
+        limit: Duration,
+    ) -> anyhow::Result<Duration> {
+        let start = Instant::now();
+        let mut last: String;
+        loop {
+            let access = self.etcd_access()?;
+            match crate::agent::read_fleet(&self.etcd_endpoints(), Duration::from_secs(5), &access)
+            {
+                Ok(fleet) => match fleet.get(name) {
+                    Some(state) => {
+                        let running = state.slots.as_ref().and_then(|s| s.running.clone());
+                        match running {
+                            Some(r) if r.bundle == bundle && r.state == "blessed" && state.done => {
+                                return Ok(start.elapsed());
+                            }
+                            Some(r) => {
+                                last = format!(
+                                    "running slot {} (bundle {}, {}), join {}",
+                                    r.slot,
+                                    &r.bundle[..r.bundle.len().min(12)],
+                                    r.state,
+                                    if state.done {
+                                        "done"
+                                    } else {
+                                        state.current.as_str()
+                                    }
+                                );
+                            }
+                            None => last = "no slots reported".to_string(),
+                        }
+                    }
+                    None => last = format!("{name} has no record"),
+                },
+                Err(e) => last = format!("{e:#}"),
+            }
+            if start.elapsed() > limit {
+                bail!("{name} did not keep the slot with bundle {bundle} within {limit:?}: {last}");
+            }
+            std::thread::sleep(Duration::from_secs(5));
+        }
+    }
+}
+
+/// What a command run over [`Lab::ssh`] reads.
+pub enum Input<'a> {
+    Bytes(&'a [u8]),
+    File(&'a Path),
+}
+
+/// How `lab update` runs the node's `agent update`.
+#[derive(Debug, Clone)]
+pub struct UpdateOptions {
+    pub tries: u32,
+    pub trial_timeout: u64,
+    pub reboot: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpdateOutcome {
+    /// What `agent update` printed.
+    pub said: String,
+    pub bundle: String,
+    pub root: String,
+    /// The root went to the node (a new package set), not copied there from its
+    /// running slot.
+    pub root_shipped: bool,
+}
