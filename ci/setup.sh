@@ -50,6 +50,7 @@ PACKAGES=(
     iproute2                 # network namespaces of the boot tests and the lab
     cloud-init               # cloud-init schema on the rendered seed
     ovmf                     # UEFI firmware for the boot tests
+    openssh-client           # ssh, ssh-keygen: the lab's operator reaches its nodes (lab ssh, lab update)
 )
 # One matching set from bookworm-backports (see the header).
 QEMU_PACKAGES=(qemu-utils qemu-system-x86)
@@ -91,6 +92,7 @@ TOOLS=(
     "qemu-system-x86_64 --version"
     "zstd --version"
     "ip -V"
+    "ssh -V"
     "keepalived --version"
     "cloud-init --version"
 )

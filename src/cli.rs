@@ -130,6 +130,15 @@ pub struct LabUpdateArgs {
     /// Write the slot but do not reboot into it (nor wait).
     #[arg(long)]
     pub no_reboot: bool,
+
+    /// Reboot into the new slot but do not wait for it to be kept.
+    #[arg(long)]
+    pub no_wait: bool,
+
+    /// Ship this node bundle (over the node's running root) instead of one built
+    /// from the inventory: a hand-made or a deliberately broken one, say.
+    #[arg(long, value_name = "FILE")]
+    pub bundle: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -357,12 +357,13 @@ fn lab(
                 tries: args.tries,
                 trial_timeout: args.trial_timeout,
                 reboot: !args.no_reboot,
+                bundle: args.bundle.clone(),
             };
             let done = crate::lab::net::within(&lab.state.netns, || {
                 lab.update(&fleet, &args.node, &opts)
             })?;
             writeln!(out, "{}: {}", args.node, done.said).context("writing to stdout")?;
-            if opts.reboot {
+            if opts.reboot && !args.no_wait {
                 let took = crate::lab::net::within(&lab.state.netns, || {
                     lab.wait_slot_kept(
                         &args.node,

@@ -108,7 +108,16 @@ pub fn firstboot(opts: &Options, services: &dyn ServiceManager) -> anyhow::Resul
     let bundle = opts.bundle.as_deref();
     if store.is_finished(bundle) {
         tracing::info!(marker = %store.done_marker().display(), "first boot already done");
-        return store.load();
+        let state = store.load()?;
+        // What the slots hold may have changed since (a fallback from a trial that
+        // failed): say it, here and in etcd.
+        if let Some(slots) = &opts.slots
+            && state.slots.as_ref() != Some(slots)
+        {
+            record_slots(opts, services, slots.clone())?;
+            return store.load();
+        }
+        return Ok(state);
     }
     let doc = NodeJson::load(&opts.root)?;
     let steps = doc.ordered_steps()?;

@@ -380,6 +380,10 @@ pub fn update(
     // 2. The root: copied from the running slot when it is the same root (a change
     //    of node files only), else fetched.
     let root_dev = disk.root_part(target);
+    eprintln!(
+        "pigsty agent update: writing root sha256:{want_root} into slot {target} ({})",
+        root_dev.display()
+    );
     let (root_from, root_bytes) = if same_root {
         let src = disk.root_part(boot.slot);
         let len = ext4_len(&src)?;
@@ -528,7 +532,17 @@ fn write_verified(
         hash.update(&buf[..n]);
         f.write_all(&buf[..n])
             .with_context(|| format!("writing {}", dev.display()))?;
+        let before = written >> 28;
         written += n as u64;
+        // A line every 256 MiB: an update of GiBs says it is alive.
+        if written >> 28 != before {
+            eprintln!(
+                "pigsty agent update: {} MiB of the root written{}",
+                written >> 20,
+                len.map(|l| format!(" (of {})", l >> 20))
+                    .unwrap_or_default()
+            );
+        }
     }
     f.sync_all()
         .with_context(|| format!("syncing {}", dev.display()))?;

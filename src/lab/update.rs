@@ -66,6 +66,18 @@ impl Lab {
     /// Run `command` (a shell line) on a node as its admin user over SSH, from inside
     /// the lab's namespace, feeding it `stdin`.
     pub fn ssh(&self, name: &str, command: &str, stdin: Option<Input>) -> anyhow::Result<Output> {
+        self.ssh_with(name, command, stdin, Stdio::piped())
+    }
+
+    /// [`Lab::ssh`], with the command's stderr going to `stderr` (inherited: its
+    /// progress shows as it comes).
+    fn ssh_with(
+        &self,
+        name: &str,
+        command: &str,
+        stdin: Option<Input>,
+        stderr: Stdio,
+    ) -> anyhow::Result<Output> {
         let node = self.node(name)?;
         let Some(user) = &node.admin else {
             bail!("{name} has no admin user (node_admin_enabled is false): the lab cannot log in");
@@ -103,7 +115,7 @@ impl Lab {
                 ),
             })
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .stderr(stderr);
         let mut child = cmd.spawn().context("starting ssh")?;
         if let Some(Input::Bytes(bytes)) = stdin {
             let mut pipe = child.stdin.take().context("ssh's stdin")?;
@@ -154,15 +166,18 @@ impl Lab {
         name: &str,
         opts: &UpdateOptions,
     ) -> anyhow::Result<UpdateOutcome> {
-        let (bundle, root_sha) = self.build_bundle(fleet, name)?;
-        let tar =
-            std::fs::read(&bundle).with_context(|| format!("reading {}", bundle.display()))?;
         let before = self.reported_slots(name)?;
         let running_root = before
             .as_ref()
             .and_then(|s| s.running.as_ref())
             .map(|r| r.root.clone())
             .unwrap_or_default();
+        let (bundle, root_sha) = match &opts.bundle {
+            Some(b) => (b.clone(), running_root.clone()),
+            None => self.build_bundle(fleet, name)?,
+        };
+        let tar =
+            std::fs::read(&bundle).with_context(|| format!("reading {}", bundle.display()))?;
         let staged = "/var/lib/pigsty/update/bundle.tar";
         let put = self.ssh(
             name,
@@ -198,16 +213,12 @@ impl Lab {
         if opts.reboot {
             command.push_str(" --reboot");
         }
-        let ran = self.ssh(name, &command, stdin.map(Input::File))?;
+        let ran = self.ssh_with(name, &command, stdin.map(Input::File), Stdio::inherit())?;
         let said = String::from_utf8_lossy(&ran.stdout).trim().to_string();
         // A reboot may cut the session before ssh hears the exit status.
         let rebooted = opts.reboot && said.contains("rebooting");
         if !(ran.status.success() || rebooted) {
-            bail!(
-                "agent update on {name} failed ({}): {said}\n{}",
-                ran.status,
-                String::from_utf8_lossy(&ran.stderr).trim()
-            );
+            bail!("agent update on {name} failed ({}): {said}", ran.status);
         }
         Ok(UpdateOutcome {
             said,
@@ -277,6 +288,52 @@ impl Lab {
     }
 }
 
+impl Lab {
+    /// Wait (bounded) until the node runs another slot than the one holding `bundle`
+    /// again, with that slot marked bad (its tries ran out), and its join done.
+    pub fn wait_fallback(
+        &self,
+        name: &str,
+        bundle: &str,
+        limit: Duration,
+    ) -> anyhow::Result<Duration> {
+        let start = Instant::now();
+        let mut last: String;
+        loop {
+            let access = self.etcd_access()?;
+            match crate::agent::read_fleet(&self.etcd_endpoints(), Duration::from_secs(5), &access)
+            {
+                Ok(fleet) => match fleet.get(name).map(|s| (s.done, s.slots.clone())) {
+                    Some((done, Some(slots))) => {
+                        let (r, f) = (
+                            slots.running.unwrap_or_default(),
+                            slots.fallback.unwrap_or_default(),
+                        );
+                        if done && r.bundle != bundle && f.bundle == bundle && f.state == "bad" {
+                            return Ok(start.elapsed());
+                        }
+                        last = format!(
+                            "running slot {} ({}), other slot {} ({}), join {}",
+                            r.slot,
+                            r.state,
+                            f.slot,
+                            f.state,
+                            if done { "done" } else { "not done" }
+                        );
+                    }
+                    Some((_, None)) => last = "no slots reported".to_string(),
+                    None => last = format!("{name} has no record"),
+                },
+                Err(e) => last = format!("{e:#}"),
+            }
+            if start.elapsed() > limit {
+                bail!("{name} did not fall back from the bundle {bundle} within {limit:?}: {last}");
+            }
+            std::thread::sleep(Duration::from_secs(5));
+        }
+    }
+}
+
 /// What a command run over [`Lab::ssh`] reads.
 pub enum Input<'a> {
     Bytes(&'a [u8]),
@@ -289,6 +346,8 @@ pub struct UpdateOptions {
     pub tries: u32,
     pub trial_timeout: u64,
     pub reboot: bool,
+    /// A bundle to ship as it is (over the running root), instead of one built.
+    pub bundle: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
