@@ -206,7 +206,7 @@ fn bundles_go_over_one_shared_root_per_package_set() {
             .arg("-i")
             .arg(root().join("inventory/lab.yml"))
             .args(["build-image", "--allow-default-passwords", "--all"])
-            .args(["--format", "bundle", "--out"])
+            .args(["--format", "bundle", "--format", "ab-qcow2", "--out"])
             .arg(out)
             .env("PIGSTY_CACHE", cache())
             .env("PIGSTY_PKI", dir.path().join("pki"))
@@ -229,7 +229,17 @@ fn bundles_go_over_one_shared_root_per_package_set() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     roots.sort();
-    assert_eq!(roots.len(), 2, "{roots:?}");
+    // Per package set: the root, and the A/B base disk the nodes' qcow2s go over.
+    assert_eq!(
+        roots.iter().filter(|r| r.ends_with(".ext4")).count(),
+        2,
+        "{roots:?}"
+    );
+    assert_eq!(
+        roots.iter().filter(|r| r.ends_with(".ab.raw")).count(),
+        2,
+        "{roots:?}"
+    );
     // Named by its content.
     let shared = a.join(root_of(&m2));
     let sum = Command::new("sha256sum").arg(&shared).output().unwrap();
@@ -309,6 +319,80 @@ fn bundles_go_over_one_shared_root_per_package_set() {
                 .any(|x| x["name"] == "bundle.tar"),
             "{name}"
         );
+    }
+    // Each node's A/B qcow2: about a MiB over its root's base disk, private, and
+    // read whole (qemu-img convert) it holds the node's bundle in slot A and an
+    // entry that names it.
+    for (name, m) in [("pg-lab-1", &m1), ("pg-lab-2", &m2), ("pg-lab-3", &m3)] {
+        use std::os::unix::fs::PermissionsExt;
+        let sha = m["root"]["sha256"].as_str().unwrap();
+        let qcow = a.join(name).join("disk-ab.qcow2");
+        let meta = std::fs::metadata(&qcow).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{name}");
+        assert!(meta.len() < 5 << 20, "{name}: {} bytes", meta.len());
+        let info = Command::new("qemu-img")
+            .args(["info", "--output", "json"])
+            .arg(&qcow)
+            .output()
+            .unwrap();
+        let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+        assert_eq!(
+            info["backing-filename"],
+            format!("../_roots/{sha}.ab.raw"),
+            "{name}"
+        );
+        if name != "pg-lab-2" {
+            continue;
+        }
+        let raw = dir.path().join("pg-lab-2.raw");
+        let st = Command::new("qemu-img")
+            .args(["convert", "-O", "raw"])
+            .arg(&qcow)
+            .arg(&raw)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let disk = gpt::GptConfig::new()
+            .logical_block_size(gpt::disk::LogicalBlockSize::Lb512)
+            .open(&raw)
+            .unwrap();
+        let parts = disk.partitions().clone();
+        let span = |n: u32| {
+            let p = &parts[&n];
+            (p.first_lba * 512, (p.last_lba + 1 - p.first_lba) * 512)
+        };
+        // Only the partitions read (the disk is GiBs).
+        let part = |n: u32| {
+            use std::io::{Read, Seek};
+            let (at, len) = span(n);
+            let mut f = std::fs::File::open(&raw).unwrap();
+            f.seek(std::io::SeekFrom::Start(at)).unwrap();
+            let mut buf = vec![0u8; len as usize];
+            f.read_exact(&mut buf).unwrap();
+            buf
+        };
+        let tar = std::fs::read(a.join(name).join("bundle.tar")).unwrap();
+        let digest = pigsty::bundle::digest(&tar);
+        let bundle_a = part(3);
+        let got = pigsty::bundle::read(&mut &bundle_a[..], bundle_a.len() as u64, &digest).unwrap();
+        assert_eq!(got, tar);
+        let esp = std::io::Cursor::new(part(1));
+        let fs = fatfs::FileSystem::new(esp, fatfs::FsOptions::new()).unwrap();
+        let mut entry = String::new();
+        std::io::Read::read_to_string(
+            &mut fs
+                .root_dir()
+                .open_file("loader/entries/pigsty-1-a.conf")
+                .unwrap(),
+            &mut entry,
+        )
+        .unwrap();
+        assert!(
+            entry.contains(&format!("pigsty.bundle=sha256:{digest}"))
+                && entry.contains(&format!("pigsty.root=sha256:{sha}")),
+            "{entry}"
+        );
+        std::fs::remove_file(&raw).unwrap();
     }
     // The same inputs, the same bytes.
     let [n1, n2, n3] = build_all(&dir.path().join("b"));

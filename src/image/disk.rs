@@ -511,6 +511,150 @@ pub fn grow_last_partition(dev: &Path) -> anyhow::Result<Option<(u32, u64, u64)>
     Ok(Some((last_id, old_len, new_len)))
 }
 
+/// The ESP of a shared A/B base disk: [`make_ab_esp`] without a slot entry, which
+/// each node's disk adds ([`add_ab_entry`]).
+pub fn make_ab_esp_base(tree: &Tree, boot: &BootFiles, volume_id: u32) -> anyhow::Result<Vec<u8>> {
+    let loader = loader(tree)?;
+    let files: [(&str, &[u8]); 5] = [
+        ("EFI/BOOT/BOOTX64.EFI", &loader),
+        ("EFI/systemd/systemd-bootx64.efi", &loader),
+        ("loader/loader.conf", AB_LOADER_CONF.as_bytes()),
+        ("pigsty/a/vmlinuz", &boot.kernel),
+        ("pigsty/a/initrd.img", &boot.initrd),
+    ];
+    fat_volume(AB_ESP_MIB, volume_id, &files)
+}
+
+/// Add slot A's entry (generation 1, blessed) to a base ESP ([`make_ab_esp_base`])
+/// without copying it: returns the sectors that change, as (offset in the ESP,
+/// bytes) runs.
+pub fn add_ab_entry(esp: &[u8], entry: &str) -> anyhow::Result<Vec<(u64, Vec<u8>)>> {
+    let mut cow = CowDisk::new(esp);
+    {
+        let fs = fatfs::FileSystem::new(&mut cow, fatfs::FsOptions::new())
+            .context("opening the base ESP")?;
+        let root = fs.root_dir();
+        if root.open_dir("loader/entries").is_err() {
+            root.create_dir("loader/entries")
+                .context("ESP: mkdir loader/entries")?;
+        }
+        let name = format!("loader/entries/{}", ab_entry_name(1, 'a', None));
+        let mut f = root
+            .create_file(&name)
+            .with_context(|| format!("ESP: creating {name}"))?;
+        f.truncate()?;
+        f.write_all(entry.as_bytes())
+            .with_context(|| format!("ESP: writing {name}"))?;
+        drop(f);
+        drop(root);
+        fs.unmount().context("closing the ESP")?;
+    }
+    Ok(cow.runs())
+}
+
+/// A disk image read from `base` with the sectors written to it kept apart, so a
+/// change to a large image costs only what changes.
+pub struct CowDisk<'a> {
+    base: &'a [u8],
+    pos: u64,
+    dirty: std::collections::BTreeMap<u64, Box<[u8; SECTOR as usize]>>,
+}
+
+impl<'a> CowDisk<'a> {
+    pub fn new(base: &'a [u8]) -> CowDisk<'a> {
+        CowDisk {
+            base,
+            pos: 0,
+            dirty: std::collections::BTreeMap::new(),
+        }
+    }
+
+    fn sector(&self, n: u64) -> [u8; SECTOR as usize] {
+        if let Some(s) = self.dirty.get(&n) {
+            return **s;
+        }
+        let mut out = [0u8; SECTOR as usize];
+        let at = (n * SECTOR) as usize;
+        if at < self.base.len() {
+            let end = (at + SECTOR as usize).min(self.base.len());
+            out[..end - at].copy_from_slice(&self.base[at..end]);
+        }
+        out
+    }
+
+    /// The sectors written that differ from the base, merged into runs.
+    pub fn runs(&self) -> Vec<(u64, Vec<u8>)> {
+        let mut out: Vec<(u64, Vec<u8>)> = Vec::new();
+        for (&n, data) in &self.dirty {
+            let at = n * SECTOR;
+            let base = self
+                .base
+                .get(at as usize..(at + SECTOR) as usize)
+                .unwrap_or(&[]);
+            if base == &data[..] {
+                continue;
+            }
+            match out.last_mut() {
+                Some((start, bytes)) if *start + bytes.len() as u64 == at => {
+                    bytes.extend_from_slice(&data[..]);
+                }
+                _ => out.push((at, data.to_vec())),
+            }
+        }
+        out
+    }
+}
+
+impl std::io::Read for CowDisk<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let len = self.base.len() as u64;
+        if self.pos >= len || buf.is_empty() {
+            return Ok(0);
+        }
+        let (n, off) = (self.pos / SECTOR, (self.pos % SECTOR) as usize);
+        let sector = self.sector(n);
+        let take = buf
+            .len()
+            .min(SECTOR as usize - off)
+            .min((len - self.pos) as usize);
+        buf[..take].copy_from_slice(&sector[off..off + take]);
+        self.pos += take as u64;
+        Ok(take)
+    }
+}
+
+impl Write for CowDisk<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.pos >= self.base.len() as u64 {
+            return Err(std::io::Error::other("write past the end of the disk"));
+        }
+        let (n, off) = (self.pos / SECTOR, (self.pos % SECTOR) as usize);
+        let mut sector = self.sector(n);
+        let take = buf.len().min(SECTOR as usize - off);
+        sector[off..off + take].copy_from_slice(&buf[..take]);
+        self.dirty.insert(n, Box::new(sector));
+        self.pos += take as u64;
+        Ok(take)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Seek for CowDisk<'_> {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        let len = self.base.len() as i128;
+        let at = match to {
+            SeekFrom::Start(n) => i128::from(n),
+            SeekFrom::End(d) => len + i128::from(d),
+            SeekFrom::Current(d) => i128::from(self.pos) + i128::from(d),
+        };
+        self.pos = u64::try_from(at).map_err(|_| std::io::Error::other("seek before the start"))?;
+        Ok(self.pos)
+    }
+}
+
 /// The size of a root slot for a root of `len` bytes: half as much again, rounded
 /// up to 64 MiB, so that a later root with more packages still fits the slot.
 pub fn root_slot_bytes(len: u64) -> u64 {
@@ -587,6 +731,35 @@ pub fn make_data_fs(out: &Path, uuid: uuid::Uuid, mib: u64, epoch: u64) -> anyho
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An entry added through the copy-on-write view, laid over the base, reads back
+    /// as a FAT file beside the base's own; the base is untouched.
+    #[test]
+    fn an_entry_added_over_a_base_esp_changes_a_few_sectors() {
+        let files: [(&str, &[u8]); 2] = [
+            ("loader/loader.conf", AB_LOADER_CONF.as_bytes()),
+            ("pigsty/a/vmlinuz", &[7u8; 300_000]),
+        ];
+        let base = fat_volume(64, 1, &files).unwrap();
+        let entry = ab_entry("pigsty pg-test-1", 'a', 1, "root=PARTUUID=x ro");
+        let runs = add_ab_entry(&base, &entry).unwrap();
+        let changed: usize = runs.iter().map(|(_, b)| b.len()).sum();
+        assert!(changed > 0 && changed < 64 << 10, "{changed} bytes changed");
+        let mut disk = base.clone();
+        for (at, bytes) in &runs {
+            disk[*at as usize..*at as usize + bytes.len()].copy_from_slice(bytes);
+        }
+        let fs =
+            fatfs::FileSystem::new(std::io::Cursor::new(disk), fatfs::FsOptions::new()).unwrap();
+        let read = |p: &str| {
+            let mut s = Vec::new();
+            std::io::Read::read_to_end(&mut fs.root_dir().open_file(p).unwrap(), &mut s).unwrap();
+            s
+        };
+        assert_eq!(read("loader/entries/pigsty-1-a.conf"), entry.as_bytes());
+        assert_eq!(read("pigsty/a/vmlinuz"), vec![7u8; 300_000]);
+        assert_eq!(read("loader/loader.conf"), AB_LOADER_CONF.as_bytes());
+    }
 
     #[test]
     fn the_last_partition_grows_into_a_larger_disk_and_keeps_its_bytes() {

@@ -52,6 +52,10 @@ pub enum Format {
     /// with cmdline-ab, vmlinuz and initrd.img. Experimental: the layout `raw` and
     /// `qcow2` take once it is proven in the lab (docs/updates.md).
     AbRaw,
+    /// disk-ab.qcow2: the A/B disk as a qcow2 whose backing file is the shared base
+    /// disk of its root, `_roots/<sha256>.ab.raw` in `--out` (one per package set):
+    /// a node's own file holds its bundle and its boot entry, about 1 MiB.
+    AbQcow2,
 }
 
 impl Format {
@@ -151,7 +155,7 @@ struct SharedRoot {
 impl Format {
     /// Whether the format needs the node's shared root and bundle.
     fn needs_root(self) -> bool {
-        matches!(self, Format::Bundle | Format::AbRaw)
+        matches!(self, Format::Bundle | Format::AbRaw | Format::AbQcow2)
     }
 }
 
@@ -191,6 +195,7 @@ pub fn build(
     }
     let mut layers: HashMap<String, Arc<Tree>> = HashMap::new();
     let mut roots: HashMap<String, Arc<SharedRoot>> = HashMap::new();
+    let mut ab_bases: HashMap<String, Arc<AbBase>> = HashMap::new();
     let mut manifests = Vec::new();
     for (node, compiled) in nodes {
         let catalog = Catalog::base(&compiled.plan.image.name)?;
@@ -229,10 +234,27 @@ pub fn build(
                 Some(r)
             }
         };
+        let ab_base = match &root {
+            Some(r) if opts.formats.contains(&Format::AbQcow2) => {
+                match ab_bases.get(&r.image.sha256) {
+                    Some(b) => Some(b.clone()),
+                    None => {
+                        let b = Arc::new(step(
+                            &format!("A/B base disk of root {}", &r.image.sha256[..12]),
+                            || ab_base(r, opts),
+                        )?);
+                        ab_bases.insert(r.image.sha256.clone(), b.clone());
+                        Some(b)
+                    }
+                }
+            }
+            _ => None,
+        };
         let added = Added {
             agent: &agent,
             extras: &extras,
             root: root.as_deref(),
+            ab_base: ab_base.as_deref(),
         };
         manifests.push(build_node(
             fleet, node, compiled, &base, layer_ref, &added, opts,
@@ -320,6 +342,8 @@ struct Added<'a> {
     agent: &'a [u8],
     extras: &'a [extra::ExtraTree],
     root: Option<&'a SharedRoot>,
+    /// The shared base disk of the root (format ab-qcow2).
+    ab_base: Option<&'a AbBase>,
 }
 
 /// The shared root of a layer: the layer, what every node gets alike and the extra
@@ -441,6 +465,9 @@ fn build_node(
             }
             if opts.formats.contains(&Format::AbRaw) {
                 write_ab_disk(node, root, &tar, &tmp, opts)?;
+            }
+            if let Some(base) = added.ab_base {
+                write_ab_qcow2(node, base, &tar, &tmp)?;
             }
             Ok(())
         }),
@@ -682,6 +709,138 @@ fn write_ab_disk(
         std::fs::write(dir.join("vmlinuz"), &boot.kernel)?;
         std::fs::write(dir.join("initrd.img"), &boot.initrd)?;
     }
+    Ok(())
+}
+
+/// The shared base disk of a root (format ab-qcow2): the A/B layout with the root
+/// in slot A, the ESP without a slot entry, empty bundles and a fresh data
+/// partition, identified by the root; and where a node's own bytes go in it.
+struct AbBase {
+    /// `_roots/<sha256>.ab.raw`, relative to a node's directory in `--out`.
+    backing: String,
+    root_sha: String,
+    root_a: uuid::Uuid,
+    esp: Vec<u8>,
+    esp_offset: u64,
+    bundle_a_offset: u64,
+}
+
+fn ab_base(root: &SharedRoot, opts: &BuildOptions) -> anyhow::Result<AbBase> {
+    use disk::{Fill, Part};
+    use gpt::partition_types::{EFI, LINUX_FS, LINUX_ROOT_X64};
+    let sha = &root.image.sha256;
+    let seed = hex::encode(Sha256::digest(format!("pigsty ab base\n{sha}").as_bytes()));
+    let guid = |n: u8| disk::DiskIds::from_digest(&seed).disk.as_u128() ^ u128::from(n);
+    let guid = |n: u8| uuid::Builder::from_random_bytes(guid(n).to_be_bytes()).into_uuid();
+    let boot = disk::boot_files(&root.tree)?;
+    let esp = disk::make_ab_esp_base(
+        &root.tree,
+        &boot,
+        u32::from_be_bytes(guid(1).as_bytes()[..4].try_into().unwrap_or_default()),
+    )?;
+    let dir = opts.out.join(ROOTS_DIR);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let work = tempfile::Builder::new()
+        .prefix(".pigsty-ab-base")
+        .tempdir_in(&dir)?;
+    let data_img = work.path().join("data.ext4");
+    disk::make_data_fs(&data_img, guid(7), disk::DATA_MIB, opts.epoch)?;
+    let slot = disk::root_slot_bytes(std::fs::metadata(&root.cached)?.len());
+    let part = |label, kind, n, fill, min| Part {
+        label,
+        kind,
+        guid: guid(n),
+        fill,
+        min,
+    };
+    let parts = [
+        part("ESP", EFI, 1, Fill::Bytes(&esp), 0),
+        part(
+            "pigsty-root-a",
+            LINUX_ROOT_X64,
+            2,
+            Fill::File(&root.cached),
+            slot,
+        ),
+        part(
+            "pigsty-bundle-a",
+            LINUX_FS,
+            3,
+            Fill::Empty(disk::BUNDLE_MIB << 20),
+            0,
+        ),
+        part("pigsty-root-b", LINUX_ROOT_X64, 4, Fill::Empty(slot), 0),
+        part(
+            "pigsty-bundle-b",
+            LINUX_FS,
+            5,
+            Fill::Empty(disk::BUNDLE_MIB << 20),
+            0,
+        ),
+        part("pigsty-data", LINUX_FS, 6, Fill::File(&data_img), 0),
+    ];
+    let name = format!("{sha}.ab.raw");
+    let tmp = work.path().join(&name);
+    let offsets = disk::make_gpt_parts(&tmp, &parts, guid(0))?;
+    std::fs::rename(&tmp, dir.join(&name))
+        .with_context(|| format!("moving the base disk to {}", dir.display()))?;
+    Ok(AbBase {
+        backing: format!("../{ROOTS_DIR}/{name}"),
+        root_sha: sha.clone(),
+        root_a: guid(2),
+        esp,
+        esp_offset: offsets[0],
+        bundle_a_offset: offsets[2],
+    })
+}
+
+/// disk-ab.qcow2 over the root's base disk: the node's slot A entry (the few ESP
+/// sectors it changes) and its bundle, written with qemu-io.
+fn write_ab_qcow2(node: &Node, base: &AbBase, bundle_tar: &[u8], dir: &Path) -> anyhow::Result<()> {
+    let cmdline = disk::ab_cmdline(
+        base.root_a,
+        'a',
+        &crate::bundle::digest(bundle_tar),
+        &base.root_sha,
+    );
+    let entry = disk::ab_entry(&format!("pigsty {}", node.nodename), 'a', 1, &cmdline);
+    let mut runs: Vec<(u64, Vec<u8>)> = disk::add_ab_entry(&base.esp, &entry)?
+        .into_iter()
+        .map(|(at, b)| (base.esp_offset + at, b))
+        .collect();
+    let mut bundle = crate::bundle::header(bundle_tar).to_vec();
+    // The tar after its header, as bundle::write lays it out.
+    bundle.extend_from_slice(bundle_tar);
+    bundle.resize(bundle.len().div_ceil(512) * 512, 0);
+    runs.push((base.bundle_a_offset, bundle));
+    let disk = dir.join("disk-ab.qcow2");
+    crate::sys::run(
+        std::process::Command::new("qemu-img")
+            .args([
+                "create",
+                "-q",
+                "-f",
+                "qcow2",
+                "-F",
+                "raw",
+                "-b",
+                &base.backing,
+            ])
+            .arg(&disk),
+    )?;
+    let work = tempfile::tempdir()?;
+    let mut io = std::process::Command::new("qemu-io");
+    io.args(["-f", "qcow2"]).arg(&disk);
+    for (i, (at, bytes)) in runs.iter().enumerate() {
+        let src = work.path().join(format!("run-{i}"));
+        std::fs::write(&src, bytes)?;
+        io.arg("-c").arg(format!(
+            "write -q -s {} {at} {}",
+            src.display(),
+            bytes.len()
+        ));
+    }
+    crate::sys::run(&mut io).context("writing the node's bytes into its qcow2")?;
     Ok(())
 }
 
