@@ -89,6 +89,7 @@ TOOLS=(
     "e2fsck -V"
     "dumpe2fs -V"
     "qemu-img --version"
+    "qemu-io --version"
     "qemu-system-x86_64 --version"
     "zstd --version"
     "ip -V"
