@@ -906,8 +906,8 @@ fn this_boot(root: &std::path::Path) -> anyhow::Result<Option<crate::bundle::Boo
 
 /// What the slots hold, read from the ESP (mounted for the while).
 fn read_slots(boot: &crate::bundle::Boot) -> anyhow::Result<crate::agent::update::Slots> {
-    let _esp = crate::agent::update::mount_esp()?;
-    crate::agent::update::slots(std::path::Path::new(crate::agent::update::ESP_MOUNT), boot)
+    let esp = crate::agent::update::mount_esp()?;
+    crate::agent::update::slots(esp.dir(), boot)
 }
 
 fn firstboot(args: &crate::cli::FirstbootArgs, out: &mut dyn Write) -> Result<(), Error> {
@@ -975,8 +975,8 @@ fn agent_update(args: &crate::cli::UpdateArgs, out: &mut dyn Write) -> Result<()
         std::time::Duration::from_secs(args.request_timeout.max(1)),
     )?;
     let done = {
-        let _esp = update::mount_esp()?;
-        update::update(&update::Disk::node(), &cmdline, &req, &http)?
+        let esp = update::mount_esp()?;
+        update::update(&update::Disk::node(&esp), &cmdline, &req, &http)?
     };
     writeln!(
         out,
@@ -1011,10 +1011,9 @@ fn agent_bless(args: &crate::cli::BlessArgs, out: &mut dyn Write) -> Result<(), 
     let services = crate::agent::service::Systemd {
         root: root.to_path_buf(),
     };
-    let esp = std::path::Path::new(update::ESP_MOUNT);
     let trial = {
-        let _m = update::mount_esp()?;
-        update::trial_entry(esp, &boot)?
+        let m = update::mount_esp()?;
+        update::trial_entry(m.dir(), &boot)?
     };
     let Some(entry) = trial else {
         // Nothing to record either: the join puts the slots in its state when it
@@ -1040,8 +1039,8 @@ fn agent_bless(args: &crate::cli::BlessArgs, out: &mut dyn Write) -> Result<(), 
         }
         Ok(()) => {
             let kept = {
-                let _m = update::mount_esp()?;
-                update::bless_entry(esp, &entry)?
+                let m = update::mount_esp()?;
+                update::bless_entry(m.dir(), &entry)?
             };
             writeln!(out, "healthy: slot {} kept ({kept})", boot.slot).context("writing")?;
             record(&boot, &services);

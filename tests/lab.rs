@@ -603,6 +603,15 @@ fn e2e() {
         .expect("lab up reports its ready time");
     figures.insert("boot_to_ready_s", ready);
     enter_lab();
+    // Each A/B drive is 4 GiB larger than its image: pre-init grew the data
+    // partition into the rest at first boot.
+    for (name, _) in NODES {
+        wait_console(
+            name,
+            "pigsty pre-init: data partition",
+            Duration::from_secs(5),
+        );
+    }
 
     // etcd: three healthy voting members.
     let names = until(

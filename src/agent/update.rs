@@ -21,7 +21,9 @@ use crate::bundle::{self, Boot};
 use crate::image::disk;
 use crate::sys;
 
-/// Where the ESP is mounted while the agent reads or changes its entries.
+/// Where the ESP is mounted while the agent reads or changes its entries: a
+/// directory of each process's own below this (the join and pigsty-bless may read
+/// it at the same moment; one's unmount must not pull it from under the other).
 pub const ESP_MOUNT: &str = "/run/pigsty/esp";
 const ENTRIES: &str = "loader/entries";
 /// The most a node bundle may be (its partition's size).
@@ -40,10 +42,10 @@ pub struct Disk {
 }
 
 impl Disk {
-    /// This machine's disk (the ESP at [`ESP_MOUNT`], which [`mount_esp`] mounts).
-    pub fn node() -> Disk {
+    /// This machine's disk, its ESP mounted by [`mount_esp`].
+    pub fn node(esp: &EspMount) -> Disk {
         Disk {
-            esp: PathBuf::from(ESP_MOUNT),
+            esp: esp.dir.clone(),
             by_label: PathBuf::from("/dev/disk/by-partlabel"),
             by_partuuid: PathBuf::from("/dev/disk/by-partuuid"),
         }
@@ -722,43 +724,51 @@ pub fn wait_healthy(
     }
 }
 
-/// Mount the ESP at [`ESP_MOUNT`] (vfat) unless it is mounted there already.
+/// Mount the ESP (vfat) at a directory of this process's own below [`ESP_MOUNT`].
 pub fn mount_esp() -> anyhow::Result<EspMount> {
-    let at = Path::new(ESP_MOUNT);
-    std::fs::create_dir_all(at)?;
-    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    if mounts
-        .lines()
-        .any(|l| l.split_whitespace().nth(1) == Some(ESP_MOUNT))
-    {
-        return Ok(EspMount { mounted: false });
-    }
+    let dir = Path::new(ESP_MOUNT).join(std::process::id().to_string());
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let dev = std::fs::canonicalize("/dev/disk/by-partlabel/ESP")
         .context("the ESP (/dev/disk/by-partlabel/ESP)")?;
-    rustix::mount::mount(
-        &dev,
-        at,
-        "vfat",
-        rustix::mount::MountFlags::NOSUID | rustix::mount::MountFlags::NODEV,
-        c"umask=0077",
-    )
-    .with_context(|| format!("mounting {} on {ESP_MOUNT}", dev.display()))?;
-    Ok(EspMount { mounted: true })
+    let flags = rustix::mount::MountFlags::NOSUID | rustix::mount::MountFlags::NODEV;
+    // EBUSY while another process mounts it at that moment: a few tries, bounded.
+    let mut tries = 0;
+    loop {
+        match rustix::mount::mount(&dev, &dir, "vfat", flags, c"umask=0077") {
+            Ok(()) => break,
+            Err(rustix::io::Errno::BUSY) if tries < 10 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(300));
+            }
+            Err(e) => {
+                let _ = std::fs::remove_dir(&dir);
+                return Err(e)
+                    .with_context(|| format!("mounting {} on {}", dev.display(), dir.display()));
+            }
+        }
+    }
+    Ok(EspMount { dir })
 }
 
-/// The ESP mounted by [`mount_esp`], unmounted (its writes flushed) when dropped.
+/// The ESP mounted by [`mount_esp`]; unmounted (its writes flushed) when dropped.
 pub struct EspMount {
-    mounted: bool,
+    dir: PathBuf,
+}
+
+impl EspMount {
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
 }
 
 impl Drop for EspMount {
     fn drop(&mut self) {
-        if self.mounted {
-            rustix::fs::sync();
-            if let Err(e) = rustix::mount::unmount(ESP_MOUNT, rustix::mount::UnmountFlags::empty())
-            {
-                tracing::warn!("unmounting {ESP_MOUNT}: {e}");
+        rustix::fs::sync();
+        match rustix::mount::unmount(&self.dir, rustix::mount::UnmountFlags::empty()) {
+            Ok(()) => {
+                let _ = std::fs::remove_dir(&self.dir);
             }
+            Err(e) => tracing::warn!("unmounting {}: {e}", self.dir.display()),
         }
     }
 }
