@@ -77,8 +77,10 @@ fn pigsty(args: &[&str]) -> Output {
 /// `pigsty -i INV lab ARGS --dir LAB`.
 fn pigsty_with(inv: &std::path::Path, args: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pigsty"));
-    cmd.arg("-i").arg(inv).arg("lab").args(args);
-    cmd.arg("--dir").arg(lab_dir());
+    // `--dir` right after the subcommand: `lab ssh NODE -- COMMAND` ends with the
+    // command.
+    cmd.arg("-i").arg(inv).arg("lab").args(&args[..1]);
+    cmd.arg("--dir").arg(lab_dir()).args(&args[1..]);
     cmd.env("PIGSTY_CACHE", cache());
     // Progress (stderr) shows in the test's output as it happens.
     cmd.stderr(Stdio::inherit());
