@@ -939,14 +939,17 @@ fn e2e() {
     }
     let changed = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("lab-changed.yml");
     let inv = std::fs::read_to_string(root().join("inventory/lab.yml")).unwrap();
-    let host = format!("{ip}: {{ pg_seq: {}, pg_role: replica }}", &node[7..]);
-    assert!(inv.contains(&host), "inventory/lab.yml lists {host}");
-    let inv = inv.replace(
-        &host,
-        &format!(
-            "{ip}: {{ pg_seq: {}, pg_role: replica, pg_parameters: {{ log_min_duration_statement: 1234 }} }}",
-            &node[7..]
-        ),
+    // The node's host line (`10.10.10.1N: { pg_seq: N, pg_role: ... }`) gains the
+    // parameter.
+    let head = format!("{ip}: {{ pg_seq: {}, ", &node[7..]);
+    let at = inv
+        .find(&head)
+        .unwrap_or_else(|| panic!("inventory/lab.yml lists {head}"));
+    let close = at + inv[at..].find('}').unwrap();
+    let inv = format!(
+        "{}, pg_parameters: {{ log_min_duration_statement: 1234 }} {}",
+        &inv[..close],
+        &inv[close..]
     );
     std::fs::write(&changed, inv).unwrap();
     let t = Instant::now();
