@@ -673,7 +673,7 @@ _pigsty() {
                     return 0
                     ;;
                 --format)
-                    COMPREPLY=($(compgen -W "rootfs raw qcow2 cloud-init pxe bundle ab-raw" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "rootfs raw qcow2 cloud-init pxe bundle ab-raw ab-qcow2" -- "${cur}"))
                     return 0
                     ;;
                 --out)
@@ -1770,7 +1770,7 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__lab__subcmd__update)
-            opts="-i -v -h -V --dir --tries --trial-timeout --timeout --no-reboot --inventory --pki --verbose --help --version"
+            opts="-i -v -h -V --dir --tries --trial-timeout --timeout --no-reboot --no-wait --bundle --inventory --pki --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1789,6 +1789,10 @@ _pigsty() {
                     return 0
                     ;;
                 --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --bundle)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

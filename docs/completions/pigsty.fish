@@ -163,7 +163,8 @@ qcow2\t'disk.qcow2 (from the raw disk)'
 cloud-init\t'cloud-init/ (NoCloud meta-data, user-data, network-config) and cidata.img, for a stock Debian cloud image'
 pxe\t'pxe/: vmlinuz, initrd.img (live-boot), root.squashfs, boot.ipxe, dnsmasq.conf, and by-mac/<mac>.ipxe when the inventory gives node_mac'
 bundle\t'bundle.tar, the node\'s own files, and the shared root it goes over, `_roots/<sha256>.ext4` in `--out`: one per package set, however many nodes share it (see docs/updates.md)'
-ab-raw\t'disk-ab.raw, the A/B layout (ESP, root and bundle of slots A and B, data), with cmdline-ab, vmlinuz and initrd.img. Experimental: the layout `raw` and `qcow2` take once it is proven in the lab (docs/updates.md)'"
+ab-raw\t'disk-ab.raw, the A/B layout (ESP, root and bundle of slots A and B, data), with cmdline-ab, vmlinuz and initrd.img. Experimental: the layout `raw` and `qcow2` take once it is proven in the lab (docs/updates.md)'
+ab-qcow2\t'disk-ab.qcow2: the A/B disk as a qcow2 whose backing file is the shared base disk of its root, `_roots/<sha256>.ab.raw` in `--out` (one per package set): a node\'s own file holds its bundle and its boot entry, about 1 MiB'"
 complete -c pigsty -n "__fish_pigsty_using_subcommand build-image" -l out -d 'Output directory; each node\'s artifacts go to OUT/<nodename>/' -r -F
 complete -c pigsty -n "__fish_pigsty_using_subcommand build-image" -l extra-tree -d 'Copy this host directory over each node\'s root, last (repeatable): e.g. a MinIO-compatible server at DIR/usr/local/bin/minio, which Debian does not ship' -r -F
 complete -c pigsty -n "__fish_pigsty_using_subcommand build-image" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
@@ -260,9 +261,11 @@ complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subco
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from update" -l tries -d 'Boots the new slot gets before the node falls back' -r
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from update" -l trial-timeout -d 'How long each boot of the new slot may take to become healthy' -r
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from update" -l timeout -d 'Give up waiting for the node to keep its new slot after SECS' -r
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from update" -l bundle -d 'Ship this node bundle (over the node\'s running root) instead of one built from the inventory: a hand-made or a deliberately broken one, say' -r -F
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from update" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from update" -l pki -d 'The fleet PKI directory (CA and node certificates). Default: files/pki beside the inventory file (in the current directory for the built-in inventory)' -r -F
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from update" -l no-reboot -d 'Write the slot but do not reboot into it (nor wait)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from update" -l no-wait -d 'Reboot into the new slot but do not wait for it to be kept'
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from update" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from update" -s h -l help -d 'Print help'
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from update" -s V -l version -d 'Print version'
