@@ -914,10 +914,31 @@ fn e2e() {
     ok(&["kill", node]);
     let _ = child.wait();
     ok(&["start", node]);
+    // Its own PostgreSQL and SSH first: Patroni's view of the cluster keeps a
+    // killed member's key (and so its state) until its TTL runs out.
+    until(
+        &format!("{node}'s own PostgreSQL after the cut"),
+        Duration::from_secs(600),
+        || match psql(ip, 5432, "SELECT pg_is_in_recovery()")?.as_str() {
+            "t" => Ok(()),
+            other => Err(format!("in recovery: {other}")),
+        },
+    );
+    until(
+        &format!("an SSH banner from {node} after the cut"),
+        Duration::from_secs(120),
+        || ssh_banner(ip),
+    );
     until(
         &format!("{node} back on its running slot after the cut"),
         Duration::from_secs(600),
         || formed(3),
+    );
+    // The cut update left no entry for the other slot.
+    let status = lab_ssh(node, "sudo pigsty agent status");
+    assert!(
+        status.contains("running   slot a") && status.contains("fallback  none"),
+        "{status}"
     );
     figures.insert("update_power_cut_back_s", t.elapsed().as_secs_f64());
 
