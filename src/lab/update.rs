@@ -247,48 +247,28 @@ impl Lab {
         bundle: &str,
         limit: Duration,
     ) -> anyhow::Result<Duration> {
-        let start = Instant::now();
-        let mut last: String;
-        loop {
-            let access = self.etcd_access()?;
-            match crate::agent::read_fleet(&self.etcd_endpoints(), Duration::from_secs(5), &access)
-            {
-                Ok(fleet) => match fleet.get(name) {
-                    Some(state) => {
-                        let running = state.slots.as_ref().and_then(|s| s.running.clone());
-                        match running {
-                            Some(r) if r.bundle == bundle && r.state == "blessed" && state.done => {
-                                return Ok(start.elapsed());
-                            }
-                            Some(r) => {
-                                last = format!(
-                                    "running slot {} (bundle {}, {}), join {}",
-                                    r.slot,
-                                    &r.bundle[..r.bundle.len().min(12)],
-                                    r.state,
-                                    if state.done {
-                                        "done"
-                                    } else {
-                                        state.current.as_str()
-                                    }
-                                );
-                            }
-                            None => last = "no slots reported".to_string(),
-                        }
-                    }
-                    None => last = format!("{name} has no record"),
-                },
-                Err(e) => last = format!("{e:#}"),
+        let what = format!("keep the slot with bundle {bundle}");
+        self.wait_record(name, &what, limit, |state| {
+            let Some(r) = state.slots.as_ref().and_then(|s| s.running.clone()) else {
+                return Err("no slots reported".to_string());
+            };
+            if r.bundle == bundle && r.state == "blessed" && state.done {
+                return Ok(());
             }
-            if start.elapsed() > limit {
-                bail!("{name} did not keep the slot with bundle {bundle} within {limit:?}: {last}");
-            }
-            std::thread::sleep(Duration::from_secs(5));
-        }
+            Err(format!(
+                "running slot {} (bundle {}, {}), join {}",
+                r.slot,
+                &r.bundle[..r.bundle.len().min(12)],
+                r.state,
+                if state.done {
+                    "done"
+                } else {
+                    state.current.as_str()
+                }
+            ))
+        })
     }
-}
 
-impl Lab {
     /// Wait (bounded) until the node runs another slot than the one holding `bundle`
     /// again, with that slot marked bad (its tries ran out), and its join done.
     pub fn wait_fallback(
@@ -297,37 +277,57 @@ impl Lab {
         bundle: &str,
         limit: Duration,
     ) -> anyhow::Result<Duration> {
+        let what = format!("fall back from the bundle {bundle}");
+        self.wait_record(name, &what, limit, |state| {
+            let Some(slots) = state.slots.clone() else {
+                return Err("no slots reported".to_string());
+            };
+            let (r, f) = (
+                slots.running.unwrap_or_default(),
+                slots.fallback.unwrap_or_default(),
+            );
+            if state.done && r.bundle != bundle && f.bundle == bundle && f.state == "bad" {
+                return Ok(());
+            }
+            Err(format!(
+                "running slot {} ({}), other slot {} ({}), join {}",
+                r.slot,
+                r.state,
+                f.slot,
+                f.state,
+                if state.done { "done" } else { "not done" }
+            ))
+        })
+    }
+
+    /// Poll the node's record in etcd every 5 s, for at most `limit`, until `ready`
+    /// says yes; the error names `what` and the last reason `ready` gave.
+    fn wait_record(
+        &self,
+        name: &str,
+        what: &str,
+        limit: Duration,
+        ready: impl Fn(&crate::agent::state::State) -> Result<(), String>,
+    ) -> anyhow::Result<Duration> {
         let start = Instant::now();
-        let mut last: String;
         loop {
             let access = self.etcd_access()?;
-            match crate::agent::read_fleet(&self.etcd_endpoints(), Duration::from_secs(5), &access)
-            {
-                Ok(fleet) => match fleet.get(name).map(|s| (s.done, s.slots.clone())) {
-                    Some((done, Some(slots))) => {
-                        let (r, f) = (
-                            slots.running.unwrap_or_default(),
-                            slots.fallback.unwrap_or_default(),
-                        );
-                        if done && r.bundle != bundle && f.bundle == bundle && f.state == "bad" {
-                            return Ok(start.elapsed());
-                        }
-                        last = format!(
-                            "running slot {} ({}), other slot {} ({}), join {}",
-                            r.slot,
-                            r.state,
-                            f.slot,
-                            f.state,
-                            if done { "done" } else { "not done" }
-                        );
-                    }
-                    Some((_, None)) => last = "no slots reported".to_string(),
-                    None => last = format!("{name} has no record"),
+            let last = match crate::agent::read_fleet(
+                &self.etcd_endpoints(),
+                Duration::from_secs(5),
+                &access,
+            ) {
+                Ok(fleet) => match fleet.get(name) {
+                    Some(state) => match ready(state) {
+                        Ok(()) => return Ok(start.elapsed()),
+                        Err(why) => why,
+                    },
+                    None => format!("{name} has no record"),
                 },
-                Err(e) => last = format!("{e:#}"),
-            }
+                Err(e) => format!("{e:#}"),
+            };
             if start.elapsed() > limit {
-                bail!("{name} did not fall back from the bundle {bundle} within {limit:?}: {last}");
+                bail!("{name} did not {what} within {limit:?}: {last}");
             }
             std::thread::sleep(Duration::from_secs(5));
         }
