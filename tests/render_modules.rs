@@ -145,13 +145,6 @@ fn check(cmd: &mut Command) -> Output {
     out
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("binding an ephemeral port on loopback")
-}
-
 /// A free port whose cluster bus port (port + 10000, which a cluster-mode redis binds
 /// too) is free as well, and not handed out before in this test binary: an ephemeral
 /// port's +10000 may be anyone's.
@@ -316,7 +309,7 @@ fn blackbox_exporter_pings_with_the_rendered_modules() {
                     p.blackbox_port
                 )
             );
-            let port = free_port();
+            let port = support::free_port();
             let config = root.join("etc/prometheus/blackbox.yml");
             let mut cmd = Command::new(&exporter);
             cmd.arg(format!("--config.file={}", config.display()))
@@ -448,7 +441,7 @@ fn serve_for_real(dir: &Path, conf: &str, node_ip: &str) {
     let www = dir.join("www");
     std::fs::create_dir_all(&www).unwrap();
     std::fs::write(www.join("pigsty-artifact.tar"), b"x").unwrap();
-    let port = free_port();
+    let port = support::free_port();
     let live = dir.join("live.conf");
     let catch_all =
         format!("server {{\n    listen 127.0.0.1:{port} default_server;\n    return 404;\n}}\n");
@@ -500,7 +493,7 @@ fn rewrite_redis(
                     let local = upstream
                         .get(&(host.to_string(), port))
                         .copied()
-                        .unwrap_or_else(free_port);
+                        .unwrap_or_else(support::free_port);
                     format!("sentinel monitor {name} 127.0.0.1 {local} {quorum}")
                 }
                 _ => line.to_string(),
@@ -734,7 +727,7 @@ fn redis_exporter_scrapes_instances_with_the_rendered_settings() {
                 vars.get("REDIS_PASSWORD").cloned().unwrap_or_default(),
                 r.params.redis_password
             );
-            let listen = free_port();
+            let listen = support::free_port();
             let mut cmd = Command::new(&exporter);
             cmd.args(vars["ARGS"].split_whitespace()).envs(&vars).env(
                 "REDIS_EXPORTER_WEB_LISTEN_ADDRESS",
@@ -1569,7 +1562,7 @@ fn haproxy_services_balance_on_a_node_without_postgres() {
     // Loopback: own ports, the servers moved to two local HTTP servers.
     let tmp = tempfile::tempdir().unwrap();
     let (b1, b2) = (http_backend("minio-1"), http_backend("minio-2"));
-    let (lb, admin) = (free_port(), free_port());
+    let (lb, admin) = (support::free_port(), support::free_port());
     let local = text
         .replace("bind *:9002", &format!("bind 127.0.0.1:{lb}"))
         .replace("bind *:9101", &format!("bind 127.0.0.1:{admin}"))
@@ -1777,7 +1770,7 @@ fn haproxy_checks_minio_over_tls_with_the_fleet_ca() {
     let b3 = tls_backend("minio-3", &p3.cert, &p3.key);
     let ca = tmp.path().join("ca.crt");
     std::fs::write(&ca, pki.ca_pem()).unwrap();
-    let (lb, admin) = (free_port(), free_port());
+    let (lb, admin) = (support::free_port(), support::free_port());
     let mut local = text
         .replace("bind *:9002", &format!("bind 127.0.0.1:{lb}"))
         .replace("bind *:9101", &format!("bind 127.0.0.1:{admin}"))
@@ -2047,7 +2040,7 @@ fn a_journal_entry_reaches_the_infra_node_through_the_rendered_units() {
         .position(|a| *a == output_arg)
         .unwrap_or_else(|| panic!("no {output_arg}: {args:?}"));
     args[at] = format!("--output={}/", out_dir.display());
-    let port = free_port();
+    let port = support::free_port();
     let mut cmd = Command::new(&remote);
     cmd.arg("-l").arg(format!("127.0.0.1:{port}")).args(&args);
     let mut receiver = Guard::spawn(&mut cmd, "journal receiver", tmp.path().join("remote.log"));
@@ -2144,7 +2137,7 @@ fn a_journal_entry_reaches_the_infra_node_through_the_rendered_units() {
         })
         .collect();
     assert!(args[0].ends_with("systemd-journal-gatewayd"), "{args:?}");
-    let port = free_port();
+    let port = support::free_port();
     let mut cmd = Command::new(&remote);
     cmd.arg("-l").arg(format!("127.0.0.1:{port}")).args(&args);
     let mut reader = Guard::spawn(&mut cmd, "journal gateway", tmp.path().join("gatewayd.log"));
@@ -2318,7 +2311,7 @@ fn pushgateway_takes_a_push_with_the_rendered_arguments() {
                 "{}",
                 inv.name
             );
-            let port = free_port();
+            let port = support::free_port();
             let mut cmd = Command::new(&bin);
             cmd.args(args.split(' ').map(|a| {
                 if a.starts_with("--web.listen-address=") {

@@ -254,15 +254,6 @@ fn write_as_postgres(path: &Path, text: &str) {
     std::os::unix::fs::chown(path, Some(uid), Some(gid)).unwrap();
 }
 
-/// A free TCP port on 127.0.0.1 (bound, then released for the server).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn as_postgres(program: &str) -> Command {
     let mut c = Command::new("runuser");
     c.args(["-u", "postgres", "--", program]);
@@ -881,7 +872,7 @@ fn local_pgbouncer_ini(ini: &str, dir: &Path, port: u16, backend: Option<(&Path,
 }
 
 /// Start pgbouncer as postgres with the node's rendered files, pointed into `dir`.
-/// A port another test took between [`free_port`] and pgbouncer's bind (tests run in
+/// A port another test took between [`support::free_port`] and pgbouncer's bind (tests run in
 /// parallel) is tried again with a new one, up to 5 times.
 fn start_pgbouncer(n: &PgNode, dir: &Path, backend: Option<(&Path, u16)>) -> (Running, u16) {
     for _ in 0..5 {
@@ -903,7 +894,7 @@ fn try_start_pgbouncer(
     dir: &Path,
     backend: Option<(&Path, u16)>,
 ) -> Option<(Running, u16)> {
-    let port = free_port();
+    let port = support::free_port();
     let _ = std::fs::remove_file(dir.join("pgbouncer.log"));
     let ini = local_pgbouncer_ini(&n.text("/etc/pgbouncer/pgbouncer.ini"), dir, port, backend);
     write_as_postgres(&dir.join("pgbouncer.ini"), &ini);
@@ -1148,7 +1139,7 @@ fn start_postgres(n: &PgNode) -> Postgres {
     // again with a new one (5 tries).
     let mut pg = Postgres { dir, port: 0 };
     for _ in 0..5 {
-        pg.port = free_port();
+        pg.port = support::free_port();
         let conf = base.clone() + &test_conf(&cfg, pg.dir.path(), pg.port);
         write_as_postgres(&data.join("postgresql.conf"), &conf);
         let _ = std::fs::remove_file(pg.dir.path().join("server.log"));
@@ -1536,7 +1527,7 @@ fn postgres_exporter_reaches_the_server_with_the_rendered_dsn() {
     let dsn = dsn
         .replace("@:5432/", &format!("@:{}/", pg.port))
         .replace("%2Fvar%2Frun%2Fpostgresql", &socket);
-    let port = free_port();
+    let port = support::free_port();
     let mut exporter = Command::new("/usr/bin/prometheus-postgres-exporter")
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .env("DATA_SOURCE_NAME", &dsn)

@@ -19,11 +19,26 @@ use pigsty::agent::{Options, state::State};
 use processes::{ProcessSpec, Processes};
 
 /// A TCP port nobody listens on right now (the OS picks it).
+/// A free port on loopback (bound, then released for the server), never one handed
+/// out before in this test binary: two ephemeral binds in a row may get the same port
+/// back, and a test that asks for several ports needs them distinct. Bounded: at most
+/// 100 binds.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("binding an ephemeral port on loopback")
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for _ in 0..100 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("binding an ephemeral port on loopback");
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
+    panic!("100 ephemeral ports in a row were ones this test binary had already taken")
 }
 
 pub fn is_root() -> bool {
