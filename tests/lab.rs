@@ -71,10 +71,16 @@ fn cache() -> PathBuf {
 
 /// `pigsty -i inventory/lab.yml lab ARGS --dir LAB`.
 fn pigsty(args: &[&str]) -> Output {
-    let inv = root().join("inventory/lab.yml");
+    pigsty_with(&root().join("inventory/lab.yml"), args)
+}
+
+/// `pigsty -i INV lab ARGS --dir LAB`.
+fn pigsty_with(inv: &std::path::Path, args: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pigsty"));
-    cmd.arg("-i").arg(&inv).arg("lab").args(args);
-    cmd.arg("--dir").arg(lab_dir());
+    // `--dir` right after the subcommand: `lab ssh NODE -- COMMAND` ends with the
+    // command.
+    cmd.arg("-i").arg(inv).arg("lab").args(&args[..1]);
+    cmd.arg("--dir").arg(lab_dir()).args(&args[1..]);
     cmd.env("PIGSTY_CACHE", cache());
     // Progress (stderr) shows in the test's output as it happens.
     cmd.stderr(Stdio::inherit());
@@ -516,6 +522,54 @@ fn wait_console(name: &str, marker: &str, limit: Duration) {
     );
 }
 
+/// `pigsty lab ssh NODE -- COMMAND`, which must succeed; its output.
+fn lab_ssh(node: &str, command: &str) -> String {
+    ok(&["ssh", node, "--", command])
+}
+
+/// The node's etcd member ID (its member is named etcd-<seq>, as its pg_seq).
+fn etcd_member_id(node: &str) -> u64 {
+    let want = format!("etcd-{}", &node[7..]);
+    let c = etcd_client("10.10.10.11").unwrap();
+    c.member_list()
+        .unwrap()
+        .into_iter()
+        .find(|m| m.name == want)
+        .unwrap_or_else(|| panic!("no etcd member {want}"))
+        .id
+}
+
+/// How many times Patroni made this node's data directory from a leader
+/// (basebackup), by its journal on the host.
+fn clone_count(node: &str) -> usize {
+    ok(&["logs", node, "patroni.service"])
+        .matches("replica has been created using basebackup")
+        .count()
+}
+
+/// A copy of a node bundle whose etc/pigsty/node.json is not JSON.
+fn break_node_json(from: &std::path::Path, to: &std::path::Path) {
+    let bytes = std::fs::read(from).unwrap();
+    let mut archive = tar::Archive::new(&bytes[..]);
+    let mut out = tar::Builder::new(Vec::new());
+    let mut found = false;
+    for e in archive.entries().unwrap() {
+        let mut e = e.unwrap();
+        let mut header = e.header().clone();
+        let path = e.path().unwrap().into_owned();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+        if path.ends_with("etc/pigsty/node.json") {
+            data = b"{ broken on purpose".to_vec();
+            found = true;
+        }
+        header.set_size(data.len() as u64);
+        out.append_data(&mut header, &path, &data[..]).unwrap();
+    }
+    assert!(found, "the bundle holds etc/pigsty/node.json");
+    std::fs::write(to, out.into_inner().unwrap()).unwrap();
+}
+
 fn e2e() {
     let extra = standin_tree();
     let mut figures: BTreeMap<&str, f64> = BTreeMap::new();
@@ -524,16 +578,16 @@ fn e2e() {
     let _ = pigsty(&["down", "--purge"]);
 
     // Boot: every agent done.
-    // pg-lab-3 boots through UEFI firmware and the disk's systemd-boot, the others
-    // through qemu's direct kernel boot: both ways a machine starts an image.
+    // Every node boots its A/B disk (shared root, node bundle, data partition)
+    // through UEFI firmware and the disk's systemd-boot, which counts a trial slot's
+    // boots (docs/updates.md).
     let mut up = vec![
         "up",
         "--extra-tree",
         extra.to_str().unwrap(),
         "--accel",
         "tcg",
-        "--uefi",
-        "pg-lab-3",
+        "--ab",
     ];
     // A debugging aid: more trees (an authorized_keys for root, say) from the
     // environment.
@@ -551,6 +605,15 @@ fn e2e() {
         .expect("lab up reports its ready time");
     figures.insert("boot_to_ready_s", ready);
     enter_lab();
+    // Each A/B drive is 4 GiB larger than its image: pre-init grew the data
+    // partition into the rest at first boot.
+    for (name, _) in NODES {
+        wait_console(
+            name,
+            "pigsty pre-init: data partition",
+            Duration::from_secs(5),
+        );
+    }
 
     // etcd: three healthy voting members.
     let names = until(
@@ -802,7 +865,205 @@ fn e2e() {
         "reimaged {victim}, cut its power in its first boot: rejoined with {n} rows in {:.1} s",
         figures["reimage_power_cut_rejoin_s"]
     );
-    // Every node, whichever way it booted (pg-lab-3 through UEFI), serves SSH.
+    // Updates (docs/updates.md) of a replica's A/B disk: cut, kept, and fallen back.
+    let leader = formed(3).unwrap();
+    let node = NODES
+        .iter()
+        .map(|(n, _)| *n)
+        .find(|n| *n != leader)
+        .unwrap();
+    let ip = ip_of(node);
+    // What must survive every update: the data directory (a marker a re-clone would
+    // remove), the system identifier, the etcd member ID, the MinIO drive.
+    lab_ssh(
+        node,
+        "sudo touch /pg/data/pigsty-update-marker /data/minio/pigsty-update-marker",
+    );
+    let sysid = psql(
+        ip,
+        5432,
+        "SELECT system_identifier FROM pg_control_system()",
+    )
+    .unwrap();
+    let member_id = etcd_member_id(node);
+    let basebackups = clone_count(node);
+
+    // 1. Power cut in the middle of writing the inactive slot: the node boots its
+    //    running slot, whose entry is the only one.
+    let t = Instant::now();
+    let mut cut = Command::new(env!("CARGO_BIN_EXE_pigsty"));
+    cut.arg("-i")
+        .arg(root().join("inventory/lab.yml"))
+        .args(["lab", "update", node, "--no-reboot", "--dir"])
+        .arg(lab_dir())
+        .env("PIGSTY_CACHE", cache())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = cut.spawn().unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut writing = false;
+    for line in std::io::BufRead::lines(stderr) {
+        let line = line.unwrap_or_default();
+        eprintln!("{line}");
+        if line.contains("MiB of the root written") {
+            writing = true;
+            break;
+        }
+    }
+    assert!(writing, "agent update never said it was writing the root");
+    ok(&["kill", node]);
+    let _ = child.wait();
+    ok(&["start", node]);
+    // Its own PostgreSQL and SSH first: Patroni's view of the cluster keeps a
+    // killed member's key (and so its state) until its TTL runs out.
+    until(
+        &format!("{node}'s own PostgreSQL after the cut"),
+        Duration::from_secs(600),
+        || match psql(ip, 5432, "SELECT pg_is_in_recovery()")?.as_str() {
+            "t" => Ok(()),
+            other => Err(format!("in recovery: {other}")),
+        },
+    );
+    until(
+        &format!("an SSH banner from {node} after the cut"),
+        Duration::from_secs(120),
+        || ssh_banner(ip),
+    );
+    until(
+        &format!("{node} back on its running slot after the cut"),
+        Duration::from_secs(600),
+        || formed(3),
+    );
+    // The cut update left no entry for the other slot.
+    let status = lab_ssh(node, "sudo pigsty agent status");
+    assert!(
+        status.contains("running   slot a") && status.contains("fallback  none"),
+        "{status}"
+    );
+    figures.insert("update_power_cut_back_s", t.elapsed().as_secs_f64());
+
+    // 2. The update again, with one changed PostgreSQL parameter (the node's own
+    //    pg_parameters): it comes back on the new slot, kept, streaming from the data
+    //    directory it had, with nothing lost.
+    let mut committed = count_rows(ip_of(&leader), 5432).unwrap();
+    for i in 1..=20 {
+        psql(
+            ip_of(&leader),
+            5432,
+            &format!(
+                "INSERT INTO lab_rows VALUES ({}, 'before update')",
+                10_000 + i
+            ),
+        )
+        .expect("insert");
+        committed += 1;
+    }
+    let changed = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("lab-changed.yml");
+    let inv = std::fs::read_to_string(root().join("inventory/lab.yml")).unwrap();
+    // The node's host line (`10.10.10.1N: { pg_seq: N, pg_role: ... }`) gains the
+    // parameter.
+    let head = format!("{ip}: {{ pg_seq: {}, ", &node[7..]);
+    let at = inv
+        .find(&head)
+        .unwrap_or_else(|| panic!("inventory/lab.yml lists {head}"));
+    let close = at + inv[at..].find('}').unwrap();
+    let inv = format!(
+        "{}, pg_parameters: {{ log_min_duration_statement: 1234 }} {}",
+        &inv[..close],
+        &inv[close..]
+    );
+    std::fs::write(&changed, inv).unwrap();
+    let t = Instant::now();
+    let out = pigsty_with(
+        &changed,
+        &["update", node, "--tries", "2", "--timeout", "1500"],
+    );
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "lab update {node}: {said}");
+    println!("{said}");
+    assert!(said.contains("copied from slot"), "{said}");
+    until(
+        &format!("{node} streaming after its update"),
+        Duration::from_secs(300),
+        || formed(3),
+    );
+    figures.insert("update_kept_s", t.elapsed().as_secs_f64());
+    assert_eq!(
+        psql(ip, 5432, "SHOW log_min_duration_statement").unwrap(),
+        "1234ms",
+        "the changed parameter in effect on {node}"
+    );
+    assert_eq!(
+        psql(
+            ip,
+            5432,
+            "SELECT system_identifier FROM pg_control_system()"
+        )
+        .unwrap(),
+        sysid
+    );
+    lab_ssh(
+        node,
+        "test -e /pg/data/pigsty-update-marker && test -e /data/minio/pigsty-update-marker",
+    );
+    assert_eq!(clone_count(node), basebackups, "{node} was cloned again");
+    assert_eq!(etcd_member_id(node), member_id, "{node}'s etcd member ID");
+    let n = until(
+        "every row on the updated node",
+        Duration::from_secs(60),
+        || match count_rows(ip, 5432)? {
+            n if n == committed => Ok(n),
+            n => Err(format!("{n} rows")),
+        },
+    );
+    println!(
+        "updated {node}: kept its data directory and member ID, {n} rows, parameter in effect"
+    );
+
+    // 3. A deliberately broken image (its node.json unreadable, so its agent cannot
+    //    finish): the node falls back to the slot it ran, by itself, and rejoins.
+    let good = lab_dir().join(format!("updates/{node}/bundle.tar"));
+    let broken = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("lab-broken-bundle.tar");
+    break_node_json(&good, &broken);
+    let t = Instant::now();
+    let out = pigsty(&[
+        "update",
+        node,
+        "--bundle",
+        broken.to_str().unwrap(),
+        "--tries",
+        "1",
+        "--trial-timeout",
+        "150",
+        "--no-wait",
+    ]);
+    assert!(
+        out.status.success(),
+        "lab update {node} --bundle broken: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let bad = pigsty::bundle::digest(&std::fs::read(&broken).unwrap());
+    let lab = pigsty::lab::Lab::open(&lab_dir()).unwrap();
+    lab.wait_fallback(node, &bad, Duration::from_secs(1200))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    until(
+        &format!("{node} streaming after its fallback"),
+        Duration::from_secs(300),
+        || formed(3),
+    );
+    figures.insert("update_fallback_s", t.elapsed().as_secs_f64());
+    assert_eq!(clone_count(node), basebackups, "{node} was cloned again");
+    assert_eq!(
+        psql(ip, 5432, "SHOW log_min_duration_statement").unwrap(),
+        "1234ms",
+        "{node} runs the kept slot again"
+    );
+    println!(
+        "{node} fell back from a broken image in {:.0} s",
+        figures["update_fallback_s"]
+    );
+
+    // Every node, whichever way it booted, serves SSH.
     for (name, ip) in NODES {
         let banner = until(
             &format!("an SSH banner from {name}"),
