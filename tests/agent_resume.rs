@@ -408,10 +408,12 @@ fn spawn_agent(node: &TestNode, net: &str) -> Child {
 /// systemd stopping the unit's cgroup or a power cut would; its services live on in
 /// groups of their own.
 fn kill_group(child: &mut Child) {
-    let pgid = child.id() as libc::pid_t;
-    // SAFETY: kill(2) with a negative pid signals the process group we created.
-    let rc = unsafe { libc::kill(-pgid, libc::SIGKILL) };
-    assert_eq!(rc, 0, "kill -KILL -{pgid}");
+    let pgid = i32::try_from(child.id())
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .expect("the agent's pid");
+    rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL)
+        .unwrap_or_else(|e| panic!("kill -KILL -{pgid:?}: {e}"));
     child.wait().unwrap();
 }
 

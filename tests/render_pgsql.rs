@@ -826,9 +826,11 @@ impl Drop for Running {
     fn drop(&mut self) {
         // The child leads its own process group (see start_pgbouncer): kill all of it,
         // not only runuser, or pgbouncer outlives the test.
-        if let Ok(pid) = i32::try_from(self.0.id()) {
-            // SAFETY: kill(2) with a negative pid signals that process group only.
-            unsafe { libc::kill(-pid, libc::SIGKILL) };
+        if let Some(pid) = i32::try_from(self.0.id())
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+        {
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
         }
         let _ = self.0.kill();
         let deadline = Instant::now() + Duration::from_secs(10);

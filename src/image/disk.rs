@@ -251,29 +251,28 @@ fn write_sparse(dst: &mut File, data: &[u8], offset: u64) -> anyhow::Result<()> 
 /// Copy the data extents of `src` (SEEK_DATA/SEEK_HOLE) to `dst` at `offset`, in the
 /// kernel (copy_file_range): holes stay holes.
 fn copy_data_into(dst: &File, src: &Path, offset: u64) -> anyhow::Result<()> {
-    use std::os::fd::AsRawFd;
+    use rustix::fs::{SeekFrom, copy_file_range, seek};
     let src_file = File::open(src).with_context(|| format!("opening {}", src.display()))?;
     let len = src_file.metadata()?.len();
-    let (sfd, dfd) = (src_file.as_raw_fd(), dst.as_raw_fd());
-    let mut pos: i64 = 0;
-    while (pos as u64) < len {
-        // SAFETY: lseek on an open descriptor we own.
-        let data = unsafe { libc::lseek(sfd, pos, libc::SEEK_DATA) };
-        if data < 0 {
-            break; // ENXIO: only a hole is left.
-        }
-        // SAFETY: as above.
-        let hole = unsafe { libc::lseek(sfd, data, libc::SEEK_HOLE) };
-        let end = if hole < 0 { len as i64 } else { hole };
-        let (mut from, mut to) = (data, offset as i64 + data);
-        while from < end {
-            let want = (end - from) as usize;
-            // SAFETY: both descriptors are open; the offsets are ours to advance.
-            let n = unsafe { libc::copy_file_range(sfd, &mut from, dfd, &mut to, want, 0) };
-            if n < 0 {
-                return Err(std::io::Error::last_os_error())
-                    .with_context(|| format!("copying {} into the disk", src.display()));
+    let mut pos: u64 = 0;
+    while pos < len {
+        let data = match seek(&src_file, SeekFrom::Data(pos)) {
+            Ok(data) => data,
+            Err(rustix::io::Errno::NXIO) => break, // only a hole is left
+            Err(e) => {
+                return Err(std::io::Error::from(e))
+                    .with_context(|| format!("finding the data of {}", src.display()));
             }
+        };
+        let end = seek(&src_file, SeekFrom::Hole(data))
+            .unwrap_or(len)
+            .min(len);
+        let (mut from, mut to) = (data, offset + data);
+        while from < end {
+            let want = usize::try_from(end - from).unwrap_or(usize::MAX);
+            let n = copy_file_range(&src_file, Some(&mut from), dst, Some(&mut to), want)
+                .map_err(std::io::Error::from)
+                .with_context(|| format!("copying {} into the disk", src.display()))?;
             if n == 0 {
                 bail!("{} ended early", src.display());
             }

@@ -165,9 +165,14 @@ mod tests {
         let err = ExtraTree::read(&dir.path().join("nope"), 0).unwrap_err();
         assert!(format!("{err:#}").contains("nope"));
         let fifo = dir.path().join("p");
-        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-        // SAFETY: a valid NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
         let err = ExtraTree::read(dir.path(), 0).unwrap_err();
         assert!(format!("{err:#}").contains("not a file"), "{err:#}");
     }

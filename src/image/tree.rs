@@ -88,61 +88,21 @@ impl std::fmt::Debug for Data {
 
 /// A read-only private mapping of a whole file. Layer files are replaced by rename,
 /// never rewritten in place, so the mapped bytes do not change under us.
-pub struct Mapping {
-    ptr: *const u8,
-    len: usize,
-}
-
-// SAFETY: the mapping is read-only and lives until drop; sharing `&[u8]` views of it
-// between threads is sound.
-unsafe impl Send for Mapping {}
-unsafe impl Sync for Mapping {}
+pub struct Mapping(memmap2::Mmap);
 
 impl Mapping {
     pub fn open(path: &Path) -> anyhow::Result<Mapping> {
-        use std::os::fd::AsRawFd;
         let file =
             std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-        let len = usize::try_from(file.metadata()?.len()).context("file too large to map")?;
-        if len == 0 {
-            return Ok(Mapping {
-                ptr: std::ptr::NonNull::<u8>::dangling().as_ptr(),
-                len: 0,
-            });
-        }
-        // SAFETY: a fresh read-only private mapping of an open file; checked below.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ,
-                libc::MAP_PRIVATE,
-                file.as_raw_fd(),
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error())
-                .with_context(|| format!("mapping {}", path.display()));
-        }
-        Ok(Mapping {
-            ptr: ptr as *const u8,
-            len,
-        })
+        // SAFETY: memmap2's one requirement is that the file is not changed while
+        // mapped; layer files are only ever replaced by rename (see above).
+        let map = unsafe { memmap2::Mmap::map(&file) }
+            .with_context(|| format!("mapping {}", path.display()))?;
+        Ok(Mapping(map))
     }
 
     pub fn bytes(&self) -> &[u8] {
-        // SAFETY: `ptr` maps `len` readable bytes until drop (or is dangling with 0).
-        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        if self.len > 0 {
-            // SAFETY: unmapping exactly what `open` mapped.
-            unsafe { libc::munmap(self.ptr as *mut libc::c_void, self.len) };
-        }
+        &self.0
     }
 }
 
@@ -261,7 +221,10 @@ impl Tree {
             tree.add_tar_entry(entry.context("reading layer tar entry")?, |e| {
                 let start = usize::try_from(e.raw_file_position()).unwrap_or(usize::MAX);
                 let len = usize::try_from(e.size()).unwrap_or(usize::MAX);
-                if start.checked_add(len).is_none_or(|end| end > map.len) {
+                if start
+                    .checked_add(len)
+                    .is_none_or(|end| end > map.bytes().len())
+                {
                     bail!("entry runs past the end of the file");
                 }
                 Ok(Data(DataRef::Mapped {
@@ -461,28 +424,22 @@ impl Tree {
 /// A symlink's own times (std sets times only through a file handle, which follows
 /// links): utimensat with AT_SYMLINK_NOFOLLOW.
 fn set_symlink_mtime(path: &Path, mtime: u64) -> anyhow::Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .with_context(|| format!("{} holds a NUL byte", path.display()))?;
-    let t = libc::timespec {
-        tv_sec: mtime as libc::time_t,
+    let t = rustix::fs::Timespec {
+        tv_sec: i64::try_from(mtime).unwrap_or(i64::MAX),
         tv_nsec: 0,
     };
-    let times = [t, t];
-    // SAFETY: `c` is a valid NUL-terminated path and `times` two initialised timespecs.
-    let rc = unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            times.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
+    let times = rustix::fs::Timestamps {
+        last_access: t,
+        last_modification: t,
     };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("setting times of {}", path.display()));
-    }
-    Ok(())
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        path,
+        &times,
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .map_err(std::io::Error::from)
+    .with_context(|| format!("setting times of {}", path.display()))
 }
 
 fn set_mtime(path: &Path, mtime: u64) -> anyhow::Result<()> {

@@ -138,7 +138,7 @@ fn state_path(dir: &Path) -> PathBuf {
 
 fn need_root() -> anyhow::Result<()> {
     // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !rustix::process::geteuid().is_root() {
         bail!("the lab needs root: it creates a network namespace, taps and VMs");
     }
     Ok(())

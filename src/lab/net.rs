@@ -3,7 +3,7 @@
 //! so the lab's traffic cannot leave it.
 
 use std::net::Ipv4Addr;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::process::Command;
 
 use anyhow::{Context, bail};
@@ -72,15 +72,13 @@ pub fn enter(ns: &str) -> anyhow::Result<()> {
             path.display()
         )
     })?;
-    // SAFETY: setns on a valid namespace fd; it changes only this thread's namespace.
-    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-    if rc != 0 {
-        bail!(
-            "entering network namespace {ns}: {}",
-            std::io::Error::last_os_error()
-        );
-    }
-    Ok(())
+    // Changes only this thread's namespace.
+    rustix::thread::move_into_link_name_space(
+        file.as_fd(),
+        Some(rustix::thread::LinkNameSpaceType::Network),
+    )
+    .map_err(std::io::Error::from)
+    .with_context(|| format!("entering network namespace {ns}"))
 }
 
 /// Run `f` on a thread of its own inside the namespace, so its traffic stays there

@@ -347,9 +347,12 @@ pub fn kill(paths: &VmPaths) -> anyhow::Result<bool> {
     let Some(pid) = read_pid(paths)? else {
         return Ok(false);
     };
-    // SAFETY: signalling a pid we just checked is our qemu.
-    unsafe {
-        libc::kill(pid as i32, libc::SIGKILL);
+    // A pid we just checked is our qemu; one that is already gone is fine.
+    if let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
     }
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
