@@ -4,7 +4,7 @@
 //! update leaves the running slot the only entry. Roots are real ext4 images made
 //! with mke2fs; the kernel is read from them with debugfs, as on a node.
 
-use std::io::{Read, Write};
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use pigsty::agent::update::{self, Disk, Request, Source};
@@ -43,7 +43,15 @@ fn make_root(dir: &Path, tag: &str, versions: &[&str]) -> (PathBuf, String) {
     std::fs::write(tree.path().join("etc-tag"), tag).unwrap();
     let tmp = dir.join(format!("{tag}.tmp"));
     let ids = disk::DiskIds::from_digest(&hex::encode(Sha256::digest(tag.as_bytes())));
-    disk::make_ext4(tree.path(), &tmp, &ids, 8, 1_700_000_000).unwrap();
+    disk::make_ext4(
+        tree.path(),
+        &tmp,
+        &ids,
+        8,
+        1_700_000_000,
+        disk::RootUse::ReadOnly,
+    )
+    .unwrap();
     let sha = hex::encode(Sha256::digest(std::fs::read(&tmp).unwrap()));
     let path = dir.join(format!("{sha}.ext4"));
     std::fs::rename(&tmp, &path).unwrap();
@@ -311,6 +319,54 @@ fn the_same_root_is_copied_from_the_running_slot_not_fetched() {
         std::fs::read_to_string(fx.disk.esp.join("pigsty/b/vmlinuz")).unwrap(),
         "kernel 6.1.0-1-amd64 one"
     );
+}
+
+/// A running slot whose bytes are no longer the root its digest names (a kernel
+/// once wrote a journal superblock into a read-only slot): its copy is refused, and
+/// the root is fetched from the source given instead, or the update stops.
+#[test]
+fn a_running_slot_that_changed_is_not_copied_the_root_is_fetched() {
+    let fx = fixture();
+    let tar = bundle_tar("config change");
+    let bundle_file = fx.images.join("bundle.tar");
+    std::fs::write(&bundle_file, &tar).unwrap();
+    let slot_a = fx.disk.root_part('a');
+    let len = update::ext4_len(&slot_a).unwrap();
+    {
+        // One byte past the superblock, inside the filesystem.
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&slot_a)
+            .unwrap();
+        f.seek(std::io::SeekFrom::Start(len - 4096)).unwrap();
+        f.write_all(b"changed").unwrap();
+    }
+    // No source to fetch from: the update stops, naming the copy.
+    let err = update::update(
+        &fx.disk,
+        &fx.cmdline,
+        &Request {
+            root: None,
+            ..request(Source::File("/x".into()), Source::File(bundle_file.clone()))
+        },
+        &client(),
+    )
+    .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("copying the running slot's root"),
+        "{err:#}"
+    );
+    // With the root as built: fetched, and slot B holds exactly it.
+    let built = fx.images.join(format!("{}.ext4", fx.root_a));
+    let done = update::update(
+        &fx.disk,
+        &fx.cmdline,
+        &request(Source::File(built.clone()), Source::File(bundle_file)),
+        &client(),
+    )
+    .unwrap();
+    assert_eq!(done.root_from, built.display().to_string());
+    assert_eq!(head_sha(&fx.disk.root_part('b'), len), fx.root_a);
 }
 
 /// A root served over HTTP (a one-request server on loopback).

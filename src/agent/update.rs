@@ -386,19 +386,38 @@ pub fn update(
         "pigsty agent update: writing root sha256:{want_root} into slot {target} ({})",
         root_dev.display()
     );
-    let (root_from, root_bytes) = if same_root {
+    let copied = if same_root {
         let src = disk.root_part(boot.slot);
-        let len = ext4_len(&src)?;
-        let f = std::fs::File::open(&src).with_context(|| format!("opening {}", src.display()))?;
-        let n = write_verified(Box::new(f.take(len)), Some(len), &root_dev, &want_root)
-            .context("copying the running slot's root")?;
-        (format!("copied from slot {}", boot.slot), n)
+        let copy = ext4_len(&src).and_then(|len| {
+            let f =
+                std::fs::File::open(&src).with_context(|| format!("opening {}", src.display()))?;
+            write_verified(Box::new(f.take(len)), Some(len), &root_dev, &want_root)
+        });
+        match copy {
+            Ok(n) => Some((format!("copied from slot {}", boot.slot), n)),
+            // The running slot no longer holds the bytes its digest names: fetch the
+            // root when a source was given, else refuse.
+            Err(e) if req.root.is_some() => {
+                eprintln!(
+                    "pigsty agent update: slot {} does not hold its root as built ({e:#}): fetching it",
+                    boot.slot
+                );
+                None
+            }
+            Err(e) => return Err(e.context("copying the running slot's root")),
+        }
     } else {
-        let src = req.root.as_ref().context("no root to fetch")?;
-        let (r, len) = src.open(http)?;
-        let n = write_verified(r, len, &root_dev, &want_root)
-            .with_context(|| format!("writing the root from {}", src.describe()))?;
-        (src.describe(), n)
+        None
+    };
+    let (root_from, root_bytes) = match copied {
+        Some(done) => done,
+        None => {
+            let src = req.root.as_ref().context("no root to fetch")?;
+            let (r, len) = src.open(http)?;
+            let n = write_verified(r, len, &root_dev, &want_root)
+                .with_context(|| format!("writing the root from {}", src.describe()))?;
+            (src.describe(), n)
+        }
     };
 
     // 3. The bundle, into the slot's bundle partition, read back under its digest.

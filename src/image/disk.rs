@@ -90,6 +90,17 @@ pub fn cmdline(ids: &DiskIds) -> String {
     )
 }
 
+/// Whether an ext4 root is mounted read-write at run time (a single-root disk) or
+/// only ever read-only (a shared root in an A/B slot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RootUse {
+    ReadWrite,
+    /// No journal: a read-only root needs none, and the kernel writes the journal
+    /// superblock of a fresh ext4 (its checksum features) at the first mount, even a
+    /// read-only one. A slot's bytes must stay the bytes its digest names.
+    ReadOnly,
+}
+
 /// Make the ext4 root image of `size_mib` MiB from an extracted tree.
 pub fn make_ext4(
     dir: &Path,
@@ -97,14 +108,17 @@ pub fn make_ext4(
     ids: &DiskIds,
     size_mib: u64,
     epoch: u64,
+    usage: RootUse,
 ) -> anyhow::Result<()> {
+    let mut cmd = Command::new("mke2fs");
+    cmd.env("E2FSPROGS_FAKE_TIME", epoch.to_string()).args([
+        "-q", "-F", "-t", "ext4", "-b", "4096", "-m", "0", "-L", "root",
+    ]);
+    if usage == RootUse::ReadOnly {
+        cmd.args(["-O", "^has_journal"]);
+    }
     sys::run(
-        Command::new("mke2fs")
-            .env("E2FSPROGS_FAKE_TIME", epoch.to_string())
-            .args([
-                "-q", "-F", "-t", "ext4", "-b", "4096", "-m", "0", "-L", "root",
-            ])
-            .arg("-U")
+        cmd.arg("-U")
             .arg(ids.root_fs.to_string())
             .arg("-E")
             .arg(format!(
@@ -730,6 +744,39 @@ pub fn make_data_fs(out: &Path, uuid: uuid::Uuid, mib: u64, epoch: u64) -> anyho
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A shared root is only ever mounted read-only, and carries no journal: the
+    /// kernel writes a fresh journal's superblock at the first mount, read-only or
+    /// not (seen in the lab: slot A's digest changed under a running node, and the
+    /// update that copies the running root refused it). A read-write root keeps its
+    /// journal.
+    #[test]
+    fn a_read_only_root_has_no_journal_and_a_read_write_root_has_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("tree");
+        std::fs::create_dir_all(tree.join("etc")).unwrap();
+        std::fs::write(tree.join("etc/hostname"), "x\n").unwrap();
+        let ids = DiskIds::from_digest(&"ab".repeat(32));
+        for (usage, journal) in [(RootUse::ReadOnly, false), (RootUse::ReadWrite, true)] {
+            let img = dir.path().join(format!("{usage:?}.ext4"));
+            make_ext4(&tree, &img, &ids, 16, 1_700_000_000, usage).unwrap();
+            let out = std::process::Command::new("dumpe2fs")
+                .arg("-h")
+                .arg(&img)
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            let features = text
+                .lines()
+                .find(|l| l.starts_with("Filesystem features:"))
+                .unwrap_or_else(|| panic!("dumpe2fs -h {}: {text}", img.display()));
+            assert_eq!(
+                features.contains("has_journal"),
+                journal,
+                "{usage:?}: {features}"
+            );
+        }
+    }
 
     /// An entry added through the copy-on-write view, laid over the base, reads back
     /// as a FAT file beside the base's own; the base is untouched.

@@ -32,6 +32,7 @@ pub fn ensure_base(
     ids: &DiskIds,
     size_mib: u64,
     epoch: u64,
+    usage: disk::RootUse,
 ) -> anyhow::Result<PathBuf> {
     let version = mke2fs_version()?;
     let mut h = Sha256::new();
@@ -39,6 +40,9 @@ pub fn ensure_base(
         "pigsty ext4 base v1\nlayer {layer_key}\nuuid {}\nsize {size_mib}\nepoch {epoch}\n{version}\n",
         ids.root_fs
     ));
+    if usage == disk::RootUse::ReadOnly {
+        h.update(b"read-only: no journal\n");
+    }
     let key = hex::encode(h.finalize());
     let dir = cache.join("ext4");
     let path = dir.join(format!("{key}.ext4"));
@@ -62,7 +66,7 @@ pub fn ensure_base(
     })?;
     let img = work.path().join("root.ext4");
     super::step("mke2fs -d (ext4 base of the layer)", || {
-        disk::make_ext4(&root, &img, ids, size_mib, epoch)
+        disk::make_ext4(&root, &img, ids, size_mib, epoch, usage)
     })?;
     std::fs::rename(&img, &path)
         .with_context(|| format!("moving the ext4 base to {}", path.display()))?;
@@ -484,7 +488,16 @@ mod tests {
         t.insert("/usr/bin/ls", Entry::file(b"ls".to_vec(), 0o700, 0, 0, 5));
         let epoch = 9;
         let size = 64;
-        let base_img = ensure_base(dir.path(), "k", &b, &ids, size, epoch).unwrap();
+        let base_img = ensure_base(
+            dir.path(),
+            "k",
+            &b,
+            &ids,
+            size,
+            epoch,
+            disk::RootUse::ReadWrite,
+        )
+        .unwrap();
         let patched = dir.path().join("patched.ext4");
         std::fs::copy(&base_img, &patched).unwrap();
         Patch::diff(&b, &t, epoch)
@@ -504,7 +517,15 @@ mod tests {
         let full_dir = dir.path().join("full");
         t.extract(&full_dir, epoch).unwrap();
         let full = dir.path().join("full.ext4");
-        disk::make_ext4(&full_dir, &full, &ids, size, epoch).unwrap();
+        disk::make_ext4(
+            &full_dir,
+            &full,
+            &ids,
+            size,
+            epoch,
+            disk::RootUse::ReadWrite,
+        )
+        .unwrap();
         assert_eq!(listing(&patched), listing(&full));
     }
 

@@ -372,7 +372,15 @@ fn shared_root(
     let key = hex::encode(key.finalize());
     let ids = disk::DiskIds::from_digest(&key);
     let size = ext4patch::size_mib(&tree, &tree);
-    let cached = ext4patch::ensure_base(&opts.cache, &key, &tree, &ids, size, opts.epoch)?;
+    let cached = ext4patch::ensure_base(
+        &opts.cache,
+        &key,
+        &tree,
+        &ids,
+        size,
+        opts.epoch,
+        disk::RootUse::ReadOnly,
+    )?;
     // Its digest, kept beside it: a root is GiBs, hashed once.
     let digest_file = cached.with_extension("ext4.sha256");
     let (sha256, size) = match std::fs::read_to_string(&digest_file).ok().and_then(|t| {
@@ -888,11 +896,26 @@ fn write_disk(
         let root_dir = work.path().join("root");
         tree.extract(&root_dir, opts.epoch)?;
         let root_img = work.path().join("root.ext4");
-        disk::make_ext4(&root_dir, &root_img, ids, size_mib, opts.epoch)?;
+        disk::make_ext4(
+            &root_dir,
+            &root_img,
+            ids,
+            size_mib,
+            opts.epoch,
+            disk::RootUse::ReadWrite,
+        )?;
         disk::make_gpt(raw, &esp, &root_img, ids)?;
         return Ok(());
     };
-    let base_img = ext4patch::ensure_base(&opts.cache, layer_key, base, ids, size_mib, opts.epoch)?;
+    let base_img = ext4patch::ensure_base(
+        &opts.cache,
+        layer_key,
+        base,
+        ids,
+        size_mib,
+        opts.epoch,
+        disk::RootUse::ReadWrite,
+    )?;
     let offset = disk::make_gpt(raw, &esp, &base_img, ids)?;
     tracing::debug!(paths = patch.changed, "patching the root filesystem");
     patch.apply(&format!("{}?offset={offset}", raw.display()), opts.epoch)
