@@ -1011,9 +1011,15 @@ fn agent_bless(args: &crate::cli::BlessArgs, out: &mut dyn Write) -> Result<(), 
     let services = crate::agent::service::Systemd {
         root: root.to_path_buf(),
     };
-    let trial = {
-        let m = update::mount_esp()?;
-        update::trial_entry(m.dir(), &boot)?
+    let on_trial = update::trial_secs(&cmdline).is_some();
+    let trial = match update::mount_esp().and_then(|m| update::trial_entry(m.dir(), &boot)) {
+        Ok(t) => t,
+        // Booted from a trial entry (its options say so) and unable to read the ESP:
+        // this slot cannot be kept, so boot counting must go on.
+        Err(e) if on_trial && !args.dry_run => {
+            return trial_failed(out, &boot, None, &format!("reading the ESP: {e:#}"));
+        }
+        Err(e) => return Err(e.into()),
     };
     let Some(entry) = trial else {
         // Nothing to record either: the join puts the slots in its state when it
@@ -1038,9 +1044,24 @@ fn agent_bless(args: &crate::cli::BlessArgs, out: &mut dyn Write) -> Result<(), 
             writeln!(out, "healthy: would keep slot {}", boot.slot).context("writing")?;
         }
         Ok(()) => {
-            let kept = {
-                let m = update::mount_esp()?;
-                update::bless_entry(m.dir(), &entry)?
+            // A few tries, 5 s apart (the ESP may be busy): a healthy slot that cannot
+            // be kept is rebooted like an unhealthy one, or it would stay on trial.
+            let mut kept = Err(anyhow::anyhow!("not tried"));
+            for attempt in 0..3 {
+                if attempt > 0 {
+                    std::thread::sleep(std::time::Duration::from_secs(5));
+                }
+                kept = update::mount_esp().and_then(|m| update::bless_entry(m.dir(), &entry));
+                if kept.is_ok() {
+                    break;
+                }
+            }
+            let kept = match kept {
+                Ok(k) => k,
+                Err(e) => {
+                    let why = format!("healthy, but keeping {} failed: {e:#}", entry.file);
+                    return trial_failed(out, &boot, Some(&entry), &why);
+                }
             };
             writeln!(out, "healthy: slot {} kept ({kept})", boot.slot).context("writing")?;
             record(&boot, &services);
@@ -1048,21 +1069,33 @@ fn agent_bless(args: &crate::cli::BlessArgs, out: &mut dyn Write) -> Result<(), 
         Err(why) if args.dry_run => {
             writeln!(out, "{why}: would reboot").context("writing")?;
         }
-        Err(why) => {
-            writeln!(
-                out,
-                "{why}: rebooting ({} tries of slot {} left; then slot {} boots)",
-                entry.tries_left.unwrap_or(0).saturating_sub(1),
-                boot.slot,
-                boot.other()
-            )
-            .context("writing")?;
-            crate::sys::run(std::process::Command::new("systemctl").arg("reboot"))
-                .map_err(anyhow::Error::from)?;
-            return Err(anyhow::anyhow!("slot {} not healthy: {why}", boot.slot).into());
-        }
+        Err(why) => return trial_failed(out, &boot, Some(&entry), &why),
     }
     Ok(())
+}
+
+/// A trial boot that cannot be kept: say why and reboot, so that boot counting
+/// goes on (and falls back to the other slot once the tries are used up).
+fn trial_failed(
+    out: &mut dyn Write,
+    boot: &crate::bundle::Boot,
+    entry: Option<&crate::agent::update::Entry>,
+    why: &str,
+) -> Result<(), Error> {
+    let left = match entry.and_then(|e| e.tries_left) {
+        Some(n) => format!("{} tries", n.saturating_sub(1)),
+        None => "its remaining tries".to_string(),
+    };
+    writeln!(
+        out,
+        "{why}: rebooting ({left} of slot {} left; then slot {} boots)",
+        boot.slot,
+        boot.other()
+    )
+    .context("writing")?;
+    crate::sys::run(std::process::Command::new("systemctl").arg("reboot"))
+        .map_err(anyhow::Error::from)?;
+    Err(anyhow::anyhow!("slot {} not kept: {why}", boot.slot).into())
 }
 
 /// What the slots hold, into the state file and etcd (best effort: a node keeps its

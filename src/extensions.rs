@@ -243,10 +243,36 @@ impl Catalog {
         {
             return false;
         }
-        !self
-            .entries
-            .iter()
-            .any(|e| e.package(t).flatten().is_some_and(|p| p == pkg))
+        !self.offered(t).contains(pkg)
+    }
+
+    /// Every package the catalog's extensions give on target `t`, worked out once per
+    /// target and process: a fleet has a handful of targets and checks thousands of
+    /// packages against them (`plan --all` of 1,000 nodes).
+    fn offered(&self, t: &Target<'_>) -> std::sync::Arc<std::collections::HashSet<String>> {
+        type Memo = std::sync::Mutex<
+            std::collections::HashMap<String, std::sync::Arc<std::collections::HashSet<String>>>,
+        >;
+        static MEMO: OnceLock<Memo> = OnceLock::new();
+        // Only the process-wide catalog is memoised (a test may parse its own).
+        let global = std::ptr::eq(self, Catalog::get());
+        let key = format!("{}|{:?}|{}|{:?}", t.base, t.base_majors, t.v, t.upstream);
+        let memo = MEMO.get_or_init(Memo::default);
+        if global && let Some(set) = memo.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return set.clone();
+        }
+        let set: std::sync::Arc<std::collections::HashSet<String>> = std::sync::Arc::new(
+            self.entries
+                .iter()
+                .filter_map(|e| e.package(t).flatten())
+                .collect(),
+        );
+        if global {
+            memo.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key, set.clone());
+        }
+        set
     }
 
     /// The package that provides preload library `lib` on `base` (None: contrib).
