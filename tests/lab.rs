@@ -1004,7 +1004,7 @@ fn e2e() {
     );
     lab_ssh(
         node,
-        "test -e /pg/data/pigsty-update-marker && test -e /data/minio/pigsty-update-marker",
+        "sudo test -e /pg/data/pigsty-update-marker && sudo test -e /data/minio/pigsty-update-marker",
     );
     assert_eq!(clone_count(node), basebackups, "{node} was cloned again");
     assert_eq!(etcd_member_id(node), member_id, "{node}'s etcd member ID");
