@@ -1011,7 +1011,9 @@ fn agent_bless(args: &crate::cli::BlessArgs, out: &mut dyn Write) -> Result<(), 
     let services = crate::agent::service::Systemd {
         root: root.to_path_buf(),
     };
-    let on_trial = update::trial_secs(&cmdline).is_some();
+    // Set only in a trial entry's options.
+    let trial_bound = update::trial_secs(&cmdline);
+    let on_trial = trial_bound.is_some();
     let trial = match update::mount_esp().and_then(|m| update::trial_entry(m.dir(), &boot)) {
         Ok(t) => t,
         // Booted from a trial entry (its options say so) and unable to read the ESP:
@@ -1027,7 +1029,7 @@ fn agent_bless(args: &crate::cli::BlessArgs, out: &mut dyn Write) -> Result<(), 
         writeln!(out, "slot {}: kept already (not on trial)", boot.slot).context("writing")?;
         return Ok(());
     };
-    let limit = update::trial_secs(&cmdline).unwrap_or(args.timeout);
+    let limit = trial_bound.unwrap_or(args.timeout);
     writeln!(
         out,
         "slot {} on trial ({}): waiting up to {limit} s for the node to be healthy",

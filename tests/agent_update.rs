@@ -150,6 +150,17 @@ fn request(root: Source, bundle: Source) -> Request {
     }
 }
 
+/// A request that names no root to fetch (the running slot's is meant).
+fn without_root(bundle: &Path) -> Request {
+    Request {
+        root: None,
+        ..request(
+            Source::File("/x".into()),
+            Source::File(bundle.to_path_buf()),
+        )
+    }
+}
+
 fn client() -> pigsty::http::Client {
     pigsty::http::client(
         std::time::Duration::from_secs(5),
@@ -288,10 +299,7 @@ fn the_same_root_is_copied_from_the_running_slot_not_fetched() {
     let again = update::update(
         &fx.disk,
         &fx.cmdline,
-        &Request {
-            root: None,
-            ..request(Source::File("/x".into()), Source::File(bundle_file.clone()))
-        },
+        &without_root(&bundle_file),
         &client(),
     )
     .unwrap();
@@ -305,9 +313,8 @@ fn the_same_root_is_copied_from_the_running_slot_not_fetched() {
         &fx.disk,
         &fx.cmdline,
         &Request {
-            root: None,
             root_sha256: Some("22".repeat(32)),
-            ..request(Source::File("/x".into()), Source::File(bundle_file.clone()))
+            ..without_root(&bundle_file)
         },
         &client(),
     )
@@ -345,10 +352,7 @@ fn a_running_slot_that_changed_is_not_copied_the_root_is_fetched() {
     let err = update::update(
         &fx.disk,
         &fx.cmdline,
-        &Request {
-            root: None,
-            ..request(Source::File("/x".into()), Source::File(bundle_file.clone()))
-        },
+        &without_root(&bundle_file),
         &client(),
     )
     .unwrap_err();

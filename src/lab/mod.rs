@@ -137,7 +137,6 @@ fn state_path(dir: &Path) -> PathBuf {
 }
 
 fn need_root() -> anyhow::Result<()> {
-    // SAFETY: geteuid has no preconditions.
     if !rustix::process::geteuid().is_root() {
         bail!("the lab needs root: it creates a network namespace, taps and VMs");
     }

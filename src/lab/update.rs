@@ -310,13 +310,9 @@ impl Lab {
         ready: impl Fn(&crate::agent::state::State) -> Result<(), String>,
     ) -> anyhow::Result<Duration> {
         let start = Instant::now();
+        let (access, endpoints) = (self.etcd_access()?, self.etcd_endpoints());
         loop {
-            let access = self.etcd_access()?;
-            let last = match crate::agent::read_fleet(
-                &self.etcd_endpoints(),
-                Duration::from_secs(5),
-                &access,
-            ) {
+            let last = match crate::agent::read_fleet(&endpoints, Duration::from_secs(5), &access) {
                 Ok(fleet) => match fleet.get(name) {
                     Some(state) => match ready(state) {
                         Ok(()) => return Ok(start.elapsed()),
