@@ -87,7 +87,7 @@ pub enum LabCommand {
     /// Run a command on a node as its admin user, over SSH with the lab's operator
     /// key (which `lab up` adds to every node's node_admin_pk_list).
     Ssh(LabSshArgs),
-    /// Give an A/B node (`lab up --ab`) its new image from the inventory given: its
+    /// Give a node its new image from the inventory given: its
     /// bundle (and root, when its packages changed) built and copied to it, `pigsty
     /// agent update --reboot` run there, then a wait until it reports the new slot
     /// kept.
@@ -174,17 +174,6 @@ pub struct LabUpArgs {
     /// Give up waiting for the agents after SECS, naming each node and step not done.
     #[arg(long, value_name = "SECS", default_value_t = 1200)]
     pub timeout: u64,
-
-    /// Boot NODE (a nodename) through UEFI firmware (Debian's OVMF) and the systemd-boot
-    /// on its disk, as a real machine does, instead of qemu's direct kernel boot
-    /// (repeatable; kept for its later starts and reimages).
-    #[arg(long, value_name = "NODE")]
-    pub uefi: Vec<String>,
-
-    /// Boot every node from the A/B disk (build-image format ab-raw: shared root,
-    /// node bundle, data partition; docs/updates.md). Experimental.
-    #[arg(long)]
-    pub ab: bool,
 }
 
 #[derive(Debug, Args)]

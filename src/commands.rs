@@ -199,26 +199,8 @@ fn lab(
                 cpus: args.cpus,
                 timeout: std::time::Duration::from_secs(args.timeout),
                 cache: crate::image::layer::cache_dir(),
-                uefi: args.uefi.clone(),
                 etcd_access: None,
-                ab: args.ab,
             };
-            if let Some(name) = opts
-                .uefi
-                .iter()
-                .find(|u| !loaded.fleet.nodes.iter().any(|n| &n.nodename == *u))
-            {
-                let names: Vec<&str> = loaded
-                    .fleet
-                    .nodes
-                    .iter()
-                    .map(|n| n.nodename.as_str())
-                    .collect();
-                return Err(Error::Usage(format!(
-                    "--uefi {name}: the inventory has no such node (it has {})",
-                    names.join(", ")
-                )));
-            }
             if let Some(tree) = opts.extra_trees.iter().find(|d| !d.is_dir()) {
                 return Err(Error::Usage(format!(
                     "--extra-tree {}: not a directory",
@@ -342,12 +324,6 @@ fn lab(
         C::Update(args) => {
             let dir = lab_dir(&args.dir);
             let lab = Lab::open(&dir)?;
-            if !lab.state.ab {
-                return Err(Error::Usage(format!(
-                    "the lab in {} boots single-root disks: an update needs A/B disks (lab up --ab)",
-                    dir.display()
-                )));
-            }
             let loaded = load(source)?;
             let pki_dir = pki.map_or_else(|| dir.join("pki"), std::path::Path::to_path_buf);
             let fleet = certified(&loaded.fleet, &pki_dir, true)?;

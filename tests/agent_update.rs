@@ -43,15 +43,7 @@ fn make_root(dir: &Path, tag: &str, versions: &[&str]) -> (PathBuf, String) {
     std::fs::write(tree.path().join("etc-tag"), tag).unwrap();
     let tmp = dir.join(format!("{tag}.tmp"));
     let ids = disk::DiskIds::from_digest(&hex::encode(Sha256::digest(tag.as_bytes())));
-    disk::make_ext4(
-        tree.path(),
-        &tmp,
-        &ids,
-        8,
-        1_700_000_000,
-        disk::RootUse::ReadOnly,
-    )
-    .unwrap();
+    disk::make_ext4(tree.path(), &tmp, &ids, 8, 1_700_000_000).unwrap();
     let sha = hex::encode(Sha256::digest(std::fs::read(&tmp).unwrap()));
     let path = dir.join(format!("{sha}.ext4"));
     std::fs::rename(&tmp, &path).unwrap();
@@ -549,7 +541,7 @@ fn a_failed_update_leaves_the_running_slot_the_only_entry() {
 }
 
 #[test]
-fn a_single_root_node_is_told_to_reimage() {
+fn a_node_not_booted_from_a_slot_is_told_to_reimage() {
     let fx = fixture();
     let err = update::update(
         &fx.disk,
@@ -561,5 +553,9 @@ fn a_single_root_node_is_told_to_reimage() {
         &client(),
     )
     .unwrap_err();
-    assert!(format!("{err:#}").contains("reimage"), "{err:#}");
+    let err = format!("{err:#}");
+    assert!(
+        err.contains("reimage") && err.contains("--format raw"),
+        "{err}"
+    );
 }

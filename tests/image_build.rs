@@ -106,6 +106,52 @@ fn builds_are_byte_identical() {
             "manifest.json"
         );
     }
+    // disk.raw has the A/B layout: the ESP, root and bundle of slots A and B, and the
+    // data partition; slot A holds the shared root byte for byte, and the command
+    // line boots slot A with its bundle's digest.
+    {
+        let raw = dir.path().join("a").join(NODE).join("disk.raw");
+        let disk = gpt::GptConfig::new()
+            .logical_block_size(gpt::disk::LogicalBlockSize::Lb512)
+            .open(&raw)
+            .unwrap();
+        let parts = disk.partitions().clone();
+        let labels: Vec<&str> = (1..=6).map(|n| parts[&n].name.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "ESP",
+                "pigsty-root-a",
+                "pigsty-bundle-a",
+                "pigsty-root-b",
+                "pigsty-bundle-b",
+                "pigsty-data"
+            ]
+        );
+        let root_sha = a["root"]["sha256"].as_str().unwrap();
+        let root_len = a["root"]["size"].as_u64().unwrap();
+        let slot_a = &parts[&2];
+        assert!((slot_a.last_lba + 1 - slot_a.first_lba) * 512 >= root_len);
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "dd if={} bs=512 skip={} count={} status=none | sha256sum",
+                raw.display(),
+                slot_a.first_lba,
+                root_len / 512
+            ))
+            .output()
+            .unwrap();
+        let sum = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(sum.split_whitespace().next(), Some(root_sha), "slot A");
+        let cmdline =
+            std::fs::read_to_string(dir.path().join("a").join(NODE).join("cmdline")).unwrap();
+        assert!(
+            cmdline.contains("pigsty.slot=a")
+                && cmdline.contains(&format!("pigsty.root=sha256:{root_sha}")),
+            "{cmdline}"
+        );
+    }
     // What must not be baked into an image.
     let listing = Command::new("tar")
         .args(["--zstd", "-tvf"])
@@ -206,7 +252,7 @@ fn bundles_go_over_one_shared_root_per_package_set() {
             .arg("-i")
             .arg(root().join("inventory/lab.yml"))
             .args(["build-image", "--allow-default-passwords", "--all"])
-            .args(["--format", "bundle", "--format", "ab-qcow2", "--out"])
+            .args(["--format", "bundle", "--format", "qcow2", "--out"])
             .arg(out)
             .env("PIGSTY_CACHE", cache())
             .env("PIGSTY_PKI", dir.path().join("pki"))
@@ -326,7 +372,7 @@ fn bundles_go_over_one_shared_root_per_package_set() {
     for (name, m) in [("pg-lab-1", &m1), ("pg-lab-2", &m2), ("pg-lab-3", &m3)] {
         use std::os::unix::fs::PermissionsExt;
         let sha = m["root"]["sha256"].as_str().unwrap();
-        let qcow = a.join(name).join("disk-ab.qcow2");
+        let qcow = a.join(name).join("disk.qcow2");
         let meta = std::fs::metadata(&qcow).unwrap();
         assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{name}");
         assert!(meta.len() < 5 << 20, "{name}: {} bytes", meta.len());

@@ -587,7 +587,6 @@ fn e2e() {
         extra.to_str().unwrap(),
         "--accel",
         "tcg",
-        "--ab",
     ];
     // A debugging aid: more trees (an authorized_keys for root, say) from the
     // environment.

@@ -673,7 +673,7 @@ _pigsty() {
                     return 0
                     ;;
                 --format)
-                    COMPREPLY=($(compgen -W "rootfs raw qcow2 cloud-init pxe bundle ab-raw ab-qcow2" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "rootfs raw qcow2 cloud-init pxe bundle" -- "${cur}"))
                     return 0
                     ;;
                 --out)
@@ -1716,7 +1716,7 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__lab__subcmd__up)
-            opts="-i -v -h -V --dir --extra-tree --accel --memory --cpus --timeout --uefi --ab --inventory --pki --verbose --help --version"
+            opts="-i -v -h -V --dir --extra-tree --accel --memory --cpus --timeout --inventory --pki --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1743,10 +1743,6 @@ _pigsty() {
                     return 0
                     ;;
                 --timeout)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --uefi)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -17,7 +17,7 @@
 //! Any failure before systemd starts (a bundle that does not match, a missing
 //! partition) is said on the console, and the machine reboots after a pause: boot
 //! counting then falls back to the other slot. A boot without `pigsty.slot` (a
-//! single-root disk) starts systemd at once.
+//! root that is not a slot: a PXE live set, a rootfs tar) starts systemd at once.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -93,7 +93,7 @@ impl ServiceManager for Systemd {
     fn start(&self, unit: &str) -> anyhow::Result<()> {
         // Recorded where a node booted from a slot keeps state: the image's
         // pigsty-enabled generator links it at every later boot. /etc is read-only
-        // there, so `systemctl enable` is for a single-root node only.
+        // there, so `systemctl enable` is for a node not booted from a slot.
         let record = self.root.join(STATE_DIR).join("enabled").join(unit);
         write_atomic(&record, b"", 0o644)?;
         if !booted_from_slot() {

@@ -349,8 +349,9 @@ pub fn update(
     let Some(boot) = Boot::from_cmdline(cmdline)? else {
         bail!(
             "this node did not boot from an A/B slot (no pigsty.slot on its command line): \
-             a node installed from a single-root disk (raw, qcow2, PXE) changes by a reimage; \
-             give it an A/B disk (build-image --format ab-raw) to update it in place"
+             a node booted from a PXE live set, a rootfs tar or a cloud-init seed changes by \
+             a reimage; install it from an A/B disk (build-image --format raw or qcow2) to \
+             update it in place"
         );
     };
     if req.tries == 0 {

@@ -1,6 +1,8 @@
-//! Bootable disks: a GPT image with an EFI system partition (systemd-boot, the
-//! node's kernel and initrd) and an ext4 root made by `mke2fs -d` with a fixed UUID,
-//! hash seed and timestamps, so the same tree always gives the same bytes.
+//! Bootable disks in the A/B layout (docs/updates.md): a GPT image with an EFI
+//! system partition (systemd-boot, each slot's kernel, initrd and loader entry), two
+//! root slots and their bundle partitions, and a data partition. Roots are ext4 made
+//! by `mke2fs -d` with a fixed UUID, hash seed and timestamps, so the same tree
+//! always gives the same bytes.
 
 use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
@@ -14,7 +16,6 @@ use crate::sys;
 
 const SECTOR: u64 = 512;
 const MIB: u64 = 1024 * 1024;
-const ESP_MIB: u64 = 160;
 
 /// Identifiers of one disk, derived from the node digest so rebuilds are identical.
 #[derive(Debug, Clone, Copy)]
@@ -82,41 +83,33 @@ fn parent(path: &str) -> &str {
         .map_or("", |(p, _)| p)
 }
 
-/// The kernel command line for the root filesystem of `ids`.
-pub fn cmdline(ids: &DiskIds) -> String {
-    format!(
-        "root=UUID={} ro console=tty0 console=ttyS0,115200 net.ifnames=0 systemd.show_status=1",
-        ids.root_fs
-    )
-}
-
-/// Whether an ext4 root is mounted read-write at run time (a single-root disk) or
-/// only ever read-only (a shared root in an A/B slot).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RootUse {
-    ReadWrite,
-    /// No journal: a read-only root needs none, and the kernel writes the journal
-    /// superblock of a fresh ext4 (its checksum features) at the first mount, even a
-    /// read-only one. A slot's bytes must stay the bytes its digest names.
-    ReadOnly,
-}
-
-/// Make the ext4 root image of `size_mib` MiB from an extracted tree.
+/// Make the ext4 image of a shared root, `size_mib` MiB, from an extracted tree.
+///
+/// No journal: a shared root is only ever mounted read-only, and the kernel writes
+/// the journal superblock of a fresh ext4 (its checksum features) at the first
+/// mount, even a read-only one. A slot's bytes must stay the bytes its digest names.
 pub fn make_ext4(
     dir: &Path,
     out: &Path,
     ids: &DiskIds,
     size_mib: u64,
     epoch: u64,
-    usage: RootUse,
 ) -> anyhow::Result<()> {
     let mut cmd = Command::new("mke2fs");
     cmd.env("E2FSPROGS_FAKE_TIME", epoch.to_string()).args([
-        "-q", "-F", "-t", "ext4", "-b", "4096", "-m", "0", "-L", "root",
+        "-q",
+        "-F",
+        "-t",
+        "ext4",
+        "-b",
+        "4096",
+        "-m",
+        "0",
+        "-L",
+        "root",
+        "-O",
+        "^has_journal",
     ]);
-    if usage == RootUse::ReadOnly {
-        cmd.args(["-O", "^has_journal"]);
-    }
     sys::run(
         cmd.arg("-U")
             .arg(ids.root_fs.to_string())
@@ -167,33 +160,6 @@ fn clamp_ctimes(img: &Path, epoch: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Make the FAT ESP, in memory (fatfs does many small writes): systemd-boot as the
-/// default loader, one entry for the node.
-pub fn make_esp(
-    tree: &Tree,
-    boot: &BootFiles,
-    ids: &DiskIds,
-    title: &str,
-) -> anyhow::Result<Vec<u8>> {
-    let loader = loader(tree)?;
-    let entry = format!(
-        "title {title}\nlinux /pigsty/vmlinuz\ninitrd /pigsty/initrd.img\noptions {}\n",
-        cmdline(ids)
-    );
-    let files: [(&str, &[u8]); 6] = [
-        ("EFI/BOOT/BOOTX64.EFI", &loader),
-        ("EFI/systemd/systemd-bootx64.efi", &loader),
-        (
-            "loader/loader.conf",
-            b"default pigsty.conf\ntimeout 0\nconsole-mode keep\n",
-        ),
-        ("loader/entries/pigsty.conf", entry.as_bytes()),
-        ("pigsty/vmlinuz", &boot.kernel),
-        ("pigsty/initrd.img", &boot.initrd),
-    ];
-    fat_volume(ESP_MIB, ids.esp_volume_id, &files)
-}
-
 /// systemd-boot, from the tree.
 fn loader(tree: &Tree) -> anyhow::Result<super::tree::Data> {
     match tree
@@ -203,52 +169,6 @@ fn loader(tree: &Tree) -> anyhow::Result<super::tree::Data> {
         Some(Kind::File(d)) => Ok(d.clone()),
         _ => bail!("the image has no systemd-boot (add systemd-boot to the base packages)"),
     }
-}
-
-/// Assemble the GPT disk from the ESP and root images; returns the byte offset of
-/// the root partition.
-pub fn make_gpt(out: &Path, esp: &[u8], root: &Path, ids: &DiskIds) -> anyhow::Result<u64> {
-    let esp_len = esp.len() as u64;
-    let root_len = std::fs::metadata(root)
-        .with_context(|| format!("reading {}", root.display()))?
-        .len();
-    let first = MIB / SECTOR;
-    let esp_sectors = esp_len.div_ceil(SECTOR);
-    let root_first = first + esp_sectors.div_ceil(first) * first;
-    let root_sectors = root_len.div_ceil(SECTOR);
-    let total = (root_first + root_sectors) * SECTOR + 2 * MIB;
-    let mut file = super::rw_file(out)?;
-    file.set_len(total)?;
-    let mbr = gpt::mbr::ProtectiveMBR::with_lb_size(
-        u32::try_from(total / SECTOR - 1).unwrap_or(u32::MAX),
-    );
-    mbr.overwrite_lba0(&mut file)
-        .context("writing the protective MBR")?;
-    let mut disk = gpt::GptConfig::new()
-        .writable(true)
-        .logical_block_size(gpt::disk::LogicalBlockSize::Lb512)
-        .create_from_device(file, Some(ids.disk))
-        .context("creating the GPT")?;
-    disk.add_partition_at("esp", 1, first, esp_sectors, gpt::partition_types::EFI, 0)?;
-    disk.add_partition_at(
-        "root",
-        2,
-        root_first,
-        root_sectors,
-        gpt::partition_types::LINUX_ROOT_X64,
-        0,
-    )?;
-    let mut parts = disk.take_partitions();
-    for (id, guid) in [(1, ids.esp), (2, ids.root_part)] {
-        if let Some(p) = parts.get_mut(&id) {
-            p.part_guid = guid;
-        }
-    }
-    disk.update_partitions(parts)?;
-    let mut file = disk.write().context("writing the GPT")?;
-    write_sparse(&mut file, esp, first * SECTOR)?;
-    copy_data_into(&file, root, root_first * SECTOR)?;
-    Ok(root_first * SECTOR)
 }
 
 /// Write `data` at `offset`, leaving runs of zeros as holes (the image stays sparse).
@@ -293,17 +213,6 @@ fn copy_data_into(dst: &File, src: &Path, offset: u64) -> anyhow::Result<()> {
         }
         pos = end;
     }
-    Ok(())
-}
-
-/// qcow2 from the raw image.
-pub fn make_qcow2(raw: &Path, out: &Path) -> anyhow::Result<()> {
-    sys::run(
-        Command::new("qemu-img")
-            .args(["convert", "-f", "raw", "-O", "qcow2"])
-            .arg(raw)
-            .arg(out),
-    )?;
     Ok(())
 }
 
@@ -748,21 +657,23 @@ mod tests {
     /// A shared root is only ever mounted read-only, and carries no journal: the
     /// kernel writes a fresh journal's superblock at the first mount, read-only or
     /// not (seen in the lab: slot A's digest changed under a running node, and the
-    /// update that copies the running root refused it). A read-write root keeps its
-    /// journal.
+    /// update that copies the running root refused it). The data partition, mounted
+    /// read-write, keeps its journal.
     #[test]
-    fn a_read_only_root_has_no_journal_and_a_read_write_root_has_one() {
+    fn a_shared_root_has_no_journal_and_the_data_partition_has_one() {
         let dir = tempfile::tempdir().unwrap();
         let tree = dir.path().join("tree");
         std::fs::create_dir_all(tree.join("etc")).unwrap();
         std::fs::write(tree.join("etc/hostname"), "x\n").unwrap();
         let ids = DiskIds::from_digest(&"ab".repeat(32));
-        for (usage, journal) in [(RootUse::ReadOnly, false), (RootUse::ReadWrite, true)] {
-            let img = dir.path().join(format!("{usage:?}.ext4"));
-            make_ext4(&tree, &img, &ids, 16, 1_700_000_000, usage).unwrap();
+        let root = dir.path().join("root.ext4");
+        make_ext4(&tree, &root, &ids, 16, 1_700_000_000).unwrap();
+        let data = dir.path().join("data.ext4");
+        make_data_fs(&data, ids.disk, 16, 1_700_000_000).unwrap();
+        for (img, journal) in [(&root, false), (&data, true)] {
             let out = std::process::Command::new("dumpe2fs")
                 .arg("-h")
-                .arg(&img)
+                .arg(img)
                 .output()
                 .unwrap();
             let text = String::from_utf8_lossy(&out.stdout);
@@ -773,7 +684,8 @@ mod tests {
             assert_eq!(
                 features.contains("has_journal"),
                 journal,
-                "{usage:?}: {features}"
+                "{}: {features}",
+                img.display()
             );
         }
     }

@@ -4,7 +4,7 @@
 
 pub mod cloudinit;
 pub mod disk;
-pub mod ext4patch;
+pub mod ext4base;
 pub mod extra;
 pub mod layer;
 pub mod overlay;
@@ -34,9 +34,16 @@ use tree::Tree;
 pub enum Format {
     /// rootfs.tar.zst: sorted entries, clamped mtimes, numeric owners.
     Rootfs,
-    /// disk.raw: GPT, ESP with systemd-boot, ext4 root; plus vmlinuz, initrd.img, cmdline.
+    /// disk.raw, the A/B layout (docs/updates.md): the ESP with systemd-boot and slot
+    /// A's entry; root A (the shared root, read-only at run time) and bundle A (the
+    /// node's own files); empty root B and bundle B for updates; a data partition
+    /// holding every piece of state, grown to the end of the drive at first boot.
+    /// With vmlinuz, initrd.img and cmdline (slot A's) for a direct kernel boot.
     Raw,
-    /// disk.qcow2 (from the raw disk).
+    /// disk.qcow2: the A/B disk as a qcow2 whose backing file is the shared base disk
+    /// of its root, `_roots/<sha256>.ab.raw` in `--out` (one per package set): the
+    /// node's own file holds its bundle and its boot entry, about 1 MiB. Ship both, or
+    /// flatten it: `qemu-img convert -O qcow2 disk.qcow2 whole.qcow2`.
     Qcow2,
     /// cloud-init/ (NoCloud meta-data, user-data, network-config) and cidata.img, for a
     /// stock Debian cloud image.
@@ -46,16 +53,8 @@ pub enum Format {
     Pxe,
     /// bundle.tar, the node's own files, and the shared root it goes over,
     /// `_roots/<sha256>.ext4` in `--out`: one per package set, however many nodes
-    /// share it (see docs/updates.md).
+    /// share it (see docs/updates.md). What `pigsty agent update` takes.
     Bundle,
-    /// disk-ab.raw, the A/B layout (ESP, root and bundle of slots A and B, data),
-    /// with cmdline-ab, vmlinuz and initrd.img. Experimental: the layout `raw` and
-    /// `qcow2` take once it is proven in the lab (docs/updates.md).
-    AbRaw,
-    /// disk-ab.qcow2: the A/B disk as a qcow2 whose backing file is the shared base
-    /// disk of its root, `_roots/<sha256>.ab.raw` in `--out` (one per package set):
-    /// a node's own file holds its bundle and its boot entry, about 1 MiB.
-    AbQcow2,
 }
 
 impl Format {
@@ -155,7 +154,7 @@ struct SharedRoot {
 impl Format {
     /// Whether the format needs the node's shared root and bundle.
     fn needs_root(self) -> bool {
-        matches!(self, Format::Bundle | Format::AbRaw | Format::AbQcow2)
+        matches!(self, Format::Bundle | Format::Raw | Format::Qcow2)
     }
 }
 
@@ -235,7 +234,7 @@ pub fn build(
             }
         };
         let ab_base = match &root {
-            Some(r) if opts.formats.contains(&Format::AbQcow2) => {
+            Some(r) if opts.formats.contains(&Format::Qcow2) => {
                 match ab_bases.get(&r.image.sha256) {
                     Some(b) => Some(b.clone()),
                     None => {
@@ -342,7 +341,7 @@ struct Added<'a> {
     agent: &'a [u8],
     extras: &'a [extra::ExtraTree],
     root: Option<&'a SharedRoot>,
-    /// The shared base disk of the root (format ab-qcow2).
+    /// The shared base disk of the root (format qcow2).
     ab_base: Option<&'a AbBase>,
 }
 
@@ -371,16 +370,8 @@ fn shared_root(
     }
     let key = hex::encode(key.finalize());
     let ids = disk::DiskIds::from_digest(&key);
-    let size = ext4patch::size_mib(&tree, &tree);
-    let cached = ext4patch::ensure_base(
-        &opts.cache,
-        &key,
-        &tree,
-        &ids,
-        size,
-        opts.epoch,
-        disk::RootUse::ReadOnly,
-    )?;
+    let size = ext4base::size_mib(&tree);
+    let cached = ext4base::ensure_base(&opts.cache, &key, &tree, &ids, size, opts.epoch)?;
     // Its digest, kept beside it: a root is GiBs, hashed once.
     let digest_file = cached.with_extension("ext4.sha256");
     let (sha256, size) = match std::fs::read_to_string(&digest_file).ok().and_then(|t| {
@@ -456,8 +447,9 @@ fn build_node(
         dir: &tmp,
         hashed: &mut hashed,
     };
-    // The bundle first: the disk formats add the node's /etc/fstab to the tree.
-    let bundle = match added.root {
+    // The node's own files over its shared root: the bundle, and the A/B disks that
+    // carry it in slot A.
+    let disks = match added.root {
         Some(root) => step(&format!("{}: node bundle", node.nodename), || {
             use std::os::unix::fs::OpenOptionsExt;
             let mut tar = Vec::new();
@@ -471,21 +463,22 @@ fn build_node(
                     .and_then(|mut f| std::io::Write::write_all(&mut f, &tar))
                     .context("writing bundle.tar")?;
             }
-            if opts.formats.contains(&Format::AbRaw) {
-                write_ab_disk(node, root, &tar, &tmp, opts)?;
+            let mut cmdline = None;
+            if opts.formats.contains(&Format::Raw) {
+                cmdline = Some(write_ab_disk(node, root, &tar, &tmp, opts)?);
             }
             if let Some(base) = added.ab_base {
-                write_ab_qcow2(node, base, &tar, &tmp)?;
+                let line = write_ab_qcow2(node, base, &tar, &tmp)?;
+                cmdline.get_or_insert(line);
             }
-            Ok(())
+            Ok(cmdline)
         }),
-        None => Ok(()),
+        None => Ok(None),
     };
-    let result = bundle
-        .and_then(|()| {
-            write_formats(
-                node, compiled, agent, base, &layer.key, &mut tree, written, opts,
-            )
+    let result = disks
+        .and_then(|cmdline| {
+            write_formats(node, compiled, agent, &tree, written, opts)?;
+            Ok(cmdline)
         })
         .and_then(|cmdline| {
             let mut artifacts = Vec::new();
@@ -539,23 +532,18 @@ struct Written<'a> {
     hashed: &'a mut HashMap<String, (String, u64)>,
 }
 
-/// Write every requested format into `out.dir`; returns the kernel command line when
-/// a disk was made.
-#[allow(clippy::too_many_arguments)]
+/// Write the formats made from the node's whole tree into `out.dir`: the cloud-init
+/// seed, rootfs.tar.zst and the PXE set.
 fn write_formats(
     node: &Node,
     compiled: &Compiled,
     agent: &[u8],
-    base: &Tree,
-    layer_key: &str,
-    tree: &mut Tree,
+    tree: &Tree,
     out: Written<'_>,
     opts: &BuildOptions,
-) -> anyhow::Result<Option<String>> {
+) -> anyhow::Result<()> {
     let dir = out.dir;
-    let mut formats = opts.formats.clone();
-    formats.sort();
-    formats.dedup();
+    let formats = &opts.formats;
     if formats.contains(&Format::CloudInit) {
         step(&format!("{}: cloud-init seed", node.nodename), || {
             let seed = cloudinit::seed(node, &compiled.plan, &compiled.files, agent)?;
@@ -568,63 +556,18 @@ fn write_formats(
         })?;
         out.hashed.insert("rootfs.tar.zst".to_string(), digest);
     }
-    let wants_disk = formats.contains(&Format::Raw) || formats.contains(&Format::Qcow2);
-    if !(wants_disk || formats.contains(&Format::Pxe)) {
-        return Ok(None);
-    }
-    // Kernel and initrd come from the finished tree (the fstab added below is not
-    // among them): read once for the PXE set and the disk.
-    let boot = disk::boot_files(tree)?;
     if formats.contains(&Format::Pxe) {
         step(&format!("{}: PXE set", node.nodename), || {
+            let boot = disk::boot_files(tree)?;
             pxe::write(dir, node, tree, &boot, opts.epoch)
         })?;
     }
-    if !wants_disk {
-        return Ok(None);
-    }
-    let ids = disk_ids(node, layer_key, opts.epoch);
-    tree.insert(
-        "/etc/fstab",
-        tree::Entry::file(
-            format!(
-                "# Managed by pigsty\nUUID={} / ext4 defaults,errors=remount-ro 0 1\n",
-                ids.root_fs
-            )
-            .into_bytes(),
-            0o644,
-            0,
-            0,
-            opts.epoch,
-        ),
-    );
-    let raw = dir.join("disk.raw");
-    let target = DiskTarget {
-        ids: &ids,
-        boot: &boot,
-        raw: &raw,
-    };
-    step(&format!("{}: disk.raw", node.nodename), || {
-        write_disk(node, base, layer_key, tree, &target, opts)
-    })?;
-    std::fs::write(dir.join("vmlinuz"), &boot.kernel)?;
-    std::fs::write(dir.join("initrd.img"), &boot.initrd)?;
-    let cmdline = disk::cmdline(&ids);
-    std::fs::write(dir.join("cmdline"), format!("{cmdline}\n"))?;
-    if formats.contains(&Format::Qcow2) {
-        step(&format!("{}: disk.qcow2", node.nodename), || {
-            disk::make_qcow2(&raw, &dir.join("disk.qcow2"))
-        })?;
-    }
-    if !formats.contains(&Format::Raw) {
-        std::fs::remove_file(&raw)?;
-    }
-    Ok(Some(cmdline))
+    Ok(())
 }
 
-/// disk-ab.raw: the A/B layout of docs/updates.md, slot A holding the shared root
-/// and the node's bundle, slot B empty, and a fresh data partition; with the kernel
-/// and initrd of the root and slot A's command line (`cmdline-ab`) for a direct
+/// disk.raw: the A/B layout of docs/updates.md, slot A holding the shared root and
+/// the node's bundle, slot B empty, and a fresh data partition; with the kernel and
+/// initrd of the root and slot A's command line (`cmdline`, returned) for a direct
 /// kernel boot.
 fn write_ab_disk(
     node: &Node,
@@ -632,7 +575,7 @@ fn write_ab_disk(
     bundle_tar: &[u8],
     dir: &Path,
     opts: &BuildOptions,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<String> {
     use disk::{Fill, Part};
     use gpt::partition_types::{EFI, LINUX_FS, LINUX_ROOT_X64};
     let seed = hex::encode(Sha256::digest(
@@ -711,16 +654,14 @@ fn write_ab_disk(
             min: 0,
         },
     ];
-    disk::make_gpt_parts(&dir.join("disk-ab.raw"), &parts, guid(0))?;
-    std::fs::write(dir.join("cmdline-ab"), format!("{cmdline}\n"))?;
-    if !dir.join("vmlinuz").exists() {
-        std::fs::write(dir.join("vmlinuz"), &boot.kernel)?;
-        std::fs::write(dir.join("initrd.img"), &boot.initrd)?;
-    }
-    Ok(())
+    disk::make_gpt_parts(&dir.join("disk.raw"), &parts, guid(0))?;
+    std::fs::write(dir.join("cmdline"), format!("{cmdline}\n"))?;
+    std::fs::write(dir.join("vmlinuz"), &boot.kernel)?;
+    std::fs::write(dir.join("initrd.img"), &boot.initrd)?;
+    Ok(cmdline)
 }
 
-/// The shared base disk of a root (format ab-qcow2): the A/B layout with the root
+/// The shared base disk of a root (format qcow2): the A/B layout with the root
 /// in slot A, the ESP without a slot entry, empty bundles and a fresh data
 /// partition, identified by the root; and where a node's own bytes go in it.
 struct AbBase {
@@ -802,9 +743,15 @@ fn ab_base(root: &SharedRoot, opts: &BuildOptions) -> anyhow::Result<AbBase> {
     })
 }
 
-/// disk-ab.qcow2 over the root's base disk: the node's slot A entry (the few ESP
-/// sectors it changes) and its bundle, written with qemu-io.
-fn write_ab_qcow2(node: &Node, base: &AbBase, bundle_tar: &[u8], dir: &Path) -> anyhow::Result<()> {
+/// disk.qcow2 over the root's base disk: the node's slot A entry (the few ESP
+/// sectors it changes) and its bundle, written with qemu-io. Returns slot A's
+/// command line.
+fn write_ab_qcow2(
+    node: &Node,
+    base: &AbBase,
+    bundle_tar: &[u8],
+    dir: &Path,
+) -> anyhow::Result<String> {
     let cmdline = disk::ab_cmdline(
         base.root_a,
         'a',
@@ -821,7 +768,7 @@ fn write_ab_qcow2(node: &Node, base: &AbBase, bundle_tar: &[u8], dir: &Path) -> 
     bundle.extend_from_slice(bundle_tar);
     bundle.resize(bundle.len().div_ceil(512) * 512, 0);
     runs.push((base.bundle_a_offset, bundle));
-    let disk = dir.join("disk-ab.qcow2");
+    let disk = dir.join("disk.qcow2");
     crate::sys::run(
         std::process::Command::new("qemu-img")
             .args([
@@ -849,76 +796,7 @@ fn write_ab_qcow2(node: &Node, base: &AbBase, bundle_tar: &[u8], dir: &Path) -> 
         ));
     }
     crate::sys::run(&mut io).context("writing the node's bytes into its qcow2")?;
-    Ok(())
-}
-
-/// Disk identifiers: the GPT's are the node's own; the root filesystem's UUID (and
-/// hash seed) belong to the layer, so every node of a layer patches one cached ext4
-/// base (as every instance of a cloud image shares its filesystem UUID).
-fn disk_ids(node: &Node, layer_key: &str, epoch: u64) -> disk::DiskIds {
-    let digest = |s: String| hex::encode(Sha256::digest(s.as_bytes()));
-    let mut ids = disk::DiskIds::from_digest(&digest(format!("{}:{}", node.nodename, node.ip)));
-    ids.root_fs = disk::DiskIds::from_digest(&digest(format!("root:{layer_key}:{epoch}"))).root_fs;
-    ids
-}
-
-/// The disk being written: its identifiers, the kernel and initrd for its ESP, and
-/// the raw file.
-#[derive(Clone, Copy)]
-struct DiskTarget<'a> {
-    ids: &'a disk::DiskIds,
-    boot: &'a disk::BootFiles,
-    raw: &'a Path,
-}
-
-/// disk.raw: the ESP and the root filesystem. The root is the layer's cached ext4
-/// base patched with the node's changes; when the changes are beyond a patch (hard
-/// links), the whole tree is formatted instead.
-fn write_disk(
-    node: &Node,
-    base: &Tree,
-    layer_key: &str,
-    tree: &Tree,
-    target: &DiskTarget,
-    opts: &BuildOptions,
-) -> anyhow::Result<()> {
-    let DiskTarget { ids, boot, raw } = *target;
-    let esp = disk::make_esp(tree, boot, ids, &format!("pigsty {}", node.nodename))?;
-    let size_mib = ext4patch::size_mib(base, tree);
-    let Some(patch) = ext4patch::Patch::diff(base, tree, opts.epoch) else {
-        tracing::info!(
-            "{}: the overlay changes hard links: formatting the whole root",
-            node.nodename
-        );
-        let work = tempfile::Builder::new()
-            .prefix(".pigsty-disk")
-            .tempdir_in(raw.parent().unwrap_or(raw))?;
-        let root_dir = work.path().join("root");
-        tree.extract(&root_dir, opts.epoch)?;
-        let root_img = work.path().join("root.ext4");
-        disk::make_ext4(
-            &root_dir,
-            &root_img,
-            ids,
-            size_mib,
-            opts.epoch,
-            disk::RootUse::ReadWrite,
-        )?;
-        disk::make_gpt(raw, &esp, &root_img, ids)?;
-        return Ok(());
-    };
-    let base_img = ext4patch::ensure_base(
-        &opts.cache,
-        layer_key,
-        base,
-        ids,
-        size_mib,
-        opts.epoch,
-        disk::RootUse::ReadWrite,
-    )?;
-    let offset = disk::make_gpt(raw, &esp, &base_img, ids)?;
-    tracing::debug!(paths = patch.changed, "patching the root filesystem");
-    patch.apply(&format!("{}?offset={offset}", raw.display()), opts.epoch)
+    Ok(cmdline)
 }
 
 /// Counts bytes and hashes them on their way to `inner`.
@@ -1037,15 +915,9 @@ fn owner_only(dir: &Path) -> anyhow::Result<()> {
         if kind.is_dir() {
             owner_only(&path)?;
         } else if kind.is_file()
-            && ![
-                "manifest.json",
-                "vmlinuz",
-                "cmdline",
-                "cmdline-ab",
-                "pigsty",
-            ]
-            .iter()
-            .any(|n| entry.file_name() == *n)
+            && !["manifest.json", "vmlinuz", "cmdline", "pigsty"]
+                .iter()
+                .any(|n| entry.file_name() == *n)
         {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
                 .with_context(|| format!("making {} private", path.display()))?;

@@ -1,5 +1,6 @@
-//! The lab's images: each node's raw image, built when missing or stale (its key covers
-//! the plan, the agent binary and the extra trees), and the checks before building.
+//! The lab's images: each node's A/B disk (format raw), built when missing or stale
+//! (its key covers the plan, the agent binary and the extra trees), and the checks
+//! before building.
 
 use std::path::PathBuf;
 
@@ -25,6 +26,8 @@ fn image_key(
         h.update(sha.as_bytes());
     }
     h.update(epoch.to_be_bytes());
+    // The layout: a lab image built before raw took the A/B layout is stale.
+    h.update(b"ab");
     hex::encode(h.finalize())
 }
 
@@ -48,7 +51,7 @@ pub(super) fn check_minio_binary(fleet: &Fleet, extras: &[PathBuf]) -> anyhow::R
     Ok(())
 }
 
-/// Build the raw image of every node whose image is missing or stale.
+/// Build the A/B disk of every node whose image is missing or stale.
 pub(super) fn build_missing(fleet: &Fleet, lab: &Lab, opts: &UpOptions) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("locating the pigsty executable")?;
     let (agent_sha, _) = crate::image::hash_file(&exe)?;
@@ -62,17 +65,10 @@ pub(super) fn build_missing(fleet: &Fleet, lab: &Lab, opts: &UpOptions) -> anyho
     let mut missing: Vec<((&Node, crate::compile::Compiled), String)> = Vec::new();
     for node in &fleet.nodes {
         let compiled = crate::compile::compile(fleet, node)?;
-        let mut key = image_key(&compiled.plan.digest, &agent_sha, &extras, epoch);
-        if opts.ab {
-            key.push_str("-ab");
-        }
+        let key = image_key(&compiled.plan.digest, &agent_sha, &extras, epoch);
         let have = std::fs::read_to_string(images.join(format!("{}.key", node.nodename)))
             .unwrap_or_default();
-        let files = match opts.ab {
-            true => ["disk-ab.raw", "vmlinuz", "initrd.img", "cmdline-ab"],
-            false => ["disk.raw", "vmlinuz", "initrd.img", "cmdline"],
-        };
-        let complete = files
+        let complete = ["disk.raw", "vmlinuz", "initrd.img", "cmdline"]
             .iter()
             .all(|f| images.join(&node.nodename).join(f).is_file());
         if have.trim() == key && complete {
@@ -99,10 +95,7 @@ pub(super) fn build_missing(fleet: &Fleet, lab: &Lab, opts: &UpOptions) -> anyho
         .collect();
     eprintln!("lab: building images of {}", names.join(", "));
     let build = crate::image::BuildOptions {
-        formats: vec![match opts.ab {
-            true => crate::image::Format::AbRaw,
-            false => crate::image::Format::Raw,
-        }],
+        formats: vec![crate::image::Format::Raw],
         out: images.clone(),
         cache: opts.cache.clone(),
         offline: false,

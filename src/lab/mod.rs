@@ -6,10 +6,14 @@
 //! Layout of the lab directory (`--dir`, default `$PIGSTY_LAB` or
 //! `~/.cache/pigsty/lab`):
 //! - `lab.json`: the namespace, the bridge address and each node's tap and MAC;
-//! - `images/<node>/`: the node's raw image (`build-image --format raw`) and
+//! - `images/<node>/`: the node's A/B disk (`build-image --format raw`) and
 //!   `images/<node>.key`, what it was built from;
-//! - `vms/<node>/`: the node's disk (copy-on-write over the image), serial console log,
-//!   qemu's pid file and log.
+//! - `vms/<node>/`: the node's disk (copy-on-write over the image, larger than it: the
+//!   data partition grows at first boot), its UEFI variables, serial console log,
+//!   journal, qemu's pid file and log.
+//!
+//! Every node boots as a machine does: OVMF, then the systemd-boot on its disk, which
+//! counts the boots of a slot on trial.
 //!
 //! Every command that talks to the VMs moves itself into the namespace first, so its
 //! traffic stays there.
@@ -47,12 +51,8 @@ pub struct UpOptions {
     /// Bound of the wait for every agent to report done.
     pub timeout: Duration,
     pub cache: PathBuf,
-    /// Nodes booted through UEFI firmware rather than qemu's direct kernel boot.
-    pub uefi: Vec<String>,
     /// How the lab reaches its etcd (kept in lab.json).
     pub etcd_access: Option<crate::agent::etcd::AccessFiles>,
-    /// Boot from the A/B disk (format ab-raw) instead of the single-root one.
-    pub ab: bool,
 }
 
 /// The default lab directory.
@@ -89,9 +89,6 @@ pub struct LabState {
     pub cache: Option<PathBuf>,
     #[serde(default)]
     pub extra_trees: Vec<PathBuf>,
-    /// The nodes boot from A/B disks (`lab up --ab`).
-    #[serde(default)]
-    pub ab: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -109,9 +106,6 @@ pub struct LabNode {
     /// the stats password).
     #[serde(default)]
     pub haproxy: Option<HaproxyStats>,
-    /// Boots through OVMF and the disk's systemd-boot (`lab up --uefi`).
-    #[serde(default)]
-    pub uefi: bool,
     /// The admin user the lab logs in as (`lab ssh`), when the node has one.
     #[serde(default)]
     pub admin: Option<String>,
@@ -222,7 +216,6 @@ impl Lab {
         )?;
         let pid = vm::start(&vm::Boot {
             name: &node.name,
-            image_dir: &self.image_dir(&node.name),
             paths: &paths,
             netns: &self.state.netns,
             tap: &node.tap,
@@ -230,7 +223,6 @@ impl Lab {
             memory_mib: self.state.memory_mib,
             cpus: self.state.cpus,
             kvm: self.state.kvm,
-            uefi: node.uefi,
         })?;
         tracing::info!(node = %node.name, pid, "started");
         let now = crate::agent::state::now();
@@ -307,9 +299,7 @@ pub fn up(fleet: &Fleet, opts: &UpOptions) -> anyhow::Result<(Lab, Duration)> {
     for tool in ["qemu-system-x86_64", "qemu-img", "ip"] {
         crate::sys::require(tool)?;
     }
-    if !opts.uefi.is_empty() || opts.ab {
-        vm::require_ovmf()?;
-    }
+    vm::require_ovmf()?;
     // The lab's operator key, among every admin user's keys (`lab ssh`).
     let fleet = &update::with_operator_key(fleet, &update::ensure_ssh_key(&opts.dir)?);
     images::check_minio_binary(fleet, &opts.extra_trees)?;
@@ -342,13 +332,11 @@ pub fn up(fleet: &Fleet, opts: &UpOptions) -> anyhow::Result<(Lab, Duration)> {
         etcd_access: opts.etcd_access.clone(),
         cache: Some(opts.cache.clone()),
         extra_trees: opts.extra_trees.clone(),
-        ab: opts.ab,
-        // A/B nodes boot through systemd-boot: it counts a trial slot's boots.
         nodes: fleet
             .nodes
             .iter()
             .enumerate()
-            .map(|(i, n)| lab_node(i, n, opts.ab || opts.uefi.contains(&n.nodename)))
+            .map(|(i, n)| lab_node(i, n))
             .collect(),
     };
     let mut lab = Lab { dir, state };
@@ -388,10 +376,9 @@ pub fn up(fleet: &Fleet, opts: &UpOptions) -> anyhow::Result<(Lab, Duration)> {
         }
         let pid = lab.start(&node.name)?;
         eprintln!(
-            "lab: {} ({}) booting{}, qemu pid {pid}, console {}",
+            "lab: {} ({}) booting through UEFI, qemu pid {pid}, console {}",
             node.name,
             node.ip,
-            if node.uefi { " through UEFI" } else { "" },
             lab.vm(&node.name).serial().display()
         );
     }
@@ -440,7 +427,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
-fn lab_node(i: usize, n: &Node, uefi: bool) -> LabNode {
+fn lab_node(i: usize, n: &Node) -> LabNode {
     LabNode {
         name: n.nodename.clone(),
         ip: n.ip.to_string(),
@@ -466,7 +453,6 @@ fn lab_node(i: usize, n: &Node, uefi: bool) -> LabNode {
             user: n.node.haproxy_admin_username.clone(),
             password: n.node.haproxy_admin_password.clone(),
         }),
-        uefi,
         admin: n
             .node
             .node_admin_enabled
@@ -541,13 +527,12 @@ mod tests {
             .nodes
             .iter()
             .enumerate()
-            .map(|(i, n)| lab_node(i, n, i == 2))
+            .map(|(i, n)| lab_node(i, n))
             .collect();
         assert_eq!(nodes.len(), 3);
         assert_eq!(nodes[0].tap, "tap0");
         assert_eq!(nodes[0].etcd, Some(2379));
         assert_eq!(nodes[0].patroni, Some(8008));
         assert_eq!(nodes[1].mac, "52:54:00:0a:0a:0c");
-        assert!(!nodes[0].uefi && nodes[2].uefi);
     }
 }

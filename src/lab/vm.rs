@@ -1,6 +1,6 @@
-//! One lab VM: a qemu process booting a node's image through the direct-kernel path
-//! (or, with `--uefi`, through OVMF and the disk's systemd-boot), on a copy-on-write
-//! disk over the image, with its serial console in a log file.
+//! One lab VM: a qemu process booting a node's A/B disk through UEFI firmware (OVMF)
+//! and the disk's systemd-boot, on a copy-on-write disk over the image, with its
+//! serial console and journal in log files.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -124,7 +124,9 @@ const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 pub fn require_ovmf() -> anyhow::Result<()> {
     for f in [OVMF_CODE, OVMF_VARS] {
         if !Path::new(f).is_file() {
-            bail!("--uefi needs UEFI firmware at {f} (apt-get install ovmf)");
+            bail!(
+                "the lab boots through UEFI: it needs the firmware at {f} (apt-get install ovmf)"
+            );
         }
     }
     Ok(())
@@ -133,7 +135,6 @@ pub fn require_ovmf() -> anyhow::Result<()> {
 /// Everything qemu needs to boot one node.
 pub struct Boot<'a> {
     pub name: &'a str,
-    pub image_dir: &'a Path,
     pub paths: &'a VmPaths,
     pub netns: &'a str,
     pub tap: &'a str,
@@ -141,8 +142,6 @@ pub struct Boot<'a> {
     pub memory_mib: u32,
     pub cpus: u32,
     pub kvm: bool,
-    /// Through OVMF and the disk's systemd-boot instead of qemu's direct kernel boot.
-    pub uefi: bool,
 }
 
 /// How much larger than its image a lab node's A/B drive is.
@@ -152,11 +151,7 @@ const AB_DATA_ROOM: u64 = 4 << 30;
 pub fn fresh_disk(image_dir: &Path, paths: &VmPaths, key: &str) -> anyhow::Result<()> {
     std::fs::create_dir_all(&paths.dir)
         .with_context(|| format!("creating {}", paths.dir.display()))?;
-    // An A/B image (format ab-raw) when the node's image is one.
-    let raw = match image_dir.join("disk-ab.raw") {
-        ab if ab.is_file() => ab,
-        _ => image_dir.join("disk.raw"),
-    };
+    let raw = image_dir.join("disk.raw");
     let disk = paths.disk();
     let _ = std::fs::remove_file(&disk);
     let _ = std::fs::remove_file(paths.uefi_vars());
@@ -174,14 +169,12 @@ pub fn fresh_disk(image_dir: &Path, paths: &VmPaths, key: &str) -> anyhow::Resul
         .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
         .arg(&raw)
         .arg(&disk);
-    // An A/B disk is a drive larger than its image, as a real one is: its data
-    // partition grows into the rest at first boot.
-    if raw.file_name().is_some_and(|n| n == "disk-ab.raw") {
-        let len = std::fs::metadata(&raw)
-            .with_context(|| format!("reading {}", raw.display()))?
-            .len();
-        create.arg((len + AB_DATA_ROOM).to_string());
-    }
+    // The drive is larger than its image, as a real one is: the data partition grows
+    // into the rest at first boot.
+    let len = std::fs::metadata(&raw)
+        .with_context(|| format!("reading {}", raw.display()))?
+        .len();
+    create.arg((len + AB_DATA_ROOM).to_string());
     sys::run(&mut create)?;
     std::fs::write(paths.image_key(), key)
         .with_context(|| format!("writing {}", paths.image_key().display()))?;
@@ -231,46 +224,31 @@ pub fn start(b: &Boot) -> anyhow::Result<u32> {
         .args(["-smp", &b.cpus.to_string()])
         .args(["-display", "none", "-monitor", "none"]);
     let mut nic = format!("virtio-net-pci,netdev=n0,mac={}", b.mac);
-    if b.uefi {
-        // The firmware finds systemd-boot on the disk's ESP (the removable-media path,
-        // as the NVRAM starts empty), and systemd-boot (256 and later) appends the
-        // lab's arguments from SMBIOS type 11 to the disk's own loader entry.
-        let vars = b.paths.uefi_vars();
-        if !vars.exists() {
-            std::fs::copy(OVMF_VARS, &vars)
-                .with_context(|| format!("copying {OVMF_VARS} to {}", vars.display()))?;
-        }
-        cmd.arg("-drive")
-            .arg(format!(
-                "if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"
-            ))
-            .arg("-drive")
-            .arg(format!(
-                "if=pflash,format=raw,unit=1,file={}",
-                vars.display()
-            ))
-            .arg("-smbios")
-            .arg(format!(
-                "type=11,value=io.systemd.boot.kernel-cmdline-extra={}",
-                lab_kernel_args(b.kvm).replace(',', ",,")
-            ));
-        // No network boot: the firmware would try the NIC's iPXE ROM when the disk
-        // does not boot, and loading it costs seconds under emulation.
-        nic.push_str(",romfile=");
-    } else {
-        let file = match b.image_dir.join("cmdline-ab") {
-            ab if ab.is_file() => ab,
-            _ => b.image_dir.join("cmdline"),
-        };
-        let cmdline = std::fs::read_to_string(&file)
-            .with_context(|| format!("reading {}", file.display()))?;
-        cmd.arg("-kernel")
-            .arg(b.image_dir.join("vmlinuz"))
-            .arg("-initrd")
-            .arg(b.image_dir.join("initrd.img"))
-            .arg("-append")
-            .arg(format!("{} {}", cmdline.trim(), lab_kernel_args(b.kvm)));
+    // The firmware finds systemd-boot on the disk's ESP (the removable-media path, as
+    // the NVRAM starts empty), and systemd-boot (256 and later) appends the lab's
+    // arguments from SMBIOS type 11 to the disk's own loader entry.
+    let vars = b.paths.uefi_vars();
+    if !vars.exists() {
+        std::fs::copy(OVMF_VARS, &vars)
+            .with_context(|| format!("copying {OVMF_VARS} to {}", vars.display()))?;
     }
+    cmd.arg("-drive")
+        .arg(format!(
+            "if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"
+        ))
+        .arg("-drive")
+        .arg(format!(
+            "if=pflash,format=raw,unit=1,file={}",
+            vars.display()
+        ))
+        .arg("-smbios")
+        .arg(format!(
+            "type=11,value=io.systemd.boot.kernel-cmdline-extra={}",
+            lab_kernel_args(b.kvm).replace(',', ",,")
+        ));
+    // No network boot: the firmware would try the NIC's iPXE ROM when the disk does
+    // not boot, and loading it costs seconds under emulation.
+    nic.push_str(",romfile=");
     cmd.arg("-drive")
         .arg(format!(
             "file={},format=qcow2,if=virtio,cache=writeback",
