@@ -267,6 +267,8 @@ bench_image_all() {
 # three-node clusters and an infra node): one shared root per package set and a
 # bundle per node, warm layers. Against it, full builds (rootfs,raw) of 10 of its
 # nodes, one build-image each: a full build per node of the fleet is that times 100.
+# Then one run with qcow2 too (a disk per node over its root's shared base disk).
+# Checked after each: at most one root per package set, at most 5 MiB per node.
 bench_fleet() {
     local inv q qi qo qs sample="" n
     inv=$(gen_inventory 333)
@@ -275,20 +277,59 @@ bench_fleet() {
     qo=$(printf '%q' "$OUT/fleet")
     qs=$(printf '%q' "$OUT/fleet-full")
     log "warming the layers and roots of the 1,000-node inventory"
+    # Roots of an earlier pigsty binary would count against one per package set.
+    rm -rf "$OUT/fleet" "$OUT/fleet-full"
     PIGSTY_CACHE=$IMG_CACHE "$PIGSTY" -i "$inv" build-image --allow-default-passwords --all \
-        --format bundle --out "$OUT/fleet" >/dev/null 2>&1 || die "build-image --all --format bundle failed"
+        --format bundle --out "$OUT/fleet" >"$OUT/fleet-warm.log" 2>&1 \
+        || die "build-image --all --format bundle failed (see $OUT/fleet-warm.log)"
+    fleet_check "$OUT/fleet"
     for n in pg-c0001-1 pg-c0002-2 pg-c0003-3 pg-c0004-1 pg-c0005-2 pg-c0006-3 pg-c0007-1 \
         pg-c0008-2 pg-c0009-3 pg-c0010-1; do
         sample+="$q -i $qi build-image --allow-default-passwords --role $n --format rootfs,raw --out $qs >/dev/null 2>&1 && "
     done
-    PIGSTY_CACHE=$IMG_CACHE hyperfine --runs 3 \
+    PIGSTY_CACHE=$IMG_CACHE hyperfine --runs "${BENCH_FLEET_RUNS:-3}" \
         --export-json "$OUT/fleet.json" --export-markdown "$OUT/fleet.md" \
         -n "build-image --all --format bundle (1,000 nodes)" \
         "$q -i $qi build-image --allow-default-passwords --all --format bundle --out $qo >/dev/null 2>&1" \
         -n "full build-image of 10 nodes (x100 for the fleet)" "${sample}true"
     report fleet
-    log "written: $(du -sh "$OUT/fleet/_roots" | cut -f1) of shared roots ($(ls "$OUT/fleet/_roots" | wc -l) files), \
-$(du -sh --exclude=_roots "$OUT/fleet" | cut -f1) for 1,000 nodes; largest bundle $(find "$OUT/fleet" -name bundle.tar -printf '%s\n' | sort -n | tail -1) bytes"
+    fleet_check "$OUT/fleet"
+    rm -rf "$OUT/fleet-full"
+    PIGSTY_CACHE=$IMG_CACHE hyperfine --runs 1 \
+        --export-json "$OUT/fleet-qcow2.json" \
+        -n "build-image --all --format bundle,qcow2 (1,000 nodes)" \
+        "$q -i $qi build-image --allow-default-passwords --all --format bundle,qcow2 --out $qo >/dev/null 2>&1"
+    report fleet-qcow2
+    fleet_check "$OUT/fleet"
+}
+
+# fleet_check OUT: what a fleet build wrote is one root (and, with qcow2, one base
+# disk) per package set, and at most 5 MiB in each node's directory.
+fleet_check() {
+    python3 - "$1" <<'PY'
+import json, os, sys
+out = sys.argv[1]
+sets, sizes = set(), {}
+for node in os.listdir(out):
+    m = os.path.join(out, node, "manifest.json")
+    if node.startswith("_") or not os.path.isfile(m):
+        continue
+    sets.add(json.load(open(m))["layer"]["key"])
+    d = os.path.join(out, node)
+    # Allocated bytes (a qcow2 is sparse at its end).
+    sizes[node] = sum(os.stat(os.path.join(d, f)).st_blocks * 512 for f in os.listdir(d))
+roots = os.listdir(os.path.join(out, "_roots"))
+ext4 = [r for r in roots if r.endswith(".ext4")]
+bases = [r for r in roots if r.endswith(".ab.raw")]
+root_bytes = sum(os.stat(os.path.join(out, "_roots", r)).st_blocks * 512 for r in roots)
+big = max(sizes.values())
+print("%d nodes, %d package sets: %d roots, %d base disks (%.1f GiB); per node at most %.2f MiB, %.1f MiB in all"
+      % (len(sizes), len(sets), len(ext4), len(bases), root_bytes / 2**30, big / 2**20, sum(sizes.values()) / 2**20))
+if len(ext4) > len(sets) or len(bases) > len(sets):
+    sys.exit("fleet: more roots than package sets")
+if big > 5 << 20:
+    sys.exit("fleet: a node's files take %d bytes, over 5 MiB" % big)
+PY
 }
 
 # mkosi: Debian's mkosi building the pg-test primary's package set (the layer

@@ -95,8 +95,11 @@ def build(n):
         "node_tune": "oltp",
         "node_timezone": "UTC",
         "node_etc_hosts": ["${admin_ip} h.pigsty a.pigsty p.pigsty g.pigsty m.pigsty"],
-        "node_repo_modules": "local",
-        "pg_version": 15,
+        # What this machine's registries can build (ci/bench.sh fleet builds every
+        # node): the Debian archive alone, so no Grafana (Pigsty's infra repository)
+        # and the PostgreSQL major Debian gives (17 on Debian 13).
+        "node_repo_modules": "node",
+        "grafana_enabled": False,
         "pg_rto": "norm",
         "pg_rpo": 1048576,
         "pg_packages": ["pgsql-main", "pgsql-common"],

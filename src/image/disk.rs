@@ -95,30 +95,9 @@ pub fn make_ext4(
     size_mib: u64,
     epoch: u64,
 ) -> anyhow::Result<()> {
-    let mut cmd = Command::new("mke2fs");
-    cmd.env("E2FSPROGS_FAKE_TIME", epoch.to_string()).args([
-        "-q",
-        "-F",
-        "-t",
-        "ext4",
-        "-b",
-        "4096",
-        "-m",
-        "0",
-        "-L",
-        "root",
-        "-O",
-        "^has_journal",
-    ]);
     sys::run(
-        cmd.arg("-U")
-            .arg(ids.root_fs.to_string())
-            .arg("-E")
-            .arg(format!(
-                "hash_seed={},lazy_itable_init=0,lazy_journal_init=0,root_owner=0:0",
-                ids.root_fs
-            ))
-            .arg("-d")
+        mke2fs("root", ids.root_fs, epoch)
+            .args(["-O", "^has_journal", "-d"])
             .arg(dir)
             .arg(out)
             .arg(format!("{size_mib}M")),
@@ -621,29 +600,28 @@ fn fat_volume(mib: u64, volume_id: u32, files: &[(&str, &[u8])]) -> anyhow::Resu
     Ok(file.into_inner())
 }
 
+/// mke2fs with what every filesystem of ours gets: 4 KiB blocks, no reserved blocks,
+/// its label, and a UUID that is also its directory hash seed, under a fake clock
+/// (`epoch`), so the same inputs give the same bytes.
+fn mke2fs(label: &str, uuid: uuid::Uuid, epoch: u64) -> Command {
+    let mut cmd = Command::new("mke2fs");
+    cmd.env("E2FSPROGS_FAKE_TIME", epoch.to_string())
+        .args([
+            "-q", "-F", "-t", "ext4", "-b", "4096", "-m", "0", "-L", label,
+        ])
+        .arg("-U")
+        .arg(uuid.to_string())
+        .arg("-E")
+        .arg(format!(
+            "hash_seed={uuid},lazy_itable_init=0,lazy_journal_init=0,root_owner=0:0"
+        ));
+    cmd
+}
+
 /// An empty ext4 data filesystem (label `pigsty-data`), reproducible from `uuid`.
 pub fn make_data_fs(out: &Path, uuid: uuid::Uuid, mib: u64, epoch: u64) -> anyhow::Result<()> {
     sys::run(
-        Command::new("mke2fs")
-            .env("E2FSPROGS_FAKE_TIME", epoch.to_string())
-            .args([
-                "-q",
-                "-F",
-                "-t",
-                "ext4",
-                "-b",
-                "4096",
-                "-m",
-                "0",
-                "-L",
-                "pigsty-data",
-            ])
-            .arg("-U")
-            .arg(uuid.to_string())
-            .arg("-E")
-            .arg(format!(
-                "hash_seed={uuid},lazy_itable_init=0,lazy_journal_init=0,root_owner=0:0"
-            ))
+        mke2fs("pigsty-data", uuid, epoch)
             .arg(out)
             .arg(format!("{mib}M")),
     )?;
