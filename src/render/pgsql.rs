@@ -167,7 +167,7 @@ fn pgbouncer_context(
         "stats_users": names("stats user", [&p.pg_dbsu, &p.pg_monitor_username]).map_err(&f)?,
         "databases": pgbouncer::databases(p).map_err(&f)?,
         "users": pgbouncer::users(p).map_err(&f)?,
-        "userlist": pgbouncer::userlist(p, &pg.cluster).map_err(fail("/etc/pgbouncer/userlist.txt"))?,
+        "userlist": pgbouncer::userlist(p).map_err(fail("/etc/pgbouncer/userlist.txt"))?,
         "hba": hba::render(rules, env, hba::Flavor::Pgbouncer).map_err(fail("/etc/pgbouncer/pgb_hba.conf"))?,
     }))
 }
@@ -198,7 +198,7 @@ fn backrest_context(pg: &PgInstance) -> Result<Value, PgsqlError> {
 fn sql_context(pg: &PgInstance) -> Result<Value, PgsqlError> {
     let p = &pg.params;
     Ok(json!({
-        "roles": sql::roles(p, &pg.cluster).map_err(fail(SQL_FILES[0]))?,
+        "roles": sql::roles(p).map_err(fail(SQL_FILES[0]))?,
         "template": sql::template(p).map_err(fail(SQL_FILES[1]))?,
         "databases": sql::databases(p).map_err(fail(SQL_FILES[2]))?,
         "baselines": sql::baselines(p),
@@ -558,7 +558,7 @@ mod tests {
         // The credential parameter's password, stored as its SCRAM verifier.
         assert_eq!(
             dba["password"],
-            scram::verifier("pg-test", "dbuser_dba", "DBUser.DBA").unwrap()
+            scram::verifier("dbuser_dba", "DBUser.DBA").unwrap()
         );
         assert_eq!(dba["alter"], "SUPERUSER");
         let readonly = roles
