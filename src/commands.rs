@@ -41,7 +41,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
         Command::Plan(args) => {
             let loaded = load(&source)?;
             plan(
-                &certified(&loaded.fleet, &pki_dir(cli, &source, &cwd), false)?,
+                certified(&loaded.fleet, &pki_dir(cli, &source, &cwd), false)?.as_ref(),
                 args,
                 out,
             )
@@ -49,7 +49,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
         Command::Render(args) => {
             let loaded = load(&source)?;
             render(
-                &certified(&loaded.fleet, &pki_dir(cli, &source, &cwd), false)?,
+                certified(&loaded.fleet, &pki_dir(cli, &source, &cwd), false)?.as_ref(),
                 args,
                 out,
             )
@@ -68,13 +68,18 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
         Command::Status(args) => {
             let loaded = load(&source)?;
             let dir = pki_dir(cli, &source, &cwd);
-            fleet_status(&certified(&loaded.fleet, &dir, false)?, &dir, args, out)
+            fleet_status(
+                certified(&loaded.fleet, &dir, false)?.as_ref(),
+                &dir,
+                args,
+                out,
+            )
         }
         Command::BuildImage(args) => {
             let loaded = load(&source)?;
             check_build_out(&loaded.fleet, args)?;
             build_image(
-                &certified(&loaded.fleet, &pki_dir(cli, &source, &cwd), true)?,
+                certified(&loaded.fleet, &pki_dir(cli, &source, &cwd), true)?.as_ref(),
                 args,
                 out,
             )
@@ -102,15 +107,21 @@ fn pki_dir(cli: &Cli, source: &Source, cwd: &std::path::Path) -> std::path::Path
 /// The fleet with each node's certificate from the fleet CA: created at the first
 /// build (`create`), else used when it exists; without one, nodes serve the
 /// snakeoil pair they make at first boot.
-fn certified(fleet: &Fleet, dir: &std::path::Path, create: bool) -> Result<Fleet, Error> {
+fn certified<'f>(
+    fleet: &'f Fleet,
+    dir: &std::path::Path,
+    create: bool,
+) -> Result<std::borrow::Cow<'f, Fleet>, Error> {
     let pki = if create {
         Some(crate::pki::Pki::open_or_create(dir)?)
     } else {
         crate::pki::Pki::open(dir)?
     };
     match pki {
-        Some(pki) => Ok(crate::pki::with_certs(fleet, &pki, create)?),
-        None => Ok(fleet.clone()),
+        Some(pki) => Ok(std::borrow::Cow::Owned(crate::pki::with_certs(
+            fleet, &pki, create,
+        )?)),
+        None => Ok(std::borrow::Cow::Borrowed(fleet)),
     }
 }
 

@@ -4,6 +4,11 @@ use std::process::ExitCode;
 use clap::Parser;
 use pigsty::cli::Cli;
 
+// Rendering a fleet makes many small, short-lived allocations on every core (JSON
+// contexts, template output): glibc's allocator took a quarter of `plan --all`.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);

@@ -196,10 +196,7 @@ pub fn load_str_in(name: &str, text: &str, dir: Option<&Path>) -> Result<Loaded,
         return Err(invalid(findings));
     }
     Ok(Loaded {
-        fleet: Fleet {
-            source: name.to_string(),
-            nodes,
-        },
+        fleet: Fleet::new(name.to_string(), nodes),
         warnings: findings,
         text: text.to_string(),
     })

@@ -94,32 +94,13 @@ pub fn validate(
     let mut nodes = Vec::with_capacity(tree.hosts.len());
     let mut password_use: BTreeMap<&'static str, (Loc, usize)> = BTreeMap::new();
     let mut locs = KeyLocs::new();
-    let mut cache = ReadCache::default();
-    for host in &tree.hosts {
-        let groups = tree.host_groups(host);
-        check_one_cluster_each(tree, host, &groups, file, findings);
-        let vars = resolve(tree, host, &groups);
-        let mut reader = VarReader {
-            cache: &mut cache,
-            file,
-            dir,
-            host_loc: host.key.loc,
-            ip: &host.key.name,
-            vars: &vars,
-            findings,
-        };
-        let in_group = |name: &str| groups.iter().any(|&g| tree.groups[g].name == name);
-        let membership = Membership {
-            infra: in_group("infra"),
-            etcd: in_group("etcd"),
-        };
-        if let Some(node) = read_node(&mut reader, &host.key, membership) {
-            note_default_passwords(&reader, &node, &mut password_use);
-            for key in IDENTITY_KEYS.iter().copied().chain(["pg_rto", ""]) {
-                locs.insert((node.ip, key), reader.loc(key));
-            }
-            nodes.push(node);
+    for host in read_hosts(tree, file, dir) {
+        findings.extend(host.findings);
+        for (key, loc) in host.default_passwords {
+            password_use.entry(key).or_insert((loc, 0)).1 += 1;
         }
+        locs.extend(host.locs);
+        nodes.extend(host.node);
     }
     check_fleet(&nodes, &locs, tree, file, findings);
     if let Some((_, (loc, _))) = password_use.first_key_value() {
@@ -139,6 +120,85 @@ pub fn validate(
     }
     dedupe(findings);
     nodes
+}
+
+/// What reading one host gave: its node (None when it has errors), its findings, and
+/// what the fleet-wide checks need of it.
+struct HostRead {
+    node: Option<Node>,
+    findings: Vec<Finding>,
+    /// Pigsty's default passwords the node uses, each with where it is set.
+    default_passwords: Vec<(&'static str, Loc)>,
+    locs: Vec<((Ipv4Addr, &'static str), Loc)>,
+}
+
+/// Read every host, in the tree's order. Hosts read independently, so they are split
+/// into one run of neighbours per core (neighbours share their groups, and so most of
+/// a [`ReadCache`]); the findings come out in the order one pass would give them.
+fn read_hosts(tree: &Tree, file: &str, dir: Option<&std::path::Path>) -> Vec<HostRead> {
+    use rayon::prelude::*;
+    let per_core = tree
+        .hosts
+        .len()
+        .div_ceil(rayon::current_num_threads().max(1))
+        .max(1);
+    tree.hosts
+        .par_chunks(per_core)
+        .flat_map_iter(|hosts| {
+            let mut cache = ReadCache::default();
+            hosts
+                .iter()
+                .map(|host| read_host(tree, host, file, dir, &mut cache))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn read_host(
+    tree: &Tree,
+    host: &Host,
+    file: &str,
+    dir: Option<&std::path::Path>,
+    cache: &mut ReadCache,
+) -> HostRead {
+    let mut findings = Vec::new();
+    let groups = tree.host_groups(host);
+    check_one_cluster_each(tree, host, &groups, file, &mut findings);
+    let vars = resolve(tree, host, &groups);
+    let mut reader = VarReader {
+        cache,
+        file,
+        dir,
+        host_loc: host.key.loc,
+        ip: &host.key.name,
+        vars: &vars,
+        findings: &mut findings,
+    };
+    let in_group = |name: &str| groups.iter().any(|&g| tree.groups[g].name == name);
+    let membership = Membership {
+        infra: in_group("infra"),
+        etcd: in_group("etcd"),
+    };
+    let mut default_passwords = Vec::new();
+    let mut locs = Vec::new();
+    let node = read_node(&mut reader, &host.key, membership);
+    if let Some(node) = &node {
+        // What the node's services would use, as build-image checks it
+        // (`Node::default_passwords`): Grafana's only with Grafana, haproxy's only
+        // with haproxy.
+        for key in node.default_passwords() {
+            default_passwords.push((key, reader.loc(key)));
+        }
+        for key in IDENTITY_KEYS.iter().copied().chain(["pg_rto", ""]) {
+            locs.push(((node.ip, key), reader.loc(key)));
+        }
+    }
+    HostRead {
+        node,
+        findings,
+        default_passwords,
+        locs,
+    }
 }
 
 /// A host listed in two groups that name different clusters of one module would be
@@ -797,19 +857,6 @@ fn parse_ip_port(s: &str) -> Option<(Ipv4Addr, u16)> {
     let ip = parts.next()?.parse().ok()?;
     let port = parts.next()?.parse().ok()?;
     parts.next().is_none().then_some((ip, port))
-}
-
-fn note_default_passwords(
-    r: &VarReader<'_>,
-    node: &Node,
-    seen: &mut BTreeMap<&'static str, (Loc, usize)>,
-) {
-    // What the node's services would use, as build-image checks it
-    // (`Node::default_passwords`): Grafana's only with Grafana, haproxy's only with
-    // haproxy.
-    for key in node.default_passwords() {
-        seen.entry(key).or_insert((r.loc(key), 0)).1 += 1;
-    }
 }
 
 /// Rules across nodes: unique names and seqs, one primary per cluster, contiguous

@@ -4,7 +4,7 @@
 mod params;
 pub mod paths;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::net::Ipv4Addr;
 
@@ -139,6 +139,31 @@ pub struct Fleet {
     /// The inventory file as named to the user.
     pub source: String,
     pub nodes: Vec<Node>,
+    /// Cluster members by cluster, for the queries every node's render makes.
+    #[serde(skip)]
+    members: MemberIndex,
+}
+
+/// Positions in [`Fleet::nodes`] of each PostgreSQL, etcd and MinIO cluster's members,
+/// sorted by seq, built on the first query: a scan of the whole fleet per query made
+/// rendering every node quadratic in the fleet's size. A clone starts empty, so a
+/// clone whose nodes are then changed (certificates, a test's variant) is indexed anew;
+/// a query checks that the fleet has as many nodes and the hits are still members, and
+/// scans otherwise.
+#[derive(Debug, Default)]
+struct MemberIndex(std::sync::OnceLock<IndexMap>);
+
+#[derive(Debug)]
+struct IndexMap {
+    /// How many nodes the fleet had.
+    nodes: usize,
+    clusters: HashMap<(Module, String), Vec<usize>>,
+}
+
+impl Clone for MemberIndex {
+    fn clone(&self) -> Self {
+        MemberIndex::default()
+    }
 }
 
 /// One host and everything it runs.
@@ -422,6 +447,14 @@ pub fn grafana_repo(repos: &[Repository]) -> Option<&Repository> {
 }
 
 impl Fleet {
+    pub fn new(source: String, nodes: Vec<Node>) -> Fleet {
+        Fleet {
+            source,
+            nodes,
+            members: MemberIndex::default(),
+        }
+    }
+
     /// Where a node ships its journal (`vector_enabled`, Pigsty's `vector_log_endpoint:
     /// [infra]`), as the instance names of its upload unit: `ip:port` of every infra
     /// node that receives logs, in the fleet's order, with VictoriaLogs' journald path
@@ -473,22 +506,12 @@ impl Fleet {
 
     /// Members of an etcd cluster, sorted by seq.
     pub fn etcd_members(&self, cluster: &str) -> Vec<&Node> {
-        self.members(|n| {
-            n.etcd
-                .as_ref()
-                .filter(|e| e.cluster == cluster)
-                .map(|e| e.seq)
-        })
+        self.members(Module::Etcd, cluster)
     }
 
     /// Members of a MinIO cluster, sorted by seq.
     pub fn minio_members(&self, cluster: &str) -> Vec<&Node> {
-        self.members(|n| {
-            n.minio
-                .as_ref()
-                .filter(|m| m.cluster == cluster)
-                .map(|m| m.seq)
-        })
+        self.members(Module::Minio, cluster)
     }
 
     /// `MINIO_VOLUMES` for a MinIO cluster: every member starts with the identical
@@ -518,21 +541,74 @@ impl Fleet {
 
     /// Instances of a PostgreSQL cluster, sorted by seq.
     pub fn pg_members(&self, cluster: &str) -> Vec<&Node> {
-        self.members(|n| {
-            n.pg.as_ref()
-                .filter(|p| p.cluster == cluster)
-                .map(|p| p.seq)
-        })
+        self.members(Module::Pgsql, cluster)
     }
 
-    fn members(&self, seq_of: impl Fn(&Node) -> Option<u32>) -> Vec<&Node> {
-        let mut out: Vec<(u32, &Node)> = self
-            .nodes
-            .iter()
-            .filter_map(|n| seq_of(n).map(|s| (s, n)))
-            .collect();
-        out.sort_by_key(|(s, _)| *s);
-        out.into_iter().map(|(_, n)| n).collect()
+    fn members(&self, module: Module, cluster: &str) -> Vec<&Node> {
+        let index = self.members.0.get_or_init(|| index_members(&self.nodes));
+        let is_member = |n: &&Node| member_seq(n, module, cluster).is_some();
+        if index.nodes == self.nodes.len() {
+            let at = index.clusters.get(&(module, cluster.to_string()));
+            let hits: Vec<&Node> = at
+                .into_iter()
+                .flatten()
+                .filter_map(|&i| self.nodes.get(i))
+                .filter(is_member)
+                .collect();
+            if hits.len() == at.map_or(0, Vec::len) {
+                return hits;
+            }
+        }
+        // Nodes changed since the index was built: a scan.
+        let mut hits: Vec<&Node> = self.nodes.iter().filter(is_member).collect();
+        hits.sort_by_key(|n| member_seq(n, module, cluster));
+        hits
+    }
+}
+
+/// The seq of `node` in `cluster` of `module` (PGSQL, ETCD or MINIO), if a member.
+fn member_seq(node: &Node, module: Module, cluster: &str) -> Option<u32> {
+    match module {
+        Module::Pgsql => node
+            .pg
+            .as_ref()
+            .filter(|p| p.cluster == cluster)
+            .map(|p| p.seq),
+        Module::Etcd => node
+            .etcd
+            .as_ref()
+            .filter(|e| e.cluster == cluster)
+            .map(|e| e.seq),
+        Module::Minio => node
+            .minio
+            .as_ref()
+            .filter(|m| m.cluster == cluster)
+            .map(|m| m.seq),
+        _ => None,
+    }
+}
+
+fn index_members(nodes: &[Node]) -> IndexMap {
+    let mut clusters: HashMap<(Module, String), Vec<usize>> = HashMap::new();
+    for (i, n) in nodes.iter().enumerate() {
+        let of = [
+            n.pg.as_ref().map(|p| (Module::Pgsql, &p.cluster)),
+            n.etcd.as_ref().map(|e| (Module::Etcd, &e.cluster)),
+            n.minio.as_ref().map(|m| (Module::Minio, &m.cluster)),
+        ];
+        for (module, cluster) in of.into_iter().flatten() {
+            clusters
+                .entry((module, cluster.clone()))
+                .or_default()
+                .push(i);
+        }
+    }
+    for ((module, cluster), at) in clusters.iter_mut() {
+        at.sort_by_key(|&i| member_seq(&nodes[i], *module, cluster));
+    }
+    IndexMap {
+        nodes: nodes.len(),
+        clusters,
     }
 }
 

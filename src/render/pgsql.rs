@@ -64,10 +64,11 @@ pub fn context(fleet: &Fleet, node: &Node) -> Result<Value, PgsqlError> {
     ctx["patroni"] = json!(patroni);
     ctx["sized"] = json!(params.sized);
     ctx["hba"] = json!(pg_hba);
-    ctx["pgbouncer"] = pgbouncer_context(pg, &env, &listen, node.tls.is_some())?;
+    let scope = scram::scope(node.tls.as_deref());
+    ctx["pgbouncer"] = pgbouncer_context(pg, &env, &listen, node.tls.is_some(), &scope)?;
     ctx["haproxy"] = haproxy_context(fleet, pg)?;
     ctx["pgbackrest"] = backrest_context(pg)?;
-    ctx["sql"] = sql_context(pg)?;
+    ctx["sql"] = sql_context(pg, &scope)?;
     ctx["vip"] = vip_context(node, pg).map_err(fail(VIP_SCRIPT))?;
     ctx["exporter"] = exporter_context(node, pg).map_err(fail(EXPORTER_ENV))?;
     ctx["dirs"] = json!(directories(pg, &ctx["pgbackrest"]).map_err(fail(TMPFILES))?);
@@ -129,11 +130,13 @@ fn hba_env(fleet: &Fleet, node: &Node, pg: &PgInstance) -> hba::HbaEnv {
     }
 }
 
+/// `scope`: the fleet's SCRAM salt scope ([`scram::scope`]).
 fn pgbouncer_context(
     pg: &PgInstance,
     env: &hba::HbaEnv,
     listen: &str,
     tls: bool,
+    scope: &str,
 ) -> Result<Value, PgsqlError> {
     let p = &pg.params;
     let f = fail(PGBOUNCER_INI);
@@ -167,7 +170,7 @@ fn pgbouncer_context(
         "stats_users": names("stats user", [&p.pg_dbsu, &p.pg_monitor_username]).map_err(&f)?,
         "databases": pgbouncer::databases(p).map_err(&f)?,
         "users": pgbouncer::users(p).map_err(&f)?,
-        "userlist": pgbouncer::userlist(p, &pg.cluster).map_err(fail("/etc/pgbouncer/userlist.txt"))?,
+        "userlist": pgbouncer::userlist(p, scope).map_err(fail("/etc/pgbouncer/userlist.txt"))?,
         "hba": hba::render(rules, env, hba::Flavor::Pgbouncer).map_err(fail("/etc/pgbouncer/pgb_hba.conf"))?,
     }))
 }
@@ -195,10 +198,10 @@ fn backrest_context(pg: &PgInstance) -> Result<Value, PgsqlError> {
     }))
 }
 
-fn sql_context(pg: &PgInstance) -> Result<Value, PgsqlError> {
+fn sql_context(pg: &PgInstance, scope: &str) -> Result<Value, PgsqlError> {
     let p = &pg.params;
     Ok(json!({
-        "roles": sql::roles(p, &pg.cluster).map_err(fail(SQL_FILES[0]))?,
+        "roles": sql::roles(p, scope).map_err(fail(SQL_FILES[0]))?,
         "template": sql::template(p).map_err(fail(SQL_FILES[1]))?,
         "databases": sql::databases(p).map_err(fail(SQL_FILES[2]))?,
         "baselines": sql::baselines(p),
@@ -558,7 +561,7 @@ mod tests {
         // The credential parameter's password, stored as its SCRAM verifier.
         assert_eq!(
             dba["password"],
-            scram::verifier("pg-test", "dbuser_dba", "DBUser.DBA").unwrap()
+            scram::verifier("", "dbuser_dba", "DBUser.DBA").unwrap()
         );
         assert_eq!(dba["alter"], "SUPERUSER");
         let readonly = roles

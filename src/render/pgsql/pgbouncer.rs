@@ -119,7 +119,8 @@ pub fn users(p: &PgParams) -> Result<Vec<Entry>, String> {
 /// pgbouncer's auth_file: each pooled user with its SCRAM verifier (the one its role
 /// holds, so pgbouncer passes the client's proof through to PostgreSQL), never the
 /// password itself.
-pub fn userlist(p: &PgParams, cluster: &str) -> Result<Vec<Credential>, String> {
+/// `scope`: the fleet's SCRAM salt scope (`scram::scope`).
+pub fn userlist(p: &PgParams, scope: &str) -> Result<Vec<Credential>, String> {
     let mut out = Vec::new();
     // PgBouncer only admits users its auth_file lists, even for `peer` (the dbsu's
     // admin-console rule). An empty password matches no password login.
@@ -139,7 +140,7 @@ pub fn userlist(p: &PgParams, cluster: &str) -> Result<Vec<Credential>, String> 
         }
         let Some(pw) = password(p, u) else { continue };
         let at = |e: String| format!("{param}[{i}] ({}): {e}", u.name);
-        let secret = super::scram::verifier(cluster, &u.name, &pw).map_err(at)?;
+        let secret = super::scram::verifier(scope, &u.name, &pw).map_err(at)?;
         let line = format!(
             "{} {}",
             quoted(&u.name).map_err(at)?,

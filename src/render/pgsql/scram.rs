@@ -4,9 +4,9 @@
 //! The same verifier goes into the role (`ALTER ROLE ... PASSWORD 'SCRAM-SHA-256$...'`)
 //! and into pgbouncer's userlist, so pgbouncer authenticates clients without holding
 //! the password and logs in to PostgreSQL with the keys the client proved (SCRAM
-//! pass-through needs the two verifiers identical). The salt is derived from the
-//! cluster and the role name (public values), so builds stay reproducible and the salt
-//! says nothing about the password.
+//! pass-through needs the two verifiers identical). The salt is derived from the fleet
+//! (its CA certificate) and the role name, public values, so builds stay reproducible
+//! and the salt says nothing about the password; see [`salt`].
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -25,10 +25,18 @@ pub fn is_hashed(password: &str) -> bool {
             && password[3..].bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-/// The verifier of `password` for role `user` of `cluster`; a password given already
-/// hashed is kept. PostgreSQL prepares a password with SASLprep first, which leaves
-/// ASCII as it is; other passwords are refused rather than hashed differently.
-pub fn verifier(cluster: &str, user: &str, password: &str) -> Result<String, String> {
+/// The SCRAM salt scope of a node's fleet: the sha256 of its fleet CA certificate, or
+/// empty when the fleet has no CA (a plan or render before any build made one).
+pub fn scope(tls: Option<&crate::model::NodeTls>) -> String {
+    tls.map(|t| hex::encode(Sha256::digest(t.ca.as_bytes())))
+        .unwrap_or_default()
+}
+
+/// The verifier of `password` for role `user` in the fleet of salt scope `scope`
+/// ([`scope`]); a password given already hashed is kept. PostgreSQL prepares a
+/// password with SASLprep first, which leaves ASCII as it is; other passwords are
+/// refused rather than hashed differently.
+pub fn verifier(scope: &str, user: &str, password: &str) -> Result<String, String> {
     if is_hashed(password) {
         return Ok(password.to_string());
     }
@@ -37,13 +45,14 @@ pub fn verifier(cluster: &str, user: &str, password: &str) -> Result<String, Str
             "the password of {user} is not ASCII: pigsty stores SCRAM verifiers, and does not apply SASLprep; use an ASCII password, or give its SCRAM-SHA-256 verifier"
         ));
     }
-    // Every member of a cluster renders the same verifiers (twice: roles and
-    // userlist), and PBKDF2's 4096 rounds are most of a fleet's render time: each
-    // (cluster, role, password) is derived once per process.
+    // Every member of every cluster renders the verifiers of its roles (twice: roles
+    // and userlist), most of them Pigsty's built-in roles with the fleet's passwords,
+    // and PBKDF2's 4096 rounds were most of a fleet's render time: each (scope, role,
+    // password) is derived once per process.
     type Memo = std::sync::Mutex<std::collections::HashMap<[u8; 32], String>>;
     static MEMO: std::sync::OnceLock<Memo> = std::sync::OnceLock::new();
     let key: [u8; 32] = Sha256::digest(
-        [cluster, user, password]
+        [scope, user, password]
             .map(|s| format!("{}:{s}", s.len()))
             .concat()
             .as_bytes(),
@@ -53,18 +62,40 @@ pub fn verifier(cluster: &str, user: &str, password: &str) -> Result<String, Str
     if let Some(v) = memo.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
         return Ok(v.clone());
     }
-    let v = derive(cluster, user, password);
+    let v = derive(scope, user, password);
     memo.lock()
         .unwrap_or_else(|e| e.into_inner())
         .insert(key, v.clone());
     Ok(v)
 }
 
-/// The verifier itself, with a salt derived from the cluster and role names.
-fn derive(cluster: &str, user: &str, password: &str) -> String {
-    let seed = Sha256::digest(format!("pigsty scram salt\0{cluster}\0{user}").as_bytes());
-    let salt = &seed[..16];
-    let salted = pbkdf2::pbkdf2_hmac_array::<Sha256, 32>(password.as_bytes(), salt, ITERATIONS);
+/// The salt of `user`'s verifier: 16 bytes of a hash of the fleet's scope (its CA
+/// certificate's digest) and the role name; the same in every cluster of a fleet.
+///
+/// It used to name the cluster instead of the fleet, which made each cluster derive
+/// its own verifier of the same built-in role and password: one PBKDF2 (4096 rounds)
+/// per role per cluster, most of `plan --all` on a large fleet. Now one (role,
+/// password) is one derivation however many clusters of the fleet share it. What that
+/// gives away, and what it does not:
+/// - The same password of the same role gives the same verifier in every cluster of a
+///   fleet, so verifiers show where a password is reused. The inventory, which every
+///   build reads, holds those passwords in plain text, so it shows that anyway.
+/// - The cost of guessing a password from a stolen verifier is unchanged: 4096 rounds
+///   of PBKDF2-HMAC-SHA-256 per guess, PostgreSQL's own default.
+/// - Guesses precomputed for one role name do not carry from one fleet to another:
+///   each fleet's CA (a key pair made at its first build) gives it its own salts.
+///   Random salts would make images irreproducible.
+fn salt(scope: &str, user: &str) -> [u8; 16] {
+    let seed = Sha256::digest(format!("pigsty scram salt\0{scope}\0{user}").as_bytes());
+    let mut salt = [0; 16];
+    salt.copy_from_slice(&seed[..16]);
+    salt
+}
+
+/// The verifier itself, with the salt of [`salt`].
+fn derive(scope: &str, user: &str, password: &str) -> String {
+    let salt = salt(scope, user);
+    let salted = pbkdf2::pbkdf2_hmac_array::<Sha256, 32>(password.as_bytes(), &salt, ITERATIONS);
     let client_key = hmac(&salted, b"Client Key");
     let stored_key = Sha256::digest(&client_key);
     let server_key = hmac(&salted, b"Server Key");
@@ -105,23 +136,29 @@ mod tests {
     }
 
     #[test]
-    fn verifiers_are_stable_per_role_and_keep_hashed_passwords() {
-        let a = verifier("pg-test", "dbuser_meta", "DBUser.Meta").unwrap();
+    fn verifiers_are_stable_per_fleet_and_role_and_keep_hashed_passwords() {
+        let a = verifier("fleet-a", "dbuser_meta", "DBUser.Meta").unwrap();
         assert_eq!(
             a,
-            verifier("pg-test", "dbuser_meta", "DBUser.Meta").unwrap()
+            verifier("fleet-a", "dbuser_meta", "DBUser.Meta").unwrap()
         );
         assert!(a.starts_with("SCRAM-SHA-256$4096:"), "{a}");
+        // Another role with the same password: another salt, another verifier.
         assert_ne!(
             a,
-            verifier("pg-other", "dbuser_meta", "DBUser.Meta").unwrap()
+            verifier("fleet-a", "dbuser_view", "DBUser.Meta").unwrap()
+        );
+        // The same role and password in another fleet: another salt too.
+        assert_ne!(
+            a,
+            verifier("fleet-b", "dbuser_meta", "DBUser.Meta").unwrap()
         );
         assert!(!a.contains("DBUser.Meta"));
-        assert_eq!(verifier("c", "u", &a).unwrap(), a);
+        assert_eq!(verifier("fleet-a", "u", &a).unwrap(), a);
         let md5 = "md5a3556571e93b0d20722ba62be61e8c2d";
-        assert_eq!(verifier("c", "u", md5).unwrap(), md5);
+        assert_eq!(verifier("", "u", md5).unwrap(), md5);
         assert!(
-            verifier("c", "u", "pässword")
+            verifier("", "u", "pässword")
                 .unwrap_err()
                 .contains("not ASCII")
         );

@@ -98,7 +98,7 @@ pub struct Database {
 /// `pg_default_roles` then `pg_users`, without the ones marked `state: absent`.
 /// The roles to create; passwords as SCRAM verifiers (see [`super::scram`]), the ones
 /// pgbouncer's userlist holds.
-pub fn roles(p: &PgParams, cluster: &str) -> Result<Vec<Role>, String> {
+pub fn roles(p: &PgParams, scope: &str) -> Result<Vec<Role>, String> {
     let all = p.pg_default_roles.iter().map(|u| ("pg_default_roles", u));
     let all = all.chain(p.pg_users.iter().map(|u| ("pg_users", u)));
     let mut out = Vec::new();
@@ -112,13 +112,13 @@ pub fn roles(p: &PgParams, cluster: &str) -> Result<Vec<Role>, String> {
             i
         };
         out.push(
-            role(p, cluster, user).map_err(|e| format!("{param}[{index}] ({}): {e}", user.name))?,
+            role(p, user, scope).map_err(|e| format!("{param}[{index}] ({}): {e}", user.name))?,
         );
     }
     Ok(out)
 }
 
-fn role(p: &PgParams, cluster: &str, u: &PgUser) -> Result<Role, String> {
+fn role(p: &PgParams, u: &PgUser, scope: &str) -> Result<Role, String> {
     let flag = |f: Option<crate::model::Flag>| f.map(|f| f.0);
     let login = flag(u.login);
     let attrs = [
@@ -147,7 +147,7 @@ fn role(p: &PgParams, cluster: &str, u: &PgUser) -> Result<Role, String> {
         .into(),
         alter: alter.join(" "),
         password: password(p, u)
-            .map(|pw| super::scram::verifier(cluster, &u.name, &pw))
+            .map(|pw| super::scram::verifier(scope, &u.name, &pw))
             .transpose()?,
         expire_at: u.expire_at.clone().filter(|_| u.expire_in.is_none()),
         expire_in: u.expire_in,
