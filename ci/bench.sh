@@ -269,6 +269,9 @@ bench_image_all() {
 # nodes, one build-image each: a full build per node of the fleet is that times 100.
 # Then one run with qcow2 too (a disk per node over its root's shared base disk).
 # Checked after each: at most one root per package set, at most 5 MiB per node.
+# 2026-12-01, this machine (a niced compile beside it): 27.6 s for the fleet's
+# bundles (3 roots, at most 0.88 MiB a node), 36.9 s with qcow2, 82.2 s for the 10
+# full builds.
 bench_fleet() {
     local inv q qi qo qs sample="" n
     inv=$(gen_inventory 333)
