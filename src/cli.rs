@@ -40,6 +40,9 @@ pub enum Command {
     Agent(AgentCommand),
     /// The fleet's join state, as the nodes reported it to etcd (/pigsty/nodes/).
     Status(StatusArgs),
+    /// What an inventory change does to each node (database objects, configuration,
+    /// or a new image) and the order a rollout takes the nodes in.
+    Diff(DiffArgs),
     /// Build bootable images of one node (or all nodes) into OUT/<nodename>/.
     BuildImage(BuildImageArgs),
     /// Boot the inventory as qemu VMs on this machine (default: the built-in lab.yml).
@@ -428,6 +431,22 @@ pub struct AgentStatusArgs {
     /// The state file as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The inventory the nodes were built from (an earlier version of this one); its
+    /// file name is not a change.
+    #[arg(long, value_name = "OLD")]
+    pub against: PathBuf,
+
+    /// Machine-readable JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Exit 1 when anything changes, 0 when nothing does (as `git diff --exit-code`).
+    #[arg(long)]
+    pub exit_code: bool,
 }
 
 #[derive(Debug, Args)]

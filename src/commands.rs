@@ -75,6 +75,10 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
                 out,
             )
         }
+        Command::Diff(args) => {
+            let loaded = load(&source)?;
+            diff(&loaded.fleet, &pki_dir(cli, &source, &cwd), args, out)
+        }
         Command::BuildImage(args) => {
             let loaded = load(&source)?;
             check_build_out(&loaded.fleet, args)?;
@@ -423,19 +427,25 @@ pub fn describe_error(err: &Error) -> String {
         Error::Usage(msg) => format!("error: {msg}\n"),
         Error::Render(e) => format!("error: {e}\n"),
         Error::Runtime(e) => format!("error: {e:#}\n"),
+        Error::Differs => String::new(),
     }
 }
 
 fn load(source: &Source) -> Result<Loaded, Error> {
-    let loaded = inventory::load(source).map_err(|e| match e {
-        LoadError::Invalid(inv) => Error::Invalid(inv),
-        io @ LoadError::Io { .. } => Error::Runtime(io.into()),
-        refused @ LoadError::Refused { .. } => Error::Usage(refused.to_string()),
-    })?;
+    let loaded = load_quiet(source)?;
     if !loaded.warnings.is_empty() {
         eprint!("{}", diag::render(&loaded.warnings, Some(&loaded.text)));
     }
     Ok(loaded)
+}
+
+/// Load an inventory; its warnings are the caller's to show.
+fn load_quiet(source: &Source) -> Result<Loaded, Error> {
+    inventory::load(source).map_err(|e| match e {
+        LoadError::Invalid(inv) => Error::Invalid(inv),
+        io @ LoadError::Io { .. } => Error::Runtime(io.into()),
+        refused @ LoadError::Refused { .. } => Error::Usage(refused.to_string()),
+    })
 }
 
 /// A refusal found while rendering a node, as a finding at the variable it names
@@ -645,6 +655,64 @@ fn plan(fleet: &Fleet, args: &PlanArgs, out: &mut dyn Write) -> Result<(), Error
         (true, false) => write_json(out, &plans[0]),
         (false, _) => plans.iter().try_for_each(|p| describe_plan(p, out)),
     }
+}
+
+/// `pigsty diff --against OLD`: both inventories compiled with the fleet's PKI.
+fn diff(
+    fleet: &Fleet,
+    pki: &std::path::Path,
+    args: &crate::cli::DiffArgs,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    let path = &args.against;
+    if !path.is_file() {
+        return Err(Error::Usage(format!(
+            "--against {}: no such inventory file",
+            path.display()
+        )));
+    }
+    // Its warnings are the nodes' of yesterday: not repeated.
+    let old = load_quiet(&Source::File(path.clone()))?.fleet;
+    let old_name = old.source.clone();
+    // node.json names the inventory file: the old one is read as if it had this name.
+    let mut old = old;
+    old.source = fleet.source.clone();
+    let compile_all = |fleet: &Fleet, label: &str| -> Result<Vec<Compiled>, Error> {
+        fleet
+            .nodes
+            .par_iter()
+            .map(|n| {
+                compile(fleet, n).map_err(|e| {
+                    let mut finding = render_finding(fleet, n, &e);
+                    finding.file = label.to_string();
+                    Error::Invalid(diag::Invalid {
+                        file: label.to_string(),
+                        findings: vec![finding],
+                        text: std::fs::read_to_string(label).ok(),
+                    })
+                })
+            })
+            .collect()
+    };
+    let new_fleet = certified(fleet, pki, false)?;
+    let old_fleet = certified(&old, pki, false)?;
+    let new_compiled = compile_all(&new_fleet, &fleet.source)?;
+    let old_compiled = compile_all(&old_fleet, &old_name)?;
+    let (new_sides, old_sides) = (
+        crate::diff::sides(&new_fleet, &new_compiled),
+        crate::diff::sides(&old_fleet, &old_compiled),
+    );
+    let result = crate::diff::diff(&old_name, &old_sides, &new_sides);
+    if args.json {
+        write_json(out, &result)?;
+    } else {
+        out.write_all(crate::diff::describe(&result).as_bytes())
+            .context("writing to stdout")?;
+    }
+    if args.exit_code && !result.is_empty() {
+        return Err(Error::Differs);
+    }
+    Ok(())
 }
 
 fn describe_plan(plan: &NodePlan, out: &mut dyn Write) -> Result<(), Error> {

@@ -15,6 +15,7 @@ pub mod cli;
 pub mod commands;
 pub mod compile;
 pub mod diag;
+pub mod diff;
 pub mod extensions;
 pub mod generate;
 pub mod http;
@@ -42,13 +43,16 @@ pub enum Error {
     /// A runtime failure (I/O, a tool, the network): exit 1.
     #[error(transparent)]
     Runtime(#[from] anyhow::Error),
+    /// `diff --exit-code` found changes (already printed): exit 1, nothing more said.
+    #[error("the inventory differs")]
+    Differs,
 }
 
 impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Invalid(_) | Error::Usage(_) | Error::Render(_) => 2,
-            Error::Runtime(_) => 1,
+            Error::Runtime(_) | Error::Differs => 1,
         }
     }
 }

@@ -22,6 +22,9 @@ _pigsty() {
             pigsty,build-image)
                 cmd="pigsty__subcmd__build__subcmd__image"
                 ;;
+            pigsty,diff)
+                cmd="pigsty__subcmd__diff"
+                ;;
             pigsty,help)
                 cmd="pigsty__subcmd__help"
                 ;;
@@ -90,6 +93,9 @@ _pigsty() {
                 ;;
             pigsty__subcmd__help,build-image)
                 cmd="pigsty__subcmd__help__subcmd__build__subcmd__image"
+                ;;
+            pigsty__subcmd__help,diff)
+                cmd="pigsty__subcmd__help__subcmd__diff"
                 ;;
             pigsty__subcmd__help,help)
                 cmd="pigsty__subcmd__help__subcmd__help"
@@ -290,7 +296,7 @@ _pigsty() {
 
     case "${cmd}" in
         pigsty)
-            opts="-i -v -h -V --inventory --pki --verbose --help --version inventory plan render agent status build-image lab pki help"
+            opts="-i -v -h -V --inventory --pki --verbose --help --version inventory plan render agent status diff build-image lab pki help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -703,8 +709,38 @@ _pigsty() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        pigsty__subcmd__diff)
+            opts="-i -v -h -V --against --json --exit-code --inventory --pki --verbose --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --against)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --inventory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pki)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         pigsty__subcmd__help)
-            opts="inventory plan render agent status build-image lab pki help"
+            opts="inventory plan render agent status diff build-image lab pki help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -816,6 +852,20 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__help__subcmd__build__subcmd__image)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pigsty__subcmd__help__subcmd__diff)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
