@@ -435,10 +435,16 @@ pub struct AgentStatusArgs {
 
 #[derive(Debug, Args)]
 pub struct DiffArgs {
-    /// The inventory the nodes were built from (an earlier version of this one); its
-    /// file name is not a change.
+    /// Compare with the inventory the nodes were built from (an earlier version of
+    /// this one; its file name is not a change), offline. Default: with the image each
+    /// node reports running to etcd (/pigsty/nodes/<name>).
     #[arg(long, value_name = "OLD")]
-    pub against: PathBuf,
+    pub against: Option<PathBuf>,
+
+    /// etcd client URL to read the nodes' reports from (repeatable; without
+    /// --against). Default: the inventory's etcd members.
+    #[arg(long, value_name = "URL", conflicts_with = "against")]
+    pub endpoint: Vec<String>,
 
     /// Machine-readable JSON on stdout.
     #[arg(long)]

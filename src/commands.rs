@@ -657,62 +657,84 @@ fn plan(fleet: &Fleet, args: &PlanArgs, out: &mut dyn Write) -> Result<(), Error
     }
 }
 
-/// `pigsty diff --against OLD`: both inventories compiled with the fleet's PKI.
+/// `pigsty diff`: against another inventory (`--against`, offline), else against what
+/// the nodes report to etcd.
 fn diff(
     fleet: &Fleet,
     pki: &std::path::Path,
     args: &crate::cli::DiffArgs,
     out: &mut dyn Write,
 ) -> Result<(), Error> {
-    let path = &args.against;
-    if !path.is_file() {
-        return Err(Error::Usage(format!(
-            "--against {}: no such inventory file",
-            path.display()
-        )));
-    }
-    // Its warnings are the nodes' of yesterday: not repeated.
-    let old = load_quiet(&Source::File(path.clone()))?.fleet;
-    let old_name = old.source.clone();
-    // node.json names the inventory file: the old one is read as if it had this name.
-    let mut old = old;
-    old.source = fleet.source.clone();
-    let compile_all = |fleet: &Fleet, label: &str| -> Result<Vec<Compiled>, Error> {
-        fleet
-            .nodes
-            .par_iter()
-            .map(|n| {
-                compile(fleet, n).map_err(|e| {
-                    let mut finding = render_finding(fleet, n, &e);
-                    finding.file = label.to_string();
-                    Error::Invalid(diag::Invalid {
-                        file: label.to_string(),
-                        findings: vec![finding],
-                        text: std::fs::read_to_string(label).ok(),
-                    })
-                })
-            })
-            .collect()
-    };
     let new_fleet = certified(fleet, pki, false)?;
-    let old_fleet = certified(&old, pki, false)?;
     let new_compiled = compile_all(&new_fleet, &fleet.source)?;
-    let old_compiled = compile_all(&old_fleet, &old_name)?;
-    let (new_sides, old_sides) = (
-        crate::diff::sides(&new_fleet, &new_compiled),
-        crate::diff::sides(&old_fleet, &old_compiled),
-    );
-    let result = crate::diff::diff(&old_name, &old_sides, &new_sides);
-    if args.json {
-        write_json(out, &result)?;
-    } else {
-        out.write_all(crate::diff::describe(&result).as_bytes())
-            .context("writing to stdout")?;
-    }
-    if args.exit_code && !result.is_empty() {
+    let new_sides = crate::diff::sides(&new_fleet, &new_compiled);
+    let differs = match &args.against {
+        Some(path) => {
+            if !path.is_file() {
+                return Err(Error::Usage(format!(
+                    "--against {}: no such inventory file",
+                    path.display()
+                )));
+            }
+            // Its warnings are the nodes' of yesterday: not repeated.
+            let mut old = load_quiet(&Source::File(path.clone()))?.fleet;
+            let old_name = old.source.clone();
+            // node.json names the inventory file: the old one is read under this name.
+            old.source = fleet.source.clone();
+            let old_fleet = certified(&old, pki, false)?;
+            let old_compiled = compile_all(&old_fleet, &old_name)?;
+            let old_sides = crate::diff::sides(&old_fleet, &old_compiled);
+            let result = crate::diff::diff(&old_name, &old_sides, &new_sides);
+            if args.json {
+                write_json(out, &result)?;
+            } else {
+                out.write_all(crate::diff::describe(&result).as_bytes())
+                    .context("writing to stdout")?;
+            }
+            !result.is_empty()
+        }
+        None => {
+            let (endpoints, access) = etcd_reach(&new_fleet, pki, &args.endpoint)?;
+            let timeout = std::time::Duration::from_secs(5);
+            let reported = crate::agent::read_fleet(&endpoints, timeout, &access)?;
+            let digests: std::collections::BTreeMap<String, String> = reported
+                .into_iter()
+                .map(|(name, state)| (name, state.plan_digest))
+                .collect();
+            let result = crate::diff::running(&new_sides, &digests);
+            if args.json {
+                write_json(out, &result)?;
+            } else {
+                out.write_all(crate::diff::describe_running(&result).as_bytes())
+                    .context("writing to stdout")?;
+            }
+            result.iter().any(|r| r.state != crate::diff::Running::Same)
+        }
+    };
+    if args.exit_code && differs {
         return Err(Error::Differs);
     }
     Ok(())
+}
+
+/// Compile every node of a fleet; a value its files cannot carry is exit 2 at its
+/// line of `file`.
+fn compile_all(fleet: &Fleet, file: &str) -> Result<Vec<Compiled>, Error> {
+    fleet
+        .nodes
+        .par_iter()
+        .map(|n| {
+            compile(fleet, n).map_err(|e| {
+                let mut finding = render_finding(fleet, n, &e);
+                finding.file = file.to_string();
+                Error::Invalid(diag::Invalid {
+                    file: file.to_string(),
+                    findings: vec![finding],
+                    text: std::fs::read_to_string(file).ok(),
+                })
+            })
+        })
+        .collect()
 }
 
 fn describe_plan(plan: &NodePlan, out: &mut dyn Write) -> Result<(), Error> {
@@ -1185,18 +1207,19 @@ fn mark_unhealthy(
 
 /// `pigsty status`: with a fleet CA, etcd is reached over TLS with the operator's
 /// client certificate (issued beside the CA) as root.
-fn fleet_status(
+/// How an admin machine reaches the fleet's etcd: the endpoints given, else the
+/// inventory's members; as the operator over TLS when the fleet has a CA.
+fn etcd_reach(
     fleet: &Fleet,
     pki_dir: &std::path::Path,
-    args: &crate::cli::StatusArgs,
-    out: &mut dyn Write,
-) -> Result<(), Error> {
+    given: &[String],
+) -> Result<(Vec<String>, crate::agent::etcd::Access), Error> {
     let files = match crate::pki::Pki::open(pki_dir)? {
         Some(pki) => crate::pki::operator_access(fleet, &pki)?,
         None => None,
     };
     let access = crate::agent::etcd::load_access(files.as_ref())?;
-    let endpoints: Vec<String> = if args.endpoint.is_empty() {
+    let endpoints: Vec<String> = if given.is_empty() {
         fleet
             .etcd_members("etcd")
             .iter()
@@ -1211,8 +1234,18 @@ fn fleet_status(
             })
             .collect()
     } else {
-        args.endpoint.clone()
+        given.to_vec()
     };
+    Ok((endpoints, access))
+}
+
+fn fleet_status(
+    fleet: &Fleet,
+    pki_dir: &std::path::Path,
+    args: &crate::cli::StatusArgs,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    let (endpoints, access) = etcd_reach(fleet, pki_dir, &args.endpoint)?;
     let timeout = std::time::Duration::from_secs(5);
     let reported = crate::agent::read_fleet(&endpoints, timeout, &access)?;
     let mut rows = crate::agent::fleet_rows(fleet, &reported);

@@ -887,6 +887,110 @@ fn switchover_target(primary: &Node, fleet: &[Side]) -> Option<String> {
         .map(|(p, _)| p.name.clone())
 }
 
+/// How a node's running image compares with the inventory's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Running {
+    /// It runs the image the inventory compiles to.
+    Same,
+    /// It runs another.
+    Differs,
+    /// It reported no image digest (not booted yet, or an image older than reports).
+    Unreported,
+    /// It reports, but the inventory has no such node.
+    NotInInventory,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunningRow {
+    pub nodename: String,
+    pub ip: String,
+    pub state: Running,
+    /// The plan digest its image reports.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub running: String,
+    /// The plan digest the inventory compiles to.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub inventory: String,
+}
+
+/// Each node of the inventory beside the plan digest it reports running
+/// (`reported`: nodename → digest, empty when it reported none), then the reports of
+/// nodes the inventory lacks.
+pub fn running(new: &[Side], reported: &BTreeMap<String, String>) -> Vec<RunningRow> {
+    let mut rows: Vec<RunningRow> = new
+        .iter()
+        .map(|s| {
+            let want = &s.compiled.plan.digest;
+            let got = reported.get(&s.node.nodename).cloned().unwrap_or_default();
+            let state = if got.is_empty() {
+                Running::Unreported
+            } else if &got == want {
+                Running::Same
+            } else {
+                Running::Differs
+            };
+            RunningRow {
+                nodename: s.node.nodename.clone(),
+                ip: s.node.ip.to_string(),
+                state,
+                running: got,
+                inventory: want.clone(),
+            }
+        })
+        .collect();
+    for (name, digest) in reported {
+        if !new.iter().any(|s| &s.node.nodename == name) {
+            rows.push(RunningRow {
+                nodename: name.clone(),
+                ip: String::new(),
+                state: Running::NotInInventory,
+                running: digest.clone(),
+                inventory: String::new(),
+            });
+        }
+    }
+    rows
+}
+
+/// The text `pigsty diff` prints without `--against`.
+pub fn describe_running(rows: &[RunningRow]) -> String {
+    let short = |d: &str| d.get(..12).unwrap_or(d).to_string();
+    let mut out = format!(
+        "{:<16} {:<15} {:<16} {:<12}  {}\n",
+        "NODE", "IP", "STATE", "RUNNING", "INVENTORY"
+    );
+    for r in rows {
+        let state = match r.state {
+            Running::Same => "same",
+            Running::Differs => "differs",
+            Running::Unreported => "unreported",
+            Running::NotInInventory => "not-in-inventory",
+        };
+        out.push_str(&format!(
+            "{:<16} {:<15} {:<16} {:<12}  {}\n",
+            r.nodename,
+            r.ip,
+            state,
+            short(&r.running),
+            short(&r.inventory)
+        ));
+    }
+    let count = |s: Running| rows.iter().filter(|r| r.state == s).count();
+    out.push_str(&format!(
+        "\n{} differ, {} unreported, {} the same{}\n",
+        count(Running::Differs),
+        count(Running::Unreported),
+        count(Running::Same),
+        if count(Running::Differs) > 0 {
+            "; what changes and how: pigsty diff --against <the inventory they were built from>"
+        } else {
+            ""
+        }
+    ));
+    out
+}
+
 /// The text `pigsty diff` prints.
 pub fn describe(d: &FleetDiff) -> String {
     let mut out = String::new();

@@ -25,6 +25,45 @@ pub struct NodePlan {
     pub digest: String,
 }
 
+impl NodePlan {
+    /// `/etc/pigsty/image.json`: which plan the image was built from, added by the
+    /// build beside the plan's files (it cannot be one of them: it names their
+    /// digest). The agent reports it to etcd, where `pigsty diff` reads what each node
+    /// runs.
+    pub fn identity(&self) -> ImageIdentity {
+        ImageIdentity {
+            node: self.node.nodename.clone(),
+            plan_digest: self.digest.clone(),
+            tool: concat!("pigsty ", env!("CARGO_PKG_VERSION")).to_string(),
+        }
+    }
+}
+
+/// Where an image says which plan it was built from.
+pub const IDENTITY_PATH: &str = "/etc/pigsty/image.json";
+
+/// The content of [`IDENTITY_PATH`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageIdentity {
+    pub node: String,
+    pub plan_digest: String,
+    pub tool: String,
+}
+
+impl ImageIdentity {
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut text = serde_json::to_vec_pretty(self).unwrap_or_default();
+        text.push(b'\n');
+        text
+    }
+
+    /// The identity under a node's root, when its image has one.
+    pub fn read(root: &std::path::Path) -> Option<ImageIdentity> {
+        let path = root.join(IDENTITY_PATH.trim_start_matches('/'));
+        serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PlanNode {
     pub ip: String,

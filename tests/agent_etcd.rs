@@ -624,6 +624,13 @@ fn stopped_joins_show_in_agent_status_and_fleet_status() {
     let etcd_url = format!("https://{net}.1:{etcd_port}");
     let primary = TestNode::render(tmp.path(), "n1", &inv, "pg-t-1");
     let replica = TestNode::render(tmp.path(), "n2", &inv, "pg-t-2");
+    // The primary's image names its plan, as a build writes it: the agent reports it.
+    let planted = "1".repeat(64);
+    std::fs::write(
+        primary.root.join("etc/pigsty/image.json"),
+        format!(r#"{{"node":"pg-t-1","plan_digest":"{planted}","tool":"pigsty test"}}"#),
+    )
+    .unwrap();
 
     // 1. etcd never appears: the client node's etcd-ready stops at its bound, naming
     //    the endpoint and what it answered.
@@ -744,6 +751,7 @@ fn stopped_joins_show_in_agent_status_and_fleet_status() {
             .contains("patroni.service"),
         "{rows}"
     );
+    assert_eq!(row("pg-t-1")["report"]["plan_digest"], planted, "{rows}");
     assert_eq!(row("pg-t-2")["state"], "patroni failed", "{rows}");
     assert!(
         row("pg-t-2")["note"]
@@ -768,6 +776,59 @@ fn stopped_joins_show_in_agent_status_and_fleet_status() {
     assert!(
         text.lines()
             .any(|l| l.starts_with("pg-t-3") && l.contains("unreported")),
+        "{text}"
+    );
+
+    // 5b. `pigsty diff` compares what each node reports running (its image's plan
+    //     digest) with what the inventory compiles to.
+    let plan = json_of(&pigsty(&[
+        "-i".as_ref(),
+        i,
+        "plan".as_ref(),
+        "--role".as_ref(),
+        "pg-t-1".as_ref(),
+        "--json".as_ref(),
+    ]));
+    let digest = plan["digest"].as_str().unwrap();
+    let root = support::root_client(tmp.path(), &etcd_url);
+    let report = |node: &str, digest: &str| {
+        root.put(
+            &format!("{}{node}", pigsty::agent::NODES_PREFIX),
+            format!(r#"{{"node":"{node}","done":true,"order":["done"],"plan_digest":"{digest}"}}"#)
+                .as_bytes(),
+        )
+        .unwrap();
+    };
+    report("pg-t-1", digest);
+    report("pg-t-2", &"0".repeat(64));
+    let diff = |extra: &[&str]| {
+        let mut args: Vec<&std::ffi::OsStr> = vec!["-i".as_ref(), i, "diff".as_ref()];
+        args.extend(extra.iter().map(|a| std::ffi::OsStr::new(*a)));
+        pigsty(&args)
+    };
+    let rows = json_of(&diff(&["--json"]));
+    let state = |name: &str| {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["nodename"] == name)
+            .map(|r| r["state"].as_str().unwrap().to_string())
+            .unwrap_or_else(|| panic!("no row for {name}: {rows}"))
+    };
+    assert_eq!(state("pg-t-1"), "same", "{rows}");
+    assert_eq!(state("pg-t-2"), "differs", "{rows}");
+    assert_eq!(state("pg-t-3"), "unreported", "{rows}");
+    assert_eq!(state("ghost"), "not-in-inventory", "{rows}");
+    let out = diff(&["--exit-code"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("1 differ, 1 unreported, 1 the same"),
         "{text}"
     );
 

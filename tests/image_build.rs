@@ -337,6 +337,17 @@ fn bundles_go_over_one_shared_root_per_package_set() {
                 .any(|l| l.ends_with(" etc/pigsty/node.json")),
             "{name}"
         );
+        // The image names the plan it was built from (what the agent reports).
+        let identity = Command::new("tar")
+            .arg("-xOf")
+            .arg(&bundle)
+            .arg("etc/pigsty/image.json")
+            .output()
+            .unwrap();
+        let identity: serde_json::Value = serde_json::from_slice(&identity.stdout)
+            .unwrap_or_else(|e| panic!("{name}: image.json: {e}"));
+        assert_eq!(identity["plan_digest"], m["plan_digest"], "{name}");
+        assert_eq!(identity["node"], name);
         let key = listing
             .lines()
             .find(|l| l.ends_with(" pg/cert/server.key"))

@@ -63,7 +63,11 @@ fn cloud_init_seed_is_valid_and_reproducible() {
         .iter()
         .map(|f| f["path"].as_str().unwrap())
         .collect();
-    for p in ["/etc/pigsty/node.json", "/etc/hostname"] {
+    for p in [
+        "/etc/pigsty/node.json",
+        "/etc/hostname",
+        "/etc/pigsty/image.json",
+    ] {
         assert!(paths.contains(&p), "{p} not written by user-data");
     }
     // The agent is no part of user-data: it is the file `pigsty` beside it, which

@@ -710,13 +710,17 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__diff)
-            opts="-i -v -h -V --against --json --exit-code --inventory --pki --verbose --help --version"
+            opts="-i -v -h -V --against --endpoint --json --exit-code --inventory --pki --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --against)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --endpoint)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

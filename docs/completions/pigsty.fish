@@ -157,7 +157,8 @@ complete -c pigsty -n "__fish_pigsty_using_subcommand status" -l json -d 'Machin
 complete -c pigsty -n "__fish_pigsty_using_subcommand status" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
 complete -c pigsty -n "__fish_pigsty_using_subcommand status" -s h -l help -d 'Print help'
 complete -c pigsty -n "__fish_pigsty_using_subcommand status" -s V -l version -d 'Print version'
-complete -c pigsty -n "__fish_pigsty_using_subcommand diff" -l against -d 'The inventory the nodes were built from (an earlier version of this one); its file name is not a change' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand diff" -l against -d 'Compare with the inventory the nodes were built from (an earlier version of this one; its file name is not a change), offline. Default: with the image each node reports running to etcd (/pigsty/nodes/<name>)' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand diff" -l endpoint -d 'etcd client URL to read the nodes\' reports from (repeatable; without --against). Default: the inventory\'s etcd members' -r
 complete -c pigsty -n "__fish_pigsty_using_subcommand diff" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
 complete -c pigsty -n "__fish_pigsty_using_subcommand diff" -l pki -d 'The fleet PKI directory (CA and node certificates). Default: files/pki beside the inventory file (in the current directory for the built-in inventory)' -r -F
 complete -c pigsty -n "__fish_pigsty_using_subcommand diff" -l json -d 'Machine-readable JSON on stdout'

@@ -122,6 +122,9 @@ pub fn firstboot(opts: &Options, services: &dyn ServiceManager) -> anyhow::Resul
     let doc = NodeJson::load(&opts.root)?;
     let steps = doc.ordered_steps()?;
     let mut state = store.load()?;
+    state.plan_digest = crate::plan::ImageIdentity::read(&opts.root)
+        .map(|i| i.plan_digest)
+        .unwrap_or_default();
     if let Some(b) = bundle
         && state.bundle != b
     {

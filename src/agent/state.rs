@@ -78,6 +78,10 @@ pub struct State {
     pub bundle: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub slots: Option<super::update::Slots>,
+    /// The digest of the plan the running image was built from (its
+    /// /etc/pigsty/image.json), which `pigsty diff` compares with the inventory's.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub plan_digest: String,
 }
 
 impl State {

@@ -64,7 +64,17 @@ pub fn seed(
         &plan.digest[..16],
         node.nodename
     );
-    let write_files: Vec<Value> = files.iter().map(write_file).collect();
+    let identity = RenderedFile {
+        path: crate::plan::IDENTITY_PATH.to_string(),
+        mode: 0o644,
+        owner: "root:root".to_string(),
+        content: plan.identity().to_json(),
+    };
+    let write_files: Vec<Value> = files
+        .iter()
+        .chain(std::iter::once(&identity))
+        .map(write_file)
+        .collect();
     let services: Vec<&str> = plan
         .services
         .iter()

@@ -432,6 +432,10 @@ impl Overlay<'_> {
                 Entry::file(f.content.clone(), f.mode, uid, gid, self.epoch),
             );
         }
+        tree.insert(
+            crate::plan::IDENTITY_PATH,
+            Entry::file(self.plan.identity().to_json(), 0o644, 0, 0, self.epoch),
+        );
         self.set_units(tree);
         // What a node booted from a slot keeps on its data partition, with a mount
         // point for each in the node's tree (docs/updates.md).
