@@ -332,6 +332,12 @@ pub enum AgentCommand {
     /// and make it the next boot, on trial: it is kept once the node is healthy on it,
     /// else the node falls back to the slot it runs now by itself.
     Update(UpdateArgs),
+    /// Take in a new node bundle now, without a reboot, when every file that differs
+    /// is one a running node can take in (configuration, database objects): the
+    /// changed files are bound over the running ones, the services that read them
+    /// reload or restart, the join runs again; the slot that is not running gets the
+    /// same root and the new bundle for the next boot.
+    Apply(ApplyArgs),
     /// Keep this boot's slot if it is on trial and the node is healthy within the
     /// trial's bound, else reboot so that the other slot boots (run at every boot by
     /// pigsty-bless.service).
@@ -380,6 +386,37 @@ pub struct UpdateArgs {
     /// Give up one HTTP request (the whole transfer) after SECS.
     #[arg(long, value_name = "SECS", default_value_t = 3600)]
     pub request_timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The node bundle (`<out>/<node>/bundle.tar` of `build-image --format bundle`).
+    #[arg(long, value_name = "URL|FILE")]
+    pub bundle: String,
+
+    /// The bundle's sha256, checked when given.
+    #[arg(long, value_name = "HEX")]
+    pub bundle_sha256: Option<String>,
+
+    /// Boots the slot written for the next boot gets before systemd-boot gives up on it.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub tries: u32,
+
+    /// How long that boot may take to become healthy.
+    #[arg(long, value_name = "SECS", default_value_t = 1800)]
+    pub trial_timeout: u64,
+
+    /// Bound of each wait of the join that runs again.
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    pub timeout: u64,
+
+    /// Give up one HTTP request (the whole transfer) after SECS.
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    pub request_timeout: u64,
+
+    /// Machine-readable JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -58,6 +58,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
         Command::Agent(crate::cli::AgentCommand::Status(args)) => agent_status(args, out),
         Command::Agent(crate::cli::AgentCommand::Update(args)) => agent_update(args, out),
         Command::Agent(crate::cli::AgentCommand::Bless(args)) => agent_bless(args, out),
+        Command::Agent(crate::cli::AgentCommand::Apply(args)) => agent_apply(args, out),
         Command::Agent(crate::cli::AgentCommand::PreInit) => crate::agent::preinit::run(),
         Command::Agent(crate::cli::AgentCommand::Tune(args)) => {
             let tuned = crate::agent::tune::tune(&args.root, None)?;
@@ -1073,6 +1074,46 @@ fn agent_update(args: &crate::cli::UpdateArgs, out: &mut dyn Write) -> Result<()
         writeln!(out, "rebooting").context("writing to stdout")?;
         crate::sys::run(std::process::Command::new("systemctl").arg("reboot"))
             .map_err(anyhow::Error::from)?;
+    }
+    Ok(())
+}
+
+fn agent_apply(args: &crate::cli::ApplyArgs, out: &mut dyn Write) -> Result<(), Error> {
+    use crate::agent::{apply, update};
+    let req = apply::Request {
+        bundle: update::Source::parse(&args.bundle),
+        bundle_sha256: args.bundle_sha256.clone(),
+        tries: args.tries,
+        trial_secs: args.trial_timeout,
+    };
+    let cmdline = std::fs::read_to_string("/proc/cmdline").context("reading /proc/cmdline")?;
+    let http = crate::http::client(
+        std::time::Duration::from_secs(10),
+        std::time::Duration::from_secs(args.request_timeout.max(1)),
+    )?;
+    let root = std::path::PathBuf::from("/");
+    let mut opts = crate::agent::Options::new(&root);
+    opts.wait = std::time::Duration::from_secs(args.timeout);
+    let services = crate::agent::service::Systemd { root };
+    let done = {
+        let esp = update::mount_esp()?;
+        apply::apply(
+            &opts,
+            &services,
+            &update::Disk::node(&esp),
+            &cmdline,
+            &req,
+            &http,
+        )?
+    };
+    if args.json {
+        return write_json(out, &done);
+    }
+    for f in &done.files {
+        writeln!(out, "{} {:?}: {}", f.path, f.change, f.effect).context("writing to stdout")?;
+    }
+    for a in &done.actions {
+        writeln!(out, "{a}").context("writing to stdout")?;
     }
     Ok(())
 }

@@ -361,7 +361,7 @@ fn online_actions(files: &[FileDiff], node: &Node) -> Vec<String> {
     actions
 }
 
-fn patroni_reads(e: &Effect) -> bool {
+pub fn patroni_reads(e: &Effect) -> bool {
     match e {
         Effect::Reload(u) | Effect::Restart(u) => {
             u == "patroni.service" || u.starts_with("postgresql")
@@ -373,7 +373,7 @@ fn patroni_reads(e: &Effect) -> bool {
 }
 
 /// Files of both sides by path, with the effect of each that differs.
-fn file_diffs(old: &[RenderedFile], new: &[RenderedFile]) -> Vec<FileDiff> {
+pub fn file_diffs(old: &[RenderedFile], new: &[RenderedFile]) -> Vec<FileDiff> {
     let old: BTreeMap<&str, &RenderedFile> = old.iter().map(|f| (f.path.as_str(), f)).collect();
     let new: BTreeMap<&str, &RenderedFile> = new.iter().map(|f| (f.path.as_str(), f)).collect();
     let paths: BTreeSet<&str> = old.keys().chain(new.keys()).copied().collect();
@@ -389,7 +389,21 @@ fn file_diffs(old: &[RenderedFile], new: &[RenderedFile]) -> Vec<FileDiff> {
             (None, Some(b)) => (FileChange::Added, *b, *b),
             (None, None) => continue,
         };
-        let (effect, why) = effect_of(path, change, &before.content, &after.content);
+        let (effect, why) = match change {
+            // The running root is read-only: a path cannot appear or go there.
+            FileChange::Added | FileChange::Removed => (
+                Effect::Reboot,
+                format!(
+                    "{} file: the running root is read-only",
+                    if change == FileChange::Added {
+                        "a new"
+                    } else {
+                        "a removed"
+                    }
+                ),
+            ),
+            _ => effect_of(path, change, &before.content, &after.content),
+        };
         out.push(FileDiff {
             path: path.to_string(),
             change,
@@ -519,6 +533,7 @@ fn effect_by_dir(path: &str) -> (Effect, String) {
         || path == "/etc/hosts"
         || path == "/etc/resolv.conf"
         || path == "/etc/pigsty/admin_authorized_keys"
+        || path == crate::plan::IDENTITY_PATH
     {
         (Effect::None, String::new())
     } else {
@@ -640,7 +655,7 @@ const POSTMASTER: &[&str] = &[
 
 /// The command that sizes PostgreSQL for the machine into the copy of patroni.yml
 /// Patroni reads (`/run/pigsty/patroni.yml`).
-const TUNE: &str = "pigsty agent tune";
+pub const TUNE: &str = "pigsty agent tune";
 
 /// What a changed patroni.yml needs: a reload; Patroni's cluster config patched when
 /// its `bootstrap` section differs (Patroni reads that only when the cluster is

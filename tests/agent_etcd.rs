@@ -394,6 +394,15 @@ impl ServiceManager for StartTimesOut<'_> {
         }
         Ok(())
     }
+    fn reload(&self, unit: &str) -> anyhow::Result<()> {
+        self.inner.reload(unit)
+    }
+    fn restart(&self, unit: &str) -> anyhow::Result<()> {
+        self.inner.restart(unit)
+    }
+    fn daemon_reload(&self) -> anyhow::Result<()> {
+        self.inner.daemon_reload()
+    }
     fn stop(&self, unit: &str) -> anyhow::Result<()> {
         self.inner.stop(unit)
     }

@@ -46,6 +46,9 @@ _pigsty() {
             pigsty,status)
                 cmd="pigsty__subcmd__status"
                 ;;
+            pigsty__subcmd__agent,apply)
+                cmd="pigsty__subcmd__agent__subcmd__apply"
+                ;;
             pigsty__subcmd__agent,bless)
                 cmd="pigsty__subcmd__agent__subcmd__bless"
                 ;;
@@ -66,6 +69,9 @@ _pigsty() {
                 ;;
             pigsty__subcmd__agent,update)
                 cmd="pigsty__subcmd__agent__subcmd__update"
+                ;;
+            pigsty__subcmd__agent__subcmd__help,apply)
+                cmd="pigsty__subcmd__agent__subcmd__help__subcmd__apply"
                 ;;
             pigsty__subcmd__agent__subcmd__help,bless)
                 cmd="pigsty__subcmd__agent__subcmd__help__subcmd__bless"
@@ -117,6 +123,9 @@ _pigsty() {
                 ;;
             pigsty__subcmd__help,status)
                 cmd="pigsty__subcmd__help__subcmd__status"
+                ;;
+            pigsty__subcmd__help__subcmd__agent,apply)
+                cmd="pigsty__subcmd__help__subcmd__agent__subcmd__apply"
                 ;;
             pigsty__subcmd__help__subcmd__agent,bless)
                 cmd="pigsty__subcmd__help__subcmd__agent__subcmd__bless"
@@ -322,12 +331,62 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__agent)
-            opts="-i -v -h -V --inventory --pki --verbose --help --version firstboot status tune update bless pre-init help"
+            opts="-i -v -h -V --inventory --pki --verbose --help --version firstboot status tune update apply bless pre-init help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --inventory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pki)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pigsty__subcmd__agent__subcmd__apply)
+            opts="-i -v -h -V --bundle --bundle-sha256 --tries --trial-timeout --timeout --request-timeout --json --inventory --pki --verbose --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --bundle)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --bundle-sha256)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tries)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --trial-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --request-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --inventory)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -416,8 +475,22 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__agent__subcmd__help)
-            opts="firstboot status tune update bless pre-init help"
+            opts="firstboot status tune update apply bless pre-init help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pigsty__subcmd__agent__subcmd__help__subcmd__apply)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -758,8 +831,22 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__help__subcmd__agent)
-            opts="firstboot status tune update bless pre-init"
+            opts="firstboot status tune update apply bless pre-init"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pigsty__subcmd__help__subcmd__agent__subcmd__apply)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

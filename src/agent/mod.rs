@@ -11,6 +11,7 @@
 //! (`<root>/var/lib/pigsty/state.json`), and to etcd under `/pigsty/nodes/<name>` once
 //! etcd is up.
 
+pub mod apply;
 pub mod etcd;
 mod etcd_join;
 pub mod fleet;

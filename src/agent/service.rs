@@ -22,6 +22,13 @@ pub trait ServiceManager: Sync {
     fn is_active(&self, unit: &str) -> anyhow::Result<bool>;
     /// Environment for the unit's next start, over its shipped EnvironmentFile.
     fn set_env(&self, unit: &str, vars: &[(&str, String)]) -> anyhow::Result<()>;
+    /// Have a running unit read its files again (a restart when it cannot reload);
+    /// a unit that is not running is left so.
+    fn reload(&self, unit: &str) -> anyhow::Result<()>;
+    /// Restart a running unit; a unit that is not running is left so.
+    fn restart(&self, unit: &str) -> anyhow::Result<()>;
+    /// Read unit files again.
+    fn daemon_reload(&self) -> anyhow::Result<()>;
 }
 
 /// The override file of a unit under a root.
@@ -108,6 +115,18 @@ impl ServiceManager for Systemd {
 
     fn stop(&self, unit: &str) -> anyhow::Result<()> {
         self.systemctl(&["stop", unit])
+    }
+
+    fn reload(&self, unit: &str) -> anyhow::Result<()> {
+        self.systemctl(&["try-reload-or-restart", unit])
+    }
+
+    fn restart(&self, unit: &str) -> anyhow::Result<()> {
+        self.systemctl(&["try-restart", unit])
+    }
+
+    fn daemon_reload(&self) -> anyhow::Result<()> {
+        self.systemctl(&["daemon-reload"])
     }
 
     fn is_active(&self, unit: &str) -> anyhow::Result<bool> {

@@ -275,7 +275,7 @@ impl Source {
         }
     }
 
-    fn describe(&self) -> String {
+    pub fn describe(&self) -> String {
         match self {
             Source::Http(u) => u.clone(),
             Source::File(p) => p.display().to_string(),
@@ -346,16 +346,50 @@ pub fn update(
     req: &Request,
     http: &crate::http::Client,
 ) -> anyhow::Result<Outcome> {
-    let Some(boot) = Boot::from_cmdline(cmdline)? else {
-        bail!(
+    booted_slot(cmdline)?;
+    // The bundle first: a few MiB, and a wrong one refused before GiBs are written.
+    let tar = read_bundle(&req.bundle, http)?;
+    update_with_bundle(disk, cmdline, req, &tar, http)
+}
+
+/// The slot this node booted from, or why it cannot be changed in place.
+pub fn booted_slot(cmdline: &str) -> anyhow::Result<Boot> {
+    match Boot::from_cmdline(cmdline)? {
+        Some(boot) => Ok(boot),
+        None => bail!(
             "this node did not boot from an A/B slot (no pigsty.slot on its command line): \
              a node booted from a PXE live set, a rootfs tar or a cloud-init seed changes by \
              a reimage; install it from an A/B disk (build-image --format raw or qcow2) to \
              update it in place"
-        );
-    };
+        ),
+    }
+}
+
+/// Read a node bundle (at most its partition's size).
+pub fn read_bundle(src: &Source, http: &crate::http::Client) -> anyhow::Result<Vec<u8>> {
+    read_all(src, http, BUNDLE_MAX)
+}
+
+/// [`update`] with the bundle already read (`req.bundle` only names it).
+pub fn update_with_bundle(
+    disk: &Disk,
+    cmdline: &str,
+    req: &Request,
+    tar: &[u8],
+    http: &crate::http::Client,
+) -> anyhow::Result<Outcome> {
+    let boot = booted_slot(cmdline)?;
     if req.tries == 0 {
         bail!("--tries 0: the new slot needs at least one boot");
+    }
+    let bundle_sha = bundle::digest(tar);
+    if let Some(want) = &req.bundle_sha256
+        && !want.eq_ignore_ascii_case(&bundle_sha)
+    {
+        bail!(
+            "the bundle {} is sha256 {bundle_sha}, not {want}",
+            req.bundle.describe()
+        );
     }
     let target = boot.other();
     let want_root = wanted_root(req, &boot)?;
@@ -422,16 +456,6 @@ pub fn update(
     };
 
     // 3. The bundle, into the slot's bundle partition, read back under its digest.
-    let tar = read_all(&req.bundle, http, BUNDLE_MAX)?;
-    let bundle_sha = bundle::digest(&tar);
-    if let Some(want) = &req.bundle_sha256
-        && !want.eq_ignore_ascii_case(&bundle_sha)
-    {
-        bail!(
-            "the bundle {} is sha256 {bundle_sha}, not {want}",
-            req.bundle.describe()
-        );
-    }
     let bundle_dev = disk.bundle_part(target);
     {
         let mut f = std::fs::OpenOptions::new()
@@ -440,7 +464,7 @@ pub fn update(
             .open(&bundle_dev)
             .with_context(|| format!("opening {}", bundle_dev.display()))?;
         let capacity = f.seek(SeekFrom::End(0))?;
-        bundle::write(&mut f, capacity, &tar)
+        bundle::write(&mut f, capacity, tar)
             .with_context(|| format!("writing {}", bundle_dev.display()))?;
     }
     super::preinit::read_partition(&bundle_dev, &bundle_sha)?;

@@ -205,6 +205,25 @@ impl ServiceManager for Processes {
     fn set_env(&self, unit: &str, vars: &[(&str, String)]) -> anyhow::Result<()> {
         write_env_file(&self.root, unit, vars)
     }
+
+    /// A process here cannot be told to reload: it restarts, as systemd's
+    /// reload-or-restart does for a unit without ExecReload=.
+    fn reload(&self, unit: &str) -> anyhow::Result<()> {
+        self.restart(unit)
+    }
+
+    fn restart(&self, unit: &str) -> anyhow::Result<()> {
+        if self.pid(unit).is_none() {
+            return Ok(());
+        }
+        self.stop(unit)?;
+        self.start(unit)
+    }
+
+    /// No unit files here: a process is defined by its spec.
+    fn daemon_reload(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
 }
 
 impl Drop for Processes {
