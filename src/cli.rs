@@ -95,6 +95,9 @@ pub enum LabCommand {
     /// agent update --reboot` run there, then a wait until it reports the new slot
     /// kept.
     Update(LabUpdateArgs),
+    /// Take a node's new bundle, built from the inventory, in without a reboot:
+    /// copied to it and `pigsty agent apply` run there (refused when it needs a boot).
+    Apply(LabNodeArgs),
 }
 
 #[derive(Debug, Args)]

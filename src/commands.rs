@@ -374,6 +374,25 @@ fn lab(
             }
             Ok(())
         }
+        C::Apply(args) => {
+            let dir = lab_dir(&args.dir);
+            let lab = Lab::open(&dir)?;
+            let loaded = load(source)?;
+            let pki_dir = pki.map_or_else(|| dir.join("pki"), std::path::Path::to_path_buf);
+            let fleet = certified(&loaded.fleet, &pki_dir, true)?;
+            let key = crate::lab::update::ensure_ssh_key(&dir)?;
+            let fleet = crate::lab::update::with_operator_key(&fleet, &key);
+            let (bundle, said) =
+                crate::lab::net::within(&lab.state.netns, || lab.apply(&fleet, &args.node))?;
+            writeln!(
+                out,
+                "{}: took in bundle sha256:{bundle} without a reboot",
+                args.node
+            )
+            .context("writing to stdout")?;
+            writeln!(out, "{said}").context("writing to stdout")?;
+            Ok(())
+        }
         C::Logs(args) => {
             let lab = Lab::open(&lab_dir(&args.dir))?;
             let text = crate::lab::logs(&lab, &args.node, args.unit.as_deref())?;

@@ -285,7 +285,8 @@ fn join_steps(fleet: &Fleet, node: &Node) -> Vec<JoinStep> {
                 "start haproxy services checking patroni".into(),
             );
         }
-        if primary {
+        // Every member of a writable cluster: the one that leads applies them.
+        if crate::render::applies_sql(fleet, node) {
             s.add(
                 StepId::PgUsers,
                 Module::Pgsql,
@@ -304,6 +305,8 @@ fn join_steps(fleet: &Fleet, node: &Node) -> Vec<JoinStep> {
                     p.pg_databases.len()
                 ),
             );
+        }
+        if primary {
             if p.pgbackrest_enabled.0 {
                 s.add(
                     StepId::Pgbackrest,

@@ -332,6 +332,10 @@ fn is_database(f: &FileDiff) -> bool {
 
 const POOLS_ONLY: &str = "only its [databases] and [users] sections differ";
 
+/// How database objects are applied: every member of a writable cluster carries the
+/// SQL, and the one that leads applies it when its join runs (a replica skips it).
+const SQL_ACTION: &str = "the join again: the member that leads applies the SQL";
+
 /// What a config or database change does on the node, in order: the new bundle,
 /// then each effect once (restarts after reloads; the SQL last, on a primary).
 fn online_actions(files: &[FileDiff], node: &Node) -> Vec<String> {
@@ -341,7 +345,6 @@ fn online_actions(files: &[FileDiff], node: &Node) -> Vec<String> {
     if unit_files {
         actions.push("systemctl daemon-reload".to_string());
     }
-    let primary = node.pg.as_ref().is_some_and(|p| p.role == PgRole::Primary);
     // Patroni reads the copy of patroni.yml that tune sizes for the machine.
     if effects.iter().any(|e| patroni_reads(e)) {
         actions.push(format!("run {TUNE}"));
@@ -350,11 +353,11 @@ fn online_actions(files: &[FileDiff], node: &Node) -> Vec<String> {
         match e {
             Effect::None | Effect::Reboot => {}
             Effect::Run(c) if c == TUNE => {}
-            Effect::Sql if primary => {
-                actions.push("apply its database objects (the agent's SQL)".to_string());
+            Effect::Sql => {
+                actions.push(SQL_ACTION.to_string());
             }
             // Once per cluster, before its members restart: a step of its own.
-            Effect::Sql | Effect::ClusterConfig => {}
+            Effect::ClusterConfig => {}
             other => actions.push(other.to_string()),
         }
     }

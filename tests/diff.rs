@@ -153,7 +153,8 @@ fn a_user_and_a_database_are_database_objects_applied_on_the_primary_first() {
             s("pg-lab-3", "changed", "database"),
         ]
     );
-    // The primary creates them (its SQL), then every pgbouncer lists them.
+    // The primary first (the one that leads creates them), then every pgbouncer
+    // lists them.
     let primary = node(&d, "pg-lab-1");
     let actions: Vec<&str> = primary["actions"]
         .as_array()
@@ -165,20 +166,26 @@ fn a_user_and_a_database_are_database_objects_applied_on_the_primary_first() {
         actions,
         [
             "swap in its new node bundle",
-            "apply its database objects (the agent's SQL)",
+            "the join again: the member that leads applies the SQL",
             "reload pgbouncer"
         ]
     );
+    // Every member carries the SQL: whichever leads when its join runs applies it.
     let replica = node(&d, "pg-lab-2");
+    let replica_effects = effects(replica);
+    for want in [
+        ("/etc/pgbouncer/userlist.txt", "reload pgbouncer.service"),
+        ("/etc/pigsty/sql/10-roles.sql", "sql"),
+    ] {
+        assert!(
+            replica_effects.contains(&(want.0.into(), want.1.into())),
+            "{replica:#}"
+        );
+    }
     assert!(
-        effects(replica).contains(&(
-            "/etc/pgbouncer/userlist.txt".into(),
-            "reload pgbouncer.service".into()
-        )),
-        "{replica:#}"
-    );
-    assert!(
-        !replica["actions"].to_string().contains("SQL"),
+        replica["actions"]
+            .to_string()
+            .contains("leads applies the SQL"),
         "{replica:#}"
     );
     assert_eq!(

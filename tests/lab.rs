@@ -165,8 +165,13 @@ fn enter_lab() {
 
 /// psql with one statement; Err carries psql's message.
 fn psql(host: &str, port: u16, sql: &str) -> Result<String, String> {
+    psql_as(host, port, DSN_USER, sql)
+}
+
+/// [`psql`] with another user, password and database (`dsn`).
+fn psql_as(host: &str, port: u16, dsn: &str, sql: &str) -> Result<String, String> {
     let out = Command::new("psql")
-        .arg(format!("host={host} port={port} {DSN_USER}"))
+        .arg(format!("host={host} port={port} {dsn}"))
         .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
         .output()
         .map_err(|e| e.to_string())?;
@@ -1060,6 +1065,61 @@ fn e2e() {
     println!(
         "{node} fell back from a broken image in {:.0} s",
         figures["update_fallback_s"]
+    );
+
+    // 4. A user and a database added to the inventory (on top of the node's kept
+    //    parameter): `lab apply` takes them in on every node without a reboot. The
+    //    member that leads applies the SQL (every member carries it); every
+    //    pgbouncer reloads its user and database lists; the new user reaches the
+    //    new database through each node's pgbouncer.
+    let added = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("lab-added.yml");
+    let inv = std::fs::read_to_string(&changed).unwrap();
+    let users = "        pg_databases:\n";
+    assert!(inv.contains(users), "inventory/lab.yml has pg_databases");
+    let inv = inv.replacen(
+        users,
+        "          - { name: dbuser_app, password: DBUser.App, pgbouncer: true, roles: [dbrole_readwrite] }\n        pg_databases:\n          - { name: app, owner: dbuser_app }\n",
+        1,
+    );
+    std::fs::write(&added, inv).unwrap();
+    let boot_id = |n: &str| lab_ssh(n, "cat /proc/sys/kernel/random/boot_id");
+    let boots: Vec<String> = NODES.iter().map(|(n, _)| boot_id(n)).collect();
+    let t = Instant::now();
+    for (name, _) in NODES {
+        let out = pigsty_with(&added, &["apply", name]);
+        let said = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "lab apply {name}: {said}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        println!("{said}");
+    }
+    figures.insert("apply_user_db_s", t.elapsed().as_secs_f64());
+    for ((name, ip), before) in NODES.iter().zip(&boots) {
+        assert_eq!(&boot_id(name), before, "{name} rebooted");
+        let got = until(
+            &format!("dbuser_app in app through {name}'s pgbouncer"),
+            Duration::from_secs(120),
+            || {
+                psql_as(
+                    ip,
+                    6432,
+                    "user=dbuser_app password=DBUser.App dbname=app connect_timeout=5",
+                    "SELECT current_user || '@' || current_database()",
+                )
+            },
+        );
+        assert_eq!(got, "dbuser_app@app");
+    }
+    until(
+        "the cluster after the applies",
+        Duration::from_secs(120),
+        || formed(3),
+    );
+    println!(
+        "user and database applied on every node without a reboot in {:.0} s",
+        figures["apply_user_db_s"]
     );
 
     // Every node, whichever way it booted, serves SSH.

@@ -154,6 +154,9 @@ _pigsty() {
             pigsty__subcmd__help__subcmd__inventory,passwords)
                 cmd="pigsty__subcmd__help__subcmd__inventory__subcmd__passwords"
                 ;;
+            pigsty__subcmd__help__subcmd__lab,apply)
+                cmd="pigsty__subcmd__help__subcmd__lab__subcmd__apply"
+                ;;
             pigsty__subcmd__help__subcmd__lab,down)
                 cmd="pigsty__subcmd__help__subcmd__lab__subcmd__down"
                 ;;
@@ -214,6 +217,9 @@ _pigsty() {
             pigsty__subcmd__inventory__subcmd__help,passwords)
                 cmd="pigsty__subcmd__inventory__subcmd__help__subcmd__passwords"
                 ;;
+            pigsty__subcmd__lab,apply)
+                cmd="pigsty__subcmd__lab__subcmd__apply"
+                ;;
             pigsty__subcmd__lab,down)
                 cmd="pigsty__subcmd__lab__subcmd__down"
                 ;;
@@ -246,6 +252,9 @@ _pigsty() {
                 ;;
             pigsty__subcmd__lab,wait)
                 cmd="pigsty__subcmd__lab__subcmd__wait"
+                ;;
+            pigsty__subcmd__lab__subcmd__help,apply)
+                cmd="pigsty__subcmd__lab__subcmd__help__subcmd__apply"
                 ;;
             pigsty__subcmd__lab__subcmd__help,down)
                 cmd="pigsty__subcmd__lab__subcmd__help__subcmd__down"
@@ -1041,8 +1050,22 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__help__subcmd__lab)
-            opts="up status down reimage kill start wait logs ssh update"
+            opts="up status down reimage kill start wait logs ssh update apply"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pigsty__subcmd__help__subcmd__lab__subcmd__apply)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -1453,12 +1476,42 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__lab)
-            opts="-i -v -h -V --inventory --pki --verbose --help --version up status down reimage kill start wait logs ssh update help"
+            opts="-i -v -h -V --inventory --pki --verbose --help --version up status down reimage kill start wait logs ssh update apply help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --inventory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pki)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pigsty__subcmd__lab__subcmd__apply)
+            opts="-i -v -h -V --dir --inventory --pki --verbose --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --inventory)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1509,8 +1562,22 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__lab__subcmd__help)
-            opts="up status down reimage kill start wait logs ssh update help"
+            opts="up status down reimage kill start wait logs ssh update apply help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pigsty__subcmd__lab__subcmd__help__subcmd__apply)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

@@ -228,6 +228,41 @@ impl Lab {
         })
     }
 
+    /// `lab apply`: the node's new bundle, built from the inventory, onto the node and
+    /// `agent apply` there: taken in without a reboot, or refused when it needs one.
+    /// Returns the bundle's digest and what the agent printed (its JSON).
+    pub fn apply(&self, fleet: &Fleet, name: &str) -> anyhow::Result<(String, String)> {
+        let (bundle, _root) = self.build_bundle(fleet, name)?;
+        let tar =
+            std::fs::read(&bundle).with_context(|| format!("reading {}", bundle.display()))?;
+        let staged = "/var/lib/pigsty/update/bundle.tar";
+        let put = self.ssh(
+            name,
+            &format!(
+                "sudo install -d -m 0700 /var/lib/pigsty/update && sudo tee {staged} >/dev/null"
+            ),
+            Some(Input::Bytes(&tar)),
+        )?;
+        if !put.status.success() {
+            bail!(
+                "copying the bundle to {name}: {}",
+                String::from_utf8_lossy(&put.stderr).trim()
+            );
+        }
+        let digest = crate::bundle::digest(&tar);
+        let ran = self.ssh_with(
+            name,
+            &format!("sudo pigsty agent apply --bundle {staged} --bundle-sha256 {digest} --json"),
+            None,
+            Stdio::inherit(),
+        )?;
+        let said = String::from_utf8_lossy(&ran.stdout).trim().to_string();
+        if !ran.status.success() {
+            bail!("agent apply on {name} failed ({}): {said}", ran.status);
+        }
+        Ok((digest, said))
+    }
+
     /// What the node last reported of its slots (its record in etcd).
     pub fn reported_slots(
         &self,

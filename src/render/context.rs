@@ -338,6 +338,7 @@ fn flags(fleet: &Fleet, node: &Node) -> Value {
         "timezone": !n.node_timezone.is_empty(),
         "resolv": n.node_dns_method != crate::model::NodeDnsMethod::None,
         "primary": node.pg.as_ref().is_some_and(|p| p.role == crate::model::PgRole::Primary),
+        "sql": crate::render::applies_sql(fleet, node),
         "patroni": on(|p| p.patroni_enabled.0),
         "pgbouncer": on(|p| p.pgbouncer_enabled.0),
         "pgbouncer_exporter": node.pgbouncer_exporter(),

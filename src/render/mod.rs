@@ -16,6 +16,8 @@ mod pgsql;
 mod redis;
 pub mod write;
 
+pub use pgsql::applies_sql;
+
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 

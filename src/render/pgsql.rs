@@ -352,6 +352,20 @@ fn directories(pg: &PgInstance, backrest: &Value) -> Result<Vec<Value>, String> 
     Ok(out)
 }
 
+/// Whether the node carries its cluster's database objects (the SQL files and the
+/// join steps that apply them): every member of a cluster whose primary writes (not
+/// a standby cluster, which replays its upstream), so that whichever member leads
+/// after a failover applies a change of them.
+pub fn applies_sql(fleet: &Fleet, node: &Node) -> bool {
+    let Some(pg) = node.pg.as_ref() else {
+        return false;
+    };
+    fleet.pg_members(&pg.cluster).iter().any(|m| {
+        m.pg.as_ref()
+            .is_some_and(|i| i.role == PgRole::Primary && i.params.pg_upstream.is_none())
+    })
+}
+
 /// What the first-boot agent needs to join Patroni and apply database objects.
 pub fn agent(fleet: &Fleet, node: &Node) -> Option<PgInfo> {
     let pg = node.pg.as_ref()?;
@@ -375,9 +389,11 @@ pub fn agent(fleet: &Fleet, node: &Node) -> Option<PgInfo> {
     // A primary with pg_upstream leads a standby cluster: it replays its upstream and
     // is read-only, so its objects come from the upstream, not from SQL.
     let upstream = p.pg_upstream.filter(|_| pg.role == PgRole::Primary);
-    // Applied on a writable primary only, as the dbsu over the local socket, in order:
-    // `psql -X -v ON_ERROR_STOP=1 -d postgres -f FILE`. Both files are idempotent.
-    let writable = pg.role == PgRole::Primary && upstream.is_none();
+    // Carried by every member of a writable cluster and applied by the one that leads
+    // when its join runs (the agent asks the server: a replica skips them), as the
+    // dbsu over the local socket, in order: `psql -X -v ON_ERROR_STOP=1 -d postgres
+    // -f FILE`. The files are idempotent.
+    let writable = applies_sql(fleet, node);
     Some(PgInfo {
         cluster: pg.cluster.clone(),
         name: pg.name.clone(),
@@ -632,7 +648,7 @@ mod tests {
         let a = agent(&f, f.find("pg-test-2").unwrap()).unwrap();
         assert_eq!(a.dcs_keys.leader, "/pg/pg-test/leader");
         assert_eq!(a.members[0].patroni_url, "http://10.10.10.11:8008");
-        assert!(a.sql_files.is_empty(), "SQL runs on the primary only");
+        assert_eq!(a.sql_files, SQL_FILES, "every member carries the SQL");
         assert!(a.standby_of.is_none());
         let primary = agent(&f, f.find("pg-test-1").unwrap()).unwrap();
         assert_eq!(primary.sql_files, SQL_FILES);
