@@ -286,7 +286,8 @@ fn join_steps(fleet: &Fleet, node: &Node) -> Vec<JoinStep> {
             );
         }
         // Every member of a writable cluster: the one that leads applies them.
-        if crate::render::applies_sql(fleet, node) {
+        let sql = crate::render::applies_sql(fleet, node);
+        if sql {
             s.add(
                 StepId::PgUsers,
                 Module::Pgsql,
@@ -306,18 +307,19 @@ fn join_steps(fleet: &Fleet, node: &Node) -> Vec<JoinStep> {
                 ),
             );
         }
-        if primary {
-            if p.pgbackrest_enabled.0 {
-                s.add(
-                    StepId::Pgbackrest,
-                    Module::Pgsql,
-                    &[Some(StepId::PgDatabases), Some(StepId::PgbackrestStanza)],
-                    format!(
-                        "take the first full backup of {} into repo {}",
-                        pg.cluster, p.pgbackrest_method
-                    ),
-                );
-            }
+        if primary && p.pgbackrest_enabled.0 {
+            s.add(
+                StepId::Pgbackrest,
+                Module::Pgsql,
+                &[
+                    sql.then_some(StepId::PgDatabases),
+                    Some(StepId::PgbackrestStanza),
+                ],
+                format!(
+                    "take the first full backup of {} into repo {}",
+                    pg.cluster, p.pgbackrest_method
+                ),
+            );
         }
     }
     if let Some(r) = &node.redis {

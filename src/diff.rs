@@ -298,13 +298,13 @@ fn node_diff(old: &Side, new: &Side) -> NodeDiff {
         (
             Weight::Database,
             "only database objects differ".to_string(),
-            online_actions(&files, new.node),
+            online_actions(&files),
         )
     } else {
         (
             Weight::Config,
             "only rendered files differ".to_string(),
-            online_actions(&files, new.node),
+            online_actions(&files),
         )
     };
     NodeDiff {
@@ -338,7 +338,7 @@ const SQL_ACTION: &str = "the join again: the member that leads applies the SQL"
 
 /// What a config or database change does on the node, in order: the new bundle,
 /// then each effect once (restarts after reloads; the SQL last, on a primary).
-fn online_actions(files: &[FileDiff], node: &Node) -> Vec<String> {
+fn online_actions(files: &[FileDiff]) -> Vec<String> {
     let mut actions = vec!["swap in its new node bundle".to_string()];
     let effects: BTreeSet<&Effect> = files.iter().map(|f| &f.effect).collect();
     let unit_files = files.iter().any(|f| f.path.starts_with(SYSTEMD_DIR));
