@@ -466,11 +466,13 @@ fn a_failed_update_leaves_the_running_slot_the_only_entry() {
     .unwrap();
     assert_eq!(entry_names(&fx.disk.esp).len(), 2);
 
-    // A root cut short under the name of a whole one.
-    let bytes = std::fs::read(&root_b).unwrap();
+    // A root cut short under the name of a whole one (another root than the one
+    // slot B's entry names: that one it holds already).
+    let (root_c, sha_c) = make_root(&fx.images, "five", &["6.1.0-4-amd64"]);
+    let bytes = std::fs::read(&root_c).unwrap();
     let cut_dir = fx.images.join("cut");
     std::fs::create_dir_all(&cut_dir).unwrap();
-    let cut = cut_dir.join(format!("{sha_b}.ext4"));
+    let cut = cut_dir.join(format!("{sha_c}.ext4"));
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
     let err = update::update(
         &fx.disk,
@@ -480,7 +482,7 @@ fn a_failed_update_leaves_the_running_slot_the_only_entry() {
     )
     .unwrap_err();
     assert!(
-        format!("{err:#}").contains(&format!("not {sha_b}")),
+        format!("{err:#}").contains(&format!("not {sha_c}")),
         "{err:#}"
     );
     assert_eq!(entry_names(&fx.disk.esp), ["pigsty-1-a.conf"]);
@@ -564,6 +566,66 @@ fn a_node_not_booted_from_a_slot_is_told_to_reimage() {
         err.contains("reimage") && err.contains("--format raw"),
         "{err}"
     );
+}
+
+/// A second update to the root the other slot's entry already names (a bundle
+/// change after an earlier update, or after a fallback) writes only the bundle: the
+/// root is neither fetched (its source does not exist here) nor copied.
+#[test]
+fn a_root_the_target_slot_already_holds_is_not_written_again() {
+    let fx = fixture();
+    let (root_b, sha_b) = make_root(&fx.images, "two", &["6.1.0-1-amd64"]);
+    let first = fx.images.join("first.tar");
+    std::fs::write(&first, bundle_tar("two")).unwrap();
+    update::update(
+        &fx.disk,
+        &fx.cmdline,
+        &request(Source::File(root_b), Source::File(first)),
+        &client(),
+    )
+    .unwrap();
+    let second = fx.images.join("second.tar");
+    std::fs::write(&second, bundle_tar("three")).unwrap();
+    let done = update::update(
+        &fx.disk,
+        &fx.cmdline,
+        &Request {
+            root_sha256: Some(sha_b.clone()),
+            ..request(
+                Source::File(fx.images.join("gone.ext4")),
+                Source::File(second),
+            )
+        },
+        &client(),
+    )
+    .unwrap();
+    assert_eq!(done.root_bytes, 0, "{}", done.root_from);
+    assert!(
+        done.root_from.contains("already in slot b"),
+        "{}",
+        done.root_from
+    );
+    assert_eq!(done.entry, "pigsty-3-b+3.conf");
+    pigsty::agent::preinit::read_partition(&fx.disk.bundle_part('b'), &done.bundle).unwrap();
+    // Without an entry naming it (the first update's is gone while the slot is
+    // written), the root must come from somewhere: the missing source fails.
+    std::fs::remove_file(fx.disk.esp.join("loader/entries").join(&done.entry)).unwrap();
+    let third = fx.images.join("third.tar");
+    std::fs::write(&third, bundle_tar("four")).unwrap();
+    let err = update::update(
+        &fx.disk,
+        &fx.cmdline,
+        &Request {
+            root_sha256: Some(sha_b),
+            ..request(
+                Source::File(fx.images.join("gone.ext4")),
+                Source::File(third),
+            )
+        },
+        &client(),
+    )
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("gone.ext4"), "{err:#}");
 }
 
 /// A plain node's bundle as a build splits it off: its rendered files and its

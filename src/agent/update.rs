@@ -406,6 +406,13 @@ pub fn update_with_bundle(
         .find(|e| e.slot == boot.slot && e.bundle() == Some(boot.bundle.as_str()))
         .cloned();
 
+    // The target slot holds the root already when its entry names it: an entry is
+    // written only after its slot's root was written and read back under its digest,
+    // and removed before a byte of the slot changes (a fallback's bad entry too).
+    let held = all
+        .iter()
+        .any(|e| e.slot == target && e.root() == Some(want_root.as_str()));
+
     // 1. The target slot stops being bootable before a byte of it changes: a power
     //    cut from here on leaves the running slot the only entry.
     for e in all.iter().filter(|e| e.slot == target) {
@@ -417,11 +424,15 @@ pub fn update_with_bundle(
     // 2. The root: copied from the running slot when it is the same root (a change
     //    of node files only), else fetched.
     let root_dev = disk.root_part(target);
-    eprintln!(
-        "pigsty agent update: writing root sha256:{want_root} into slot {target} ({})",
-        root_dev.display()
-    );
-    let copied = if same_root {
+    if !held {
+        eprintln!(
+            "pigsty agent update: writing root sha256:{want_root} into slot {target} ({})",
+            root_dev.display()
+        );
+    }
+    let copied = if held {
+        Some((format!("already in slot {target} (its entry named it)"), 0))
+    } else if same_root {
         let src = disk.root_part(boot.slot);
         let copy = ext4_len(&src).and_then(|len| {
             let f =
