@@ -449,7 +449,7 @@ fn a_root_and_bundle_are_fetched_over_http() {
 #[test]
 fn a_failed_update_leaves_the_running_slot_the_only_entry() {
     let fx = fixture();
-    let (root_b, sha_b) = make_root(&fx.images, "four", &["6.1.0-3-amd64"]);
+    let (root_b, _) = make_root(&fx.images, "four", &["6.1.0-3-amd64"]);
     let tar = bundle_tar("four");
     let bundle_file = fx.images.join("bundle.tar");
     std::fs::write(&bundle_file, &tar).unwrap();
