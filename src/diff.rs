@@ -50,7 +50,8 @@ pub enum Effect {
     /// `systemctl reload-or-restart` of the unit.
     Reload(String),
     /// Patroni's cluster-wide configuration (`bootstrap.dcs`, read only when the
-    /// cluster is made): patched through the primary's REST API (`PATCH /config`).
+    /// cluster is made): replaced by `patronictl edit-config --replace`, which
+    /// writes the DCS.
     ClusterConfig,
     /// A command that applies the file (`sysctl --system`).
     Run(String),
@@ -68,7 +69,7 @@ impl fmt::Display for Effect {
             Effect::None => f.write_str("none (read when used)"),
             Effect::Sql => f.write_str("sql on the primary"),
             Effect::Reload(u) => write!(f, "reload {}", short(u)),
-            Effect::ClusterConfig => f.write_str("patch Patroni's cluster config on the primary"),
+            Effect::ClusterConfig => f.write_str("replace Patroni's cluster config (edit-config)"),
             Effect::Run(c) => write!(f, "run {c}"),
             Effect::Restart(u) => write!(f, "restart {}", short(u)),
             Effect::Agent => f.write_str("rerun the agent's join"),
@@ -706,10 +707,37 @@ const DCS_DIFFERS: &str =
 
 /// Whether the node's change includes Patroni's cluster-wide configuration.
 fn patches_cluster(d: &NodeDiff) -> bool {
-    d.files.iter().any(|f| {
+    patches_cluster_files(&d.files)
+}
+
+/// Whether the files' change includes Patroni's cluster-wide configuration.
+pub fn patches_cluster_files(files: &[FileDiff]) -> bool {
+    files.iter().any(|f| {
         f.path == "/etc/patroni/patroni.yml"
             && (f.effect == Effect::ClusterConfig || f.why.contains(DCS_DIFFERS))
     })
+}
+
+/// The `bootstrap.dcs` section of a rendered patroni.yml as a document of its own
+/// (what `patronictl edit-config --replace` takes): the lines under `  dcs:`, four
+/// spaces less indented.
+pub fn dcs_section(patroni_yml: &str) -> Option<String> {
+    let lines = section(patroni_yml, "bootstrap:");
+    let start = lines.iter().position(|l| l.trim_end() == "  dcs:")?;
+    let mut out = String::new();
+    for line in &lines[start + 1..] {
+        if line.trim().is_empty() || line.trim_start().starts_with('#') {
+            continue;
+        }
+        match line.strip_prefix("    ") {
+            Some(rest) => {
+                out.push_str(rest);
+                out.push('\n');
+            }
+            None => break,
+        }
+    }
+    Some(out)
 }
 
 /// The lines of a top-level section of a YAML text (its key line included).
@@ -827,8 +855,8 @@ fn order(nodes: &[NodeDiff], new: &[Side]) -> Vec<Step> {
             steps.push(Step {
                 node: primary.to_string(),
                 what: format!(
-                    "cluster config: patch {cluster}'s Patroni configuration through the \
-                     primary's REST API (PATCH /config), before its members restart"
+                    "cluster config: replace {cluster}'s Patroni configuration with the new \
+                     bootstrap.dcs (patronictl edit-config), before its members restart"
                 ),
             });
         }
@@ -1072,6 +1100,16 @@ pub fn describe(d: &FleetDiff) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_dcs_section_is_a_document_of_its_own() {
+        let text = "scope: x\nbootstrap:\n  method: initdb\n  dcs:\n    ttl: 30\n    # a comment\n    postgresql:\n      parameters:\n        \"max_connections\": \"9\"\n  initdb:\n    - encoding: UTF8\npostgresql:\n  listen: x\n";
+        assert_eq!(
+            dcs_section(text).unwrap(),
+            "ttl: 30\npostgresql:\n  parameters:\n    \"max_connections\": \"9\"\n"
+        );
+        assert_eq!(dcs_section("postgresql:\n  listen: x\n"), None);
+    }
 
     #[test]
     fn patroni_parameters_are_read_from_their_own_block() {

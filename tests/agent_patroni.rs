@@ -142,6 +142,49 @@ fn primary_bootstraps_and_a_replica_streams_with_kills_between() {
     assert_eq!(state.steps["patroni"].attempts, 3);
     eprintln!("replica streaming: {:?}", t0.elapsed());
 
+    // 2b. A cluster-wide parameter changed in the primary's patroni.yml (bootstrap.dcs,
+    //     which Patroni reads only when a cluster is made): agent apply's patch sets
+    //     the DCS configuration, and its restart through Patroni puts it in effect.
+    let conf = primary.root.join("etc/patroni/patroni.yml");
+    let text = std::fs::read_to_string(&conf).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("\"max_connections\":"))
+        .expect("max_connections in bootstrap.dcs")
+        .to_string();
+    let indent = &line[..line.len() - line.trim_start().len()];
+    std::fs::write(
+        &conf,
+        text.replacen(&line, &format!("{indent}\"max_connections\": \"123\""), 1),
+    )
+    .unwrap();
+    let opts = primary.options(wait);
+    pigsty::agent::apply::patch_cluster_config(&opts).unwrap_or_else(|e| panic!("{e:#}"));
+    let api1 = port_of(&inv, &format!("{net}.1"), "patroni_port");
+    let tls = support::root_access(tmp.path()).tls.unwrap();
+    let t = Duration::from_secs(5);
+    let http = pigsty::http::client_tls(t, t, &tls).unwrap();
+    let (status, body) =
+        pigsty::http::get(&http, &format!("https://{net}.1:{api1}/config")).unwrap();
+    assert_eq!(status, 200, "{body}");
+    let config: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let value = &config["postgresql"]["parameters"]["max_connections"];
+    assert_eq!(value.to_string().trim_matches('"'), "123", "{body}");
+    pigsty::agent::apply::restart_postgres(&opts).unwrap_or_else(|e| panic!("{e:#}"));
+    let limit = Instant::now() + Duration::from_secs(60);
+    loop {
+        match support::try_psql(pg1, "SHOW max_connections") {
+            Ok(v) if v == "123" => break,
+            other => assert!(
+                Instant::now() < limit,
+                "max_connections after the restart: {other:?}\n{}",
+                primary.log("patroni.log")
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    eprintln!("cluster config patched and in effect: {:?}", t0.elapsed());
+
     // 3. Wrong credentials: a replica with another replication password never streams;
     //    the agent stops at its bound and shows what the leader reported last.
     let bad_inv = inv.replace(

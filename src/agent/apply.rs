@@ -12,8 +12,11 @@
 //!    bind-mounted over its path of the read-only root (an earlier apply's mount
 //!    there is replaced).
 //! 4. What takes each file in runs: `systemctl daemon-reload` for unit files,
-//!    `pigsty agent tune` before Patroni reads its sized copy, reloads, commands
-//!    (`sysctl --system`), restarts (PostgreSQL through `patronictl restart`).
+//!    `pigsty agent tune` before Patroni reads its sized copy, Patroni's cluster
+//!    configuration (`patronictl edit-config --replace` with the new
+//!    `bootstrap.dcs`, which Patroni reads only when a cluster is made), reloads,
+//!    commands (`sysctl --system`), restarts (PostgreSQL through `patronictl
+//!    restart`).
 //! 5. The join runs again under the new bundle's digest: every step is idempotent,
 //!    and the primary's database steps apply the new SQL; the state and the node's
 //!    etcd record then name the new bundle and plan.
@@ -212,14 +215,6 @@ pub fn apply(
             req.bundle.describe()
         );
     }
-    if let Some(f) = files.iter().find(|f| f.effect == Effect::ClusterConfig) {
-        bail!(
-            "{}: {} ({}); not built yet: patch it with `patronictl edit-config`, then apply again",
-            f.path,
-            f.effect,
-            f.why
-        );
-    }
 
     // 2. The next boot's slot: the running root, the new bundle, on trial.
     let outcome = update::update_with_bundle(
@@ -365,6 +360,10 @@ fn take_in(
         super::tune::tune(&opts.root, None).context("pigsty agent tune")?;
         done.push("pigsty agent tune".to_string());
     }
+    // The cluster's configuration before any member restarts for it.
+    if crate::diff::patches_cluster_files(files) {
+        done.push(patch_cluster_config(opts)?);
+    }
     for e in effects {
         match e {
             Effect::Reload(u) => {
@@ -390,25 +389,60 @@ fn take_in(
             }
             // The join that follows: the primary's SQL, node.json's steps.
             Effect::Sql | Effect::Agent | Effect::None => {}
-            Effect::ClusterConfig | Effect::Reboot => {
-                bail!("{e}: not something a running node takes in")
-            }
+            Effect::ClusterConfig => {}
+            Effect::Reboot => bail!("{e}: not something a running node takes in"),
         }
     }
     Ok(done)
 }
 
+/// The patroni.yml Patroni runs with: tune's sized copy, else the image's.
+fn patroni_config(root: &Path) -> std::path::PathBuf {
+    let sized = root.join(super::tune::PATRONI_RUN.trim_start_matches('/'));
+    if sized.is_file() {
+        sized
+    } else {
+        root.join("etc/patroni/patroni.yml")
+    }
+}
+
+/// This member's PostgreSQL section of node.json, for a step that needs one.
+fn pg_of(opts: &Options, what: &str) -> anyhow::Result<crate::plan::node_json::PgInfo> {
+    crate::plan::node_json::NodeJson::load(&opts.root)?
+        .pg
+        .with_context(|| format!("{what} on a node without PostgreSQL"))
+}
+
+/// Patroni's cluster-wide configuration set to patroni.yml's `bootstrap.dcs`, which
+/// Patroni itself reads only when the cluster is made: `patronictl edit-config
+/// --replace` (the DCS takes it at once; members flag a restart a parameter needs).
+pub fn patch_cluster_config(opts: &Options) -> anyhow::Result<String> {
+    let pg = pg_of(opts, "Patroni's cluster configuration")?;
+    let config = patroni_config(&opts.root);
+    let text = std::fs::read_to_string(&config)
+        .with_context(|| format!("reading {}", config.display()))?;
+    let dcs = crate::diff::dcs_section(&text)
+        .with_context(|| format!("{} has no bootstrap.dcs", config.display()))?;
+    let file = opts.root.join(super::state::STATE_DIR).join("dcs.yml");
+    super::state::write_atomic(&file, dcs.as_bytes(), 0o600)?;
+    crate::sys::run(
+        std::process::Command::new("patronictl")
+            .arg("-c")
+            .arg(&config)
+            .args(["edit-config", &pg.cluster, "--force", "--replace"])
+            .arg(&file),
+    )?;
+    Ok(format!(
+        "patronictl edit-config {} --replace (bootstrap.dcs)",
+        pg.cluster
+    ))
+}
+
 /// Restart this member's PostgreSQL through Patroni (which knows its state): the
 /// restart `pg restart` does in Pigsty.
-fn restart_postgres(opts: &Options) -> anyhow::Result<String> {
-    let doc = crate::plan::node_json::NodeJson::load(&opts.root)?;
-    let pg = doc
-        .pg
-        .as_ref()
-        .context("a PostgreSQL restart on a node without PostgreSQL")?;
-    let config = opts
-        .root
-        .join(super::tune::PATRONI_RUN.trim_start_matches('/'));
+pub fn restart_postgres(opts: &Options) -> anyhow::Result<String> {
+    let pg = pg_of(opts, "a PostgreSQL restart")?;
+    let config = patroni_config(&opts.root);
     crate::sys::run(
         std::process::Command::new("patronictl")
             .arg("-c")
