@@ -1053,6 +1053,9 @@ fn agent_status(args: &crate::cli::AgentStatusArgs, out: &mut dyn Write) -> Resu
             .context("writing to stdout")?;
         }
     }
+    if !state.plan_digest.is_empty() {
+        writeln!(out, "plan      sha256:{}", state.plan_digest).context("writing to stdout")?;
+    }
     Ok(())
 }
 
