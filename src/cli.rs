@@ -98,6 +98,9 @@ pub enum LabCommand {
     /// Take a node's new bundle, built from the inventory, in without a reboot:
     /// copied to it and `pigsty agent apply` run there (refused when it needs a boot).
     Apply(LabNodeArgs),
+    /// Which lab nodes run another image than the inventory compiles to (as the lab
+    /// builds it: its CA, its operator key), from the plan digests they report.
+    Diff(LabStatusArgs),
 }
 
 #[derive(Debug, Args)]

@@ -393,6 +393,34 @@ fn lab(
             writeln!(out, "{said}").context("writing to stdout")?;
             Ok(())
         }
+        C::Diff(args) => {
+            let dir = lab_dir(&args.dir);
+            let lab = Lab::open(&dir)?;
+            let loaded = load(source)?;
+            let pki_dir = pki.map_or_else(|| dir.join("pki"), std::path::Path::to_path_buf);
+            let fleet = certified(&loaded.fleet, &pki_dir, true)?;
+            let key = crate::lab::update::ensure_ssh_key(&dir)?;
+            let fleet = crate::lab::update::with_operator_key(&fleet, &key);
+            let compiled = compile_all(&fleet, &fleet.source)?;
+            let reported = crate::lab::net::within(&lab.state.netns, || {
+                crate::agent::read_fleet(
+                    &lab.etcd_endpoints(),
+                    std::time::Duration::from_secs(5),
+                    &lab.etcd_access()?,
+                )
+            })?;
+            let digests = reported
+                .into_iter()
+                .map(|(name, state)| (name, state.plan_digest))
+                .collect();
+            let rows = crate::diff::running(&crate::diff::sides(&fleet, &compiled), &digests);
+            if args.json {
+                return write_json(out, &rows);
+            }
+            out.write_all(crate::diff::describe_running(&rows).as_bytes())
+                .context("writing to stdout")?;
+            Ok(())
+        }
         C::Logs(args) => {
             let lab = Lab::open(&lab_dir(&args.dir))?;
             let text = crate::lab::logs(&lab, &args.node, args.unit.as_deref())?;

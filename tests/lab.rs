@@ -1112,6 +1112,36 @@ fn e2e() {
         );
         assert_eq!(got, "dbuser_app@app");
     }
+    // Each node now reports the plan the changed inventory compiles to: `lab diff`
+    // finds every node the same against it, and every node differing from lab.yml.
+    let states = |inv: &std::path::Path| -> Vec<String> {
+        let out = pigsty_with(inv, &["diff", "--json"]);
+        assert!(
+            out.status.success(),
+            "lab diff: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {}",
+                    r["nodename"].as_str().unwrap(),
+                    r["state"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        states(&added),
+        ["pg-lab-1 same", "pg-lab-2 same", "pg-lab-3 same"]
+    );
+    assert_eq!(
+        states(&root().join("inventory/lab.yml")),
+        ["pg-lab-1 differs", "pg-lab-2 differs", "pg-lab-3 differs"]
+    );
     until(
         "the cluster after the applies",
         Duration::from_secs(120),

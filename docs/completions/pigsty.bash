@@ -157,6 +157,9 @@ _pigsty() {
             pigsty__subcmd__help__subcmd__lab,apply)
                 cmd="pigsty__subcmd__help__subcmd__lab__subcmd__apply"
                 ;;
+            pigsty__subcmd__help__subcmd__lab,diff)
+                cmd="pigsty__subcmd__help__subcmd__lab__subcmd__diff"
+                ;;
             pigsty__subcmd__help__subcmd__lab,down)
                 cmd="pigsty__subcmd__help__subcmd__lab__subcmd__down"
                 ;;
@@ -220,6 +223,9 @@ _pigsty() {
             pigsty__subcmd__lab,apply)
                 cmd="pigsty__subcmd__lab__subcmd__apply"
                 ;;
+            pigsty__subcmd__lab,diff)
+                cmd="pigsty__subcmd__lab__subcmd__diff"
+                ;;
             pigsty__subcmd__lab,down)
                 cmd="pigsty__subcmd__lab__subcmd__down"
                 ;;
@@ -255,6 +261,9 @@ _pigsty() {
                 ;;
             pigsty__subcmd__lab__subcmd__help,apply)
                 cmd="pigsty__subcmd__lab__subcmd__help__subcmd__apply"
+                ;;
+            pigsty__subcmd__lab__subcmd__help,diff)
+                cmd="pigsty__subcmd__lab__subcmd__help__subcmd__diff"
                 ;;
             pigsty__subcmd__lab__subcmd__help,down)
                 cmd="pigsty__subcmd__lab__subcmd__help__subcmd__down"
@@ -1050,7 +1059,7 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__help__subcmd__lab)
-            opts="up status down reimage kill start wait logs ssh update apply"
+            opts="up status down reimage kill start wait logs ssh update apply diff"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1064,6 +1073,20 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__help__subcmd__lab__subcmd__apply)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pigsty__subcmd__help__subcmd__lab__subcmd__diff)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1476,7 +1499,7 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__lab)
-            opts="-i -v -h -V --inventory --pki --verbose --help --version up status down reimage kill start wait logs ssh update apply help"
+            opts="-i -v -h -V --inventory --pki --verbose --help --version up status down reimage kill start wait logs ssh update apply diff help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1503,6 +1526,36 @@ _pigsty() {
             ;;
         pigsty__subcmd__lab__subcmd__apply)
             opts="-i -v -h -V --dir --inventory --pki --verbose --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --inventory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pki)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pigsty__subcmd__lab__subcmd__diff)
+            opts="-i -v -h -V --dir --json --inventory --pki --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1562,7 +1615,7 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__lab__subcmd__help)
-            opts="up status down reimage kill start wait logs ssh update apply help"
+            opts="up status down reimage kill start wait logs ssh update apply diff help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1576,6 +1629,20 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__lab__subcmd__help__subcmd__apply)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pigsty__subcmd__lab__subcmd__help__subcmd__diff)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
