@@ -633,6 +633,13 @@ fn stopped_joins_show_in_agent_status_and_fleet_status() {
     let etcd_url = format!("https://{net}.1:{etcd_port}");
     let primary = TestNode::render(tmp.path(), "n1", &inv, "pg-t-1");
     let replica = TestNode::render(tmp.path(), "n2", &inv, "pg-t-2");
+    // The primary's SSH host key, as its first boot makes it: the agent reports it.
+    std::fs::create_dir_all(primary.root.join("etc/ssh")).unwrap();
+    std::fs::write(
+        primary.root.join("etc/ssh/ssh_host_ed25519_key.pub"),
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPigsty root@pg-t-1\n",
+    )
+    .unwrap();
     // The primary's image names its plan, as a build writes it: the agent reports it.
     let planted = "1".repeat(64);
     std::fs::write(
@@ -761,6 +768,11 @@ fn stopped_joins_show_in_agent_status_and_fleet_status() {
         "{rows}"
     );
     assert_eq!(row("pg-t-1")["report"]["plan_digest"], planted, "{rows}");
+    assert_eq!(
+        row("pg-t-1")["report"]["host_keys"],
+        serde_json::json!(["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPigsty"]),
+        "{rows}"
+    );
     assert_eq!(row("pg-t-2")["state"], "patroni failed", "{rows}");
     assert!(
         row("pg-t-2")["note"]

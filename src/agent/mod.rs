@@ -126,6 +126,7 @@ pub fn firstboot(opts: &Options, services: &dyn ServiceManager) -> anyhow::Resul
     state.plan_digest = crate::plan::ImageIdentity::read(&opts.root)
         .map(|i| i.plan_digest)
         .unwrap_or_default();
+    state.host_keys = state::host_keys(&opts.root);
     if let Some(b) = bundle
         && state.bundle != b
     {
@@ -226,6 +227,8 @@ impl Agent<'_> {
     /// marker makes the unit's condition skip every later boot.
     fn finish(&mut self) -> anyhow::Result<String> {
         self.state.done = true;
+        // Made at first boot beside the join: there by now, if not at its start.
+        self.state.host_keys = state::host_keys(&self.opts.root);
         let detail = format!("wrote {}", self.store.done_marker().display());
         let s = self.state.step(StepId::Done.as_str());
         s.status = StepStatus::Done;

@@ -82,6 +82,33 @@ pub struct State {
     /// /etc/pigsty/image.json), which `pigsty diff` compares with the inventory's.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub plan_digest: String,
+    /// The node's SSH host public keys (`ssh-ed25519 AAAA...`), made at its first
+    /// boot: reported where only the fleet's certificates write, so an admin's SSH
+    /// client can check a node against them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub host_keys: Vec<String>,
+}
+
+/// The SSH host public keys under a node's root, sorted (none before they are made).
+pub fn host_keys(root: &Path) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(root.join("etc/ssh")) else {
+        return Vec::new();
+    };
+    let mut keys: Vec<String> = dir
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with("ssh_host_") && name.ends_with("_key.pub")
+        })
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .filter_map(|t| {
+            // Algorithm and key only: the comment is the host that made it.
+            let mut words = t.split_whitespace();
+            Some(format!("{} {}", words.next()?, words.next()?))
+        })
+        .collect();
+    keys.sort();
+    keys
 }
 
 impl State {
