@@ -220,6 +220,52 @@ fn primary_bootstraps_and_a_replica_streams_with_kills_between() {
         "{}",
         wrong.log("patroni.log")
     );
+    // 4. A switchover makes the replica lead; its join again (a new bundle, as after
+    //    an update) goes on leading, whatever the inventory calls it, and applies
+    //    the database objects every member carries.
+    let api2 = port_of(&inv, &format!("{net}.2"), "patroni_port");
+    let auth = format!("Basic {}", base64_of("postgres:Patroni.API"));
+    let (status, body) = pigsty::http::send(
+        &http,
+        "POST",
+        &format!("https://{net}.1:{api1}/switchover"),
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        br#"{"leader": "pg-t-1", "candidate": "pg-t-2"}"#,
+    )
+    .unwrap();
+    assert!((200..300).contains(&status), "switchover: {status}: {body}");
+    let limit = Instant::now() + Duration::from_secs(60);
+    while !matches!(
+        pigsty::http::get(&http, &format!("https://{net}.2:{api2}/primary")),
+        Ok((200, _))
+    ) {
+        assert!(
+            Instant::now() < limit,
+            "pg-t-2 does not lead after the switchover"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let mut again = replica.options(Duration::from_secs(30));
+    again.bundle = Some("a-new-bundle".into());
+    let state = replica
+        .firstboot(&again)
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", replica.log("patroni.log")));
+    assert!(state.done, "{}", state.summary());
+    assert!(
+        state.steps["patroni"]
+            .detail
+            .contains("it leads since a failover"),
+        "{}",
+        state.summary()
+    );
+    assert!(
+        state.steps["pg-users"].detail.starts_with("applied"),
+        "{}",
+        state.summary()
+    );
     eprintln!("total: {:?}", t0.elapsed());
 }
 

@@ -70,7 +70,9 @@ pub fn join(agent: &mut Agent) -> anyhow::Result<String> {
         );
     }
 
-    // 3. Bootstrap as the primary, or follow whoever leads.
+    // 3. Bootstrap as the primary, or follow whoever leads; a node that leads already
+    //    (the join again after an update, on a replica promoted by a failover)
+    //    goes on leading whatever the inventory calls it.
     match leader {
         Some(l) if l != pg.name => {
             let detail = follow(agent, &pg, &dcs)?;
@@ -80,6 +82,10 @@ pub fn join(agent: &mut Agent) -> anyhow::Result<String> {
                 detail
             })
         }
+        Some(_) if !pg.is_primary => Ok(format!(
+            "{} (it leads since a failover; the inventory names it a replica)",
+            lead(agent, &pg)?
+        )),
         _ if pg.is_primary => lead(agent, &pg),
         _ => follow(agent, &pg, &dcs),
     }
