@@ -1261,6 +1261,20 @@ fn check_primary(n: &PgNode, fleet: &Fleet, nodename: &str) -> Postgres {
     ] {
         assert!(!log.contains(bad), "{}: server log:\n{log}", n.label);
     }
+    // The leader of a standby cluster replays its upstream: it carries no SQL.
+    let node = fleet.find(nodename).unwrap();
+    if node
+        .pg
+        .as_ref()
+        .is_some_and(|p| p.params.pg_upstream.is_some())
+    {
+        assert!(
+            !n.files.keys().any(|f| f.starts_with("/etc/pigsty/sql/")),
+            "{}: a standby cluster's leader renders SQL",
+            n.label
+        );
+        return pg;
+    }
     let available: BTreeSet<String> = pg
         .query("SELECT name FROM pg_available_extensions")
         .lines()
