@@ -338,13 +338,7 @@ fn lab(
             Ok(())
         }
         C::Update(args) => {
-            let dir = lab_dir(&args.dir);
-            let lab = Lab::open(&dir)?;
-            let loaded = load(source)?;
-            let pki_dir = pki.map_or_else(|| dir.join("pki"), std::path::Path::to_path_buf);
-            let fleet = certified(&loaded.fleet, &pki_dir, true)?;
-            let key = crate::lab::update::ensure_ssh_key(&dir)?;
-            let fleet = crate::lab::update::with_operator_key(&fleet, &key);
+            let (lab, fleet) = lab_fleet(source, pki, &lab_dir(&args.dir))?;
             let opts = crate::lab::update::UpdateOptions {
                 tries: args.tries,
                 trial_timeout: args.trial_timeout,
@@ -375,13 +369,7 @@ fn lab(
             Ok(())
         }
         C::Apply(args) => {
-            let dir = lab_dir(&args.dir);
-            let lab = Lab::open(&dir)?;
-            let loaded = load(source)?;
-            let pki_dir = pki.map_or_else(|| dir.join("pki"), std::path::Path::to_path_buf);
-            let fleet = certified(&loaded.fleet, &pki_dir, true)?;
-            let key = crate::lab::update::ensure_ssh_key(&dir)?;
-            let fleet = crate::lab::update::with_operator_key(&fleet, &key);
+            let (lab, fleet) = lab_fleet(source, pki, &lab_dir(&args.dir))?;
             let (bundle, said) =
                 crate::lab::net::within(&lab.state.netns, || lab.apply(&fleet, &args.node))?;
             writeln!(
@@ -394,13 +382,7 @@ fn lab(
             Ok(())
         }
         C::Diff(args) => {
-            let dir = lab_dir(&args.dir);
-            let lab = Lab::open(&dir)?;
-            let loaded = load(source)?;
-            let pki_dir = pki.map_or_else(|| dir.join("pki"), std::path::Path::to_path_buf);
-            let fleet = certified(&loaded.fleet, &pki_dir, true)?;
-            let key = crate::lab::update::ensure_ssh_key(&dir)?;
-            let fleet = crate::lab::update::with_operator_key(&fleet, &key);
+            let (lab, fleet) = lab_fleet(source, pki, &lab_dir(&args.dir))?;
             let compiled = compile_all(&fleet, &fleet.source)?;
             let reported = crate::lab::net::within(&lab.state.netns, || {
                 crate::agent::read_fleet(
@@ -429,6 +411,21 @@ fn lab(
             Ok(())
         }
     }
+}
+
+/// A lab and the inventory's fleet as the lab builds it: the lab's CA (created when
+/// missing) and its operator key, which every lab image carries.
+fn lab_fleet(
+    source: &Source,
+    pki: Option<&std::path::Path>,
+    dir: &std::path::Path,
+) -> Result<(crate::lab::Lab, Fleet), Error> {
+    let lab = crate::lab::Lab::open(dir)?;
+    let loaded = load(source)?;
+    let pki_dir = pki.map_or_else(|| dir.join("pki"), std::path::Path::to_path_buf);
+    let fleet = certified(&loaded.fleet, &pki_dir, true)?;
+    let key = crate::lab::update::ensure_ssh_key(dir)?;
+    Ok((lab, crate::lab::update::with_operator_key(&fleet, &key)))
 }
 
 fn lab_table(rows: &[crate::lab::StatusRow], out: &mut dyn Write) -> Result<(), Error> {

@@ -178,20 +178,7 @@ impl Lab {
         };
         let tar =
             std::fs::read(&bundle).with_context(|| format!("reading {}", bundle.display()))?;
-        let staged = "/var/lib/pigsty/update/bundle.tar";
-        let put = self.ssh(
-            name,
-            &format!(
-                "sudo install -d -m 0700 /var/lib/pigsty/update && sudo tee {staged} >/dev/null"
-            ),
-            Some(Input::Bytes(&tar)),
-        )?;
-        if !put.status.success() {
-            bail!(
-                "copying the bundle to {name}: {}",
-                String::from_utf8_lossy(&put.stderr).trim()
-            );
-        }
+        let staged = self.stage_bundle(name, &tar)?;
         let mut command = format!(
             "sudo pigsty agent update --bundle {staged} --bundle-sha256 {} --tries {} \
              --trial-timeout {}",
@@ -235,20 +222,7 @@ impl Lab {
         let (bundle, _root) = self.build_bundle(fleet, name)?;
         let tar =
             std::fs::read(&bundle).with_context(|| format!("reading {}", bundle.display()))?;
-        let staged = "/var/lib/pigsty/update/bundle.tar";
-        let put = self.ssh(
-            name,
-            &format!(
-                "sudo install -d -m 0700 /var/lib/pigsty/update && sudo tee {staged} >/dev/null"
-            ),
-            Some(Input::Bytes(&tar)),
-        )?;
-        if !put.status.success() {
-            bail!(
-                "copying the bundle to {name}: {}",
-                String::from_utf8_lossy(&put.stderr).trim()
-            );
-        }
+        let staged = self.stage_bundle(name, &tar)?;
         let digest = crate::bundle::digest(&tar);
         let ran = self.ssh_with(
             name,
@@ -261,6 +235,25 @@ impl Lab {
             bail!("agent apply on {name} failed ({}): {said}", ran.status);
         }
         Ok((digest, said))
+    }
+
+    /// Copy a bundle to the node, readable by root only; returns where it is there.
+    fn stage_bundle(&self, name: &str, tar: &[u8]) -> anyhow::Result<&'static str> {
+        let staged = "/var/lib/pigsty/update/bundle.tar";
+        let put = self.ssh(
+            name,
+            &format!(
+                "sudo install -d -m 0700 /var/lib/pigsty/update && sudo tee {staged} >/dev/null"
+            ),
+            Some(Input::Bytes(tar)),
+        )?;
+        if !put.status.success() {
+            bail!(
+                "copying the bundle to {name}: {}",
+                String::from_utf8_lossy(&put.stderr).trim()
+            );
+        }
+        Ok(staged)
     }
 
     /// What the node last reported of its slots (its record in etcd).
