@@ -43,6 +43,9 @@ pub enum Command {
     /// What an inventory change does to each node (database objects, configuration,
     /// or a new image) and the order a rollout takes the nodes in.
     Diff(DiffArgs),
+    /// Take the inventory to every node it changes, in a safe order, over SSH: database
+    /// objects and configuration without a reboot, a new root by an A/B update.
+    Rollout(RolloutArgs),
     /// Build bootable images of one node (or all nodes) into OUT/<nodename>/.
     BuildImage(BuildImageArgs),
     /// Boot the inventory as qemu VMs on this machine (default: the built-in lab.yml).
@@ -420,6 +423,11 @@ pub struct ApplyArgs {
     #[arg(long, value_name = "SECS", default_value_t = 600)]
     pub request_timeout: u64,
 
+    /// Only compare with the running bundle: print what differs and what would take
+    /// it in (or that only a boot would), change nothing.
+    #[arg(long)]
+    pub check: bool,
+
     /// Machine-readable JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -496,6 +504,58 @@ pub struct DiffArgs {
     /// Exit 1 when anything changes, 0 when nothing does (as `git diff --exit-code`).
     #[arg(long)]
     pub exit_code: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RolloutArgs {
+    /// Build, ask each node what changes and print the plan; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Run up to N PostgreSQL clusters (or other nodes) side by side; etcd and MinIO
+    /// members always go one at a time.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub parallel: usize,
+
+    /// The operator's SSH private key (its public half in node_admin_pk_list).
+    #[arg(long, value_name = "FILE", default_value = "~/.ssh/id_ed25519")]
+    pub identity: String,
+
+    #[arg(long, value_name = "PORT", default_value_t = 22)]
+    pub ssh_port: u16,
+
+    /// Where the artifact server that nodes fetch bundles and roots from listens.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "0.0.0.0:0")]
+    pub listen: std::net::SocketAddr,
+
+    /// Where bundles and roots are built.
+    #[arg(long, value_name = "DIR", default_value = "images-out")]
+    pub out: PathBuf,
+
+    /// Build from the layer cache alone.
+    #[arg(long)]
+    pub offline: bool,
+
+    /// As `build-image --extra-tree` (the nodes' images must have been built with it).
+    #[arg(long, value_name = "DIR")]
+    pub extra_tree: Vec<PathBuf>,
+
+    /// A replica is back when it streams with at most this lag.
+    #[arg(long, value_name = "BYTES", default_value_t = 16 << 20)]
+    pub max_lag: u64,
+
+    /// Bound of each node's step and of each wait after it.
+    #[arg(long, value_name = "SECS", default_value_t = 900)]
+    pub timeout: u64,
+
+    /// etcd client URL to read the nodes' reports from (repeatable). Default: the
+    /// inventory's etcd members.
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Vec<String>,
+
+    /// Machine-readable JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -80,6 +80,10 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
             let loaded = load(&source)?;
             diff(&loaded.fleet, &pki_dir(cli, &source, &cwd), args, out)
         }
+        Command::Rollout(args) => {
+            let loaded = load(&source)?;
+            rollout(&loaded.fleet, &pki_dir(cli, &source, &cwd), args, out)
+        }
         Command::BuildImage(args) => {
             let loaded = load(&source)?;
             check_build_out(&loaded.fleet, args)?;
@@ -762,6 +766,66 @@ fn diff(
     Ok(())
 }
 
+/// `pigsty rollout`: the inventory to every node it changes (crate::rollout).
+fn rollout(
+    fleet: &Fleet,
+    pki: &std::path::Path,
+    args: &crate::cli::RolloutArgs,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    let fleet = certified(fleet, pki, false)?;
+    let compiled = compile_all(&fleet, &fleet.source)?;
+    let (endpoints, access) = etcd_reach(&fleet, pki, &args.endpoint)?;
+    let identity = match args.identity.strip_prefix("~/") {
+        Some(rest) => std::env::var_os("HOME")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_default()
+            .join(rest),
+        None => std::path::PathBuf::from(&args.identity),
+    };
+    if !identity.is_file() {
+        return Err(Error::Usage(format!(
+            "--identity {}: no such key file",
+            identity.display()
+        )));
+    }
+    let opts = crate::rollout::Options {
+        dry_run: args.dry_run,
+        parallel: args.parallel,
+        identity,
+        ssh_port: args.ssh_port,
+        listen: args.listen,
+        out: args.out.clone(),
+        cache: crate::image::layer::cache_dir(),
+        offline: args.offline,
+        extra_trees: args.extra_tree.clone(),
+        lag_bytes: args.max_lag,
+        node_timeout: std::time::Duration::from_secs(args.timeout.max(1)),
+        poll: std::time::Duration::from_secs(2),
+    };
+    let report = crate::rollout::rollout(
+        &fleet,
+        &compiled,
+        &crate::rollout::Reach { endpoints, access },
+        &opts,
+    )?;
+    if args.json {
+        write_json(out, &report)?;
+    } else {
+        out.write_all(crate::rollout::describe(&report).as_bytes())
+            .context("writing to stdout")?;
+    }
+    match &report.stopped {
+        Some(s) => Err(Error::Runtime(anyhow::anyhow!(
+            "the rollout stopped at {} ({}): {}",
+            s.node,
+            s.step,
+            s.why
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Compile every node of a fleet; a value its files cannot carry is exit 2 at its
 /// line of `file`.
 fn compile_all(fleet: &Fleet, file: &str) -> Result<Vec<Compiled>, Error> {
@@ -1132,6 +1196,7 @@ fn agent_apply(args: &crate::cli::ApplyArgs, out: &mut dyn Write) -> Result<(), 
         bundle_sha256: args.bundle_sha256.clone(),
         tries: args.tries,
         trial_secs: args.trial_timeout,
+        check: args.check,
     };
     let cmdline = std::fs::read_to_string("/proc/cmdline").context("reading /proc/cmdline")?;
     let http = crate::http::client(

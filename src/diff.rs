@@ -14,14 +14,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::compile::Compiled;
 use crate::model::{Module, Node, PgRole};
 use crate::render::RenderedFile;
 
 /// How much a node's change needs, lightest first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Weight {
     Database,
@@ -40,7 +40,7 @@ impl Weight {
 }
 
 /// What a changed file needs on a running node to take effect.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(tag = "action", content = "target", rename_all = "kebab-case")]
 pub enum Effect {
     /// Nothing: the file is read when it is used (a script, cron, sudoers).
@@ -83,7 +83,7 @@ fn short(unit: &str) -> &str {
 }
 
 /// How a file differs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FileChange {
     Added,
@@ -105,14 +105,14 @@ impl FileChange {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FileDiff {
     pub path: String,
     pub change: FileChange,
     pub effect: Effect,
     /// Why the effect is what it is, where the path alone does not say
     /// (`shared_buffers needs a restart`).
-    #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub why: String,
 }
 
@@ -152,11 +152,50 @@ pub struct NodeDiff {
     pub actions: Vec<String>,
 }
 
-/// One step of the rollout, in the order it runs: one node at a time.
+/// One step of the rollout, in the order it runs.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Step {
     pub node: String,
     pub what: String,
+    /// What the step is, for the rollout that runs it.
+    #[serde(flatten)]
+    pub kind: StepKind,
+    /// Steps of one lane run one at a time, in order; lanes of one phase share
+    /// nothing (`rollout --parallel` runs them side by side).
+    pub lane: String,
+}
+
+/// What a rollout step does.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum StepKind {
+    /// A node the nodes do not know yet: its image is built and booted by hand.
+    Provision,
+    /// The node takes its new image, as `weight` says.
+    Update { weight: Weight },
+    /// The cluster's Patroni configuration is replaced (done by the first member's
+    /// apply, before any member restarts).
+    ClusterConfig { cluster: String },
+    /// The primary hands over to `to` through Patroni before its update.
+    Switchover { cluster: String, to: String },
+    /// A cluster with no replica to switch over to: down while its primary restarts.
+    InPlace { cluster: String },
+    /// A node no longer in the inventory: left running.
+    Retire,
+}
+
+impl Step {
+    /// The phase the step's lane belongs to: new nodes, etcd/MinIO-only members (one
+    /// at a time, whatever `--parallel`), PostgreSQL clusters, others, gone nodes.
+    pub fn phase(&self) -> u8 {
+        match self.lane.split(':').next().unwrap_or("") {
+            "new" => 0,
+            "dcs" => 1,
+            "pg" => 2,
+            "gone" => 4,
+            _ => 3,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -273,6 +312,25 @@ fn node_diff(old: &Side, new: &Side) -> NodeDiff {
     if !packages_added.is_empty() || !packages_removed.is_empty() {
         reasons.push("its packages differ".to_string());
     }
+    let (weight, reason, actions) = weigh(&files, reasons);
+    NodeDiff {
+        nodename: new.node.nodename.clone(),
+        ip: new.node.ip.to_string(),
+        status: Status::Changed,
+        weight: Some(weight),
+        reason,
+        old_digest: Some(op.digest.clone()),
+        new_digest: Some(np.digest.clone()),
+        packages_added,
+        packages_removed,
+        files,
+        actions,
+    }
+}
+
+/// How heavy a node's change is, from its files and what else needs a new image
+/// (`reasons`: its base, its packages): the weight, why, and what a rollout does.
+pub fn weigh(files: &[FileDiff], mut reasons: Vec<String>) -> (Weight, String, Vec<String>) {
     let rebooting: Vec<&str> = files
         .iter()
         .filter(|f| f.effect == Effect::Reboot)
@@ -281,7 +339,7 @@ fn node_diff(old: &Side, new: &Side) -> NodeDiff {
     if !rebooting.is_empty() {
         reasons.push(format!("only a boot takes in {}", rebooting.join(", ")));
     }
-    let (weight, reason, actions) = if !reasons.is_empty() {
+    if !reasons.is_empty() {
         (
             Weight::Image,
             reasons.join("; "),
@@ -299,27 +357,14 @@ fn node_diff(old: &Side, new: &Side) -> NodeDiff {
         (
             Weight::Database,
             "only database objects differ".to_string(),
-            online_actions(&files),
+            online_actions(files),
         )
     } else {
         (
             Weight::Config,
             "only rendered files differ".to_string(),
-            online_actions(&files),
+            online_actions(files),
         )
-    };
-    NodeDiff {
-        nodename: new.node.nodename.clone(),
-        ip: new.node.ip.to_string(),
-        status: Status::Changed,
-        weight: Some(weight),
-        reason,
-        old_digest: Some(op.digest.clone()),
-        new_digest: Some(np.digest.clone()),
-        packages_added,
-        packages_removed,
-        files,
-        actions,
     }
 }
 
@@ -793,7 +838,7 @@ type Pair<'a> = (&'a NodeDiff, &'a Node);
 /// a switchover when the primary restarts or reboots, then the former primary (for a
 /// change of database objects only, the primary first: its SQL makes what its peers'
 /// pgbouncer will list); then every other node (infra, redis); gone nodes last.
-fn order(nodes: &[NodeDiff], new: &[Side]) -> Vec<Step> {
+pub fn order(nodes: &[NodeDiff], new: &[Side]) -> Vec<Step> {
     let by_name: BTreeMap<&str, &Node> = new
         .iter()
         .map(|s| (s.node.nodename.as_str(), s.node))
@@ -803,6 +848,8 @@ fn order(nodes: &[NodeDiff], new: &[Side]) -> Vec<Step> {
         steps.push(Step {
             node: d.nodename.clone(),
             what: "provision: build its image and boot it; its agent joins it".to_string(),
+            kind: StepKind::Provision,
+            lane: "new".to_string(),
         });
     }
     let changed: Vec<Pair> = nodes
@@ -810,13 +857,17 @@ fn order(nodes: &[NodeDiff], new: &[Side]) -> Vec<Step> {
         .filter(|d| d.status == Status::Changed)
         .filter_map(|d| by_name.get(d.nodename.as_str()).map(|n| (d, *n)))
         .collect();
-    let update = |d: &NodeDiff| Step {
+    let update = |d: &NodeDiff, lane: &str| Step {
         node: d.nodename.clone(),
         what: format!(
             "{}: {}",
             d.weight.map_or("", Weight::as_str),
             d.actions.join("; ")
         ),
+        kind: StepKind::Update {
+            weight: d.weight.unwrap_or(Weight::Image),
+        },
+        lane: lane.to_string(),
     };
     // Members of etcd or MinIO without PostgreSQL, by cluster and seq.
     let mut dcs: Vec<Pair> = changed
@@ -830,7 +881,7 @@ fn order(nodes: &[NodeDiff], new: &[Side]) -> Vec<Step> {
             n.minio.as_ref().map(|m| (m.cluster.clone(), m.seq)),
         )
     });
-    steps.extend(dcs.iter().map(|(d, _)| update(d)));
+    steps.extend(dcs.iter().map(|(d, _)| update(d, "dcs")));
     // PostgreSQL clusters, by name.
     let mut clusters: BTreeMap<&str, Vec<Pair>> = BTreeMap::new();
     for &(d, n) in &changed {
@@ -842,6 +893,7 @@ fn order(nodes: &[NodeDiff], new: &[Side]) -> Vec<Step> {
         }
     }
     for (cluster, mut members) in clusters {
+        let lane = format!("pg:{cluster}");
         members.sort_by_key(|(_, n)| n.pg.as_ref().map(|p| p.seq));
         let heaviest = members.iter().filter_map(|(d, _)| d.weight).max();
         let is_primary = |n: &Node| n.pg.as_ref().is_some_and(|p| p.role == PgRole::Primary);
@@ -858,6 +910,10 @@ fn order(nodes: &[NodeDiff], new: &[Side]) -> Vec<Step> {
                     "cluster config: replace {cluster}'s Patroni configuration with the new \
                      bootstrap.dcs (patronictl edit-config), before its members restart"
                 ),
+                kind: StepKind::ClusterConfig {
+                    cluster: cluster.to_string(),
+                },
+                lane: lane.clone(),
             });
         }
         if heaviest == Some(Weight::Database) {
@@ -865,11 +921,11 @@ fn order(nodes: &[NodeDiff], new: &[Side]) -> Vec<Step> {
                 primary
                     .iter()
                     .chain(replicas.iter())
-                    .map(|(d, _)| update(d)),
+                    .map(|(d, _)| update(d, &lane)),
             );
             continue;
         }
-        steps.extend(replicas.iter().map(|(d, _)| update(d)));
+        steps.extend(replicas.iter().map(|(d, _)| update(d, &lane)));
         for (d, n) in primary {
             if stops_postgres(d) {
                 match switchover_target(n, new) {
@@ -880,6 +936,11 @@ fn order(nodes: &[NodeDiff], new: &[Side]) -> Vec<Step> {
                              then {} is updated and comes back as a replica",
                             d.nodename
                         ),
+                        kind: StepKind::Switchover {
+                            cluster: cluster.to_string(),
+                            to: target,
+                        },
+                        lane: lane.clone(),
                     }),
                     None => steps.push(Step {
                         node: d.nodename.clone(),
@@ -888,10 +949,14 @@ fn order(nodes: &[NodeDiff], new: &[Side]) -> Vec<Step> {
                              so it is down while {} restarts",
                             d.nodename
                         ),
+                        kind: StepKind::InPlace {
+                            cluster: cluster.to_string(),
+                        },
+                        lane: lane.clone(),
                     }),
                 }
             }
-            steps.push(update(d));
+            steps.push(update(d, &lane));
         }
     }
     // Everything else: infra, redis, plain nodes.
@@ -901,11 +966,16 @@ fn order(nodes: &[NodeDiff], new: &[Side]) -> Vec<Step> {
         .filter(|(_, n)| n.pg.is_none() && n.etcd.is_none() && n.minio.is_none())
         .collect();
     rest.sort_by_key(|(_, n)| (!n.modules.contains(&Module::Infra), n.nodename.clone()));
-    steps.extend(rest.iter().map(|(d, _)| update(d)));
+    steps.extend(
+        rest.iter()
+            .map(|(d, _)| update(d, &format!("node:{}", d.nodename))),
+    );
     for d in nodes.iter().filter(|d| d.status == Status::Gone) {
         steps.push(Step {
             node: d.nodename.clone(),
             what: "retire by hand (left running)".to_string(),
+            kind: StepKind::Retire,
+            lane: "gone".to_string(),
         });
     }
     steps

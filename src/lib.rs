@@ -26,6 +26,8 @@ pub mod model;
 pub mod pki;
 pub mod plan;
 pub mod render;
+pub mod rollout;
+pub mod serve;
 pub mod sys;
 
 /// Errors at the edge of the program, each with its exit code.

@@ -721,7 +721,7 @@ fn apply_binds_changed_files_restarts_their_units_and_writes_the_next_slot() {
     let chrony_pid = || services.pid("chrony.service").expect("chrony.service runs");
     let before = chrony_pid();
 
-    let apply = |tar: &[u8]| {
+    let apply_with = |tar: &[u8], check: bool| {
         let file = fx.images.join(format!("{}.tar", bundle::digest(tar)));
         std::fs::write(&file, tar).unwrap();
         pigsty::agent::apply::apply(
@@ -734,14 +734,38 @@ fn apply_binds_changed_files_restarts_their_units_and_writes_the_next_slot() {
                 bundle_sha256: None,
                 tries: 3,
                 trial_secs: 600,
+                check,
             },
             &client(),
         )
     };
+    let apply = |tar: &[u8]| apply_with(tar, false);
     let chrony = root.join("etc/chrony/chrony.conf");
 
-    // 1. New NTP servers: chrony.conf bound over, chrony restarted, the join again.
+    // 0. --check: what would change and what takes it in; nothing is touched.
     let (tar_b, plan_b) = node_bundle("two.example", false);
+    let checked = apply_with(&tar_b, true).unwrap();
+    assert!(!checked.needs_boot);
+    assert_eq!(checked.was, bundle::digest(&tar_a));
+    assert_eq!(
+        checked
+            .files
+            .iter()
+            .map(|f| f.path.as_str())
+            .collect::<Vec<_>>(),
+        ["/etc/chrony/chrony.conf", "/etc/pigsty/image.json"]
+    );
+    assert_eq!((checked.slot, checked.state.is_none()), (None, true));
+    assert!(
+        std::fs::read_to_string(&chrony)
+            .unwrap()
+            .contains("one.example"),
+        "a check changes no file"
+    );
+    assert_eq!(mounts_at(&chrony), 0);
+    assert_eq!(chrony_pid(), before, "a check restarts nothing");
+
+    // 1. New NTP servers: chrony.conf bound over, chrony restarted, the join again.
     let done = apply(&tar_b).unwrap();
     let changed: Vec<(&str, String)> = done
         .files
@@ -814,4 +838,12 @@ fn apply_binds_changed_files_restarts_their_units_and_writes_the_next_slot() {
     );
     assert_eq!(entry_names(&fx.disk.esp), entries);
     assert!(!root.join("etc/crontab").exists());
+    // What a rollout asks first: the check says a boot is needed, and why.
+    let checked = apply_with(&tar_d, true).unwrap();
+    assert!(checked.needs_boot);
+    assert!(
+        checked.actions[0].contains("/etc/crontab Added"),
+        "{:?}",
+        checked.actions
+    );
 }

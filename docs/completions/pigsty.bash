@@ -43,6 +43,9 @@ _pigsty() {
             pigsty,render)
                 cmd="pigsty__subcmd__render"
                 ;;
+            pigsty,rollout)
+                cmd="pigsty__subcmd__rollout"
+                ;;
             pigsty,status)
                 cmd="pigsty__subcmd__status"
                 ;;
@@ -120,6 +123,9 @@ _pigsty() {
                 ;;
             pigsty__subcmd__help,render)
                 cmd="pigsty__subcmd__help__subcmd__render"
+                ;;
+            pigsty__subcmd__help,rollout)
+                cmd="pigsty__subcmd__help__subcmd__rollout"
                 ;;
             pigsty__subcmd__help,status)
                 cmd="pigsty__subcmd__help__subcmd__status"
@@ -323,7 +329,7 @@ _pigsty() {
 
     case "${cmd}" in
         pigsty)
-            opts="-i -v -h -V --inventory --pki --verbose --help --version inventory plan render agent status diff build-image lab pki help"
+            opts="-i -v -h -V --inventory --pki --verbose --help --version inventory plan render agent status diff rollout build-image lab pki help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -375,7 +381,7 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__agent__subcmd__apply)
-            opts="-i -v -h -V --bundle --bundle-sha256 --tries --trial-timeout --timeout --request-timeout --json --inventory --pki --verbose --help --version"
+            opts="-i -v -h -V --bundle --bundle-sha256 --tries --trial-timeout --timeout --request-timeout --check --json --inventory --pki --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -835,7 +841,7 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__help)
-            opts="inventory plan render agent status diff build-image lab pki help"
+            opts="inventory plan render agent status diff rollout build-image lab pki help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1297,6 +1303,20 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__help__subcmd__render)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pigsty__subcmd__help__subcmd__rollout)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2300,6 +2320,68 @@ _pigsty() {
                     return 0
                     ;;
                 --out)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --inventory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pki)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pigsty__subcmd__rollout)
+            opts="-i -v -h -V --dry-run --parallel --identity --ssh-port --listen --out --offline --extra-tree --max-lag --timeout --endpoint --json --inventory --pki --verbose --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --parallel)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ssh-port)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --out)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --extra-tree)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-lag)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --endpoint)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

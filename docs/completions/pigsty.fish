@@ -35,6 +35,7 @@ complete -c pigsty -n "__fish_pigsty_needs_command" -f -a "render" -d 'Write a n
 complete -c pigsty -n "__fish_pigsty_needs_command" -f -a "agent" -d 'Run on the node: the first-boot join, and where it stands'
 complete -c pigsty -n "__fish_pigsty_needs_command" -f -a "status" -d 'The fleet\'s join state, as the nodes reported it to etcd (/pigsty/nodes/)'
 complete -c pigsty -n "__fish_pigsty_needs_command" -f -a "diff" -d 'What an inventory change does to each node (database objects, configuration, or a new image) and the order a rollout takes the nodes in'
+complete -c pigsty -n "__fish_pigsty_needs_command" -f -a "rollout" -d 'Take the inventory to every node it changes, in a safe order, over SSH: database objects and configuration without a reboot, a new root by an A/B update'
 complete -c pigsty -n "__fish_pigsty_needs_command" -f -a "build-image" -d 'Build bootable images of one node (or all nodes) into OUT/<nodename>/'
 complete -c pigsty -n "__fish_pigsty_needs_command" -f -a "lab" -d 'Boot the inventory as qemu VMs on this machine (default: the built-in lab.yml)'
 complete -c pigsty -n "__fish_pigsty_needs_command" -f -a "pki" -d 'The fleet CA and node certificates, in files/pki beside the inventory'
@@ -140,6 +141,7 @@ complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_sub
 complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from apply" -l request-timeout -d 'Give up one HTTP request (the whole transfer) after SECS' -r
 complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from apply" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
 complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from apply" -l pki -d 'The fleet PKI directory (CA and node certificates). Default: files/pki beside the inventory file (in the current directory for the built-in inventory)' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from apply" -l check -d 'Only compare with the running bundle: print what differs and what would take it in (or that only a boot would), change nothing'
 complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from apply" -l json -d 'Machine-readable JSON on stdout'
 complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from apply" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
 complete -c pigsty -n "__fish_pigsty_using_subcommand agent; and __fish_seen_subcommand_from apply" -s h -l help -d 'Print help'
@@ -180,6 +182,23 @@ complete -c pigsty -n "__fish_pigsty_using_subcommand diff" -l exit-code -d 'Exi
 complete -c pigsty -n "__fish_pigsty_using_subcommand diff" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
 complete -c pigsty -n "__fish_pigsty_using_subcommand diff" -s h -l help -d 'Print help'
 complete -c pigsty -n "__fish_pigsty_using_subcommand diff" -s V -l version -d 'Print version'
+complete -c pigsty -n "__fish_pigsty_using_subcommand rollout" -l parallel -d 'Run up to N PostgreSQL clusters (or other nodes) side by side; etcd and MinIO members always go one at a time' -r
+complete -c pigsty -n "__fish_pigsty_using_subcommand rollout" -l identity -d 'The operator\'s SSH private key (its public half in node_admin_pk_list)' -r
+complete -c pigsty -n "__fish_pigsty_using_subcommand rollout" -l ssh-port -r
+complete -c pigsty -n "__fish_pigsty_using_subcommand rollout" -l listen -d 'Where the artifact server that nodes fetch bundles and roots from listens' -r
+complete -c pigsty -n "__fish_pigsty_using_subcommand rollout" -l out -d 'Where bundles and roots are built' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand rollout" -l extra-tree -d 'As `build-image --extra-tree` (the nodes\' images must have been built with it)' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand rollout" -l max-lag -d 'A replica is back when it streams with at most this lag' -r
+complete -c pigsty -n "__fish_pigsty_using_subcommand rollout" -l timeout -d 'Bound of each node\'s step and of each wait after it' -r
+complete -c pigsty -n "__fish_pigsty_using_subcommand rollout" -l endpoint -d 'etcd client URL to read the nodes\' reports from (repeatable). Default: the inventory\'s etcd members' -r
+complete -c pigsty -n "__fish_pigsty_using_subcommand rollout" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand rollout" -l pki -d 'The fleet PKI directory (CA and node certificates). Default: files/pki beside the inventory file (in the current directory for the built-in inventory)' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand rollout" -l dry-run -d 'Build, ask each node what changes and print the plan; change nothing'
+complete -c pigsty -n "__fish_pigsty_using_subcommand rollout" -l offline -d 'Build from the layer cache alone'
+complete -c pigsty -n "__fish_pigsty_using_subcommand rollout" -l json -d 'Machine-readable JSON on stdout'
+complete -c pigsty -n "__fish_pigsty_using_subcommand rollout" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand rollout" -s h -l help -d 'Print help'
+complete -c pigsty -n "__fish_pigsty_using_subcommand rollout" -s V -l version -d 'Print version'
 complete -c pigsty -n "__fish_pigsty_using_subcommand build-image" -l role -d 'Any name of the node (see `plan --role`)' -r
 complete -c pigsty -n "__fish_pigsty_using_subcommand build-image" -l format -d 'Output formats (repeat or comma-separate)' -r -f -a "rootfs\t'rootfs.tar.zst: sorted entries, clamped mtimes, numeric owners'
 raw\t'disk.raw, the A/B layout (docs/updates.md): the ESP with systemd-boot and slot A\'s entry; root A (the shared root, read-only at run time) and bundle A (the node\'s own files); empty root B and bundle B for updates; a data partition holding every piece of state, grown to the end of the drive at first boot. With vmlinuz, initrd.img and cmdline (slot A\'s) for a direct kernel boot'
@@ -340,16 +359,17 @@ complete -c pigsty -n "__fish_pigsty_using_subcommand pki; and __fish_seen_subco
 complete -c pigsty -n "__fish_pigsty_using_subcommand pki; and __fish_seen_subcommand_from help" -f -a "list" -d 'The CA and every node certificate issued: names, dates'
 complete -c pigsty -n "__fish_pigsty_using_subcommand pki; and __fish_seen_subcommand_from help" -f -a "issue" -d 'Issue a node a new key pair and certificate (creating the CA if there is none)'
 complete -c pigsty -n "__fish_pigsty_using_subcommand pki; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c pigsty -n "__fish_pigsty_using_subcommand help; and not __fish_seen_subcommand_from inventory plan render agent status diff build-image lab pki help" -f -a "inventory" -d 'Validate or list the inventory'
-complete -c pigsty -n "__fish_pigsty_using_subcommand help; and not __fish_seen_subcommand_from inventory plan render agent status diff build-image lab pki help" -f -a "plan" -d 'Show the compiled plan of one node (or every node)'
-complete -c pigsty -n "__fish_pigsty_using_subcommand help; and not __fish_seen_subcommand_from inventory plan render agent status diff build-image lab pki help" -f -a "render" -d 'Write a node\'s overlay tree: configs, units and /etc/pigsty/node.json'
-complete -c pigsty -n "__fish_pigsty_using_subcommand help; and not __fish_seen_subcommand_from inventory plan render agent status diff build-image lab pki help" -f -a "agent" -d 'Run on the node: the first-boot join, and where it stands'
-complete -c pigsty -n "__fish_pigsty_using_subcommand help; and not __fish_seen_subcommand_from inventory plan render agent status diff build-image lab pki help" -f -a "status" -d 'The fleet\'s join state, as the nodes reported it to etcd (/pigsty/nodes/)'
-complete -c pigsty -n "__fish_pigsty_using_subcommand help; and not __fish_seen_subcommand_from inventory plan render agent status diff build-image lab pki help" -f -a "diff" -d 'What an inventory change does to each node (database objects, configuration, or a new image) and the order a rollout takes the nodes in'
-complete -c pigsty -n "__fish_pigsty_using_subcommand help; and not __fish_seen_subcommand_from inventory plan render agent status diff build-image lab pki help" -f -a "build-image" -d 'Build bootable images of one node (or all nodes) into OUT/<nodename>/'
-complete -c pigsty -n "__fish_pigsty_using_subcommand help; and not __fish_seen_subcommand_from inventory plan render agent status diff build-image lab pki help" -f -a "lab" -d 'Boot the inventory as qemu VMs on this machine (default: the built-in lab.yml)'
-complete -c pigsty -n "__fish_pigsty_using_subcommand help; and not __fish_seen_subcommand_from inventory plan render agent status diff build-image lab pki help" -f -a "pki" -d 'The fleet CA and node certificates, in files/pki beside the inventory'
-complete -c pigsty -n "__fish_pigsty_using_subcommand help; and not __fish_seen_subcommand_from inventory plan render agent status diff build-image lab pki help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand help; and not __fish_seen_subcommand_from inventory plan render agent status diff rollout build-image lab pki help" -f -a "inventory" -d 'Validate or list the inventory'
+complete -c pigsty -n "__fish_pigsty_using_subcommand help; and not __fish_seen_subcommand_from inventory plan render agent status diff rollout build-image lab pki help" -f -a "plan" -d 'Show the compiled plan of one node (or every node)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand help; and not __fish_seen_subcommand_from inventory plan render agent status diff rollout build-image lab pki help" -f -a "render" -d 'Write a node\'s overlay tree: configs, units and /etc/pigsty/node.json'
+complete -c pigsty -n "__fish_pigsty_using_subcommand help; and not __fish_seen_subcommand_from inventory plan render agent status diff rollout build-image lab pki help" -f -a "agent" -d 'Run on the node: the first-boot join, and where it stands'
+complete -c pigsty -n "__fish_pigsty_using_subcommand help; and not __fish_seen_subcommand_from inventory plan render agent status diff rollout build-image lab pki help" -f -a "status" -d 'The fleet\'s join state, as the nodes reported it to etcd (/pigsty/nodes/)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand help; and not __fish_seen_subcommand_from inventory plan render agent status diff rollout build-image lab pki help" -f -a "diff" -d 'What an inventory change does to each node (database objects, configuration, or a new image) and the order a rollout takes the nodes in'
+complete -c pigsty -n "__fish_pigsty_using_subcommand help; and not __fish_seen_subcommand_from inventory plan render agent status diff rollout build-image lab pki help" -f -a "rollout" -d 'Take the inventory to every node it changes, in a safe order, over SSH: database objects and configuration without a reboot, a new root by an A/B update'
+complete -c pigsty -n "__fish_pigsty_using_subcommand help; and not __fish_seen_subcommand_from inventory plan render agent status diff rollout build-image lab pki help" -f -a "build-image" -d 'Build bootable images of one node (or all nodes) into OUT/<nodename>/'
+complete -c pigsty -n "__fish_pigsty_using_subcommand help; and not __fish_seen_subcommand_from inventory plan render agent status diff rollout build-image lab pki help" -f -a "lab" -d 'Boot the inventory as qemu VMs on this machine (default: the built-in lab.yml)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand help; and not __fish_seen_subcommand_from inventory plan render agent status diff rollout build-image lab pki help" -f -a "pki" -d 'The fleet CA and node certificates, in files/pki beside the inventory'
+complete -c pigsty -n "__fish_pigsty_using_subcommand help; and not __fish_seen_subcommand_from inventory plan render agent status diff rollout build-image lab pki help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c pigsty -n "__fish_pigsty_using_subcommand help; and __fish_seen_subcommand_from inventory" -f -a "check" -d 'Validate the inventory: exit 0 when valid, 2 when not (every error is listed)'
 complete -c pigsty -n "__fish_pigsty_using_subcommand help; and __fish_seen_subcommand_from inventory" -f -a "list" -d 'One row per node: ip, nodename, roles, modules'
 complete -c pigsty -n "__fish_pigsty_using_subcommand help; and __fish_seen_subcommand_from inventory" -f -a "passwords" -d 'Strong random passwords for every Pigsty default password the inventory still uses (as Pigsty\'s `configure -g`), as YAML for `all.vars`, with the lines that set a default explicitly'

@@ -46,6 +46,8 @@ pub struct Request {
     /// Boots the slot written for the next boot gets before systemd-boot gives up.
     pub tries: u32,
     pub trial_secs: u64,
+    /// Only compare: say what the bundle changes and what would take it in.
+    pub check: bool,
 }
 
 /// What an apply did.
@@ -61,6 +63,10 @@ pub struct Applied {
     pub slot: Option<char>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state: Option<State>,
+    /// Only a boot takes the bundle in (`--check`; apply itself refuses it).
+    pub needs_boot: bool,
+    /// The bundle the node ran before.
+    pub was: String,
 }
 
 /// One entry of a bundle tar: a regular file, or something else described
@@ -191,6 +197,8 @@ pub fn apply(
             actions: vec!["nothing: the node runs this bundle".to_string()],
             slot: None,
             state: None,
+            needs_boot: false,
+            was: current,
         });
     }
     let running = running_bundle(disk, &boot, &current)?;
@@ -207,6 +215,22 @@ pub fn apply(
             format!("{} {:?}{why}", f.path, f.change)
         })
         .collect();
+    if req.check {
+        let actions = if boot_only.is_empty() {
+            vec!["would take it in without a boot".to_string()]
+        } else {
+            vec![format!("needs a boot: {}", boot_only.join(", "))]
+        };
+        return Ok(Applied {
+            bundle: sha,
+            files,
+            actions,
+            slot: None,
+            state: None,
+            needs_boot: !boot_only.is_empty(),
+            was: current,
+        });
+    }
     if !boot_only.is_empty() {
         bail!(
             "this bundle needs a boot to be taken in: {}; use `pigsty agent update --bundle {} \
@@ -264,6 +288,8 @@ pub fn apply(
         actions,
         slot: Some(outcome.slot),
         state: Some(state),
+        needs_boot: false,
+        was: current,
     })
 }
 

@@ -1,0 +1,1017 @@
+//! `pigsty rollout`: take an inventory change to every node it changes, in an order
+//! that keeps quorum, a primary and every committed row (docs/updates.md).
+//!
+//! 1. **What runs.** Each node's agent reports its plan digest to etcd; a node whose
+//!    digest is not the inventory's changes. Nodes not reporting yet are new (booted
+//!    from their image, not rolled out); reports the inventory lacks are gone (left
+//!    running).
+//! 2. **What changes.** Each changed node's bundle is built (`build-image --format
+//!    bundle`: one shared root per package set) and served by the artifact server;
+//!    each node is asked over SSH what the bundle changes against the one it runs
+//!    (`agent apply --check`): the node's own bundle is the truth, whatever inventory
+//!    built it. That gives each node its weight (database, config, image) and the
+//!    fleet its order ([`crate::diff::order`], with each cluster's live leader as
+//!    its primary).
+//! 3. **The steps**, one lane at a time (`--parallel N`: up to N PostgreSQL clusters
+//!    or other nodes side by side; etcd and MinIO members always one at a time):
+//!    `agent apply` (database, config: no reboot) or `agent update --reboot`
+//!    (image), then a bounded wait until the node reports the new digest with its
+//!    join done and its clusters are whole (etcd: every member healthy; Patroni: a
+//!    leader running and every replica streaming with lag under the bound; MinIO:
+//!    `/minio/health/cluster`). A primary whose change stops PostgreSQL is first
+//!    switched over through Patroni's REST API to an updated replica.
+//! 4. **Stop and resume.** The first step that fails stops the rollout, naming the
+//!    node, the step and why; the next `rollout` starts again from step 1, where the
+//!    nodes done report their new digest.
+
+pub mod ssh;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::agent::etcd::Access;
+use crate::agent::state::State;
+use crate::compile::Compiled;
+use crate::diff::{FileDiff, NodeDiff, Status, Step, StepKind, Weight};
+use crate::model::{Fleet, Node, PgRole};
+
+/// How a rollout runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub dry_run: bool,
+    /// Lanes run side by side (PostgreSQL clusters, other nodes).
+    pub parallel: usize,
+    /// The operator's SSH private key.
+    pub identity: PathBuf,
+    pub ssh_port: u16,
+    /// Where the artifact server listens (port 0: any); its address towards each
+    /// node is the one nodes fetch from.
+    pub listen: std::net::SocketAddr,
+    /// Where bundles and roots are built.
+    pub out: PathBuf,
+    pub cache: PathBuf,
+    pub offline: bool,
+    pub extra_trees: Vec<PathBuf>,
+    /// A replica is back when it streams with at most this lag.
+    pub lag_bytes: u64,
+    /// Bound of each node's step and of each wait after it.
+    pub node_timeout: Duration,
+    /// How often waits look again.
+    pub poll: Duration,
+}
+
+/// How the admin reaches the fleet's etcd (and, with TLS, its Patroni and MinIO).
+#[derive(Debug, Clone)]
+pub struct Reach {
+    pub endpoints: Vec<String>,
+    pub access: Access,
+}
+
+/// One step done (or skipped), for the final table.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub node: String,
+    pub step: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weight: Option<Weight>,
+    pub old_digest: String,
+    pub new_digest: String,
+    pub secs: f64,
+    /// How long its cluster had no primary (a switchover, or a one-node cluster
+    /// restarted in place).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub downtime_secs: Option<f64>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub note: String,
+}
+
+/// Where a rollout stopped.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stopped {
+    pub node: String,
+    pub step: String,
+    pub why: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub dry_run: bool,
+    /// The plan, in order.
+    pub plan: Vec<Step>,
+    pub nodes: Vec<NodeDiff>,
+    pub rows: Vec<Row>,
+    /// Nodes the rollout leaves alone, and why (new, gone).
+    pub left: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<Stopped>,
+}
+
+/// What `agent apply --check` prints (the subset read here).
+#[derive(Debug, Clone, Deserialize)]
+struct Checked {
+    files: Vec<FileDiff>,
+    #[serde(default)]
+    needs_boot: bool,
+    #[serde(default)]
+    actions: Vec<String>,
+}
+
+/// A changed node and what it gets.
+#[derive(Debug, Clone)]
+struct Target {
+    name: String,
+    ip: IpAddr,
+    user: String,
+    host_keys: Vec<String>,
+    old_digest: String,
+    new_digest: String,
+    bundle_sha: String,
+    bundle_url: String,
+    root_sha: String,
+    /// Set when the node runs another root: it fetches this one.
+    root_url: Option<String>,
+    weight: Weight,
+}
+
+/// Progress lines go to stderr, one per node and step.
+fn say(line: &str) {
+    eprintln!("{line}");
+}
+
+/// Run the rollout of `fleet` (compiled as `compiled`, in the same order).
+pub fn rollout(
+    fleet: &Fleet,
+    compiled: &[Compiled],
+    reach: &Reach,
+    opts: &Options,
+) -> anyhow::Result<Report> {
+    // 1. What runs.
+    let reported =
+        crate::agent::read_fleet(&reach.endpoints, Duration::from_secs(5), &reach.access)
+            .context("reading what the nodes run from etcd")?;
+    let mut left = Vec::new();
+    let mut changed: Vec<(&Node, &Compiled, &State)> = Vec::new();
+    for (node, c) in fleet.nodes.iter().zip(compiled) {
+        match reported.get(&node.nodename) {
+            Some(s) if s.plan_digest.is_empty() => left.push(format!(
+                "{}: reports no plan digest (an image older than digest reports): \
+                 give it its new image by hand once (pigsty agent update)",
+                node.nodename
+            )),
+            Some(s) if s.plan_digest == c.plan.digest => {}
+            Some(s) => changed.push((node, c, s)),
+            None => left.push(format!(
+                "{}: new (no report in etcd): build its image and boot it \
+                 (pigsty build-image --role {})",
+                node.nodename, node.nodename
+            )),
+        }
+    }
+    for name in reported.keys() {
+        if !fleet.nodes.iter().any(|n| &n.nodename == name) {
+            left.push(format!(
+                "{name}: not in the inventory: left running, retire it by hand"
+            ));
+        }
+    }
+    for l in &left {
+        say(&format!("skip {l}"));
+    }
+    if changed.is_empty() {
+        say("every node runs what the inventory says: nothing to roll out");
+        return Ok(Report {
+            dry_run: opts.dry_run,
+            plan: Vec::new(),
+            nodes: Vec::new(),
+            rows: Vec::new(),
+            left,
+            stopped: None,
+        });
+    }
+
+    // 2. Bundles, served; each node says what its bundle changes.
+    say(&format!(
+        "build: bundles of {} node(s) into {}",
+        changed.len(),
+        opts.out.display()
+    ));
+    let pairs: Vec<(&Node, Compiled)> =
+        changed.iter().map(|(n, c, _)| (*n, (*c).clone())).collect();
+    let build = crate::image::BuildOptions {
+        formats: vec![crate::image::Format::Bundle],
+        out: opts.out.clone(),
+        cache: opts.cache.clone(),
+        offline: opts.offline,
+        epoch: crate::image::default_epoch(),
+        extra_trees: opts.extra_trees.clone(),
+    };
+    let manifests = crate::image::build(fleet, &pairs, &build)?;
+    let mut artifacts = crate::serve::Artifacts::default();
+    let mut staged = Vec::new();
+    for ((node, c, state), m) in changed.iter().zip(&manifests) {
+        let bundle = opts.out.join(&node.nodename).join("bundle.tar");
+        let tar =
+            std::fs::read(&bundle).with_context(|| format!("reading {}", bundle.display()))?;
+        let sha = crate::bundle::digest(&tar);
+        artifacts.add(&sha, &bundle, Some(vec![IpAddr::V4(node.ip)]));
+        let root = m
+            .root
+            .as_ref()
+            .with_context(|| format!("{}: the build named no shared root", node.nodename))?;
+        artifacts.add(&root.sha256, &opts.out.join(&root.path), None);
+        staged.push((*node, *c, *state, sha, root.sha256.clone()));
+    }
+    let server = crate::serve::Server::start(opts.listen, artifacts)?;
+    let mut targets = Vec::new();
+    let mut diffs = Vec::new();
+    for (node, c, state, sha, root_sha) in staged {
+        let here = crate::serve::source_address_towards(IpAddr::V4(node.ip))?;
+        let running_root = state
+            .slots
+            .as_ref()
+            .and_then(|s| s.running.as_ref())
+            .map(|r| r.root.clone())
+            .unwrap_or_default();
+        let mut t = Target {
+            name: node.nodename.clone(),
+            ip: IpAddr::V4(node.ip),
+            user: admin_user(node)?,
+            host_keys: state.host_keys.clone(),
+            old_digest: state.plan_digest.clone(),
+            new_digest: c.plan.digest.clone(),
+            bundle_url: server.url(here, &sha),
+            bundle_sha: sha,
+            root_url: (running_root != root_sha).then(|| server.url(here, &root_sha)),
+            root_sha,
+            weight: Weight::Image,
+        };
+        say(&format!("{}: check what its new bundle changes", t.name));
+        let checked = check(&t, opts)?;
+        let mut reasons = Vec::new();
+        if t.root_url.is_some() {
+            reasons.push(format!(
+                "its root differs ({} → {})",
+                short(&running_root),
+                short(&t.root_sha)
+            ));
+        }
+        if checked.needs_boot {
+            reasons.extend(checked.actions.iter().cloned());
+        }
+        let (weight, reason, actions) = crate::diff::weigh(&checked.files, reasons);
+        t.weight = weight;
+        say(&format!("{}: {} ({reason})", t.name, weight.as_str()));
+        diffs.push(NodeDiff {
+            nodename: t.name.clone(),
+            ip: t.ip.to_string(),
+            status: Status::Changed,
+            weight: Some(weight),
+            reason,
+            old_digest: Some(t.old_digest.clone()),
+            new_digest: Some(t.new_digest.clone()),
+            packages_added: Vec::new(),
+            packages_removed: Vec::new(),
+            files: checked.files,
+            actions,
+        });
+        targets.push(t);
+    }
+
+    // The order, with each cluster's live leader as its primary.
+    let live = live_fleet(fleet, reach);
+    let sides = crate::diff::sides(&live, compiled);
+    let plan = crate::diff::order(&diffs, &sides);
+    for s in &plan {
+        say(&format!("plan {}: {}", s.node, s.what));
+    }
+    let mut report = Report {
+        dry_run: opts.dry_run,
+        plan: plan.clone(),
+        nodes: diffs,
+        rows: Vec::new(),
+        left,
+        stopped: None,
+    };
+    if opts.dry_run {
+        return Ok(report);
+    }
+
+    // 3. Preflight: the clusters it touches are whole before anything changes.
+    let ctx = Ctx {
+        fleet: &live,
+        reach,
+        opts,
+        targets: targets.iter().map(|t| (t.name.clone(), t)).collect(),
+        rows: Mutex::new(Vec::new()),
+        stopped: Mutex::new(None),
+        halt: AtomicBool::new(false),
+    };
+    for t in &targets {
+        let node = ctx.node(&t.name)?;
+        if let Err(e) = ctx.whole(node, Duration::from_secs(0)) {
+            report.stopped = Some(Stopped {
+                node: t.name.clone(),
+                step: "preflight".into(),
+                why: format!("{e:#}"),
+            });
+            return Ok(report);
+        }
+    }
+
+    // 4. The steps, phase by phase; lanes of a phase side by side.
+    let mut phases: BTreeMap<u8, Vec<Vec<&Step>>> = BTreeMap::new();
+    for step in &plan {
+        let lanes = phases.entry(step.phase()).or_default();
+        match lanes.iter_mut().find(|l| l[0].lane == step.lane) {
+            Some(lane) => lane.push(step),
+            None => lanes.push(vec![step]),
+        }
+    }
+    for (phase, lanes) in phases {
+        let width = if phase == 1 { 1 } else { opts.parallel.max(1) };
+        let queue = Mutex::new(lanes.into_iter());
+        std::thread::scope(|scope| {
+            for _ in 0..width {
+                scope.spawn(|| {
+                    loop {
+                        if ctx.halt.load(Ordering::SeqCst) {
+                            return;
+                        }
+                        let Some(lane) = queue.lock().ok().and_then(|mut q| q.next()) else {
+                            return;
+                        };
+                        ctx.run_lane(&lane);
+                    }
+                });
+            }
+        });
+        if ctx.halt.load(Ordering::SeqCst) {
+            break;
+        }
+    }
+    drop(server);
+    report.rows = ctx.rows.into_inner().unwrap_or_default();
+    report.stopped = ctx.stopped.into_inner().unwrap_or_default();
+    Ok(report)
+}
+
+fn short(digest: &str) -> String {
+    digest.chars().take(12).collect()
+}
+
+fn admin_user(node: &Node) -> anyhow::Result<String> {
+    if !node.node.node_admin_enabled.0 {
+        bail!(
+            "{}: node_admin_enabled is false: no admin user to reach it by",
+            node.nodename
+        );
+    }
+    Ok(node.node.node_admin_username.clone())
+}
+
+fn connect(t: &Target, opts: &Options) -> anyhow::Result<ssh::Session> {
+    ssh::Session::connect(
+        &std::net::SocketAddr::new(t.ip, opts.ssh_port).to_string(),
+        &t.user,
+        &opts.identity,
+        &t.host_keys,
+        ssh::Timeouts {
+            connect: Duration::from_secs(20),
+            command: opts.node_timeout,
+        },
+    )
+    .with_context(|| format!("{}: connecting over SSH", t.name))
+}
+
+/// Ask the node what its new bundle changes (`agent apply --check`).
+fn check(t: &Target, opts: &Options) -> anyhow::Result<Checked> {
+    let session = connect(t, opts)?;
+    let out = session.run(
+        &format!(
+            "sudo -n pigsty agent apply --check --json --bundle {} --bundle-sha256 {}",
+            t.bundle_url, t.bundle_sha
+        ),
+        None,
+        &mut |_| {},
+    )?;
+    if !out.success() {
+        bail!(
+            "{}: agent apply --check failed ({:?}): {}",
+            t.name,
+            out.status,
+            last_lines(&out.stderr_text(), 5)
+        );
+    }
+    serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("{}: reading what agent apply --check printed", t.name))
+}
+
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join(" | ")
+}
+
+/// The fleet with each PostgreSQL cluster's live leader (Patroni's `/cluster`) as
+/// its primary and the inventory's primary, when it no longer leads, as a replica.
+fn live_fleet(fleet: &Fleet, reach: &Reach) -> Fleet {
+    let mut live = fleet.clone();
+    let clusters: std::collections::BTreeSet<String> = fleet
+        .nodes
+        .iter()
+        .filter_map(|n| n.pg.as_ref().map(|p| p.cluster.clone()))
+        .collect();
+    for cluster in clusters {
+        let members = fleet.pg_members(&cluster);
+        let Some(state) = members.iter().find_map(|n| patroni_cluster(n, reach).ok()) else {
+            continue;
+        };
+        let Some(leader) = state.members.iter().find(|m| m.role == "leader") else {
+            continue;
+        };
+        for n in &mut live.nodes {
+            if let Some(pg) = &mut n.pg
+                && pg.cluster == cluster
+            {
+                if pg.name == leader.name {
+                    pg.role = PgRole::Primary;
+                } else if pg.role == PgRole::Primary {
+                    pg.role = PgRole::Replica;
+                }
+            }
+        }
+    }
+    live
+}
+
+/// Patroni's `/cluster`.
+#[derive(Debug, Clone, Deserialize)]
+struct PatroniCluster {
+    #[serde(default)]
+    members: Vec<PatroniMember>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct PatroniMember {
+    name: String,
+    #[serde(default)]
+    role: String,
+    #[serde(default)]
+    state: String,
+    #[serde(default)]
+    lag: serde_json::Value,
+}
+
+fn patroni_client(reach: &Reach) -> anyhow::Result<crate::http::Client> {
+    let (connect, request) = (Duration::from_secs(3), Duration::from_secs(10));
+    match &reach.access.tls {
+        Some(tls) => crate::http::client_tls(connect, request, tls),
+        None => crate::http::client(connect, request),
+    }
+}
+
+fn patroni_cluster(node: &Node, reach: &Reach) -> anyhow::Result<PatroniCluster> {
+    let base = node.patroni_url().context("not a PostgreSQL node")?;
+    let url = format!("{base}/cluster");
+    let (code, body) = crate::http::get(&patroni_client(reach)?, &url)?;
+    if code != 200 {
+        bail!("GET {url}: HTTP {code}");
+    }
+    serde_json::from_str(&body).with_context(|| format!("reading {url}"))
+}
+
+struct Ctx<'a> {
+    fleet: &'a Fleet,
+    reach: &'a Reach,
+    opts: &'a Options,
+    targets: BTreeMap<String, &'a Target>,
+    rows: Mutex<Vec<Row>>,
+    stopped: Mutex<Option<Stopped>>,
+    halt: AtomicBool,
+}
+
+impl Ctx<'_> {
+    fn node(&self, name: &str) -> anyhow::Result<&Node> {
+        self.fleet
+            .nodes
+            .iter()
+            .find(|n| n.nodename == name)
+            .with_context(|| format!("the inventory has no node {name}"))
+    }
+
+    fn run_lane(&self, lane: &[&Step]) {
+        for step in lane {
+            if self.halt.load(Ordering::SeqCst) {
+                return;
+            }
+            let start = Instant::now();
+            let label = step_label(step);
+            say(&format!("{}: {label} …", step.node));
+            match self.run_step(step) {
+                Ok(mut row) => {
+                    row.secs = start.elapsed().as_secs_f64();
+                    say(&format!(
+                        "{}: {label} done in {:.1}s{}",
+                        step.node,
+                        row.secs,
+                        row.downtime_secs
+                            .map(|d| format!(" (no primary for {d:.1}s)"))
+                            .unwrap_or_default()
+                    ));
+                    if let Ok(mut rows) = self.rows.lock() {
+                        rows.push(row);
+                    }
+                }
+                Err(e) => {
+                    let why = format!("{e:#}");
+                    say(&format!("{}: {label} FAILED: {why}", step.node));
+                    self.halt.store(true, Ordering::SeqCst);
+                    if let Ok(mut s) = self.stopped.lock()
+                        && s.is_none()
+                    {
+                        *s = Some(Stopped {
+                            node: step.node.clone(),
+                            step: label,
+                            why,
+                        });
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    fn row(&self, step: &Step) -> Row {
+        let t = self.targets.get(&step.node);
+        Row {
+            node: step.node.clone(),
+            step: step_label(step),
+            weight: match &step.kind {
+                StepKind::Update { weight } => Some(*weight),
+                _ => None,
+            },
+            old_digest: t.map(|t| short(&t.old_digest)).unwrap_or_default(),
+            new_digest: t.map(|t| short(&t.new_digest)).unwrap_or_default(),
+            secs: 0.0,
+            downtime_secs: None,
+            note: String::new(),
+        }
+    }
+
+    fn run_step(&self, step: &Step) -> anyhow::Result<Row> {
+        let mut row = self.row(step);
+        match &step.kind {
+            StepKind::Update { .. } => {
+                let t = self
+                    .targets
+                    .get(&step.node)
+                    .with_context(|| format!("{} has no new bundle", step.node))?;
+                let node = self.node(&step.node)?;
+                // A one-node cluster restarted in place: timed until it leads again.
+                let alone = node
+                    .pg
+                    .as_ref()
+                    .is_some_and(|p| self.fleet.pg_members(&p.cluster).len() == 1)
+                    && t.weight != Weight::Database;
+                let start = Instant::now();
+                self.update(t)?;
+                self.wait_reported(t)?;
+                self.whole(node, self.opts.node_timeout)?;
+                if alone {
+                    row.downtime_secs = Some(start.elapsed().as_secs_f64());
+                    row.note = "one-node cluster: restarted in place".into();
+                }
+            }
+            StepKind::Switchover { cluster, to } => {
+                row.downtime_secs = Some(self.switchover(&step.node, cluster, to)?);
+            }
+            StepKind::ClusterConfig { cluster } => {
+                row.note = format!(
+                    "{cluster}'s Patroni configuration is replaced by its first member's apply"
+                );
+            }
+            StepKind::InPlace { cluster } => {
+                row.note = format!("{cluster} is down while its only member restarts");
+            }
+            StepKind::Provision | StepKind::Retire => {
+                row.note = "left to the operator".into();
+            }
+        }
+        Ok(row)
+    }
+
+    /// `agent apply` or `agent update --reboot` on the node.
+    fn update(&self, t: &Target) -> anyhow::Result<()> {
+        let session = connect(t, self.opts)?;
+        let command = match t.weight {
+            Weight::Database | Weight::Config => format!(
+                "sudo -n pigsty agent apply --json --bundle {} --bundle-sha256 {} --timeout {}",
+                t.bundle_url,
+                t.bundle_sha,
+                self.opts.node_timeout.as_secs()
+            ),
+            Weight::Image => {
+                let mut c = format!(
+                    "sudo -n pigsty agent update --bundle {} --bundle-sha256 {} --reboot",
+                    t.bundle_url, t.bundle_sha
+                );
+                if let Some(url) = &t.root_url {
+                    c.push_str(&format!(" --root {url} --root-sha256 {}", t.root_sha));
+                }
+                c
+            }
+        };
+        let name = t.name.clone();
+        let out = session.run(&command, None, &mut |chunk| {
+            for line in String::from_utf8_lossy(chunk).lines() {
+                tracing::debug!("{name}: {line}");
+            }
+        })?;
+        // A reboot may cut the session before the exit status comes.
+        let rebooting = t.weight == Weight::Image
+            && (out.status.is_none() || out.stdout_text().contains("rebooting"));
+        if !(out.success() || rebooting) {
+            bail!(
+                "`{}` exited {:?}: {}",
+                command.split(" --").next().unwrap_or(&command),
+                out.status,
+                last_lines(&out.stderr_text(), 6)
+            );
+        }
+        Ok(())
+    }
+
+    /// Until the node reports the new plan digest with its join done (after an A/B
+    /// update: booted from the new slot, and kept it).
+    fn wait_reported(&self, t: &Target) -> anyhow::Result<()> {
+        let what = format!("report plan {} with its join done", short(&t.new_digest));
+        self.bounded(&t.name, &what, self.opts.node_timeout, || {
+            let fleet = crate::agent::read_fleet(
+                &self.reach.endpoints,
+                Duration::from_secs(5),
+                &self.reach.access,
+            )
+            .map_err(|e| format!("{e:#}"))?;
+            let s = fleet.get(&t.name).ok_or("no report")?;
+            if s.plan_digest != t.new_digest {
+                return Err(format!("reports plan {}", short(&s.plan_digest)));
+            }
+            if !s.done {
+                return Err(format!("join at {}", s.current));
+            }
+            if t.weight == Weight::Image {
+                let r = s.slots.as_ref().and_then(|s| s.running.clone());
+                match r {
+                    Some(r) if r.bundle == t.bundle_sha && r.state == "blessed" => {}
+                    Some(r) => return Err(format!("slot {} is {}", r.slot, r.state)),
+                    None => return Err("no slots reported".into()),
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Until every cluster the node serves is whole (`limit` zero: look once).
+    fn whole(&self, node: &Node, limit: Duration) -> anyhow::Result<()> {
+        if let Some(e) = &node.etcd {
+            self.bounded(
+                &node.nodename,
+                &format!("etcd cluster {} healthy on every member", e.cluster),
+                limit,
+                || self.etcd_whole(&e.cluster),
+            )?;
+        }
+        if let Some(pg) = &node.pg {
+            self.bounded(
+                &node.nodename,
+                &format!(
+                    "{} with a running leader and every replica streaming (lag ≤ {} bytes)",
+                    pg.cluster, self.opts.lag_bytes
+                ),
+                limit,
+                || self.pg_whole(&pg.cluster),
+            )?;
+        }
+        if let Some(m) = &node.minio {
+            self.bounded(
+                &node.nodename,
+                &format!("MinIO {} to answer /minio/health/cluster", m.cluster),
+                limit,
+                || self.minio_whole(node),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn etcd_whole(&self, cluster: &str) -> Result<(), String> {
+        let members = self.fleet.etcd_members(cluster);
+        let mut bad = Vec::new();
+        for m in &members {
+            let Some(e) = &m.etcd else { continue };
+            let url = format!(
+                "{}://{}:{}",
+                self.reach.access.scheme(),
+                m.ip,
+                e.params.etcd_port
+            );
+            match crate::agent::etcd::Client::with(&url, Duration::from_secs(3), &self.reach.access)
+                .and_then(|c| c.health())
+            {
+                Ok(true) => {}
+                Ok(false) => bad.push(format!("{} unhealthy", e.name)),
+                Err(err) => bad.push(format!("{}: {}", e.name, first_line(&err))),
+            }
+        }
+        if bad.is_empty() {
+            Ok(())
+        } else {
+            Err(bad.join("; "))
+        }
+    }
+
+    fn pg_whole(&self, cluster: &str) -> Result<(), String> {
+        let members = self.fleet.pg_members(cluster);
+        let mut last = String::from("no member answered");
+        for n in &members {
+            let state = match patroni_cluster(n, self.reach) {
+                Ok(s) => s,
+                Err(e) => {
+                    last = first_line(&e);
+                    continue;
+                }
+            };
+            return pg_verdict(&state, members.len(), self.opts.lag_bytes);
+        }
+        Err(last)
+    }
+
+    fn minio_whole(&self, node: &Node) -> Result<(), String> {
+        let m = node.minio.as_ref().ok_or("not a MinIO member")?;
+        let scheme = if node.minio_https() { "https" } else { "http" };
+        let url = format!(
+            "{scheme}://{}:{}/minio/health/cluster",
+            node.ip, m.params.minio_port
+        );
+        let client = match &self.reach.access.tls {
+            Some(tls) => crate::http::client_trusting(
+                Duration::from_secs(3),
+                Duration::from_secs(10),
+                &tls.ca,
+            ),
+            None => crate::http::client(Duration::from_secs(3), Duration::from_secs(10)),
+        }
+        .map_err(|e| format!("{e:#}"))?;
+        match crate::http::get(&client, &url) {
+            Ok((200, _)) => Ok(()),
+            Ok((code, _)) => Err(format!("HTTP {code}")),
+            Err(e) => Err(first_line(&e)),
+        }
+    }
+
+    /// Hand the cluster's primary over to `to` through Patroni's REST API and wait
+    /// until `to` leads and runs; returns how long the cluster had no running leader.
+    fn switchover(&self, leader: &str, cluster: &str, to: &str) -> anyhow::Result<f64> {
+        let node = self.node(leader)?;
+        let pg = node.pg.as_ref().context("not a PostgreSQL node")?;
+        let base = node.patroni_url().context("no Patroni REST API")?;
+        // The live leader (it may not be the inventory's primary).
+        let state = patroni_cluster(node, self.reach)?;
+        let current = state
+            .members
+            .iter()
+            .find(|m| m.role == "leader")
+            .map(|m| m.name.clone())
+            .with_context(|| format!("{cluster} has no leader to switch over from"))?;
+        if current == to {
+            return Ok(0.0);
+        }
+        let http = crate::http::client(Duration::from_secs(3), Duration::from_secs(60));
+        let http = match &self.reach.access.tls {
+            Some(tls) => {
+                crate::http::client_tls(Duration::from_secs(3), Duration::from_secs(60), tls)
+            }
+            None => http,
+        }?;
+        let start = Instant::now();
+        let url = format!("{base}/switchover");
+        let resp = http
+            .post(&url)
+            .basic_auth(
+                &pg.params.patroni_username,
+                Some(&pg.params.patroni_password),
+            )
+            .json(&serde_json::json!({"leader": current, "candidate": to}))
+            .send()
+            .with_context(|| format!("POST {url}"))?;
+        let code = resp.status().as_u16();
+        let body = resp.text().unwrap_or_default();
+        if code != 200 {
+            bail!("POST {url}: HTTP {code}: {}", body.trim());
+        }
+        let target = self.node_by_instance(cluster, to)?;
+        self.bounded(
+            leader,
+            &format!("{to} to lead {cluster} and run"),
+            self.opts.node_timeout,
+            || {
+                let s = patroni_cluster(target, self.reach).map_err(|e| first_line(&e))?;
+                match s.members.iter().find(|m| m.name == to) {
+                    Some(m) if m.role == "leader" && m.state == "running" => Ok(()),
+                    Some(m) => Err(format!("{to} is {} ({})", m.role, m.state)),
+                    None => Err(format!("{to} is not listed")),
+                }
+            },
+        )?;
+        Ok(start.elapsed().as_secs_f64())
+    }
+
+    fn node_by_instance(&self, cluster: &str, instance: &str) -> anyhow::Result<&Node> {
+        self.fleet
+            .pg_members(cluster)
+            .into_iter()
+            .find(|n| n.pg.as_ref().is_some_and(|p| p.name == instance))
+            .with_context(|| format!("{cluster} has no member {instance}"))
+    }
+
+    /// Poll `ready` every `poll` for at most `limit` (once when `limit` is zero); the
+    /// error names the node, what was awaited and the last answer.
+    fn bounded(
+        &self,
+        node: &str,
+        what: &str,
+        limit: Duration,
+        mut ready: impl FnMut() -> Result<(), String>,
+    ) -> anyhow::Result<()> {
+        let start = Instant::now();
+        let mut tries = 0u32;
+        loop {
+            tries += 1;
+            let last = match ready() {
+                Ok(()) => return Ok(()),
+                Err(why) => why,
+            };
+            if start.elapsed() >= limit || tries >= 100_000 {
+                bail!(
+                    "{node}: waited {:.0}s for {what}; last: {last}",
+                    start.elapsed().as_secs_f64()
+                );
+            }
+            std::thread::sleep(self.opts.poll);
+        }
+    }
+}
+
+fn first_line(e: &anyhow::Error) -> String {
+    format!("{e:#}").lines().next().unwrap_or("").to_string()
+}
+
+/// Whether a Patroni cluster is whole: every member listed, one leader running,
+/// every other member streaming with lag at most `lag_bytes`.
+fn pg_verdict(state: &PatroniCluster, want: usize, lag_bytes: u64) -> Result<(), String> {
+    let mut bad = Vec::new();
+    let leaders = state
+        .members
+        .iter()
+        .filter(|m| (m.role == "leader" || m.role == "standby_leader") && m.state == "running")
+        .count();
+    if leaders != 1 {
+        bad.push(format!("{leaders} running leader(s)"));
+    }
+    for m in &state.members {
+        if m.role == "leader" || m.role == "standby_leader" {
+            continue;
+        }
+        if m.state != "streaming" {
+            bad.push(format!("{} is {}", m.name, m.state));
+            continue;
+        }
+        match m.lag.as_u64() {
+            Some(lag) if lag <= lag_bytes => {}
+            Some(lag) => bad.push(format!("{} lags {lag} bytes", m.name)),
+            None => bad.push(format!("{} lag {}", m.name, m.lag)),
+        }
+    }
+    if state.members.len() < want {
+        bad.push(format!("{} of {want} members listed", state.members.len()));
+    }
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(bad.join("; "))
+    }
+}
+
+fn step_label(step: &Step) -> String {
+    match &step.kind {
+        StepKind::Update { weight } => format!("update ({})", weight.as_str()),
+        StepKind::Switchover { to, .. } => format!("switchover to {to}"),
+        StepKind::ClusterConfig { .. } => "cluster config".into(),
+        StepKind::InPlace { .. } => "in place".into(),
+        StepKind::Provision => "provision".into(),
+        StepKind::Retire => "retire".into(),
+    }
+}
+
+/// The final table: node, step, old digest, new digest, time, downtime.
+pub fn describe(report: &Report) -> String {
+    let mut out = String::new();
+    if report.dry_run {
+        out.push_str("dry run: nothing was changed\n");
+        for s in &report.plan {
+            out.push_str(&format!("  {:<16} {}\n", s.node, s.what));
+        }
+    } else {
+        out.push_str(&format!(
+            "{:<16} {:<24} {:<12} {:<12} {:>8} {:>9}\n",
+            "NODE", "STEP", "OLD", "NEW", "TIME", "DOWNTIME"
+        ));
+        for r in &report.rows {
+            out.push_str(&format!(
+                "{:<16} {:<24} {:<12} {:<12} {:>7.1}s {:>9}\n",
+                r.node,
+                r.step,
+                r.old_digest,
+                r.new_digest,
+                r.secs,
+                r.downtime_secs
+                    .map(|d| format!("{d:.1}s"))
+                    .unwrap_or_else(|| "-".into())
+            ));
+        }
+    }
+    for l in &report.left {
+        out.push_str(&format!("left alone: {l}\n"));
+    }
+    if let Some(s) = &report.stopped {
+        out.push_str(&format!(
+            "stopped at {} ({}): {}\nrun `pigsty rollout` again to resume once it is fixed\n",
+            s.node, s.step, s.why
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(name: &str, role: &str, state: &str, lag: serde_json::Value) -> PatroniMember {
+        PatroniMember {
+            name: name.into(),
+            role: role.into(),
+            state: state.into(),
+            lag,
+        }
+    }
+
+    #[test]
+    fn a_cluster_is_whole_only_with_one_running_leader_and_replicas_streaming_close() {
+        let ok = PatroniCluster {
+            members: vec![
+                member("pg-1", "leader", "running", serde_json::Value::Null),
+                member("pg-2", "replica", "streaming", 0.into()),
+                member("pg-3", "sync_standby", "streaming", 1024.into()),
+            ],
+        };
+        assert_eq!(pg_verdict(&ok, 3, 1 << 20), Ok(()));
+        assert_eq!(
+            pg_verdict(&ok, 4, 1 << 20),
+            Err("3 of 4 members listed".into())
+        );
+        assert_eq!(pg_verdict(&ok, 3, 100), Err("pg-3 lags 1024 bytes".into()));
+        let restarting = PatroniCluster {
+            members: vec![
+                member("pg-1", "leader", "running", serde_json::Value::Null),
+                member("pg-2", "replica", "starting", "unknown".into()),
+            ],
+        };
+        assert_eq!(
+            pg_verdict(&restarting, 2, 1 << 20),
+            Err("pg-2 is starting".into())
+        );
+        let headless = PatroniCluster {
+            members: vec![member("pg-2", "replica", "streaming", 0.into())],
+        };
+        assert_eq!(
+            pg_verdict(&headless, 1, 1 << 20),
+            Err("0 running leader(s)".into())
+        );
+    }
+
+    #[test]
+    fn what_agent_apply_check_prints_is_read() {
+        let json = r#"{"bundle":"ab","files":[{"path":"/etc/patroni/patroni.yml","change":"modified","effect":{"action":"restart","target":"patroni.service"},"why":"x"}],"actions":["would take it in without a boot"],"needs_boot":false,"was":"cd"}"#;
+        let c: Checked = serde_json::from_str(json).unwrap();
+        assert!(!c.needs_boot);
+        assert_eq!(
+            c.files[0].effect,
+            crate::diff::Effect::Restart("patroni.service".into())
+        );
+    }
+}
