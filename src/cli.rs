@@ -104,6 +104,9 @@ pub enum LabCommand {
     /// Which lab nodes run another image than the inventory compiles to (as the lab
     /// builds it: its CA, its operator key), from the plan digests they report.
     Diff(LabStatusArgs),
+    /// `pigsty rollout` on the lab, from inside its network: the lab's operator key,
+    /// CA, layer cache and extra trees; bundles built into <lab>/updates.
+    Rollout(LabRolloutArgs),
 }
 
 #[derive(Debug, Args)]
@@ -192,6 +195,28 @@ pub struct LabUpArgs {
 pub struct LabStatusArgs {
     #[command(flatten)]
     pub dir: LabDir,
+
+    /// Machine-readable JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LabRolloutArgs {
+    #[command(flatten)]
+    pub dir: LabDir,
+
+    /// Build, ask each node what changes and print the plan; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Run up to N PostgreSQL clusters (or other nodes) side by side.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub parallel: usize,
+
+    /// Bound of each node's step and of each wait after it.
+    #[arg(long, value_name = "SECS", default_value_t = 900)]
+    pub timeout: u64,
 
     /// Machine-readable JSON on stdout.
     #[arg(long)]

@@ -407,6 +407,28 @@ fn lab(
                 .context("writing to stdout")?;
             Ok(())
         }
+        C::Rollout(args) => {
+            let (lab, fleet) = lab_fleet(source, pki, &lab_dir(&args.dir))?;
+            let compiled = compile_all(&fleet, &fleet.source)?;
+            // Every node's bundle and root built out here, where a root not cached yet
+            // can be fetched; inside the lab's network the rollout finds them cached.
+            let mut opts = lab.rollout_options(&fleet, &compiled)?;
+            opts.dry_run = args.dry_run;
+            opts.parallel = args.parallel;
+            opts.node_timeout = std::time::Duration::from_secs(args.timeout.max(1));
+            let report = crate::lab::net::within(&lab.state.netns, || {
+                crate::rollout::rollout(
+                    &fleet,
+                    &compiled,
+                    &crate::rollout::Reach {
+                        endpoints: lab.etcd_endpoints(),
+                        access: lab.etcd_access()?,
+                    },
+                    &opts,
+                )
+            })?;
+            print_rollout(&report, args.json, out)
+        }
         C::Logs(args) => {
             let lab = Lab::open(&lab_dir(&args.dir))?;
             let text = crate::lab::logs(&lab, &args.node, args.unit.as_deref())?;
@@ -809,10 +831,20 @@ fn rollout(
         &crate::rollout::Reach { endpoints, access },
         &opts,
     )?;
-    if args.json {
-        write_json(out, &report)?;
+    print_rollout(&report, args.json, out)
+}
+
+/// The rollout's final table (or JSON); a rollout that stopped is exit 1 naming
+/// where.
+fn print_rollout(
+    report: &crate::rollout::Report,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    if json {
+        write_json(out, report)?;
     } else {
-        out.write_all(crate::rollout::describe(&report).as_bytes())
+        out.write_all(crate::rollout::describe(report).as_bytes())
             .context("writing to stdout")?;
     }
     match &report.stopped {

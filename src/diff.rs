@@ -369,9 +369,12 @@ pub fn weigh(files: &[FileDiff], mut reasons: Vec<String>) -> (Weight, String, V
 }
 
 /// A file whose change is a database object's: the SQL, pgbouncer's user list, and
-/// pgbouncer.ini where only its `[databases]` and `[users]` sections differ.
+/// pgbouncer.ini where only its `[databases]` and `[users]` sections differ (and the
+/// identity file, which any change changes).
 fn is_database(f: &FileDiff) -> bool {
     f.effect == Effect::Sql
+        // The image's identity (its plan digest) changes with any change at all.
+        || f.path == crate::plan::IDENTITY_PATH
         || (f.path == "/etc/pgbouncer/userlist.txt" && f.change == FileChange::Modified)
         || (f.path == "/etc/pgbouncer/pgbouncer.ini" && f.why == POOLS_ONLY)
 }

@@ -552,6 +552,86 @@ fn clone_count(node: &str) -> usize {
         .count()
 }
 
+/// `pigsty lab rollout --json` with `inv`, which must finish; its report.
+fn rollout(inv: &std::path::Path) -> serde_json::Value {
+    let out = pigsty_with(inv, &["rollout", "--json", "--timeout", "1200"]);
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "lab rollout: {said}");
+    let report: serde_json::Value = serde_json::from_str(&said).unwrap();
+    for row in report["rows"].as_array().unwrap() {
+        println!(
+            "rollout {:<10} {:<24} {} → {} {:>6.1}s downtime {}",
+            row["node"].as_str().unwrap_or(""),
+            row["step"].as_str().unwrap_or(""),
+            row["old_digest"].as_str().unwrap_or(""),
+            row["new_digest"].as_str().unwrap_or(""),
+            row["secs"].as_f64().unwrap_or(0.0),
+            row["downtime_secs"]
+        );
+    }
+    report
+}
+
+/// Commits through haproxy's primary port every 100 ms until told to stop: the ids
+/// committed, and the longest gap between two commits (seconds).
+fn writer(
+    host: &'static str,
+    first_id: i64,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<(Vec<i64>, f64)> {
+    std::thread::spawn(move || {
+        let mut ids = Vec::new();
+        let mut last = Instant::now();
+        let mut gap = 0.0f64;
+        let mut id = first_id;
+        // Bounded: at most 2 hours of 100 ms ticks.
+        for _ in 0..72_000 {
+            if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                break;
+            }
+            id += 1;
+            let sql = format!("INSERT INTO lab_rows VALUES ({id}, 'rollout')");
+            if psql_as(host, 5433, DSN_USER_QUICK, &sql).is_ok() {
+                gap = gap.max(last.elapsed().as_secs_f64());
+                last = Instant::now();
+                ids.push(id);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        (ids, gap)
+    })
+}
+
+const DSN_USER_QUICK: &str = "user=dbuser_lab password=DBUser.Lab dbname=lab connect_timeout=2";
+
+/// Samples how many etcd members are healthy, every second, until told to stop:
+/// the fewest seen, and how many samples were taken.
+fn etcd_watch(
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<(usize, usize)> {
+    std::thread::spawn(move || {
+        let mut fewest = usize::MAX;
+        let mut samples = 0;
+        for _ in 0..7_200 {
+            if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                break;
+            }
+            let healthy = NODES
+                .iter()
+                .filter(|(_, ip)| {
+                    etcd_client(ip)
+                        .and_then(|c| c.health().map_err(|e| e.to_string()))
+                        .unwrap_or(false)
+                })
+                .count();
+            fewest = fewest.min(healthy);
+            samples += 1;
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        (fewest, samples)
+    })
+}
+
 /// A copy of a node bundle whose etc/pigsty/node.json is not JSON.
 fn break_node_json(from: &std::path::Path, to: &std::path::Path) {
     let bytes = std::fs::read(from).unwrap();
@@ -1068,7 +1148,7 @@ fn e2e() {
     );
 
     // 4. A user and a database added to the inventory (on top of the node's kept
-    //    parameter): `lab apply` takes them in on every node without a reboot. The
+    //    parameter): `lab rollout` takes them in on every node without a reboot. The
     //    member that leads applies the SQL (every member carries it); every
     //    pgbouncer reloads its user and database lists; the new user reaches the
     //    new database through each node's pgbouncer.
@@ -1085,16 +1165,28 @@ fn e2e() {
     let boot_id = |n: &str| lab_ssh(n, "cat /proc/sys/kernel/random/boot_id");
     let boots: Vec<String> = NODES.iter().map(|(n, _)| boot_id(n)).collect();
     let t = Instant::now();
-    for (name, _) in NODES {
-        let out = pigsty_with(&added, &["apply", name]);
-        let said = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "lab apply {name}: {said}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        println!("{said}");
-    }
+    let report = rollout(&added);
+    let weights: Vec<String> = report["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            format!(
+                "{} {}",
+                n["nodename"].as_str().unwrap(),
+                n["weight"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        weights,
+        [
+            "pg-lab-1 database",
+            "pg-lab-2 database",
+            "pg-lab-3 database"
+        ],
+        "adding a user and a database changes database objects only"
+    );
     figures.insert("apply_user_db_s", t.elapsed().as_secs_f64());
     for ((name, ip), before) in NODES.iter().zip(&boots) {
         assert_eq!(&boot_id(name), before, "{name} rebooted");
@@ -1150,6 +1242,125 @@ fn e2e() {
     println!(
         "user and database applied on every node without a reboot in {:.0} s",
         figures["apply_user_db_s"]
+    );
+
+    // 5. One PostgreSQL parameter (a restart) and one etcd setting changed for the
+    //    whole cluster: `lab diff` shows the three nodes, `lab rollout` takes them in
+    //    (replicas, a switchover through Patroni, the former primary) while a writer
+    //    commits through haproxy's primary port every 100 ms. Afterwards every node
+    //    runs the new plan, no committed row is lost, no replica was cloned again,
+    //    etcd kept quorum throughout, and the write outage is printed.
+    let tuned = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("lab-tuned.yml");
+    let inv = std::fs::read_to_string(&added).unwrap();
+    let inv = inv
+        .replacen(
+            "        pg_cluster: pg-lab\n",
+            "        pg_cluster: pg-lab\n        pg_parameters: { max_locks_per_transaction: 96 }\n",
+            1,
+        )
+        .replacen(
+            "etcd_heartbeat_interval: 500",
+            "etcd_heartbeat_interval: 400",
+            1,
+        );
+    assert!(inv.contains("max_locks_per_transaction") && inv.contains("interval: 400"));
+    std::fs::write(&tuned, inv).unwrap();
+    assert_eq!(
+        states(&tuned),
+        ["pg-lab-1 differs", "pg-lab-2 differs", "pg-lab-3 differs"]
+    );
+    let clones: Vec<usize> = NODES.iter().map(|(n, _)| clone_count(n)).collect();
+    let boots: Vec<String> = NODES.iter().map(|(n, _)| boot_id(n)).collect();
+    let leader = formed(3).unwrap();
+    let before_rows = count_rows(ip_of(&leader), 5432).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writes = writer(ip_of(&leader), 100_000, stop.clone());
+    let quorum = etcd_watch(stop.clone());
+    std::thread::sleep(Duration::from_secs(3));
+    let t = Instant::now();
+    let report = rollout(&tuned);
+    let took = t.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (ids, outage) = writes.join().unwrap();
+    let (fewest, samples) = quorum.join().unwrap();
+    figures.insert("rollout_s", took);
+    figures.insert("rollout_write_outage_s", outage);
+    let kinds: Vec<String> = report["plan"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            format!(
+                "{} {}",
+                s["node"].as_str().unwrap(),
+                s["kind"].as_str().unwrap()
+            )
+        })
+        .collect();
+    println!("rollout plan: {kinds:?}");
+    assert_eq!(
+        kinds.iter().filter(|k| k.ends_with(" update")).count(),
+        3,
+        "three nodes updated: {kinds:?}"
+    );
+    assert!(
+        kinds.contains(&format!("{leader} switchover")),
+        "the primary {leader} hands over first: {kinds:?}"
+    );
+    assert_eq!(
+        kinds.last().unwrap(),
+        &format!("{leader} update"),
+        "the former primary goes last"
+    );
+    assert!(!ids.is_empty(), "the writer committed nothing");
+    let new_leader = until(
+        "the cluster after the rollout",
+        Duration::from_secs(300),
+        || formed(3),
+    );
+    assert_ne!(new_leader, leader, "the switchover moved the primary");
+    let got: i64 = psql(
+        ip_of(&new_leader),
+        5432,
+        "SELECT count(*) FROM lab_rows WHERE id > 100000",
+    )
+    .unwrap()
+    .parse()
+    .unwrap();
+    assert_eq!(got, ids.len() as i64, "every committed row is there");
+    assert_eq!(
+        count_rows(ip_of(&new_leader), 5432).unwrap(),
+        before_rows + ids.len() as i64
+    );
+    assert!(samples > 0);
+    assert!(
+        fewest >= 2,
+        "etcd lost quorum: {fewest} healthy member(s) at one point"
+    );
+    for (i, (name, ip)) in NODES.iter().enumerate() {
+        assert_eq!(clone_count(name), clones[i], "{name} was cloned again");
+        assert_eq!(boot_id(name), boots[i], "{name} rebooted");
+        assert_eq!(
+            psql(ip, 5432, "SHOW max_locks_per_transaction").unwrap(),
+            "96",
+            "the parameter in effect on {name}"
+        );
+        let env = lab_ssh(
+            name,
+            "sudo cat /proc/$(pidof etcd)/environ | tr '\\0' '\\n' | grep HEARTBEAT",
+        );
+        assert_eq!(env.trim(), "ETCD_HEARTBEAT_INTERVAL=400", "{name}'s etcd");
+    }
+    assert_eq!(
+        states(&tuned),
+        ["pg-lab-1 same", "pg-lab-2 same", "pg-lab-3 same"]
+    );
+    println!(
+        "rollout of a PostgreSQL parameter and an etcd setting on 3 nodes in {took:.0} s: \
+         {} rows committed through haproxy, none lost, longest write outage {outage:.1} s, \
+         etcd never below {fewest} healthy members ({samples} samples)",
+        ids.len()
     );
 
     // Every node, whichever way it booted, serves SSH.

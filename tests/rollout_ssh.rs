@@ -187,5 +187,8 @@ fn a_command_that_overruns_its_bound_is_an_error() {
     )
     .unwrap();
     let err = s.run("sleep 30", None, &mut |_| {}).unwrap_err();
-    assert!(format!("{err:#}").contains("did not end within 1s"), "{err:#}");
+    assert!(
+        format!("{err:#}").contains("did not end within 1s"),
+        "{err:#}"
+    );
 }

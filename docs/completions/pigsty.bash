@@ -178,6 +178,9 @@ _pigsty() {
             pigsty__subcmd__help__subcmd__lab,reimage)
                 cmd="pigsty__subcmd__help__subcmd__lab__subcmd__reimage"
                 ;;
+            pigsty__subcmd__help__subcmd__lab,rollout)
+                cmd="pigsty__subcmd__help__subcmd__lab__subcmd__rollout"
+                ;;
             pigsty__subcmd__help__subcmd__lab,ssh)
                 cmd="pigsty__subcmd__help__subcmd__lab__subcmd__ssh"
                 ;;
@@ -247,6 +250,9 @@ _pigsty() {
             pigsty__subcmd__lab,reimage)
                 cmd="pigsty__subcmd__lab__subcmd__reimage"
                 ;;
+            pigsty__subcmd__lab,rollout)
+                cmd="pigsty__subcmd__lab__subcmd__rollout"
+                ;;
             pigsty__subcmd__lab,ssh)
                 cmd="pigsty__subcmd__lab__subcmd__ssh"
                 ;;
@@ -285,6 +291,9 @@ _pigsty() {
                 ;;
             pigsty__subcmd__lab__subcmd__help,reimage)
                 cmd="pigsty__subcmd__lab__subcmd__help__subcmd__reimage"
+                ;;
+            pigsty__subcmd__lab__subcmd__help,rollout)
+                cmd="pigsty__subcmd__lab__subcmd__help__subcmd__rollout"
                 ;;
             pigsty__subcmd__lab__subcmd__help,ssh)
                 cmd="pigsty__subcmd__lab__subcmd__help__subcmd__ssh"
@@ -1065,7 +1074,7 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__help__subcmd__lab)
-            opts="up status down reimage kill start wait logs ssh update apply diff"
+            opts="up status down reimage kill start wait logs ssh update apply diff rollout"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1149,6 +1158,20 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__help__subcmd__lab__subcmd__reimage)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pigsty__subcmd__help__subcmd__lab__subcmd__rollout)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1519,7 +1542,7 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__lab)
-            opts="-i -v -h -V --inventory --pki --verbose --help --version up status down reimage kill start wait logs ssh update apply diff help"
+            opts="-i -v -h -V --inventory --pki --verbose --help --version up status down reimage kill start wait logs ssh update apply diff rollout help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1635,7 +1658,7 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__lab__subcmd__help)
-            opts="up status down reimage kill start wait logs ssh update apply diff help"
+            opts="up status down reimage kill start wait logs ssh update apply diff rollout help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1733,6 +1756,20 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__lab__subcmd__help__subcmd__reimage)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pigsty__subcmd__lab__subcmd__help__subcmd__rollout)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1898,6 +1935,44 @@ _pigsty() {
             fi
             case "${prev}" in
                 --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --inventory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pki)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pigsty__subcmd__lab__subcmd__rollout)
+            opts="-i -v -h -V --dir --dry-run --parallel --timeout --json --inventory --pki --verbose --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --parallel)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

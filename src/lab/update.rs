@@ -157,6 +157,48 @@ impl Lab {
         Ok((out.join(name).join("bundle.tar"), root.sha256.clone()))
     }
 
+    /// How `lab rollout` runs: the lab's operator key, layer cache and extra trees,
+    /// bundles into `<lab>/updates`. Every node's bundle (and its root) is built here
+    /// first, outside the lab's network, so the rollout inside it builds from the
+    /// cache alone (`offline`).
+    pub fn rollout_options(
+        &self,
+        fleet: &Fleet,
+        compiled: &[crate::compile::Compiled],
+    ) -> anyhow::Result<crate::rollout::Options> {
+        let out = self.dir.join("updates");
+        let cache = self
+            .state
+            .cache
+            .clone()
+            .unwrap_or_else(crate::image::layer::cache_dir);
+        let build = crate::image::BuildOptions {
+            formats: vec![crate::image::Format::Bundle],
+            out: out.clone(),
+            cache: cache.clone(),
+            offline: false,
+            epoch: crate::image::default_epoch(),
+            extra_trees: self.state.extra_trees.clone(),
+        };
+        let pairs: Vec<(&crate::model::Node, crate::compile::Compiled)> =
+            fleet.nodes.iter().zip(compiled.iter().cloned()).collect();
+        crate::image::build(fleet, &pairs, &build)?;
+        Ok(crate::rollout::Options {
+            dry_run: false,
+            parallel: 1,
+            identity: ssh_key(&self.dir),
+            ssh_port: 22,
+            listen: "0.0.0.0:0".parse()?,
+            out,
+            cache,
+            offline: true,
+            extra_trees: self.state.extra_trees.clone(),
+            lag_bytes: 16 << 20,
+            node_timeout: Duration::from_secs(900),
+            poll: Duration::from_secs(2),
+        })
+    }
+
     /// `lab update`: the node's new bundle (and, when its package set changed, its
     /// new root) onto the node, `agent update --reboot` there, then (with `wait`)
     /// until the node reports the new slot kept and its join done.

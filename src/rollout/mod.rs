@@ -315,7 +315,7 @@ pub fn rollout(
     };
     for t in &targets {
         let node = ctx.node(&t.name)?;
-        if let Err(e) = ctx.whole(node, Duration::from_secs(0)) {
+        if let Err(e) = ctx.whole(node, Duration::from_secs(120)) {
             report.stopped = Some(Stopped {
                 node: t.name.clone(),
                 step: "preflight".into(),
@@ -677,7 +677,7 @@ impl Ctx<'_> {
         })
     }
 
-    /// Until every cluster the node serves is whole (`limit` zero: look once).
+    /// Until every cluster the node serves is whole.
     fn whole(&self, node: &Node, limit: Duration) -> anyhow::Result<()> {
         if let Some(e) = &node.etcd {
             self.bounded(
