@@ -355,9 +355,12 @@ bench_mkosi() {
     report mkosi-warm
 }
 
-# lab: boot-to-ready (first qemu start to every agent done) and failover (primary
-# VM killed to a new leader; to writes through 5433 again) of the VM lab, as
-# medians over BENCH_LAB_RUNS (3) runs of the lab's end-to-end test. Root, qemu,
+# lab: boot-to-ready (first qemu start to every agent done), failover (primary
+# VM killed to a new leader; to writes through 5433 again), and rollout (a
+# PostgreSQL parameter and an etcd setting taken to the 3 nodes: its time, and the
+# longest gap between commits of a writer through haproxy's primary port every
+# 100 ms) of the VM lab, as medians over BENCH_LAB_RUNS (3) runs of the lab's
+# end-to-end test. Root, qemu,
 # and about 20 minutes a run under TCG. Not part of a plain `ci/bench.sh`: name it.
 bench_lab() {
     local runs=${BENCH_LAB_RUNS:-3} i
@@ -374,16 +377,17 @@ bench_lab() {
     lab_medians "$OUT"/lab/run-*.json | tee "$OUT/lab.md"
 }
 
-# lab_medians FIGURES.json...: the median of each figure whose key holds `ready` or
-# `failover`, over the runs given. Each file is tests/lab.rs's lab-figures.json: one
+# lab_medians FIGURES.json...: the median of each figure whose key holds `ready`,
+# `failover` or `rollout`, over the runs given. Each file is tests/lab.rs's lab-figures.json: one
 # JSON object of seconds, e.g. {"boot_to_ready_s": 612.3, "failover_leader_s": 9.1}.
 lab_medians() {
     python3 - "$@" <<'PY'
 import json, statistics, sys
 runs = [json.load(open(p)) for p in sys.argv[1:]]
-keys = sorted({k for r in runs for k in r if "ready" in k or "failover" in k})
+keys = sorted({k for r in runs for k in r
+               if "ready" in k or "failover" in k or "rollout" in k})
 if not keys:
-    sys.exit("no ready or failover figure in %s" % " ".join(sys.argv[1:]))
+    sys.exit("no ready, failover or rollout figure in %s" % " ".join(sys.argv[1:]))
 print("%-24s %8s   %s" % ("lab figure (s)", "median", "runs"))
 for key in keys:
     vals = [float(r[key]) for r in runs if key in r]

@@ -373,8 +373,10 @@ pub fn weigh(files: &[FileDiff], mut reasons: Vec<String>) -> (Weight, String, V
 /// identity file, which any change changes).
 fn is_database(f: &FileDiff) -> bool {
     f.effect == Effect::Sql
-        // The image's identity (its plan digest) changes with any change at all.
+        // The image's identity (its plan digest) changes with any change at all, and
+        // node.json may differ only in the inventory file's name.
         || f.path == crate::plan::IDENTITY_PATH
+        || (f.path == "/etc/pigsty/node.json" && f.effect == Effect::None)
         || (f.path == "/etc/pgbouncer/userlist.txt" && f.change == FileChange::Modified)
         || (f.path == "/etc/pgbouncer/pgbouncer.ini" && f.why == POOLS_ONLY)
 }
@@ -535,14 +537,30 @@ fn effect_of(path: &str, change: FileChange, old: &[u8], new: &[u8]) -> (Effect,
         "/etc/chrony/chrony.conf" => restart("chrony.service"),
         "/etc/sysctl.d/90-pigsty.conf" => run("sysctl --system"),
         "/etc/udev/rules.d/90-pigsty-journal.rules" => run("udevadm control --reload"),
-        "/etc/pigsty/node.json" if change == FileChange::Modified && same_but(old, new, false) => (
-            Effect::Sql,
-            "only its database steps' descriptions differ".to_string(),
-        ),
-        "/etc/pigsty/node.json" if change == FileChange::Modified && same_but(old, new, true) => (
-            Effect::Run(TUNE.to_string()),
-            "only PostgreSQL's sizing differs".to_string(),
-        ),
+        "/etc/pigsty/node.json"
+            if change == FileChange::Modified && same_but(old, new, false, false) =>
+        {
+            (
+                Effect::None,
+                "only the inventory file's name differs".to_string(),
+            )
+        }
+        "/etc/pigsty/node.json"
+            if change == FileChange::Modified && same_but(old, new, true, false) =>
+        {
+            (
+                Effect::Sql,
+                "only its database steps' descriptions differ".to_string(),
+            )
+        }
+        "/etc/pigsty/node.json"
+            if change == FileChange::Modified && same_but(old, new, true, true) =>
+        {
+            (
+                Effect::Run(TUNE.to_string()),
+                "only PostgreSQL's sizing differs".to_string(),
+            )
+        }
         "/etc/pigsty/node.json" => (Effect::Agent, String::new()),
         "/etc/hostname" | "/etc/timezone" | "/etc/pki/ca.crt" => (Effect::Reboot, String::new()),
         _ => effect_by_dir(path),
@@ -594,14 +612,22 @@ fn effect_by_dir(path: &str) -> (Effect, String) {
     }
 }
 
-/// Whether two node.json texts are the same but for the descriptions of the join
-/// steps that create database objects (`create 10 role(s)`), and for PostgreSQL's
-/// sizing when `sizing` is set.
-fn same_but(old: &[u8], new: &[u8], sizing: bool) -> bool {
+/// Whether two node.json texts are the same but for the name of the inventory file
+/// they were built from (a name, not a change: `diff --against` reads the old one
+/// under the new name), the descriptions of the join steps that create database
+/// objects (`create 10 role(s)`) when `steps` is set, and PostgreSQL's sizing when
+/// `sizing` is set.
+fn same_but(old: &[u8], new: &[u8], steps: bool, sizing: bool) -> bool {
     let read = |t: &[u8]| -> Option<serde_json::Value> {
         let mut v: serde_json::Value = serde_json::from_slice(t).ok()?;
+        if let Some(p) = v.get_mut("pigsty").and_then(|p| p.as_object_mut()) {
+            p.remove("inventory");
+        }
         if sizing && let Some(pg) = v.get_mut("pg").and_then(|p| p.as_object_mut()) {
             pg.remove("sizing");
+        }
+        if !steps {
+            return Some(v);
         }
         for step in v.get_mut("join")?.as_array_mut()? {
             let id = step.get("id").and_then(|i| i.as_str()).unwrap_or_default();
@@ -1173,6 +1199,43 @@ pub fn describe(d: &FleetDiff) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_json_named_after_another_inventory_file_is_no_change() {
+        let doc = |file: &str, roles: u32| {
+            format!(
+                r#"{{"pigsty":{{"version":"0.1.0","inventory":"{file}"}},"join":[{{"id":"pg-users","action":"create {roles} role(s)"}}]}}"#
+            )
+        };
+        let effect = |a: String, b: String| {
+            effect_of(
+                "/etc/pigsty/node.json",
+                FileChange::Modified,
+                a.as_bytes(),
+                b.as_bytes(),
+            )
+            .0
+        };
+        assert_eq!(effect(doc("a.yml", 9), doc("b.yml", 9)), Effect::None);
+        assert_eq!(effect(doc("a.yml", 9), doc("b.yml", 10)), Effect::Sql);
+        // A node whose files differ only so (a user added, the inventory renamed) is
+        // a database change.
+        let files = [
+            FileDiff {
+                path: "/etc/pigsty/node.json".into(),
+                change: FileChange::Modified,
+                effect: Effect::None,
+                why: String::new(),
+            },
+            FileDiff {
+                path: "/etc/pigsty/sql/10-roles.sql".into(),
+                change: FileChange::Modified,
+                effect: Effect::Sql,
+                why: String::new(),
+            },
+        ];
+        assert_eq!(weigh(&files, Vec::new()).0, Weight::Database);
+    }
 
     #[test]
     fn the_dcs_section_is_a_document_of_its_own() {

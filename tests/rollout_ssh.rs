@@ -97,6 +97,7 @@ fn quick() -> Timeouts {
     Timeouts {
         connect: Duration::from_secs(10),
         command: Duration::from_secs(20),
+        silence: Duration::from_secs(3),
     }
 }
 
@@ -128,6 +129,11 @@ fn commands_run_with_their_output_status_and_stdin() {
         .unwrap();
     assert!(out.success());
     assert_eq!(out.stdout_text(), "HELLO ROLLOUT");
+    // A command silent for longer than the session's silence bound (3 s) is not a
+    // dead server: keepalives answer in between (an agent apply says nothing for
+    // minutes).
+    let out = s.run("sleep 8; echo woke", None, &mut |_| {}).unwrap();
+    assert_eq!((out.status, out.stdout_text().as_str()), (Some(0), "woke"));
 }
 
 #[test]
@@ -183,6 +189,7 @@ fn a_command_that_overruns_its_bound_is_an_error() {
         Timeouts {
             connect: Duration::from_secs(10),
             command: Duration::from_secs(1),
+            silence: Duration::from_secs(3),
         },
     )
     .unwrap();

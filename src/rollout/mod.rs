@@ -385,6 +385,7 @@ fn connect(t: &Target, opts: &Options) -> anyhow::Result<ssh::Session> {
         ssh::Timeouts {
             connect: Duration::from_secs(20),
             command: opts.node_timeout,
+            silence: Duration::from_secs(60),
         },
     )
     .with_context(|| format!("{}: connecting over SSH", t.name))

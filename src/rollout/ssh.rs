@@ -20,6 +20,10 @@ pub struct Timeouts {
     pub connect: Duration,
     /// The whole of one command.
     pub command: Duration,
+    /// How long the server may say nothing, keepalive answers included, before the
+    /// session is given up (a node that rebooted or fell off the network). The
+    /// client asks every third of it, so a silent command is not silence.
+    pub silence: Duration,
 }
 
 impl Default for Timeouts {
@@ -27,6 +31,7 @@ impl Default for Timeouts {
         Timeouts {
             connect: Duration::from_secs(15),
             command: Duration::from_secs(1800),
+            silence: Duration::from_secs(60),
         }
     }
 }
@@ -137,8 +142,8 @@ impl Session {
         };
         let config = Arc::new(client::Config {
             // A node that goes silent (a reboot, a cut link) ends the session.
-            inactivity_timeout: Some(Duration::from_secs(60)),
-            keepalive_interval: Some(Duration::from_secs(10)),
+            inactivity_timeout: Some(timeouts.silence),
+            keepalive_interval: Some(timeouts.silence / 3),
             keepalive_max: 3,
             nodelay: true,
             ..Default::default()
