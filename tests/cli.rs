@@ -275,6 +275,41 @@ fn unbuilt_parameter_is_warned_at_its_line() {
     assert!(err.contains("not treated specially"), "{err}");
 }
 
+/// A host's own pg_parameters replace its cluster's whole map: one that leaves out a
+/// parameter Patroni keeps cluster-wide, which the cluster sets, is a warning at the
+/// host's pg_parameters; the same parameter repeated there is none.
+#[test]
+fn members_disagreeing_on_a_cluster_wide_parameter_are_warned() {
+    let text = PG_TEST
+        .replace(
+            "vars: { pg_cluster: pg-test }",
+            "vars: { pg_cluster: pg-test, pg_parameters: { max_locks_per_transaction: 96 } }",
+        )
+        .replace(
+            "10.0.0.2: { pg_seq: 2, pg_role: replica }",
+            "10.0.0.2: { pg_seq: 2, pg_role: replica, pg_parameters: { work_mem: 8MB } }",
+        );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("inv.yml"), &text).unwrap();
+    let out = pigsty(&["-i", "inv.yml", "inventory", "check"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            "inv.yml:7:65: `pg_parameters`: pg-test-2: its cluster-wide PostgreSQL parameters \
+             (none) differ from the rest of pg-test (max_locks_per_transaction=96)"
+        ),
+        "{err}"
+    );
+    let agreed = text.replace(
+        "{ work_mem: 8MB }",
+        "{ work_mem: 8MB, max_locks_per_transaction: 96 }",
+    );
+    std::fs::write(dir.path().join("inv.yml"), agreed).unwrap();
+    let out = pigsty(&["-i", "inv.yml", "inventory", "check"], dir.path());
+    assert!(!stderr(&out).contains("cluster-wide"), "{}", stderr(&out));
+}
+
 #[test]
 fn vip_needs_cidr_and_role_names_are_checked() {
     let text = PG_TEST.replace(

@@ -1258,12 +1258,20 @@ fn e2e() {
             "        pg_cluster: pg-lab\n        pg_parameters: { max_locks_per_transaction: 96 }\n",
             1,
         )
+        // The node whose own pg_parameters (step 2) replace its cluster's map takes
+        // the parameter there too: the members agree (else `pigsty` warns).
+        .replacen(
+            "pg_parameters: { log_min_duration_statement: 1234 }",
+            "pg_parameters: { log_min_duration_statement: 1234, max_locks_per_transaction: 96 }",
+            1,
+        )
         .replacen(
             "etcd_heartbeat_interval: 500",
             "etcd_heartbeat_interval: 400",
             1,
         );
-    assert!(inv.contains("max_locks_per_transaction") && inv.contains("interval: 400"));
+    assert_eq!(inv.matches("max_locks_per_transaction: 96").count(), 2);
+    assert!(inv.contains("interval: 400"));
     std::fs::write(&tuned, inv).unwrap();
     assert_eq!(
         states(&tuned),

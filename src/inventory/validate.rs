@@ -189,7 +189,11 @@ fn read_host(
         for key in node.default_passwords() {
             default_passwords.push((key, reader.loc(key)));
         }
-        for key in IDENTITY_KEYS.iter().copied().chain(["pg_rto", ""]) {
+        for key in IDENTITY_KEYS
+            .iter()
+            .copied()
+            .chain(["pg_rto", "pg_parameters", ""])
+        {
             locs.push(((node.ip, key), reader.loc(key)));
         }
     }
@@ -960,6 +964,7 @@ fn check_fleet(
         }
     }
     check_dcs_timing(nodes, &at, file, findings);
+    check_cluster_wide(nodes, &at, file, findings);
     check_redis_clusters(nodes, &at, file, findings);
     let no_exporter: Vec<&Node> = nodes
         .iter()
@@ -1123,6 +1128,85 @@ fn check_dcs_timing(
                 .with_help(
                     "raise retry_timeout in the pg_rto plan (keeping loop_wait + 2 x retry_timeout <= ttl) \
                      or lower etcd_election_timeout",
+                ),
+            );
+        }
+    }
+}
+
+/// The members of a PostgreSQL cluster should agree on the parameters Patroni keeps
+/// for the whole cluster (its DCS configuration: max_connections,
+/// max_locks_per_transaction, wal_level, ...). A host's own `pg_parameters` replaces
+/// its cluster's whole map (as Ansible's host variables do), so one that sets such a
+/// parameter differently, or leaves out one its cluster sets, makes the members'
+/// configurations disagree, and the cluster runs whichever was written last.
+fn check_cluster_wide(
+    nodes: &[Node],
+    at: &dyn Fn(&Node, &'static str) -> Loc,
+    file: &str,
+    findings: &mut Vec<Finding>,
+) {
+    use std::collections::BTreeMap;
+    let wide = |n: &Node| -> BTreeMap<String, String> {
+        n.pg.as_ref()
+            .map(|pg| {
+                pg.params
+                    .pg_parameters
+                    .iter()
+                    .map(|(k, v)| (k.to_ascii_lowercase(), v.0.clone()))
+                    .filter(|(k, _)| crate::render::CLUSTER_WIDE.contains(&k.as_str()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    type Wide = BTreeMap<String, String>;
+    let mut clusters: BTreeMap<&str, Vec<(&Node, Wide)>> = BTreeMap::new();
+    for n in nodes {
+        if let Some(pg) = &n.pg {
+            clusters.entry(&pg.cluster).or_default().push((n, wide(n)));
+        }
+    }
+    let show = |m: &Wide| {
+        if m.is_empty() {
+            "none".to_string()
+        } else {
+            m.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    };
+    for (cluster, members) in clusters {
+        // The cluster's: what most members say (the first such, on a tie).
+        let mut counts: Vec<(&Wide, usize)> = Vec::new();
+        for (_, m) in &members {
+            match counts.iter_mut().find(|(c, _)| *c == m) {
+                Some((_, k)) => *k += 1,
+                None => counts.push((m, 1)),
+            }
+        }
+        // (max_by_key takes the last of equals: reversed, the first.)
+        let Some(&(most, _)) = counts.iter().rev().max_by_key(|(_, k)| *k) else {
+            continue;
+        };
+        for (n, mine) in members.iter().filter(|(_, m)| m != most) {
+            let name = n.pg.as_ref().map_or("", |p| p.name.as_str());
+            findings.push(
+                Finding::warning(
+                    file,
+                    at(n, "pg_parameters"),
+                    "pg_parameters",
+                    format!(
+                        "{name}: its cluster-wide PostgreSQL parameters ({}) differ from the rest \
+                         of {cluster} ({}): Patroni keeps one value of each for the whole cluster, \
+                         so the members' configurations disagree and the last one written wins",
+                        show(mine),
+                        show(most),
+                    ),
+                )
+                .with_help(
+                    "set cluster-wide parameters in the cluster's vars, and repeat them in a \
+                     host's own pg_parameters (which replaces the cluster's whole map)",
                 ),
             );
         }

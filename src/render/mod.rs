@@ -17,6 +17,7 @@ mod redis;
 pub mod write;
 
 pub use pgsql::applies_sql;
+pub use pgsql::conf::CLUSTER_WIDE;
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;

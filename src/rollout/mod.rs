@@ -792,6 +792,25 @@ impl Ctx<'_> {
         if current == to {
             return Ok(0.0);
         }
+        // A checkpoint first, so the one the old primary makes as it shuts down (with
+        // no primary meanwhile) has little left to write. Best effort.
+        if let Some(t) = self.targets.get(leader) {
+            let done = connect(t, self.opts).and_then(|s| {
+                s.run(
+                    "sudo -n -u postgres psql -X -q -c CHECKPOINT",
+                    None,
+                    &mut |_| {},
+                )
+            });
+            match done {
+                Ok(o) if o.success() => {}
+                Ok(o) => tracing::warn!(
+                    "{leader}: CHECKPOINT before the switchover: {}",
+                    o.stderr_text()
+                ),
+                Err(e) => tracing::warn!("{leader}: CHECKPOINT before the switchover: {e:#}"),
+            }
+        }
         let http = crate::http::client(Duration::from_secs(3), Duration::from_secs(60));
         let http = match &self.reach.access.tls {
             Some(tls) => {

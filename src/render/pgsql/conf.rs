@@ -17,7 +17,7 @@ use crate::model::{PgConf, PgMaxConn, PgParams};
 use crate::plan::sizing::{Hardware, PgSizing};
 
 /// Patroni 3.0's `ConfigHandler.CMDLINE_OPTIONS`: only read from the DCS.
-const CLUSTER_WIDE: &[&str] = &[
+pub const CLUSTER_WIDE: &[&str] = &[
     "listen_addresses",
     "port",
     "cluster_name",
