@@ -10,12 +10,14 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, bail};
 use axum::extract::{ConnectInfo, Path as UrlPath, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
 use tower::ServiceExt;
 
 /// One file served by its sha256.
@@ -24,6 +26,8 @@ pub struct Artifact {
     pub path: PathBuf,
     /// Who may fetch it; `None`: anyone who reaches the server (what holds no secret).
     pub only: Option<Vec<IpAddr>>,
+    /// Bytes of it sent so far (all requests together).
+    served: Arc<AtomicU64>,
 }
 
 /// What a server serves: sha256 (lowercase hex) → file.
@@ -40,6 +44,7 @@ impl Artifacts {
             Artifact {
                 path: path.to_path_buf(),
                 only,
+                served: Arc::new(AtomicU64::new(0)),
             },
         );
     }
@@ -71,6 +76,7 @@ struct Shared {
 /// A running server; stopped when dropped.
 pub struct Server {
     addr: SocketAddr,
+    artifacts: Arc<Artifacts>,
     log: Arc<Mutex<Vec<Logged>>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -85,8 +91,9 @@ impl Server {
         std_listener.set_nonblocking(true)?;
         let addr = std_listener.local_addr()?;
         let log = Arc::new(Mutex::new(Vec::new()));
+        let artifacts = Arc::new(artifacts);
         let shared = Shared {
-            artifacts: Arc::new(artifacts),
+            artifacts: artifacts.clone(),
             log: log.clone(),
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -140,6 +147,7 @@ impl Server {
         tracing::info!("artifact server on http://{addr}");
         Ok(Server {
             addr,
+            artifacts,
             log,
             stop: Some(stop),
             thread: Some(thread),
@@ -161,6 +169,17 @@ impl Server {
             self.addr.port(),
             sha256.to_ascii_lowercase()
         )
+    }
+
+    /// Bytes of `sha256` sent so far, and its size.
+    pub fn served(&self, sha256: &str) -> (u64, u64) {
+        match self.artifacts.files.get(&sha256.to_ascii_lowercase()) {
+            Some(a) => (
+                a.served.load(Ordering::Relaxed),
+                std::fs::metadata(&a.path).map_or(0, |m| m.len()),
+            ),
+            None => (0, 0),
+        }
     }
 
     /// The requests answered so far.
@@ -226,7 +245,16 @@ async fn artifact(
     {
         Ok(resp) => {
             record(&shared, peer, &method, &path, resp.status());
-            resp.into_response()
+            let served = found.served.clone();
+            resp.map(|body| {
+                axum::body::Body::new(body.map_frame(move |frame| {
+                    if let Some(data) = frame.data_ref() {
+                        served.fetch_add(data.len() as u64, Ordering::Relaxed);
+                    }
+                    frame
+                }))
+            })
+            .into_response()
         }
         Err(e) => {
             record(
@@ -327,6 +355,11 @@ mod tests {
             [200, 206, 200, 404]
         );
         assert!(log.iter().all(|l| l.peer.to_string() == "127.0.0.1"));
+        // What was sent: the whole file once, then the range (a HEAD sends nothing).
+        assert_eq!(
+            s.served("AB12"),
+            (data.len() as u64 + 1000, data.len() as u64)
+        );
     }
 
     #[test]

@@ -305,6 +305,7 @@ pub fn rollout(
 
     // 3. Preflight: the clusters it touches are whole before anything changes.
     let ctx = Ctx {
+        server: &server,
         fleet: &live,
         reach,
         opts,
@@ -326,15 +327,7 @@ pub fn rollout(
     }
 
     // 4. The steps, phase by phase; lanes of a phase side by side.
-    let mut phases: BTreeMap<u8, Vec<Vec<&Step>>> = BTreeMap::new();
-    for step in &plan {
-        let lanes = phases.entry(step.phase()).or_default();
-        match lanes.iter_mut().find(|l| l[0].lane == step.lane) {
-            Some(lane) => lane.push(step),
-            None => lanes.push(vec![step]),
-        }
-    }
-    for (phase, lanes) in phases {
+    for (phase, lanes) in phases(&plan) {
         let width = if phase == 1 { 1 } else { opts.parallel.max(1) };
         let queue = Mutex::new(lanes.into_iter());
         std::thread::scope(|scope| {
@@ -356,10 +349,25 @@ pub fn rollout(
             break;
         }
     }
-    drop(server);
     report.rows = ctx.rows.into_inner().unwrap_or_default();
     report.stopped = ctx.stopped.into_inner().unwrap_or_default();
+    // The artifact server stops here, with the rollout.
+    drop(server);
     Ok(report)
+}
+
+/// The plan's steps by phase, each phase's by lane, in order: a lane's steps run one
+/// after another, a phase's lanes may run side by side, phases one after another.
+fn phases(plan: &[Step]) -> BTreeMap<u8, Vec<Vec<&Step>>> {
+    let mut phases: BTreeMap<u8, Vec<Vec<&Step>>> = BTreeMap::new();
+    for step in plan {
+        let lanes = phases.entry(step.phase()).or_default();
+        match lanes.iter_mut().find(|l| l[0].lane == step.lane) {
+            Some(lane) => lane.push(step),
+            None => lanes.push(vec![step]),
+        }
+    }
+    phases
 }
 
 fn short(digest: &str) -> String {
@@ -488,6 +496,7 @@ fn patroni_cluster(node: &Node, reach: &Reach) -> anyhow::Result<PatroniCluster>
 }
 
 struct Ctx<'a> {
+    server: &'a crate::serve::Server,
     fleet: &'a Fleet,
     reach: &'a Reach,
     opts: &'a Options,
@@ -629,11 +638,51 @@ impl Ctx<'_> {
             }
         };
         let name = t.name.clone();
-        let out = session.run(&command, None, &mut |chunk| {
-            for line in String::from_utf8_lossy(chunk).lines() {
-                tracing::debug!("{name}: {line}");
-            }
+        // What the node fetches, as the artifact server sends it: a bar on a terminal.
+        let mut fetched = vec![t.bundle_sha.clone()];
+        if t.weight == Weight::Image && t.root_url.is_some() {
+            fetched.push(t.root_sha.clone());
+        }
+        let sent = || -> (u64, u64) {
+            fetched.iter().fold((0, 0), |(a, b), sha| {
+                let (x, y) = self.server.served(sha);
+                (a + x, b + y)
+            })
+        };
+        let (before, total) = sent();
+        let running = AtomicBool::new(true);
+        let out = std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let bar =
+                    indicatif::ProgressBar::new(total).with_message(format!("{name}: fetching"));
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}",
+                    )
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                );
+                // Bounded by the command's own bound: it ends when the command does.
+                while running.load(Ordering::SeqCst) {
+                    bar.set_position(sent().0.saturating_sub(before).min(total));
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                bar.finish_and_clear();
+            });
+            let out = session.run(&command, None, &mut |chunk| {
+                for line in String::from_utf8_lossy(chunk).lines() {
+                    tracing::debug!("{name}: {line}");
+                }
+            });
+            running.store(false, Ordering::SeqCst);
+            out
         })?;
+        let got = sent().0.saturating_sub(before);
+        if got > 0 {
+            say(&format!(
+                "{name}: fetched {:.1} MiB from the artifact server",
+                got as f64 / 1048576.0
+            ));
+        }
         // A reboot may cut the session before the exit status comes.
         let rebooting = t.weight == Weight::Image
             && (out.status.is_none() || out.stdout_text().contains("rebooting"));
@@ -1021,6 +1070,73 @@ mod tests {
         assert_eq!(
             pg_verdict(&headless, 1, 1 << 20),
             Err("0 running leader(s)".into())
+        );
+    }
+
+    #[test]
+    fn steps_run_by_phase_and_lane_in_order() {
+        let step = |node: &str, lane: &str, kind: StepKind| Step {
+            node: node.into(),
+            what: String::new(),
+            kind,
+            lane: lane.into(),
+        };
+        let update = || StepKind::Update {
+            weight: Weight::Config,
+        };
+        let plan = vec![
+            step("etcd-1", "dcs", update()),
+            step("etcd-2", "dcs", update()),
+            step("pg-a-2", "pg:pg-a", update()),
+            step("pg-b-2", "pg:pg-b", update()),
+            step(
+                "pg-a-1",
+                "pg:pg-a",
+                StepKind::Switchover {
+                    cluster: "pg-a".into(),
+                    to: "pg-a-2".into(),
+                },
+            ),
+            step("pg-a-1", "pg:pg-a", update()),
+            step("redis-1", "node:redis-1", update()),
+            step("old-1", "gone", StepKind::Retire),
+        ];
+        let got: Vec<(u8, Vec<Vec<String>>)> = phases(&plan)
+            .into_iter()
+            .map(|(p, lanes)| {
+                let lanes = lanes
+                    .iter()
+                    .map(|l| {
+                        l.iter()
+                            .map(|s| format!("{} {}", s.node, step_label(s)))
+                            .collect()
+                    })
+                    .collect();
+                (p, lanes)
+            })
+            .collect();
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    1,
+                    vec![s(&["etcd-1 update (config)", "etcd-2 update (config)"])]
+                ),
+                (
+                    2,
+                    vec![
+                        s(&[
+                            "pg-a-2 update (config)",
+                            "pg-a-1 switchover to pg-a-2",
+                            "pg-a-1 update (config)"
+                        ]),
+                        s(&["pg-b-2 update (config)"])
+                    ]
+                ),
+                (3, vec![s(&["redis-1 update (config)"])]),
+                (4, vec![s(&["old-1 retire"])]),
+            ]
         );
     }
 
