@@ -1128,7 +1128,8 @@ pub fn describe_running(rows: &[RunningRow]) -> String {
         count(Running::Unreported),
         count(Running::Same),
         if count(Running::Differs) > 0 {
-            "; what changes and how: pigsty diff --against <the inventory they were built from>"
+            "; what changes on each and the order: pigsty rollout --dry-run (asks each node), \
+             or pigsty diff --against <the inventory they were built from> (offline)"
         } else {
             ""
         }

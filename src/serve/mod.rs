@@ -7,6 +7,8 @@
 //! registered for (the node's own), any other peer gets 403 and the refusal is logged.
 //! Every request is logged with its peer, path, status and size.
 
+pub mod boot;
+
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -67,9 +69,29 @@ pub struct Logged {
     pub status: u16,
 }
 
+/// The boot scripts a server hands out (`pigsty serve`): by MAC (`${mac:hexhyp}`),
+/// each with the node it is for.
+#[derive(Debug, Clone, Default)]
+pub struct Scripts {
+    pub by_mac: BTreeMap<String, (String, String)>,
+}
+
+impl Scripts {
+    /// `script` for the machine with `mac` (any spelling), which is `node`.
+    pub fn add(&mut self, mac: &str, node: &str, script: String) -> anyhow::Result<()> {
+        let key = boot::hexhyp(mac).with_context(|| format!("{node}: {mac:?} is not a MAC"))?;
+        if let Some((other, _)) = self.by_mac.get(&key) {
+            bail!("{node} and {other} have the same MAC {key}");
+        }
+        self.by_mac.insert(key, (node.to_string(), script));
+        Ok(())
+    }
+}
+
 #[derive(Clone)]
 struct Shared {
     artifacts: Arc<Artifacts>,
+    scripts: Option<Arc<Scripts>>,
     log: Arc<Mutex<Vec<Logged>>>,
 }
 
@@ -86,6 +108,16 @@ impl Server {
     /// Listen on `listen` (port 0: any free port) and serve `artifacts` from a thread
     /// of its own.
     pub fn start(listen: SocketAddr, artifacts: Artifacts) -> anyhow::Result<Server> {
+        Server::start_with(listen, artifacts, None)
+    }
+
+    /// [`Server::start`], also answering iPXE: `/boot.ipxe`, then `/ipxe/<mac>` with
+    /// the machine's script from `scripts` (or the unknown machine's).
+    pub fn start_with(
+        listen: SocketAddr,
+        artifacts: Artifacts,
+        scripts: Option<Scripts>,
+    ) -> anyhow::Result<Server> {
         let std_listener = std::net::TcpListener::bind(listen)
             .with_context(|| format!("listening on {listen} for the artifact server"))?;
         std_listener.set_nonblocking(true)?;
@@ -94,6 +126,7 @@ impl Server {
         let artifacts = Arc::new(artifacts);
         let shared = Shared {
             artifacts: artifacts.clone(),
+            scripts: scripts.map(Arc::new),
             log: log.clone(),
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -123,6 +156,8 @@ impl Server {
                     let _ = ready_tx.send(Ok(()));
                     let app = axum::Router::new()
                         .route("/sha256/{hex}", axum::routing::get(artifact))
+                        .route("/boot.ipxe", axum::routing::get(generic))
+                        .route("/ipxe/{mac}", axum::routing::get(by_mac))
                         .fallback(not_found)
                         .with_state(shared);
                     let served = axum::serve(
@@ -269,6 +304,55 @@ async fn artifact(
     }
 }
 
+async fn generic(
+    State(shared): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Response {
+    if shared.scripts.is_none() {
+        record(
+            &shared,
+            canonical(peer.ip()),
+            "GET",
+            "/boot.ipxe",
+            StatusCode::NOT_FOUND,
+        );
+        return (StatusCode::NOT_FOUND, "not a boot server\n").into_response();
+    }
+    record(
+        &shared,
+        canonical(peer.ip()),
+        "GET",
+        "/boot.ipxe",
+        StatusCode::OK,
+    );
+    boot::GENERIC.into_response()
+}
+
+async fn by_mac(
+    State(shared): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    UrlPath(mac): UrlPath<String>,
+) -> Response {
+    let peer = canonical(peer.ip());
+    let path = format!("/ipxe/{mac}");
+    let (Some(scripts), Some(key)) = (&shared.scripts, boot::hexhyp(&mac)) else {
+        record(&shared, peer, "GET", &path, StatusCode::NOT_FOUND);
+        return (StatusCode::NOT_FOUND, "not found\n").into_response();
+    };
+    match scripts.by_mac.get(&key) {
+        Some((node, script)) => {
+            tracing::info!("{peer}: {node} ({key}) asks for its boot script");
+            record(&shared, peer, "GET", &path, StatusCode::OK);
+            script.clone().into_response()
+        }
+        None => {
+            tracing::warn!("{peer}: unknown machine {key} asks for a boot script");
+            record(&shared, peer, "GET", &path, StatusCode::OK);
+            boot::unknown(&key).into_response()
+        }
+    }
+}
+
 async fn not_found(ConnectInfo(peer): ConnectInfo<SocketAddr>, req: Request) -> Response {
     tracing::info!("{} {} {} → 404", peer.ip(), req.method(), req.uri().path());
     (StatusCode::NOT_FOUND, "not found\n").into_response()
@@ -369,6 +453,50 @@ mod tests {
         let resp = client().get(&url).send().unwrap();
         assert_eq!(resp.status().as_u16(), 403);
         assert_eq!(s.log()[0].status, 403);
+    }
+
+    #[test]
+    fn machines_get_their_script_by_mac_and_strangers_the_unknown_one() {
+        let mut scripts = Scripts::default();
+        scripts
+            .add(
+                "52:54:00:0a:0a:0b",
+                "pg-lab-1",
+                "#!ipxe\n# pg-lab-1\n".into(),
+            )
+            .unwrap();
+        let dup = scripts
+            .add("52-54-00-0A-0A-0B", "pg-lab-2", String::new())
+            .unwrap_err();
+        assert!(format!("{dup:#}").contains("pg-lab-2 and pg-lab-1 have the same MAC"));
+        let s = Server::start_with(
+            "127.0.0.1:0".parse().unwrap(),
+            Artifacts::default(),
+            Some(scripts),
+        )
+        .unwrap();
+        let base = format!("http://{}", s.addr());
+        let get = |p: &str| {
+            let r = client().get(format!("{base}{p}")).send().unwrap();
+            (r.status().as_u16(), r.text().unwrap())
+        };
+        let (code, text) = get("/boot.ipxe");
+        assert_eq!((code, text.as_str()), (200, boot::GENERIC));
+        assert_eq!(
+            get("/ipxe/52-54-00-0a-0a-0b"),
+            (200, "#!ipxe\n# pg-lab-1\n".into())
+        );
+        let (code, text) = get("/ipxe/52-54-00-0a-0a-99");
+        assert_eq!(code, 200);
+        assert!(text.contains("not in the inventory"), "{text}");
+        assert_eq!(get("/ipxe/not-a-mac").0, 404);
+        // Without scripts, no boot server.
+        let plain = Server::start("127.0.0.1:0".parse().unwrap(), Artifacts::default()).unwrap();
+        let r = client()
+            .get(format!("http://{}/boot.ipxe", plain.addr()))
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 404);
     }
 
     #[test]

@@ -1,0 +1,221 @@
+//! What `pigsty serve` tells a machine that network-boots (issue 15), after Matchbox:
+//! every iPXE client starts at `/boot.ipxe`, which chains to `/ipxe/${mac:hexhyp}`;
+//! a MAC the inventory gives a node (`node_mac`) gets that node's script, any other
+//! the "unknown machine" script, which shows the MAC and waits. And dnsmasq's
+//! configuration for `--dhcp`: proxy DHCP (beside the network's own DHCP server,
+//! as Pixiecore does) and TFTP of Debian's iPXE binaries to clients that are not
+//! iPXE yet.
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+/// Where every iPXE client starts: its own script by MAC, relative to this one's URL.
+pub const GENERIC: &str = "#!ipxe
+# pigsty serve: every machine starts here and asks for its own script by MAC
+chain --autofree ipxe/${mac:hexhyp} || goto failed
+exit
+:failed
+echo pigsty serve: no script for ${mac} (is the server up?); retrying in 30 s
+sleep 30
+chain --autofree boot.ipxe
+";
+
+/// A MAC as iPXE's `${mac:hexhyp}` spells it (`52-54-00-12-34-56`), from the
+/// inventory's `node_mac` (colons or hyphens) or a request path; `None` if it is not
+/// six hex pairs.
+pub fn hexhyp(mac: &str) -> Option<String> {
+    let parts: Vec<&str> = mac.split([':', '-']).collect();
+    let ok = parts.len() == 6
+        && parts
+            .iter()
+            .all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()));
+    ok.then(|| parts.join("-").to_ascii_lowercase())
+}
+
+/// What a machine the inventory does not know gets: its MAC shown, as the inventory
+/// would write it, and nothing else; it asks again after a minute.
+pub fn unknown(mac_hexhyp: &str) -> String {
+    let colons = mac_hexhyp.replace('-', ":");
+    format!(
+        "#!ipxe
+# pigsty serve: {mac_hexhyp} is not in the inventory
+echo
+echo pigsty serve: this machine is not in the inventory.
+echo   MAC ${{mac}} (node_mac: \"{colons}\")
+echo   address ${{ip}}
+echo Give a host of the inventory this node_mac and build its image; asking again in 60 s.
+sleep 60
+chain --autofree ../boot.ipxe
+"
+    )
+}
+
+/// A node's boot: the kernel and initrd of its image and the kernel command line
+/// they start with, by their sha256 on the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeBoot {
+    pub nodename: String,
+    pub ip: Ipv4Addr,
+    pub kernel_sha256: String,
+    pub initrd_sha256: String,
+    pub cmdline: String,
+}
+
+/// The node's script: its kernel and initrd, fetched by sha256 from the server
+/// (relative to the script's URL), started with its command line.
+pub fn node(n: &NodeBoot) -> String {
+    format!(
+        "#!ipxe
+# pigsty serve: {name} ({ip})
+echo pigsty serve: {name} ({ip})
+kernel --name vmlinuz ../sha256/{kernel} initrd=initrd.img {cmdline}
+initrd --name initrd.img ../sha256/{initrd}
+boot
+",
+        name = n.nodename,
+        ip = n.ip,
+        kernel = n.kernel_sha256,
+        initrd = n.initrd_sha256,
+        cmdline = n.cmdline,
+    )
+}
+
+/// What a node whose disk is installed gets: back to the firmware, which boots the
+/// next device (its disk).
+pub fn from_disk(nodename: &str) -> String {
+    format!(
+        "#!ipxe
+# pigsty serve: {nodename} boots from its disk
+echo pigsty serve: {nodename} is installed; booting from disk
+exit
+"
+    )
+}
+
+/// Debian's `ipxe` package: the binaries dnsmasq hands a PXE client that is not iPXE.
+pub const IPXE_BIOS: &str = "/usr/lib/ipxe/undionly.kpxe";
+pub const IPXE_EFI: &str = "/usr/lib/ipxe/ipxe.efi";
+
+/// dnsmasq for `--dhcp`: proxy DHCP on `interface` for the subnet `net/prefix` (the
+/// network's own DHCP server keeps giving addresses), TFTP from `tftp_root` (holding
+/// [`IPXE_BIOS`] and [`IPXE_EFI`] by their file names) for PXE clients, and
+/// `boot_url` (this server's `/boot.ipxe`) for iPXE clients, BIOS and UEFI. No DNS.
+/// (iPXE clients are told apart by the user class iPXE sends.)
+pub fn dnsmasq_conf(
+    interface: &str,
+    net: Ipv4Addr,
+    prefix: u8,
+    boot_url: &str,
+    tftp_root: &Path,
+    pid_file: &Path,
+) -> String {
+    let mask = if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(prefix.min(32)))
+    };
+    let net = Ipv4Addr::from(u32::from(net) & mask);
+    let bios = file_name(IPXE_BIOS);
+    let efi = file_name(IPXE_EFI);
+    format!(
+        "# pigsty serve --dhcp: proxy DHCP and TFTP for network boots (written by pigsty)
+port=0
+interface={interface}
+bind-interfaces
+except-interface=lo
+pid-file={pid}
+dhcp-range={net},proxy,{mask}
+dhcp-userclass=set:ipxe,iPXE
+pxe-prompt=\"pigsty\",0
+pxe-service=tag:!ipxe,x86PC,\"pigsty: iPXE (BIOS)\",{bios_stem}
+pxe-service=tag:!ipxe,X86-64_EFI,\"pigsty: iPXE (UEFI)\",{efi}
+pxe-service=tag:ipxe,x86PC,\"pigsty\",{boot_url}
+pxe-service=tag:ipxe,X86-64_EFI,\"pigsty\",{boot_url}
+enable-tftp
+tftp-root={tftp}
+tftp-secure
+log-dhcp
+",
+        pid = pid_file.display(),
+        mask = Ipv4Addr::from(mask),
+        // dnsmasq appends `.0` to a BIOS PXE service's file name: the TFTP root
+        // holds the BIOS binary as `undionly.0`.
+        bios_stem = bios.trim_end_matches(".kpxe"),
+        tftp = tftp_root.display(),
+    )
+}
+
+fn file_name(path: &str) -> String {
+    Path::new(path)
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn macs_are_spelled_as_ipxe_does() {
+        assert_eq!(
+            hexhyp("52:54:00:AB:cd:01").as_deref(),
+            Some("52-54-00-ab-cd-01")
+        );
+        assert_eq!(
+            hexhyp("52-54-00-ab-cd-01").as_deref(),
+            Some("52-54-00-ab-cd-01")
+        );
+        assert_eq!(hexhyp("52:54:00:ab:cd"), None);
+        assert_eq!(hexhyp("52:54:00:ab:cd:zz"), None);
+        assert_eq!(hexhyp("../../etc/passwd"), None);
+    }
+
+    #[test]
+    fn scripts_are_ipxe_and_say_what_they_do() {
+        assert!(GENERIC.starts_with("#!ipxe\n"));
+        assert!(GENERIC.contains("chain --autofree ipxe/${mac:hexhyp}"));
+        let u = unknown("52-54-00-ab-cd-01");
+        assert!(u.starts_with("#!ipxe\n"));
+        assert!(u.contains("node_mac: \"52:54:00:ab:cd:01\""), "{u}");
+        assert!(u.contains("MAC ${mac}"));
+        assert!(
+            !u.contains("kernel"),
+            "an unknown machine is given nothing to boot"
+        );
+        let n = node(&NodeBoot {
+            nodename: "pg-test-1".into(),
+            ip: "10.10.10.11".parse().unwrap(),
+            kernel_sha256: "aa".into(),
+            initrd_sha256: "bb".into(),
+            cmdline: "console=ttyS0".into(),
+        });
+        assert!(n.contains("kernel --name vmlinuz ../sha256/aa initrd=initrd.img console=ttyS0"));
+        assert!(n.contains("initrd --name initrd.img ../sha256/bb"));
+        assert!(from_disk("pg-test-1").contains("\nexit\n"));
+    }
+
+    #[test]
+    fn dnsmasq_is_proxy_dhcp_with_tftp_and_no_dns() {
+        let c = dnsmasq_conf(
+            "br0",
+            "10.10.10.1".parse().unwrap(),
+            24,
+            "http://10.10.10.1:8080/boot.ipxe",
+            Path::new("/run/pigsty/tftp"),
+            Path::new("/run/pigsty/dnsmasq.pid"),
+        );
+        assert!(c.contains("\nport=0\n"), "{c}");
+        assert!(
+            c.contains("dhcp-range=10.10.10.0,proxy,255.255.255.0"),
+            "{c}"
+        );
+        assert!(c.contains("pxe-service=tag:!ipxe,x86PC,\"pigsty: iPXE (BIOS)\",undionly\n"));
+        assert!(c.contains("pxe-service=tag:!ipxe,X86-64_EFI,\"pigsty: iPXE (UEFI)\",ipxe.efi\n"));
+        assert!(c.contains(
+            "pxe-service=tag:ipxe,X86-64_EFI,\"pigsty\",http://10.10.10.1:8080/boot.ipxe\n"
+        ));
+        assert!(c.contains("tftp-root=/run/pigsty/tftp\n"));
+        assert!(!c.contains('{'), "no placeholder left: {c}");
+    }
+}
