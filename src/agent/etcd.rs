@@ -344,6 +344,16 @@ impl Client {
         Ok(())
     }
 
+    /// Hand Raft leadership to member `target` (`/v3/maintenance/transfer-leadership`);
+    /// asked of the leader.
+    pub fn move_leader(&self, target: u64) -> anyhow::Result<()> {
+        let _: Value = self.post(
+            "/v3/maintenance/transfer-leadership",
+            &json!({ "targetID": target.to_string() }),
+        )?;
+        Ok(())
+    }
+
     pub fn put(&self, key: &str, value: &[u8]) -> anyhow::Result<()> {
         let _: Value = self.post(
             "/v3/kv/put",

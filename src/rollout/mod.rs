@@ -590,6 +590,18 @@ impl Ctx<'_> {
                     .is_some_and(|p| self.fleet.pg_members(&p.cluster).len() == 1)
                     && t.weight != Weight::Database;
                 let start = Instant::now();
+                if t.weight != Weight::Database
+                    && let Some(e) = &node.etcd
+                {
+                    // Best effort: without it the restart is an election, not a loss.
+                    if let Err(err) = self.hand_over_etcd(node, &e.cluster) {
+                        say(&format!(
+                            "{}: etcd leadership not moved ({}); its restart will be an election",
+                            node.nodename,
+                            first_line(&err)
+                        ));
+                    }
+                }
                 self.update(t)?;
                 self.wait_reported(t)?;
                 self.whole(node, self.opts.node_timeout)?;
@@ -822,6 +834,71 @@ impl Ctx<'_> {
             Ok((code, _)) => Err(format!("HTTP {code}")),
             Err(e) => Err(first_line(&e)),
         }
+    }
+
+    /// When the node's etcd member leads Raft, hand leadership to another member first,
+    /// so its restart is not an election (a few seconds in which etcd answers nothing
+    /// and Patroni's leader key cannot be renewed).
+    fn hand_over_etcd(&self, node: &Node, cluster: &str) -> anyhow::Result<()> {
+        let url = |n: &Node| -> Option<String> {
+            n.etcd.as_ref().map(|e| {
+                format!(
+                    "{}://{}:{}",
+                    self.reach.access.scheme(),
+                    n.ip,
+                    e.params.etcd_port
+                )
+            })
+        };
+        let client = |n: &Node| {
+            url(n).and_then(|u| {
+                crate::agent::etcd::Client::with(&u, Duration::from_secs(5), &self.reach.access)
+                    .ok()
+            })
+        };
+        let Some(mine) = client(node) else {
+            return Ok(());
+        };
+        let (me, leader) = mine
+            .status()
+            .context("etcd status of the member to update")?;
+        if me != leader {
+            return Ok(());
+        }
+        // Another member that answers and sees the same leader.
+        let target = self
+            .fleet
+            .etcd_members(cluster)
+            .into_iter()
+            .filter(|n| n.ip != node.ip)
+            .find_map(|n| {
+                let (id, l) = client(n)?.status().ok()?;
+                (l == leader).then_some((id, n.nodename.clone()))
+            });
+        let Some((target, to)) = target else {
+            say(&format!(
+                "{}: its etcd member leads Raft and no other member answers: its restart \
+                 will be an election",
+                node.nodename
+            ));
+            return Ok(());
+        };
+        say(&format!(
+            "{}: its etcd member leads Raft: leadership goes to {to}'s first",
+            node.nodename
+        ));
+        mine.move_leader(target)
+            .context("moving etcd's Raft leadership")?;
+        self.bounded(
+            &node.nodename,
+            &format!("{to}'s etcd member to lead Raft"),
+            Duration::from_secs(60),
+            || match mine.status() {
+                Ok((_, l)) if l == target => Ok(()),
+                Ok((_, l)) => Err(format!("leader is {l:x}")),
+                Err(e) => Err(first_line(&e)),
+            },
+        )
     }
 
     /// Hand the cluster's primary over to `to` through Patroni's REST API and wait
