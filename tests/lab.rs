@@ -1259,19 +1259,23 @@ fn e2e() {
     //    commits through haproxy's primary port every 100 ms. Afterwards every node
     //    runs the new plan, no committed row is lost, no replica was cloned again,
     //    etcd kept quorum throughout, and the write outage is printed.
+    //    The parameter is raised (250 → 512): a replica runs at least its primary's
+    //    value of it (Patroni takes the higher of the two), so replicas first, then
+    //    the switchover, leaves every member at the new value. (A lowered one stays
+    //    pending on the new primary until it restarts.)
     let tuned = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("lab-tuned.yml");
     let inv = std::fs::read_to_string(&added).unwrap();
     let inv = inv
         .replacen(
             "        pg_cluster: pg-lab\n",
-            "        pg_cluster: pg-lab\n        pg_parameters: { max_locks_per_transaction: 96 }\n",
+            "        pg_cluster: pg-lab\n        pg_parameters: { max_locks_per_transaction: 512 }\n",
             1,
         )
         // The node whose own pg_parameters (step 2) replace its cluster's map takes
         // the parameter there too: the members agree (else `pigsty` warns).
         .replacen(
             "pg_parameters: { log_min_duration_statement: 1234 }",
-            "pg_parameters: { log_min_duration_statement: 1234, max_locks_per_transaction: 96 }",
+            "pg_parameters: { log_min_duration_statement: 1234, max_locks_per_transaction: 512 }",
             1,
         )
         .replacen(
@@ -1279,7 +1283,7 @@ fn e2e() {
             "etcd_heartbeat_interval: 400",
             1,
         );
-    assert_eq!(inv.matches("max_locks_per_transaction: 96").count(), 2);
+    assert_eq!(inv.matches("max_locks_per_transaction: 512").count(), 2);
     assert!(inv.contains("interval: 400"));
     std::fs::write(&tuned, inv).unwrap();
     assert_eq!(
@@ -1361,7 +1365,7 @@ fn e2e() {
         assert_eq!(boot_id(name), boots[i], "{name} rebooted");
         assert_eq!(
             psql(ip, 5432, "SHOW max_locks_per_transaction").unwrap(),
-            "96",
+            "512",
             "the parameter in effect on {name}"
         );
         let env = lab_ssh(
