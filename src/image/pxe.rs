@@ -28,12 +28,7 @@ pub fn mac_hexhyp(mac: &str) -> Option<String> {
 }
 
 fn netmask(prefix: u8) -> String {
-    let bits: u32 = if prefix == 0 {
-        0
-    } else {
-        u32::MAX << (32 - u32::from(prefix.min(32)))
-    };
-    std::net::Ipv4Addr::from(bits).to_string()
+    std::net::Ipv4Addr::from(crate::model::prefix_mask(prefix)).to_string()
 }
 
 /// The node's iPXE script: live-boot fetches the squashfs; the static address comes

@@ -101,11 +101,7 @@ pub fn within<T: Send>(
 /// .2, .253, ... that no node uses.
 pub fn host_address(nodes: &[Ipv4Addr], prefix: u8) -> anyhow::Result<Ipv4Addr> {
     let first = *nodes.first().context("the inventory has no nodes")?;
-    let mask = if prefix == 0 {
-        0
-    } else {
-        u32::MAX << (32 - u32::from(prefix.min(32)))
-    };
+    let mask = crate::model::prefix_mask(prefix);
     let net = u32::from(first) & mask;
     for ip in nodes {
         if u32::from(*ip) & mask != net {

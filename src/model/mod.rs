@@ -426,6 +426,15 @@ impl Node {
 }
 
 /// The serde name of a unit enum variant (`primary`, `standalone`).
+/// The netmask of an IPv4 prefix length (`24` → `0xffffff00`; over 32 is 32).
+pub fn prefix_mask(prefix: u8) -> u32 {
+    if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(prefix.min(32)))
+    }
+}
+
 pub fn serde_plain<T: Serialize>(v: &T) -> String {
     match serde_json::to_value(v) {
         Ok(serde_json::Value::String(s)) => s,

@@ -20,17 +20,9 @@ sleep 30
 chain --autofree boot.ipxe
 ";
 
-/// A MAC as iPXE's `${mac:hexhyp}` spells it (`52-54-00-12-34-56`), from the
-/// inventory's `node_mac` (colons or hyphens) or a request path; `None` if it is not
-/// six hex pairs.
-pub fn hexhyp(mac: &str) -> Option<String> {
-    let parts: Vec<&str> = mac.split([':', '-']).collect();
-    let ok = parts.len() == 6
-        && parts
-            .iter()
-            .all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()));
-    ok.then(|| parts.join("-").to_ascii_lowercase())
-}
+/// A MAC as iPXE's `${mac:hexhyp}` spells it, from the inventory's `node_mac` or a
+/// request path (the image's PXE set spells it the same way).
+pub use crate::image::pxe::mac_hexhyp as hexhyp;
 
 /// What a machine the inventory does not know gets: its MAC shown, as the inventory
 /// would write it, and nothing else; it asks again after a minute.
@@ -109,11 +101,7 @@ pub fn dnsmasq_conf(
     tftp_root: &Path,
     pid_file: &Path,
 ) -> String {
-    let mask = if prefix == 0 {
-        0
-    } else {
-        u32::MAX << (32 - u32::from(prefix.min(32)))
-    };
+    let mask = crate::model::prefix_mask(prefix);
     let net = Ipv4Addr::from(u32::from(net) & mask);
     let bios = file_name(IPXE_BIOS);
     let efi = file_name(IPXE_EFI);
