@@ -1408,15 +1408,7 @@ fn etcd_reach(
         fleet
             .etcd_members("etcd")
             .iter()
-            .filter_map(|n| {
-                let e = n.etcd.as_ref()?;
-                Some(format!(
-                    "{}://{}:{}",
-                    access.scheme(),
-                    n.ip,
-                    e.params.etcd_port
-                ))
-            })
+            .filter_map(|n| access.url_of(n))
             .collect()
     } else {
         given.to_vec()

@@ -62,6 +62,17 @@ impl Access {
     pub fn scheme(&self) -> &'static str {
         if self.tls.is_some() { "https" } else { "http" }
     }
+
+    /// The client URL of `node`'s etcd member with this access (`None`: not a member).
+    pub fn url_of(&self, node: &crate::model::Node) -> Option<String> {
+        let e = node.etcd.as_ref()?;
+        Some(format!(
+            "{}://{}:{}",
+            self.scheme(),
+            node.ip,
+            e.params.etcd_port
+        ))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, Default)]

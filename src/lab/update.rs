@@ -135,11 +135,23 @@ impl Lab {
             .find(|n| n.nodename == name)
             .with_context(|| format!("the inventory has no node {name}"))?;
         let compiled = crate::compile::compile(fleet, node)?;
-        let out = self.dir.join("updates");
+        let build = self.bundle_build();
+        let out = build.out.clone();
         let _ = std::fs::remove_dir_all(out.join(name));
-        let build = crate::image::BuildOptions {
+        let manifests = crate::image::build(fleet, &[(node, compiled)], &build)?;
+        let root = manifests
+            .first()
+            .and_then(|m| m.root.as_ref())
+            .context("the bundle build named no shared root")?;
+        Ok((out.join(name).join("bundle.tar"), root.sha256.clone()))
+    }
+
+    /// How the lab builds bundles: into `<lab>/updates`, from its layer cache, with
+    /// its extra trees and the image epoch, as it built its images.
+    fn bundle_build(&self) -> crate::image::BuildOptions {
+        crate::image::BuildOptions {
             formats: vec![crate::image::Format::Bundle],
-            out: out.clone(),
+            out: self.dir.join("updates"),
             cache: self
                 .state
                 .cache
@@ -148,13 +160,7 @@ impl Lab {
             offline: false,
             epoch: crate::image::default_epoch(),
             extra_trees: self.state.extra_trees.clone(),
-        };
-        let manifests = crate::image::build(fleet, &[(node, compiled)], &build)?;
-        let root = manifests
-            .first()
-            .and_then(|m| m.root.as_ref())
-            .context("the bundle build named no shared root")?;
-        Ok((out.join(name).join("bundle.tar"), root.sha256.clone()))
+        }
     }
 
     /// How `lab rollout` runs: the lab's operator key, layer cache and extra trees,
@@ -166,20 +172,7 @@ impl Lab {
         fleet: &Fleet,
         compiled: &[crate::compile::Compiled],
     ) -> anyhow::Result<crate::rollout::Options> {
-        let out = self.dir.join("updates");
-        let cache = self
-            .state
-            .cache
-            .clone()
-            .unwrap_or_else(crate::image::layer::cache_dir);
-        let build = crate::image::BuildOptions {
-            formats: vec![crate::image::Format::Bundle],
-            out: out.clone(),
-            cache: cache.clone(),
-            offline: false,
-            epoch: crate::image::default_epoch(),
-            extra_trees: self.state.extra_trees.clone(),
-        };
+        let build = self.bundle_build();
         let pairs: Vec<(&crate::model::Node, crate::compile::Compiled)> =
             fleet.nodes.iter().zip(compiled.iter().cloned()).collect();
         crate::image::build(fleet, &pairs, &build)?;
@@ -189,10 +182,10 @@ impl Lab {
             identity: ssh_key(&self.dir),
             ssh_port: 22,
             listen: "0.0.0.0:0".parse()?,
-            out,
-            cache,
+            out: build.out,
+            cache: build.cache,
             offline: true,
-            extra_trees: self.state.extra_trees.clone(),
+            extra_trees: build.extra_trees,
             lag_bytes: 16 << 20,
             node_timeout: Duration::from_secs(900),
             poll: Duration::from_secs(2),

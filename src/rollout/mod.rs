@@ -217,9 +217,13 @@ pub fn rollout(
     let mut staged = Vec::new();
     for ((node, c, state), m) in changed.iter().zip(&manifests) {
         let bundle = opts.out.join(&node.nodename).join("bundle.tar");
-        let tar =
-            std::fs::read(&bundle).with_context(|| format!("reading {}", bundle.display()))?;
-        let sha = crate::bundle::digest(&tar);
+        // The build hashed it already: its manifest names the sha256.
+        let sha = m
+            .artifacts
+            .iter()
+            .find(|a| a.name == "bundle.tar")
+            .map(|a| a.sha256.clone())
+            .with_context(|| format!("{}: the build wrote no bundle.tar", node.nodename))?;
         artifacts.add(&sha, &bundle, Some(vec![IpAddr::V4(node.ip)]));
         let root = m
             .root
@@ -477,8 +481,10 @@ struct PatroniMember {
     lag: serde_json::Value,
 }
 
-fn patroni_client(reach: &Reach) -> anyhow::Result<crate::http::Client> {
-    let (connect, request) = (Duration::from_secs(3), Duration::from_secs(10));
+/// A client of Patroni's REST APIs: the operator's certificate when the fleet has a
+/// CA; a whole request gives up after `request`.
+fn patroni_client(reach: &Reach, request: Duration) -> anyhow::Result<crate::http::Client> {
+    let connect = Duration::from_secs(3);
     match &reach.access.tls {
         Some(tls) => crate::http::client_tls(connect, request, tls),
         None => crate::http::client(connect, request),
@@ -488,7 +494,7 @@ fn patroni_client(reach: &Reach) -> anyhow::Result<crate::http::Client> {
 fn patroni_cluster(node: &Node, reach: &Reach) -> anyhow::Result<PatroniCluster> {
     let base = node.patroni_url().context("not a PostgreSQL node")?;
     let url = format!("{base}/cluster");
-    let (code, body) = crate::http::get(&patroni_client(reach)?, &url)?;
+    let (code, body) = crate::http::get(&patroni_client(reach, Duration::from_secs(10))?, &url)?;
     if code != 200 {
         bail!("GET {url}: HTTP {code}");
     }
@@ -775,13 +781,9 @@ impl Ctx<'_> {
         let members = self.fleet.etcd_members(cluster);
         let mut bad = Vec::new();
         for m in &members {
-            let Some(e) = &m.etcd else { continue };
-            let url = format!(
-                "{}://{}:{}",
-                self.reach.access.scheme(),
-                m.ip,
-                e.params.etcd_port
-            );
+            let (Some(e), Some(url)) = (&m.etcd, self.reach.access.url_of(m)) else {
+                continue;
+            };
             match crate::agent::etcd::Client::with(&url, Duration::from_secs(3), &self.reach.access)
                 .and_then(|c| c.health())
             {
@@ -840,18 +842,8 @@ impl Ctx<'_> {
     /// so its restart is not an election (a few seconds in which etcd answers nothing
     /// and Patroni's leader key cannot be renewed).
     fn hand_over_etcd(&self, node: &Node, cluster: &str) -> anyhow::Result<()> {
-        let url = |n: &Node| -> Option<String> {
-            n.etcd.as_ref().map(|e| {
-                format!(
-                    "{}://{}:{}",
-                    self.reach.access.scheme(),
-                    n.ip,
-                    e.params.etcd_port
-                )
-            })
-        };
         let client = |n: &Node| {
-            url(n).and_then(|u| {
+            self.reach.access.url_of(n).and_then(|u| {
                 crate::agent::etcd::Client::with(&u, Duration::from_secs(5), &self.reach.access)
                     .ok()
             })
@@ -937,13 +929,7 @@ impl Ctx<'_> {
                 Err(e) => tracing::warn!("{leader}: CHECKPOINT before the switchover: {e:#}"),
             }
         }
-        let http = crate::http::client(Duration::from_secs(3), Duration::from_secs(60));
-        let http = match &self.reach.access.tls {
-            Some(tls) => {
-                crate::http::client_tls(Duration::from_secs(3), Duration::from_secs(60), tls)
-            }
-            None => http,
-        }?;
+        let http = patroni_client(self.reach, Duration::from_secs(60))?;
         let start = Instant::now();
         let url = format!("{base}/switchover");
         let resp = http
