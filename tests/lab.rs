@@ -150,6 +150,24 @@ impl Drop for Down {
                 lab_dir().display(),
                 lab_dir().display()
             );
+            // CI keeps only this output: each node's last agent and systemd failure
+            // lines from its console travel with it.
+            for (name, _) in NODES {
+                let log = lab_dir().join("vms").join(name).join("serial.log");
+                let Ok(text) = std::fs::read(&log) else {
+                    continue;
+                };
+                let text = String::from_utf8_lossy(&text);
+                let wanted: String = text
+                    .lines()
+                    .filter(|l| l.contains("pigsty") || l.contains("Failed") || l.contains("rror"))
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                eprintln!(
+                    "{name}'s console, last agent lines:\n{}",
+                    console_tail(&wanted, 25)
+                );
+            }
         }
     }
 }
@@ -510,21 +528,58 @@ fn count_rows(host: &str, port: u16) -> Result<i64, String> {
         .map_err(|e| format!("{e}"))
 }
 
-/// Wait for one node's console to show `marker` (bounded).
+/// Wait for one node's console to show `marker` (bounded). When it does not, the
+/// panic carries the console's last lines: CI keeps only the test's output, not the
+/// lab directory, so the cause must travel in the message.
 fn wait_console(name: &str, marker: &str, limit: Duration) {
     let log = lab_dir().join("vms").join(name).join("serial.log");
-    until(
-        &format!("{name}'s console to show {marker:?}"),
-        limit,
-        || {
-            let text = std::fs::read(&log).map_err(|e| e.to_string())?;
-            if String::from_utf8_lossy(&text).contains(marker) {
-                Ok(())
-            } else {
-                Err("not yet".into())
-            }
-        },
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Ok(text) = std::fs::read(&log)
+            && String::from_utf8_lossy(&text).contains(marker)
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let text = std::fs::read(&log)
+        .map(|t| String::from_utf8_lossy(&t).into_owned())
+        .unwrap_or_else(|e| format!("(cannot read {}: {e})", log.display()));
+    panic!(
+        "{name}'s console to show {marker:?}: not within {limit:?}; its last lines:\n{}",
+        console_tail(&text, 60)
     );
+}
+
+/// The last `n` non-blank lines of a console log, without terminal escapes.
+fn console_tail(text: &str, n: usize) -> String {
+    let lines: Vec<String> = text
+        .lines()
+        .map(strip_escapes)
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+fn strip_escapes(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ parameters final-byte.
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            }
+        } else if c != '\r' {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// `pigsty lab ssh NODE -- COMMAND`, which must succeed; its output.
