@@ -26,7 +26,7 @@
 
 pub mod ssh;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -353,6 +353,31 @@ pub fn rollout(
             break;
         }
     }
+    // 5. Parameters that wait for a restart (Patroni's pending_restart), cluster by
+    //    cluster: what the inventory says must be what runs.
+    if !ctx.halt.load(Ordering::SeqCst) {
+        let clusters: BTreeSet<String> = plan
+            .iter()
+            .filter_map(|s| ctx.node(&s.node).ok())
+            .filter_map(|n| n.pg.as_ref().map(|p| p.cluster.clone()))
+            .collect();
+        for cluster in clusters {
+            if let Err(e) = ctx.restart_pending(&cluster) {
+                let why = format!("{e:#}");
+                say(&format!(
+                    "{cluster}: restart of pending parameters FAILED: {why}"
+                ));
+                if let Ok(mut s) = ctx.stopped.lock() {
+                    *s = Some(Stopped {
+                        node: cluster.clone(),
+                        step: "restart (pending parameters)".into(),
+                        why,
+                    });
+                }
+                break;
+            }
+        }
+    }
     report.rows = ctx.rows.into_inner().unwrap_or_default();
     report.stopped = ctx.stopped.into_inner().unwrap_or_default();
     // The artifact server stops here, with the rollout.
@@ -479,6 +504,34 @@ struct PatroniMember {
     state: String,
     #[serde(default)]
     lag: serde_json::Value,
+    /// A parameter changed that PostgreSQL takes only at a restart.
+    #[serde(default)]
+    pending_restart: bool,
+}
+
+/// Which members of a cluster to restart now, in order, for the parameters Patroni
+/// marks pending: the replicas first (no downtime); the leader only once no replica
+/// waits (it restarts in place, with downtime). A replica runs a parameter such as
+/// max_connections at least at its primary's value, so a lowered one reaches the
+/// replicas only after the leader restarted: the caller asks again after each pass.
+fn pending_restarts(state: &PatroniCluster) -> (Vec<String>, Option<String>) {
+    let is_leader = |m: &PatroniMember| m.role == "leader" || m.role == "standby_leader";
+    let replicas: Vec<String> = state
+        .members
+        .iter()
+        .filter(|m| m.pending_restart && !is_leader(m))
+        .map(|m| m.name.clone())
+        .collect();
+    let leader = state
+        .members
+        .iter()
+        .find(|m| m.pending_restart && is_leader(m))
+        .map(|m| m.name.clone());
+    if replicas.is_empty() {
+        (replicas, leader)
+    } else {
+        (replicas, None)
+    }
 }
 
 /// A client of Patroni's REST APIs: the operator's certificate when the fleet has a
@@ -963,6 +1016,104 @@ impl Ctx<'_> {
         Ok(start.elapsed().as_secs_f64())
     }
 
+    /// Restart, through Patroni's REST API, every member of `cluster` that Patroni
+    /// marks pending_restart: replicas first, each back to streaming before the
+    /// next; then the leader in place (its downtime timed); then the replicas a
+    /// lowered parameter reaches only after that. Bounded to three passes; a member
+    /// still pending after them is an error naming it.
+    fn restart_pending(&self, cluster: &str) -> anyhow::Result<()> {
+        let members = self.fleet.pg_members(cluster);
+        let Some(first) = members.first() else {
+            return Ok(());
+        };
+        let read = || -> anyhow::Result<PatroniCluster> {
+            let mut last = None;
+            for n in &members {
+                match patroni_cluster(n, self.reach) {
+                    Ok(s) => return Ok(s),
+                    Err(e) => last = Some(e),
+                }
+            }
+            Err(last.unwrap_or_else(|| anyhow::anyhow!("{cluster} has no member")))
+        };
+        for _pass in 0..3 {
+            let state = read()?;
+            let (replicas, leader) = pending_restarts(&state);
+            if replicas.is_empty() && leader.is_none() {
+                return Ok(());
+            }
+            for name in replicas.iter().chain(leader.iter()) {
+                let node = self.node_by_instance(cluster, name)?;
+                let is_leader = leader.as_deref() == Some(name.as_str());
+                say(&format!(
+                    "{}: restart for parameters pending in {cluster}{}",
+                    node.nodename,
+                    if is_leader {
+                        " (the leader, in place)"
+                    } else {
+                        ""
+                    }
+                ));
+                let start = Instant::now();
+                self.patroni_restart(node)?;
+                self.whole(first, self.opts.node_timeout)?;
+                let secs = start.elapsed().as_secs_f64();
+                say(&format!("{}: restarted in {secs:.1}s", node.nodename));
+                if let Ok(mut rows) = self.rows.lock() {
+                    rows.push(Row {
+                        node: node.nodename.clone(),
+                        step: "restart (pending parameters)".into(),
+                        weight: None,
+                        old_digest: String::new(),
+                        new_digest: String::new(),
+                        secs,
+                        downtime_secs: is_leader.then_some(secs),
+                        note: if is_leader {
+                            "the leader restarted in place".into()
+                        } else {
+                            String::new()
+                        },
+                    });
+                }
+            }
+        }
+        let state = read()?;
+        let (replicas, leader) = pending_restarts(&state);
+        let still: Vec<String> = replicas.into_iter().chain(leader).collect();
+        if still.is_empty() {
+            Ok(())
+        } else {
+            bail!(
+                "{cluster}: still pending a restart after three passes: {}",
+                still.join(", ")
+            )
+        }
+    }
+
+    /// `POST /restart` on a member's own Patroni REST API (with Patroni's
+    /// credentials); Patroni answers once PostgreSQL is back up or it gave up.
+    fn patroni_restart(&self, node: &Node) -> anyhow::Result<()> {
+        let pg = node.pg.as_ref().context("not a PostgreSQL node")?;
+        let base = node.patroni_url().context("no Patroni REST API")?;
+        let url = format!("{base}/restart");
+        let http = patroni_client(self.reach, self.opts.node_timeout)?;
+        let resp = http
+            .post(&url)
+            .basic_auth(
+                &pg.params.patroni_username,
+                Some(&pg.params.patroni_password),
+            )
+            .json(&serde_json::json!({}))
+            .send()
+            .with_context(|| format!("POST {url}"))?;
+        let code = resp.status().as_u16();
+        let body = resp.text().unwrap_or_default();
+        if code != 200 {
+            bail!("POST {url}: HTTP {code}: {}", body.trim());
+        }
+        Ok(())
+    }
+
     fn node_by_instance(&self, cluster: &str, instance: &str) -> anyhow::Result<&Node> {
         self.fleet
             .pg_members(cluster)
@@ -1099,7 +1250,55 @@ mod tests {
             role: role.into(),
             state: state.into(),
             lag,
+            pending_restart: false,
         }
+    }
+
+    #[test]
+    fn pending_restarts_take_replicas_before_the_leader() {
+        let pending = |mut m: PatroniMember| {
+            m.pending_restart = true;
+            m
+        };
+        let json = serde_json::json!(0);
+        let none = PatroniCluster {
+            members: vec![
+                member("a", "leader", "running", json.clone()),
+                member("b", "replica", "streaming", json.clone()),
+            ],
+        };
+        assert_eq!(pending_restarts(&none), (vec![], None));
+        // Leader and a replica pending: the replica now, the leader on a later pass.
+        let both = PatroniCluster {
+            members: vec![
+                pending(member("a", "leader", "running", json.clone())),
+                pending(member("b", "replica", "streaming", json.clone())),
+                member("c", "replica", "streaming", json.clone()),
+            ],
+        };
+        assert_eq!(pending_restarts(&both), (vec!["b".to_string()], None));
+        let leader_only = PatroniCluster {
+            members: vec![
+                pending(member("a", "leader", "running", json.clone())),
+                member("b", "replica", "streaming", json.clone()),
+            ],
+        };
+        assert_eq!(
+            pending_restarts(&leader_only),
+            (vec![], Some("a".to_string()))
+        );
+        // Patroni's own /cluster spelling.
+        let read: PatroniCluster = serde_json::from_str(
+            r#"{"members":[{"name":"pg-test-1","role":"leader","state":"running",
+                "pending_restart":true,"pending_restart_reason":{"max_connections":
+                {"old_value":"100","new_value":"200"}}},
+               {"name":"pg-test-2","role":"replica","state":"streaming","lag":0}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            pending_restarts(&read),
+            (vec![], Some("pg-test-1".to_string()))
+        );
     }
 
     #[test]
