@@ -372,6 +372,12 @@ pub enum AgentCommand {
     /// reload or restart, the join runs again; the slot that is not running gets the
     /// same root and the new bundle for the next boot.
     Apply(ApplyArgs),
+    /// Write this node's whole A/B disk (`disk.raw`) onto its disk, from its image
+    /// booted over the network (pigsty-install.service runs it with --from-cmdline,
+    /// as `pigsty serve` asks). A disk that holds a node's data is kept unless a
+    /// reinstall is asked; the image's partition tables are written last, so a cut
+    /// install never leaves a disk that boots half an image.
+    Install(InstallArgs),
     /// Keep this boot's slot if it is on trial and the node is healthy within the
     /// trial's bound, else reboot so that the other slot boots (run at every boot by
     /// pigsty-bless.service).
@@ -420,6 +426,51 @@ pub struct UpdateArgs {
     /// Give up one HTTP request (the whole transfer) after SECS.
     #[arg(long, value_name = "SECS", default_value_t = 3600)]
     pub request_timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// Read what to do from the kernel command line (`pigsty.install=URL
+    /// pigsty.install.sha256=HEX [pigsty.install.report=URL] [pigsty.disk=DEV]
+    /// [pigsty.reinstall]`); nothing to do when it names no install.
+    #[arg(long, conflicts_with_all = ["image", "sha256"])]
+    pub from_cmdline: bool,
+
+    /// The disk image: an http(s) URL or a file (`disk.raw` of `build-image --format raw`).
+    #[arg(
+        long,
+        value_name = "URL|FILE",
+        required_unless_present = "from_cmdline"
+    )]
+    pub image: Option<String>,
+
+    /// The image's sha256, checked before the disk is made bootable.
+    #[arg(long, value_name = "HEX", required_unless_present = "from_cmdline")]
+    pub sha256: Option<String>,
+
+    /// The disk to write. Default: the first non-removable disk.
+    #[arg(long, value_name = "DEV")]
+    pub disk: Option<PathBuf>,
+
+    /// Write it even over a disk that holds a pigsty-data partition.
+    #[arg(long)]
+    pub reinstall: bool,
+
+    /// POST what was done (JSON) to this URL.
+    #[arg(long, value_name = "URL")]
+    pub report: Option<String>,
+
+    /// Reboot once the disk is written (or kept).
+    #[arg(long)]
+    pub reboot: bool,
+
+    /// Give up one HTTP request (the whole transfer) after SECS.
+    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    pub request_timeout: u64,
+
+    /// Machine-readable JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

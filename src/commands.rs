@@ -57,6 +57,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
         Command::Agent(crate::cli::AgentCommand::Firstboot(args)) => firstboot(args, out),
         Command::Agent(crate::cli::AgentCommand::Status(args)) => agent_status(args, out),
         Command::Agent(crate::cli::AgentCommand::Update(args)) => agent_update(args, out),
+        Command::Agent(crate::cli::AgentCommand::Install(args)) => agent_install(args, out),
         Command::Agent(crate::cli::AgentCommand::Bless(args)) => agent_bless(args, out),
         Command::Agent(crate::cli::AgentCommand::Apply(args)) => agent_apply(args, out),
         Command::Agent(crate::cli::AgentCommand::PreInit) => crate::agent::preinit::run(),
@@ -1213,6 +1214,101 @@ fn agent_update(args: &crate::cli::UpdateArgs, out: &mut dyn Write) -> Result<()
         args.trial_timeout
     )
     .context("writing to stdout")?;
+    if args.reboot {
+        writeln!(out, "rebooting").context("writing to stdout")?;
+        crate::sys::run(std::process::Command::new("systemctl").arg("reboot"))
+            .map_err(anyhow::Error::from)?;
+    }
+    Ok(())
+}
+
+fn agent_install(args: &crate::cli::InstallArgs, out: &mut dyn Write) -> Result<(), Error> {
+    use crate::agent::install;
+    let req = if args.from_cmdline {
+        let cmdline = std::fs::read_to_string("/proc/cmdline").context("reading /proc/cmdline")?;
+        match install::Request::from_cmdline(&cmdline)? {
+            Some(mut r) => {
+                r.disk = args.disk.clone().or(r.disk);
+                r.reinstall |= args.reinstall;
+                r.report = args.report.clone().or(r.report);
+                r
+            }
+            None => {
+                writeln!(out, "the kernel command line asks for no install")
+                    .context("writing to stdout")?;
+                return Ok(());
+            }
+        }
+    } else {
+        let (Some(image), Some(sha)) = (&args.image, &args.sha256) else {
+            return Err(Error::Usage(
+                "--image and --sha256 (or --from-cmdline)".into(),
+            ));
+        };
+        install::Request {
+            image: crate::agent::update::Source::parse(image),
+            sha256: sha.to_ascii_lowercase(),
+            disk: args.disk.clone(),
+            reinstall: args.reinstall,
+            report: args.report.clone(),
+        }
+    };
+    let disk = match &req.disk {
+        Some(d) => d.clone(),
+        None => install::pick_disk(std::path::Path::new("/sys/block"))?,
+    };
+    let http = crate::http::client(
+        std::time::Duration::from_secs(10),
+        std::time::Duration::from_secs(args.request_timeout.max(1)),
+    )?;
+    let done = install::install(&req, &disk, &http, &mut |line| {
+        eprintln!("pigsty agent install: {line}");
+    });
+    let done = match done {
+        Ok(d) => d,
+        Err(e) => {
+            if let Some(url) = &req.report {
+                let failed = install::Outcome {
+                    result: "failed".into(),
+                    disk: disk.display().to_string(),
+                    sha256: req.sha256.clone(),
+                    bytes: 0,
+                    secs: 0.0,
+                    detail: format!("{e:#}"),
+                };
+                if let Err(r) = install::report(url, &failed, &http) {
+                    eprintln!("pigsty agent install: reporting the failure: {r:#}");
+                }
+            }
+            return Err(e.into());
+        }
+    };
+    if let Some(url) = &req.report {
+        install::report(url, &done, &http)?;
+    }
+    if args.json {
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&done).context("JSON")?
+        )
+        .context("writing to stdout")?;
+    } else {
+        writeln!(
+            out,
+            "{}: {} ({} bytes, {:.1}s){}",
+            done.disk,
+            done.result,
+            done.bytes,
+            done.secs,
+            if done.detail.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", done.detail)
+            }
+        )
+        .context("writing to stdout")?;
+    }
     if args.reboot {
         writeln!(out, "rebooting").context("writing to stdout")?;
         crate::sys::run(std::process::Command::new("systemctl").arg("reboot"))
