@@ -69,29 +69,98 @@ pub struct Logged {
     pub status: u16,
 }
 
-/// The boot scripts a server hands out (`pigsty serve`): by MAC (`${mac:hexhyp}`),
-/// each with the node it is for.
+/// A machine the boot server knows by its MAC: the node it is, the address it boots
+/// with, and its script while its disk is to be installed and once it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Machine {
+    pub node: String,
+    pub ip: IpAddr,
+    pub install: String,
+    pub installed: String,
+}
+
+/// What a machine's installer reported (`POST /installed/<mac>`): its disk written
+/// (`installed`) or holding a node's data already (`kept`). Kept across restarts of
+/// the server in its state file.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Installed {
+    pub node: String,
+    pub result: String,
+    #[serde(default)]
+    pub sha256: String,
+    #[serde(default)]
+    pub disk: String,
+    /// Seconds since the epoch.
+    pub at: u64,
+}
+
+/// The boot scripts a server hands out (`pigsty serve`): by MAC (`${mac:hexhyp}`).
 #[derive(Debug, Clone, Default)]
 pub struct Scripts {
-    pub by_mac: BTreeMap<String, (String, String)>,
+    pub by_mac: BTreeMap<String, Machine>,
+    /// Machines whose disk is installed (or kept), by MAC: they boot from disk.
+    pub done: BTreeMap<String, Installed>,
+    /// Where `done` is kept (JSON), rewritten at each report.
+    pub state_file: Option<PathBuf>,
 }
 
 impl Scripts {
-    /// `script` for the machine with `mac` (any spelling), which is `node`.
-    pub fn add(&mut self, mac: &str, node: &str, script: String) -> anyhow::Result<()> {
-        let key = boot::hexhyp(mac).with_context(|| format!("{node}: {mac:?} is not a MAC"))?;
-        if let Some((other, _)) = self.by_mac.get(&key) {
-            bail!("{node} and {other} have the same MAC {key}");
+    /// `machine` is the one with `mac` (any spelling).
+    pub fn add(&mut self, mac: &str, machine: Machine) -> anyhow::Result<()> {
+        let key =
+            boot::hexhyp(mac).with_context(|| format!("{}: {mac:?} is not a MAC", machine.node))?;
+        if let Some(other) = self.by_mac.get(&key) {
+            bail!(
+                "{} and {} have the same MAC {key}",
+                machine.node,
+                other.node
+            );
         }
-        self.by_mac.insert(key, (node.to_string(), script));
+        self.by_mac.insert(key, machine);
         Ok(())
+    }
+
+    /// Read `done` from `path` (none yet: empty), and keep it there from now on.
+    pub fn keep_state_in(&mut self, path: &Path) -> anyhow::Result<()> {
+        self.done = match std::fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .with_context(|| format!("reading {}", path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        self.state_file = Some(path.to_path_buf());
+        Ok(())
+    }
+
+    fn save(&self) -> anyhow::Result<()> {
+        let Some(path) = &self.state_file else {
+            return Ok(());
+        };
+        let mut text = serde_json::to_vec_pretty(&self.done)?;
+        text.push(b'\n');
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+        Ok(())
+    }
+
+    /// The script for `key` (a MAC spelled as hexhyp) and the node it is for.
+    fn script(&self, key: &str) -> Option<(&str, &str)> {
+        self.by_mac.get(key).map(|m| {
+            let s = if self.done.contains_key(key) {
+                &m.installed
+            } else {
+                &m.install
+            };
+            (m.node.as_str(), s.as_str())
+        })
     }
 }
 
 #[derive(Clone)]
 struct Shared {
     artifacts: Arc<Artifacts>,
-    scripts: Option<Arc<Scripts>>,
+    scripts: Option<Arc<Mutex<Scripts>>>,
     log: Arc<Mutex<Vec<Logged>>>,
 }
 
@@ -99,6 +168,7 @@ struct Shared {
 pub struct Server {
     addr: SocketAddr,
     artifacts: Arc<Artifacts>,
+    scripts: Option<Arc<Mutex<Scripts>>>,
     log: Arc<Mutex<Vec<Logged>>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -124,9 +194,10 @@ impl Server {
         let addr = std_listener.local_addr()?;
         let log = Arc::new(Mutex::new(Vec::new()));
         let artifacts = Arc::new(artifacts);
+        let scripts = scripts.map(|s| Arc::new(Mutex::new(s)));
         let shared = Shared {
             artifacts: artifacts.clone(),
-            scripts: scripts.map(Arc::new),
+            scripts: scripts.clone(),
             log: log.clone(),
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -158,6 +229,7 @@ impl Server {
                         .route("/sha256/{hex}", axum::routing::get(artifact))
                         .route("/boot.ipxe", axum::routing::get(generic))
                         .route("/ipxe/{mac}", axum::routing::get(by_mac))
+                        .route("/installed/{mac}", axum::routing::post(installed))
                         .fallback(not_found)
                         .with_state(shared);
                     let served = axum::serve(
@@ -183,6 +255,7 @@ impl Server {
         Ok(Server {
             addr,
             artifacts,
+            scripts,
             log,
             stop: Some(stop),
             thread: Some(thread),
@@ -215,6 +288,14 @@ impl Server {
             ),
             None => (0, 0),
         }
+    }
+
+    /// The machines whose installers reported their disk installed or kept.
+    pub fn installed(&self) -> BTreeMap<String, Installed> {
+        self.scripts
+            .as_ref()
+            .and_then(|s| s.lock().ok().map(|s| s.done.clone()))
+            .unwrap_or_default()
     }
 
     /// The requests answered so far.
@@ -339,11 +420,15 @@ async fn by_mac(
         record(&shared, peer, "GET", &path, StatusCode::NOT_FOUND);
         return (StatusCode::NOT_FOUND, "not found\n").into_response();
     };
-    match scripts.by_mac.get(&key) {
+    let found = scripts
+        .lock()
+        .ok()
+        .and_then(|s| s.script(&key).map(|(n, t)| (n.to_string(), t.to_string())));
+    match found {
         Some((node, script)) => {
             tracing::info!("{peer}: {node} ({key}) asks for its boot script");
             record(&shared, peer, "GET", &path, StatusCode::OK);
-            script.clone().into_response()
+            script.into_response()
         }
         None => {
             tracing::warn!("{peer}: unknown machine {key} asks for a boot script");
@@ -351,6 +436,88 @@ async fn by_mac(
             boot::unknown(&key).into_response()
         }
     }
+}
+
+/// An installer's report: from the machine's own address only. `installed` and
+/// `kept` make the machine boot from its disk from now on; anything else is logged.
+async fn installed(
+    State(shared): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    UrlPath(mac): UrlPath<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let peer = canonical(peer.ip());
+    let path = format!("/installed/{mac}");
+    let answer = |status: StatusCode, text: String| {
+        record(&shared, peer, "POST", &path, status);
+        (status, text).into_response()
+    };
+    let (Some(scripts), Some(key)) = (&shared.scripts, boot::hexhyp(&mac)) else {
+        return answer(StatusCode::NOT_FOUND, "not found\n".into());
+    };
+    let Ok(mut scripts) = scripts.lock() else {
+        return answer(StatusCode::INTERNAL_SERVER_ERROR, "state lost\n".into());
+    };
+    let Some(machine) = scripts.by_mac.get(&key).cloned() else {
+        return answer(
+            StatusCode::NOT_FOUND,
+            format!("{key} is not in the inventory\n"),
+        );
+    };
+    if canonical(machine.ip) != peer {
+        tracing::warn!(
+            "{peer}: a report for {} ({key}) from another address than its {}",
+            machine.node,
+            machine.ip
+        );
+        return answer(
+            StatusCode::FORBIDDEN,
+            "a machine reports only for itself\n".into(),
+        );
+    }
+    let report: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return answer(StatusCode::BAD_REQUEST, format!("not JSON: {e}\n")),
+    };
+    let field = |k: &str| {
+        report
+            .get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_string()
+    };
+    let result = field("result");
+    if result != "installed" && result != "kept" {
+        tracing::warn!(
+            "{}: its install did not finish ({result}): {}",
+            machine.node,
+            field("detail")
+        );
+        return answer(StatusCode::OK, "noted\n".into());
+    }
+    tracing::info!(
+        "{}: disk {result} ({}, sha256 {}); it boots from its disk from now on",
+        machine.node,
+        field("disk"),
+        field("sha256")
+    );
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    scripts.done.insert(
+        key,
+        Installed {
+            node: machine.node.clone(),
+            result,
+            sha256: field("sha256"),
+            disk: field("disk"),
+            at,
+        },
+    );
+    if let Err(e) = scripts.save() {
+        tracing::warn!("keeping the install state: {e:#}");
+    }
+    answer(StatusCode::OK, "ok\n".into())
 }
 
 async fn not_found(ConnectInfo(peer): ConnectInfo<SocketAddr>, req: Request) -> Response {
@@ -457,18 +624,26 @@ mod tests {
 
     #[test]
     fn machines_get_their_script_by_mac_and_strangers_the_unknown_one() {
+        let machine = |node: &str, ip: &str| Machine {
+            node: node.into(),
+            ip: ip.parse().unwrap(),
+            install: format!("#!ipxe\n# {node}: install\n"),
+            installed: format!("#!ipxe\n# {node}: from disk\n"),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state.json");
         let mut scripts = Scripts::default();
+        scripts.keep_state_in(&state).unwrap();
         scripts
-            .add(
-                "52:54:00:0a:0a:0b",
-                "pg-lab-1",
-                "#!ipxe\n# pg-lab-1\n".into(),
-            )
+            .add("52:54:00:0a:0a:0b", machine("pg-lab-1", "127.0.0.1"))
+            .unwrap();
+        scripts
+            .add("52:54:00:0a:0a:0c", machine("pg-lab-2", "10.10.10.12"))
             .unwrap();
         let dup = scripts
-            .add("52-54-00-0A-0A-0B", "pg-lab-2", String::new())
+            .add("52-54-00-0A-0A-0B", machine("pg-lab-3", "127.0.0.1"))
             .unwrap_err();
-        assert!(format!("{dup:#}").contains("pg-lab-2 and pg-lab-1 have the same MAC"));
+        assert!(format!("{dup:#}").contains("pg-lab-3 and pg-lab-1 have the same MAC"));
         let s = Server::start_with(
             "127.0.0.1:0".parse().unwrap(),
             Artifacts::default(),
@@ -484,8 +659,48 @@ mod tests {
         assert_eq!((code, text.as_str()), (200, boot::GENERIC));
         assert_eq!(
             get("/ipxe/52-54-00-0a-0a-0b"),
-            (200, "#!ipxe\n# pg-lab-1\n".into())
+            (200, "#!ipxe\n# pg-lab-1: install\n".into())
         );
+        let post = |p: &str, body: &str| {
+            client()
+                .post(format!("{base}{p}"))
+                .body(body.to_string())
+                .send()
+                .unwrap()
+                .status()
+                .as_u16()
+        };
+        // A report for another machine than the peer's address is refused.
+        assert_eq!(
+            post("/installed/52-54-00-0a-0a-0c", r#"{"result":"installed"}"#),
+            403
+        );
+        // A failed install is noted, and the machine is still to be installed.
+        assert_eq!(
+            post("/installed/52-54-00-0a-0a-0b", r#"{"result":"failed"}"#),
+            200
+        );
+        assert!(get("/ipxe/52-54-00-0a-0a-0b").1.contains("install"));
+        assert_eq!(post("/installed/52-54-00-0a-0a-0b", "not json"), 400);
+        assert_eq!(
+            post(
+                "/installed/52-54-00-0a-0a-0b",
+                r#"{"result":"installed","disk":"/dev/vda","sha256":"ab"}"#
+            ),
+            200
+        );
+        assert_eq!(
+            get("/ipxe/52-54-00-0a-0a-0b"),
+            (200, "#!ipxe\n# pg-lab-1: from disk\n".into())
+        );
+        let kept: BTreeMap<String, Installed> =
+            serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+        assert_eq!(kept["52-54-00-0a-0a-0b"].node, "pg-lab-1");
+        assert_eq!(kept["52-54-00-0a-0a-0b"].disk, "/dev/vda");
+        assert_eq!(s.installed(), kept);
+        let mut again = Scripts::default();
+        again.keep_state_in(&state).unwrap();
+        assert_eq!(again.done, kept, "the state outlives the server");
         let (code, text) = get("/ipxe/52-54-00-0a-0a-99");
         assert_eq!(code, 200);
         assert!(text.contains("not in the inventory"), "{text}");
