@@ -48,12 +48,55 @@ pub enum Command {
     Rollout(RolloutArgs),
     /// Build bootable images of one node (or all nodes) into OUT/<nodename>/.
     BuildImage(BuildImageArgs),
+    /// Boot server for the inventory: iPXE scripts by MAC that install each node's
+    /// disk from its build (formats pxe and raw) and then boot it from disk, the
+    /// builds' artifacts by sha256 (roots and bundles for `agent update` too), and
+    /// with --dhcp Debian's dnsmasq as proxy DHCP and TFTP. Runs until SIGINT or
+    /// SIGTERM.
+    Serve(ServeArgs),
     /// Boot the inventory as qemu VMs on this machine (default: the built-in lab.yml).
     #[command(subcommand)]
     Lab(LabCommand),
     /// The fleet CA and node certificates, in files/pki beside the inventory.
     #[command(subcommand)]
     Pki(PkiCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Where `build-image` wrote the builds (OUT/<nodename>/manifest.json).
+    #[arg(long, value_name = "DIR", default_value = "out")]
+    pub out: PathBuf,
+
+    /// Address and port of the HTTP server.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "0.0.0.0:8080")]
+    pub listen: std::net::SocketAddr,
+
+    /// The address nodes reach the server at. Default: this machine's address on
+    /// the route to each node.
+    #[arg(long, value_name = "IP")]
+    pub advertise: Option<std::net::IpAddr>,
+
+    /// Start dnsmasq as proxy DHCP and TFTP on --interface (beside the network's
+    /// own DHCP server).
+    #[arg(long, requires = "interface")]
+    pub dhcp: bool,
+
+    /// The interface of the provisioning network (with --dhcp).
+    #[arg(long, value_name = "IF")]
+    pub interface: Option<String>,
+
+    /// Install NODE's disk again at its next network boot, even over its data.
+    #[arg(long, value_name = "NODE")]
+    pub reinstall: Vec<String>,
+
+    /// Print what each node would get and exit.
+    #[arg(long)]
+    pub check: bool,
+
+    /// Machine-readable JSON on stdout (with --check).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

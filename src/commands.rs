@@ -94,6 +94,14 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
                 out,
             )
         }
+        Command::Serve(args) => {
+            let loaded = load(&source)?;
+            serve(
+                certified(&loaded.fleet, &pki_dir(cli, &source, &cwd), false)?.as_ref(),
+                args,
+                out,
+            )
+        }
         Command::Pki(cmd) => {
             let loaded = load(&source)?;
             pki(&loaded.fleet, &pki_dir(cli, &source, &cwd), cmd, out)
@@ -833,6 +841,141 @@ fn rollout(
         &opts,
     )?;
     print_rollout(&report, args.json, out)
+}
+
+/// `pigsty serve`: the boot server for the inventory, until SIGINT or SIGTERM.
+fn serve(fleet: &Fleet, args: &crate::cli::ServeArgs, out: &mut dyn Write) -> Result<(), Error> {
+    use crate::serve::{self, fleet as boot_fleet};
+    for name in &args.reinstall {
+        if !fleet.nodes.iter().any(|n| &n.nodename == name) {
+            return Err(Error::Usage(format!(
+                "--reinstall {name}: no such node in {}",
+                fleet.source
+            )));
+        }
+    }
+    let compiled = compile_all(fleet, &fleet.source)?;
+    let state_dir = boot_fleet::state_dir(&args.out);
+    let mut scripts = serve::Scripts::default();
+    if !args.check {
+        std::fs::create_dir_all(&state_dir)
+            .with_context(|| format!("creating {}", state_dir.display()))?;
+        scripts.keep_state_in(&state_dir.join("installed.json"))?;
+    } else if let Ok(bytes) = std::fs::read(state_dir.join("installed.json")) {
+        scripts.done = serde_json::from_slice(&bytes).unwrap_or_default();
+    }
+    // Asked to install again: forget that it was.
+    let reinstall_macs: Vec<String> = fleet
+        .nodes
+        .iter()
+        .filter(|n| args.reinstall.contains(&n.nodename))
+        .filter_map(|n| n.node.node_mac.as_deref().and_then(serve::boot::hexhyp))
+        .collect();
+    scripts.done.retain(|mac, _| !reinstall_macs.contains(mac));
+    let prepared = boot_fleet::prepare(fleet, &compiled, &args.out, &scripts.done)?;
+    if args.check {
+        if args.json {
+            return write_json(out, &prepared.entries);
+        }
+        for e in &prepared.entries {
+            writeln!(
+                out,
+                "{:<16} {:<15} {:<17} {:<10} {}",
+                e.node,
+                e.ip,
+                if e.mac.is_empty() { "-" } else { &e.mac },
+                e.state,
+                e.detail
+            )
+            .context("writing to stdout")?;
+        }
+        return Ok(());
+    }
+    for e in &prepared.entries {
+        match e.state.as_str() {
+            "install" | "installed" | "kept" => {
+                eprintln!("serve: {} ({}, {}): {}", e.node, e.ip, e.mac, e.state);
+            }
+            _ => eprintln!("serve: {} ({}): {}: {}", e.node, e.ip, e.state, e.detail),
+        }
+    }
+    let server = serve::Server::start_with(
+        args.listen,
+        prepared.artifacts.clone(),
+        Some(serve::Scripts::default()),
+    )?;
+    let port = server.addr().port();
+    let advertise = args.advertise;
+    let base = move |node: &Node| -> anyhow::Result<String> {
+        let ip = match advertise {
+            Some(ip) => ip,
+            None => serve::source_address_towards(std::net::IpAddr::V4(node.ip))?,
+        };
+        Ok(match ip {
+            std::net::IpAddr::V6(v6) => format!("http://[{v6}]:{port}"),
+            v4 => format!("http://{v4}:{port}"),
+        })
+    };
+    let mut built = boot_fleet::scripts(fleet, &prepared, &base, &args.reinstall)?;
+    built.done = scripts.done.clone();
+    built.state_file = scripts.state_file.clone();
+    if let Some(path) = &built.state_file {
+        // The state as it is now (a reinstall forgot a node).
+        let mut text = serde_json::to_vec_pretty(&built.done).context("JSON")?;
+        text.push(b'\n');
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    server.set_scripts(built);
+    let dnsmasq = match (&args.dhcp, &args.interface) {
+        (true, Some(interface)) => Some(serve::dhcp::Dnsmasq::start(interface, port, &state_dir)?),
+        _ => None,
+    };
+    writeln!(
+        out,
+        "serving on http://{} ({} artifact(s)){}; iPXE clients start at /boot.ipxe; \
+         stop with SIGINT or SIGTERM",
+        server.addr(),
+        prepared.artifacts.len(),
+        dnsmasq
+            .as_ref()
+            .map(|d| format!(
+                ", dnsmasq pid {} (proxy DHCP, TFTP) at {}",
+                d.pid().unwrap_or(0),
+                d.address
+            ))
+            .unwrap_or_default()
+    )
+    .context("writing to stdout")?;
+    out.flush().context("writing to stdout")?;
+    let signal = wait_for_stop()?;
+    eprintln!("serve: {signal}: stopping");
+    drop(dnsmasq);
+    drop(server);
+    Ok(())
+}
+
+/// Block until SIGINT or SIGTERM; which one came.
+fn wait_for_stop() -> anyhow::Result<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .context("a runtime to wait for signals")?;
+    rt.block_on(async {
+        let mut term = signal(SignalKind::terminate()).context("waiting for SIGTERM")?;
+        let mut int = signal(SignalKind::interrupt()).context("waiting for SIGINT")?;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<&'static str>(2);
+        let tx2 = tx.clone();
+        tokio::spawn(async move {
+            term.recv().await;
+            let _ = tx.send("SIGTERM").await;
+        });
+        tokio::spawn(async move {
+            int.recv().await;
+            let _ = tx2.send("SIGINT").await;
+        });
+        rx.recv().await.context("the signal waits ended")
+    })
 }
 
 /// The rollout's final table (or JSON); a rollout that stopped is exit 1 naming

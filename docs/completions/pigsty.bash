@@ -46,6 +46,9 @@ _pigsty() {
             pigsty,rollout)
                 cmd="pigsty__subcmd__rollout"
                 ;;
+            pigsty,serve)
+                cmd="pigsty__subcmd__serve"
+                ;;
             pigsty,status)
                 cmd="pigsty__subcmd__status"
                 ;;
@@ -60,6 +63,9 @@ _pigsty() {
                 ;;
             pigsty__subcmd__agent,help)
                 cmd="pigsty__subcmd__agent__subcmd__help"
+                ;;
+            pigsty__subcmd__agent,install)
+                cmd="pigsty__subcmd__agent__subcmd__install"
                 ;;
             pigsty__subcmd__agent,pre-init)
                 cmd="pigsty__subcmd__agent__subcmd__pre__subcmd__init"
@@ -84,6 +90,9 @@ _pigsty() {
                 ;;
             pigsty__subcmd__agent__subcmd__help,help)
                 cmd="pigsty__subcmd__agent__subcmd__help__subcmd__help"
+                ;;
+            pigsty__subcmd__agent__subcmd__help,install)
+                cmd="pigsty__subcmd__agent__subcmd__help__subcmd__install"
                 ;;
             pigsty__subcmd__agent__subcmd__help,pre-init)
                 cmd="pigsty__subcmd__agent__subcmd__help__subcmd__pre__subcmd__init"
@@ -127,6 +136,9 @@ _pigsty() {
             pigsty__subcmd__help,rollout)
                 cmd="pigsty__subcmd__help__subcmd__rollout"
                 ;;
+            pigsty__subcmd__help,serve)
+                cmd="pigsty__subcmd__help__subcmd__serve"
+                ;;
             pigsty__subcmd__help,status)
                 cmd="pigsty__subcmd__help__subcmd__status"
                 ;;
@@ -138,6 +150,9 @@ _pigsty() {
                 ;;
             pigsty__subcmd__help__subcmd__agent,firstboot)
                 cmd="pigsty__subcmd__help__subcmd__agent__subcmd__firstboot"
+                ;;
+            pigsty__subcmd__help__subcmd__agent,install)
+                cmd="pigsty__subcmd__help__subcmd__agent__subcmd__install"
                 ;;
             pigsty__subcmd__help__subcmd__agent,pre-init)
                 cmd="pigsty__subcmd__help__subcmd__agent__subcmd__pre__subcmd__init"
@@ -338,7 +353,7 @@ _pigsty() {
 
     case "${cmd}" in
         pigsty)
-            opts="-i -v -h -V --inventory --pki --verbose --help --version inventory plan render agent status diff rollout build-image lab pki help"
+            opts="-i -v -h -V --inventory --pki --verbose --help --version inventory plan render agent status diff rollout build-image serve lab pki help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -364,7 +379,7 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__agent)
-            opts="-i -v -h -V --inventory --pki --verbose --help --version firstboot status tune update apply bless pre-init help"
+            opts="-i -v -h -V --inventory --pki --verbose --help --version firstboot status tune update apply install bless pre-init help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -508,7 +523,7 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__agent__subcmd__help)
-            opts="firstboot status tune update apply bless pre-init help"
+            opts="firstboot status tune update apply install bless pre-init help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -577,6 +592,20 @@ _pigsty() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        pigsty__subcmd__agent__subcmd__help__subcmd__install)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         pigsty__subcmd__agent__subcmd__help__subcmd__pre__subcmd__init)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -626,6 +655,52 @@ _pigsty() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pigsty__subcmd__agent__subcmd__install)
+            opts="-i -v -h -V --from-cmdline --image --sha256 --disk --reinstall --report --reboot --request-timeout --json --inventory --pki --verbose --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --image)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --sha256)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --disk)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --report)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --request-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --inventory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pki)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -850,7 +925,7 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__help)
-            opts="inventory plan render agent status diff rollout build-image lab pki help"
+            opts="inventory plan render agent status diff rollout build-image serve lab pki help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -864,7 +939,7 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__help__subcmd__agent)
-            opts="firstboot status tune update apply bless pre-init"
+            opts="firstboot status tune update apply install bless pre-init"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -906,6 +981,20 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__help__subcmd__agent__subcmd__firstboot)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pigsty__subcmd__help__subcmd__agent__subcmd__install)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1340,6 +1429,20 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__help__subcmd__rollout)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pigsty__subcmd__help__subcmd__serve)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2457,6 +2560,52 @@ _pigsty() {
                     return 0
                     ;;
                 --endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --inventory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pki)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pigsty__subcmd__serve)
+            opts="-i -v -h -V --out --listen --advertise --dhcp --interface --reinstall --check --json --inventory --pki --verbose --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --out)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --advertise)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --interface)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --reinstall)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -92,6 +92,37 @@ StandardError=journal+console
 WantedBy=multi-user.target
 ";
 
+/// The node's image booted over the network to install its disk (`pigsty serve`
+/// boots it with `systemd.unit=pigsty-install.target`): the network and the
+/// installer, none of the node's own services (docs/pxe.md).
+const INSTALL_TARGET: &str =
+    "# Managed by pigsty: a network boot that installs this node's disk, and nothing
+# else: none of the node's services start (docs/pxe.md).
+[Unit]
+Description=pigsty: install this node's disk from the network
+Requires=basic.target
+Wants=network-online.target pigsty-install.service
+After=basic.target network-online.target
+AllowIsolate=yes
+";
+
+const INSTALL_UNIT: &str =
+    "# Managed by pigsty: writes this node's A/B disk from the image the kernel command
+# line names (pigsty.install=), then reboots into it (docs/pxe.md). A failed install
+# stays up with its reason on the console and reported to the server.
+[Unit]
+Description=pigsty: write this node's disk from the network
+ConditionKernelCommandLine=pigsty.install
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+Type=oneshot
+ExecStart=/usr/local/bin/pigsty agent install --from-cmdline --reboot
+StandardOutput=journal+console
+StandardError=journal+console
+";
+
 /// A systemd generator: the units the agent enabled (recorded under
 /// /var/lib/pigsty/enabled) are wanted by multi-user.target at every boot. A node
 /// booted from a slot has a read-only /etc, where `systemctl enable` would link them.
@@ -356,6 +387,14 @@ pub fn apply_shared(tree: &mut Tree, agent: &[u8], epoch: u64) {
     tree.insert(
         "/usr/lib/systemd/system/multi-user.target.wants/pigsty-bless.service",
         Entry::symlink("../pigsty-bless.service", epoch),
+    );
+    tree.insert(
+        "/usr/lib/systemd/system/pigsty-install.target",
+        Entry::file(INSTALL_TARGET.as_bytes().to_vec(), 0o644, 0, 0, epoch),
+    );
+    tree.insert(
+        "/usr/lib/systemd/system/pigsty-install.service",
+        Entry::file(INSTALL_UNIT.as_bytes().to_vec(), 0o644, 0, 0, epoch),
     );
     let wants = "etc/systemd/system";
     // Module services ship disabled: the agent starts them in order.

@@ -121,7 +121,6 @@ pxe-service=tag:ipxe,x86PC,\"pigsty\",{boot_url}
 pxe-service=tag:ipxe,X86-64_EFI,\"pigsty\",{boot_url}
 enable-tftp
 tftp-root={tftp}
-tftp-secure
 log-dhcp
 ",
         pid = pid_file.display(),

@@ -8,6 +8,8 @@
 //! Every request is logged with its peer, path, status and size.
 
 pub mod boot;
+pub mod dhcp;
+pub mod fleet;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -287,6 +289,15 @@ impl Server {
                 std::fs::metadata(&a.path).map_or(0, |m| m.len()),
             ),
             None => (0, 0),
+        }
+    }
+
+    /// Hand out `scripts` from now on (their URLs need the port the server got).
+    pub fn set_scripts(&self, scripts: Scripts) {
+        if let Some(s) = &self.scripts
+            && let Ok(mut s) = s.lock()
+        {
+            *s = scripts;
         }
     }
 
