@@ -1416,6 +1416,7 @@ fn agent_install(args: &crate::cli::InstallArgs, out: &mut dyn Write) -> Result<
                     disk: disk.display().to_string(),
                     sha256: req.sha256.clone(),
                     bytes: 0,
+                    skipped: 0,
                     secs: 0.0,
                     detail: format!("{e:#}"),
                 };

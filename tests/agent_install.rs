@@ -172,6 +172,34 @@ fn a_wrong_image_leaves_no_bootable_disk() {
     assert!(std::fs::read(&small).unwrap().iter().all(|b| *b == 0xee));
 }
 
+#[test]
+fn zeros_a_disk_holds_already_are_not_written_again() {
+    let dir = tempfile::tempdir().unwrap();
+    // An image of data, then 4 MiB of zeros, then data.
+    let mut bytes = image_bytes(2 * MIB);
+    bytes.extend(vec![0u8; 4 * MIB]);
+    bytes.extend(image_bytes(2 * MIB));
+    let image = dir.path().join("disk.raw");
+    std::fs::write(&image, &bytes).unwrap();
+    let req = Request {
+        image: Source::File(image),
+        sha256: sha(&bytes),
+        disk: None,
+        reinstall: false,
+        report: None,
+    };
+    // A new disk (zeros): the zeros are skipped, and it holds the image.
+    let fresh = disk(dir.path(), "vda", 9 * MIB, 0);
+    let done = install::install(&req, &fresh, &http(), &mut |_| {}).unwrap();
+    assert_eq!(done.skipped, 4 * MIB as u64, "{done:?}");
+    assert_eq!(&std::fs::read(&fresh).unwrap()[..bytes.len()], &bytes[..]);
+    // A used disk: zeros where it holds something else are written.
+    let used = disk(dir.path(), "vdb", 9 * MIB, 0xee);
+    let done = install::install(&req, &used, &http(), &mut |_| {}).unwrap();
+    assert_eq!(done.skipped, 0);
+    assert_eq!(&std::fs::read(&used).unwrap()[..bytes.len()], &bytes[..]);
+}
+
 /// Serves `bytes`; its first answer stops after `cut` bytes of the body, later
 /// answers honour `Range: bytes=N-`. Records each request's Range header.
 fn cutting_server(bytes: Vec<u8>, cut: usize) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
