@@ -254,18 +254,27 @@ impl Lab {
     fn forget_report(&self, name: &str) {
         let key = format!("{}{name}", crate::agent::NODES_PREFIX);
         let endpoints = self.etcd_endpoints();
+        // Bounded retries: the node just killed may have led Raft, and the others
+        // answer nothing that needs quorum until they elect a leader.
         let done = net::within(&self.state.netns, || {
             let access = self.etcd_access()?;
-            for url in &endpoints {
-                let Ok(c) = crate::agent::etcd::Client::with(url, Duration::from_secs(3), &access)
-                else {
-                    continue;
-                };
-                if c.delete(&key).is_ok() {
-                    return Ok(());
+            let start = std::time::Instant::now();
+            let mut last = String::from("no etcd endpoint");
+            for _ in 0..30 {
+                for url in &endpoints {
+                    match crate::agent::etcd::Client::with(url, Duration::from_secs(10), &access)
+                        .and_then(|c| c.delete(&key))
+                    {
+                        Ok(()) => return Ok(()),
+                        Err(e) => last = format!("{url}: {e:#}"),
+                    }
                 }
+                if start.elapsed() > Duration::from_secs(60) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_secs(2));
             }
-            bail!("no etcd endpoint answered")
+            bail!("no etcd endpoint took the delete within 60 s; last: {last}")
         });
         if let Err(e) = done {
             tracing::warn!("forgetting {name}'s report: {e:#}");
