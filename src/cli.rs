@@ -86,6 +86,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "IF")]
     pub interface: Option<String>,
 
+    /// With --dhcp, give the inventory's machines (node_mac) their addresses too,
+    /// for a network with no DHCP server of its own; no other machine gets one.
+    #[arg(long, requires = "dhcp")]
+    pub dhcp_addresses: bool,
+
     /// Install NODE's disk again at its next network boot, even over its data.
     #[arg(long, value_name = "NODE")]
     pub reinstall: Vec<String>,

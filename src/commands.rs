@@ -927,7 +927,27 @@ fn serve(fleet: &Fleet, args: &crate::cli::ServeArgs, out: &mut dyn Write) -> Re
     }
     server.set_scripts(built);
     let dnsmasq = match (&args.dhcp, &args.interface) {
-        (true, Some(interface)) => Some(serve::dhcp::Dnsmasq::start(interface, port, &state_dir)?),
+        (true, Some(interface)) => {
+            let hosts: Vec<serve::boot::DhcpHost> = if args.dhcp_addresses {
+                fleet
+                    .nodes
+                    .iter()
+                    .filter_map(|n| {
+                        let mac = n.node.node_mac.as_deref().and_then(serve::boot::hexhyp)?;
+                        Some(serve::boot::DhcpHost {
+                            mac: mac.replace('-', ":"),
+                            ip: n.ip,
+                            name: n.nodename.clone(),
+                        })
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            Some(serve::dhcp::Dnsmasq::start(
+                interface, port, &state_dir, &hosts,
+            )?)
+        }
         _ => None,
     };
     writeln!(

@@ -450,3 +450,129 @@ fn dhcp_starts_dnsmasq_with_tftp_and_stops_it() {
         "dnsmasq stopped"
     );
 }
+
+/// `--dhcp --dhcp-addresses`, for a network with no DHCP server of its own: a machine
+/// with an inventory's node_mac gets that node's address and the iPXE binary to
+/// boot; a machine with another MAC gets nothing. A real DHCP client (ISC dhclient)
+/// asks from a network namespace of its own.
+#[test]
+#[ignore = "needs root, dnsmasq-base, ipxe and isc-dhcp-client: creates network namespaces"]
+fn dhcp_addresses_go_to_the_inventorys_machines_only() {
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    let missing: Vec<&str> = [
+        "/usr/sbin/dnsmasq",
+        "/usr/lib/ipxe/undionly.kpxe",
+        "/usr/sbin/dhclient",
+    ]
+    .into_iter()
+    .filter(|p| !Path::new(p).exists())
+    .collect();
+    if !missing.is_empty() || !rustix::process::geteuid().is_root() {
+        assert!(
+            !ci,
+            "under CI this test must run: missing {missing:?} or not root"
+        );
+        eprintln!("skipped: missing {missing:?} or not root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("pigsty.yml");
+    std::fs::write(
+        &inv,
+        "all:\n  children:\n    etcd:\n      hosts:\n        192.0.2.11: { etcd_seq: 1 }\n      vars: { etcd_cluster: etcd }\n    pg-one:\n      hosts:\n        192.0.2.11: { pg_seq: 1, pg_role: primary, node_mac: \"52:54:00:00:00:0b\" }\n      vars: { pg_cluster: pg-one }\n  vars:\n    admin_ip: 192.0.2.1\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    fake_build(&out, "pg-one-1", &digest_of(&inv, "pg-one-1"));
+    let ns = Netns("pigsty-serve-full");
+    let machine = Netns("pigsty-serve-asker");
+    for n in [ns.0, machine.0] {
+        let _ = Command::new("ip").args(["netns", "del", n]).status();
+        run("ip", &["netns", "add", n]);
+    }
+    let inns = |n: &str, args: &[&str]| {
+        let mut a = vec!["netns", "exec", n];
+        a.extend_from_slice(args);
+        run("ip", &a);
+    };
+    inns(
+        ns.0,
+        &[
+            "ip", "link", "add", "pxe0", "type", "veth", "peer", "name", "pxe1",
+        ],
+    );
+    inns(ns.0, &["ip", "link", "set", "pxe1", "netns", machine.0]);
+    inns(ns.0, &["ip", "addr", "add", "192.0.2.1/24", "dev", "pxe0"]);
+    inns(
+        machine.0,
+        &["ip", "link", "set", "pxe1", "address", "52:54:00:00:00:0b"],
+    );
+    for (n, dev) in [
+        (ns.0, "lo"),
+        (ns.0, "pxe0"),
+        (machine.0, "lo"),
+        (machine.0, "pxe1"),
+    ] {
+        inns(n, &["ip", "link", "set", dev, "up"]);
+    }
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns.0, env!("CARGO_BIN_EXE_pigsty"), "-i"])
+        .arg(&inv)
+        .args([
+            "serve",
+            "--listen",
+            "192.0.2.1:0",
+            "--dhcp",
+            "--dhcp-addresses",
+        ])
+        .args(["--interface", "pxe0", "--out"])
+        .arg(&out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains("dnsmasq pid"), "{line}");
+    // dhclient, bounded: one try of at most 10 s, its lease in a file of ours, and
+    // nothing configured (its script is /bin/true).
+    let conf = dir.path().join("dhclient.conf");
+    std::fs::write(&conf, "timeout 10;\nretry 1;\n").unwrap();
+    let ask = |tag: &str| -> (bool, String) {
+        let lease = dir.path().join(format!("{tag}.leases"));
+        let st = Command::new("ip")
+            .args([
+                "netns", "exec", machine.0, "timeout", "30", "dhclient", "-1", "-4",
+            ])
+            .args(["-sf", "/bin/true", "-cf"])
+            .arg(&conf)
+            .arg("-lf")
+            .arg(&lease)
+            .arg("-pf")
+            .arg(dir.path().join(format!("{tag}.pid")))
+            .arg("pxe1")
+            .status()
+            .unwrap();
+        (
+            st.success(),
+            std::fs::read_to_string(&lease).unwrap_or_default(),
+        )
+    };
+    let (ok, lease) = ask("known");
+    assert!(ok, "the node's MAC gets a lease: {lease}");
+    assert!(lease.contains("fixed-address 192.0.2.11;"), "{lease}");
+    assert!(lease.contains("filename \"undionly.0\";"), "{lease}");
+    inns(
+        machine.0,
+        &["ip", "link", "set", "pxe1", "address", "52:54:00:00:00:99"],
+    );
+    let (ok, lease) = ask("stranger");
+    assert!(
+        !ok && !lease.contains("fixed-address"),
+        "a stranger gets no address: {lease}"
+    );
+    terminate(&child);
+    assert!(wait_bounded(&mut child, Duration::from_secs(20)).success());
+}

@@ -2583,7 +2583,7 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__serve)
-            opts="-i -v -h -V --out --listen --advertise --dhcp --interface --reinstall --check --json --inventory --pki --verbose --help --version"
+            opts="-i -v -h -V --out --listen --advertise --dhcp --interface --dhcp-addresses --reinstall --check --json --inventory --pki --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -241,6 +241,7 @@ complete -c pigsty -n "__fish_pigsty_using_subcommand serve" -l reinstall -d 'In
 complete -c pigsty -n "__fish_pigsty_using_subcommand serve" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
 complete -c pigsty -n "__fish_pigsty_using_subcommand serve" -l pki -d 'The fleet PKI directory (CA and node certificates). Default: files/pki beside the inventory file (in the current directory for the built-in inventory)' -r -F
 complete -c pigsty -n "__fish_pigsty_using_subcommand serve" -l dhcp -d 'Start dnsmasq as proxy DHCP and TFTP on --interface (beside the network\'s own DHCP server)'
+complete -c pigsty -n "__fish_pigsty_using_subcommand serve" -l dhcp-addresses -d 'With --dhcp, give the inventory\'s machines (node_mac) their addresses too, for a network with no DHCP server of its own; no other machine gets one'
 complete -c pigsty -n "__fish_pigsty_using_subcommand serve" -l check -d 'Print what each node would get and exit'
 complete -c pigsty -n "__fish_pigsty_using_subcommand serve" -l json -d 'Machine-readable JSON on stdout (with --check)'
 complete -c pigsty -n "__fish_pigsty_using_subcommand serve" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'

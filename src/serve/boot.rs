@@ -88,11 +88,23 @@ exit
 pub const IPXE_BIOS: &str = "/usr/lib/ipxe/undionly.kpxe";
 pub const IPXE_EFI: &str = "/usr/lib/ipxe/ipxe.efi";
 
-/// dnsmasq for `--dhcp`: proxy DHCP on `interface` for the subnet `net/prefix` (the
-/// network's own DHCP server keeps giving addresses), TFTP from `tftp_root` (holding
-/// [`IPXE_BIOS`] and [`IPXE_EFI`] by their file names) for PXE clients, and
-/// `boot_url` (this server's `/boot.ipxe`) for iPXE clients, BIOS and UEFI. No DNS.
-/// (iPXE clients are told apart by the user class iPXE sends.)
+/// A machine dnsmasq gives its address itself (`serve --dhcp --dhcp-addresses`, on a
+/// network with no DHCP server of its own): its MAC, address and name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DhcpHost {
+    pub mac: String,
+    pub ip: Ipv4Addr,
+    pub name: String,
+}
+
+/// dnsmasq for `--dhcp` on `interface` for the subnet `net/prefix`: TFTP from
+/// `tftp_root` (holding [`IPXE_BIOS`] as `undionly.0` and [`IPXE_EFI`]) for PXE
+/// clients that are not iPXE yet, and `boot_url` (this server's `/boot.ipxe`) for
+/// iPXE clients, BIOS and UEFI (told apart by the user class iPXE sends). No DNS.
+///
+/// With no `hosts`, proxy DHCP: the network's own DHCP server keeps giving the
+/// addresses. With `hosts`, dnsmasq gives each of them its address (static leases
+/// only: no other machine gets one) and the boot file in its own answer.
 pub fn dnsmasq_conf(
     interface: &str,
     net: Ipv4Addr,
@@ -100,36 +112,64 @@ pub fn dnsmasq_conf(
     boot_url: &str,
     tftp_root: &Path,
     pid_file: &Path,
+    hosts: &[DhcpHost],
 ) -> String {
     let mask = crate::model::prefix_mask(prefix);
     let net = Ipv4Addr::from(u32::from(net) & mask);
     let bios = file_name(IPXE_BIOS);
     let efi = file_name(IPXE_EFI);
-    format!(
-        "# pigsty serve --dhcp: proxy DHCP and TFTP for network boots (written by pigsty)
+    let mut out = format!(
+        "# pigsty serve --dhcp: {what} and TFTP for network boots (written by pigsty)
 port=0
 interface={interface}
 bind-interfaces
 except-interface=lo
 pid-file={pid}
-dhcp-range={net},proxy,{mask}
 dhcp-userclass=set:ipxe,iPXE
+enable-tftp
+tftp-root={tftp}
+log-dhcp
+",
+        what = if hosts.is_empty() {
+            "proxy DHCP"
+        } else {
+            "DHCP for the inventory's machines"
+        },
+        pid = pid_file.display(),
+        tftp = tftp_root.display(),
+    );
+    if hosts.is_empty() {
+        out.push_str(&format!(
+            "dhcp-range={net},proxy,{mask}
 pxe-prompt=\"pigsty\",0
 pxe-service=tag:!ipxe,x86PC,\"pigsty: iPXE (BIOS)\",{bios_stem}
 pxe-service=tag:!ipxe,X86-64_EFI,\"pigsty: iPXE (UEFI)\",{efi}
 pxe-service=tag:ipxe,x86PC,\"pigsty\",{boot_url}
 pxe-service=tag:ipxe,X86-64_EFI,\"pigsty\",{boot_url}
-enable-tftp
-tftp-root={tftp}
-log-dhcp
 ",
-        pid = pid_file.display(),
-        mask = Ipv4Addr::from(mask),
-        // dnsmasq appends `.0` to a BIOS PXE service's file name: the TFTP root
-        // holds the BIOS binary as `undionly.0`.
-        bios_stem = bios.trim_end_matches(".kpxe"),
-        tftp = tftp_root.display(),
-    )
+            mask = Ipv4Addr::from(mask),
+            // dnsmasq appends `.0` to a BIOS PXE service's file name: the TFTP root
+            // holds the BIOS binary as `undionly.0`.
+            bios_stem = bios.trim_end_matches(".kpxe"),
+        ));
+    } else {
+        out.push_str(&format!(
+            "dhcp-range={net},static,{mask}
+dhcp-option=3
+dhcp-match=set:efi64,option:client-arch,7
+dhcp-match=set:efi64,option:client-arch,9
+dhcp-boot=tag:ipxe,{boot_url}
+dhcp-boot=tag:!ipxe,tag:efi64,{efi}
+dhcp-boot=tag:!ipxe,tag:!efi64,{bios_stem}.0
+",
+            mask = Ipv4Addr::from(mask),
+            bios_stem = bios.trim_end_matches(".kpxe"),
+        ));
+        for h in hosts {
+            out.push_str(&format!("dhcp-host={},{},{}\n", h.mac, h.ip, h.name));
+        }
+    }
+    out
 }
 
 fn file_name(path: &str) -> String {
@@ -191,6 +231,7 @@ mod tests {
             "http://10.10.10.1:8080/boot.ipxe",
             Path::new("/run/pigsty/tftp"),
             Path::new("/run/pigsty/dnsmasq.pid"),
+            &[],
         );
         assert!(c.contains("\nport=0\n"), "{c}");
         assert!(
@@ -204,5 +245,41 @@ mod tests {
         ));
         assert!(c.contains("tftp-root=/run/pigsty/tftp\n"));
         assert!(!c.contains('{'), "no placeholder left: {c}");
+        assert!(!c.contains("dhcp-host"), "{c}");
+        // Giving addresses itself: static leases for the inventory's machines only.
+        let c = dnsmasq_conf(
+            "br0",
+            "10.10.10.1".parse().unwrap(),
+            24,
+            "http://10.10.10.1:8080/boot.ipxe",
+            Path::new("/run/pigsty/tftp"),
+            Path::new("/run/pigsty/dnsmasq.pid"),
+            &[DhcpHost {
+                mac: "52:54:00:0a:0a:0b".into(),
+                ip: "10.10.10.11".parse().unwrap(),
+                name: "pg-lab-1".into(),
+            }],
+        );
+        assert!(
+            c.contains("dhcp-range=10.10.10.0,static,255.255.255.0\n"),
+            "{c}"
+        );
+        assert!(
+            c.contains("dhcp-host=52:54:00:0a:0a:0b,10.10.10.11,pg-lab-1\n"),
+            "{c}"
+        );
+        assert!(
+            c.contains("dhcp-boot=tag:ipxe,http://10.10.10.1:8080/boot.ipxe\n"),
+            "{c}"
+        );
+        assert!(
+            c.contains("dhcp-boot=tag:!ipxe,tag:efi64,ipxe.efi\n"),
+            "{c}"
+        );
+        assert!(
+            c.contains("dhcp-boot=tag:!ipxe,tag:!efi64,undionly.0\n"),
+            "{c}"
+        );
+        assert!(!c.contains("proxy"), "{c}");
     }
 }

@@ -51,7 +51,14 @@ impl Dnsmasq {
     /// Start dnsmasq on `interface` with its files under `dir`: the configuration,
     /// and the TFTP root holding Debian's iPXE binaries. `port` is the HTTP
     /// server's, which iPXE clients are sent to (`/boot.ipxe`).
-    pub fn start(interface: &str, port: u16, dir: &Path) -> anyhow::Result<Dnsmasq> {
+    /// With `hosts`, dnsmasq gives them their addresses itself (a network with no
+    /// DHCP server of its own); else proxy DHCP.
+    pub fn start(
+        interface: &str,
+        port: u16,
+        dir: &Path,
+        hosts: &[boot::DhcpHost],
+    ) -> anyhow::Result<Dnsmasq> {
         if !Path::new(DNSMASQ).is_file() {
             bail!("--dhcp needs {DNSMASQ}: apt-get install dnsmasq-base");
         }
@@ -74,6 +81,7 @@ impl Dnsmasq {
             &format!("http://{address}:{port}/boot.ipxe"),
             &tftp,
             &dir.join("dnsmasq.pid"),
+            hosts,
         );
         std::fs::write(&conf, text).with_context(|| format!("writing {}", conf.display()))?;
         let mut child = Command::new(DNSMASQ)
