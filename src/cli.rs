@@ -146,6 +146,11 @@ pub enum LabCommand {
     /// agent update --reboot` run there, then a wait until it reports the new slot
     /// kept.
     Update(LabUpdateArgs),
+    /// Reinstall a node over the network, as bare metal with `pigsty serve`: an empty
+    /// disk, the NIC booted first (qemu's iPXE), the node's build (raw and pxe)
+    /// served from inside the lab's network with dnsmasq giving it its address; waits
+    /// until its installer reports the disk written and it boots from it.
+    Pxe(LabPxeArgs),
     /// Take a node's new bundle, built from the inventory, in without a reboot:
     /// copied to it and `pigsty agent apply` run there (refused when it needs a boot).
     Apply(LabNodeArgs),
@@ -289,6 +294,20 @@ pub struct LabNodeArgs {
     /// The node: its nodename or IP.
     #[arg(value_name = "NODE")]
     pub node: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LabPxeArgs {
+    #[command(flatten)]
+    pub dir: LabDir,
+
+    /// The node: its nodename or IP.
+    #[arg(value_name = "NODE")]
+    pub node: String,
+
+    /// Give up after SECS without the install reported and the node back on its disk.
+    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    pub timeout: u64,
 }
 
 #[derive(Debug, Args)]

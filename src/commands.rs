@@ -381,6 +381,25 @@ fn lab(
             }
             Ok(())
         }
+        C::Pxe(args) => {
+            let (lab, fleet) = lab_fleet(source, pki, &lab_dir(&args.dir))?;
+            let done = lab.pxe(
+                &fleet,
+                &args.node,
+                std::time::Duration::from_secs(args.timeout.max(1)),
+            )?;
+            writeln!(
+                out,
+                "{}: installed over the network ({} MiB disk) {:.0} s after power-on, \
+                 booting from its disk after {:.0} s; `pigsty lab wait` for its join",
+                done.node,
+                done.disk_bytes >> 20,
+                done.installed_secs,
+                done.to_disk_secs
+            )
+            .context("writing to stdout")?;
+            Ok(())
+        }
         C::Apply(args) => {
             let (lab, fleet) = lab_fleet(source, pki, &lab_dir(&args.dir))?;
             let (bundle, said) =

@@ -190,6 +190,9 @@ _pigsty() {
             pigsty__subcmd__help__subcmd__lab,logs)
                 cmd="pigsty__subcmd__help__subcmd__lab__subcmd__logs"
                 ;;
+            pigsty__subcmd__help__subcmd__lab,pxe)
+                cmd="pigsty__subcmd__help__subcmd__lab__subcmd__pxe"
+                ;;
             pigsty__subcmd__help__subcmd__lab,reimage)
                 cmd="pigsty__subcmd__help__subcmd__lab__subcmd__reimage"
                 ;;
@@ -262,6 +265,9 @@ _pigsty() {
             pigsty__subcmd__lab,logs)
                 cmd="pigsty__subcmd__lab__subcmd__logs"
                 ;;
+            pigsty__subcmd__lab,pxe)
+                cmd="pigsty__subcmd__lab__subcmd__pxe"
+                ;;
             pigsty__subcmd__lab,reimage)
                 cmd="pigsty__subcmd__lab__subcmd__reimage"
                 ;;
@@ -303,6 +309,9 @@ _pigsty() {
                 ;;
             pigsty__subcmd__lab__subcmd__help,logs)
                 cmd="pigsty__subcmd__lab__subcmd__help__subcmd__logs"
+                ;;
+            pigsty__subcmd__lab__subcmd__help,pxe)
+                cmd="pigsty__subcmd__lab__subcmd__help__subcmd__pxe"
                 ;;
             pigsty__subcmd__lab__subcmd__help,reimage)
                 cmd="pigsty__subcmd__lab__subcmd__help__subcmd__reimage"
@@ -1163,7 +1172,7 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__help__subcmd__lab)
-            opts="up status down reimage kill start wait logs ssh update apply diff rollout"
+            opts="up status down reimage kill start wait logs ssh update pxe apply diff rollout"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1233,6 +1242,20 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__help__subcmd__lab__subcmd__logs)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pigsty__subcmd__help__subcmd__lab__subcmd__pxe)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1645,7 +1668,7 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__lab)
-            opts="-i -v -h -V --inventory --pki --verbose --help --version up status down reimage kill start wait logs ssh update apply diff rollout help"
+            opts="-i -v -h -V --inventory --pki --verbose --help --version up status down reimage kill start wait logs ssh update pxe apply diff rollout help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1761,7 +1784,7 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__lab__subcmd__help)
-            opts="up status down reimage kill start wait logs ssh update apply diff rollout help"
+            opts="up status down reimage kill start wait logs ssh update pxe apply diff rollout help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1845,6 +1868,20 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__lab__subcmd__help__subcmd__logs)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pigsty__subcmd__lab__subcmd__help__subcmd__pxe)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2008,6 +2045,40 @@ _pigsty() {
             fi
             case "${prev}" in
                 --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --inventory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pki)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pigsty__subcmd__lab__subcmd__pxe)
+            opts="-i -v -h -V --dir --timeout --inventory --pki --verbose --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

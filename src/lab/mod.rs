@@ -21,6 +21,7 @@
 mod images;
 pub mod logs;
 pub mod net;
+pub mod pxe;
 mod status;
 pub mod update;
 pub mod vm;
@@ -223,6 +224,7 @@ impl Lab {
             memory_mib: self.state.memory_mib,
             cpus: self.state.cpus,
             kvm: self.state.kvm,
+            network_first: false,
         })?;
         tracing::info!(node = %node.name, pid, "started");
         let now = crate::agent::state::now();

@@ -148,7 +148,7 @@ impl Lab {
 
     /// How the lab builds bundles: into `<lab>/updates`, from its layer cache, with
     /// its extra trees and the image epoch, as it built its images.
-    fn bundle_build(&self) -> crate::image::BuildOptions {
+    pub(crate) fn bundle_build(&self) -> crate::image::BuildOptions {
         crate::image::BuildOptions {
             formats: vec![crate::image::Format::Bundle],
             out: self.dir.join("updates"),

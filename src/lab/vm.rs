@@ -142,6 +142,9 @@ pub struct Boot<'a> {
     pub memory_mib: u32,
     pub cpus: u32,
     pub kvm: bool,
+    /// Boot from the network first (the NIC's iPXE ROM), the disk second: a
+    /// machine with an empty disk, installed over the network (`lab pxe`).
+    pub network_first: bool,
 }
 
 /// How much larger than its image a lab node's A/B drive is.
@@ -153,17 +156,7 @@ pub fn fresh_disk(image_dir: &Path, paths: &VmPaths, key: &str) -> anyhow::Resul
         .with_context(|| format!("creating {}", paths.dir.display()))?;
     let raw = image_dir.join("disk.raw");
     let disk = paths.disk();
-    let _ = std::fs::remove_file(&disk);
-    let _ = std::fs::remove_file(paths.uefi_vars());
-    // A fresh disk is a new machine: the old one's logs move aside (one generation).
-    for log in paths.logs() {
-        if log.exists() {
-            let mut old = log.clone().into_os_string();
-            old.push(".old");
-            std::fs::rename(&log, &old)
-                .with_context(|| format!("moving {} aside", log.display()))?;
-        }
-    }
+    new_machine(paths)?;
     let mut create = Command::new("qemu-img");
     create
         .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
@@ -178,6 +171,37 @@ pub fn fresh_disk(image_dir: &Path, paths: &VmPaths, key: &str) -> anyhow::Resul
     sys::run(&mut create)?;
     std::fs::write(paths.image_key(), key)
         .with_context(|| format!("writing {}", paths.image_key().display()))?;
+    Ok(())
+}
+
+/// A new machine: no disk, fresh UEFI variables, the old one's logs moved aside
+/// (one generation).
+fn new_machine(paths: &VmPaths) -> anyhow::Result<()> {
+    let _ = std::fs::remove_file(paths.disk());
+    let _ = std::fs::remove_file(paths.uefi_vars());
+    for log in paths.logs() {
+        if log.exists() {
+            let mut old = log.clone().into_os_string();
+            old.push(".old");
+            std::fs::rename(&log, &old)
+                .with_context(|| format!("moving {} aside", log.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// An empty disk (zeros, no backing file) with room for an image of `image_bytes`
+/// and the data partition's growth: what `lab pxe` installs onto.
+pub fn empty_disk(paths: &VmPaths, image_bytes: u64) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&paths.dir)
+        .with_context(|| format!("creating {}", paths.dir.display()))?;
+    new_machine(paths)?;
+    sys::run(
+        Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2"])
+            .arg(paths.disk())
+            .arg((image_bytes + AB_DATA_ROOM).to_string()),
+    )?;
     Ok(())
 }
 
@@ -247,43 +271,55 @@ pub fn start(b: &Boot) -> anyhow::Result<u32> {
             lab_kernel_args(b.kvm).replace(',', ",,")
         ));
     // No network boot: the firmware would try the NIC's iPXE ROM when the disk does
-    // not boot, and loading it costs seconds under emulation.
-    nic.push_str(",romfile=");
-    cmd.arg("-drive")
-        .arg(format!(
+    // not boot, and loading it costs seconds under emulation. A machine installed
+    // over the network boots its NIC (qemu's iPXE ROM) first, its disk second.
+    let disk = if b.network_first {
+        nic.push_str(",bootindex=0");
+        format!(
+            "file={},format=qcow2,if=none,id=disk0,cache=writeback",
+            b.paths.disk().display()
+        )
+    } else {
+        nic.push_str(",romfile=");
+        format!(
             "file={},format=qcow2,if=virtio,cache=writeback",
             b.paths.disk().display()
-        ))
-        .args([
-            "-netdev",
-            &format!("tap,id=n0,ifname={},script=no,downscript=no", b.tap),
-        ])
-        .args(["-device", &nic])
-        .args(["-device", "virtio-rng-pci"])
-        .arg("-chardev")
-        .arg(format!(
-            "file,id=console,path={},append=on",
-            b.paths.serial().display()
-        ))
-        .args(["-serial", "chardev:console"])
-        // The journal leaves the guest over virtio (cheap under emulation, unlike the
-        // UART) and outlives the VM; see pigsty-journal-export.service in the image.
-        .args(["-device", "virtio-serial-pci,id=vser"])
-        .arg("-chardev")
-        .arg(format!(
-            "file,id=journal,path={},append=on",
-            b.paths.journal().display()
-        ))
-        .args([
-            "-device",
-            "virtserialport,bus=vser.0,chardev=journal,name=org.pigsty.journal",
-        ])
-        .arg("-pidfile")
-        .arg(b.paths.pidfile())
-        .arg("-daemonize")
-        .stdin(Stdio::null())
-        .stdout(qemu_log.try_clone()?)
-        .stderr(qemu_log);
+        )
+    };
+    cmd.arg("-drive").arg(disk);
+    if b.network_first {
+        cmd.args(["-device", "virtio-blk-pci,drive=disk0,bootindex=1"]);
+    }
+    cmd.args([
+        "-netdev",
+        &format!("tap,id=n0,ifname={},script=no,downscript=no", b.tap),
+    ])
+    .args(["-device", &nic])
+    .args(["-device", "virtio-rng-pci"])
+    .arg("-chardev")
+    .arg(format!(
+        "file,id=console,path={},append=on",
+        b.paths.serial().display()
+    ))
+    .args(["-serial", "chardev:console"])
+    // The journal leaves the guest over virtio (cheap under emulation, unlike the
+    // UART) and outlives the VM; see pigsty-journal-export.service in the image.
+    .args(["-device", "virtio-serial-pci,id=vser"])
+    .arg("-chardev")
+    .arg(format!(
+        "file,id=journal,path={},append=on",
+        b.paths.journal().display()
+    ))
+    .args([
+        "-device",
+        "virtserialport,bus=vser.0,chardev=journal,name=org.pigsty.journal",
+    ])
+    .arg("-pidfile")
+    .arg(b.paths.pidfile())
+    .arg("-daemonize")
+    .stdin(Stdio::null())
+    .stdout(qemu_log.try_clone()?)
+    .stderr(qemu_log);
     let status = cmd
         .status()
         .with_context(|| format!("starting qemu for {}", b.name))?;

@@ -57,8 +57,6 @@ pub struct Prepared {
 #[derive(Debug, Clone, Default)]
 struct NodeArtifacts {
     by_name: BTreeMap<String, String>,
-    gateway: Option<std::net::Ipv4Addr>,
-    prefix: u8,
 }
 
 /// The manifest fields read here.
@@ -187,14 +185,7 @@ pub fn prepare(
             Some(done) => done.result.clone(),
             None => "install".into(),
         };
-        nodes.insert(
-            node.nodename.clone(),
-            NodeArtifacts {
-                by_name,
-                gateway: node.node.node_gateway,
-                prefix: node.node.node_ip_prefix,
-            },
-        );
+        nodes.insert(node.nodename.clone(), NodeArtifacts { by_name });
         entries.push(entry);
     }
     Ok(Prepared {
@@ -255,17 +246,17 @@ fn install_script(
     reinstall: bool,
 ) -> String {
     let sha = |n: &str| a.by_name.get(n).cloned().unwrap_or_default();
-    let mask = std::net::Ipv4Addr::from(crate::model::prefix_mask(a.prefix));
-    let gw = a.gateway.map(|g| g.to_string()).unwrap_or_default();
     let disk = sha("disk.raw");
+    // live-boot fetches the root over the address DHCP gives eth0 in the initramfs
+    // (`ethdevice=`); the node's own network configuration, in that root, takes over
+    // once it runs. The root holds the node's files and is served to the node's
+    // address only: the network's DHCP must give the machine its inventory address.
     let mut cmdline = format!(
-        "boot=live fetch={base}/sha256/{squash} ip={ip}::{gw}:{mask}:{name}:eth0:off \
-         net.ifnames=0 console=tty0 console=ttyS0,115200 systemd.unit=pigsty-install.target \
+        "boot=live fetch={base}/sha256/{squash} ethdevice=eth0 net.ifnames=0 \
+         console=tty0 console=ttyS0,115200 systemd.unit=pigsty-install.target \
          pigsty.install={base}/sha256/{disk} pigsty.install.sha256={disk} \
          pigsty.install.report={base}/installed/{mac}",
         squash = sha("pxe/root.squashfs"),
-        ip = node.ip,
-        name = node.nodename,
     );
     if reinstall {
         cmdline.push_str(" pigsty.reinstall");
