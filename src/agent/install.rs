@@ -12,8 +12,9 @@
 //!   last, after the rest is written and the whole stream's sha256 is right; the
 //!   disk's old tables are zeroed first.
 //! - A transfer cut in the middle resumes where it stopped (HTTP Range), bounded.
-//! - What the disk holds afterwards is read back from the device (not the page
-//!   cache) and its sha256 checked.
+//! - What was written is read back from the device (not the page cache) and
+//!   compared by sha256; the zeros not written (a new disk reads zeros) were read
+//!   as zeros before they were skipped.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
@@ -208,6 +209,7 @@ pub fn install(
     let mut buf = vec![0u8; 4 << 20];
     let mut scratch = vec![0u8; 64 << 10];
     let mut skipped = 0u64;
+    let mut written = Written::default();
     let mut pos = 0u64;
     while pos < total {
         let n = stream.read(&mut buf, pos, http)?;
@@ -236,7 +238,7 @@ pub fn install(
             } else {
                 let stop = end.min(tail_at);
                 let j = (stop - pos) as usize;
-                skipped += write_unless_zero(&f, &chunk[i..j], at, &mut scratch)
+                skipped += write_unless_zero(&f, &chunk[i..j], at, &mut scratch, &mut written)
                     .with_context(|| format!("writing {}", disk.display()))?;
                 at = stop;
             }
@@ -259,29 +261,41 @@ pub fn install(
     f.write_all_at(&head, 0)?;
     f.sync_all()
         .with_context(|| format!("syncing {}", disk.display()))?;
-    drop((head, tail));
-    // Read back from the device, not the page cache.
+    // Read back from the device, not the page cache: what was written, range by
+    // range (the zeros skipped were read as zeros before they were skipped), and
+    // the two edges.
     let _ = rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed);
-    f.seek(SeekFrom::Start(0))?;
     let mut back = Sha256::new();
-    let mut left = total;
-    while left > 0 {
-        let n = (left as usize).min(buf.len());
-        f.read_exact(&mut buf[..n])
-            .with_context(|| format!("reading back {}", disk.display()))?;
-        back.update(&buf[..n]);
-        left -= n as u64;
+    for &(start, len) in &written.ranges {
+        let mut at = start;
+        let end = start + len;
+        while at < end {
+            let n = ((end - at) as usize).min(buf.len());
+            f.read_exact_at(&mut buf[..n], at)
+                .with_context(|| format!("reading back {}", disk.display()))?;
+            back.update(&buf[..n]);
+            at += n as u64;
+        }
     }
-    let back = hex::encode(back.finalize());
-    if back != req.sha256 {
+    let mut edge = vec![0u8; EDGE as usize];
+    for (at, want) in [(0, &head), (tail_at, &tail)] {
+        f.read_exact_at(&mut edge, at)
+            .with_context(|| format!("reading back {}", disk.display()))?;
+        if &edge != want {
+            bail!(
+                "{} reads back otherwise than written at byte {at}: the write did not hold",
+                disk.display()
+            );
+        }
+    }
+    if back.finalize() != written.hash.finalize() {
         bail!(
-            "{} reads back as sha256 {back}, not {}: the write did not hold",
-            disk.display(),
-            req.sha256
+            "{} reads back otherwise than written: the write did not hold",
+            disk.display()
         );
     }
     progress(&format!(
-        "{} holds the image (sha256 {} read back; {} MiB of zeros it held already not written)",
+        "{} holds the image (sha256 {}, read back; {} MiB of zeros it held already not written)",
         disk.display(),
         req.sha256,
         skipped >> 20
@@ -299,6 +313,7 @@ fn write_unless_zero(
     piece: &[u8],
     at: u64,
     scratch: &mut [u8],
+    written: &mut Written,
 ) -> std::io::Result<u64> {
     const BLOCK: usize = 64 << 10;
     let mut skipped = 0u64;
@@ -313,7 +328,7 @@ fn write_unless_zero(
         };
         if skip {
             if pending < i {
-                f.write_all_at(&piece[pending..i], at + pending as u64)?;
+                written.write(f, &piece[pending..i], at + pending as u64)?;
             }
             skipped += block.len() as u64;
             pending = j;
@@ -321,9 +336,30 @@ fn write_unless_zero(
         i = j;
     }
     if pending < piece.len() {
-        f.write_all_at(&piece[pending..], at + pending as u64)?;
+        written.write(f, &piece[pending..], at + pending as u64)?;
     }
     Ok(skipped)
+}
+
+/// What was written between the edges: its ranges (ascending, merged) and the
+/// sha256 of their bytes in order, for the read-back.
+#[derive(Default)]
+struct Written {
+    ranges: Vec<(u64, u64)>,
+    hash: Sha256,
+}
+
+impl Written {
+    fn write(&mut self, f: &std::fs::File, bytes: &[u8], at: u64) -> std::io::Result<()> {
+        f.write_all_at(bytes, at)?;
+        self.hash.update(bytes);
+        let len = bytes.len() as u64;
+        match self.ranges.last_mut() {
+            Some((start, l)) if *start + *l == at => *l += len,
+            _ => self.ranges.push((at, len)),
+        }
+        Ok(())
+    }
 }
 
 /// Whether every byte is zero (a fold per 64 bytes, which the compiler vectorizes).
