@@ -223,7 +223,7 @@ fn nodes_are_installed_by_mac_then_boot_from_disk() {
         a1["pxe/initrd.img"]
     )));
     assert!(script.contains(&format!(
-        "fetch={}/sha256/{}",
+        "fetch={}/sha256/{}/root.squashfs",
         s.base, a1["pxe/root.squashfs"]
     )));
     assert!(script.contains("systemd.unit=pigsty-install.target"));

@@ -252,7 +252,7 @@ fn install_script(
     // once it runs. The root holds the node's files and is served to the node's
     // address only: the network's DHCP must give the machine its inventory address.
     let mut cmdline = format!(
-        "boot=live fetch={base}/sha256/{squash} ethdevice=eth0 net.ifnames=0 \
+        "boot=live fetch={base}/sha256/{squash}/root.squashfs ethdevice=eth0 net.ifnames=0 \
          console=tty0 console=ttyS0,115200 systemd.unit=pigsty-install.target \
          pigsty.install={base}/sha256/{disk} pigsty.install.sha256={disk} \
          pigsty.install.report={base}/installed/{mac}",

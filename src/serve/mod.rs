@@ -229,6 +229,7 @@ impl Server {
                     let _ = ready_tx.send(Ok(()));
                     let app = axum::Router::new()
                         .route("/sha256/{hex}", axum::routing::get(artifact))
+                        .route("/sha256/{hex}/{name}", axum::routing::get(artifact_named))
                         .route("/boot.ipxe", axum::routing::get(generic))
                         .route("/ipxe/{mac}", axum::routing::get(by_mac))
                         .route("/installed/{mac}", axum::routing::post(installed))
@@ -344,6 +345,21 @@ async fn artifact(
     UrlPath(hex): UrlPath<String>,
     req: Request,
 ) -> Response {
+    serve_artifact(shared, peer, hex, req).await
+}
+
+/// `/sha256/<hex>/<name>`: the same artifact, under a file name for fetchers that
+/// go by its extension (live-boot's `fetch=` mounts only `*.squashfs`, `*.iso`...).
+async fn artifact_named(
+    State(shared): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    UrlPath((hex, _name)): UrlPath<(String, String)>,
+    req: Request,
+) -> Response {
+    serve_artifact(shared, peer, hex, req).await
+}
+
+async fn serve_artifact(shared: Shared, peer: SocketAddr, hex: String, req: Request) -> Response {
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
     let peer = canonical(peer.ip());
@@ -599,6 +615,9 @@ mod tests {
             .unwrap();
         assert_eq!(part.status().as_u16(), 206);
         assert_eq!(part.bytes().unwrap().as_ref(), &data[1000..2000]);
+        let named = http.get(format!("{url}/root.squashfs")).send().unwrap();
+        assert_eq!(named.status().as_u16(), 200);
+        assert_eq!(named.bytes().unwrap().as_ref(), &data[..]);
         let head = http.head(&url).send().unwrap();
         assert_eq!(head.status().as_u16(), 200);
         // (reqwest's content_length() is the body's, empty for HEAD: the header says it)
@@ -614,13 +633,13 @@ mod tests {
         let log = s.log();
         assert_eq!(
             log.iter().map(|l| l.status).collect::<Vec<_>>(),
-            [200, 206, 200, 404]
+            [200, 206, 200, 200, 404]
         );
         assert!(log.iter().all(|l| l.peer.to_string() == "127.0.0.1"));
         // What was sent: the whole file once, then the range (a HEAD sends nothing).
         assert_eq!(
             s.served("AB12"),
-            (data.len() as u64 + 1000, data.len() as u64)
+            (2 * data.len() as u64 + 1000, data.len() as u64)
         );
     }
 
