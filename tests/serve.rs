@@ -322,66 +322,59 @@ impl Drop for Netns {
     }
 }
 
-/// `--dhcp`: dnsmasq started on the provisioning interface (in a network namespace
-/// of this test's own), answering TFTP with Debian's iPXE binaries, and stopped
-/// with the server, which stops exactly the dnsmasq it started.
-#[test]
-#[ignore = "needs root, dnsmasq-base, ipxe and curl: creates a network namespace"]
-fn dhcp_starts_dnsmasq_with_tftp_and_stops_it() {
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    let missing: Vec<&str> = [
-        "/usr/sbin/dnsmasq",
-        "/usr/lib/ipxe/undionly.kpxe",
-        "/usr/bin/curl",
-    ]
-    .into_iter()
-    .filter(|p| !Path::new(p).exists())
-    .collect();
-    if !missing.is_empty() || !rustix::process::geteuid().is_root() {
-        assert!(
-            !ci,
-            "under CI this test must run: missing {missing:?} or not root"
-        );
-        eprintln!("skipped: missing {missing:?} or not root");
-        return;
+/// `args` run inside namespace `ns`.
+fn inns(ns: &str, args: &[&str]) {
+    let mut a = vec!["netns", "exec", ns];
+    a.extend_from_slice(args);
+    run("ip", &a);
+}
+
+/// Whether a namespace test can run: root, and every path in `needs`. Outside CI it
+/// says why it skips; under CI it fails instead.
+fn can_run(needs: &[&str]) -> bool {
+    let missing: Vec<&str> = needs
+        .iter()
+        .copied()
+        .filter(|p| !Path::new(p).exists())
+        .collect();
+    if missing.is_empty() && rustix::process::geteuid().is_root() {
+        return true;
     }
-    let (_dir, inv, out) = setup();
-    fake_build(&out, "pg-test-1", &digest_of(&inv, "pg-test-1"));
-    // The server's namespace and a machine's, joined by a veth pair.
-    let ns = Netns("pigsty-serve-test");
-    let machine = Netns("pigsty-serve-machine");
-    for n in [ns.0, machine.0] {
+    assert!(
+        std::env::var("CI").map_or(true, |v| v != "true"),
+        "under CI this test must run: missing {missing:?} or not root"
+    );
+    eprintln!("skipped: missing {missing:?} or not root");
+    false
+}
+
+/// The server's namespace and a machine's, fresh, joined by a veth pair: `pxe0`
+/// (192.0.2.1/24) in the server's, `pxe1` (no address) in the machine's, both up.
+fn linked(server: &'static str, machine: &'static str) -> (Netns, Netns) {
+    let (ns, m) = (Netns(server), Netns(machine));
+    for n in [ns.0, m.0] {
         let _ = Command::new("ip").args(["netns", "del", n]).status();
         run("ip", &["netns", "add", n]);
     }
-    let inns = |n: &str, args: &[&str]| {
-        let mut a = vec!["netns", "exec", n];
-        a.extend_from_slice(args);
-        run("ip", &a);
-    };
     inns(
         ns.0,
         &[
             "ip", "link", "add", "pxe0", "type", "veth", "peer", "name", "pxe1",
         ],
     );
-    inns(ns.0, &["ip", "link", "set", "pxe1", "netns", machine.0]);
+    inns(ns.0, &["ip", "link", "set", "pxe1", "netns", m.0]);
     inns(ns.0, &["ip", "addr", "add", "192.0.2.1/24", "dev", "pxe0"]);
-    inns(
-        machine.0,
-        &["ip", "addr", "add", "192.0.2.50/24", "dev", "pxe1"],
-    );
-    for (n, dev) in [
-        (ns.0, "lo"),
-        (ns.0, "pxe0"),
-        (machine.0, "lo"),
-        (machine.0, "pxe1"),
-    ] {
+    for (n, dev) in [(ns.0, "lo"), (ns.0, "pxe0"), (m.0, "lo"), (m.0, "pxe1")] {
         inns(n, &["ip", "link", "set", dev, "up"]);
     }
+    (ns, m)
+}
+
+/// `pigsty serve --dhcp` on pxe0 inside `ns`, and the line it prints once serving.
+fn serve_dhcp(ns: &str, inv: &Path, out: &Path, extra: &[&str]) -> (Child, String) {
     let mut child = Command::new("ip")
-        .args(["netns", "exec", ns.0, env!("CARGO_BIN_EXE_pigsty"), "-i"])
-        .arg(&inv)
+        .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_pigsty"), "-i"])
+        .arg(inv)
         .args([
             "serve",
             "--listen",
@@ -389,9 +382,10 @@ fn dhcp_starts_dnsmasq_with_tftp_and_stops_it() {
             "--dhcp",
             "--interface",
             "pxe0",
-            "--out",
         ])
-        .arg(&out)
+        .args(extra)
+        .arg("--out")
+        .arg(out)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -401,6 +395,30 @@ fn dhcp_starts_dnsmasq_with_tftp_and_stops_it() {
         .read_line(&mut line)
         .unwrap();
     assert!(line.contains("dnsmasq pid"), "{line}");
+    (child, line)
+}
+
+/// `--dhcp`: dnsmasq started on the provisioning interface (in a network namespace
+/// of this test's own), answering TFTP with Debian's iPXE binaries, and stopped
+/// with the server, which stops exactly the dnsmasq it started.
+#[test]
+#[ignore = "needs root, dnsmasq-base, ipxe and curl: creates network namespaces"]
+fn dhcp_starts_dnsmasq_with_tftp_and_stops_it() {
+    if !can_run(&[
+        "/usr/sbin/dnsmasq",
+        "/usr/lib/ipxe/undionly.kpxe",
+        "/usr/bin/curl",
+    ]) {
+        return;
+    }
+    let (_dir, inv, out) = setup();
+    fake_build(&out, "pg-test-1", &digest_of(&inv, "pg-test-1"));
+    let (ns, machine) = linked("pigsty-serve-test", "pigsty-serve-machine");
+    inns(
+        machine.0,
+        &["ip", "addr", "add", "192.0.2.50/24", "dev", "pxe1"],
+    );
+    let (mut child, line) = serve_dhcp(ns.0, &inv, &out, &[]);
     let pid: u32 = line
         .split("dnsmasq pid ")
         .nth(1)
@@ -440,7 +458,7 @@ fn dhcp_starts_dnsmasq_with_tftp_and_stops_it() {
     terminate(&child);
     let status = wait_bounded(&mut child, Duration::from_secs(20));
     assert!(status.success(), "{status}");
-    // The dnsmasq it started is gone (a zombie no longer: reaped by the server).
+    // The dnsmasq it started is gone (reaped by the server, no zombie left).
     let start = Instant::now();
     while Path::new(&format!("/proc/{pid}")).exists() && start.elapsed() < Duration::from_secs(5) {
         std::thread::sleep(Duration::from_millis(50));
@@ -458,21 +476,11 @@ fn dhcp_starts_dnsmasq_with_tftp_and_stops_it() {
 #[test]
 #[ignore = "needs root, dnsmasq-base, ipxe and isc-dhcp-client: creates network namespaces"]
 fn dhcp_addresses_go_to_the_inventorys_machines_only() {
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    let missing: Vec<&str> = [
+    if !can_run(&[
         "/usr/sbin/dnsmasq",
         "/usr/lib/ipxe/undionly.kpxe",
         "/usr/sbin/dhclient",
-    ]
-    .into_iter()
-    .filter(|p| !Path::new(p).exists())
-    .collect();
-    if !missing.is_empty() || !rustix::process::geteuid().is_root() {
-        assert!(
-            !ci,
-            "under CI this test must run: missing {missing:?} or not root"
-        );
-        eprintln!("skipped: missing {missing:?} or not root");
+    ]) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -484,58 +492,12 @@ fn dhcp_addresses_go_to_the_inventorys_machines_only() {
     .unwrap();
     let out = dir.path().join("out");
     fake_build(&out, "pg-one-1", &digest_of(&inv, "pg-one-1"));
-    let ns = Netns("pigsty-serve-full");
-    let machine = Netns("pigsty-serve-asker");
-    for n in [ns.0, machine.0] {
-        let _ = Command::new("ip").args(["netns", "del", n]).status();
-        run("ip", &["netns", "add", n]);
-    }
-    let inns = |n: &str, args: &[&str]| {
-        let mut a = vec!["netns", "exec", n];
-        a.extend_from_slice(args);
-        run("ip", &a);
-    };
-    inns(
-        ns.0,
-        &[
-            "ip", "link", "add", "pxe0", "type", "veth", "peer", "name", "pxe1",
-        ],
-    );
-    inns(ns.0, &["ip", "link", "set", "pxe1", "netns", machine.0]);
-    inns(ns.0, &["ip", "addr", "add", "192.0.2.1/24", "dev", "pxe0"]);
+    let (ns, machine) = linked("pigsty-serve-full", "pigsty-serve-asker");
     inns(
         machine.0,
         &["ip", "link", "set", "pxe1", "address", "52:54:00:00:00:0b"],
     );
-    for (n, dev) in [
-        (ns.0, "lo"),
-        (ns.0, "pxe0"),
-        (machine.0, "lo"),
-        (machine.0, "pxe1"),
-    ] {
-        inns(n, &["ip", "link", "set", dev, "up"]);
-    }
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", ns.0, env!("CARGO_BIN_EXE_pigsty"), "-i"])
-        .arg(&inv)
-        .args([
-            "serve",
-            "--listen",
-            "192.0.2.1:0",
-            "--dhcp",
-            "--dhcp-addresses",
-        ])
-        .args(["--interface", "pxe0", "--out"])
-        .arg(&out)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(line.contains("dnsmasq pid"), "{line}");
+    let (mut child, _) = serve_dhcp(ns.0, &inv, &out, &["--dhcp-addresses"]);
     // dhclient, bounded: one try of at most 10 s, its lease in a file of ours, and
     // nothing configured (its script is /bin/true).
     let conf = dir.path().join("dhclient.conf");
