@@ -950,8 +950,6 @@ impl Ctx<'_> {
     /// until `to` leads and runs; returns how long the cluster had no running leader.
     fn switchover(&self, leader: &str, cluster: &str, to: &str) -> anyhow::Result<f64> {
         let node = self.node(leader)?;
-        let pg = node.pg.as_ref().context("not a PostgreSQL node")?;
-        let base = node.patroni_url().context("no Patroni REST API")?;
         // The live leader (it may not be the inventory's primary).
         let state = patroni_cluster(node, self.reach)?;
         let current = state
@@ -982,23 +980,13 @@ impl Ctx<'_> {
                 Err(e) => tracing::warn!("{leader}: CHECKPOINT before the switchover: {e:#}"),
             }
         }
-        let http = patroni_client(self.reach, Duration::from_secs(60))?;
         let start = Instant::now();
-        let url = format!("{base}/switchover");
-        let resp = http
-            .post(&url)
-            .basic_auth(
-                &pg.params.patroni_username,
-                Some(&pg.params.patroni_password),
-            )
-            .json(&serde_json::json!({"leader": current, "candidate": to}))
-            .send()
-            .with_context(|| format!("POST {url}"))?;
-        let code = resp.status().as_u16();
-        let body = resp.text().unwrap_or_default();
-        if code != 200 {
-            bail!("POST {url}: HTTP {code}: {}", body.trim());
-        }
+        self.patroni_post(
+            node,
+            "switchover",
+            &serde_json::json!({"leader": current, "candidate": to}),
+            Duration::from_secs(60),
+        )?;
         let target = self.node_by_instance(cluster, to)?;
         self.bounded(
             leader,
@@ -1055,7 +1043,12 @@ impl Ctx<'_> {
                     }
                 ));
                 let start = Instant::now();
-                self.patroni_restart(node)?;
+                self.patroni_post(
+                    node,
+                    "restart",
+                    &serde_json::json!({}),
+                    self.opts.node_timeout,
+                )?;
                 self.whole(first, self.opts.node_timeout)?;
                 let secs = start.elapsed().as_secs_f64();
                 say(&format!("{}: restarted in {secs:.1}s", node.nodename));
@@ -1090,26 +1083,33 @@ impl Ctx<'_> {
         }
     }
 
-    /// `POST /restart` on a member's own Patroni REST API (with Patroni's
-    /// credentials); Patroni answers once PostgreSQL is back up or it gave up.
-    fn patroni_restart(&self, node: &Node) -> anyhow::Result<()> {
+    /// `POST /<path>` with `body` on a member's own Patroni REST API, with Patroni's
+    /// credentials (over TLS with the operator's certificate when the fleet has a
+    /// CA); anything but 200 is an error naming the answer. Patroni answers a
+    /// restart or a switchover once it is done or it gave up: `request` bounds it.
+    fn patroni_post(
+        &self,
+        node: &Node,
+        path: &str,
+        body: &serde_json::Value,
+        request: Duration,
+    ) -> anyhow::Result<()> {
         let pg = node.pg.as_ref().context("not a PostgreSQL node")?;
         let base = node.patroni_url().context("no Patroni REST API")?;
-        let url = format!("{base}/restart");
-        let http = patroni_client(self.reach, self.opts.node_timeout)?;
-        let resp = http
+        let url = format!("{base}/{path}");
+        let resp = patroni_client(self.reach, request)?
             .post(&url)
             .basic_auth(
                 &pg.params.patroni_username,
                 Some(&pg.params.patroni_password),
             )
-            .json(&serde_json::json!({}))
+            .json(body)
             .send()
             .with_context(|| format!("POST {url}"))?;
         let code = resp.status().as_u16();
-        let body = resp.text().unwrap_or_default();
+        let text = resp.text().unwrap_or_default();
         if code != 200 {
-            bail!("POST {url}: HTTP {code}: {}", body.trim());
+            bail!("POST {url}: HTTP {code}: {}", text.trim());
         }
         Ok(())
     }
