@@ -1374,10 +1374,7 @@ fn agent_update(args: &crate::cli::UpdateArgs, out: &mut dyn Write) -> Result<()
         trial_secs: args.trial_timeout,
     };
     let cmdline = std::fs::read_to_string("/proc/cmdline").context("reading /proc/cmdline")?;
-    let http = crate::http::client(
-        std::time::Duration::from_secs(10),
-        std::time::Duration::from_secs(args.request_timeout.max(1)),
-    )?;
+    let http = transfer_client(args.request_timeout)?;
     let done = {
         let esp = update::mount_esp()?;
         update::update(&update::Disk::node(&esp), &cmdline, &req, &http)?
@@ -1398,9 +1395,23 @@ fn agent_update(args: &crate::cli::UpdateArgs, out: &mut dyn Write) -> Result<()
     .context("writing to stdout")?;
     if args.reboot {
         writeln!(out, "rebooting").context("writing to stdout")?;
-        crate::sys::run(std::process::Command::new("systemctl").arg("reboot"))
-            .map_err(anyhow::Error::from)?;
+        reboot()?;
     }
+    Ok(())
+}
+
+/// The HTTP client of the agent's transfers (roots, bundles, disks): connects
+/// bounded by 10 s, each whole request by `request_timeout` seconds.
+fn transfer_client(request_timeout: u64) -> anyhow::Result<crate::http::Client> {
+    crate::http::client(
+        std::time::Duration::from_secs(10),
+        std::time::Duration::from_secs(request_timeout.max(1)),
+    )
+}
+
+/// `systemctl reboot`.
+fn reboot() -> anyhow::Result<()> {
+    crate::sys::run(std::process::Command::new("systemctl").arg("reboot"))?;
     Ok(())
 }
 
@@ -1439,10 +1450,7 @@ fn agent_install(args: &crate::cli::InstallArgs, out: &mut dyn Write) -> Result<
         Some(d) => d.clone(),
         None => install::pick_disk(std::path::Path::new("/sys/block"))?,
     };
-    let http = crate::http::client(
-        std::time::Duration::from_secs(10),
-        std::time::Duration::from_secs(args.request_timeout.max(1)),
-    )?;
+    let http = transfer_client(args.request_timeout)?;
     let done = install::install(&req, &disk, &http, &mut |line| {
         eprintln!("pigsty agent install: {line}");
     });
@@ -1494,8 +1502,7 @@ fn agent_install(args: &crate::cli::InstallArgs, out: &mut dyn Write) -> Result<
     }
     if args.reboot {
         writeln!(out, "rebooting").context("writing to stdout")?;
-        crate::sys::run(std::process::Command::new("systemctl").arg("reboot"))
-            .map_err(anyhow::Error::from)?;
+        reboot()?;
     }
     Ok(())
 }
@@ -1510,10 +1517,7 @@ fn agent_apply(args: &crate::cli::ApplyArgs, out: &mut dyn Write) -> Result<(), 
         check: args.check,
     };
     let cmdline = std::fs::read_to_string("/proc/cmdline").context("reading /proc/cmdline")?;
-    let http = crate::http::client(
-        std::time::Duration::from_secs(10),
-        std::time::Duration::from_secs(args.request_timeout.max(1)),
-    )?;
+    let http = transfer_client(args.request_timeout)?;
     let root = std::path::PathBuf::from("/");
     let mut opts = crate::agent::Options::new(&root);
     opts.wait = std::time::Duration::from_secs(args.timeout);
@@ -1636,8 +1640,7 @@ fn trial_failed(
         boot.other()
     )
     .context("writing")?;
-    crate::sys::run(std::process::Command::new("systemctl").arg("reboot"))
-        .map_err(anyhow::Error::from)?;
+    reboot()?;
     Err(anyhow::anyhow!("slot {} not kept: {why}", boot.slot).into())
 }
 
