@@ -938,12 +938,8 @@ fn serve(fleet: &Fleet, args: &crate::cli::ServeArgs, out: &mut dyn Write) -> Re
     let mut built = boot_fleet::scripts(fleet, &prepared, &base, &args.reinstall)?;
     built.done = scripts.done.clone();
     built.state_file = scripts.state_file.clone();
-    if let Some(path) = &built.state_file {
-        // The state as it is now (a reinstall forgot a node).
-        let mut text = serde_json::to_vec_pretty(&built.done).context("JSON")?;
-        text.push(b'\n');
-        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
-    }
+    // The state as it is now (a reinstall forgot a node).
+    built.save()?;
     server.set_scripts(built);
     let dnsmasq = match (&args.dhcp, &args.interface) {
         (true, Some(interface)) => {

@@ -134,7 +134,8 @@ impl Scripts {
         Ok(())
     }
 
-    fn save(&self) -> anyhow::Result<()> {
+    /// Write `done` to the state file (when there is one), atomically.
+    pub fn save(&self) -> anyhow::Result<()> {
         let Some(path) = &self.state_file else {
             return Ok(());
         };
