@@ -102,7 +102,7 @@ TOOLS=(
     "keepalived --version"
     "cloud-init --version"
 )
-FILES=(/usr/sbin/sshd /usr/sbin/dnsmasq /usr/sbin/dhclient /usr/lib/ipxe/undionly.kpxe /usr/lib/ipxe/ipxe.efi /usr/share/OVMF/OVMF_CODE_4M.fd /usr/share/OVMF/OVMF_VARS_4M.fd /usr/sbin/cron /usr/bin/arping /usr/sbin/visudo)
+FILES=(/usr/sbin/sshd /usr/sbin/dnsmasq /usr/sbin/dhclient /usr/bin/curl /usr/lib/ipxe/undionly.kpxe /usr/lib/ipxe/ipxe.efi /usr/share/OVMF/OVMF_CODE_4M.fd /usr/share/OVMF/OVMF_VARS_4M.fd /usr/sbin/cron /usr/bin/arping /usr/sbin/visudo)
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"; }
