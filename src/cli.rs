@@ -91,6 +91,12 @@ pub struct ServeArgs {
     #[arg(long, requires = "dhcp")]
     pub dhcp_addresses: bool,
 
+    /// With --dhcp-addresses, addresses FIRST-LAST for machines the inventory does
+    /// not know, so that they are shown the "unknown machine" script (without it
+    /// they get no address at all).
+    #[arg(long, value_name = "FIRST-LAST", requires = "dhcp_addresses")]
+    pub dhcp_pool: Option<crate::serve::boot::DhcpPool>,
+
     /// Install NODE's disk again at its next network boot, even over its data.
     #[arg(long, value_name = "NODE")]
     pub reinstall: Vec<String>,
@@ -308,6 +314,16 @@ pub struct LabPxeArgs {
     /// Give up after SECS without the install reported and the node back on its disk.
     #[arg(long, value_name = "SECS", default_value_t = 3600)]
     pub timeout: u64,
+
+    /// Also boot a machine of no node (an empty disk, a MAC the inventory does not
+    /// give) from the network beside it: it must be shown the "unknown machine"
+    /// script and given nothing else.
+    #[arg(long)]
+    pub stranger: bool,
+
+    /// Print what was done as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

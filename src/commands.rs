@@ -387,7 +387,25 @@ fn lab(
                 &fleet,
                 &args.node,
                 std::time::Duration::from_secs(args.timeout.max(1)),
+                args.stranger,
             )?;
+            if args.json {
+                let json = serde_json::to_string_pretty(&done).context("writing JSON")?;
+                writeln!(out, "{json}").context("writing to stdout")?;
+                return Ok(());
+            }
+            if let Some(s) = &done.stranger {
+                writeln!(
+                    out,
+                    "a machine of no node ({}, {}) asked {:.0} s after power-on and was shown \
+                     the unknown-machine script, nothing else ({} request(s))",
+                    s.mac,
+                    s.ip,
+                    s.asked_secs,
+                    s.requests.len()
+                )
+                .context("writing to stdout")?;
+            }
             writeln!(
                 out,
                 "{}: installed over the network ({} MiB disk) {:.0} s after power-on, \
@@ -959,8 +977,12 @@ fn serve(fleet: &Fleet, args: &crate::cli::ServeArgs, out: &mut dyn Write) -> Re
             } else {
                 Vec::new()
             };
+            let leases = serve::boot::Leases {
+                hosts,
+                pool: args.dhcp_pool,
+            };
             Some(serve::dhcp::Dnsmasq::start(
-                interface, port, &state_dir, &hosts,
+                interface, port, &state_dir, &leases,
             )?)
         }
         _ => None,

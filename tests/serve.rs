@@ -537,4 +537,52 @@ fn dhcp_addresses_go_to_the_inventorys_machines_only() {
     );
     terminate(&child);
     assert!(wait_bounded(&mut child, Duration::from_secs(20)).success());
+    // With --dhcp-pool, a stranger gets an address of the pool (and the iPXE binary,
+    // which will be shown the unknown-machine script), the node still its own.
+    let (mut child, _) = serve_dhcp(
+        ns.0,
+        &inv,
+        &out,
+        &["--dhcp-addresses", "--dhcp-pool", "192.0.2.200-192.0.2.201"],
+    );
+    let (ok, lease) = ask("pooled");
+    assert!(ok, "a stranger gets a lease of the pool: {lease}");
+    assert!(
+        lease.contains("fixed-address 192.0.2.200;")
+            || lease.contains("fixed-address 192.0.2.201;"),
+        "{lease}"
+    );
+    assert!(lease.contains("filename \"undionly.0\";"), "{lease}");
+    inns(
+        machine.0,
+        &["ip", "link", "set", "pxe1", "address", "52:54:00:00:00:0b"],
+    );
+    let (ok, lease) = ask("known-again");
+    assert!(ok && lease.contains("fixed-address 192.0.2.11;"), "{lease}");
+    terminate(&child);
+    assert!(wait_bounded(&mut child, Duration::from_secs(20)).success());
+    // A pool that holds a node's address is refused before dnsmasq starts.
+    let bad = Command::new("ip")
+        .args(["netns", "exec", ns.0])
+        .arg(env!("CARGO_BIN_EXE_pigsty"))
+        .arg("-i")
+        .arg(&inv)
+        .args([
+            "serve",
+            "--listen",
+            "192.0.2.1:0",
+            "--dhcp",
+            "--interface",
+            "pxe0",
+            "--dhcp-addresses",
+            "--dhcp-pool",
+            "192.0.2.10-192.0.2.12",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success(), "{err}");
+    assert!(err.contains("192.0.2.11") && err.contains("taken"), "{err}");
 }

@@ -2068,7 +2068,7 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__lab__subcmd__pxe)
-            opts="-i -v -h -V --dir --timeout --inventory --pki --verbose --help --version"
+            opts="-i -v -h -V --dir --timeout --stranger --json --inventory --pki --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2654,7 +2654,7 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__serve)
-            opts="-i -v -h -V --out --listen --advertise --dhcp --interface --dhcp-addresses --reinstall --check --json --inventory --pki --verbose --help --version"
+            opts="-i -v -h -V --out --listen --advertise --dhcp --interface --dhcp-addresses --dhcp-pool --reinstall --check --json --inventory --pki --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2673,6 +2673,10 @@ _pigsty() {
                     return 0
                     ;;
                 --interface)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dhcp-pool)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -237,6 +237,7 @@ complete -c pigsty -n "__fish_pigsty_using_subcommand serve" -l out -d 'Where `b
 complete -c pigsty -n "__fish_pigsty_using_subcommand serve" -l listen -d 'Address and port of the HTTP server' -r
 complete -c pigsty -n "__fish_pigsty_using_subcommand serve" -l advertise -d 'The address nodes reach the server at. Default: this machine\'s address on the route to each node' -r
 complete -c pigsty -n "__fish_pigsty_using_subcommand serve" -l interface -d 'The interface of the provisioning network (with --dhcp)' -r
+complete -c pigsty -n "__fish_pigsty_using_subcommand serve" -l dhcp-pool -d 'With --dhcp-addresses, addresses FIRST-LAST for machines the inventory does not know, so that they are shown the "unknown machine" script (without it they get no address at all)' -r
 complete -c pigsty -n "__fish_pigsty_using_subcommand serve" -l reinstall -d 'Install NODE\'s disk again at its next network boot, even over its data' -r
 complete -c pigsty -n "__fish_pigsty_using_subcommand serve" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
 complete -c pigsty -n "__fish_pigsty_using_subcommand serve" -l pki -d 'The fleet PKI directory (CA and node certificates). Default: files/pki beside the inventory file (in the current directory for the built-in inventory)' -r -F
@@ -347,6 +348,8 @@ complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subco
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from pxe" -l timeout -d 'Give up after SECS without the install reported and the node back on its disk' -r
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from pxe" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from pxe" -l pki -d 'The fleet PKI directory (CA and node certificates). Default: files/pki beside the inventory file (in the current directory for the built-in inventory)' -r -F
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from pxe" -l stranger -d 'Also boot a machine of no node (an empty disk, a MAC the inventory does not give) from the network beside it: it must be shown the "unknown machine" script and given nothing else'
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from pxe" -l json -d 'Print what was done as JSON'
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from pxe" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from pxe" -s h -l help -d 'Print help'
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from pxe" -s V -l version -d 'Print version'

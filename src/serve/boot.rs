@@ -102,9 +102,10 @@ pub struct DhcpHost {
 /// clients that are not iPXE yet, and `boot_url` (this server's `/boot.ipxe`) for
 /// iPXE clients, BIOS and UEFI (told apart by the user class iPXE sends). No DNS.
 ///
-/// With no `hosts`, proxy DHCP: the network's own DHCP server keeps giving the
-/// addresses. With `hosts`, dnsmasq gives each of them its address (static leases
-/// only: no other machine gets one) and the boot file in its own answer.
+/// With no `leases.hosts`, proxy DHCP: the network's own DHCP server keeps giving
+/// the addresses. With hosts, dnsmasq gives each of them its address and the boot
+/// file in its own answer; another machine gets an address only from the pool (so
+/// it can be told it is unknown), and none without one.
 pub fn dnsmasq_conf(
     interface: &str,
     net: Ipv4Addr,
@@ -112,8 +113,9 @@ pub fn dnsmasq_conf(
     boot_url: &str,
     tftp_root: &Path,
     pid_file: &Path,
-    hosts: &[DhcpHost],
+    leases: &Leases,
 ) -> String {
+    let hosts = &leases.hosts;
     let mask = crate::model::prefix_mask(prefix);
     let net = Ipv4Addr::from(u32::from(net) & mask);
     let bios = file_name(IPXE_BIOS);
@@ -165,11 +167,80 @@ dhcp-boot=tag:!ipxe,tag:!efi64,{bios_stem}.0
             mask = Ipv4Addr::from(mask),
             bios_stem = bios.trim_end_matches(".kpxe"),
         ));
+        if let Some(p) = leases.pool {
+            // Short leases: a machine the inventory does not know is only told so.
+            out.push_str(&format!(
+                "dhcp-range={},{},{},5m\n",
+                p.first,
+                p.last,
+                Ipv4Addr::from(mask)
+            ));
+        }
         for h in hosts {
             out.push_str(&format!("dhcp-host={},{},{}\n", h.mac, h.ip, h.name));
         }
     }
     out
+}
+
+/// What dnsmasq gives out itself: nothing (proxy DHCP), or the inventory's
+/// machines their addresses and, with a pool, other machines one of its addresses.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Leases {
+    pub hosts: Vec<DhcpHost>,
+    pub pool: Option<DhcpPool>,
+}
+
+/// The addresses `serve --dhcp --dhcp-addresses --dhcp-pool FIRST-LAST` gives
+/// machines the inventory does not know, so they reach the "unknown machine" script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DhcpPool {
+    pub first: Ipv4Addr,
+    pub last: Ipv4Addr,
+}
+
+impl std::str::FromStr for DhcpPool {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (a, b) = s
+            .split_once('-')
+            .ok_or_else(|| format!("{s:?}: expected FIRST-LAST (192.0.2.200-192.0.2.209)"))?;
+        let parse = |x: &str| {
+            x.trim()
+                .parse::<Ipv4Addr>()
+                .map_err(|e| format!("{x:?}: {e}"))
+        };
+        let (first, last) = (parse(a)?, parse(b)?);
+        if u32::from(first) > u32::from(last) {
+            return Err(format!("{s:?}: {first} comes after {last}"));
+        }
+        Ok(DhcpPool { first, last })
+    }
+}
+
+impl DhcpPool {
+    /// Whether the pool lies on the subnet `net/prefix` and holds none of `taken`.
+    pub fn check(&self, net: Ipv4Addr, prefix: u8, taken: &[Ipv4Addr]) -> Result<(), String> {
+        let mask = crate::model::prefix_mask(prefix);
+        let on = |ip: Ipv4Addr| u32::from(ip) & mask == u32::from(net) & mask;
+        if !on(self.first) || !on(self.last) {
+            return Err(format!(
+                "the pool {}-{} is not on the interface's subnet {}/{prefix}",
+                self.first,
+                self.last,
+                Ipv4Addr::from(u32::from(net) & mask)
+            ));
+        }
+        let range = u32::from(self.first)..=u32::from(self.last);
+        if let Some(ip) = taken.iter().find(|ip| range.contains(&u32::from(**ip))) {
+            return Err(format!(
+                "the pool {}-{} holds {ip}, which is taken (a node's or the server's)",
+                self.first, self.last
+            ));
+        }
+        Ok(())
+    }
 }
 
 fn file_name(path: &str) -> String {
@@ -231,7 +302,7 @@ mod tests {
             "http://10.10.10.1:8080/boot.ipxe",
             Path::new("/run/pigsty/tftp"),
             Path::new("/run/pigsty/dnsmasq.pid"),
-            &[],
+            &Leases::default(),
         );
         assert!(c.contains("\nport=0\n"), "{c}");
         assert!(
@@ -254,11 +325,14 @@ mod tests {
             "http://10.10.10.1:8080/boot.ipxe",
             Path::new("/run/pigsty/tftp"),
             Path::new("/run/pigsty/dnsmasq.pid"),
-            &[DhcpHost {
-                mac: "52:54:00:0a:0a:0b".into(),
-                ip: "10.10.10.11".parse().unwrap(),
-                name: "pg-lab-1".into(),
-            }],
+            &Leases {
+                hosts: vec![DhcpHost {
+                    mac: "52:54:00:0a:0a:0b".into(),
+                    ip: "10.10.10.11".parse().unwrap(),
+                    name: "pg-lab-1".into(),
+                }],
+                pool: None,
+            },
         );
         assert!(
             c.contains("dhcp-range=10.10.10.0,static,255.255.255.0\n"),
@@ -281,5 +355,45 @@ mod tests {
             "{c}"
         );
         assert!(!c.contains("proxy"), "{c}");
+        assert_eq!(c.matches("dhcp-range=").count(), 1, "no pool: {c}");
+        // With a pool, machines the inventory does not know get short leases from it.
+        let pool: DhcpPool = "10.10.10.200-10.10.10.201".parse().unwrap();
+        let c = dnsmasq_conf(
+            "br0",
+            "10.10.10.1".parse().unwrap(),
+            24,
+            "http://10.10.10.1:8080/boot.ipxe",
+            Path::new("/run/pigsty/tftp"),
+            Path::new("/run/pigsty/dnsmasq.pid"),
+            &Leases {
+                hosts: vec![DhcpHost {
+                    mac: "52:54:00:0a:0a:0b".into(),
+                    ip: "10.10.10.11".parse().unwrap(),
+                    name: "pg-lab-1".into(),
+                }],
+                pool: Some(pool),
+            },
+        );
+        assert!(
+            c.contains("dhcp-range=10.10.10.200,10.10.10.201,255.255.255.0,5m\n"),
+            "{c}"
+        );
+    }
+
+    #[test]
+    fn pools_parse_and_are_checked_against_the_subnet() {
+        let p: DhcpPool = "10.10.10.200-10.10.10.209".parse().unwrap();
+        assert_eq!(p.first, Ipv4Addr::new(10, 10, 10, 200));
+        assert!("10.10.10.9-10.10.10.2".parse::<DhcpPool>().is_err());
+        assert!("10.10.10.9".parse::<DhcpPool>().is_err());
+        assert!("10.10.10.x-10.10.10.9".parse::<DhcpPool>().is_err());
+        let net = Ipv4Addr::new(10, 10, 10, 1);
+        assert!(p.check(net, 24, &[Ipv4Addr::new(10, 10, 10, 11)]).is_ok());
+        let e = p
+            .check(net, 24, &[Ipv4Addr::new(10, 10, 10, 205)])
+            .unwrap_err();
+        assert!(e.contains("10.10.10.205"), "{e}");
+        let e = p.check(Ipv4Addr::new(10, 10, 11, 1), 24, &[]).unwrap_err();
+        assert!(e.contains("not on the interface's subnet"), "{e}");
     }
 }

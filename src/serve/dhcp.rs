@@ -51,18 +51,25 @@ impl Dnsmasq {
     /// Start dnsmasq on `interface` with its files under `dir`: the configuration,
     /// and the TFTP root holding Debian's iPXE binaries. `port` is the HTTP
     /// server's, which iPXE clients are sent to (`/boot.ipxe`).
-    /// With `hosts`, dnsmasq gives them their addresses itself (a network with no
-    /// DHCP server of its own); else proxy DHCP.
+    /// With hosts in `leases`, dnsmasq gives them their addresses itself (a network
+    /// with no DHCP server of its own), and machines it does not know an address of
+    /// the pool when there is one; else proxy DHCP.
     pub fn start(
         interface: &str,
         port: u16,
         dir: &Path,
-        hosts: &[boot::DhcpHost],
+        leases: &boot::Leases,
     ) -> anyhow::Result<Dnsmasq> {
         if !Path::new(DNSMASQ).is_file() {
             bail!("--dhcp needs {DNSMASQ}: apt-get install dnsmasq-base");
         }
         let (address, prefix) = interface_address(interface)?;
+        if let Some(p) = leases.pool {
+            let mut taken: Vec<Ipv4Addr> = leases.hosts.iter().map(|h| h.ip).collect();
+            taken.push(address);
+            p.check(address, prefix, &taken)
+                .map_err(|e| anyhow::anyhow!("--dhcp-pool: {e}"))?;
+        }
         let tftp = dir.join("tftp");
         std::fs::create_dir_all(&tftp).with_context(|| format!("creating {}", tftp.display()))?;
         // dnsmasq adds `.0` to a BIOS PXE service's name (see boot::dnsmasq_conf).
@@ -81,7 +88,7 @@ impl Dnsmasq {
             &format!("http://{address}:{port}/boot.ipxe"),
             &tftp,
             &dir.join("dnsmasq.pid"),
-            hosts,
+            leases,
         );
         std::fs::write(&conf, text).with_context(|| format!("writing {}", conf.display()))?;
         let mut child = Command::new(DNSMASQ)
