@@ -378,16 +378,16 @@ bench_lab() {
 }
 
 # lab_medians FIGURES.json...: the median of each figure whose key holds `ready`,
-# `failover` or `rollout`, over the runs given. Each file is tests/lab.rs's lab-figures.json: one
+# `failover`, `rollout` or `pxe`, over the runs given. Each file is tests/lab.rs's lab-figures.json: one
 # JSON object of seconds, e.g. {"boot_to_ready_s": 612.3, "failover_leader_s": 9.1}.
 lab_medians() {
     python3 - "$@" <<'PY'
 import json, statistics, sys
 runs = [json.load(open(p)) for p in sys.argv[1:]]
 keys = sorted({k for r in runs for k in r
-               if "ready" in k or "failover" in k or "rollout" in k})
+               if any(w in k for w in ("ready", "failover", "rollout", "pxe"))})
 if not keys:
-    sys.exit("no ready, failover or rollout figure in %s" % " ".join(sys.argv[1:]))
+    sys.exit("no ready, failover, rollout or pxe figure in %s" % " ".join(sys.argv[1:]))
 print("%-24s %8s   %s" % ("lab figure (s)", "median", "runs"))
 for key in keys:
     vals = [float(r[key]) for r in runs if key in r]

@@ -970,10 +970,16 @@ fn e2e() {
     );
     figures.insert("old_primary_rejoin_s", t.elapsed().as_secs_f64());
 
-    // Fault 2: reimage a replica (a fresh disk, the same identity) and power-cut it in
-    // the middle of that first boot, then boot it again. It must rejoin etcd under its
-    // name and Patroni as a streaming replica, with every committed row. (A reimage
-    // that is not cut is the same path without the cut; the lab runs the harder one.)
+    // Fault 2: reinstall a replica over the network (issue 15; docs/pxe.md): a new
+    // machine with the replica's MAC, an empty disk and its NIC first boots iPXE from
+    // qemu's ROM; the boot server and dnsmasq (serve's own) run inside the lab's
+    // network; the live installer writes the node's A/B disk, verifies it and
+    // reboots; the server then sends it to its disk. Beside it, a machine of no node
+    // (a MAC the inventory does not give) boots from the network too and is shown
+    // the unknown-machine script and nothing else. Then the node's first boot from
+    // that disk is power-cut in its middle, and it boots again: it must rejoin etcd
+    // under its name and Patroni as a streaming replica, with every committed row.
+    // (A fresh disk is what a reimage gives too: this is that path, over the network.)
     let leader = formed(3).unwrap();
     let victim = NODES
         .iter()
@@ -981,7 +987,41 @@ fn e2e() {
         .rfind(|n| *n != leader)
         .unwrap();
     let t = Instant::now();
-    ok(&["reimage", victim]);
+    let pxe: serde_json::Value = serde_json::from_str(&ok(&[
+        "pxe",
+        victim,
+        "--stranger",
+        "--json",
+        "--timeout",
+        "1200",
+    ]))
+    .expect("lab pxe --json prints JSON");
+    println!("lab pxe: {pxe}");
+    let secs = |v: &serde_json::Value| v.as_f64().expect("seconds in lab pxe's JSON");
+    figures.insert("pxe_installed_s", secs(&pxe["installed_secs"]));
+    figures.insert("pxe_to_disk_s", secs(&pxe["to_disk_secs"]));
+    let stranger = &pxe["stranger"];
+    let mac = stranger["mac"]
+        .as_str()
+        .expect("the stranger's MAC")
+        .replace(':', "-");
+    let requests: Vec<&str> = stranger["requests"]
+        .as_array()
+        .expect("the stranger's requests")
+        .iter()
+        .filter_map(|r| r.as_str())
+        .collect();
+    assert!(
+        requests.contains(&format!("GET /ipxe/{mac} 200").as_str()),
+        "the machine of no node asked for its script: {requests:?}"
+    );
+    assert!(
+        requests.iter().all(
+            |r| r.starts_with("GET /boot.ipxe ") || r.starts_with(&format!("GET /ipxe/{mac} "))
+        ),
+        "the machine of no node was given its script and nothing else: {requests:?}"
+    );
+    figures.insert("pxe_stranger_told_s", secs(&stranger["asked_secs"]));
     wait_console(
         victim,
         "pigsty agent: step patroni: running",
@@ -991,21 +1031,21 @@ fn e2e() {
     ok(&["start", victim]);
     ok(&["wait", "--timeout", "900"]);
     let names = until(
-        "etcd with 3 healthy members after the reimage",
+        "etcd with 3 healthy members after the reinstall",
         Duration::from_secs(60),
         etcd_members,
     );
     assert_eq!(names, ["etcd-1", "etcd-2", "etcd-3"]);
     until(
-        "the reimaged, power-cut node streaming",
+        "the reinstalled, power-cut node streaming",
         Duration::from_secs(300),
         || formed(3),
     );
-    figures.insert("reimage_power_cut_rejoin_s", t.elapsed().as_secs_f64());
+    figures.insert("pxe_power_cut_joined_s", t.elapsed().as_secs_f64());
     // Connecting is retried (a node that has just finished its first boot on a loaded
     // host may take over 5 s to fork a backend); the count is not.
     let n = until(
-        "every row on the reimaged node",
+        "every row on the reinstalled node",
         Duration::from_secs(60),
         || match count_rows(ip_of(victim), 5432)? {
             n if n == i64::from(committed) => Ok(n),
@@ -1013,8 +1053,9 @@ fn e2e() {
         },
     );
     println!(
-        "reimaged {victim}, cut its power in its first boot: rejoined with {n} rows in {:.1} s",
-        figures["reimage_power_cut_rejoin_s"]
+        "reinstalled {victim} over the network ({:.0} s to its disk written), cut its power \
+         in its first boot from it: rejoined with {n} rows {:.1} s after its power-on",
+        figures["pxe_installed_s"], figures["pxe_power_cut_joined_s"]
     );
     // Updates (docs/updates.md) of a replica's A/B disk: cut, kept, and fallen back.
     let leader = formed(3).unwrap();

@@ -285,16 +285,52 @@ fn nodes_are_installed_by_mac_then_boot_from_disk() {
         script.contains("booting from disk") && script.contains("\nexit\n"),
         "{script}"
     );
+    // Its install window is closed: its disk goes to no one now, its own address
+    // included; the kernel still to anyone.
+    let closed = client(None).get(&disk_url).send().unwrap();
+    assert_eq!(closed.status().as_u16(), 403);
+    assert!(closed.text().unwrap().contains("install window is closed"));
+    assert_eq!(
+        client(None)
+            .get(format!("{}/sha256/{}", s.base, a1["pxe/vmlinuz"]))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
     assert!(s.stop().success(), "SIGTERM stops it cleanly");
 
-    // The state outlives the server; --reinstall forgets it for that node.
+    // The state outlives the server (the window stays closed); --reinstall forgets
+    // it for that node and opens the window again.
     assert_eq!(check(&inv, &out)[0].1, "installed");
     let s = Serving::start(&inv, &out, &[]);
     assert!(s.get(&format!("/ipxe/{MAC1}")).1.contains("\nexit\n"));
+    let disk_url = format!("{}/sha256/{}", s.base, a1["disk.raw"]);
+    assert_eq!(
+        client(None)
+            .get(&disk_url)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16(),
+        403
+    );
     drop(s);
     let s = Serving::start(&inv, &out, &["--reinstall", "pg-test-1"]);
     let (_, script) = s.get(&format!("/ipxe/{MAC1}"));
     assert!(script.contains("pigsty.reinstall"), "{script}");
+    let disk_url = format!("{}/sha256/{}", s.base, a1["disk.raw"]);
+    assert_eq!(
+        client(None)
+            .get(&disk_url)
+            .header("Range", "bytes=0-9")
+            .send()
+            .unwrap()
+            .status()
+            .as_u16(),
+        206
+    );
     assert!(s.stop().success());
     assert_eq!(check(&inv, &out)[0].1, "install");
 

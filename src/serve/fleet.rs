@@ -152,19 +152,18 @@ pub fn prepare(
             .filter(|n| !by_name.contains_key(*n) || !dir.join(n).is_file())
             .collect();
         // Everything of the build is served: what holds the node's files (its
-        // bundle, disks, root squashfs) to the node's own address only.
-        let own = Some(vec![IpAddr::V4(node.ip)]);
+        // bundle, disks, root squashfs) to the node's own address and MAC only, and
+        // only until its install is reported (its install window).
         for a in &manifest.artifacts {
             let path = dir.join(&a.name);
             if a.name == "manifest.json" || !path.is_file() {
                 continue;
             }
-            let only = if OPEN.contains(&a.name.as_str()) {
-                None
+            if OPEN.contains(&a.name.as_str()) {
+                artifacts.add(&a.sha256, &path, None);
             } else {
-                own.clone()
-            };
-            artifacts.add(&a.sha256, &path, only);
+                artifacts.add_for_machine(&a.sha256, &path, IpAddr::V4(node.ip), &entry.mac);
+            }
         }
         if let Some(root) = &manifest.root {
             let path = out.join(&root.path);

@@ -30,6 +30,10 @@ pub struct Artifact {
     pub path: PathBuf,
     /// Who may fetch it; `None`: anyone who reaches the server (what holds no secret).
     pub only: Option<Vec<IpAddr>>,
+    /// The MAC (`${mac:hexhyp}`) of the machine it is installed onto: served only
+    /// while that machine's install is not reported done (its install window), and
+    /// only to that MAC where the kernel's neighbour table knows the asker's.
+    pub machine: Option<String>,
     /// Bytes of it sent so far (all requests together).
     served: Arc<AtomicU64>,
 }
@@ -48,6 +52,21 @@ impl Artifacts {
             Artifact {
                 path: path.to_path_buf(),
                 only,
+                machine: None,
+                served: Arc::new(AtomicU64::new(0)),
+            },
+        );
+    }
+
+    /// Serve `path` as `sha256` to the machine with address `ip` and MAC `mac` (any
+    /// spelling) only, during its install window; see [`Artifact::machine`].
+    pub fn add_for_machine(&mut self, sha256: &str, path: &Path, ip: IpAddr, mac: &str) {
+        self.files.insert(
+            sha256.to_ascii_lowercase(),
+            Artifact {
+                path: path.to_path_buf(),
+                only: Some(vec![ip]),
+                machine: boot::hexhyp(mac).or_else(|| Some(mac.to_string())),
                 served: Arc::new(AtomicU64::new(0)),
             },
         );
@@ -383,6 +402,34 @@ async fn serve_artifact(shared: Shared, peer: SocketAddr, hex: String, req: Requ
         )
             .into_response();
     }
+    if let Some(mac) = &found.machine {
+        let closed = shared
+            .scripts
+            .as_ref()
+            .and_then(|s| s.lock().ok().map(|s| s.done.contains_key(mac)))
+            .unwrap_or(false);
+        if closed {
+            tracing::warn!("{peer}: {path} asked for after {mac}'s install was reported");
+            record(&shared, peer, &method, &path, StatusCode::FORBIDDEN);
+            return (
+                StatusCode::FORBIDDEN,
+                "this machine's install is reported done: its install window is closed \
+                 (`pigsty serve --reinstall NODE` opens it again)\n",
+            )
+                .into_response();
+        }
+        if let Some(seen) = neighbour_mac(peer)
+            && &seen != mac
+        {
+            tracing::warn!("{peer}: {path} asked for from MAC {seen}, not the node's {mac}");
+            record(&shared, peer, &method, &path, StatusCode::FORBIDDEN);
+            return (
+                StatusCode::FORBIDDEN,
+                "this artifact is served only to the node's own MAC and address\n",
+            )
+                .into_response();
+        }
+    }
     match tower_http::services::ServeFile::new(&found.path)
         .oneshot(req)
         .await
@@ -554,6 +601,30 @@ async fn not_found(ConnectInfo(peer): ConnectInfo<SocketAddr>, req: Request) -> 
 }
 
 /// An IPv4 peer seen through a dual-stack socket as `::ffff:a.b.c.d` is `a.b.c.d`.
+/// The MAC (`${mac:hexhyp}`) the kernel's neighbour table holds for `peer`, an
+/// IPv4 address on a network of this machine's (`/proc/thread-self/net/arp`: the
+/// calling thread's network namespace). None for a peer reached through a router,
+/// whose frames carry the router's MAC.
+fn neighbour_mac(peer: IpAddr) -> Option<String> {
+    let IpAddr::V4(v4) = peer else {
+        return None;
+    };
+    let table = std::fs::read_to_string("/proc/thread-self/net/arp").ok()?;
+    neighbour_in(&table, v4)
+}
+
+/// [`neighbour_mac`] from the text of `/proc/net/arp`: a complete entry (flag 0x2).
+fn neighbour_in(table: &str, peer: std::net::Ipv4Addr) -> Option<String> {
+    table.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (ip, flags, mac) = (f.first()?, f.get(2)?, f.get(3)?);
+        let complete = u32::from_str_radix(flags.trim_start_matches("0x"), 16).ok()? & 0x2 != 0;
+        (ip.parse() == Ok(peer) && complete && *mac != "00:00:00:00:00:00")
+            .then(|| boot::hexhyp(mac))
+            .flatten()
+    })
+}
+
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
@@ -578,6 +649,25 @@ pub fn source_address_towards(peer: IpAddr) -> anyhow::Result<IpAddr> {
 mod tests {
     use super::*;
     use std::io::Write;
+
+    #[test]
+    fn the_neighbour_table_names_an_on_link_peers_mac() {
+        let table = "IP address       HW type     Flags       HW address            Mask     Device
+10.10.10.13      0x1         0x2         52:54:00:0A:0A:0D     *        br0
+10.10.10.12      0x1         0x0         00:00:00:00:00:00     *        br0
+10.10.10.14      0x1         0x2         00:00:00:00:00:00     *        br0
+";
+        let ip = |s: &str| s.parse::<std::net::Ipv4Addr>().unwrap();
+        assert_eq!(
+            neighbour_in(table, ip("10.10.10.13")).as_deref(),
+            Some("52-54-00-0a-0a-0d")
+        );
+        // Incomplete (still resolving) or empty: not known, so not refused by MAC.
+        assert_eq!(neighbour_in(table, ip("10.10.10.12")), None);
+        assert_eq!(neighbour_in(table, ip("10.10.10.14")), None);
+        // Reached through a router: no entry of its own.
+        assert_eq!(neighbour_in(table, ip("192.0.2.7")), None);
+    }
 
     fn server_with(only: Option<Vec<IpAddr>>) -> (Server, tempfile::TempDir, Vec<u8>) {
         let dir = tempfile::tempdir().unwrap();
