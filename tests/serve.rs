@@ -503,6 +503,27 @@ fn dhcp_starts_dnsmasq_with_tftp_and_stops_it() {
         !Path::new(&format!("/proc/{pid}")).exists(),
         "dnsmasq stopped"
     );
+    // A server killed outright leaves its dnsmasq behind: `stop_left` (what `lab
+    // down` calls) finds exactly that one by its pid file and configuration.
+    let (mut child, line) = serve_dhcp(ns.0, &inv, &out, &[]);
+    let pid: u32 = line
+        .split("dnsmasq pid ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no dnsmasq pid in {line:?}"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(Path::new(&format!("/proc/{pid}")).exists(), "left running");
+    assert_eq!(
+        pigsty::serve::dhcp::stop_left(&out.join("_serve")).unwrap(),
+        Some(pid)
+    );
+    assert!(!Path::new(&format!("/proc/{pid}")).exists(), "stopped");
+    assert_eq!(
+        pigsty::serve::dhcp::stop_left(&out.join("_serve")).unwrap(),
+        None
+    );
 }
 
 /// `--dhcp --dhcp-addresses`, for a network with no DHCP server of its own: a machine

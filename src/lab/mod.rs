@@ -479,15 +479,30 @@ pub fn down(dir: &Path, purge: bool) -> anyhow::Result<Vec<String>> {
     need_root()?;
     let lab = Lab::open(dir)?;
     let mut stopped = Vec::new();
-    for node in &lab.state.nodes {
-        if vm::kill(&lab.vm(&node.name))? {
-            stopped.push(node.name.clone());
+    // The nodes, and the machine of no node `lab pxe --stranger` boots (left running
+    // only when lab pxe itself was killed).
+    let names: Vec<String> = lab
+        .state
+        .nodes
+        .iter()
+        .map(|n| n.name.clone())
+        .chain([pxe::STRANGER.to_string()])
+        .collect();
+    for name in &names {
+        if vm::kill(&lab.vm(name))? {
+            stopped.push(name.clone());
         }
+    }
+    // And the dnsmasq of a `lab pxe` that was killed.
+    if let Some(pid) =
+        crate::serve::dhcp::stop_left(&crate::serve::fleet::state_dir(&lab.dir.join("pxe")))?
+    {
+        stopped.push(format!("dnsmasq (pid {pid})"));
     }
     net::delete(&lab.state.netns)?;
     if purge {
-        for node in &lab.state.nodes {
-            let paths = lab.vm(&node.name);
+        for name in &names {
+            let paths = lab.vm(name);
             for f in [paths.disk(), paths.image_key(), paths.pidfile()] {
                 match std::fs::remove_file(&f) {
                     Err(e) if e.kind() != std::io::ErrorKind::NotFound => {

@@ -44,6 +44,9 @@ pub struct Stranger {
     pub requests: Vec<String>,
 }
 
+/// The VM name (under `vms/`) of the machine of no node.
+pub const STRANGER: &str = "stranger";
+
 /// The tap of the machine of no node (the lab's nodes have tap0, tap1, ...).
 const STRANGER_TAP: &str = "tapstranger";
 
@@ -237,9 +240,7 @@ impl Lab {
                         .any(|n| n.node.node_mac.as_deref().is_some_and(taken))
             })
             .context("no free MAC for the machine of no node")?;
-        let stranger_paths = vm::VmPaths {
-            dir: self.dir.join("vms").join("stranger"),
-        };
+        let stranger_paths = self.vm(STRANGER);
         let pool = if stranger {
             vm::kill(&stranger_paths)?;
             vm::empty_disk(&stranger_paths, 0)?;
@@ -303,7 +304,7 @@ impl Lab {
                 Some(pool) => {
                     let started = Instant::now();
                     let pid = vm::start(&vm::Boot {
-                        name: "stranger",
+                        name: STRANGER,
                         paths: &stranger_paths,
                         netns: &self.state.netns,
                         tap: STRANGER_TAP,

@@ -122,6 +122,36 @@ impl Dnsmasq {
     }
 }
 
+/// Stop a dnsmasq that a server which was killed left behind under `dir` (its pid
+/// file there, and its command line naming the configuration there: exactly the
+/// one that server started). Returns its pid when there was one.
+pub fn stop_left(dir: &Path) -> anyhow::Result<Option<u32>> {
+    let Ok(text) = std::fs::read_to_string(dir.join("dnsmasq.pid")) else {
+        return Ok(None);
+    };
+    let Ok(pid) = text.trim().parse::<u32>() else {
+        return Ok(None);
+    };
+    let conf = format!("--conf-file={}", dir.join("dnsmasq.conf").display());
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    if !cmdline.split(|b| *b == 0).any(|arg| arg == conf.as_bytes()) {
+        return Ok(None);
+    }
+    let Some(p) = rustix::process::Pid::from_raw(pid as i32) else {
+        return Ok(None);
+    };
+    let _ = rustix::process::kill_process(p, rustix::process::Signal::TERM);
+    let start = Instant::now();
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        if start.elapsed() > Duration::from_secs(5) {
+            let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(Some(pid))
+}
+
 impl Drop for Dnsmasq {
     fn drop(&mut self) {
         let Some(mut child) = self.child.take() else {
