@@ -248,6 +248,11 @@ pub struct LabUpArgs {
     /// Give up waiting for the agents after SECS, naming each node and step not done.
     #[arg(long, value_name = "SECS", default_value_t = 1200)]
     pub timeout: u64,
+
+    /// Boot NODE from the network onto an empty disk (as `lab pxe` does) instead of
+    /// from its image's disk (repeatable; a node already running is left as it is).
+    #[arg(long, value_name = "NODE")]
+    pub pxe: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -229,6 +229,7 @@ fn lab(
                 timeout: std::time::Duration::from_secs(args.timeout),
                 cache: crate::image::layer::cache_dir(),
                 etcd_access: None,
+                pxe: args.pxe.clone(),
             };
             if let Some(tree) = opts.extra_trees.iter().find(|d| !d.is_dir()) {
                 return Err(Error::Usage(format!(

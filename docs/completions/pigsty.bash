@@ -2260,7 +2260,7 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__lab__subcmd__up)
-            opts="-i -v -h -V --dir --extra-tree --accel --memory --cpus --timeout --inventory --pki --verbose --help --version"
+            opts="-i -v -h -V --dir --extra-tree --accel --memory --cpus --timeout --pxe --inventory --pki --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2287,6 +2287,10 @@ _pigsty() {
                     return 0
                     ;;
                 --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pxe)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -276,6 +276,7 @@ tcg\t''"
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from up" -l memory -d 'Memory of each VM, MiB' -r
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from up" -l cpus -d 'vCPUs of each VM' -r
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from up" -l timeout -d 'Give up waiting for the agents after SECS, naming each node and step not done' -r
+complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from up" -l pxe -d 'Boot NODE from the network onto an empty disk (as `lab pxe` does) instead of from its image\'s disk (repeatable; a node already running is left as it is)' -r
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from up" -s i -l inventory -d 'Inventory file. Default: $PIGSTY_INVENTORY, else ./pigsty.yml, else the built-in singleton inventory' -r -F
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from up" -l pki -d 'The fleet PKI directory (CA and node certificates). Default: files/pki beside the inventory file (in the current directory for the built-in inventory)' -r -F
 complete -c pigsty -n "__fish_pigsty_using_subcommand lab; and __fish_seen_subcommand_from up" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'

@@ -54,6 +54,8 @@ pub struct UpOptions {
     pub cache: PathBuf,
     /// How the lab reaches its etcd (kept in lab.json).
     pub etcd_access: Option<crate::agent::etcd::AccessFiles>,
+    /// Nodes booted from the network onto an empty disk (`lab up --pxe NODE`).
+    pub pxe: Vec<String>,
 }
 
 /// The default lab directory.
@@ -351,6 +353,12 @@ pub fn up(fleet: &Fleet, opts: &UpOptions) -> anyhow::Result<(Lab, Duration)> {
             .collect(),
     };
     let mut lab = Lab { dir, state };
+    // Each --pxe NODE by its nodename.
+    let pxe: Vec<String> = opts
+        .pxe
+        .iter()
+        .map(|n| lab.node(n).map(|n| n.name.clone()))
+        .collect::<anyhow::Result<_>>()?;
     images::build_missing(fleet, &lab, opts)?;
     // Probed with a node's own kernel, once the images exist.
     lab.state.kvm = match opts.accel {
@@ -380,9 +388,14 @@ pub fn up(fleet: &Fleet, opts: &UpOptions) -> anyhow::Result<(Lab, Duration)> {
         lab.state.timing
     );
     let started = Instant::now();
+    let mut network_boots = Vec::new();
     for node in &lab.state.nodes {
         if vm::read_pid(&lab.vm(&node.name))?.is_some() {
             eprintln!("lab: {} is running", node.name);
+            continue;
+        }
+        if pxe.contains(&node.name) {
+            network_boots.push(node.name.clone());
             continue;
         }
         let pid = lab.start(&node.name)?;
@@ -391,6 +404,14 @@ pub fn up(fleet: &Fleet, opts: &UpOptions) -> anyhow::Result<(Lab, Duration)> {
             node.name,
             node.ip,
             lab.vm(&node.name).serial().display()
+        );
+    }
+    // The others boot meanwhile; each of these is installed, then boots its disk.
+    for name in &network_boots {
+        let done = lab.pxe(fleet, name, opts.timeout, false)?;
+        eprintln!(
+            "lab: {name} installed over the network in {:.0} s, booting from its disk",
+            done.installed_secs
         );
     }
     // The wait runs inside the namespace: all of its traffic stays there.

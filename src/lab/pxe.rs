@@ -221,10 +221,15 @@ impl Lab {
         // 3. An empty disk, the old machine's logs aside, its report forgotten.
         let paths = self.vm(&lab_node.name);
         vm::kill(&paths)?;
+        // A machine that never had a disk left no report to forget (and on a lab
+        // still booting, no etcd would take the delete).
+        let had_disk = paths.disk().exists();
         vm::empty_disk(&paths, disk_bytes)?;
         std::fs::write(paths.image_key(), self.image_key(&lab_node.name)?)
             .with_context(|| format!("writing {}", paths.image_key().display()))?;
-        self.forget_report(&lab_node.name);
+        if had_disk {
+            self.forget_report(&lab_node.name);
+        }
         let mut taps = vec![lab_node.tap.clone()];
         // The machine of no node: a MAC no node of the fleet or the lab has, an empty
         // disk, an address of a pool of its own.
