@@ -466,6 +466,10 @@ pub enum AgentCommand {
     /// reinstall is asked; the image's partition tables are written last, so a cut
     /// install never leaves a disk that boots half an image.
     Install(InstallArgs),
+    /// Run every health check of this node's HAProxy now and set each server's
+    /// health from its answer at once (through the admin socket), rather than after
+    /// `rise` checks: what `pigsty rollout` asks of every member after a switchover.
+    HaproxyCheck(HaproxyCheckArgs),
     /// Keep this boot's slot if it is on trial and the node is healthy within the
     /// trial's bound, else reboot so that the other slot boots (run at every boot by
     /// pigsty-bless.service).
@@ -607,6 +611,25 @@ pub struct BlessArgs {
     /// Say what would be done; change nothing and never reboot.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct HaproxyCheckArgs {
+    /// HAProxy's configuration (its `listen` sections with HTTP checks are read).
+    #[arg(long, value_name = "FILE", default_value = "/etc/haproxy/haproxy.cfg")]
+    pub config: PathBuf,
+
+    /// HAProxy's admin socket.
+    #[arg(long, value_name = "PATH", default_value = "/run/haproxy/admin.sock")]
+    pub socket: PathBuf,
+
+    /// Each check's bound, seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 3)]
+    pub timeout: u64,
+
+    /// Print what was set as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -61,6 +61,27 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
         Command::Agent(crate::cli::AgentCommand::Bless(args)) => agent_bless(args, out),
         Command::Agent(crate::cli::AgentCommand::Apply(args)) => agent_apply(args, out),
         Command::Agent(crate::cli::AgentCommand::PreInit) => crate::agent::preinit::run(),
+        Command::Agent(crate::cli::AgentCommand::HaproxyCheck(args)) => {
+            let set = crate::agent::haproxy::check_now(
+                &args.config,
+                &args.socket,
+                std::time::Duration::from_secs(args.timeout.max(1)),
+            )?;
+            if args.json {
+                let json = serde_json::to_string_pretty(&set).context("writing JSON")?;
+                writeln!(out, "{json}").context("writing to stdout")?;
+            } else {
+                for s in &set {
+                    writeln!(
+                        out,
+                        "{}/{}: {} (check answered {})",
+                        s.service, s.server, s.health, s.answer
+                    )
+                    .context("writing to stdout")?;
+                }
+            }
+            Ok(())
+        }
         Command::Agent(crate::cli::AgentCommand::Tune(args)) => {
             let tuned = crate::agent::tune::tune(&args.root, None)?;
             out.write_all(tuned.summary().as_bytes())

@@ -61,6 +61,9 @@ _pigsty() {
             pigsty__subcmd__agent,firstboot)
                 cmd="pigsty__subcmd__agent__subcmd__firstboot"
                 ;;
+            pigsty__subcmd__agent,haproxy-check)
+                cmd="pigsty__subcmd__agent__subcmd__haproxy__subcmd__check"
+                ;;
             pigsty__subcmd__agent,help)
                 cmd="pigsty__subcmd__agent__subcmd__help"
                 ;;
@@ -87,6 +90,9 @@ _pigsty() {
                 ;;
             pigsty__subcmd__agent__subcmd__help,firstboot)
                 cmd="pigsty__subcmd__agent__subcmd__help__subcmd__firstboot"
+                ;;
+            pigsty__subcmd__agent__subcmd__help,haproxy-check)
+                cmd="pigsty__subcmd__agent__subcmd__help__subcmd__haproxy__subcmd__check"
                 ;;
             pigsty__subcmd__agent__subcmd__help,help)
                 cmd="pigsty__subcmd__agent__subcmd__help__subcmd__help"
@@ -150,6 +156,9 @@ _pigsty() {
                 ;;
             pigsty__subcmd__help__subcmd__agent,firstboot)
                 cmd="pigsty__subcmd__help__subcmd__agent__subcmd__firstboot"
+                ;;
+            pigsty__subcmd__help__subcmd__agent,haproxy-check)
+                cmd="pigsty__subcmd__help__subcmd__agent__subcmd__haproxy__subcmd__check"
                 ;;
             pigsty__subcmd__help__subcmd__agent,install)
                 cmd="pigsty__subcmd__help__subcmd__agent__subcmd__install"
@@ -388,7 +397,7 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__agent)
-            opts="-i -v -h -V --inventory --pki --verbose --help --version firstboot status tune update apply install bless pre-init help"
+            opts="-i -v -h -V --inventory --pki --verbose --help --version firstboot status tune update apply install haproxy-check bless pre-init help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -531,8 +540,46 @@ _pigsty() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        pigsty__subcmd__agent__subcmd__haproxy__subcmd__check)
+            opts="-i -v -h -V --config --socket --timeout --json --inventory --pki --verbose --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --inventory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pki)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         pigsty__subcmd__agent__subcmd__help)
-            opts="firstboot status tune update apply install bless pre-init help"
+            opts="firstboot status tune update apply install haproxy-check bless pre-init help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -574,6 +621,20 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__agent__subcmd__help__subcmd__firstboot)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pigsty__subcmd__agent__subcmd__help__subcmd__haproxy__subcmd__check)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -948,7 +1009,7 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__help__subcmd__agent)
-            opts="firstboot status tune update apply install bless pre-init"
+            opts="firstboot status tune update apply install haproxy-check bless pre-init"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -990,6 +1051,20 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__help__subcmd__agent__subcmd__firstboot)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pigsty__subcmd__help__subcmd__agent__subcmd__haproxy__subcmd__check)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -15,6 +15,7 @@ pub mod apply;
 pub mod etcd;
 mod etcd_join;
 pub mod fleet;
+pub mod haproxy;
 pub mod install;
 pub mod minio;
 pub mod patroni;

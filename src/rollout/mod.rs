@@ -671,6 +671,7 @@ impl Ctx<'_> {
             }
             StepKind::Switchover { cluster, to } => {
                 row.downtime_secs = Some(self.switchover(&step.node, cluster, to)?);
+                self.haproxy_check(cluster);
             }
             StepKind::ClusterConfig { cluster } => {
                 row.note = format!(
@@ -1004,6 +1005,56 @@ impl Ctx<'_> {
         Ok(start.elapsed().as_secs_f64())
     }
 
+    /// Right after the primary of `cluster` moved: every member's HAProxy runs its
+    /// health checks now and routes by them at once (`pigsty agent haproxy-check`),
+    /// instead of after its own `rise` checks. Best effort, all members at once: a
+    /// member that cannot is left to its own checks, which reach the same answer.
+    fn haproxy_check(&self, cluster: &str) {
+        let members: Vec<&Target> = self
+            .fleet
+            .pg_members(cluster)
+            .into_iter()
+            .filter(|n| n.haproxy())
+            .filter_map(|n| self.targets.get(&n.nodename).copied())
+            .collect();
+        let start = Instant::now();
+        let failed: Vec<String> = std::thread::scope(|scope| {
+            let runs: Vec<_> = members
+                .iter()
+                .map(|t| {
+                    scope.spawn(move || {
+                        connect(t, self.opts)
+                            .and_then(|s| {
+                                s.run("sudo -n pigsty agent haproxy-check", None, &mut |_| {})
+                            })
+                            .and_then(|o| {
+                                if o.success() {
+                                    Ok(())
+                                } else {
+                                    Err(anyhow::anyhow!("{}", o.stderr_text()))
+                                }
+                            })
+                            .map_err(|e| format!("{}: {}", t.name, first_line(&e)))
+                    })
+                })
+                .collect();
+            runs.into_iter()
+                .filter_map(|h| h.join().unwrap_or(Err("panicked".into())).err())
+                .collect()
+        });
+        if failed.is_empty() {
+            say(&format!(
+                "{cluster}: every member's HAProxy checked its servers at once ({:.1}s)",
+                start.elapsed().as_secs_f64()
+            ));
+        } else {
+            say(&format!(
+                "{cluster}: HAProxy left to its own checks on {}",
+                failed.join("; ")
+            ));
+        }
+    }
+
     /// Restart, through Patroni's REST API, every member of `cluster` that Patroni
     /// marks pending_restart: replicas first, each back to streaming before the
     /// next; then the leader in place (its downtime timed); then the replicas a
@@ -1052,6 +1103,9 @@ impl Ctx<'_> {
                 self.whole(first, self.opts.node_timeout)?;
                 let secs = start.elapsed().as_secs_f64();
                 say(&format!("{}: restarted in {secs:.1}s", node.nodename));
+                if is_leader {
+                    self.haproxy_check(cluster);
+                }
                 if let Ok(mut rows) = self.rows.lock() {
                     rows.push(Row {
                         node: node.nodename.clone(),
