@@ -385,6 +385,11 @@ impl Lab {
                 }
                 std::thread::sleep(Duration::from_secs(1));
             };
+            // The boot from its disk starts now: the lab's waits time it (and judge
+            // its silence) from here.
+            let now = crate::agent::state::now();
+            std::fs::write(paths.booted_at(), format!("{now}\n"))
+                .with_context(|| format!("writing {}", paths.booted_at().display()))?;
             // The stranger has long been told, as a rule; if not, it gets its own bound.
             let stranger = match stranger.as_mut() {
                 None => None,
