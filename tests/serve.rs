@@ -434,6 +434,15 @@ fn serve_dhcp(ns: &str, inv: &Path, out: &Path, extra: &[&str]) -> (Child, Strin
     (child, line)
 }
 
+/// The pid of the dnsmasq a `serve --dhcp` started, from its first line.
+fn dnsmasq_pid(line: &str) -> u32 {
+    line.split("dnsmasq pid ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no dnsmasq pid in {line:?}"))
+}
+
 /// `--dhcp`: dnsmasq started on the provisioning interface (in a network namespace
 /// of this test's own), answering TFTP with Debian's iPXE binaries, and stopped
 /// with the server, which stops exactly the dnsmasq it started.
@@ -455,12 +464,7 @@ fn dhcp_starts_dnsmasq_with_tftp_and_stops_it() {
         &["ip", "addr", "add", "192.0.2.50/24", "dev", "pxe1"],
     );
     let (mut child, line) = serve_dhcp(ns.0, &inv, &out, &[]);
-    let pid: u32 = line
-        .split("dnsmasq pid ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no dnsmasq pid in {line:?}"));
+    let pid = dnsmasq_pid(&line);
     let conf = std::fs::read_to_string(out.join("_serve/dnsmasq.conf")).unwrap();
     assert!(conf.contains("interface=pxe0"), "{conf}");
     assert!(
@@ -506,12 +510,7 @@ fn dhcp_starts_dnsmasq_with_tftp_and_stops_it() {
     // A server killed outright leaves its dnsmasq behind: `stop_left` (what `lab
     // down` calls) finds exactly that one by its pid file and configuration.
     let (mut child, line) = serve_dhcp(ns.0, &inv, &out, &[]);
-    let pid: u32 = line
-        .split("dnsmasq pid ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no dnsmasq pid in {line:?}"));
+    let pid = dnsmasq_pid(&line);
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(Path::new(&format!("/proc/{pid}")).exists(), "left running");

@@ -293,17 +293,30 @@ mod tests {
         assert!(from_disk("pg-test-1").contains("\nexit\n"));
     }
 
-    #[test]
-    fn dnsmasq_is_proxy_dhcp_with_tftp_and_no_dns() {
-        let c = dnsmasq_conf(
+    /// The configuration on the lab's bridge, serving from its host address.
+    fn conf(leases: &Leases) -> String {
+        dnsmasq_conf(
             "br0",
             "10.10.10.1".parse().unwrap(),
             24,
             "http://10.10.10.1:8080/boot.ipxe",
             Path::new("/run/pigsty/tftp"),
             Path::new("/run/pigsty/dnsmasq.pid"),
-            &Leases::default(),
-        );
+            leases,
+        )
+    }
+
+    fn lab_host() -> DhcpHost {
+        DhcpHost {
+            mac: "52:54:00:0a:0a:0b".into(),
+            ip: "10.10.10.11".parse().unwrap(),
+            name: "pg-lab-1".into(),
+        }
+    }
+
+    #[test]
+    fn dnsmasq_is_proxy_dhcp_with_tftp_and_no_dns() {
+        let c = conf(&Leases::default());
         assert!(c.contains("\nport=0\n"), "{c}");
         assert!(
             c.contains("dhcp-range=10.10.10.0,proxy,255.255.255.0"),
@@ -318,22 +331,10 @@ mod tests {
         assert!(!c.contains('{'), "no placeholder left: {c}");
         assert!(!c.contains("dhcp-host"), "{c}");
         // Giving addresses itself: static leases for the inventory's machines only.
-        let c = dnsmasq_conf(
-            "br0",
-            "10.10.10.1".parse().unwrap(),
-            24,
-            "http://10.10.10.1:8080/boot.ipxe",
-            Path::new("/run/pigsty/tftp"),
-            Path::new("/run/pigsty/dnsmasq.pid"),
-            &Leases {
-                hosts: vec![DhcpHost {
-                    mac: "52:54:00:0a:0a:0b".into(),
-                    ip: "10.10.10.11".parse().unwrap(),
-                    name: "pg-lab-1".into(),
-                }],
-                pool: None,
-            },
-        );
+        let c = conf(&Leases {
+            hosts: vec![lab_host()],
+            pool: None,
+        });
         assert!(
             c.contains("dhcp-range=10.10.10.0,static,255.255.255.0\n"),
             "{c}"
@@ -358,22 +359,10 @@ mod tests {
         assert_eq!(c.matches("dhcp-range=").count(), 1, "no pool: {c}");
         // With a pool, machines the inventory does not know get short leases from it.
         let pool: DhcpPool = "10.10.10.200-10.10.10.201".parse().unwrap();
-        let c = dnsmasq_conf(
-            "br0",
-            "10.10.10.1".parse().unwrap(),
-            24,
-            "http://10.10.10.1:8080/boot.ipxe",
-            Path::new("/run/pigsty/tftp"),
-            Path::new("/run/pigsty/dnsmasq.pid"),
-            &Leases {
-                hosts: vec![DhcpHost {
-                    mac: "52:54:00:0a:0a:0b".into(),
-                    ip: "10.10.10.11".parse().unwrap(),
-                    name: "pg-lab-1".into(),
-                }],
-                pool: Some(pool),
-            },
-        );
+        let c = conf(&Leases {
+            hosts: vec![lab_host()],
+            pool: Some(pool),
+        });
         assert!(
             c.contains("dhcp-range=10.10.10.200,10.10.10.201,255.255.255.0,5m\n"),
             "{c}"
