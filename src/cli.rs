@@ -523,9 +523,10 @@ pub struct UpdateArgs {
 #[derive(Debug, Args)]
 pub struct InstallArgs {
     /// Read what to do from the kernel command line (`pigsty.install=URL
-    /// pigsty.install.sha256=HEX [pigsty.install.report=URL] [pigsty.disk=DEV]
-    /// [pigsty.reinstall]`); nothing to do when it names no install.
-    #[arg(long, conflicts_with_all = ["image", "sha256"])]
+    /// pigsty.install.sha256=HEX [pigsty.install.map=URL pigsty.install.map.sha256=HEX]
+    /// [pigsty.install.report=URL] [pigsty.disk=DEV] [pigsty.reinstall]`); nothing
+    /// to do when it names no install.
+    #[arg(long, conflicts_with_all = ["image", "sha256", "map", "map_sha256"])]
     pub from_cmdline: bool,
 
     /// The disk image: an http(s) URL or a file (`disk.raw` of `build-image --format raw`).
@@ -543,6 +544,15 @@ pub struct InstallArgs {
     /// The disk to write. Default: the first non-removable disk.
     #[arg(long, value_name = "DEV")]
     pub disk: Option<PathBuf>,
+
+    /// The image's block map (`disk.map.json` beside `disk.raw`): only its pieces
+    /// of data are fetched, the rest of the disk is zeroed by the disk.
+    #[arg(long, value_name = "URL|FILE", requires = "map_sha256")]
+    pub map: Option<String>,
+
+    /// The block map's sha256.
+    #[arg(long, value_name = "HEX", requires = "map")]
+    pub map_sha256: Option<String>,
 
     /// Write it even over a disk that holds a pigsty-data partition.
     #[arg(long)]

@@ -1478,12 +1478,20 @@ fn agent_install(args: &crate::cli::InstallArgs, out: &mut dyn Write) -> Result<
                 "--image and --sha256 (or --from-cmdline)".into(),
             ));
         };
+        let map = match (&args.map, &args.map_sha256) {
+            (Some(m), Some(hex)) => Some(install::MapRef {
+                source: crate::agent::update::Source::parse(m),
+                sha256: hex.to_ascii_lowercase(),
+            }),
+            _ => None,
+        };
         install::Request {
             image: crate::agent::update::Source::parse(image),
             sha256: sha.to_ascii_lowercase(),
             disk: args.disk.clone(),
             reinstall: args.reinstall,
             report: args.report.clone(),
+            map,
         }
     };
     let disk = match &req.disk {

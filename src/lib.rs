@@ -9,6 +9,7 @@
 //! compile → image → agent / lab / commands. The agent uses model and plan only.
 
 pub mod agent;
+pub mod blockmap;
 pub mod bundle;
 pub mod catalog;
 pub mod cli;

@@ -65,6 +65,7 @@ fn an_image_is_written_verified_and_reported() {
         disk: None,
         reinstall: false,
         report: None,
+        map: None,
     };
     let mut lines = Vec::new();
     let done =
@@ -119,6 +120,7 @@ fn a_disk_holding_a_nodes_data_is_kept_unless_reinstall_is_asked() {
         disk: Some(target.clone()),
         reinstall: false,
         report: None,
+        map: None,
     };
     let kept = install::install(&req, &target, &http(), &mut |_| {}).unwrap();
     assert_eq!(kept.result, "kept", "{kept:?}");
@@ -143,6 +145,7 @@ fn a_wrong_image_leaves_no_bootable_disk() {
         disk: None,
         reinstall: false,
         report: None,
+        map: None,
     };
     let err = install::install(&req, &target, &http(), &mut |_| {}).unwrap_err();
     let msg = format!("{err:#}");
@@ -187,6 +190,7 @@ fn zeros_a_disk_holds_already_are_not_written_again() {
         disk: None,
         reinstall: false,
         report: None,
+        map: None,
     };
     // A new disk (zeros): the zeros are skipped, and it holds the image.
     let fresh = disk(dir.path(), "vda", 9 * MIB, 0);
@@ -262,6 +266,7 @@ fn a_cut_transfer_resumes_where_it_stopped() {
         disk: None,
         reinstall: false,
         report: None,
+        map: None,
     };
     let done = install::install(&req, &target, &http(), &mut |_| {}).unwrap();
     assert_eq!(done.result, "installed");
@@ -346,4 +351,118 @@ fn the_command_reports_what_it_did() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// A sparse image of 24 MiB: data in its first 2 MiB, 3 MiB at 9 MiB, and its last
+/// MiB (a backup GPT's place); holes between.
+fn sparse_image(path: &Path) -> Vec<u8> {
+    use std::os::unix::fs::FileExt;
+    let len = 24 * MIB;
+    let f = std::fs::File::create(path).unwrap();
+    f.set_len(len as u64).unwrap();
+    let mut bytes = vec![0u8; len];
+    for (at, n) in [(0, 2 * MIB), (9 * MIB, 3 * MIB), (23 * MIB, MIB)] {
+        let piece = image_bytes(n + at)[at..].to_vec();
+        f.write_all_at(&piece, at as u64).unwrap();
+        bytes[at..at + n].copy_from_slice(&piece);
+    }
+    bytes
+}
+
+/// `disk.raw` and its block map served; the request asks for the install by the map.
+fn served_with_map(dir: &Path) -> (Vec<u8>, pigsty::serve::Server, Request, String) {
+    let image = dir.join("disk.raw");
+    let bytes = sparse_image(&image);
+    let map = pigsty::blockmap::BlockMap::of_file(&image).unwrap();
+    assert_eq!(
+        map.sha256,
+        sha(&bytes),
+        "the map names the whole image's digest"
+    );
+    let map_json = serde_json::to_vec(&map).unwrap();
+    let map_path = dir.join(pigsty::blockmap::FILE);
+    std::fs::write(&map_path, &map_json).unwrap();
+    let (hex, map_hex) = (sha(&bytes), sha(&map_json));
+    let mut a = pigsty::serve::Artifacts::default();
+    a.add(&hex, &image, None);
+    a.add(&map_hex, &map_path, None);
+    let server = pigsty::serve::Server::start("127.0.0.1:0".parse().unwrap(), a).unwrap();
+    let ip = "127.0.0.1".parse().unwrap();
+    let req = Request {
+        image: Source::Http(server.url(ip, &hex)),
+        sha256: hex.clone(),
+        disk: None,
+        reinstall: false,
+        report: None,
+        map: Some(install::MapRef {
+            source: Source::Http(server.url(ip, &map_hex)),
+            sha256: map_hex,
+        }),
+    };
+    (bytes, server, req, hex)
+}
+
+#[test]
+fn by_its_block_map_only_the_data_is_sent_and_the_holes_are_zeroed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bytes, server, req, hex) = served_with_map(dir.path());
+    // A used disk: every hole must read zeros afterwards, not what it held.
+    let target = disk(dir.path(), "vda", 32 * MIB, 0xee);
+    let mut lines = Vec::new();
+    let done =
+        install::install(&req, &target, &http(), &mut |l| lines.push(l.to_string())).unwrap();
+    assert_eq!(done.result, "installed", "{done:?}");
+    let got = std::fs::read(&target).unwrap();
+    assert_eq!(&got[..bytes.len()], &bytes[..], "the disk holds the image");
+    assert!(
+        got[31 * MIB..].iter().all(|b| *b == 0),
+        "the disk's old last MiB is zeroed"
+    );
+    let (sent, size) = server.served(&hex);
+    assert_eq!(size, bytes.len() as u64);
+    assert!(
+        sent <= 7 * MIB as u64,
+        "only the pieces of data were sent: {sent} of {size} bytes"
+    );
+    assert!(done.skipped >= 15 * MIB as u64, "{done:?}");
+    assert!(lines.iter().any(|l| l.contains("block map")), "{lines:?}");
+    assert!(lines.iter().any(|l| l.contains("read back")), "{lines:?}");
+}
+
+#[test]
+fn a_block_map_or_piece_that_is_not_what_was_named_writes_nothing_bootable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bytes, _server, req, _hex) = served_with_map(dir.path());
+    // The map is not the one named: refused before the disk is touched.
+    let target = disk(dir.path(), "vda", 32 * MIB, 0xee);
+    let mut wrong = req.clone();
+    if let Some(m) = wrong.map.as_mut() {
+        m.sha256 = "0".repeat(64);
+    }
+    let err = install::install(&wrong, &target, &http(), &mut |_| {}).unwrap_err();
+    assert!(format!("{err:#}").contains("block map"), "{err:#}");
+    assert!(
+        std::fs::read(&target).unwrap().iter().all(|b| *b == 0xee),
+        "nothing was written"
+    );
+    // A map (named rightly) of another image: refused.
+    let mut other = req.clone();
+    other.sha256 = "1".repeat(64);
+    let err = install::install(&other, &target, &http(), &mut |_| {}).unwrap_err();
+    assert!(format!("{err:#}").contains("is of image"), "{err:#}");
+    // The image changed under its map: the piece's digest differs, and the disk
+    // is left with no table to boot (its first MiB zeros).
+    use std::os::unix::fs::FileExt;
+    let image = dir.path().join("disk.raw");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&image)
+        .unwrap()
+        .write_all_at(b"changed", (10 * MIB) as u64)
+        .unwrap();
+    let err = install::install(&req, &target, &http(), &mut |_| {}).unwrap_err();
+    assert!(format!("{err:#}").contains("its block map says"), "{err:#}");
+    let got = std::fs::read(&target).unwrap();
+    assert!(got[..MIB].iter().all(|b| *b == 0), "no table to boot");
+    assert_ne!(&got[..MIB], &bytes[..MIB]);
 }

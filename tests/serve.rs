@@ -63,6 +63,7 @@ fn fake_build(out: &Path, node: &str, digest: &str) -> std::collections::BTreeMa
         ("pxe/initrd.img", 2000),
         ("pxe/root.squashfs", 3000),
         ("disk.raw", 3 << 20),
+        ("disk.map.json", 100),
     ] {
         let bytes: Vec<u8> = (0..len).map(|i| (i * 7 + name.len()) as u8).collect();
         std::fs::write(dir.join(name), &bytes).unwrap();
@@ -231,6 +232,11 @@ fn nodes_are_installed_by_mac_then_boot_from_disk() {
         "pigsty.install={}/sha256/{d} pigsty.install.sha256={d}",
         s.base,
         d = a1["disk.raw"]
+    )));
+    assert!(script.contains(&format!(
+        "pigsty.install.map={}/sha256/{m} pigsty.install.map.sha256={m}",
+        s.base,
+        m = a1["disk.map.json"]
     )));
     assert!(!script.contains("pigsty.reinstall"));
     let (_, stale) = s.get(&format!("/ipxe/{MAC2}"));

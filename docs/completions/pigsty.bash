@@ -733,7 +733,7 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__agent__subcmd__install)
-            opts="-i -v -h -V --from-cmdline --image --sha256 --disk --reinstall --report --reboot --request-timeout --json --inventory --pki --verbose --help --version"
+            opts="-i -v -h -V --from-cmdline --image --sha256 --disk --map --map-sha256 --reinstall --report --reboot --request-timeout --json --inventory --pki --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -748,6 +748,14 @@ _pigsty() {
                     return 0
                     ;;
                 --disk)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --map)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --map-sha256)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

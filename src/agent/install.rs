@@ -41,6 +41,20 @@ pub struct Request {
     pub reinstall: bool,
     /// Where to say what was done (`POST`, JSON [`Outcome`]).
     pub report: Option<String>,
+    /// The image's block map: only its pieces of data are fetched; the rest of the
+    /// disk is zeroed by the disk itself.
+    pub map: Option<MapRef>,
+}
+
+/// Where a block map is ([`crate::blockmap`]) and its sha256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MapRef {
+    pub source: Source,
+    pub sha256: String,
+}
+
+fn is_sha256(s: &str) -> bool {
+    s.len() == 64 && s.chars().all(|c| c.is_ascii_hexdigit())
 }
 
 impl Request {
@@ -51,12 +65,16 @@ impl Request {
         let mut disk = None;
         let mut report = None;
         let mut reinstall = false;
+        let mut map = None;
+        let mut map_sha = None;
         for word in cmdline.split_whitespace() {
             let (key, value) = word.split_once('=').unwrap_or((word, ""));
             match key {
                 "pigsty.install" => image = Some(value.to_string()),
                 "pigsty.install.sha256" => sha = Some(value.to_string()),
                 "pigsty.install.report" => report = Some(value.to_string()),
+                "pigsty.install.map" => map = Some(value.to_string()),
+                "pigsty.install.map.sha256" => map_sha = Some(value.to_string()),
                 "pigsty.disk" if !value.is_empty() => disk = Some(PathBuf::from(value)),
                 "pigsty.reinstall" => reinstall = value.is_empty() || value == "1",
                 _ => {}
@@ -67,15 +85,25 @@ impl Request {
         };
         let sha256 =
             sha.context("the command line has pigsty.install= but no pigsty.install.sha256=")?;
-        if sha256.len() != 64 || !sha256.chars().all(|c| c.is_ascii_hexdigit()) {
+        if !is_sha256(&sha256) {
             bail!("pigsty.install.sha256={sha256:?} is not a sha256");
         }
+        let map = match (map, map_sha) {
+            (None, None) => None,
+            (Some(url), Some(sha)) if is_sha256(&sha) => Some(MapRef {
+                source: Source::parse(&url),
+                sha256: sha.to_ascii_lowercase(),
+            }),
+            (Some(_), Some(sha)) => bail!("pigsty.install.map.sha256={sha:?} is not a sha256"),
+            _ => bail!("pigsty.install.map= and pigsty.install.map.sha256= go together"),
+        };
         Ok(Some(Request {
             image: Source::parse(&image),
             sha256: sha256.to_ascii_lowercase(),
             disk,
             reinstall,
             report,
+            map,
         }))
     }
 }
@@ -88,7 +116,8 @@ pub struct Outcome {
     pub disk: String,
     pub sha256: String,
     pub bytes: u64,
-    /// Bytes of zeros not written, since the disk held zeros there already.
+    /// Bytes of zeros not written as data: where the disk held zeros already, or
+    /// (with a block map) the holes the disk zeroed itself.
     #[serde(default)]
     pub skipped: u64,
     pub secs: f64,
@@ -180,8 +209,21 @@ pub fn install(
         .open(disk)
         .with_context(|| format!("opening {}", disk.display()))?;
     let capacity = f.seek(SeekFrom::End(0))?;
-    let mut stream = Stream::open(&req.image, http)?;
-    let total = stream.total;
+    // What is fetched: the image's pieces of data by its block map, or the whole
+    // image as one stream.
+    let map = match &req.map {
+        Some(m) => Some(fetch_map(m, &req.sha256, http)?),
+        None => None,
+    };
+    let mut stream = match &map {
+        Some(_) => None,
+        None => Some(Stream::open(&req.image, http)?),
+    };
+    let total = match (&map, &stream) {
+        (Some(m), _) => m.size,
+        (None, Some(s)) => s.total,
+        (None, None) => unreachable!("a map or a stream"),
+    };
     if total > capacity {
         bail!(
             "the image is {total} bytes; {} holds {capacity}",
@@ -196,74 +238,94 @@ pub fn install(
     f.write_all_at(&zeros, 0)?;
     f.write_all_at(&zeros, capacity - EDGE.min(capacity))?;
     f.sync_all()?;
-    progress(&format!(
-        "writing {} ({} MiB) to {}",
-        req.image.describe(),
-        total >> 20,
-        disk.display()
-    ));
-    let mut head = vec![0u8; EDGE as usize];
-    let mut tail = vec![0u8; EDGE as usize];
-    let tail_at = total - EDGE;
-    let mut hash = Sha256::new();
+    let mut sink = Sink {
+        f: &f,
+        head: vec![0u8; EDGE as usize],
+        tail: vec![0u8; EDGE as usize],
+        tail_at: total - EDGE,
+        scratch: vec![0u8; 64 << 10],
+        skipped: 0,
+        written: Written::default(),
+    };
     let mut buf = vec![0u8; 4 << 20];
-    let mut scratch = vec![0u8; 64 << 10];
-    let mut skipped = 0u64;
-    let mut written = Written::default();
-    let mut pos = 0u64;
-    while pos < total {
-        let n = stream.read(&mut buf, pos, http)?;
-        if n == 0 {
+    let at_disk = || format!("writing {}", disk.display());
+    if let Some(map) = &map {
+        progress(&format!(
+            "writing {} ({} MiB, {} MiB of it data, by its block map) to {}",
+            req.image.describe(),
+            total >> 20,
+            map.data_bytes() >> 20,
+            disk.display()
+        ));
+        // The holes first (the disk zeroes them: no bytes move), then each piece,
+        // checked against the map before it is written.
+        for (at, len) in map.holes() {
+            sink.zero(at, len).with_context(at_disk)?;
+        }
+        let mut piece = Vec::new();
+        let mut done = 0u64;
+        for r in &map.ranges {
+            fetch_piece(&req.image, r, http, &mut piece)?;
+            sink.put(&piece, r.start, false).with_context(at_disk)?;
+            if (done + r.len) >> 28 != done >> 28 {
+                progress(&format!(
+                    "{} of {} MiB of data written",
+                    (done + r.len) >> 20,
+                    map.data_bytes() >> 20
+                ));
+            }
+            done += r.len;
+        }
+    } else if let Some(stream) = stream.as_mut() {
+        progress(&format!(
+            "writing {} ({} MiB) to {}",
+            req.image.describe(),
+            total >> 20,
+            disk.display()
+        ));
+        let mut hash = Sha256::new();
+        let mut pos = 0u64;
+        while pos < total {
+            let n = stream.read(&mut buf, pos, http)?;
+            if n == 0 {
+                bail!(
+                    "{} ended after {pos} of {total} bytes",
+                    req.image.describe()
+                );
+            }
+            hash.update(&buf[..n]);
+            sink.put(&buf[..n], pos, true).with_context(at_disk)?;
+            let end = pos + n as u64;
+            if end >> 28 != pos >> 28 {
+                progress(&format!("{} of {} MiB written", end >> 20, total >> 20));
+            }
+            pos = end;
+        }
+        let got = hex::encode(hash.finalize());
+        if got != req.sha256 {
             bail!(
-                "{} ended after {pos} of {total} bytes",
-                req.image.describe()
+                "{} is sha256 {got}, not {}: nothing made bootable",
+                req.image.describe(),
+                req.sha256
             );
         }
-        let chunk = &buf[..n];
-        hash.update(chunk);
-        let end = pos + n as u64;
-        // The parts of the chunk in the head, the middle and the tail.
-        let mut at = pos;
-        while at < end {
-            let i = (at - pos) as usize;
-            if at < EDGE {
-                let j = (end.min(EDGE) - pos) as usize;
-                head[at as usize..end.min(EDGE) as usize].copy_from_slice(&chunk[i..j]);
-                at = end.min(EDGE);
-            } else if at >= tail_at {
-                let j = (end - pos) as usize;
-                tail[(at - tail_at) as usize..(end - tail_at) as usize]
-                    .copy_from_slice(&chunk[i..j]);
-                at = end;
-            } else {
-                let stop = end.min(tail_at);
-                let j = (stop - pos) as usize;
-                skipped += write_unless_zero(&f, &chunk[i..j], at, &mut scratch, &mut written)
-                    .with_context(|| format!("writing {}", disk.display()))?;
-                at = stop;
-            }
-        }
-        if end >> 28 != pos >> 28 {
-            progress(&format!("{} of {} MiB written", end >> 20, total >> 20));
-        }
-        pos = end;
     }
-    let got = hex::encode(hash.finalize());
-    if got != req.sha256 {
-        bail!(
-            "{} is sha256 {got}, not {}: nothing made bootable",
-            req.image.describe(),
-            req.sha256
-        );
-    }
+    let Sink {
+        head,
+        tail,
+        tail_at,
+        skipped,
+        written,
+        ..
+    } = sink;
     f.sync_all()?;
     f.write_all_at(&tail, tail_at)?;
     f.write_all_at(&head, 0)?;
     f.sync_all()
         .with_context(|| format!("syncing {}", disk.display()))?;
     // Read back from the device, not the page cache: what was written, range by
-    // range (the zeros skipped were read as zeros before they were skipped), and
-    // the two edges.
+    // range (the zeros skipped were read as zeros before they were skipped, or
+    // zeroed by the disk), and the two edges.
     let _ = rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed);
     let mut back = Sha256::new();
     for &(start, len) in &written.ranges {
@@ -295,7 +357,7 @@ pub fn install(
         );
     }
     progress(&format!(
-        "{} holds the image (sha256 {}, read back; {} MiB of zeros it held already not written)",
+        "{} holds the image (sha256 {}, read back; {} MiB of zeros not written as data)",
         disk.display(),
         req.sha256,
         skipped >> 20
@@ -303,6 +365,198 @@ pub fn install(
     let mut done = outcome("installed", total, String::new());
     done.skipped = skipped;
     Ok(done)
+}
+
+/// Where the image's bytes go: its first and last MiB held back (written last),
+/// the rest written to the disk as they come.
+struct Sink<'a> {
+    f: &'a std::fs::File,
+    head: Vec<u8>,
+    tail: Vec<u8>,
+    tail_at: u64,
+    scratch: Vec<u8>,
+    skipped: u64,
+    written: Written,
+}
+
+impl Sink<'_> {
+    /// The image's bytes `chunk` at `pos`; `skip_zeros`: not the blocks of zeros
+    /// the disk holds already.
+    fn put(&mut self, chunk: &[u8], pos: u64, skip_zeros: bool) -> std::io::Result<()> {
+        let end = pos + chunk.len() as u64;
+        let mut at = pos;
+        while at < end {
+            let i = (at - pos) as usize;
+            if at < EDGE {
+                let stop = end.min(EDGE);
+                let j = (stop - pos) as usize;
+                self.head[at as usize..stop as usize].copy_from_slice(&chunk[i..j]);
+                at = stop;
+            } else if at >= self.tail_at {
+                let j = (end - pos) as usize;
+                let (a, b) = ((at - self.tail_at) as usize, (end - self.tail_at) as usize);
+                self.tail[a..b].copy_from_slice(&chunk[i..j]);
+                at = end;
+            } else {
+                let stop = end.min(self.tail_at);
+                let piece = &chunk[i..(stop - pos) as usize];
+                if skip_zeros {
+                    self.skipped +=
+                        write_unless_zero(self.f, piece, at, &mut self.scratch, &mut self.written)?;
+                } else {
+                    self.written.write(self.f, piece, at)?;
+                }
+                at = stop;
+            }
+        }
+        Ok(())
+    }
+
+    /// Make `len` bytes at `at` read zeros (the edges are zeros until written last):
+    /// the disk zeroes them itself (`fallocate` ZERO_RANGE: a block device's WRITE
+    /// ZEROES, or the kernel writes zeros for it); where that is not supported,
+    /// the blocks that do not read zeros are written.
+    fn zero(&mut self, at: u64, len: u64) -> std::io::Result<()> {
+        use rustix::fs::{FallocateFlags, fallocate};
+        let (start, end) = (at.max(EDGE), (at + len).min(self.tail_at));
+        if start >= end {
+            return Ok(());
+        }
+        self.skipped += end - start;
+        let flags = FallocateFlags::ZERO_RANGE | FallocateFlags::KEEP_SIZE;
+        match fallocate(self.f, flags, start, end - start) {
+            Ok(()) => Ok(()),
+            Err(rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::INVAL) => {
+                let mut pos = start;
+                while pos < end {
+                    let n = (end - pos).min(ZEROS.len() as u64);
+                    let mut w = Written::default();
+                    write_unless_zero(
+                        self.f,
+                        &ZEROS[..n as usize],
+                        pos,
+                        &mut self.scratch,
+                        &mut w,
+                    )?;
+                    pos += n;
+                }
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Fetch the block map, check it against its sha256 and that it is the map of
+/// the image asked for.
+fn fetch_map(
+    m: &MapRef,
+    image_sha256: &str,
+    http: &crate::http::Client,
+) -> anyhow::Result<crate::blockmap::BlockMap> {
+    const LIMIT: u64 = 16 << 20;
+    let bytes = match &m.source {
+        Source::File(p) => {
+            let f = std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?;
+            crate::blockmap::read_limited(f, LIMIT)
+        }
+        Source::Http(url) => {
+            let resp = http.get(url).send().with_context(|| format!("GET {url}"))?;
+            let code = resp.status().as_u16();
+            if code != 200 {
+                bail!("GET {url}: HTTP {code}");
+            }
+            crate::blockmap::read_limited(resp, LIMIT)
+        }
+    }
+    .with_context(|| format!("reading the block map {}", m.source.describe()))?;
+    let got = hex::encode(Sha256::digest(&bytes));
+    if got != m.sha256 {
+        bail!(
+            "the block map {} is sha256 {got}, not {}: nothing written",
+            m.source.describe(),
+            m.sha256
+        );
+    }
+    let map = crate::blockmap::BlockMap::parse(&bytes)
+        .with_context(|| format!("the block map {}", m.source.describe()))?;
+    if map.sha256 != image_sha256 {
+        bail!(
+            "the block map {} is of image {}, not {image_sha256}: nothing written",
+            m.source.describe(),
+            map.sha256
+        );
+    }
+    Ok(map)
+}
+
+/// Fetch one piece of the image into `buf` (HTTP Range, or a read of a file) and
+/// check it against the map: a cut request is tried again (bounded); a piece
+/// with another digest is an error.
+fn fetch_piece(
+    source: &Source,
+    r: &crate::blockmap::Range,
+    http: &crate::http::Client,
+    buf: &mut Vec<u8>,
+) -> anyhow::Result<()> {
+    let len = usize::try_from(r.len).context("a piece larger than memory")?;
+    let mut last = String::new();
+    for attempt in 0..=Stream::ATTEMPTS {
+        if attempt > 0 {
+            eprintln!(
+                "pigsty agent install: {} piece at byte {} cut ({last}); again",
+                source.describe(),
+                r.start
+            );
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        buf.clear();
+        let got: anyhow::Result<()> = match source {
+            Source::File(p) => std::fs::File::open(p)
+                .and_then(|f| {
+                    buf.resize(len, 0);
+                    f.read_exact_at(buf, r.start)
+                })
+                .with_context(|| format!("reading {}", p.display())),
+            Source::Http(url) => (|| {
+                let range = format!("bytes={}-{}", r.start, r.start + r.len - 1);
+                let resp = http
+                    .get(url)
+                    .header("Range", range)
+                    .send()
+                    .with_context(|| format!("GET {url}"))?;
+                let code = resp.status().as_u16();
+                if code != 206 {
+                    bail!("GET {url} (bytes {}+{}): HTTP {code}", r.start, r.len);
+                }
+                resp.take(r.len).read_to_end(buf)?;
+                Ok(())
+            })(),
+        };
+        match got {
+            Ok(()) if buf.len() == len => {
+                let sha = hex::encode(Sha256::digest(&buf[..]));
+                if sha != r.sha256 {
+                    bail!(
+                        "{}: the piece at byte {} is sha256 {sha}, its block map says {}: \
+                         nothing made bootable",
+                        source.describe(),
+                        r.start,
+                        r.sha256
+                    );
+                }
+                return Ok(());
+            }
+            Ok(()) => last = format!("{} of {len} bytes", buf.len()),
+            Err(e) => last = format!("{e:#}"),
+        }
+    }
+    bail!(
+        "{}: the piece at byte {} failed {} times; last: {last}",
+        source.describe(),
+        r.start,
+        Stream::ATTEMPTS + 1
+    )
 }
 
 /// Write `piece` at `at`, but not the 64 KiB blocks of zeros where the disk reads
@@ -510,10 +764,19 @@ mod tests {
         let r = Request::from_cmdline(&format!(
             "console=ttyS0 boot=live pigsty.install=http://10.0.0.1:8080/sha256/{sha} \
              pigsty.install.sha256={sha} pigsty.install.report=http://10.0.0.1:8080/installed/52-54-00-00-00-01 \
-             pigsty.disk=/dev/vdb pigsty.reinstall"
+             pigsty.install.map=http://10.0.0.1:8080/sha256/{map} pigsty.install.map.sha256={map} \
+             pigsty.disk=/dev/vdb pigsty.reinstall",
+            map = "cd".repeat(32)
         ))
         .unwrap()
         .unwrap();
+        assert_eq!(
+            r.map,
+            Some(MapRef {
+                source: Source::Http(format!("http://10.0.0.1:8080/sha256/{}", "cd".repeat(32))),
+                sha256: "cd".repeat(32),
+            })
+        );
         assert_eq!(
             r.image,
             Source::Http(format!("http://10.0.0.1:8080/sha256/{sha}"))
@@ -526,6 +789,13 @@ mod tests {
         assert!(Request::from_cmdline("pigsty.install=http://x/y").is_err());
         assert!(
             Request::from_cmdline("pigsty.install=http://x/y pigsty.install.sha256=zz").is_err()
+        );
+        // A map without its digest is refused, not fetched unchecked.
+        assert!(
+            Request::from_cmdline(&format!(
+                "pigsty.install=http://x/y pigsty.install.sha256={sha} pigsty.install.map=http://x/m"
+            ))
+            .is_err()
         );
     }
 

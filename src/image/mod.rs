@@ -464,23 +464,30 @@ fn build_node(
                     .context("writing bundle.tar")?;
             }
             let mut cmdline = None;
+            let mut raw_digest = None;
             if opts.formats.contains(&Format::Raw) {
-                cmdline = Some(write_ab_disk(node, root, &tar, &tmp, opts)?);
+                let (line, digest) = write_ab_disk(node, root, &tar, &tmp, opts)?;
+                cmdline = Some(line);
+                raw_digest = Some(digest);
             }
             if let Some(base) = added.ab_base {
                 let line = write_ab_qcow2(node, base, &tar, &tmp)?;
                 cmdline.get_or_insert(line);
             }
-            Ok(cmdline)
+            Ok((cmdline, raw_digest))
         }),
-        None => Ok(None),
+        None => Ok((None, None)),
     };
     let result = disks
-        .and_then(|cmdline| {
+        .and_then(|(cmdline, raw_digest)| {
             write_formats(node, compiled, agent, &tree, written, opts)?;
-            Ok(cmdline)
+            Ok((cmdline, raw_digest))
         })
-        .and_then(|cmdline| {
+        .and_then(|(cmdline, raw_digest)| {
+            // disk.raw was hashed as its block map was made.
+            if let Some(digest) = raw_digest {
+                hashed.insert("disk.raw".to_string(), digest);
+            }
             let mut artifacts = Vec::new();
             step(&format!("{}: hashing the artifacts", node.nodename), || {
                 for name in list_files(&tmp)? {
@@ -568,14 +575,15 @@ fn write_formats(
 /// disk.raw: the A/B layout of docs/updates.md, slot A holding the shared root and
 /// the node's bundle, slot B empty, and a fresh data partition; with the kernel and
 /// initrd of the root and slot A's command line (`cmdline`, returned) for a direct
-/// kernel boot.
+/// kernel boot. Beside it, its block map ([`crate::blockmap`]), for an install over
+/// the network; returned with the disk's sha256 and length, taken as it was made.
 fn write_ab_disk(
     node: &Node,
     root: &SharedRoot,
     bundle_tar: &[u8],
     dir: &Path,
     opts: &BuildOptions,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<(String, (String, u64))> {
     use disk::{Fill, Part};
     use gpt::partition_types::{EFI, LINUX_FS, LINUX_ROOT_X64};
     let seed = hex::encode(Sha256::digest(
@@ -654,11 +662,17 @@ fn write_ab_disk(
             min: 0,
         },
     ];
-    disk::make_gpt_parts(&dir.join("disk.raw"), &parts, guid(0))?;
+    let raw = dir.join("disk.raw");
+    disk::make_gpt_parts(&raw, &parts, guid(0))?;
+    let map = crate::blockmap::BlockMap::of_file(&raw)?;
+    std::fs::write(
+        dir.join(crate::blockmap::FILE),
+        serde_json::to_vec(&map).context("the block map as JSON")?,
+    )?;
     std::fs::write(dir.join("cmdline"), format!("{cmdline}\n"))?;
     std::fs::write(dir.join("vmlinuz"), &boot.kernel)?;
     std::fs::write(dir.join("initrd.img"), &boot.initrd)?;
-    Ok(cmdline)
+    Ok((cmdline, (map.sha256, map.size)))
 }
 
 /// The shared base disk of a root (format qcow2): the A/B layout with the root

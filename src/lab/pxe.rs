@@ -27,6 +27,8 @@ pub struct Installed {
     /// From power-on to the node asking again and being sent to its disk.
     pub to_disk_secs: f64,
     pub disk_bytes: u64,
+    /// What of the disk was sent: its data, by its block map.
+    pub data_bytes: u64,
     /// The machine the inventory does not know, when one was booted beside it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stranger: Option<Stranger>,
@@ -199,6 +201,12 @@ impl Lab {
             .iter()
             .find(|a| a.name == "disk.raw")
             .map_or(0, |a| a.size);
+        // What the installer fetches: the disk's pieces of data, by its block map.
+        let map_path = out.join(&node.nodename).join(crate::blockmap::FILE);
+        let data_bytes = std::fs::read(&map_path)
+            .ok()
+            .and_then(|b| crate::blockmap::BlockMap::parse(&b).ok())
+            .map_or(disk_bytes, |m| m.data_bytes());
         // 2. What the boot server hands out: the node known by the lab's MAC for it.
         let mut known = fleet.clone();
         known.nodes[index].node.node_mac = Some(lab_node.mac.clone());
@@ -360,9 +368,10 @@ impl Lab {
                 if said.elapsed() > Duration::from_secs(30) {
                     let (sent, size) = server.served(&disk_sha);
                     eprintln!(
-                        "lab pxe: {name}: {:.0} s, disk {} of {} MiB sent",
+                        "lab pxe: {name}: {:.0} s, {} of the {} MiB of data of its {} MiB disk sent",
                         start.elapsed().as_secs_f64(),
                         sent >> 20,
+                        data_bytes >> 20,
                         size >> 20
                     );
                     said = Instant::now();
@@ -408,6 +417,7 @@ impl Lab {
                 installed_secs: installed_at.as_secs_f64(),
                 to_disk_secs: to_disk.as_secs_f64(),
                 disk_bytes,
+                data_bytes,
                 stranger,
             })
         })

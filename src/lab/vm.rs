@@ -109,9 +109,16 @@ impl VmPaths {
         self.dir.join("image.key")
     }
     /// The UEFI variable store of a firmware-booted VM (its NVRAM: new with each
-    /// fresh disk, like a new machine's).
-    pub fn uefi_vars(&self) -> PathBuf {
-        self.dir.join("OVMF_VARS.fd")
+    /// fresh disk, like a new machine's), one per device layout: a machine booted
+    /// from the network has its disk and NIC at other PCI slots, and boot options
+    /// OVMF kept for one layout send the other to the UEFI shell (seen in the lab
+    /// e2e: a node installed over the network, power-cut, then started from its disk).
+    pub fn uefi_vars(&self, network_first: bool) -> PathBuf {
+        self.dir.join(if network_first {
+            "OVMF_VARS.netboot.fd"
+        } else {
+            "OVMF_VARS.fd"
+        })
     }
 }
 
@@ -178,7 +185,9 @@ pub fn fresh_disk(image_dir: &Path, paths: &VmPaths, key: &str) -> anyhow::Resul
 /// (one generation).
 fn new_machine(paths: &VmPaths) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(paths.disk());
-    let _ = std::fs::remove_file(paths.uefi_vars());
+    for vars in [paths.uefi_vars(false), paths.uefi_vars(true)] {
+        let _ = std::fs::remove_file(vars);
+    }
     for log in paths.logs() {
         if log.exists() {
             let mut old = log.clone().into_os_string();
@@ -251,7 +260,7 @@ pub fn start(b: &Boot) -> anyhow::Result<u32> {
     // The firmware finds systemd-boot on the disk's ESP (the removable-media path, as
     // the NVRAM starts empty), and systemd-boot (256 and later) appends the lab's
     // arguments from SMBIOS type 11 to the disk's own loader entry.
-    let vars = b.paths.uefi_vars();
+    let vars = b.paths.uefi_vars(b.network_first);
     if !vars.exists() {
         std::fs::copy(OVMF_VARS, &vars)
             .with_context(|| format!("copying {OVMF_VARS} to {}", vars.display()))?;

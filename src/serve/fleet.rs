@@ -26,6 +26,7 @@ pub const NEEDED: &[&str] = &[
     "pxe/initrd.img",
     "pxe/root.squashfs",
     "disk.raw",
+    crate::blockmap::FILE,
 ];
 
 /// Artifacts anyone on the network may fetch: a Debian kernel and its initrd, which
@@ -246,6 +247,7 @@ fn install_script(
 ) -> String {
     let sha = |n: &str| a.by_name.get(n).cloned().unwrap_or_default();
     let disk = sha("disk.raw");
+    let map = sha(crate::blockmap::FILE);
     // live-boot fetches the root over the address DHCP gives eth0 in the initramfs
     // (`ethdevice=`); the node's own network configuration, in that root, takes over
     // once it runs. The root holds the node's files and is served to the node's
@@ -254,6 +256,7 @@ fn install_script(
         "boot=live fetch={base}/sha256/{squash}/root.squashfs ethdevice=eth0 net.ifnames=0 \
          console=tty0 console=ttyS0,115200 systemd.unit=pigsty-install.target \
          pigsty.install={base}/sha256/{disk} pigsty.install.sha256={disk} \
+         pigsty.install.map={base}/sha256/{map} pigsty.install.map.sha256={map} \
          pigsty.install.report={base}/installed/{mac}",
         squash = sha("pxe/root.squashfs"),
     );
