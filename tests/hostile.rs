@@ -144,6 +144,13 @@ const CASES: &[Case] = &[
         line: 16,
     },
     Case {
+        what: "a node_disk that is not a device path",
+        from: "admin_ip: 10.10.10.10\n",
+        to: "admin_ip: 10.10.10.10\n    node_disk: \"sda; rm\"\n",
+        key: "node_disk",
+        line: 16,
+    },
+    Case {
         what: "a value a file cannot carry, found only when it is written",
         from: "admin_ip: 10.10.10.10\n",
         to: "admin_ip: 10.10.10.10\n    haproxy_admin_password: \"a\\nb\"\n",

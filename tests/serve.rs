@@ -19,7 +19,7 @@ const INVENTORY: &str = r#"all:
       vars: { etcd_cluster: etcd }
     pg-test:
       hosts:
-        127.0.0.1: { pg_seq: 1, pg_role: primary, node_mac: "52:54:00:00:00:01" }
+        127.0.0.1: { pg_seq: 1, pg_role: primary, node_mac: "52:54:00:00:00:01", node_disk: /dev/disk/by-id/virtio-pg1 }
         127.0.0.2: { pg_seq: 2, pg_role: replica, node_mac: "52:54:00:00:00:02" }
         127.0.0.3: { pg_seq: 3, pg_role: replica }
       vars: { pg_cluster: pg-test }
@@ -238,6 +238,10 @@ fn nodes_are_installed_by_mac_then_boot_from_disk() {
         s.base,
         m = a1["disk.map.json"]
     )));
+    assert!(
+        script.contains(" pigsty.disk=/dev/disk/by-id/virtio-pg1"),
+        "{script}"
+    );
     assert!(!script.contains("pigsty.reinstall"));
     let (_, stale) = s.get(&format!("/ipxe/{MAC2}"));
     assert!(stale.contains("cannot be installed: stale"), "{stale}");

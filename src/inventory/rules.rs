@@ -144,7 +144,34 @@ pub(super) fn check_node(r: &mut VarReader<'_>, node: &Node) -> bool {
             ),
         );
     }
+    if let Some(disk) = &node.node.node_disk
+        && !is_device_path(disk)
+    {
+        let loc = r.loc("node_disk");
+        r.error(
+            loc,
+            "node_disk",
+            format!(
+                "node_disk {disk:?} is not a device path (/dev/..., e.g. /dev/nvme0n1 or \
+                 /dev/disk/by-id/...)"
+            ),
+        );
+    }
     r.errors() == before
+}
+
+/// A device path a kernel command line can carry: `/dev/` and a name without
+/// spaces, quotes or `..`.
+fn is_device_path(p: &str) -> bool {
+    p.strip_prefix("/dev/").is_some_and(|rest| {
+        !rest.is_empty()
+            && !rest
+                .split('/')
+                .any(|c| c.is_empty() || c == "." || c == "..")
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"/-_.:+@".contains(&b))
+    })
 }
 
 fn names(r: &mut VarReader<'_>, node: &Node) {
@@ -501,6 +528,27 @@ mod tests {
         }
         for bad in ["", "1db", "a b", "a\"b", "a;b", &"x".repeat(64)] {
             assert!(!is_object_name(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn device_paths() {
+        for ok in [
+            "/dev/sda",
+            "/dev/nvme0n1",
+            "/dev/disk/by-id/nvme-Samsung_SSD_980_S64@x:1",
+        ] {
+            assert!(is_device_path(ok), "{ok}");
+        }
+        for bad in [
+            "sda",
+            "/dev/",
+            "/dev/../etc/passwd",
+            "/dev/sda b",
+            "/dev//sda",
+            "/etc/x",
+        ] {
+            assert!(!is_device_path(bad), "{bad:?}");
         }
     }
 

@@ -115,6 +115,7 @@ mod tests {
     const OURS: &[&str] = &[
         "node_base",
         "node_mac",
+        "node_disk",
         "node_ip_prefix",
         "node_gateway",
         "minio_server_bin",

@@ -48,6 +48,7 @@ params! {
         region: String,
         node_id_from_pg: Flag,
         node_mac: Option<String>,
+        node_disk: Option<String>,
         node_ip_prefix: u8,
         node_gateway: Option<Ipv4Addr>,
         node_timezone: String,

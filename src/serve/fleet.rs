@@ -260,6 +260,11 @@ fn install_script(
          pigsty.install.report={base}/installed/{mac}",
         squash = sha("pxe/root.squashfs"),
     );
+    // The disk the inventory names (checked as a device path when it was loaded);
+    // without one, the installer takes the first non-removable disk.
+    if let Some(disk) = &node.node.node_disk {
+        cmdline.push_str(&format!(" pigsty.disk={disk}"));
+    }
     if reinstall {
         cmdline.push_str(" pigsty.reinstall");
     }
