@@ -133,8 +133,13 @@ impl BlockMap {
     }
 }
 
-/// The data extents of `f`, as the filesystem keeps them.
-fn extents(f: &std::fs::File, size: u64, path: &Path) -> anyhow::Result<Vec<(u64, u64)>> {
+/// The data extents `(start, end)` of `f`, as the filesystem keeps them
+/// (SEEK_DATA / SEEK_HOLE); also what the disk writer copies.
+pub(crate) fn extents(
+    f: &std::fs::File,
+    size: u64,
+    path: &Path,
+) -> anyhow::Result<Vec<(u64, u64)>> {
     use rustix::fs::{SeekFrom, seek};
     let mut out = Vec::new();
     let mut pos = 0u64;

@@ -164,22 +164,10 @@ fn write_sparse(dst: &mut File, data: &[u8], offset: u64) -> anyhow::Result<()> 
 /// Copy the data extents of `src` (SEEK_DATA/SEEK_HOLE) to `dst` at `offset`, in the
 /// kernel (copy_file_range): holes stay holes.
 fn copy_data_into(dst: &File, src: &Path, offset: u64) -> anyhow::Result<()> {
-    use rustix::fs::{SeekFrom, copy_file_range, seek};
+    use rustix::fs::copy_file_range;
     let src_file = File::open(src).with_context(|| format!("opening {}", src.display()))?;
     let len = src_file.metadata()?.len();
-    let mut pos: u64 = 0;
-    while pos < len {
-        let data = match seek(&src_file, SeekFrom::Data(pos)) {
-            Ok(data) => data,
-            Err(rustix::io::Errno::NXIO) => break, // only a hole is left
-            Err(e) => {
-                return Err(std::io::Error::from(e))
-                    .with_context(|| format!("finding the data of {}", src.display()));
-            }
-        };
-        let end = seek(&src_file, SeekFrom::Hole(data))
-            .unwrap_or(len)
-            .min(len);
+    for (data, end) in crate::blockmap::extents(&src_file, len, src)? {
         let (mut from, mut to) = (data, offset + data);
         while from < end {
             let want = usize::try_from(end - from).unwrap_or(usize::MAX);
@@ -190,7 +178,6 @@ fn copy_data_into(dst: &File, src: &Path, offset: u64) -> anyhow::Result<()> {
                 bail!("{} ended early", src.display());
             }
         }
-        pos = end;
     }
     Ok(())
 }
