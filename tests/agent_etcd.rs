@@ -409,6 +409,9 @@ impl ServiceManager for StartTimesOut<'_> {
     fn is_active(&self, unit: &str) -> anyhow::Result<bool> {
         self.inner.is_active(unit)
     }
+    fn is_failed(&self, unit: &str) -> anyhow::Result<bool> {
+        self.inner.is_failed(unit)
+    }
     fn set_env(&self, unit: &str, vars: &[(&str, String)]) -> anyhow::Result<()> {
         self.inner.set_env(unit, vars)
     }

@@ -847,3 +847,44 @@ fn apply_binds_changed_files_restarts_their_units_and_writes_the_next_slot() {
         checked.actions
     );
 }
+
+/// A trial boot whose join stopped at a failure is not waited on until its bound:
+/// the health check says it never will be healthy on this boot, so `agent bless`
+/// reboots at once. A join still running is only "not yet".
+#[test]
+fn a_failed_join_is_never_healthy_a_running_one_not_yet() {
+    use pigsty::agent::service::ServiceManager;
+    use pigsty::agent::update::Health;
+    let bundle = "ab".repeat(32);
+    for (script, running) in [("exit 1", false), ("sleep 3600", true)] {
+        let root = tempfile::tempdir().unwrap();
+        let root = root.path();
+        let services = support::processes::Processes::new(root);
+        services.define(
+            pigsty::agent::FIRSTBOOT_UNIT,
+            support::processes::ProcessSpec {
+                program: "/bin/sh".into(),
+                args: vec!["-c".into(), script.into()],
+                log: root.join("firstboot.log"),
+                ..Default::default()
+            },
+        );
+        services.start(pigsty::agent::FIRSTBOOT_UNIT).unwrap();
+        // Bounded: the failing one exits at once.
+        for _ in 0..100 {
+            if services.is_active(pigsty::agent::FIRSTBOOT_UNIT).unwrap() == running {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let health = pigsty::agent::node_health(root, &bundle, &services).unwrap();
+        match (running, health) {
+            (false, Health::Never(why)) => {
+                assert!(why.contains("pigsty-firstboot.service failed"), "{why}")
+            }
+            (true, Health::NotYet(why)) => assert!(why.contains("not done"), "{why}"),
+            (_, other) => panic!("{script}: {other:?}"),
+        }
+        services.stop(pigsty::agent::FIRSTBOOT_UNIT).unwrap();
+    }
+}

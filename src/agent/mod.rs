@@ -327,26 +327,41 @@ impl Agent<'_> {
     }
 }
 
+/// The unit that runs the join at every boot.
+pub const FIRSTBOOT_UNIT: &str = "pigsty-firstboot.service";
+
 /// Whether this node is healthy on its slot: the join finished for this boot's
-/// bundle, and every unit the agent started is active. `Err` says what is not.
+/// bundle, and every unit the agent started is active. A join that stopped at a
+/// failure (its unit failed: a step failed, or its node.json could not be read) will
+/// not finish on this boot: [`update::Health::Never`].
 pub fn node_health(
     root: &std::path::Path,
     bundle: &str,
     services: &dyn ServiceManager,
-) -> anyhow::Result<Result<(), String>> {
+) -> anyhow::Result<update::Health> {
+    use update::Health;
     let store = Store::new(root);
     if !store.is_finished(Some(bundle)) {
         let state = store.load()?;
-        let at = if state.current.is_empty() {
+        let at = if state.bundle != bundle || state.current.is_empty() {
             "not started".to_string()
         } else {
-            format!(
-                "at step {} ({})",
-                state.current,
-                state.current_step().status.as_str()
-            )
+            let step = state.current_step();
+            let mut at = format!("at step {} ({})", state.current, step.status.as_str());
+            if !step.error.is_empty() {
+                at.push_str(&format!(": {}", step.error));
+            }
+            at
         };
-        return Ok(Err(format!("the join for this bundle is not done: {at}")));
+        // Failed, and still not finished (it may have finished in between).
+        if services.is_failed(FIRSTBOOT_UNIT)? && !store.is_finished(Some(bundle)) {
+            return Ok(Health::Never(format!(
+                "the join for this bundle stopped, {at}: {FIRSTBOOT_UNIT} failed"
+            )));
+        }
+        return Ok(Health::NotYet(format!(
+            "the join for this bundle is not done: {at}"
+        )));
     }
     let dir = root.join(state::STATE_DIR).join("enabled");
     let mut down = Vec::new();
@@ -357,10 +372,10 @@ pub fn node_health(
         }
     }
     if down.is_empty() {
-        Ok(Ok(()))
+        Ok(Health::Healthy)
     } else {
         down.sort();
-        Ok(Err(format!("not active: {}", down.join(", "))))
+        Ok(Health::NotYet(format!("not active: {}", down.join(", "))))
     }
 }
 

@@ -20,6 +20,9 @@ pub trait ServiceManager: Sync {
     fn start(&self, unit: &str) -> anyhow::Result<()>;
     fn stop(&self, unit: &str) -> anyhow::Result<()>;
     fn is_active(&self, unit: &str) -> anyhow::Result<bool>;
+    /// Whether the unit ran and ended in failure (systemd's `failed`): it will not
+    /// go on by itself.
+    fn is_failed(&self, unit: &str) -> anyhow::Result<bool>;
     /// Environment for the unit's next start, over its shipped EnvironmentFile.
     fn set_env(&self, unit: &str, vars: &[(&str, String)]) -> anyhow::Result<()>;
     /// Have a running unit read its files again (a restart when it cannot reload);
@@ -131,6 +134,10 @@ impl ServiceManager for Systemd {
 
     fn is_active(&self, unit: &str) -> anyhow::Result<bool> {
         exit_ok(Command::new("systemctl").args(["is-active", "--quiet", unit]))
+    }
+
+    fn is_failed(&self, unit: &str) -> anyhow::Result<bool> {
+        exit_ok(Command::new("systemctl").args(["is-failed", "--quiet", unit]))
     }
 
     fn set_env(&self, unit: &str, vars: &[(&str, String)]) -> anyhow::Result<()> {

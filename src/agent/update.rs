@@ -549,8 +549,13 @@ fn title_of(path: &Path) -> Option<String> {
     Some(t.split(" (slot").next().unwrap_or(t).trim().to_string())
 }
 
-/// Stream `from` into the partition `dev`, hashing it; then read back what was
-/// written and hash that too. Both must be `want`. Returns the bytes written.
+/// Stream `from` into the partition `dev`, then read back from the device (not the
+/// page cache) what was written and hash it: it must be `want`. Returns the bytes
+/// written.
+///
+/// One hash, of the read-back: it proves both that the source was the root named
+/// and that the write held, and hashing a root again in flight cost as much as
+/// the copy itself where the CPU is slow (a minute per GiB under emulation).
 fn write_verified(
     mut from: Box<dyn Read>,
     len: Option<u64>,
@@ -572,7 +577,6 @@ fn write_verified(
         );
     }
     f.seek(SeekFrom::Start(0))?;
-    let mut hash = Sha256::new();
     let mut buf = vec![0u8; 4 << 20];
     let mut written = 0u64;
     loop {
@@ -586,7 +590,6 @@ fn write_verified(
                 dev.display()
             );
         }
-        hash.update(&buf[..n]);
         f.write_all(&buf[..n])
             .with_context(|| format!("writing {}", dev.display()))?;
         let before = written >> 28;
@@ -601,13 +604,15 @@ fn write_verified(
             );
         }
     }
+    if let Some(n) = len
+        && n != written
+    {
+        bail!("the root ended after {written} of its {n} bytes");
+    }
     f.sync_all()
         .with_context(|| format!("syncing {}", dev.display()))?;
-    let got = hex::encode(hash.finalize());
-    if got != want {
-        bail!("the root fetched is sha256 {got}, not {want}");
-    }
-    // Read back: what the slot holds now, not what was meant to be written.
+    // Read back: what the device holds now, not what the page cache remembers.
+    let _ = rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed);
     f.seek(SeekFrom::Start(0))?;
     let mut back = Sha256::new();
     let mut left = written;
@@ -621,7 +626,8 @@ fn write_verified(
     let back = hex::encode(back.finalize());
     if back != want {
         bail!(
-            "{} reads back as sha256 {back}, not {want}: the write did not hold",
+            "{} holds sha256 {back} after the write, not {want}: the root read was not \
+             the one named, or the write did not hold",
             dev.display()
         );
     }
@@ -757,19 +763,31 @@ pub fn bless_entry(esp: &Path, entry: &Entry) -> anyhow::Result<String> {
     Ok(to)
 }
 
+/// What a look at a node's health found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    Healthy,
+    /// Not yet, and why: it may still become healthy.
+    NotYet(String),
+    /// Not on this boot, and why (the join stopped at a failure): waiting out the
+    /// bound would change nothing.
+    Never(String),
+}
+
 /// Wait, bounded by `limit`, for `healthy` to say yes (polled every `every`); the
-/// last reason it gave when it never did.
+/// last reason it gave when it never did, or at once the reason it never will.
 pub fn wait_healthy(
     limit: Duration,
     every: Duration,
-    mut healthy: impl FnMut() -> anyhow::Result<Result<(), String>>,
+    mut healthy: impl FnMut() -> anyhow::Result<Health>,
 ) -> Result<(), String> {
     let start = Instant::now();
     let mut last: String;
     loop {
         match healthy() {
-            Ok(Ok(())) => return Ok(()),
-            Ok(Err(why)) => last = why,
+            Ok(Health::Healthy) => return Ok(()),
+            Ok(Health::Never(why)) => return Err(why),
+            Ok(Health::NotYet(why)) => last = why,
             Err(e) => last = format!("{e:#}"),
         }
         if start.elapsed() + every > limit {
@@ -888,16 +906,26 @@ mod tests {
         let ok = wait_healthy(Duration::from_secs(5), Duration::from_millis(1), || {
             n += 1;
             Ok(if n < 3 {
-                Err(format!("try {n}"))
+                Health::NotYet(format!("try {n}"))
             } else {
-                Ok(())
+                Health::Healthy
             })
         });
         assert_eq!(ok, Ok(()));
         let err = wait_healthy(Duration::from_millis(30), Duration::from_millis(10), || {
-            Ok(Err("patroni.service is activating".to_string()))
+            Ok(Health::NotYet("patroni.service is activating".to_string()))
         })
         .unwrap_err();
+        assert!(err.contains("not healthy within"), "{err}");
         assert!(err.contains("patroni.service is activating"), "{err}");
+        // A join that stopped at a failure ends the wait at its first look, however
+        // long the bound.
+        let mut looks = 0;
+        let err = wait_healthy(Duration::from_secs(3600), Duration::from_secs(60), || {
+            looks += 1;
+            Ok(Health::Never("the join failed at step etcd".to_string()))
+        })
+        .unwrap_err();
+        assert_eq!((looks, err.as_str()), (1, "the join failed at step etcd"));
     }
 }

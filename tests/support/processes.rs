@@ -202,6 +202,15 @@ impl ServiceManager for Processes {
         Ok(self.pid(unit).is_some())
     }
 
+    /// Our child exited with a failure status.
+    fn is_failed(&self, unit: &str) -> anyhow::Result<bool> {
+        let mut children = self.children.lock().unwrap();
+        Ok(children
+            .get_mut(unit)
+            .and_then(|c| c.try_wait().ok().flatten())
+            .is_some_and(|status| !status.success()))
+    }
+
     fn set_env(&self, unit: &str, vars: &[(&str, String)]) -> anyhow::Result<()> {
         write_env_file(&self.root, unit, vars)
     }
