@@ -154,9 +154,61 @@ pub fn tail(bytes: &[u8], lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
+/// An exclusive lock on `path` (created when missing), held until the file is
+/// dropped: two builds of one cache entry at once (two `build-image` runs, or the
+/// lab beside the image tests) build it once, the second waiting and then finding it
+/// made. The wait is bounded by `limit`, polled every second.
+pub fn lock_exclusive(
+    path: &std::path::Path,
+    what: &str,
+    limit: std::time::Duration,
+) -> anyhow::Result<std::fs::File> {
+    use anyhow::Context;
+    use rustix::fs::{FlockOperation, flock};
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("opening the lock {}", path.display()))?;
+    let start = std::time::Instant::now();
+    let mut said = false;
+    loop {
+        match flock(&f, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return Ok(f),
+            Err(rustix::io::Errno::WOULDBLOCK) if start.elapsed() < limit => {
+                if !said {
+                    tracing::info!(lock = %path.display(), "waiting for another build of {what}");
+                    said = true;
+                }
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+            Err(rustix::io::Errno::WOULDBLOCK) => anyhow::bail!(
+                "another build of {what} held {} for over {} s",
+                path.display(),
+                limit.as_secs()
+            ),
+            Err(e) => {
+                return Err(e).with_context(|| format!("locking {}", path.display()));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_second_lock_waits_bounded_then_gets_it_once_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".x.lock");
+        let first = lock_exclusive(&path, "x", std::time::Duration::from_secs(5)).unwrap();
+        let err = lock_exclusive(&path, "x", std::time::Duration::ZERO).unwrap_err();
+        assert!(err.to_string().contains("another build of x"), "{err}");
+        drop(first);
+        lock_exclusive(&path, "x", std::time::Duration::ZERO).unwrap();
+    }
 
     #[test]
     fn failure_carries_stderr_tail() {

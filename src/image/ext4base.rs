@@ -47,6 +47,16 @@ pub fn ensure_base(
         return Ok(path);
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let _lock = crate::sys::lock_exclusive(
+        &dir.join(format!(".{key}.lock")),
+        &format!("the ext4 base {key}"),
+        super::layer::LOCK_LIMIT,
+    )?;
+    // Made meanwhile by the build that held the lock.
+    if path.is_file() {
+        tracing::info!(base = %key, "ext4 base cached");
+        return Ok(path);
+    }
     let work = tempfile::Builder::new()
         .prefix(".base-")
         .tempdir_in(&dir)

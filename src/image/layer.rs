@@ -155,9 +155,25 @@ pub fn ensure(recipe: &Recipe, cache: &Path, offline: bool) -> anyhow::Result<Pa
             recipe.packages.join(" ")
         );
     }
+    let dir = path.parent().context("layer path has no parent")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let _lock = sys::lock_exclusive(
+        &dir.join(format!(".{key}.lock")),
+        &format!("layer {key}"),
+        LOCK_LIMIT,
+    )?;
+    // Made meanwhile by the build that held the lock.
+    if path.is_file() {
+        tracing::info!(layer = %key, "layer cached");
+        return Ok(path);
+    }
     build(recipe, &path)?;
     Ok(path)
 }
+
+/// How long a build waits for another build of the same layer or base (a cold
+/// layer takes minutes; an hour means the other is stuck).
+pub const LOCK_LIMIT: std::time::Duration = std::time::Duration::from_secs(3600);
 
 fn build(recipe: &Recipe, path: &Path) -> anyhow::Result<()> {
     let dir = path.parent().context("layer path has no parent")?;

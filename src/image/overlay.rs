@@ -49,15 +49,19 @@ const NOT_BAKED: &[&str] = &[
     "var/cache/ldconfig/aux-cache",
 ];
 
-/// Timers the layer's packages enable that have no work on an immutable node: it is
-/// never upgraded in place (apt), its package database never changes (dpkg backup),
-/// and nobody reads man pages on it. Each would also fire at first boot (they are
-/// `Persistent=`), on the critical path of a join.
-const DISABLED_TIMERS: &[&str] = &[
-    "apt-daily.timer",
-    "apt-daily-upgrade.timer",
-    "dpkg-db-backup.timer",
-    "man-db.timer",
+/// Units the layer's packages enable that have no work on an immutable node, by the
+/// target that wants them: it is never upgraded in place (apt), its package database
+/// never changes (dpkg backup), nobody reads man pages on it, and it has no LVM
+/// volumes for e2scrub to check or reap. Each would also run at first boot (the
+/// timers are `Persistent=`; e2scrub_reap at every boot, about 40 s of CPU under
+/// emulation), beside the join.
+const DISABLED_UNITS: &[(&str, &str)] = &[
+    ("timers.target", "apt-daily.timer"),
+    ("timers.target", "apt-daily-upgrade.timer"),
+    ("timers.target", "dpkg-db-backup.timer"),
+    ("timers.target", "man-db.timer"),
+    ("timers.target", "e2scrub_all.timer"),
+    ("multi-user.target", "e2scrub_reap.service"),
 ];
 
 /// `init=` of a node booted from a slot: the agent makes the node's root, then
@@ -405,8 +409,8 @@ pub fn apply_shared(tree: &mut Tree, agent: &[u8], epoch: u64) {
     for (unit, by) in crate::compile::BOOT_UNITS {
         tree.remove(&format!("{wants}/{by}.wants/{unit}"));
     }
-    for timer in DISABLED_TIMERS {
-        tree.remove(&format!("{wants}/timers.target.wants/{timer}"));
+    for (by, unit) in DISABLED_UNITS {
+        tree.remove(&format!("{wants}/{by}.wants/{unit}"));
     }
     for (dir, unit, target) in ENABLE {
         tree.insert(
