@@ -982,12 +982,19 @@ impl Ctx<'_> {
             }
         }
         let start = Instant::now();
-        self.patroni_post(
+        let (code, text) = self.patroni_post_answer(
             node,
             "switchover",
             &serde_json::json!({"leader": current, "candidate": to}),
             Duration::from_secs(60),
         )?;
+        if switchover_answer(code, &text)? {
+            say(&format!(
+                "{leader}: Patroni stopped watching the switchover to {to} before it ended \
+                 ({}): waiting for {to} to lead",
+                text.trim()
+            ));
+        }
         let target = self.node_by_instance(cluster, to)?;
         self.bounded(
             leader,
@@ -1148,6 +1155,23 @@ impl Ctx<'_> {
         body: &serde_json::Value,
         request: Duration,
     ) -> anyhow::Result<()> {
+        let (code, text) = self.patroni_post_answer(node, path, body, request)?;
+        if code != 200 {
+            let base = node.patroni_url().unwrap_or_default();
+            bail!("POST {base}/{path}: HTTP {code}: {}", text.trim());
+        }
+        Ok(())
+    }
+
+    /// POST to a Patroni REST endpoint with the cluster's credentials: its status
+    /// code and body, whatever they are.
+    fn patroni_post_answer(
+        &self,
+        node: &Node,
+        path: &str,
+        body: &serde_json::Value,
+        request: Duration,
+    ) -> anyhow::Result<(u16, String)> {
         let pg = node.pg.as_ref().context("not a PostgreSQL node")?;
         let base = node.patroni_url().context("no Patroni REST API")?;
         let url = format!("{base}/{path}");
@@ -1162,10 +1186,7 @@ impl Ctx<'_> {
             .with_context(|| format!("POST {url}"))?;
         let code = resp.status().as_u16();
         let text = resp.text().unwrap_or_default();
-        if code != 200 {
-            bail!("POST {url}: HTTP {code}: {}", text.trim());
-        }
-        Ok(())
+        Ok((code, text))
     }
 
     fn node_by_instance(&self, cluster: &str, instance: &str) -> anyhow::Result<&Node> {
@@ -1294,6 +1315,19 @@ pub fn describe(report: &Report) -> String {
     out
 }
 
+/// What Patroni's answer to `POST /switchover` means: done (`false`), still under
+/// way (`true`), or failed. Patroni watches the switchover for about twice its
+/// loop_wait (at least 20 s) and then answers 503 `Switchover status unknown`
+/// while the switchover goes on (a loaded machine, a slow shutdown checkpoint); only
+/// `Switchover failed` and other answers are failures.
+fn switchover_answer(code: u16, text: &str) -> anyhow::Result<bool> {
+    match code {
+        200 => Ok(false),
+        503 if text.trim().ends_with("status unknown") => Ok(true),
+        _ => bail!("POST /switchover: HTTP {code}: {}", text.trim()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1306,6 +1340,16 @@ mod tests {
             lag,
             pending_restart: false,
         }
+    }
+
+    #[test]
+    fn a_switchover_patroni_stopped_watching_is_waited_for_not_failed() {
+        assert!(!switchover_answer(200, "Successfully switched over to \"pg-a-2\"").unwrap());
+        assert!(switchover_answer(503, "Switchover status unknown").unwrap());
+        let err = switchover_answer(503, "Switchover failed").unwrap_err();
+        assert!(err.to_string().contains("Switchover failed"), "{err}");
+        let err = switchover_answer(412, "candidate name does not match").unwrap_err();
+        assert!(err.to_string().contains("HTTP 412"), "{err}");
     }
 
     #[test]
