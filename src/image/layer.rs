@@ -167,7 +167,7 @@ pub fn ensure(recipe: &Recipe, cache: &Path, offline: bool) -> anyhow::Result<Pa
         tracing::info!(layer = %key, "layer cached");
         return Ok(path);
     }
-    build(recipe, &path)?;
+    build(recipe, dir, &path)?;
     Ok(path)
 }
 
@@ -175,9 +175,8 @@ pub fn ensure(recipe: &Recipe, cache: &Path, offline: bool) -> anyhow::Result<Pa
 /// layer takes minutes; an hour means the other is stuck).
 pub const LOCK_LIMIT: std::time::Duration = std::time::Duration::from_secs(3600);
 
-fn build(recipe: &Recipe, path: &Path) -> anyhow::Result<()> {
-    let dir = path.parent().context("layer path has no parent")?;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+/// Build the layer into `path` inside `dir` (made by [`ensure`], under its lock).
+fn build(recipe: &Recipe, dir: &Path, path: &Path) -> anyhow::Result<()> {
     let tmp = dir.join(format!(".{}.tmp-{}", recipe.key(), std::process::id()));
     let mut cmd = Command::new("mmdebstrap");
     cmd.env("SOURCE_DATE_EPOCH", recipe.source_date_epoch.to_string())

@@ -309,7 +309,7 @@ fn make_sysusers(tree: &mut Tree, files: &[RenderedFile], epoch: u64) {
 const ENABLE: &[(&str, &str, &str)] = &[
     (
         "multi-user.target.wants",
-        "pigsty-firstboot.service",
+        crate::agent::FIRSTBOOT_UNIT,
         "/etc/systemd/system/pigsty-firstboot.service",
     ),
     (
@@ -505,7 +505,7 @@ impl Overlay<'_> {
     fn set_units(&self, tree: &mut Tree) {
         let wants = "etc/systemd/system";
         for service in &self.plan.services {
-            if service != "pigsty-firstboot.service" {
+            if service != crate::agent::FIRSTBOOT_UNIT {
                 tree.remove(&format!("{wants}/multi-user.target.wants/{service}"));
             }
         }
