@@ -45,7 +45,7 @@ fn make_root(dir: &Path, tag: &str, versions: &[&str]) -> (PathBuf, String) {
     std::fs::write(tree.path().join("etc-tag"), tag).unwrap();
     let tmp = dir.join(format!("{tag}.tmp"));
     let ids = disk::DiskIds::from_digest(&hex::encode(Sha256::digest(tag.as_bytes())));
-    disk::make_ext4(tree.path(), &tmp, &ids, 8, 1_700_000_000).unwrap();
+    disk::make_ext4(tree.path(), &tmp, &ids, 8, 1024, 1_700_000_000).unwrap();
     let sha = hex::encode(Sha256::digest(std::fs::read(&tmp).unwrap()));
     let path = dir.join(format!("{sha}.ext4"));
     std::fs::rename(&tmp, &path).unwrap();

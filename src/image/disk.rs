@@ -93,11 +93,14 @@ pub fn make_ext4(
     out: &Path,
     ids: &DiskIds,
     size_mib: u64,
+    inodes: u64,
     epoch: u64,
 ) -> anyhow::Result<()> {
     sys::run(
         mke2fs("root", ids.root_fs, epoch)
-            .args(["-O", "^has_journal", "-d"])
+            .args(["-O", "^has_journal", "-N"])
+            .arg(inodes.to_string())
+            .arg("-d")
             .arg(dir)
             .arg(out)
             .arg(format!("{size_mib}M")),
@@ -632,7 +635,7 @@ mod tests {
         std::fs::write(tree.join("etc/hostname"), "x\n").unwrap();
         let ids = DiskIds::from_digest(&"ab".repeat(32));
         let root = dir.path().join("root.ext4");
-        make_ext4(&tree, &root, &ids, 16, 1_700_000_000).unwrap();
+        make_ext4(&tree, &root, &ids, 16, 1024, 1_700_000_000).unwrap();
         let data = dir.path().join("data.ext4");
         make_data_fs(&data, ids.disk, 16, 1_700_000_000).unwrap();
         for (img, journal) in [(&root, false), (&data, true)] {

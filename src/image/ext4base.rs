@@ -13,8 +13,11 @@ use super::disk::{self, DiskIds};
 use super::tree::{Kind, Tree};
 use crate::sys;
 
-/// Room a root image keeps beyond its files, for metadata and what later grows.
-const ROOM_MIB: u64 = 64;
+/// Room a root image keeps beyond its files and inode table, for what the estimate
+/// of [`size_mib`] leaves out (directories of many entries, extent blocks, bitmaps).
+/// Nothing grows later: a shared root is only ever mounted read-only. Every MiB of
+/// it is copied and hashed whenever a node writes the root into its other slot.
+const ROOM_MIB: u64 = 96;
 
 /// The cached ext4 image of a shared root's tree, made when missing.
 pub fn ensure_base(
@@ -26,6 +29,7 @@ pub fn ensure_base(
     epoch: u64,
 ) -> anyhow::Result<PathBuf> {
     let version = mke2fs_version()?;
+    let inodes = inodes(tree);
     let mut h = Sha256::new();
     // The key's text is what it was when single-root disks shared this cache (read
     // -write roots had a journal), so cached roots stay valid.
@@ -34,6 +38,7 @@ pub fn ensure_base(
         ids.root_fs
     ));
     h.update(b"read-only: no journal\n");
+    h.update(format!("inodes {inodes}\n"));
     let key = hex::encode(h.finalize());
     let dir = cache.join("ext4");
     let path = dir.join(format!("{key}.ext4"));
@@ -65,7 +70,7 @@ pub fn ensure_base(
     super::step("extracting the shared root", || tree.extract(&root, epoch))?;
     let img = work.path().join("root.ext4");
     super::step("mke2fs -d (the shared root's ext4)", || {
-        disk::make_ext4(&root, &img, ids, size_mib, epoch)
+        disk::make_ext4(&root, &img, ids, size_mib, inodes, epoch)
     })?;
     std::fs::rename(&img, &path)
         .with_context(|| format!("moving the ext4 base to {}", path.display()))?;
@@ -111,8 +116,12 @@ fn mke2fs_version() -> anyhow::Result<String> {
     Ok(text.lines().next().unwrap_or_default().trim().to_string())
 }
 
-/// Size of the root filesystem for `tree`, in MiB: its files with room for
-/// metadata, and [`ROOM_MIB`] more.
+/// Size of the root filesystem for `tree`, in MiB: its files in whole blocks and a
+/// block for every other entry (most symlinks take none), 5 % more, its inode table
+/// ([`inodes`]), and [`ROOM_MIB`]. (The lab's Debian 13 root was 1.8 GiB when the
+/// size was 1.3 times the files with mke2fs's default inode table, and a third of it
+/// free space, copied and hashed with the rest by every update that wrote it; the
+/// Debian 12 roots of tests/image_build.rs went from 1.5 to 1.0 and 1.3 GB.)
 pub fn size_mib(tree: &Tree) -> u64 {
     let used: u64 = tree
         .entries
@@ -122,7 +131,16 @@ pub fn size_mib(tree: &Tree) -> u64 {
             _ => 4096,
         })
         .sum();
-    (used * 13 / 10) / (1 << 20) + 256 + ROOM_MIB
+    let inode_table = inodes(tree) * 256;
+    (used * 21 / 20 + inode_table).div_ceil(1 << 20) + ROOM_MIB
+}
+
+/// Inodes of the root filesystem for `tree`: its entries and a quarter more (mke2fs
+/// would give one per 16 KiB, five times what a root uses, in a table that is
+/// zeroed, copied and hashed with the rest).
+pub fn inodes(tree: &Tree) -> u64 {
+    let n = tree.entries.len() as u64;
+    n + n / 4 + 1024
 }
 
 #[cfg(test)]
