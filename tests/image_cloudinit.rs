@@ -377,6 +377,9 @@ fn boot_until_poweroff(image: &CloudImage, disk: &Path, cidata: &Path) -> String
         .args([
             "-machine", "q35", "-accel", "tcg", "-m", "2048", "-smp", "2",
         ])
+        // The lab's CPU (its hashing and TLS instructions) and no devices beyond
+        // the ones below.
+        .args(["-cpu", pigsty::lab::vm::CPU, "-nodefaults", "-vga", "none"])
         .args(["-display", "none", "-no-reboot"])
         .arg("-serial")
         .arg(format!("file:{}", console.display()))
