@@ -88,13 +88,20 @@ fn replica_now(agent: &Agent, step: &str, pg: &PgInfo) -> anyhow::Result<Option<
                     Err(e) => Attempt::Fatal(e),
                 },
             )?;
-    Ok((answer == "t").then(|| {
+    Ok((answer == "t").then(|| replica_skip(&agent.doc.node.nodename, pg.is_primary)))
+}
+
+/// Why a primary-only step skips on a member that runs as a replica: every member
+/// carries the SQL (so that any of them can lead), the leader applies it.
+fn replica_skip(node: &str, designated_primary: bool) -> String {
+    if designated_primary {
         format!(
-            "skipped: {} is a replica now (the designated primary rejoined after a failover); \
-             the leader holds the roles, databases and backups",
-            agent.doc.node.nodename
+            "skipped: {node} is a replica now (the designated primary rejoined after a \
+             failover); the leader holds the roles, databases and backups"
         )
-    }))
+    } else {
+        format!("skipped: {node} is a replica; the leader holds the roles, databases and backups")
+    }
 }
 
 /// psql as the dbsu over the local socket, stopping at the first error.
@@ -310,5 +317,20 @@ mod tests {
         ));
         let fatal = "ERROR: [055]: unable to load info file '/pg/backup/archive/x/archive.info'";
         assert!(!is_archive_timeout(fatal) && !is_lock_busy(fatal));
+    }
+
+    #[test]
+    fn a_replica_skips_saying_whether_it_was_meant_to_lead() {
+        let designated = replica_skip("pg-test-1", true);
+        assert!(
+            designated.contains("rejoined after a failover"),
+            "{designated}"
+        );
+        let replica = replica_skip("pg-test-2", false);
+        assert!(
+            replica.starts_with("skipped: pg-test-2 is a replica;"),
+            "{replica}"
+        );
+        assert!(!replica.contains("failover"), "{replica}");
     }
 }
