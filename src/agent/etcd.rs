@@ -80,7 +80,8 @@ impl Access {
 pub struct Member {
     #[serde(rename = "ID", deserialize_with = "u64_from_string")]
     pub id: u64,
-    /// Empty until the member has started once.
+    /// Empty until the member has started once, for a member added by `member add`;
+    /// a member of the static bootstrap list has its name from the start.
     pub name: String,
     #[serde(rename = "peerURLs")]
     pub peer_urls: Vec<String>,
@@ -91,8 +92,11 @@ pub struct Member {
 }
 
 impl Member {
+    /// The member has run: it published its name and client URLs. A member of the
+    /// static bootstrap list that never started has a name (from that list) but no
+    /// client URLs.
     pub fn started(&self) -> bool {
-        !self.name.is_empty()
+        !self.name.is_empty() && !self.client_urls.is_empty()
     }
 }
 
@@ -530,6 +534,12 @@ mod tests {
         let list: MemberList = serde_json::from_str(text).unwrap();
         assert_eq!(list.members[0].id, 3106194159546543847);
         assert!(list.members[0].is_learner && !list.members[0].started());
+        // A static-list member not started yet: named, no client URLs.
+        let waiting: MemberList = serde_json::from_str(
+            r#"{"members":[{"ID":"1","name":"etcd-3","peerURLs":["http://127.0.9.3:2380"]}]}"#,
+        )
+        .unwrap();
+        assert!(!waiting.members[0].started());
         assert_eq!(list.members[1].name, "a");
         assert!(!list.members[1].is_learner);
         let empty: MemberList = serde_json::from_str("{}").unwrap();

@@ -62,6 +62,8 @@ pub fn join(agent: &mut Agent) -> anyhow::Result<String> {
         Some((peer, members)) => {
             match members.iter().find(|m| m.peer_urls.contains(&me.peer_url)) {
                 // 2b. We were a started member but our data is gone: we were reimaged.
+                //     (A member of the static list that never started is not stale: it
+                //     boots later than its peers and takes its place, below.)
                 Some(stale) if stale.started() && !has_data => {
                     wait_cluster_healthy(agent, &peer)?;
                     remove_member(agent, &peer, stale)?;
@@ -347,7 +349,7 @@ fn initial_cluster(members: &[Member], info: &EtcdInfo) -> String {
     let mut entries = Vec::new();
     for m in members {
         for url in &m.peer_urls {
-            let name = if m.started() {
+            let name = if !m.name.is_empty() {
                 m.name.clone()
             } else {
                 info.members
