@@ -191,7 +191,6 @@ fn psql(host: &str, port: u16, sql: &str) -> Result<String, String> {
         match psql_as(host, port, DSN_USER, sql) {
             Err(e) if tries < 3 && e.starts_with("psql: error: connection to server") => {
                 tries += 1;
-                eprintln!("psql {host}:{port}: {e}; trying again");
                 std::thread::sleep(Duration::from_secs(2));
             }
             done => return done,
