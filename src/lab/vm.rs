@@ -243,7 +243,7 @@ fn lab_kernel_args(kvm: bool) -> &'static str {
 /// the instructions the nodes' hashing, TLS and checksums pick when present: SHA-NI
 /// (the agent's SHA-256 of a root it writes, OpenSSL), AES-NI and PCLMULQDQ (TLS
 /// records), SSE4.2's crc32 (PostgreSQL's WAL checksums), BMI2/ADX (P-256 in Go's
-/// TLS handshakes, etcd's peers probe each other over new connections every 4 s).
+/// TLS handshakes: etcd members open a new connection to each peer every 3 to 4 s).
 /// QEMU's TCG runs each as one helper, where qemu64 left the guest their scalar
 /// code: `sha256sum` of 256 MiB took 4.4 s in a lab guest against 11.2 s, and a
 /// node's boot to `graphical.target` 55 s against 60 s.
