@@ -303,12 +303,12 @@ fn lab_access() -> etcd::Access {
 }
 
 fn etcd_client(ip: &str) -> Result<etcd::Client, String> {
-    etcd::Client::with(
-        &format!("https://{ip}:2379"),
-        Duration::from_secs(3),
-        &lab_access(),
-    )
-    .map_err(|e| format!("{e:#}"))
+    etcd_client_within(ip, Duration::from_secs(3))
+}
+
+fn etcd_client_within(ip: &str, timeout: Duration) -> Result<etcd::Client, String> {
+    etcd::Client::with(&format!("https://{ip}:2379"), timeout, &lab_access())
+        .map_err(|e| format!("{e:#}"))
 }
 
 /// etcd refuses plain http, a client without the fleet's certificate, and a request
@@ -685,14 +685,38 @@ fn etcd_watch(
         let mut samples = 0;
         let mut leaderless_since: Option<Instant> = None;
         let mut leaderless = 0.0f64;
+        // One client per member, kept: a new one per sample was a new TLS handshake
+        // with each member every second.
+        let clients: Vec<etcd::Client> = NODES
+            .iter()
+            .map(|(_, ip)| etcd_client(ip).unwrap_or_else(|e| panic!("{e}")))
+            .collect();
+        let patient: Vec<etcd::Client> = NODES
+            .iter()
+            .map(|(_, ip)| {
+                etcd_client_within(ip, Duration::from_secs(10)).unwrap_or_else(|e| panic!("{e}"))
+            })
+            .collect();
         for _ in 0..7_200 {
             if stop.load(std::sync::atomic::Ordering::SeqCst) {
                 break;
             }
-            let answers: Vec<u64> = NODES
+            // Each member is asked within 3 s. Before fewer than a quorum are counted
+            // as answering, the silent ones are asked again within 10 s: a busy guest
+            // (PostgreSQL restarting beside it, TCG) may take over 3 s to answer, and
+            // only a member that is down (or cut off) stays silent through both.
+            let quick: Vec<Option<u64>> = clients
                 .iter()
-                .filter_map(|(_, ip)| etcd_client(ip).ok()?.status().ok().map(|(_, l)| l))
+                .map(|c| c.status().ok().map(|(_, l)| l))
                 .collect();
+            let mut answers: Vec<u64> = quick.iter().flatten().copied().collect();
+            if answers.len() < 2 {
+                for (q, c) in quick.iter().zip(&patient) {
+                    if q.is_none() {
+                        answers.extend(c.status().ok().map(|(_, l)| l));
+                    }
+                }
+            }
             fewest = fewest.min(answers.len());
             if answers.iter().any(|l| *l != 0) {
                 if let Some(t) = leaderless_since.take() {
