@@ -605,13 +605,27 @@ fn lab_ssh(node: &str, command: &str) -> String {
 /// The node's etcd member ID (its member is named etcd-<seq>, as its pg_seq).
 fn etcd_member_id(node: &str) -> u64 {
     let want = format!("etcd-{}", &node[7..]);
-    let c = etcd_client("10.10.10.11").unwrap();
-    c.member_list()
-        .unwrap()
-        .into_iter()
-        .find(|m| m.name == want)
-        .unwrap_or_else(|| panic!("no etcd member {want}"))
-        .id
+    // From the first member that answers (any of them may be rebooting), retried.
+    until(
+        &format!("etcd's member {want}"),
+        Duration::from_secs(60),
+        || {
+            let mut last = String::new();
+            for (_, ip) in NODES {
+                match etcd_client_within(ip, Duration::from_secs(10))?.member_list() {
+                    Ok(list) => {
+                        return list
+                            .into_iter()
+                            .find(|m| m.name == want)
+                            .map(|m| m.id)
+                            .ok_or_else(|| format!("no etcd member {want}"));
+                    }
+                    Err(e) => last = format!("{ip}: {e:#}"),
+                }
+            }
+            Err(last)
+        },
+    )
 }
 
 /// How many times Patroni made this node's data directory from a leader
