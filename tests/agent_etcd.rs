@@ -106,6 +106,24 @@ fn refuses_plaintext_and_strangers(base: &std::path::Path, addr: &str) {
     c.delete("/pigsty/probe").unwrap();
 }
 
+/// Every node's first boot at once, each done with its etcd step done.
+fn join_at_once(nodes: &[TestNode], wait: Duration) {
+    std::thread::scope(|s| {
+        let runs: Vec<_> = nodes
+            .iter()
+            .map(|n| s.spawn(move || n.firstboot(&n.options(wait))))
+            .collect();
+        for (run, node) in runs.into_iter().zip(nodes) {
+            let state = run
+                .join()
+                .unwrap()
+                .unwrap_or_else(|e| panic!("{}: {e:#}\n{}", node.name, node.log("etcd.log")));
+            assert!(state.done);
+            assert_eq!(state.steps["etcd"].status, StepStatus::Done);
+        }
+    });
+}
+
 /// Three members boot at once, then a fourth joins (killed twice on the way), then
 /// member 2 is reimaged (killed once after removing its stale self) and rejoins.
 fn three_bootstrap_a_fourth_joins_a_reimaged_member_rejoins() {
@@ -123,20 +141,7 @@ fn three_bootstrap_a_fourth_joins_a_reimaged_member_rejoins() {
     let first: Vec<TestNode> = (1..=3)
         .map(|i| TestNode::render(tmp.path(), &format!("n{i}"), &v1, &format!("etcd-{i}")))
         .collect();
-    std::thread::scope(|s| {
-        let runs: Vec<_> = first
-            .iter()
-            .map(|n| s.spawn(move || n.firstboot(&n.options(wait))))
-            .collect();
-        for (run, node) in runs.into_iter().zip(&first) {
-            let state = run
-                .join()
-                .unwrap()
-                .unwrap_or_else(|e| panic!("{}: {e:#}\n{}", node.name, node.log("etcd.log")));
-            assert!(state.done);
-            assert_eq!(state.steps["etcd"].status, StepStatus::Done);
-        }
-    });
+    join_at_once(&first, wait);
     let members = client(tmp.path(), net, 1, &ports).member_list().unwrap();
     assert_eq!(members.len(), 3);
     assert!(members.iter().all(|m| m.started() && !m.is_learner));
@@ -258,19 +263,7 @@ fn a_member_that_boots_late_takes_its_place_in_the_static_list() {
     let nodes: Vec<TestNode> = (1..=3)
         .map(|i| TestNode::render(tmp.path(), &format!("n{i}"), &inv, &format!("etcd-{i}")))
         .collect();
-    std::thread::scope(|s| {
-        let runs: Vec<_> = nodes[..2]
-            .iter()
-            .map(|n| s.spawn(move || n.firstboot(&n.options(wait))))
-            .collect();
-        for (run, node) in runs.into_iter().zip(&nodes) {
-            let state = run
-                .join()
-                .unwrap()
-                .unwrap_or_else(|e| panic!("{}: {e:#}\n{}", node.name, node.log("etcd.log")));
-            assert!(state.done);
-        }
-    });
+    join_at_once(&nodes[..2], wait);
     let members = client(tmp.path(), net, 1, &ports).member_list().unwrap();
     let waiting = members
         .iter()
