@@ -258,13 +258,22 @@ fn join_steps(fleet: &Fleet, node: &Node) -> Vec<JoinStep> {
         let backup_repo = (p.pgbackrest_method == "minio")
             .then_some(minio.ready)
             .flatten();
-        if primary && p.pgbackrest_enabled.0 {
+        // With the repo on each member's own disk (`local`), every member makes its
+        // stanza there, as Pigsty does: whichever leads after a switchover or a
+        // failover archives into its own.
+        let local_repo = p.pgbackrest_method == "local";
+        if (primary || local_repo) && p.pgbackrest_enabled.0 {
+            let what = if primary {
+                "so WAL archiving works from the start"
+            } else {
+                "so WAL archiving works when this member leads"
+            };
             s.add(
                 StepId::PgbackrestStanza,
                 Module::Pgsql,
                 &[Some(StepId::Patroni), backup_repo],
                 format!(
-                    "create stanza {} in repo {}, so WAL archiving works from the start",
+                    "create stanza {} in repo {}, {what}",
                     pg.cluster, p.pgbackrest_method
                 ),
             );

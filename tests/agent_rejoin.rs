@@ -259,12 +259,23 @@ fn a_reimaged_designated_primary_rejoins_as_a_replica_of_the_new_leader() {
         "{}",
         state.summary()
     );
-    for id in [
-        "pgbackrest-stanza",
-        "pg-users",
-        "pg-databases",
-        "pgbackrest",
-    ] {
+    // The local repository is each member's own: the replica makes its stanza there
+    // (offline), so that it archives if it leads again; the rest is the leader's.
+    let stanza = &state.steps["pgbackrest-stanza"].detail;
+    assert!(
+        stanza.contains("created in this replica's local repo"),
+        "{}",
+        state.summary()
+    );
+    assert!(
+        reimaged
+            .root
+            .join("pg/backup/archive/pg-t/archive.info")
+            .is_file(),
+        "no stanza in pg-t-1's local repo: {}",
+        state.summary()
+    );
+    for id in ["pg-users", "pg-databases", "pgbackrest"] {
         let detail = &state.steps[id].detail;
         assert!(
             detail.starts_with("skipped: pg-t-1 is a replica now"),
