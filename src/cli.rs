@@ -637,6 +637,21 @@ pub struct HaproxyCheckArgs {
     #[arg(long, value_name = "SECS", default_value_t = 3)]
     pub timeout: u64,
 
+    /// First wait until SERVER (an instance, as HAProxy names its servers) answers 200
+    /// to its `/primary` check, asked every half second, then check every server: a
+    /// rollout starts this on each member just before a switchover to SERVER.
+    #[arg(long, value_name = "SERVER")]
+    pub until_primary: Option<String>,
+
+    /// How long --until-primary waits at most, seconds.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 120,
+        requires = "until_primary"
+    )]
+    pub within: u64,
+
     /// Print what was set as JSON.
     #[arg(long)]
     pub json: bool,

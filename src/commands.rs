@@ -62,11 +62,20 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
         Command::Agent(crate::cli::AgentCommand::Apply(args)) => agent_apply(args, out),
         Command::Agent(crate::cli::AgentCommand::PreInit) => crate::agent::preinit::run(),
         Command::Agent(crate::cli::AgentCommand::HaproxyCheck(args)) => {
-            let set = crate::agent::haproxy::check_now(
-                &args.config,
-                &args.socket,
-                std::time::Duration::from_secs(args.timeout.max(1)),
-            )?;
+            let timeout = std::time::Duration::from_secs(args.timeout.max(1));
+            if let Some(server) = &args.until_primary {
+                let took = crate::agent::haproxy::wait_primary(
+                    &args.config,
+                    server,
+                    timeout,
+                    std::time::Duration::from_secs(args.within),
+                )?;
+                tracing::info!(
+                    "{server} answered as primary after {:.1} s",
+                    took.as_secs_f64()
+                );
+            }
+            let set = crate::agent::haproxy::check_now(&args.config, &args.socket, timeout)?;
             if args.json {
                 let json = serde_json::to_string_pretty(&set).context("writing JSON")?;
                 writeln!(out, "{json}").context("writing to stdout")?;

@@ -3,7 +3,8 @@
 //! for Patroni's `/primary`), checked by HAProxy only once a minute. The command runs
 //! every check at once and sets each server's health through the admin socket, and
 //! HAProxy routes by it at once: the primary moves without waiting for HAProxy's
-//! own `rise` checks.
+//! own `rise` checks. With `--until-primary` it first waits for the named server to
+//! answer its `/primary` check (a switchover followed from before it starts).
 
 mod support;
 
@@ -166,6 +167,39 @@ listen svc
     let st = states(&socket);
     assert!(st.contains(&("pg-1".into(), 0)), "{st:?}");
     assert!(st.contains(&("pg-2".into(), 2)), "{st:?}");
+    // A switchover back to pg-1, followed from before it (what a rollout starts on
+    // every member): the command waits while pg-1 answers 503, and sets both servers
+    // as soon as it answers 200.
+    let follower = Command::new(env!("CARGO_BIN_EXE_pigsty"))
+        .args(["agent", "haproxy-check", "--json", "--config"])
+        .arg(&cfg)
+        .arg("--socket")
+        .arg(&socket)
+        .args(["--until-primary", "pg-1", "--within", "60"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let st = states(&socket);
+    assert!(
+        st.contains(&("pg-2".into(), 2)),
+        "set before pg-1 led: {st:?}"
+    );
+    a_up.store(true, Ordering::SeqCst);
+    b_up.store(false, Ordering::SeqCst);
+    let out = follower.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let set: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(health(&set, "pg-1").as_deref(), Some("up"), "{set}");
+    assert_eq!(health(&set, "pg-2").as_deref(), Some("down"), "{set}");
+    let st = states(&socket);
+    assert!(st.contains(&("pg-1".into(), 2)), "{st:?}");
+    assert!(st.contains(&("pg-2".into(), 0)), "{st:?}");
     // A configuration that is not there is a clear error.
     let out = Command::new(env!("CARGO_BIN_EXE_pigsty"))
         .args([

@@ -541,7 +541,7 @@ _pigsty() {
             return 0
             ;;
         pigsty__subcmd__agent__subcmd__haproxy__subcmd__check)
-            opts="-i -v -h -V --config --socket --timeout --json --inventory --pki --verbose --help --version"
+            opts="-i -v -h -V --config --socket --timeout --until-primary --within --json --inventory --pki --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -556,6 +556,14 @@ _pigsty() {
                     return 0
                     ;;
                 --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --until-primary)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --within)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

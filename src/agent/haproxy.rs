@@ -11,7 +11,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
@@ -111,17 +111,9 @@ pub fn check_now(cfg: &Path, socket: &Path, timeout: Duration) -> anyhow::Result
     let mut clients: std::collections::BTreeMap<Option<String>, crate::http::Client> =
         Default::default();
     for s in &servers {
-        if clients.contains_key(&s.ca_file) {
-            continue;
+        if !clients.contains_key(&s.ca_file) {
+            clients.insert(s.ca_file.clone(), checker(s, timeout)?);
         }
-        let client = match &s.ca_file {
-            None => crate::http::client(timeout, timeout)?,
-            Some(f) => {
-                let ca = std::fs::read_to_string(f).with_context(|| format!("reading {f}"))?;
-                crate::http::client_trusting(timeout, timeout, &ca)?
-            }
-        };
-        clients.insert(s.ca_file.clone(), client);
     }
     // The checks at once: each is one request to a peer's Patroni.
     let answers: Vec<(u16, String)> = std::thread::scope(|scope| {
@@ -155,6 +147,60 @@ pub fn check_now(cfg: &Path, socket: &Path, timeout: Duration) -> anyhow::Result
         });
     }
     Ok(done)
+}
+
+/// The HTTP client of a check: trusting the check's CA file when it is over TLS.
+fn checker(s: &Checked, timeout: Duration) -> anyhow::Result<crate::http::Client> {
+    match &s.ca_file {
+        None => crate::http::client(timeout, timeout),
+        Some(f) => {
+            let ca = std::fs::read_to_string(f).with_context(|| format!("reading {f}"))?;
+            crate::http::client_trusting(timeout, timeout, &ca)
+        }
+    }
+}
+
+/// Wait until `server` answers 200 to its `/primary` check in `cfg` (asked every
+/// half second, each bounded by `timeout`), for at most `within`; returns how long
+/// it took. A rollout starts this on every member just before a switchover to
+/// `server`, then [`check_now`]: each HAProxy routes to the new primary as soon as
+/// its Patroni says it leads, where its own checks (`inter`, `rise`) take seconds
+/// more and a check started from the admin machine afterwards waits for an SSH
+/// login first.
+pub fn wait_primary(
+    cfg: &Path,
+    server: &str,
+    timeout: Duration,
+    within: Duration,
+) -> anyhow::Result<Duration> {
+    let text =
+        std::fs::read_to_string(cfg).with_context(|| format!("reading {}", cfg.display()))?;
+    let checks = checked_servers(&text);
+    let check = checks
+        .iter()
+        .find(|s| s.server == server && s.url.ends_with("/primary"))
+        .with_context(|| format!("{} checks no server {server} on /primary", cfg.display()))?;
+    let client = checker(check, timeout)?;
+    let start = Instant::now();
+    let mut last = String::from("not asked");
+    let pause = Duration::from_millis(500);
+    // Bounded in time and in count (a check that fails at once still waits `pause`).
+    for _ in 0..=within.as_millis() / pause.as_millis() {
+        match crate::http::get(&client, &check.url) {
+            Ok((200, _)) => return Ok(start.elapsed()),
+            Ok((code, _)) => last = format!("HTTP {code}"),
+            Err(e) => last = crate::http::brief(&format!("{e:#}")),
+        }
+        if start.elapsed() >= within {
+            break;
+        }
+        std::thread::sleep(pause);
+    }
+    bail!(
+        "{server} did not answer {} with 200 within {} s (last: {last})",
+        check.url,
+        within.as_secs()
+    )
 }
 
 /// One command on HAProxy's admin socket; anything it answers is an error (a `set`
@@ -218,6 +264,70 @@ listen node-web
                     ca_file: None,
                 },
             ]
+        );
+    }
+
+    /// A Patroni stand-in on loopback: answers `codes` in turn (the last one from then
+    /// on) and counts the requests.
+    fn patroni_answering(codes: Vec<u16>) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::io::Read;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = asked.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(50) {
+                let Ok(mut stream) = stream else { continue };
+                let n = count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut buf = [0u8; 2048];
+                let _ = stream.read(&mut buf);
+                let code = codes[n.min(codes.len() - 1)];
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {code} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+            }
+        });
+        (port, asked)
+    }
+
+    fn config_checking(port: u16) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        write!(
+            f,
+            "listen pg-t-primary
+    bind *:5433
+    http-check send meth OPTIONS uri /primary
+    server pg-t-2 127.0.0.1:6432 check port {port} weight 100
+listen pg-t-replica
+    bind *:5434
+    http-check send meth OPTIONS uri /read-only
+    server pg-t-1 127.0.0.1:6432 check port {port} weight 100
+"
+        )
+        .unwrap();
+        f
+    }
+
+    #[test]
+    fn a_switchover_follower_waits_for_the_new_primary_to_answer() {
+        // Demoting, promoting, then leading.
+        let (port, asked) = patroni_answering(vec![503, 503, 200]);
+        let cfg = config_checking(port);
+        let second = Duration::from_secs(1);
+        wait_primary(cfg.path(), "pg-t-2", second, Duration::from_secs(30)).unwrap();
+        assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 3);
+
+        // Never leading: bounded, and it says what it last heard.
+        let (port, _) = patroni_answering(vec![503]);
+        let cfg = config_checking(port);
+        let err = wait_primary(cfg.path(), "pg-t-2", second, second).unwrap_err();
+        assert!(err.to_string().contains("HTTP 503"), "{err}");
+        // A server checked only on /read-only is no primary to wait for.
+        let err = wait_primary(cfg.path(), "pg-t-1", second, second).unwrap_err();
+        assert!(
+            err.to_string().contains("no server pg-t-1 on /primary"),
+            "{err}"
         );
     }
 }

@@ -67,6 +67,11 @@ pub struct Options {
     pub poll: Duration,
 }
 
+/// How long each member's HAProxy waits for the new primary of a switchover to
+/// answer as one (`agent haproxy-check --until-primary`); a member whose wait ends
+/// without it is checked again once the switchover is done.
+const FOLLOW_WITHIN: Duration = Duration::from_secs(120);
+
 /// How the admin reaches the fleet's etcd (and, with TLS, its Patroni and MinIO).
 #[derive(Debug, Clone)]
 pub struct Reach {
@@ -671,7 +676,6 @@ impl Ctx<'_> {
             }
             StepKind::Switchover { cluster, to } => {
                 row.downtime_secs = Some(self.switchover(&step.node, cluster, to)?);
-                self.haproxy_check(cluster);
             }
             StepKind::ClusterConfig { cluster } => {
                 row.note = format!(
@@ -981,6 +985,49 @@ impl Ctx<'_> {
                 Err(e) => tracing::warn!("{leader}: CHECKPOINT before the switchover: {e:#}"),
             }
         }
+        let target = self.node_by_instance(cluster, to)?;
+        let start = Instant::now();
+        // Every member's HAProxy waits for `to` to answer as primary, from before the
+        // switchover: each routes to it as soon as it leads, where a check started
+        // from here afterwards waited for the SSH logins first (5 s under TCG) and
+        // HAProxy's own checks take up to `inter` and `rise` more.
+        let follow = format!(
+            "sudo -n pigsty agent haproxy-check --until-primary {to} --within {}",
+            FOLLOW_WITHIN.as_secs()
+        );
+        let (moved, unrouted) = std::thread::scope(|scope| {
+            let followers = scope.spawn(|| self.on_haproxy_members(cluster, &follow));
+            let moved = self.switch_to(node, leader, target, cluster, &current, to);
+            (moved, followers.join().unwrap_or(vec!["panicked".into()]))
+        });
+        let secs = moved?;
+        if unrouted.is_empty() {
+            say(&format!(
+                "{cluster}: every member's HAProxy routed to {to} as soon as it answered as \
+                 primary ({:.1}s after the switchover began)",
+                start.elapsed().as_secs_f64()
+            ));
+        } else {
+            say(&format!(
+                "{cluster}: HAProxy did not follow {to} at once on {}",
+                unrouted.join("; ")
+            ));
+            self.haproxy_check(cluster);
+        }
+        Ok(secs)
+    }
+
+    /// The switchover itself: Patroni's REST API asked, then `to` waited for until it
+    /// leads and runs; returns how long that took.
+    fn switch_to(
+        &self,
+        node: &Node,
+        leader: &str,
+        target: &Node,
+        cluster: &str,
+        current: &str,
+        to: &str,
+    ) -> anyhow::Result<f64> {
         let start = Instant::now();
         let (code, text) = self.patroni_post_answer(
             node,
@@ -995,7 +1042,6 @@ impl Ctx<'_> {
                 text.trim()
             ));
         }
-        let target = self.node_by_instance(cluster, to)?;
         self.bounded(
             leader,
             &format!("{to} to lead {cluster} and run"),
@@ -1017,6 +1063,24 @@ impl Ctx<'_> {
     /// instead of after its own `rise` checks. Best effort, all members at once: a
     /// member that cannot is left to its own checks, which reach the same answer.
     fn haproxy_check(&self, cluster: &str) {
+        let start = Instant::now();
+        let failed = self.on_haproxy_members(cluster, "sudo -n pigsty agent haproxy-check");
+        if failed.is_empty() {
+            say(&format!(
+                "{cluster}: every member's HAProxy checked its servers at once ({:.1}s)",
+                start.elapsed().as_secs_f64()
+            ));
+        } else {
+            say(&format!(
+                "{cluster}: HAProxy left to its own checks on {}",
+                failed.join("; ")
+            ));
+        }
+    }
+
+    /// `command` on every member of `cluster` that runs HAProxy, all at once; the
+    /// members where it failed, each with why.
+    fn on_haproxy_members(&self, cluster: &str, command: &str) -> Vec<String> {
         let members: Vec<&Target> = self
             .fleet
             .pg_members(cluster)
@@ -1024,16 +1088,13 @@ impl Ctx<'_> {
             .filter(|n| n.haproxy())
             .filter_map(|n| self.targets.get(&n.nodename).copied())
             .collect();
-        let start = Instant::now();
-        let failed: Vec<String> = std::thread::scope(|scope| {
+        std::thread::scope(|scope| {
             let runs: Vec<_> = members
                 .iter()
                 .map(|t| {
                     scope.spawn(move || {
                         connect(t, self.opts)
-                            .and_then(|s| {
-                                s.run("sudo -n pigsty agent haproxy-check", None, &mut |_| {})
-                            })
+                            .and_then(|s| s.run(command, None, &mut |_| {}))
                             .and_then(|o| {
                                 if o.success() {
                                     Ok(())
@@ -1048,18 +1109,7 @@ impl Ctx<'_> {
             runs.into_iter()
                 .filter_map(|h| h.join().unwrap_or(Err("panicked".into())).err())
                 .collect()
-        });
-        if failed.is_empty() {
-            say(&format!(
-                "{cluster}: every member's HAProxy checked its servers at once ({:.1}s)",
-                start.elapsed().as_secs_f64()
-            ));
-        } else {
-            say(&format!(
-                "{cluster}: HAProxy left to its own checks on {}",
-                failed.join("; ")
-            ));
-        }
+        })
     }
 
     /// Restart, through Patroni's REST API, every member of `cluster` that Patroni
