@@ -44,10 +44,7 @@ pub fn ensure_base(
     let path = dir.join(format!("{key}.ext4"));
     if path.is_file() {
         tracing::info!(base = %key, "ext4 base cached");
-        // Touched on use: bases left unused for BASE_MAX_IDLE are dropped.
-        if let Ok(f) = std::fs::File::options().write(true).open(&path) {
-            let _ = f.set_modified(std::time::SystemTime::now());
-        }
+        touch(&path);
         drop_idle_bases(&dir);
         return Ok(path);
     }
@@ -60,6 +57,7 @@ pub fn ensure_base(
     // Made meanwhile by the build that held the lock.
     if path.is_file() {
         tracing::info!(base = %key, "ext4 base cached");
+        touch(&path);
         return Ok(path);
     }
     let work = tempfile::Builder::new()
@@ -114,6 +112,13 @@ fn mke2fs_version() -> anyhow::Result<String> {
     let text =
         String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
     Ok(text.lines().next().unwrap_or_default().trim().to_string())
+}
+
+/// Marks a cached base used now: bases left unused for [`BASE_MAX_IDLE`] are dropped.
+fn touch(path: &Path) {
+    if let Ok(f) = std::fs::File::options().write(true).open(path) {
+        let _ = f.set_modified(std::time::SystemTime::now());
+    }
 }
 
 /// Size of the root filesystem for `tree`, in MiB: its files in whole blocks and a

@@ -69,7 +69,8 @@ pub struct Options {
 
 /// How long each member's HAProxy waits for the new primary of a switchover to
 /// answer as one (`agent haproxy-check --until-primary`); a member whose wait ends
-/// without it is checked again once the switchover is done.
+/// without it is checked again once the switchover is done. A switchover that
+/// fails is reported when these waits have ended: at most this much later.
 const FOLLOW_WITHIN: Duration = Duration::from_secs(120);
 
 /// How the admin reaches the fleet's etcd (and, with TLS, its Patroni and MinIO).
