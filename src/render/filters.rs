@@ -50,9 +50,14 @@ fn no_controls(s: &str, filter: &str) -> tera::Result<()> {
 
 /// YAML flow scalar (a JSON value, which every YAML parser reads back unchanged).
 pub fn yaml(value: &Value, _: &HashMap<String, Value>) -> tera::Result<Value> {
-    serde_json::to_string(value)
-        .map(|json| Value::String(escape_unprintable(&json)))
+    yaml_scalar(value)
+        .map(Value::String)
         .map_err(|e| Error::msg(format!("`yaml`: {e}")))
+}
+
+/// The `yaml` filter's text, for contexts that format lines in Rust.
+pub fn yaml_scalar(value: &Value) -> Result<String, serde_json::Error> {
+    serde_json::to_string(value).map(|json| escape_unprintable(&json))
 }
 
 /// PyYAML (Patroni's parser) rejects DEL, the C1 controls and U+FFFE/U+FFFF even inside

@@ -63,6 +63,8 @@ pub fn context(fleet: &Fleet, node: &Node) -> Result<Value, PgsqlError> {
     let mut ctx = base(fleet, node, pg);
     ctx["patroni"] = json!(patroni);
     ctx["sized"] = json!(params.sized);
+    ctx["patroni_parameters"] =
+        patroni_parameter_lines(&ctx["patroni"], &params.sized).map_err(fail(PATRONI_YML))?;
     ctx["hba"] = json!(pg_hba);
     let scope = scram::scope(node.tls.as_deref());
     ctx["pgbouncer"] = pgbouncer_context(pg, &env, &listen, node.tls.is_some(), &scope)?;
@@ -73,6 +75,33 @@ pub fn context(fleet: &Fleet, node: &Node) -> Result<Value, PgsqlError> {
     ctx["exporter"] = exporter_context(node, pg).map_err(fail(EXPORTER_ENV))?;
     ctx["dirs"] = json!(directories(pg, &ctx["pgbackrest"]).map_err(fail(TMPFILES))?);
     Ok(ctx)
+}
+
+/// patroni.yml's two parameter maps as its lines (`"name": value`, marked when sized
+/// at boot): the cluster's (`dcs`, under bootstrap.dcs) and the member's (`local`).
+/// Formatted here rather than by the template's loop, which filtered every name and
+/// value and searched the sized list for each: the most of patroni.yml's rendering,
+/// the costliest file of a fleet's plan.
+fn patroni_parameter_lines(patroni: &Value, sized: &[String]) -> Result<Value, String> {
+    let lines = |map: &Value| -> Result<Vec<String>, String> {
+        let mut out = Vec::new();
+        for (k, v) in map.as_object().into_iter().flatten() {
+            let key = super::filters::yaml_scalar(&Value::String(k.clone()))
+                .map_err(|e| e.to_string())?;
+            let value = super::filters::yaml_scalar(v).map_err(|e| e.to_string())?;
+            let mark = if sized.iter().any(|s| s == k) {
+                "  # sized at boot"
+            } else {
+                ""
+            };
+            out.push(format!("{key}: {value}{mark}"));
+        }
+        Ok(out)
+    };
+    Ok(json!({
+        "dcs": lines(&patroni["dcs"]["postgresql"]["parameters"])?,
+        "local": lines(&patroni["parameters"])?,
+    }))
 }
 
 /// The cluster and its members: what every PGSQL part starts from.
