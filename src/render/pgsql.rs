@@ -62,7 +62,6 @@ pub fn context(fleet: &Fleet, node: &Node) -> Result<Value, PgsqlError> {
     let pg_hba = hba::render(pg_rules, &env, hba::Flavor::Postgres).map_err(fail(PATRONI_YML))?;
     let mut ctx = base(fleet, node, pg);
     ctx["patroni"] = json!(patroni);
-    ctx["sized"] = json!(params.sized);
     ctx["patroni_parameters"] =
         patroni_parameter_lines(&ctx["patroni"], &params.sized).map_err(fail(PATRONI_YML))?;
     ctx["hba"] = json!(pg_hba);
