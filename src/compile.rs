@@ -261,7 +261,7 @@ fn join_steps(fleet: &Fleet, node: &Node) -> Vec<JoinStep> {
         // With the repo on each member's own disk (`local`), every member makes its
         // stanza there, as Pigsty does: whichever leads after a switchover or a
         // failover archives into its own.
-        let local_repo = p.pgbackrest_method == "local";
+        let local_repo = p.pgbackrest_method == crate::model::LOCAL_BACKUP_REPO;
         if (primary || local_repo) && p.pgbackrest_enabled.0 {
             let what = if primary {
                 "so WAL archiving works from the start"

@@ -16,7 +16,7 @@ fn pg_info(agent: &Agent) -> anyhow::Result<PgInfo> {
     agent.doc.pg.clone().context("node.json has no pg section")
 }
 
-/// What the backup step starts with: the PGSQL section once the node is still the
+/// What both backup steps start with: the PGSQL section once the node is still the
 /// primary and its repository answers, or why the step has nothing to do (`Err`).
 fn backup_primary(agent: &Agent, step: &str) -> anyhow::Result<Result<PgInfo, String>> {
     let pg = pg_info(agent)?;
@@ -249,10 +249,6 @@ struct StanzaInfo {
     backup: Vec<serde_json::Value>,
 }
 
-/// The repository Pigsty keeps on each member's own disk (`pgbackrest_method: local`):
-/// every member has its stanza there, so whichever member leads can archive.
-const LOCAL_REPO: &str = "local";
-
 /// `pgbackrest-stanza`: create the stanza (idempotent) right after the primary
 /// starts. PostgreSQL archives from its first segment on, and until the stanza exists
 /// every archive-push fails (after three failures the archiver pauses for a minute).
@@ -263,25 +259,10 @@ const LOCAL_REPO: &str = "local";
 /// failed, its WAL piled up in pg_wal, and its next shutdown waited for the archiver
 /// to give up (three tries per segment).
 pub fn pgbackrest_stanza(agent: &mut Agent) -> anyhow::Result<String> {
-    let step = "pgbackrest-stanza";
-    let pg = pg_info(agent)?;
-    if let Some(why) = replica_now(agent, step, &pg)? {
-        if pg.pgbackrest.method != LOCAL_REPO {
-            return Ok(why);
-        }
-        pgbackrest_until_done(
-            agent,
-            &pg,
-            "stanza-create --no-online",
-            &["--no-online", "stanza-create"],
-        )?;
-        agent.checkpoint("pgbackrest-stanza:created")?;
-        return Ok(format!(
-            "stanza {} created in this replica's local repo (offline), for when it leads",
-            pg.pgbackrest.stanza
-        ));
-    }
-    wait_repo(agent, step, &pg)?;
+    let pg = match backup_primary(agent, "pgbackrest-stanza")? {
+        Ok(pg) => pg,
+        Err(why) => return replica_stanza(agent, why),
+    };
     pgbackrest_until_done(agent, &pg, "stanza-create", &["stanza-create"])?;
     agent.checkpoint("pgbackrest-stanza:created")?;
     // Wake the archiver now instead of at the end of its pause: a WAL switch makes a
@@ -295,6 +276,27 @@ pub fn pgbackrest_stanza(agent: &mut Agent) -> anyhow::Result<String> {
     Ok(format!(
         "stanza {} created in repo {}",
         pg.pgbackrest.stanza, pg.pgbackrest.method
+    ))
+}
+
+/// `pgbackrest-stanza` on a member that runs as a replica (`why` says so): with the
+/// local repository, its own stanza, made offline from its control file; with a
+/// shared one, nothing.
+fn replica_stanza(agent: &mut Agent, why: String) -> anyhow::Result<String> {
+    let pg = pg_info(agent)?;
+    if pg.pgbackrest.method != crate::model::LOCAL_BACKUP_REPO {
+        return Ok(why);
+    }
+    pgbackrest_until_done(
+        agent,
+        &pg,
+        "stanza-create --no-online",
+        &["--no-online", "stanza-create"],
+    )?;
+    agent.checkpoint("pgbackrest-stanza:created")?;
+    Ok(format!(
+        "stanza {} created in this replica's local repo (offline), for when it leads",
+        pg.pgbackrest.stanza
     ))
 }
 

@@ -443,6 +443,10 @@ pub fn serde_plain<T: Serialize>(v: &T) -> String {
     }
 }
 
+/// The `pgbackrest_method` whose repository is on each member's own disk (Pigsty's
+/// `local`): every member makes its stanza there, and no member restores from it.
+pub const LOCAL_BACKUP_REPO: &str = "local";
+
 /// Pushgateway's port on an infra node (Pigsty 3 had no parameter for it).
 pub const PUSHGATEWAY_PORT: u16 = 9091;
 

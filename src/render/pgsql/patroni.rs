@@ -59,7 +59,8 @@ pub fn patroni(
 ) -> Result<Patroni, String> {
     let p = &pg.params;
     let etcd_hosts = etcd_hosts(fleet, node)?;
-    let remote_backups = p.pgbackrest_enabled.0 && p.pgbackrest_method != "local";
+    let remote_backups =
+        p.pgbackrest_enabled.0 && p.pgbackrest_method != crate::model::LOCAL_BACKUP_REPO;
     let mut methods = vec!["basebackup"];
     if remote_backups {
         methods.push("pgbackrest");
