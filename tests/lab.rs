@@ -168,6 +168,28 @@ impl Drop for Down {
                     console_tail(&wanted, 25)
                 );
             }
+            // And what Patroni, PostgreSQL, the kernel (the OOM killer, hung tasks)
+            // and systemd said last, from each journal the host kept.
+            for (name, _) in NODES {
+                let path = lab_dir().join("vms").join(name).join("journal.json");
+                let Ok(entries) = pigsty::lab::logs::read(&path) else {
+                    continue;
+                };
+                let wanted: Vec<String> = entries
+                    .iter()
+                    .filter(|e| {
+                        ["patroni", "kernel", "systemd"].iter().any(|u| e.is_of(u))
+                            || e.unit
+                                .as_deref()
+                                .is_some_and(|u| u.starts_with("postgresql"))
+                    })
+                    .map(|e| e.line())
+                    .collect();
+                eprintln!(
+                    "{name}'s journal, last Patroni, PostgreSQL, kernel and systemd lines:\n{}",
+                    wanted[wanted.len().saturating_sub(30)..].join("\n")
+                );
+            }
         }
     }
 }
@@ -253,10 +275,16 @@ fn cluster(down: &[&str]) -> Result<Vec<Member>, String> {
                 let v: serde_json::Value = r.json().map_err(|e| e.to_string())?;
                 return serde_json::from_value(v["members"].clone()).map_err(|e| e.to_string());
             }
-            Err(e) => last = e.to_string(),
+            Err(e) => last = format!("{name}: {}", chain(e)),
         }
     }
     Err(last)
+}
+
+/// An error with its causes (`error sending request …: operation timed out`): the
+/// first line alone does not tell a timeout from a refused connection.
+fn chain(e: impl std::error::Error + Send + Sync + 'static) -> String {
+    format!("{:#}", anyhow::Error::from(e))
 }
 
 /// One leader and every other member a replica that the leader sees streaming.
@@ -271,7 +299,7 @@ fn formed(expect: usize) -> Result<String, String> {
         .get(format!("http://{}:8008/patroni", ip_of(&leader)))
         .send()
         .and_then(|r| r.text())
-        .map_err(|e| e.to_string())?;
+        .map_err(chain)?;
     let status: pigsty::agent::patroni::PatroniStatus =
         serde_json::from_str(&body).map_err(|e| e.to_string())?;
     let streaming: Vec<&str> = status
