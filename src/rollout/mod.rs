@@ -70,8 +70,24 @@ pub struct Options {
 /// How long each member's HAProxy waits for the new primary of a switchover to
 /// answer as one (`agent haproxy-check --until-primary`); a member whose wait ends
 /// without it is checked again once the switchover is done. A switchover that
-/// fails is reported when these waits have ended: at most this much later.
+/// fails stops these waits ([`follow_command`], [`stop_follow_command`]).
 const FOLLOW_WITHIN: Duration = Duration::from_secs(120);
+
+/// What each HAProxy member runs to follow a switchover to `to`.
+fn follow_command(to: &str) -> String {
+    format!(
+        "sudo -n pigsty agent haproxy-check --until-primary {to} --within {}",
+        FOLLOW_WITHIN.as_secs()
+    )
+}
+
+/// What stops [`follow_command`]`(to)` on a member: `pkill` by its command line,
+/// spelled so that the pattern does not match the pkill (or sudo) that carries it
+/// (`primar[y]` matches `primary`, not itself). Instance names are letters, digits
+/// and dashes (the inventory checks them), nothing a regex or a shell reads.
+fn stop_follow_command(to: &str) -> String {
+    format!("sudo -n pkill -f -- 'agent haproxy-check --until-primar[y] {to} --within'")
+}
 
 /// How the admin reaches the fleet's etcd (and, with TLS, its Patroni and MinIO).
 #[derive(Debug, Clone)]
@@ -992,13 +1008,15 @@ impl Ctx<'_> {
         // switchover: each routes to it as soon as it leads, where a check started
         // from here afterwards waited for the SSH logins first (5 s under TCG) and
         // HAProxy's own checks take up to `inter` and `rise` more.
-        let follow = format!(
-            "sudo -n pigsty agent haproxy-check --until-primary {to} --within {}",
-            FOLLOW_WITHIN.as_secs()
-        );
+        let follow = follow_command(to);
         let (moved, unrouted) = std::thread::scope(|scope| {
             let followers = scope.spawn(|| self.on_haproxy_members(cluster, &follow));
             let moved = self.switch_to(node, leader, target, cluster, &current, to);
+            if moved.is_err() {
+                // A failed switchover is reported now, not when the followers' waits
+                // for a primary that is not coming run out (FOLLOW_WITHIN).
+                let _ = self.on_haproxy_members(cluster, &stop_follow_command(to));
+            }
             (moved, followers.join().unwrap_or(vec!["panicked".into()]))
         });
         let secs = moved?;
@@ -1391,6 +1409,51 @@ mod tests {
             lag,
             pending_restart: false,
         }
+    }
+
+    /// The stop command ends the followers of that switchover and nothing else, and
+    /// not the pkill that carries it: run against processes whose command lines are
+    /// a follower's (python3 sleeping, with the follower's words as its arguments).
+    #[test]
+    fn a_failed_switchover_stops_its_followers_only() {
+        let words = |to: &str| -> Vec<String> {
+            follow_command(to)
+                .split_whitespace()
+                .skip(3) // sudo -n pigsty
+                .map(str::to_string)
+                .collect()
+        };
+        let spawn = |to: &str| {
+            std::process::Command::new("python3")
+                .args(["-c", "import time; time.sleep(60)"])
+                .args(words(to))
+                .spawn()
+                .expect("python3")
+        };
+        let mut this = spawn("pg-test-2");
+        let mut other = spawn("pg-test-22");
+        // Give both time to exec (their command lines are python3's once it runs).
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let stop = stop_follow_command("pg-test-2");
+        let stop = stop
+            .strip_prefix("sudo -n ")
+            .expect("the stop command uses sudo");
+        let st = std::process::Command::new("sh")
+            .args(["-c", stop])
+            .status()
+            .expect("sh");
+        assert!(st.success(), "pkill found the follower: {st}");
+        let waited = (0..50).find_map(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            this.try_wait().unwrap()
+        });
+        assert!(waited.is_some(), "the follower of pg-test-2 still runs");
+        assert!(
+            other.try_wait().unwrap().is_none(),
+            "the follower of another switchover (pg-test-22) was stopped too"
+        );
+        let _ = other.kill();
+        let _ = other.wait();
     }
 
     #[test]
