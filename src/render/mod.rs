@@ -81,6 +81,12 @@ struct FileMeta {
     /// `item`; `{name}` in the path is replaced by the item's `name`.
     #[serde(default)]
     each: Option<String>,
+    /// The context values (JSON pointers) the template reads, when they are all it
+    /// reads: nodes whose values are equal (a cluster's members, for its SQL) share
+    /// one render ([`shared_render`]). A unit test renders each such template from
+    /// these values alone and compares.
+    #[serde(default)]
+    shared: Option<Vec<String>>,
 }
 
 struct Engine {
@@ -196,12 +202,13 @@ pub fn render_node(
         reason: error_chain(&e),
     })?;
     let mut out = Vec::new();
+    let mut shared = SharedKeys::default();
     for module in &node.modules {
         for (name, path, meta) in engine.files.get(module).into_iter().flatten() {
             if !flag_on(&ctx, meta.when.as_deref()) {
                 continue;
             }
-            render_one(engine, node, &ctx, name, path, meta, &mut out)?;
+            render_one(engine, node, &ctx, name, path, meta, &mut shared, &mut out)?;
         }
     }
     out.push(context::node_json_file(&context::node_json(
@@ -232,6 +239,68 @@ fn lookup<'c>(ctx: &'c tera::Context, pointer: &str) -> Option<&'c serde_json::V
     }
 }
 
+/// The digest of a node's values of each `shared` list, computed once per node: a
+/// cluster's three SQL files read the same values.
+#[derive(Default)]
+struct SharedKeys(Vec<(Vec<String>, [u8; 32])>);
+
+impl SharedKeys {
+    fn of(&mut self, ctx: &tera::Context, pointers: &[String]) -> [u8; 32] {
+        if let Some((_, k)) = self.0.iter().find(|(p, _)| p == pointers) {
+            return *k;
+        }
+        let mut h = Sha256::new();
+        for p in pointers {
+            let value = lookup(ctx, p).unwrap_or(&serde_json::Value::Null);
+            // Length-prefixed, so no two lists of values give the same bytes.
+            let bytes = serde_json::to_vec(value).unwrap_or_default();
+            h.update((p.len() as u64).to_le_bytes());
+            h.update(p.as_bytes());
+            h.update((bytes.len() as u64).to_le_bytes());
+            h.update(&bytes);
+        }
+        let k: [u8; 32] = h.finalize().into();
+        self.0.push((pointers.to_vec(), k));
+        k
+    }
+}
+
+/// Render `name`, or take the text rendered before from equal values of `pointers`
+/// (its `shared` list): `plan --all` renders each cluster's SQL once, not once per
+/// member. The memo is the process's, bounded (emptied past [`SHARED_MEMO_MAX`]).
+fn shared_render(
+    engine: &Engine,
+    name: &str,
+    ctx: &tera::Context,
+    pointers: &[String],
+    keys: &mut SharedKeys,
+) -> tera::Result<String> {
+    type Memo = std::sync::Mutex<std::collections::HashMap<[u8; 32], std::sync::Arc<str>>>;
+    static MEMO: OnceLock<Memo> = OnceLock::new();
+    let values = keys.of(ctx, pointers);
+    let mut h = Sha256::new();
+    h.update(name.as_bytes());
+    h.update([0]);
+    h.update(values);
+    let key: [u8; 32] = h.finalize().into();
+    let memo = MEMO.get_or_init(Memo::default);
+    if let Some(text) = memo.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return Ok(text.to_string());
+    }
+    let text = engine.tera.render(name, ctx)?;
+    let mut m = memo.lock().unwrap_or_else(|e| e.into_inner());
+    if m.len() >= SHARED_MEMO_MAX {
+        m.clear();
+    }
+    m.insert(key, std::sync::Arc::from(text.as_str()));
+    Ok(text)
+}
+
+/// Entries of [`shared_render`]'s memo before it is emptied (a fleet of 1,000
+/// PostgreSQL clusters holds 3,000 texts of a few KiB).
+const SHARED_MEMO_MAX: usize = 16_384;
+
+#[allow(clippy::too_many_arguments)]
 fn render_one(
     engine: &Engine,
     node: &Node,
@@ -239,6 +308,7 @@ fn render_one(
     name: &str,
     path: &str,
     meta: &FileMeta,
+    shared: &mut SharedKeys,
     out: &mut Vec<RenderedFile>,
 ) -> Result<(), RenderError> {
     let fail = |file: &str, reason: String| RenderError {
@@ -265,7 +335,13 @@ fn render_one(
     };
     for item in items {
         let (target, text) = match item {
-            None => (path.to_string(), engine.tera.render(name, ctx)),
+            None => match &meta.shared {
+                Some(pointers) => (
+                    path.to_string(),
+                    shared_render(engine, name, ctx, pointers, shared),
+                ),
+                None => (path.to_string(), engine.tera.render(name, ctx)),
+            },
             Some(item) => {
                 let item_name = item["name"].as_str().unwrap_or_default();
                 let mut c = ctx.clone();
@@ -295,5 +371,98 @@ mod tests {
     fn overlays_load() {
         let engine = Engine::load().unwrap();
         assert!(!engine.files[&Module::Node].is_empty());
+    }
+
+    /// A context holding only the values at `pointers`, at their places.
+    fn only(ctx: &tera::Context, pointers: &[String]) -> tera::Context {
+        let mut root = serde_json::Value::Object(Default::default());
+        for p in pointers {
+            let Some(value) = lookup(ctx, p) else {
+                continue;
+            };
+            let parts: Vec<&str> = p.trim_start_matches('/').split('/').collect();
+            let mut cur = &mut root;
+            for (i, part) in parts.iter().enumerate() {
+                let obj = cur.as_object_mut().expect("a pointer through objects");
+                cur = if i + 1 == parts.len() {
+                    obj.insert(part.to_string(), value.clone());
+                    break;
+                } else {
+                    obj.entry(part.to_string())
+                        .or_insert_with(|| serde_json::Value::Object(Default::default()))
+                };
+            }
+        }
+        tera::Context::from_value(root).unwrap()
+    }
+
+    /// Each template marked `shared` reads nothing but its listed values: rendered
+    /// from them alone (tera refuses a variable it does not have) it gives the text
+    /// the whole context gives, for every node of the built-in and fixture
+    /// inventories (Pigsty's own among them).
+    #[test]
+    fn shared_templates_read_only_what_they_list() {
+        let engine = Engine::load().unwrap();
+        let marked: Vec<&(String, String, FileMeta)> = engine
+            .files
+            .values()
+            .flatten()
+            .filter(|(_, _, m)| m.shared.is_some())
+            .collect();
+        assert!(!marked.is_empty(), "no template is marked shared");
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let mut sources = vec![
+            crate::inventory::Source::BuiltIn,
+            crate::inventory::Source::BuiltInLab,
+        ];
+        for dir in [
+            "inventories",
+            "pigsty-v4.5.0",
+            "pigsty-v4.5.0/ha",
+            "pigsty-v4.5.0/demo",
+        ] {
+            let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
+                continue;
+            };
+            let mut files: Vec<_> = entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "yml"))
+                .collect();
+            files.sort();
+            sources.extend(files.into_iter().map(crate::inventory::Source::File));
+        }
+        let mut checked = 0;
+        for source in &sources {
+            // Fixtures the tool refuses are other tests' business.
+            let Ok(loaded) = crate::inventory::load(source) else {
+                continue;
+            };
+            let fleet = &loaded.fleet;
+            for node in &fleet.nodes {
+                let ctx =
+                    tera::Context::from_value(context::build(fleet, node, &[]).unwrap()).unwrap();
+                for (name, _, meta) in &marked {
+                    if !flag_on(&ctx, meta.when.as_deref()) {
+                        continue;
+                    }
+                    let pointers = meta.shared.as_deref().unwrap();
+                    let full = engine.tera.render(name, &ctx).unwrap();
+                    let alone = engine
+                        .tera
+                        .render(name, &only(&ctx, pointers))
+                        .unwrap_or_else(|e| {
+                            panic!(
+                                "{name} reads more than {pointers:?} ({source:?}, {}): {}",
+                                node.nodename,
+                                error_chain(&e)
+                            )
+                        });
+                    assert_eq!(full, alone, "{name} for {} ({source:?})", node.nodename);
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 20, "only {checked} renders compared");
     }
 }
