@@ -1012,14 +1012,24 @@ impl Ctx<'_> {
         let (moved, unrouted) = std::thread::scope(|scope| {
             let followers = scope.spawn(|| self.on_haproxy_members(cluster, &follow));
             let moved = self.switch_to(node, leader, target, cluster, &current, to);
-            if moved.is_err() {
-                // A failed switchover is reported now, not when the followers' waits
-                // for a primary that is not coming run out (FOLLOW_WITHIN).
+            if !matches!(&moved, Ok((_, leads)) if leads == to) {
+                // A failed switchover, or one that promoted another member, is dealt
+                // with now, not when the followers' waits for `to` run out
+                // (FOLLOW_WITHIN).
                 let _ = self.on_haproxy_members(cluster, &stop_follow_command(to));
             }
             (moved, followers.join().unwrap_or(vec!["panicked".into()]))
         });
-        let secs = moved?;
+        let (secs, leads) = moved?;
+        if leads != to {
+            say(&format!(
+                "{cluster}: Patroni promoted {leads}, not {to} (the other members take the \
+                 leader key when the candidate does not answer them in time); {leads} runs \
+                 the update too"
+            ));
+            self.haproxy_check(cluster);
+            return Ok(secs);
+        }
         if unrouted.is_empty() {
             say(&format!(
                 "{cluster}: every member's HAProxy routed to {to} as soon as it answered as \
@@ -1046,7 +1056,7 @@ impl Ctx<'_> {
         cluster: &str,
         current: &str,
         to: &str,
-    ) -> anyhow::Result<f64> {
+    ) -> anyhow::Result<(f64, String)> {
         let start = Instant::now();
         let (code, text) = self.patroni_post_answer(
             node,
@@ -1061,20 +1071,37 @@ impl Ctx<'_> {
                 text.trim()
             ));
         }
+        // Patroni may promote another member than the candidate: the other replicas
+        // take the released leader key themselves when the candidate does not answer
+        // them in time (an overloaded node). Every replica is updated before the
+        // switchover, so any member but the former leader leading is the switchover
+        // done; who leads is said.
+        let mut leads = String::new();
         self.bounded(
             leader,
-            &format!("{to} to lead {cluster} and run"),
+            &format!("{to} (or another updated member) to lead {cluster} and run"),
             self.opts.node_timeout,
             || {
-                let s = patroni_cluster(target, self.reach).map_err(|e| first_line(&e))?;
-                match s.members.iter().find(|m| m.name == to) {
-                    Some(m) if m.role == "leader" && m.state == "running" => Ok(()),
-                    Some(m) => Err(format!("{to} is {} ({})", m.role, m.state)),
-                    None => Err(format!("{to} is not listed")),
+                let s = patroni_cluster(target, self.reach)
+                    .or_else(|_| patroni_cluster(node, self.reach))
+                    .map_err(|e| first_line(&e))?;
+                let running = s
+                    .members
+                    .iter()
+                    .find(|m| m.role == "leader" && m.state == "running");
+                match running {
+                    Some(m) if m.name != current => {
+                        leads = m.name.clone();
+                        Ok(())
+                    }
+                    _ => match s.members.iter().find(|m| m.name == to) {
+                        Some(m) => Err(format!("{to} is {} ({})", m.role, m.state)),
+                        None => Err(format!("{to} is not listed")),
+                    },
                 }
             },
         )?;
-        Ok(start.elapsed().as_secs_f64())
+        Ok((start.elapsed().as_secs_f64(), leads))
     }
 
     /// Right after the primary of `cluster` moved: every member's HAProxy runs its
