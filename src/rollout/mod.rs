@@ -1067,7 +1067,7 @@ impl Ctx<'_> {
         if switchover_answer(code, &text)? {
             say(&format!(
                 "{leader}: Patroni stopped watching the switchover to {to} before it ended \
-                 ({}): waiting for {to} to lead",
+                 ({}): waiting for {to} (or another updated member) to lead",
                 text.trim()
             ));
         }
