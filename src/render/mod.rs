@@ -275,7 +275,7 @@ fn shared_render(
     pointers: &[String],
     keys: &mut SharedKeys,
 ) -> tera::Result<String> {
-    type Memo = std::sync::Mutex<std::collections::HashMap<[u8; 32], std::sync::Arc<str>>>;
+    type Memo = std::sync::Mutex<std::collections::HashMap<[u8; 32], String>>;
     static MEMO: OnceLock<Memo> = OnceLock::new();
     let values = keys.of(ctx, pointers);
     let mut h = Sha256::new();
@@ -285,14 +285,14 @@ fn shared_render(
     let key: [u8; 32] = h.finalize().into();
     let memo = MEMO.get_or_init(Memo::default);
     if let Some(text) = memo.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
-        return Ok(text.to_string());
+        return Ok(text.clone());
     }
     let text = engine.tera.render(name, ctx)?;
     let mut m = memo.lock().unwrap_or_else(|e| e.into_inner());
     if m.len() >= SHARED_MEMO_MAX {
         m.clear();
     }
-    m.insert(key, std::sync::Arc::from(text.as_str()));
+    m.insert(key, text.clone());
     Ok(text)
 }
 
