@@ -45,7 +45,7 @@ pub fn ensure_base(
     if path.is_file() {
         tracing::info!(base = %key, "ext4 base cached");
         touch(&path);
-        drop_idle_bases(&dir);
+        drop_idle(&dir, EXT4);
         return Ok(path);
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -72,23 +72,118 @@ pub fn ensure_base(
     })?;
     std::fs::rename(&img, &path)
         .with_context(|| format!("moving the ext4 base to {}", path.display()))?;
-    drop_idle_bases(&dir);
+    drop_idle(&dir, EXT4);
     Ok(path)
+}
+
+/// The cached A/B base disk of a shared root, `$PIGSTY_CACHE/ab/<key>.ab.raw`, with
+/// the offsets its maker returned kept beside it (`.ab.json`). `key` names
+/// everything its bytes come from. `make(dir)` writes the disk as `dir/base.raw` and
+/// returns the offsets; it runs only when the disk is missing, under a lock, so
+/// builds of the same root (and the `_roots/` of every `--out`, hard links to it)
+/// share one copy.
+pub fn ensure_ab_base(
+    cache: &Path,
+    key: &str,
+    make: impl FnOnce(&Path) -> anyhow::Result<Vec<u64>>,
+) -> anyhow::Result<(PathBuf, Vec<u64>)> {
+    let dir = cache.join("ab");
+    let path = dir.join(format!("{key}{}", AB.suffix));
+    let offsets_file = dir.join(format!("{key}{}", AB.sidecar));
+    let cached = || -> Option<Vec<u64>> {
+        if !path.is_file() {
+            return None;
+        }
+        serde_json::from_slice(&std::fs::read(&offsets_file).ok()?).ok()
+    };
+    if let Some(offsets) = cached() {
+        tracing::info!(base = %key, "A/B base disk cached");
+        touch(&path);
+        drop_idle(&dir, AB);
+        return Ok((path, offsets));
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let _lock = crate::sys::lock_exclusive(
+        &dir.join(format!(".{key}.lock")),
+        &format!("the A/B base disk {key}"),
+        super::layer::LOCK_LIMIT,
+    )?;
+    if let Some(offsets) = cached() {
+        touch(&path);
+        return Ok((path, offsets));
+    }
+    let work = tempfile::Builder::new()
+        .prefix(".ab-")
+        .tempdir_in(&dir)
+        .with_context(|| format!("scratch directory in {}", dir.display()))?;
+    let offsets = make(work.path())?;
+    // The offsets first: the disk's presence says both are there.
+    let tmp = work.path().join("offsets.json");
+    std::fs::write(&tmp, serde_json::to_vec(&offsets)?)
+        .and_then(|()| std::fs::rename(&tmp, &offsets_file))
+        .with_context(|| format!("writing {}", offsets_file.display()))?;
+    std::fs::rename(work.path().join("base.raw"), &path)
+        .with_context(|| format!("moving the A/B base disk to {}", path.display()))?;
+    drop_idle(&dir, AB);
+    Ok((path, offsets))
+}
+
+/// `dest` as a hard link to the cached `src` (a copy when they are on different
+/// filesystems), replacing whatever `dest` was unless it is that very file.
+pub fn link_or_copy(src: &Path, dest: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let same =
+        |a: &std::fs::Metadata, b: &std::fs::Metadata| a.dev() == b.dev() && a.ino() == b.ino();
+    let meta = std::fs::metadata(src).with_context(|| format!("reading {}", src.display()))?;
+    if std::fs::metadata(dest).is_ok_and(|d| same(&meta, &d)) {
+        return Ok(());
+    }
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let name = dest.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    if std::fs::hard_link(src, &tmp).is_err() {
+        std::fs::copy(src, &tmp)
+            .with_context(|| format!("copying {} to {}", src.display(), tmp.display()))?;
+    }
+    std::fs::rename(&tmp, dest)
+        .with_context(|| format!("moving {} to {}", tmp.display(), dest.display()))
 }
 
 /// A base image not used for this long is removed (a layer or its size changed).
 const BASE_MAX_IDLE: std::time::Duration = std::time::Duration::from_secs(14 * 24 * 3600);
-/// At most this many bases are kept, the most recently used (each is 1.5 to 2 GiB:
-/// a cache that only grew filled a CI machine's disk).
-const BASE_KEEP: usize = 8;
+/// At most this many of a kind of base are kept, the most recently used (each is 1 to
+/// 2 GiB: a cache that only grew filled a CI machine's disk).
+const BASE_KEEP: usize = 6;
 
-fn drop_idle_bases(dir: &Path) {
+/// A kind of cached base: its file name's ending and that of the file kept beside it.
+#[derive(Clone, Copy)]
+struct Kept {
+    suffix: &'static str,
+    sidecar: &'static str,
+}
+
+const EXT4: Kept = Kept {
+    suffix: ".ext4",
+    sidecar: ".ext4.sha256",
+};
+const AB: Kept = Kept {
+    suffix: ".ab.raw",
+    sidecar: ".ab.json",
+};
+
+fn drop_idle(dir: &Path, kind: Kept) {
     let now = std::time::SystemTime::now();
     let mut bases: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
         .flatten()
-        .filter(|e| e.path().extension().is_some_and(|x| x == "ext4"))
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.ends_with(kind.suffix) && !name.starts_with('.')
+        })
         .filter_map(|e| Some((e.metadata().and_then(|m| m.modified()).ok()?, e.path())))
         .collect();
     // Newest first: everything past BASE_KEEP goes, and anything idle too long.
@@ -101,13 +196,15 @@ fn drop_idle_bases(dir: &Path) {
                 p.display()
             );
             let _ = std::fs::remove_file(p);
-            // And its recorded digest (a shared root's), if any.
-            let _ = std::fs::remove_file(p.with_extension("ext4.sha256"));
+            // And what was kept beside it (a shared root's digest, a disk's offsets).
+            let name = p.file_name().unwrap_or_default().to_string_lossy();
+            let stem = name.strip_suffix(kind.suffix).unwrap_or(&name);
+            let _ = std::fs::remove_file(p.with_file_name(format!("{stem}{}", kind.sidecar)));
         }
     }
 }
 
-fn mke2fs_version() -> anyhow::Result<String> {
+pub(super) fn mke2fs_version() -> anyhow::Result<String> {
     let out = sys::run(Command::new("mke2fs").arg("-V"))?;
     let text =
         String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
@@ -154,35 +251,75 @@ mod tests {
 
     #[test]
     fn only_the_most_recently_used_bases_are_kept() {
-        let dir = tempfile::tempdir().unwrap();
-        let now = std::time::SystemTime::now();
-        for i in 0..(BASE_KEEP as u64 + 3) {
-            let p = dir.path().join(format!("{i:02}.ext4"));
-            std::fs::write(&p, b"base").unwrap();
-            std::fs::write(p.with_extension("ext4.sha256"), b"digest").unwrap();
-            // Base 0 was used last, base 10 first.
-            let f = std::fs::File::options().write(true).open(&p).unwrap();
-            f.set_modified(now - std::time::Duration::from_secs(60 * i))
-                .unwrap();
-        }
-        let old = dir.path().join("old.ext4");
-        std::fs::write(&old, b"base").unwrap();
-        let f = std::fs::File::options().write(true).open(&old).unwrap();
-        f.set_modified(now - BASE_MAX_IDLE - std::time::Duration::from_secs(1))
-            .unwrap();
-        std::fs::write(dir.path().join("notes.txt"), b"kept").unwrap();
+        for (kind, other) in [(EXT4, AB), (AB, EXT4)] {
+            let dir = tempfile::tempdir().unwrap();
+            let now = std::time::SystemTime::now();
+            let base = |name: &str, k: Kept, age: std::time::Duration| {
+                let p = dir.path().join(format!("{name}{}", k.suffix));
+                std::fs::write(&p, b"base").unwrap();
+                std::fs::write(dir.path().join(format!("{name}{}", k.sidecar)), b"x").unwrap();
+                let f = std::fs::File::options().write(true).open(&p).unwrap();
+                f.set_modified(now - age).unwrap();
+            };
+            // Base 0 was used last, base 8 first.
+            for i in 0..(BASE_KEEP as u64 + 3) {
+                base(
+                    &format!("{i:02}"),
+                    kind,
+                    std::time::Duration::from_secs(60 * i),
+                );
+            }
+            base(
+                "old",
+                kind,
+                BASE_MAX_IDLE + std::time::Duration::from_secs(1),
+            );
+            // Another kind's base, however old, is not this kind's to drop.
+            base("other", other, BASE_MAX_IDLE * 2);
+            std::fs::write(dir.path().join("notes.txt"), b"kept").unwrap();
 
-        drop_idle_bases(dir.path());
-        let mut left: Vec<String> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        left.sort();
-        let mut want: Vec<String> = (0..BASE_KEEP)
-            .flat_map(|i| [format!("{i:02}.ext4"), format!("{i:02}.ext4.sha256")])
-            .collect();
-        want.push("notes.txt".into());
-        want.sort();
-        assert_eq!(left, want);
+            drop_idle(dir.path(), kind);
+            let mut left: Vec<String> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            left.sort();
+            let mut want: Vec<String> = (0..BASE_KEEP)
+                .flat_map(|i| {
+                    [
+                        format!("{i:02}{}", kind.suffix),
+                        format!("{i:02}{}", kind.sidecar),
+                    ]
+                })
+                .collect();
+            want.extend([
+                "notes.txt".to_string(),
+                format!("other{}", other.suffix),
+                format!("other{}", other.sidecar),
+            ]);
+            want.sort();
+            assert_eq!(left, want);
+        }
+    }
+
+    #[test]
+    fn a_cached_file_is_linked_not_copied() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("cache.raw");
+        std::fs::write(&src, b"disk").unwrap();
+        let dest = dir.path().join("out/_roots/x.ab.raw");
+        link_or_copy(&src, &dest).unwrap();
+        let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
+        assert_eq!(ino(&src), ino(&dest));
+        // Again: nothing to do. Over a stale file of the same name: replaced.
+        link_or_copy(&src, &dest).unwrap();
+        std::fs::remove_file(&dest).unwrap();
+        std::fs::write(&dest, b"stale").unwrap();
+        link_or_copy(&src, &dest).unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"disk");
+        assert_eq!(ino(&src), ino(&dest));
+        let left: Vec<_> = std::fs::read_dir(dest.parent().unwrap()).unwrap().collect();
+        assert_eq!(left.len(), 1, "no scratch file left");
     }
 }

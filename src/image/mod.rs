@@ -43,7 +43,10 @@ pub enum Format {
     /// disk.qcow2: the A/B disk as a qcow2 whose backing file is the shared base disk
     /// of its root, `_roots/<sha256>.ab.raw` in `--out` (one per package set): the
     /// node's own file holds its bundle and its boot entry, about 1 MiB. Ship both, or
-    /// flatten it: `qemu-img convert -O qcow2 disk.qcow2 whole.qcow2`.
+    /// flatten it: `qemu-img convert -O qcow2 disk.qcow2 whole.qcow2`. The base disk
+    /// is cached (`$PIGSTY_CACHE/ab/`, hard-linked into `--out` when they share a
+    /// filesystem). With cmdline (slot A's), and the root's kernel and initrd beside
+    /// its base disk, `_roots/<sha256>.vmlinuz` and `.initrd.img`.
     Qcow2,
     /// cloud-init/ (NoCloud meta-data, user-data, network-config) and cidata.img, for a
     /// stock Debian cloud image.
@@ -390,15 +393,7 @@ fn shared_root(
     let name = format!("{sha256}.ext4");
     let dest = dir.join(&name);
     if opts.formats.contains(&Format::Bundle) && !dest.is_file() {
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-        // A hard link when the cache is on the same filesystem, else a copy.
-        if std::fs::hard_link(&cached, &tmp).is_err() {
-            std::fs::copy(&cached, &tmp)
-                .with_context(|| format!("copying the root to {}", tmp.display()))?;
-        }
-        std::fs::rename(&tmp, &dest)
-            .with_context(|| format!("moving the root to {}", dest.display()))?;
+        ext4base::link_or_copy(&cached, &dest).context("the shared root")?;
     }
     Ok(SharedRoot {
         tree,
@@ -472,7 +467,11 @@ fn build_node(
             }
             if let Some(base) = added.ab_base {
                 let line = write_ab_qcow2(node, base, &tar, &tmp)?;
-                cmdline.get_or_insert(line);
+                if cmdline.is_none() {
+                    // disk.raw's own line (its partitions are the node's) wins.
+                    std::fs::write(tmp.join("cmdline"), format!("{line}\n"))?;
+                    cmdline = Some(line);
+                }
             }
             Ok((cmdline, raw_digest))
         }),
@@ -701,59 +700,83 @@ fn ab_base(root: &SharedRoot, opts: &BuildOptions) -> anyhow::Result<AbBase> {
         &boot,
         u32::from_be_bytes(guid(1).as_bytes()[..4].try_into().unwrap_or_default()),
     )?;
-    let dir = opts.out.join(ROOTS_DIR);
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let work = tempfile::Builder::new()
-        .prefix(".pigsty-ab-base")
-        .tempdir_in(&dir)?;
-    let data_img = work.path().join("data.ext4");
-    disk::make_data_fs(&data_img, guid(7), disk::DATA_MIB, opts.epoch)?;
     let slot = disk::root_slot_bytes(std::fs::metadata(&root.cached)?.len());
-    let part = |label, kind, n, fill, min| Part {
-        label,
-        kind,
-        guid: guid(n),
-        fill,
-        min,
+    // Cached by what its bytes come from: the root, the ESP (its loader, kernel and
+    // initrd), the data filesystem's maker and size, and the layout's sizes.
+    let key = hex::encode(Sha256::digest(
+        format!(
+            "pigsty ab base v1\nroot {sha}\nesp {}\nslot {slot}\nbundle {} MiB\ndata {} MiB\n\
+             epoch {}\n{}\n",
+            hex::encode(Sha256::digest(&esp)),
+            disk::BUNDLE_MIB,
+            disk::DATA_MIB,
+            opts.epoch,
+            ext4base::mke2fs_version()?,
+        )
+        .as_bytes(),
+    ));
+    let (cached, offsets) = ext4base::ensure_ab_base(&opts.cache, &key, |work| {
+        let data_img = work.join("data.ext4");
+        disk::make_data_fs(&data_img, guid(7), disk::DATA_MIB, opts.epoch)?;
+        let part = |label, kind, n, fill, min| Part {
+            label,
+            kind,
+            guid: guid(n),
+            fill,
+            min,
+        };
+        let parts = [
+            part("ESP", EFI, 1, Fill::Bytes(&esp), 0),
+            part(
+                "pigsty-root-a",
+                LINUX_ROOT_X64,
+                2,
+                Fill::File(&root.cached),
+                slot,
+            ),
+            part(
+                "pigsty-bundle-a",
+                LINUX_FS,
+                3,
+                Fill::Empty(disk::BUNDLE_MIB << 20),
+                0,
+            ),
+            part("pigsty-root-b", LINUX_ROOT_X64, 4, Fill::Empty(slot), 0),
+            part(
+                "pigsty-bundle-b",
+                LINUX_FS,
+                5,
+                Fill::Empty(disk::BUNDLE_MIB << 20),
+                0,
+            ),
+            part("pigsty-data", LINUX_FS, 6, Fill::File(&data_img), 0),
+        ];
+        disk::make_gpt_parts(&work.join("base.raw"), &parts, guid(0))
+    })?;
+    let (Some(&esp_offset), Some(&bundle_a_offset)) = (offsets.first(), offsets.get(2)) else {
+        anyhow::bail!(
+            "the cached A/B base disk {} has no partition offsets",
+            cached.display()
+        );
     };
-    let parts = [
-        part("ESP", EFI, 1, Fill::Bytes(&esp), 0),
-        part(
-            "pigsty-root-a",
-            LINUX_ROOT_X64,
-            2,
-            Fill::File(&root.cached),
-            slot,
-        ),
-        part(
-            "pigsty-bundle-a",
-            LINUX_FS,
-            3,
-            Fill::Empty(disk::BUNDLE_MIB << 20),
-            0,
-        ),
-        part("pigsty-root-b", LINUX_ROOT_X64, 4, Fill::Empty(slot), 0),
-        part(
-            "pigsty-bundle-b",
-            LINUX_FS,
-            5,
-            Fill::Empty(disk::BUNDLE_MIB << 20),
-            0,
-        ),
-        part("pigsty-data", LINUX_FS, 6, Fill::File(&data_img), 0),
-    ];
+    let dir = opts.out.join(ROOTS_DIR);
     let name = format!("{sha}.ab.raw");
-    let tmp = work.path().join(&name);
-    let offsets = disk::make_gpt_parts(&tmp, &parts, guid(0))?;
-    std::fs::rename(&tmp, dir.join(&name))
-        .with_context(|| format!("moving the base disk to {}", dir.display()))?;
+    ext4base::link_or_copy(&cached, &dir.join(&name)).context("the A/B base disk")?;
+    // The root's kernel and initrd, for a direct kernel boot of its nodes' disks
+    // (with each node's `cmdline`).
+    for (file, bytes) in [("vmlinuz", &boot.kernel), ("initrd.img", &boot.initrd)] {
+        let path = dir.join(format!("{sha}.{file}"));
+        if std::fs::metadata(&path).map(|m| m.len()).ok() != Some(bytes.len() as u64) {
+            std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+        }
+    }
     Ok(AbBase {
         backing: format!("../{ROOTS_DIR}/{name}"),
         root_sha: sha.clone(),
         root_a: guid(2),
         esp,
-        esp_offset: offsets[0],
-        bundle_a_offset: offsets[2],
+        esp_offset,
+        bundle_a_offset,
     })
 }
 

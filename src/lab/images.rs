@@ -1,6 +1,7 @@
-//! The lab's images: each node's A/B disk (format raw), built when missing or stale
-//! (its key covers the plan, the agent binary and the extra trees), and the checks
-//! before building.
+//! The lab's images: each node's A/B disk (format qcow2, over its root's shared
+//! base disk, so nodes of one package set share a root's GiB on the host), built
+//! when missing or stale (its key covers the plan, the agent binary and the extra
+//! trees), and the checks before building.
 
 use std::path::PathBuf;
 
@@ -26,8 +27,9 @@ fn image_key(
         h.update(sha.as_bytes());
     }
     h.update(epoch.to_be_bytes());
-    // The layout: a lab image built before raw took the A/B layout is stale.
-    h.update(b"ab");
+    // The layout: a lab image built before raw took the A/B layout, or as a whole
+    // disk rather than a qcow2 over its root's base disk, is stale.
+    h.update(b"ab over a shared base");
     hex::encode(h.finalize())
 }
 
@@ -51,6 +53,22 @@ pub(super) fn check_minio_binary(fleet: &Fleet, extras: &[PathBuf]) -> anyhow::R
     Ok(())
 }
 
+/// The kernel of a node's image: its root's, beside the root's base disk.
+pub(super) fn kernel(image_dir: &std::path::Path) -> anyhow::Result<PathBuf> {
+    let path = image_dir.join("manifest.json");
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+    )
+    .with_context(|| format!("parsing {}", path.display()))?;
+    let sha = manifest["root"]["sha256"]
+        .as_str()
+        .with_context(|| format!("{} names no root", path.display()))?;
+    Ok(image_dir
+        .join("..")
+        .join(crate::image::ROOTS_DIR)
+        .join(format!("{sha}.vmlinuz")))
+}
+
 /// Build the A/B disk of every node whose image is missing or stale.
 pub(super) fn build_missing(fleet: &Fleet, lab: &Lab, opts: &UpOptions) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("locating the pigsty executable")?;
@@ -68,7 +86,7 @@ pub(super) fn build_missing(fleet: &Fleet, lab: &Lab, opts: &UpOptions) -> anyho
         let key = image_key(&compiled.plan.digest, &agent_sha, &extras, epoch);
         let have = std::fs::read_to_string(images.join(format!("{}.key", node.nodename)))
             .unwrap_or_default();
-        let complete = ["disk.raw", "vmlinuz", "initrd.img", "cmdline"]
+        let complete = ["disk.qcow2", "cmdline", "manifest.json"]
             .iter()
             .all(|f| images.join(&node.nodename).join(f).is_file());
         if have.trim() == key && complete {
@@ -95,7 +113,7 @@ pub(super) fn build_missing(fleet: &Fleet, lab: &Lab, opts: &UpOptions) -> anyho
         .collect();
     eprintln!("lab: building images of {}", names.join(", "));
     let build = crate::image::BuildOptions {
-        formats: vec![crate::image::Format::Raw],
+        formats: vec![crate::image::Format::Qcow2],
         out: images.clone(),
         cache: opts.cache.clone(),
         offline: false,

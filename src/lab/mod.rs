@@ -368,7 +368,8 @@ pub fn up(fleet: &Fleet, opts: &UpOptions) -> anyhow::Result<(Lab, Duration)> {
             .state
             .nodes
             .first()
-            .is_some_and(|n| vm::kvm_works(&lab.image_dir(&n.name).join("vmlinuz"))),
+            .and_then(|n| images::kernel(&lab.image_dir(&n.name)).ok())
+            .is_some_and(|k| vm::kvm_works(&k)),
     };
     let text = serde_json::to_vec_pretty(&lab.state)?;
     let tmp = lab.dir.join(".lab.json.tmp");

@@ -273,7 +273,7 @@ impl Lab {
         let state_dir = crate::serve::fleet::state_dir(&out);
         std::fs::create_dir_all(&state_dir)?;
         let _ = std::fs::remove_file(state_dir.join("installed.json"));
-        net::within(&self.state.netns, || {
+        let installed = net::within(&self.state.netns, || {
             let server = crate::serve::Server::start_with(
                 "0.0.0.0:0".parse()?,
                 prepared.artifacts.clone(),
@@ -420,7 +420,10 @@ impl Lab {
                 data_bytes,
                 stranger,
             })
-        })
+        });
+        // Served: the node's build (its whole disk and its PXE root, GiBs) goes.
+        let _ = std::fs::remove_dir_all(out.join(name));
+        installed
     }
 }
 

@@ -157,28 +157,43 @@ pub struct Boot<'a> {
 /// How much larger than its image a lab node's A/B drive is.
 const AB_DATA_ROOM: u64 = 4 << 30;
 
-/// A fresh copy-on-write disk over the image's raw disk (what a reimage gives).
+/// A fresh copy-on-write disk over the image's disk.qcow2 (what a reimage gives).
 pub fn fresh_disk(image_dir: &Path, paths: &VmPaths, key: &str) -> anyhow::Result<()> {
     std::fs::create_dir_all(&paths.dir)
         .with_context(|| format!("creating {}", paths.dir.display()))?;
-    let raw = image_dir.join("disk.raw");
+    let image = image_dir.join("disk.qcow2");
     let disk = paths.disk();
     new_machine(paths)?;
-    let mut create = Command::new("qemu-img");
-    create
-        .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
-        .arg(&raw)
-        .arg(&disk);
     // The drive is larger than its image, as a real one is: the data partition grows
     // into the rest at first boot.
-    let len = std::fs::metadata(&raw)
-        .with_context(|| format!("reading {}", raw.display()))?
-        .len();
-    create.arg((len + AB_DATA_ROOM).to_string());
+    let len = qcow2_size(&image)?;
+    let mut create = Command::new("qemu-img");
+    create
+        .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
+        .arg(&image)
+        .arg(&disk)
+        .arg((len + AB_DATA_ROOM).to_string());
     sys::run(&mut create)?;
     std::fs::write(paths.image_key(), key)
         .with_context(|| format!("writing {}", paths.image_key().display()))?;
     Ok(())
+}
+
+/// The virtual size of a qcow2 image: its header's big-endian `size` at byte 24,
+/// after the magic `QFI\xfb` (qemu's docs/interop/qcow2.txt).
+fn qcow2_size(path: &Path) -> anyhow::Result<u64> {
+    use std::io::Read;
+    let mut header = [0u8; 32];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut header))
+        .with_context(|| format!("reading {}", path.display()))?;
+    anyhow::ensure!(
+        header[..4] == *b"QFI\xfb",
+        "{} is not a qcow2 image",
+        path.display()
+    );
+    let size: [u8; 8] = header[24..32].try_into().unwrap_or_default();
+    Ok(u64::from_be_bytes(size))
 }
 
 /// A new machine: no disk, fresh UEFI variables, the old one's logs moved aside
@@ -430,4 +445,30 @@ pub fn last_agent_line(paths: &VmPaths) -> Option<String> {
 pub fn serial_tail(paths: &VmPaths, lines: usize) -> String {
     let text = std::fs::read(paths.serial()).unwrap_or_default();
     sys::tail(&text, lines)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// qemu-img's own qcow2 of a size no raw file gives (2 GiB and a sector), and a
+    /// file that is not a qcow2.
+    #[test]
+    fn a_qcow2_size_is_read_from_its_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("x.qcow2");
+        let want = (2u64 << 30) + 512;
+        sys::run(
+            Command::new("qemu-img")
+                .args(["create", "-q", "-f", "qcow2"])
+                .arg(&image)
+                .arg(want.to_string()),
+        )
+        .unwrap();
+        assert_eq!(qcow2_size(&image).unwrap(), want);
+        let raw = dir.path().join("x.raw");
+        std::fs::write(&raw, [0u8; 64]).unwrap();
+        let err = qcow2_size(&raw).unwrap_err().to_string();
+        assert!(err.contains("not a qcow2"), "{err}");
+    }
 }
