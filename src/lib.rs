@@ -23,6 +23,7 @@ pub mod http;
 pub mod image;
 pub mod inventory;
 pub mod lab;
+pub mod memo;
 pub mod model;
 pub mod pki;
 pub mod plan;

@@ -222,6 +222,12 @@ fn probe_before_down() {
         }
     };
     eprintln!("lab status when the run failed:\n{}", bounded(&["status"]));
+    // qemu pauses a guest whose disk write finds the host's disk full (its VMs then
+    // show no CPU and answer nothing): say how full it is.
+    match Command::new("df").arg("-h").arg(lab_dir()).output() {
+        Ok(out) => eprintln!("host disk:\n{}", String::from_utf8_lossy(&out.stdout)),
+        Err(e) => eprintln!("host disk: df: {e}"),
+    }
     // The guests have Python (Patroni's), not curl.
     let probe = "python3 -c \"
 import socket, time, urllib.request as u

@@ -275,25 +275,13 @@ fn shared_render(
     pointers: &[String],
     keys: &mut SharedKeys,
 ) -> tera::Result<String> {
-    type Memo = std::sync::Mutex<std::collections::HashMap<[u8; 32], String>>;
-    static MEMO: OnceLock<Memo> = OnceLock::new();
+    static MEMO: crate::memo::Memo = crate::memo::Memo::new(SHARED_MEMO_MAX);
     let values = keys.of(ctx, pointers);
     let mut h = Sha256::new();
     h.update(name.as_bytes());
     h.update([0]);
     h.update(values);
-    let key: [u8; 32] = h.finalize().into();
-    let memo = MEMO.get_or_init(Memo::default);
-    if let Some(text) = memo.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
-        return Ok(text.clone());
-    }
-    let text = engine.tera.render(name, ctx)?;
-    let mut m = memo.lock().unwrap_or_else(|e| e.into_inner());
-    if m.len() >= SHARED_MEMO_MAX {
-        m.clear();
-    }
-    m.insert(key, text.clone());
-    Ok(text)
+    MEMO.get_or_make(h.finalize().into(), || engine.tera.render(name, ctx))
 }
 
 /// Entries of [`shared_render`]'s memo before it is emptied (a fleet of 1,000

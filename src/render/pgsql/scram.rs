@@ -49,8 +49,8 @@ pub fn verifier(scope: &str, user: &str, password: &str) -> Result<String, Strin
     // and userlist), most of them Pigsty's built-in roles with the fleet's passwords,
     // and PBKDF2's 4096 rounds were most of a fleet's render time: each (scope, role,
     // password) is derived once per process.
-    type Memo = std::sync::Mutex<std::collections::HashMap<[u8; 32], String>>;
-    static MEMO: std::sync::OnceLock<Memo> = std::sync::OnceLock::new();
+    // Bounded far above a fleet's distinct (role, password) pairs.
+    static MEMO: crate::memo::Memo = crate::memo::Memo::new(1 << 16);
     let key: [u8; 32] = Sha256::digest(
         [scope, user, password]
             .map(|s| format!("{}:{s}", s.len()))
@@ -58,15 +58,7 @@ pub fn verifier(scope: &str, user: &str, password: &str) -> Result<String, Strin
             .as_bytes(),
     )
     .into();
-    let memo = MEMO.get_or_init(Memo::default);
-    if let Some(v) = memo.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
-        return Ok(v.clone());
-    }
-    let v = derive(scope, user, password);
-    memo.lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(key, v.clone());
-    Ok(v)
+    MEMO.get_or_make::<String>(key, || Ok(derive(scope, user, password)))
 }
 
 /// The salt of `user`'s verifier: 16 bytes of a hash of the fleet's scope (its CA
