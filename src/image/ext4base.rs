@@ -192,7 +192,7 @@ fn drop_idle(dir: &Path, kind: Kept) {
         let idle = now.duration_since(*used).unwrap_or_default();
         if i >= BASE_KEEP || idle > BASE_MAX_IDLE {
             tracing::info!(
-                "removing the ext4 base {} (least recently used)",
+                "removing the cached base {} (least recently used)",
                 p.display()
             );
             let _ = std::fs::remove_file(p);
